@@ -1,0 +1,58 @@
+"""Specific exception types with messages a user can act on.
+
+The CLI prints ``str(error)``; the dashboard shows it with ``st.error``. Every error a user can cause
+derives from :class:`AlignscopeError`, so callers at the edge catch that one type.
+"""
+
+
+class AlignscopeError(Exception):
+    """Base class: a problem the user can fix (bad input, unknown name, missing download)."""
+
+
+class UnknownModelError(AlignscopeError, KeyError):
+    """A model name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownDatasetError(AlignscopeError, KeyError):
+    """A dataset name that is not in the registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownMetricError(AlignscopeError, KeyError):
+    """A metric name that is not in the metric registry."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelLoadError(AlignscopeError):
+    """A model exists in the registry but could not be loaded (missing files, no network, bad config)."""
+
+
+class DatasetLoadError(AlignscopeError):
+    """A dataset could not be loaded (missing files, no network, bad columns)."""
+
+
+class ModalityError(AlignscopeError):
+    """A model was paired with a dataset of a modality it cannot encode."""
+
+
+class InvalidNameError(AlignscopeError, ValueError):
+    """A user-supplied name that could escape its directory or is otherwise unsafe."""
+
+
+class UploadError(AlignscopeError, ValueError):
+    """An uploaded file that is empty, malformed, too large or of an unsupported type."""
+
+
+class InputError(AlignscopeError, ValueError):
+    """Features that cannot be compared: mismatched rows, NaN/Inf, too few samples, bad parameters."""
+
+
+class CacheError(AlignscopeError):
+    """A cache entry that is corrupt or could not be written."""

@@ -1,0 +1,74 @@
+"""One frozen :class:`Settings`, read once from the environment.
+
+Environment variables:
+    ALIGNSCOPE_CACHE_DIR: where features, trained nets and the numba cache live (default ``./cache``
+        next to the project, or ``~/.cache/alignscope`` when installed elsewhere).
+    ALIGNSCOPE_DEVICE: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
+    ALIGNSCOPE_MAX_UPLOAD_MB: largest accepted upload (default 200).
+    ALIGNSCOPE_TRUST_REMOTE_CODE: comma-separated hub ids allowed to run their own code (default none).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_cache_dir() -> Path:
+    in_checkout = (_PROJECT_ROOT / "pyproject.toml").exists() and (_PROJECT_ROOT / "cache").is_dir()
+    return _PROJECT_ROOT / "cache" if in_checkout else Path.home() / ".cache" / "alignscope"
+
+
+@dataclass(frozen=True)
+class Settings:
+    cache_dir: Path = field(default_factory=_default_cache_dir)
+    device: str = "auto"
+    max_upload_bytes: int = 200 * 1024 * 1024
+    max_samples: int = 200_000
+    trust_remote_code_for: frozenset[str] = frozenset()
+
+    @property
+    def features_dir(self) -> Path:
+        return self.cache_dir / "features"
+
+    @property
+    def models_dir(self) -> Path:
+        """Weights of nets trained here (digits CNNs), as safetensors."""
+        return self.cache_dir / "models"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.cache_dir / "uploads"
+
+    @property
+    def numba_dir(self) -> Path:
+        return self.cache_dir / "numba"
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    kwargs: dict = {}
+    if env.get("ALIGNSCOPE_CACHE_DIR"):
+        kwargs["cache_dir"] = Path(env["ALIGNSCOPE_CACHE_DIR"]).expanduser().resolve()
+    if env.get("ALIGNSCOPE_DEVICE"):
+        kwargs["device"] = env["ALIGNSCOPE_DEVICE"]
+    if env.get("ALIGNSCOPE_MAX_UPLOAD_MB"):
+        kwargs["max_upload_bytes"] = int(float(env["ALIGNSCOPE_MAX_UPLOAD_MB"]) * 1024 * 1024)
+    if env.get("ALIGNSCOPE_TRUST_REMOTE_CODE"):
+        kwargs["trust_remote_code_for"] = frozenset(
+            s.strip() for s in env["ALIGNSCOPE_TRUST_REMOTE_CODE"].split(",") if s.strip()
+        )
+    return Settings(**kwargs)
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    settings = settings_from_env()
+    # umap's numba JIT is slow the first time; keep its compiled code across runs.
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(settings.numba_dir))
+    return settings
