@@ -1,0 +1,235 @@
+"""``alignscope`` command line: list models and datasets, precompute features, manage the cache,
+score a model pair, and start the dashboard.
+
+Every user error is printed as one ``error: ...`` line with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from core.errors import AlignscopeError
+
+# What `alignscope extract` with no arguments precomputes: the embedded offline default.
+DEFAULT_JOBS: tuple[tuple[str, str], ...] = (
+    ("digits-cnn-s0", "digits"),
+    ("digits-cnn-s1", "digits"),
+    ("digits-cnn-s2", "digits"),
+    ("minilm-l6", "sentences"),
+    ("e5-small", "sentences"),
+    ("minilm-l6", "captions"),
+    ("e5-small", "captions"),
+    ("efficientnet-lite0", "captions"),
+    ("efficientnet-lite1", "captions"),
+)
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def _bootstrap_registries() -> None:
+    from core.uploads import load_user_registry
+
+    load_user_registry()
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from core.models import hub_model_spec, list_models
+    from core.uploads import remember_model
+
+    if args.add:
+        spec = remember_model(
+            hub_model_spec(
+                args.add, modality=args.modality, name=args.name, revision=args.revision,
+                trust_remote_code=args.trust_remote_code,
+            )
+        )
+        print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
+        return 0
+    rows = [
+        {"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality, "description": s.description}
+        for s in list_models()
+    ]
+    _print_table(rows, ["name", "family", "kind", "modality", "description"])
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from core.datasets import list_datasets
+
+    rows = [{"name": s.name, "modality": s.modality, "source": s.source, "description": s.description}
+            for s in list_datasets()]
+    _print_table(rows, ["name", "modality", "source", "description"])
+    return 0
+
+
+def _progress_bar(label: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="sample", leave=False, file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from core.cache import FeatureCache
+    from core.datasets import get_dataset_spec, load_dataset
+    from core.models import get_model_spec
+
+    if args.model or args.dataset:
+        if not (args.model and args.dataset):
+            raise AlignscopeError("give both --model and --dataset, or neither for the whole default")
+        jobs = [(m, d) for m in args.model for d in args.dataset]
+    else:
+        jobs = list(DEFAULT_JOBS)
+    # Validate every name before computing anything.
+    for model_name, dataset_name in jobs:
+        get_model_spec(model_name)
+        get_dataset_spec(dataset_name)
+    cache = FeatureCache()
+    started = time.perf_counter()
+    for model_name, dataset_name in jobs:
+        dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
+        features, result = cache.get_or_extract(
+            model_name, dataset, device=args.device, batch_size=args.batch_size,
+            progress=_progress_bar(f"{model_name} on {dataset_name}"),
+        )
+        status = "hit " if result.hit else "miss"
+        print(
+            f"{status}  {result.key}  {model_name:<20} {dataset_name:<10} n={features.n_samples:<6} "
+            f"layers={features.n_layers:<3} {result.seconds:7.2f}s"
+        )
+    print(f"done in {time.perf_counter() - started:.1f}s; cache at {cache.root}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from core.cache import FeatureCache
+
+    cache = FeatureCache()
+    if args.action == "ls":
+        entries = cache.entries()
+        rows = [
+            {"key": e.key, "model": e.model, "dataset": e.dataset, "n": e.n_samples, "layers": e.n_layers,
+             "MiB": f"{e.bytes / 2**20:.2f}", "created": e.created}
+            for e in entries
+        ]
+        _print_table(rows, ["key", "model", "dataset", "n", "layers", "MiB", "created"])
+        print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 2**20:.1f} MiB in {cache.root}")
+        return 0
+    if args.action == "verify":
+        report = cache.verify()
+        bad = {k: v for k, v in report.items() if v != "ok"}
+        for key, status in report.items():
+            print(f"{key}  {status}")
+        print(f"{len(report) - len(bad)} ok, {len(bad)} bad")
+        return 1 if bad else 0
+    if args.action == "rm":
+        if not args.keys:
+            raise AlignscopeError("name the keys (or key prefixes of 4+ hex digits) to remove")
+        for prefix in args.keys:
+            removed = cache.remove(prefix)
+            print(f"removed {len(removed)} entries matching {prefix}")
+        return 0
+    raise AlignscopeError(f"unknown cache action {args.action!r}")
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from core.scoring import score_command
+
+    return score_command(args)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
+               "--server.headless", "true" if args.headless else "false",
+               "--browser.gatherUsageStats", "false"]
+    print("starting", " ".join(command))
+    return subprocess.call(command, env={**os.environ})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="alignscope", description="Representation alignment explorer")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    models = sub.add_parser("models", help="list models, or add a hub model with --add")
+    models.add_argument("--add", metavar="HUB_ID_OR_PATH", help="register a transformers model by hub id / path")
+    models.add_argument("--modality", choices=["text", "image"], default="text")
+    models.add_argument("--name")
+    models.add_argument("--revision")
+    models.add_argument("--trust-remote-code", action="store_true",
+                        help="also needs ALIGNSCOPE_TRUST_REMOTE_CODE to list the id")
+    models.set_defaults(func=cmd_models)
+
+    datasets = sub.add_parser("datasets", help="list datasets")
+    datasets.set_defaults(func=cmd_datasets)
+
+    extract = sub.add_parser("extract", help="precompute features into the cache (default: the whole default)")
+    extract.add_argument("--model", action="append", help="model name (repeatable)")
+    extract.add_argument("--dataset", action="append", help="dataset name (repeatable)")
+    extract.add_argument("--n", type=int, help="a seeded subset of n samples")
+    extract.add_argument("--seed", type=int, default=0)
+    extract.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
+    extract.add_argument("--batch-size", type=int, default=32)
+    extract.set_defaults(func=cmd_extract)
+
+    cache = sub.add_parser("cache", help="ls | verify | rm KEY...")
+    cache.add_argument("action", choices=["ls", "verify", "rm"])
+    cache.add_argument("keys", nargs="*")
+    cache.set_defaults(func=cmd_cache)
+
+    score = sub.add_parser("score", help="alignment of two models on a dataset")
+    score.add_argument("--model-a", required=True)
+    score.add_argument("--model-b", required=True)
+    score.add_argument("--dataset", required=True)
+    score.add_argument("--metric", action="append", help="metric name (repeatable; default mutual_knn)")
+    score.add_argument("--layers", default="all", help="'all', 'last', or 'i,j' for one layer pair")
+    score.add_argument("--k", type=int, default=10)
+    score.add_argument("--n", type=int)
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--permutations", type=int, default=0)
+    score.add_argument("--device", default=None)
+    score.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    score.set_defaults(func=cmd_score)
+
+    dashboard = sub.add_parser("dashboard", help="start the Streamlit dashboard")
+    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--headless", action="store_true")
+    dashboard.set_defaults(func=cmd_dashboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _bootstrap_registries()
+        return args.func(args)
+    except AlignscopeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the cache holds only complete entries", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

@@ -1,0 +1,398 @@
+"""User uploads and run-time additions, persisted under ``<cache_dir>/uploads``.
+
+* Texts: CSV / Parquet (a ``text`` column, else the first string column; optional ``label``) or TXT
+  (one sample per non-empty line) -> an ``upload:`` text dataset.
+* Images: a zip of images, optionally with ``captions.csv`` (columns ``image``, ``caption``) ->
+  an image or image-text dataset.
+* Representations: ``.npy`` / ``.safetensors`` / ``.csv`` holding one ``[N, D]`` matrix whose rows
+  are a registered dataset's samples (e.g. brain recordings) -> a model of kind ``representation``
+  with one layer.
+* Hub models and hub datasets added by id.
+
+Every upload is validated before anything is written (size, type, shape, finiteness, names), then
+stored atomically; ``registry.json`` lists them so they come back after a restart. No pickle is ever
+loaded (``np.load(allow_pickle=False)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import zipfile
+from dataclasses import asdict
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+
+from core.datasets import Dataset, DatasetSpec, LazyImages, get_dataset_spec, register_dataset
+from core.errors import AlignscopeError, DatasetLoadError, ModelLoadError, UploadError
+from core.models import ModelSpec, check_name, register_model
+from core.settings import Settings, get_settings
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+TEXT_SUFFIXES = (".csv", ".parquet", ".txt")
+REPRESENTATION_SUFFIXES = (".npy", ".safetensors", ".csv")
+MAX_SAMPLES = 200_000
+
+
+def _check_size(data: bytes, settings: Settings, filename: str) -> None:
+    if not data:
+        raise UploadError(f"{filename!r} is empty")
+    if len(data) > settings.max_upload_bytes:
+        raise UploadError(
+            f"{filename!r} is {len(data) / 2**20:.1f} MiB; the limit is {settings.max_upload_bytes / 2**20:.0f} MiB "
+            "(ALIGNSCOPE_MAX_UPLOAD_MB)"
+        )
+
+
+def _suffix(filename: str, allowed: tuple[str, ...]) -> str:
+    suffix = PurePosixPath(filename).suffix.lower()
+    if suffix not in allowed:
+        raise UploadError(f"{filename!r}: expected one of {', '.join(allowed)}")
+    return suffix
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing (pure: bytes in, validated arrays / tables out)
+# --------------------------------------------------------------------------------------------------
+
+
+def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
+    """Texts upload -> DataFrame with ``text`` and optional ``label``; raises UploadError."""
+    suffix = _suffix(filename, TEXT_SUFFIXES)
+    try:
+        if suffix == ".txt":
+            lines = [line.strip() for line in data.decode("utf-8").splitlines()]
+            table = pd.DataFrame({"text": [line for line in lines if line]})
+        elif suffix == ".csv":
+            table = pd.read_csv(io.BytesIO(data))
+        else:
+            table = pd.read_parquet(io.BytesIO(data))
+    except UnicodeDecodeError as exc:
+        raise UploadError(f"{filename!r} is not UTF-8 text") from exc
+    except Exception as exc:
+        raise UploadError(f"{filename!r} could not be read as {suffix[1:].upper()}: {exc}") from exc
+    text_column = "text" if "text" in table.columns else next(
+        (c for c in table.columns if table[c].dtype == object), None
+    )
+    if text_column is None:
+        raise UploadError(f"{filename!r} has no text column (name one 'text'); columns: {list(table.columns)}")
+    out = pd.DataFrame({"text": table[text_column].astype(str)})
+    if "label" in table.columns:
+        out["label"] = table["label"].astype(str)
+    out = out[out["text"].str.strip() != ""].reset_index(drop=True)
+    if len(out) < 3:
+        raise UploadError(f"{filename!r} holds {len(out)} non-empty texts; at least 3 are needed")
+    if len(out) > MAX_SAMPLES:
+        raise UploadError(f"{filename!r} holds {len(out)} texts; the limit is {MAX_SAMPLES}")
+    return out
+
+
+def parse_representation(filename: str, data: bytes) -> np.ndarray:
+    """``.npy`` / ``.safetensors`` (one tensor) / ``.csv`` (numbers only) -> finite float32 ``[N, D]``."""
+    suffix = _suffix(filename, REPRESENTATION_SUFFIXES)
+    try:
+        if suffix == ".npy":
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        elif suffix == ".safetensors":
+            from safetensors.numpy import load as load_safetensors
+
+            tensors = load_safetensors(data)
+            if len(tensors) != 1:
+                raise UploadError(f"{filename!r} holds {len(tensors)} tensors {list(tensors)}; expected exactly one")
+            array = next(iter(tensors.values()))
+        else:
+            array = pd.read_csv(io.BytesIO(data), header=None).to_numpy()
+            if array.dtype == object:  # a header row or text cells
+                array = pd.read_csv(io.BytesIO(data)).to_numpy()
+    except UploadError:
+        raise
+    except Exception as exc:
+        raise UploadError(f"{filename!r} could not be read as {suffix[1:]}: {type(exc).__name__}: {exc}") from exc
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+        raise UploadError(f"{filename!r} holds non-numeric values ({array.dtype})")
+    if array.ndim != 2:
+        raise UploadError(f"{filename!r} has shape {array.shape}; expected a 2-D [samples, features] matrix")
+    array = array.astype(np.float32)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
+        raise UploadError(f"{filename!r} contains {int(bad.sum())} NaN/Inf values (first rows: {rows})")
+    return array
+
+
+def _safe_member(name: str) -> PurePosixPath | None:
+    path = PurePosixPath(name)
+    if path.is_absolute() or ".." in path.parts or name.endswith("/"):
+        return None
+    if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
+        return None
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Persistence
+# --------------------------------------------------------------------------------------------------
+
+
+def _registry_path(settings: Settings) -> Path:
+    return settings.uploads_dir / "registry.json"
+
+
+def _read_registry(settings: Settings) -> dict:
+    try:
+        return json.loads(_registry_path(settings).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {"datasets": [], "models": []}
+
+
+def _record(kind: str, spec, settings: Settings) -> None:
+    path = _registry_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        registry = _read_registry(settings)
+        entries = [e for e in registry.get(kind, []) if e["name"] != spec.name]
+        entry = asdict(spec)
+        if "options" in entry:
+            entry["options"] = [list(pair) for pair in entry["options"]]
+        registry[kind] = entries + [entry]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(registry, indent=1))
+        tmp.replace(path)
+
+
+def load_user_registry(settings: Settings | None = None) -> list[str]:
+    """Register every persisted upload and run-time addition; returns the names registered."""
+    settings = settings or get_settings()
+    registry = _read_registry(settings)
+    names = []
+    for entry in registry.get("datasets", []):
+        try:
+            names.append(register_dataset(DatasetSpec(**entry), overwrite=True).name)
+        except (TypeError, ValueError):
+            continue  # an entry from an incompatible version: skip rather than fail start-up
+    for entry in registry.get("models", []):
+        try:
+            entry = {**entry, "options": tuple(tuple(p) for p in entry.get("options", ()))}
+            names.append(register_model(ModelSpec(**entry), overwrite=True).name)
+        except (TypeError, ValueError):
+            continue
+    return names
+
+
+def _upload_folder(name: str, settings: Settings) -> Path:
+    return settings.uploads_dir / check_name(name, what="upload")
+
+
+def _write_folder(name: str, files: dict[str, bytes], settings: Settings) -> Path:
+    """Write ``files`` into a fresh temp folder and rename it to the upload's folder."""
+    final = _upload_folder(name, settings)
+    staging = final.with_name(f".{name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for relative, blob in files.items():
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blob)
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+    return final
+
+
+def add_text_dataset(name: str, filename: str, data: bytes, settings: Settings | None = None) -> DatasetSpec:
+    """Validate and store a texts upload; register it as dataset ``name``."""
+    settings = settings or get_settings()
+    check_name(name, what="dataset")
+    _check_size(data, settings, filename)
+    table = parse_texts(filename, data)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
+    _write_folder(name, {"texts.parquet": buffer.getvalue()}, settings)
+    spec = DatasetSpec(
+        name=name,
+        modality="text",
+        source=f"upload:{name}",
+        revision=digest,
+        label_column="label" if "label" in table.columns else None,
+        description=f"uploaded texts from {PurePosixPath(filename).name} ({len(table)} samples)",
+    )
+    register_dataset(spec, overwrite=True)
+    _record("datasets", spec, settings)
+    return spec
+
+
+def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings | None = None) -> DatasetSpec:
+    """A zip of images (optionally ``captions.csv`` with ``image,caption[,label]``) -> a dataset."""
+    from PIL import Image, UnidentifiedImageError
+
+    settings = settings or get_settings()
+    check_name(name, what="dataset")
+    _check_size(data, settings, filename)
+    _suffix(filename, (".zip",))
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise UploadError(f"{filename!r} is not a valid zip file") from exc
+    files: dict[str, bytes] = {}
+    captions_blob = None
+    total = 0
+    for info in archive.infolist():
+        member = _safe_member(info.filename)
+        if member is None or info.is_dir():
+            continue
+        total += info.file_size
+        if total > 4 * settings.max_upload_bytes:
+            raise UploadError(f"{filename!r} unpacks to more than {4 * settings.max_upload_bytes / 2**20:.0f} MiB")
+        if member.name.lower() == "captions.csv":
+            captions_blob = archive.read(info)
+        elif member.suffix.lower() in IMAGE_SUFFIXES:
+            blob = archive.read(info)
+            try:
+                Image.open(io.BytesIO(blob)).verify()
+            except (UnidentifiedImageError, OSError) as exc:
+                raise UploadError(f"{member} in {filename!r} is not a readable image") from exc
+            files[f"images/{member}"] = blob
+    if len(files) < 3:
+        raise UploadError(f"{filename!r} holds {len(files)} readable images; at least 3 are needed")
+    table = pd.DataFrame({"image": sorted(k.removeprefix("images/") for k in files)})
+    if captions_blob is not None:
+        captions = pd.read_csv(io.BytesIO(captions_blob))
+        if not {"image", "caption"} <= set(captions.columns):
+            raise UploadError(f"captions.csv needs columns 'image' and 'caption'; it has {list(captions.columns)}")
+        captions["image"] = captions["image"].astype(str)
+        missing = sorted(set(captions["image"]) - set(table["image"]))
+        if missing:
+            raise UploadError(f"captions.csv names images that are not in the zip: {missing[:5]}")
+        table = captions[[c for c in ("image", "caption", "label") if c in captions.columns]].reset_index(drop=True)
+    buffer = io.BytesIO()
+    table.to_parquet(buffer, index=False)
+    files["index.parquet"] = buffer.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    _write_folder(name, files, settings)
+    spec = DatasetSpec(
+        name=name,
+        modality="image-text" if "caption" in table.columns else "image",
+        source=f"upload:{name}",
+        revision=digest,
+        label_column="label" if "label" in table.columns else None,
+        description=f"uploaded images from {PurePosixPath(filename).name} ({len(table)} samples)",
+    )
+    register_dataset(spec, overwrite=True)
+    _record("datasets", spec, settings)
+    return spec
+
+
+def load_uploaded_dataset(spec: DatasetSpec, settings: Settings | None = None) -> Dataset:
+    from PIL import Image
+
+    settings = settings or get_settings()
+    folder = _upload_folder(spec.source.removeprefix("upload:"), settings)
+    try:
+        if (folder / "texts.parquet").exists():
+            table = pd.read_parquet(folder / "texts.parquet")
+            n = len(table)
+            return Dataset(
+                spec, tuple(f"row-{i}" for i in range(n)), tuple(range(n)), n,
+                texts=tuple(table["text"].astype(str)),
+                labels=tuple(table["label"].astype(str)) if "label" in table.columns else None,
+            )
+        table = pd.read_parquet(folder / "index.parquet")
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise DatasetLoadError(f"the files of uploaded dataset {spec.name!r} are missing or unreadable") from exc
+    paths = [folder / "images" / p for p in table["image"]]
+    n = len(table)
+    return Dataset(
+        spec,
+        tuple(str(p) for p in table["image"]),
+        tuple(range(n)),
+        n,
+        texts=tuple(table["caption"].astype(str)) if "caption" in table.columns else None,
+        images=LazyImages(n, lambda i: Image.open(paths[i])),
+        labels=tuple(table["label"].astype(str)) if "label" in table.columns else None,
+    )
+
+
+def add_representation(
+    name: str, filename: str, data: bytes, *, dataset: str, settings: Settings | None = None
+) -> ModelSpec:
+    """Store an ``[N, D]`` matrix whose rows are ``dataset``'s samples; register it as a one-layer model."""
+    from safetensors.numpy import save
+
+    from core.datasets import load_dataset
+
+    settings = settings or get_settings()
+    check_name(name, what="model")
+    _check_size(data, settings, filename)
+    array = parse_representation(filename, data)
+    spec_dataset = get_dataset_spec(dataset)
+    n_total = load_dataset(spec_dataset).n_total
+    if array.shape[0] != n_total:
+        raise UploadError(
+            f"{filename!r} has {array.shape[0]} rows but dataset {dataset!r} has {n_total} samples; "
+            "row i must be the representation of sample i"
+        )
+    blob = save({"features": np.ascontiguousarray(array)})
+    digest = hashlib.sha256(blob).hexdigest()
+    _write_folder(name, {"features.safetensors": blob}, settings)
+    spec = ModelSpec(
+        name=name,
+        family="upload",
+        kind="representation",
+        source=f"upload:{name}",
+        modality="any",
+        options=(("dataset", dataset), ("rows", str(array.shape[0])), ("sha256", digest)),
+        description=f"precomputed {array.shape[0]}×{array.shape[1]} from {PurePosixPath(filename).name} "
+        f"(rows = {dataset})",
+    )
+    register_model(spec, overwrite=True)
+    _record("models", spec, settings)
+    return spec
+
+
+def load_representation(spec: ModelSpec, settings: Settings | None = None) -> np.ndarray:
+    """The stored ``[N, D]`` float32 matrix of a representation model, checked against its hash."""
+    from safetensors.numpy import load as load_safetensors
+
+    settings = settings or get_settings()
+    path = _upload_folder(spec.source.removeprefix("upload:"), settings) / "features.safetensors"
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"the stored matrix of {spec.name!r} is missing ({path})") from exc
+    if hashlib.sha256(blob).hexdigest() != spec.option("sha256"):
+        raise ModelLoadError(f"the stored matrix of {spec.name!r} does not match its checksum; upload it again")
+    return load_safetensors(blob)["features"]
+
+
+def remember_model(spec: ModelSpec, settings: Settings | None = None) -> ModelSpec:
+    """Register a run-time model (e.g. a hub id) and keep it across restarts."""
+    register_model(spec, overwrite=True)
+    _record("models", spec, settings or get_settings())
+    return spec
+
+
+def remember_dataset(spec: DatasetSpec, settings: Settings | None = None) -> DatasetSpec:
+    register_dataset(spec, overwrite=True)
+    _record("datasets", spec, settings or get_settings())
+    return spec
+
+
+__all__ = [
+    "AlignscopeError",
+    "add_image_dataset",
+    "add_representation",
+    "add_text_dataset",
+    "load_representation",
+    "load_uploaded_dataset",
+    "load_user_registry",
+    "parse_representation",
+    "parse_texts",
+    "remember_dataset",
+    "remember_model",
+]
