@@ -1,0 +1,1 @@
+"""Alignscope's Streamlit dashboard: ``streamlit run dashboard/app.py`` (or ``alignscope dashboard``)."""
