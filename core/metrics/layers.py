@@ -1,0 +1,121 @@
+"""A metric over every (layer i of model A, layer j of model B), with per-layer work done once.
+
+Metrics with a split form in the registry (``prepare`` / ``compare``: the k-NN family, CKNNA and the
+kernel family) prepare each layer once — neighbour lists, centred Gram matrices or centred features —
+and only compare prepared states per pair. Other metrics are called once per pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.errors import InputError
+from core.metrics._checks import check_features
+from core.metrics.registry import get_metric
+
+
+@dataclass(frozen=True)
+class LayerMatrix:
+    """Scores of every layer pair.
+
+    Attributes:
+        values: float64 [La, Lb]; ``values[i, j]`` compares layer i of A with layer j of B.
+        best_index: (i, j) of the best value (max, or min when lower is better).
+        best_value: the value at ``best_index``.
+        metric: the metric name.
+        params: the resolved metric parameters.
+    """
+
+    values: np.ndarray
+    best_index: tuple[int, int]
+    best_value: float
+    metric: str
+    params: dict[str, Any]
+
+
+def layer_matrix(
+    layers_a: Sequence[Any],
+    layers_b: Sequence[Any],
+    metric: str,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    names_a: Sequence[str] | None = None,
+    names_b: Sequence[str] | None = None,
+    **params: Any,
+) -> LayerMatrix:
+    """Compute ``metric`` for every pair of layers.
+
+    Args:
+        layers_a: La feature matrices [n, d_i] (widths may differ), tensors or arrays.
+        layers_b: Lb feature matrices [n, d_j], the same n samples in the same order.
+        metric: a registered metric name.
+        progress: optional ``progress(done, total)`` callback; ``total`` counts layer preparations
+            plus pairs.
+        names_a, names_b: optional layer labels for error messages (default ``"A layer 3"``).
+        **params: the metric's parameters, validated against the registry.
+
+    Returns:
+        A :class:`LayerMatrix`.
+
+    Example:
+        >>> import torch
+        >>> layers = [torch.randn(30, 4, generator=torch.Generator().manual_seed(s)) for s in range(2)]
+        >>> result = layer_matrix(layers, layers, "linear_cka")
+        >>> result.values.shape, result.best_value
+        ((2, 2), 1.0)
+    """
+    spec = get_metric(metric)
+    resolved = spec.resolve_params(params)
+    if len(layers_a) == 0 or len(layers_b) == 0:
+        raise InputError(f"layer_matrix needs at least one layer on each side; got {len(layers_a)} and {len(layers_b)}")
+    labels_a = list(names_a) if names_a is not None else [f"A layer {i}" for i in range(len(layers_a))]
+    labels_b = list(names_b) if names_b is not None else [f"B layer {j}" for j in range(len(layers_b))]
+    tensors_a = [check_features(feats, label) for feats, label in zip(layers_a, labels_a)]
+    tensors_b = [check_features(feats, label) for feats, label in zip(layers_b, labels_b)]
+    n_samples = tensors_a[0].shape[0]
+    for tensor, label in zip(tensors_a + tensors_b, labels_a + labels_b):
+        if tensor.shape[0] != n_samples:
+            raise InputError(
+                f"{labels_a[0]} has {n_samples} rows but {label} has {tensor.shape[0]}; "
+                "all layers must hold the same samples in the same order"
+            )
+    n_a, n_b = len(tensors_a), len(tensors_b)
+    split = spec.prepare is not None and spec.compare is not None
+    total = (n_a + n_b if split else 0) + n_a * n_b
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    values = np.empty((n_a, n_b), dtype=np.float64)
+    if split:
+        states_a = []
+        for tensor, label in zip(tensors_a, labels_a):
+            states_a.append(spec.prepare(tensor, name=label, **resolved))
+            tick()
+        states_b = []
+        for tensor, label in zip(tensors_b, labels_b):
+            states_b.append(spec.prepare(tensor, name=label, **resolved))
+            tick()
+        for i, state_a in enumerate(states_a):
+            for j, state_b in enumerate(states_b):
+                values[i, j] = spec.compare(state_a, state_b, **resolved)
+                tick()
+    else:
+        for i, (tensor_a, label_a) in enumerate(zip(tensors_a, labels_a)):
+            for j, (tensor_b, label_b) in enumerate(zip(tensors_b, labels_b)):
+                values[i, j] = spec.fn(tensor_a, tensor_b, name_a=label_a, name_b=label_b, **resolved)
+                tick()
+    flat = int(np.nanargmax(values) if spec.higher_is_better else np.nanargmin(values))
+    best = np.unravel_index(flat, values.shape)
+    best_index = (int(best[0]), int(best[1]))
+    return LayerMatrix(
+        values=values, best_index=best_index, best_value=float(values[best_index]), metric=metric, params=resolved
+    )

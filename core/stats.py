@@ -1,0 +1,335 @@
+"""Chance levels, permutation tests, bootstrap intervals and sweeps for any registered metric.
+
+Every random step takes a ``seed`` and draws from its own ``torch.Generator``, so the same inputs and
+seed give bit-identical results.
+
+Null model: the *sample correspondence* is shuffled — rows of ``feats_b`` are permuted — which keeps
+each space's geometry and destroys only the pairing. Metrics with a split form (k-NN family, CKNNA,
+kernel family) permute the prepared state (neighbour lists, Gram matrices) instead of recomputing it.
+
+Bootstrap and k-NN metrics: resampling with replacement puts copies of one sample in the data, and a
+copy is trivially its own nearest neighbour in both spaces, which would inflate every k-NN score. For
+metrics that compare neighbour lists (``spec.uses_neighbors``) the resampled original indices are passed
+as ``sample_ids``, and copies of the query sample are excluded from its neighbour list exactly like the
+sample itself. Other copies (of other samples) remain ordinary neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.errors import InputError
+from core.metrics._checks import _check_inputs
+from core.metrics.registry import MetricSpec, get_metric
+
+
+def _generator(seed: int) -> torch.Generator:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed must be an integer, got {seed!r}")
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _count(value: Any, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+class _Scorer:
+    """Computes one metric on (A, B[perm]) repeatedly, reusing prepared per-input work if it can."""
+
+    def __init__(self, spec: MetricSpec, feats_a: torch.Tensor, feats_b: torch.Tensor, params: dict[str, Any],
+                 name_a: str, name_b: str) -> None:  # fmt: skip
+        self.spec, self.params = spec, params
+        self.feats_a, self.feats_b = feats_a, feats_b
+        self.name_a, self.name_b = name_a, name_b
+        self.split = spec.prepare is not None and spec.compare is not None and spec.permute is not None
+        if self.split:
+            self.state_a = spec.prepare(feats_a, name=name_a, **params)
+            self.state_b = spec.prepare(feats_b, name=name_b, **params)
+
+    def observed(self) -> float:
+        if self.split:
+            return float(self.spec.compare(self.state_a, self.state_b, **self.params))
+        return float(self.spec.fn(self.feats_a, self.feats_b, name_a=self.name_a, name_b=self.name_b, **self.params))
+
+    def shuffled(self, perm: torch.Tensor) -> float:
+        if self.split:
+            return float(self.spec.compare(self.state_a, self.spec.permute(self.state_b, perm), **self.params))
+        return float(
+            self.spec.fn(self.feats_a, self.feats_b[perm.to(self.feats_b.device)], name_a=self.name_a,
+                         name_b=self.name_b, **self.params)  # fmt: skip
+        )
+
+
+def _null_values(scorer: _Scorer, n_samples: int, n_permutations: int, seed: int) -> np.ndarray:
+    generator = _generator(seed)
+    null = np.empty(n_permutations, dtype=np.float64)
+    for index in range(n_permutations):
+        null[index] = scorer.shuffled(torch.randperm(n_samples, generator=generator))
+    return null
+
+
+# --- chance level ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChanceLevel:
+    """Score expected without alignment.
+
+    Attributes:
+        analytic: closed form for random neighbour sets (k-NN family), else None.
+        empirical: mean score over ``n_shuffles`` shuffled correspondences, or None without data.
+        empirical_std: standard deviation of those scores.
+    """
+
+    metric: str
+    n_samples: int
+    analytic: float | None
+    empirical: float | None
+    empirical_std: float | None
+    n_shuffles: int
+
+    @property
+    def value(self) -> float | None:
+        """The empirical level when measured, else the analytic one."""
+        return self.empirical if self.empirical is not None else self.analytic
+
+
+def chance_level(
+    metric: str,
+    feats_a: Any = None,
+    feats_b: Any = None,
+    *,
+    n_samples: int | None = None,
+    n_shuffles: int = 20,
+    seed: int = 0,
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+    **params: Any,
+) -> ChanceLevel:
+    """Analytic and empirical chance level of ``metric``.
+
+    Args:
+        metric: registered metric name.
+        feats_a, feats_b: data for the empirical level (shuffled correspondence); optional.
+        n_samples: n for the analytic level when no data is given.
+        n_shuffles: shuffles averaged for the empirical level.
+
+    Example:
+        >>> round(chance_level("mutual_knn", n_samples=1001, k=10).analytic, 4)
+        0.01
+    """
+    spec = get_metric(metric)
+    resolved = spec.resolve_params(params)
+    empirical = empirical_std = None
+    if feats_a is not None and feats_b is not None:
+        tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
+        n_samples = tensor_a.shape[0]
+        n_shuffles = _count(n_shuffles, "n_shuffles")
+        scorer = _Scorer(spec, tensor_a, tensor_b, resolved, name_a, name_b)
+        null = _null_values(scorer, n_samples, n_shuffles, seed)
+        empirical, empirical_std = float(null.mean()), float(null.std(ddof=1)) if n_shuffles > 1 else 0.0
+    elif n_samples is None:
+        raise InputError("chance_level needs feats_a and feats_b, or n_samples for the analytic level")
+    analytic = spec.chance(int(n_samples), **resolved) if spec.chance is not None else None
+    return ChanceLevel(metric, int(n_samples), analytic, empirical, empirical_std, n_shuffles if empirical is not None else 0)
+
+
+# --- permutation test ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PermutationResult:
+    """Observed score, the null distribution from shuffled correspondences, and the p-value
+    (1 + #null at least as good as observed) / (1 + n_permutations)."""
+
+    metric: str
+    observed: float
+    null_values: np.ndarray
+    p_value: float
+    higher_is_better: bool
+
+    @property
+    def n_permutations(self) -> int:
+        return int(self.null_values.size)
+
+
+def permutation_test(
+    metric: str,
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    n_permutations: int = 1000,
+    seed: int = 0,
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+    **params: Any,
+) -> PermutationResult:
+    """One-sided permutation test of "A and B are aligned beyond chance" for ``metric``.
+
+    The rows of B are shuffled ``n_permutations`` times (seeded); the p-value uses the +1 correction,
+    so it is never 0.
+    """
+    spec = get_metric(metric)
+    resolved = spec.resolve_params(params)
+    n_permutations = _count(n_permutations, "n_permutations")
+    tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
+    scorer = _Scorer(spec, tensor_a, tensor_b, resolved, name_a, name_b)
+    observed = scorer.observed()
+    null = _null_values(scorer, tensor_a.shape[0], n_permutations, seed)
+    extreme = null >= observed if spec.higher_is_better else null <= observed
+    p_value = (1.0 + float(extreme.sum())) / (1.0 + n_permutations)
+    return PermutationResult(metric, observed, null, p_value, spec.higher_is_better)
+
+
+# --- bootstrap -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BootstrapResult:
+    """Percentile bootstrap interval over samples."""
+
+    metric: str
+    estimate: float
+    low: float
+    high: float
+    confidence: float
+    values: np.ndarray
+
+
+def bootstrap_ci(
+    metric: str,
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+    **params: Any,
+) -> BootstrapResult:
+    """Percentile bootstrap confidence interval of ``metric`` over samples (seeded).
+
+    Samples are drawn with replacement, the same rows for A and B. For k-NN metrics, copies of the
+    query sample are excluded from its neighbours (see module docstring).
+    """
+    spec = get_metric(metric)
+    resolved = spec.resolve_params(params)
+    n_boot = _count(n_boot, "n_boot", low=2)
+    if not 0.0 < float(confidence) < 1.0:
+        raise InputError(f"confidence must be in (0, 1), got {confidence!r}")
+    tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
+    n_samples = tensor_a.shape[0]
+    estimate = float(spec.fn(tensor_a, tensor_b, name_a=name_a, name_b=name_b, **resolved))
+    generator = _generator(seed)
+    values = np.empty(n_boot, dtype=np.float64)
+    for index in range(n_boot):
+        rows = torch.randint(0, n_samples, (n_samples,), generator=generator)
+        extra = {"sample_ids": rows} if spec.uses_neighbors else {}
+        device_rows = rows.to(tensor_a.device)
+        values[index] = spec.fn(tensor_a[device_rows], tensor_b[device_rows], name_a=name_a, name_b=name_b,
+                                **resolved, **extra)  # fmt: skip
+    alpha = (1.0 - float(confidence)) / 2.0
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return BootstrapResult(metric, estimate, float(low), float(high), float(confidence), values)
+
+
+# --- sweeps ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A score as a function of ``parameter`` (``"k"`` or ``"n_samples"``) with its chance curve."""
+
+    metric: str
+    parameter: str
+    x: np.ndarray
+    values: np.ndarray
+    chance_analytic: np.ndarray  # NaN where the metric has no closed form
+    chance_empirical: np.ndarray
+
+
+def sweep_k(
+    metric: str,
+    feats_a: Any,
+    feats_b: Any,
+    ks: Sequence[int],
+    *,
+    n_shuffles: int = 5,
+    seed: int = 0,
+    **params: Any,
+) -> Sweep:
+    """Score of a k-NN metric for each k in ``ks``, with analytic and empirical (shuffled) chance."""
+    spec = get_metric(metric)
+    if "k" not in spec.param_names:
+        raise InputError(f"{metric} has no parameter k; k sweeps apply to: mutual_knn, jaccard_knn, cycle_knn, cknna")
+    ks = [int(k) for k in ks]
+    if not ks:
+        raise InputError("ks is empty")
+    tensor_a, tensor_b = _check_inputs(feats_a, feats_b)
+    values, analytic, empirical = [], [], []
+    for k in ks:
+        resolved = spec.resolve_params({**params, "k": k})
+        scorer = _Scorer(spec, tensor_a, tensor_b, resolved, "feats_a", "feats_b")
+        values.append(scorer.observed())
+        null = _null_values(scorer, tensor_a.shape[0], _count(n_shuffles, "n_shuffles"), seed)
+        empirical.append(float(null.mean()))
+        chance = spec.chance(tensor_a.shape[0], **resolved) if spec.chance is not None else None
+        analytic.append(np.nan if chance is None else chance)
+    return Sweep(metric, "k", np.asarray(ks), np.asarray(values), np.asarray(analytic, dtype=np.float64),
+                 np.asarray(empirical))  # fmt: skip
+
+
+def sweep_n(
+    metric: str,
+    feats_a: Any,
+    feats_b: Any,
+    ns: Sequence[int],
+    *,
+    n_shuffles: int = 5,
+    seed: int = 0,
+    **params: Any,
+) -> Sweep:
+    """Score on nested random subsamples of sizes ``ns`` (each contains the smaller ones), with chance.
+
+    One seeded permutation of the samples is drawn and its first m rows are used for each m.
+    """
+    spec = get_metric(metric)
+    resolved = spec.resolve_params(params)
+    tensor_a, tensor_b = _check_inputs(feats_a, feats_b)
+    n_total = tensor_a.shape[0]
+    ns = sorted(int(m) for m in ns)
+    if not ns or ns[0] < 3 or ns[-1] > n_total:
+        raise InputError(f"subsample sizes must lie in [3, {n_total}], got {ns}")
+    order = torch.randperm(n_total, generator=_generator(seed)).to(tensor_a.device)
+    values, analytic, empirical = [], [], []
+    for m in ns:
+        rows = order[:m]
+        scorer = _Scorer(spec, tensor_a[rows], tensor_b[rows], resolved, "feats_a", "feats_b")
+        values.append(scorer.observed())
+        null = _null_values(scorer, m, _count(n_shuffles, "n_shuffles"), seed + 1)
+        empirical.append(float(null.mean()))
+        chance = spec.chance(m, **resolved) if spec.chance is not None else None
+        analytic.append(np.nan if chance is None else chance)
+    return Sweep(metric, "n_samples", np.asarray(ns), np.asarray(values), np.asarray(analytic, dtype=np.float64),
+                 np.asarray(empirical))  # fmt: skip
+
+
+__all__ = [
+    "BootstrapResult",
+    "ChanceLevel",
+    "PermutationResult",
+    "Sweep",
+    "bootstrap_ci",
+    "chance_level",
+    "permutation_test",
+    "sweep_k",
+    "sweep_n",
+]

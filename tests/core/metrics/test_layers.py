@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import slow_reference as ref
+import torch
+
+from core.errors import InputError
+from core.metrics.layers import layer_matrix
+from core.metrics.registry import compute
+
+
+def _layers(seed, widths, n=45):
+    base = ref.gaussian(n, 4, seed)
+    rng = np.random.default_rng(seed + 100)
+    # layers share some structure so the matrix is not flat
+    return [np.hstack([base * (i + 1), rng.standard_normal((n, w - 4))]) for i, w in enumerate(widths)]
+
+
+@pytest.mark.parametrize(
+    "metric,params",
+    [("mutual_knn", {"k": 5}), ("cycle_knn", {"k": 5}), ("jaccard_knn", {}), ("cknna", {"k": 6}),
+     ("linear_cka", {}), ("debiased_cka", {}), ("rbf_cka", {"sigma_factor": 0.8})],
+)  # fmt: skip
+def test_layer_matrix_equals_per_pair_computation(metric, params):
+    layers_a, layers_b = _layers(1, [6, 9, 5]), _layers(2, [12, 4])
+    result = layer_matrix(layers_a, layers_b, metric, **params)
+    expected = np.array([[compute(metric, a, b, **params) for b in layers_b] for a in layers_a])
+    assert result.values.shape == (3, 2)
+    assert result.values.dtype == np.float64
+    assert np.allclose(result.values, expected, atol=1e-12, rtol=0)
+    i, j = np.unravel_index(np.argmax(expected), expected.shape)
+    assert result.best_index == (i, j)
+    assert result.best_value == result.values[i, j]
+
+
+def test_diagonal_of_a_model_with_itself_is_perfect_and_progress_is_reported():
+    layers = [torch.from_numpy(x) for x in _layers(3, [5, 8, 6])]
+    calls = []
+    result = layer_matrix(layers, layers, "linear_cka", progress=lambda done, total: calls.append((done, total)))
+    assert np.allclose(np.diag(result.values), 1.0, atol=1e-12)
+    assert calls[-1] == (calls[-1][1], 3 + 3 + 9)
+    assert [done for done, _ in calls] == list(range(1, 16))
+
+
+def test_layers_with_different_sample_counts_are_rejected():
+    with pytest.raises(InputError, match="all layers must hold the same samples"):
+        layer_matrix([ref.gaussian(10, 3, 0)], [ref.gaussian(9, 3, 1)], "mutual_knn", k=3)
+
+
+def test_layer_matrix_validates_params():
+    with pytest.raises(InputError, match="must be >= 1"):
+        layer_matrix([ref.gaussian(10, 3, 0)], [ref.gaussian(10, 3, 1)], "mutual_knn", k=0)

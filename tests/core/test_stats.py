@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import torch
+
+from core.errors import InputError
+from core.metrics.registry import compute
+from core.stats import bootstrap_ci, chance_level, permutation_test, sweep_k, sweep_n
+
+
+def gaussian(n, d, seed):
+    return np.random.default_rng(seed).standard_normal((n, d))
+
+
+def test_permuted_states_equal_recomputation_on_shuffled_rows():
+    a, b = gaussian(60, 5, 0), gaussian(60, 7, 1)
+    b[:, :3] += a[:, :3]
+    for metric in ("mutual_knn", "cycle_knn", "cknna", "linear_cka", "debiased_cka"):
+        result = permutation_test(metric, a, b, n_permutations=4, seed=3)
+        generator = torch.Generator().manual_seed(3)
+        for null_value in result.null_values:
+            perm = torch.randperm(60, generator=generator).numpy()
+            assert null_value == pytest.approx(compute(metric, a, b[perm]), abs=1e-12), metric
+
+
+def test_permutation_p_value_uses_the_plus_one_correction():
+    a = gaussian(80, 6, 2)
+    result = permutation_test("mutual_knn", a, a @ np.diag([1, 2, 3, 1, 1, 1]), n_permutations=49, seed=0)
+    assert result.p_value == pytest.approx(1 / 50)
+    expected = (1 + np.sum(result.null_values >= result.observed)) / 50
+    assert result.p_value == expected
+    independent = permutation_test("debiased_cka", a, gaussian(80, 4, 3), n_permutations=99, seed=1)
+    assert independent.p_value > 0.01
+    assert (1 + np.sum(independent.null_values >= independent.observed)) / 100 == independent.p_value
+
+
+def test_same_seed_gives_bit_identical_results():
+    a, b = gaussian(50, 4, 4), gaussian(50, 4, 5)
+    first = permutation_test("jaccard_knn", a, b, n_permutations=10, seed=7)
+    second = permutation_test("jaccard_knn", a, b, n_permutations=10, seed=7)
+    assert np.array_equal(first.null_values, second.null_values)
+    assert bootstrap_ci("linear_cka", a, b, n_boot=5, seed=1).values.tolist() == \
+        bootstrap_ci("linear_cka", a, b, n_boot=5, seed=1).values.tolist()
+
+
+def test_chance_levels():
+    assert chance_level("mutual_knn", n_samples=101, k=10).analytic == pytest.approx(0.1)
+    # Jaccard's closed form against a Monte Carlo of random k-subsets
+    rng = np.random.default_rng(0)
+    draws = [len(set(rng.choice(40, 5, replace=False)) & set(rng.choice(40, 5, replace=False))) for _ in range(20000)]
+    monte_carlo = np.mean([o / (10 - o) for o in draws])
+    assert chance_level("jaccard_knn", n_samples=41, k=5).analytic == pytest.approx(monte_carlo, abs=0.003)
+    a, b = gaussian(300, 8, 6), gaussian(300, 8, 7)
+    level = chance_level("mutual_knn", a, b, n_shuffles=20, seed=0, k=10)
+    p = 10 / 299
+    assert abs(level.empirical - level.analytic) < 6 * np.sqrt(p / (10 * 300 * 20)) + 0.002
+    assert chance_level("cknna", n_samples=50).analytic is None
+    with pytest.raises(InputError, match="n_samples"):
+        chance_level("mutual_knn")
+
+
+def test_bootstrap_does_not_let_duplicates_inflate_knn_scores():
+    a, b = gaussian(200, 8, 8), gaussian(200, 8, 9)
+    result = bootstrap_ci("mutual_knn", a, b, n_boot=20, seed=0, k=5)
+    chance = 5 / 199
+    assert result.low <= result.estimate <= result.high
+    assert abs(np.mean(result.values) - chance) < 0.02
+    # the naive resample (copies allowed as neighbours) is inflated well above chance
+    rows = np.random.default_rng(0).integers(0, 200, 200)
+    assert compute("mutual_knn", a[rows], b[rows], k=5) > chance + 0.1
+
+
+def test_bootstrap_interval_covers_a_strong_alignment():
+    a = gaussian(100, 6, 10)
+    b = a + 0.3 * gaussian(100, 6, 11)
+    result = bootstrap_ci("linear_cka", a, b, n_boot=50, confidence=0.9, seed=2)
+    assert 0.8 < result.low <= result.high < 1.0
+    with pytest.raises(InputError, match="confidence"):
+        bootstrap_ci("linear_cka", a, b, confidence=1.5)
+
+
+def test_sweeps_match_direct_computation():
+    a, b = gaussian(90, 5, 12), gaussian(90, 5, 13)
+    b[:, :2] += a[:, :2]
+    by_k = sweep_k("mutual_knn", a, b, [1, 5, 20], n_shuffles=3)
+    assert by_k.values.tolist() == [compute("mutual_knn", a, b, k=k) for k in (1, 5, 20)]
+    assert np.allclose(by_k.chance_analytic, [k / 89 for k in (1, 5, 20)])
+    by_n = sweep_n("debiased_cka", a, b, [30, 60, 90], n_shuffles=3, seed=4)
+    order = torch.randperm(90, generator=torch.Generator().manual_seed(4)).numpy()
+    for m, value in zip(by_n.x, by_n.values):
+        assert value == pytest.approx(compute("debiased_cka", a[order[:m]], b[order[:m]]), abs=1e-12)
+    assert np.isnan(by_n.chance_analytic).all()
+    assert by_n.values[-1] == pytest.approx(compute("debiased_cka", a, b), abs=1e-12)
+    with pytest.raises(InputError, match="no parameter k"):
+        sweep_k("linear_cka", a, b, [3])
