@@ -102,7 +102,7 @@ class Selection:
     layer_b: int = -1
     relative_depth: float | None = None  # None = best layer pair
     permutations: int = 200
-    bootstrap: int = 200
+    bootstrap: int = 100
     sweep: str = "k"
     projection: str = "pca"
     color_by: str = "label"

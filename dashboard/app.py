@@ -1,0 +1,35 @@
+"""Alignscope dashboard entry point: ``streamlit run dashboard/app.py``. Navigation only."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the project root.
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from dashboard._cached import ensure_registries  # noqa: E402
+
+_PAGES = Path(__file__).resolve().parent / "pages"
+# (file, title, icon, url path); pages whose file does not exist yet are left out.
+PAGES = (
+    ("compare.py", "Compare", ":material/compare_arrows:", "compare"),
+    ("many_models.py", "Many models", ":material/grid_view:", "many-models"),
+    ("sweeps.py", "Sweeps", ":material/show_chart:", "sweeps"),
+    ("projections.py", "Projections", ":material/scatter_plot:", "projections"),
+    ("neighbours.py", "Neighbours", ":material/hub:", "neighbours"),
+    ("data_models.py", "Data & models", ":material/database:", "data-models"),
+)
+
+st.set_page_config(page_title="Alignscope", page_icon=":material/join_inner:", layout="wide")
+ensure_registries()
+pages = [
+    st.Page(str(_PAGES / file), title=title, icon=icon, url_path=url_path, default=index == 0)
+    for index, (file, title, icon, url_path) in enumerate(PAGES)
+    if (_PAGES / file).exists()
+]
+st.navigation(pages).run()

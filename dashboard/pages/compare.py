@@ -1,0 +1,249 @@
+"""Compare two models on one dataset: headline scores of several metrics (with chance level,
+permutation p-value and bootstrap interval) and the layer × layer heatmap; a clicked cell picks the
+layer pair for every page."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pandas as pd
+import streamlit as st
+
+from core.datasets import get_dataset_spec, list_datasets
+from core.errors import AlignscopeError
+from core.metrics.registry import get_metric, list_metrics
+from core.models import describe, get_model_spec, list_models
+from dashboard import _cached, plots, ui
+from dashboard.state import (
+    MAX_BOOTSTRAP,
+    MAX_PERMUTATIONS,
+    Selection,
+    bound,
+    read_selection,
+    share_url,
+    update_selection,
+)
+
+sel, warnings = read_selection()
+st.title("Compare two models")
+ui.show_warnings(warnings)
+
+model_names = [spec.name for spec in list_models()]
+dataset_names = [spec.name for spec in list_datasets()]
+metric_names = [spec.name for spec in list_metrics()]
+size = _cached.dataset_size(sel.dataset) or sel.n
+
+with st.sidebar:
+    st.header("Comparison")
+    bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=ui.model_label)
+    bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=ui.model_label)
+    bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=ui.dataset_label)
+    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50,
+          help="A seeded subset of the dataset; smaller subsets are nested in larger ones.")  # fmt: skip
+    bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
+    bound(st.multiselect, "Headline metrics", sel, "metrics", options=metric_names, to_widget=list,
+          from_widget=tuple, max_selections=8, help="Shown side by side: metrics disagree.")  # fmt: skip
+    bound(st.selectbox, "Heatmap metric", sel, "metric", options=metric_names)
+    bound(st.number_input, "k (neighbours)", sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)),
+          help="Used by the k-NN metrics only.")  # fmt: skip
+    bound(st.number_input, "Permutations (p-value)", sel, "permutations", min_value=0, max_value=MAX_PERMUTATIONS,
+          step=100, help="0 turns the permutation test off.")  # fmt: skip
+    bound(st.number_input, "Bootstrap resamples", sel, "bootstrap", min_value=0, max_value=MAX_BOOTSTRAP, step=50,
+          help="0 turns the interval off; k-NN metrics cost ~0.1 s per resample at n=500.")  # fmt: skip
+
+problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
+if problems:
+    for problem in dict.fromkeys(problems):
+        st.error(problem, icon=ui.ERROR_ICON)
+    ui.share_box(sel)
+    st.stop()
+
+if not ui.features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key="compare"):
+    ui.share_box(sel)
+    st.stop()
+
+plan_a = _cached.feature_plan(sel.model_a, sel.dataset, sel.n, sel.seed)
+plan_b = _cached.feature_plan(sel.model_b, sel.dataset, sel.n, sel.seed)
+n = plan_a.n
+try:
+    feats_a = _cached.features_for(sel.model_a, sel.dataset, n, sel.seed)
+    feats_b = _cached.features_for(sel.model_b, sel.dataset, n, sel.seed)
+except AlignscopeError as error:
+    _cached.show_error(error)
+    st.stop()
+layer_a = _cached.resolve_layer(sel.layer_a, len(feats_a["layer_names"]))
+layer_b = _cached.resolve_layer(sel.layer_b, len(feats_b["layer_names"]))
+for model, index, names in ((sel.model_a, sel.layer_a, feats_a["layer_names"]),
+                           (sel.model_b, sel.layer_b, feats_b["layer_names"])):
+    if not -len(names) <= index < len(names):
+        st.warning(f"{model} has {len(names)} layers; layer {index} does not exist, showing the last one.")
+name_a, name_b = feats_a["layer_names"][layer_a], feats_b["layer_names"][layer_b]
+keys = (plan_a.full_key, plan_b.full_key)
+common = (sel.model_a, sel.model_b, sel.dataset, n, sel.seed)
+
+st.caption(
+    f"**{sel.model_a}** layer {layer_a} `{name_a}` vs **{sel.model_b}** layer {layer_b} `{name_b}` on "
+    f"**{sel.dataset}**, n = {n} (seed {sel.seed}). Click a heatmap cell to choose another layer pair."
+)
+
+# -- headline scores: fast numbers first, slow statistics fill in below ---------------------------
+st.subheader("Headline scores")
+rows: list[dict] = []
+columns = st.columns(max(1, len(sel.metrics)))
+for column, metric in zip(columns, sel.metrics):
+    spec = get_metric(metric)
+    try:
+        result = _cached.score_and_chance(*common, metric, sel.k, layer_a, layer_b, *keys)
+    except AlignscopeError as error:
+        column.error(f"{metric}: {error}", icon=ui.ERROR_ICON)
+        continue
+    arrow = "↑" if spec.higher_is_better else "↓"
+    column.metric(
+        f"{metric} ({arrow} better)",
+        f"{result['score']:.3f}",
+        delta=None if result["chance"] is None else f"{result['score'] - result['chance']:+.3f} vs chance",
+        delta_color="normal" if spec.higher_is_better else "inverse",
+        help=f"{spec.summary} Range {spec.value_range}. {spec.reference}",
+    )
+    rows.append({"metric": metric, "score": result["score"], "chance": result["chance"],
+                 "chance_analytic": result["chance_analytic"], "params": _cached.metric_params(metric, sel.k),
+                 "p_value": None, "low": None, "high": None, "higher_is_better": spec.higher_is_better})  # fmt: skip
+stats_slot = st.empty()
+
+# -- heatmap ---------------------------------------------------------------------------------------
+st.subheader("Layer × layer")
+try:
+    with st.spinner(f"{sel.metric} over every layer pair…"):
+        matrix = _cached.layer_scores(*common, sel.metric, sel.k, *keys)
+except AlignscopeError as error:
+    _cached.show_error(error)
+    matrix = None
+
+
+def _pick_cell() -> None:
+    """Heatmap click -> layer pair in the URL."""
+    state = st.session_state.get("compare-heatmap")
+    points = (state or {}).get("selection", {}).get("points", []) if state else []
+    if not points:
+        return
+    point = points[0]
+    try:
+        i, j = (int(v) for v in point.get("customdata", [])[:2])
+    except (TypeError, ValueError):
+        match_a, match_b = re.match(r"(\d+):", str(point.get("y"))), re.match(r"(\d+):", str(point.get("x")))
+        if not (match_a and match_b):
+            return
+        i, j = int(match_a.group(1)), int(match_b.group(1))
+    update_selection(layer_a=i, layer_b=j)
+
+
+if matrix is not None:
+    metric_spec = get_metric(sel.metric)
+    fig = plots.layer_heatmap(
+        matrix["values"], matrix["names_a"], matrix["names_b"], metric=sel.metric, model_a=sel.model_a,
+        model_b=sel.model_b, best_index=matrix["best_index"], selected_index=(layer_a, layer_b),
+    )
+    st.plotly_chart(fig, key="compare-heatmap", on_select=_pick_cell, selection_mode="points",
+                    config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}})
+    best_i, best_j = matrix["best_index"]
+    st.caption(
+        f"Best pair: A layer {best_i} `{matrix['names_a'][best_i]}` × B layer {best_j} `{matrix['names_b'][best_j]}` "
+        f"= {matrix['best_value']:.3f} ({'max' if metric_spec.higher_is_better else 'min'} of {sel.metric}). "
+        "PNG: camera icon in the figure's toolbar."
+    )
+    if (best_i, best_j) != (layer_a, layer_b):
+        st.button("Use the best pair", on_click=update_selection, kwargs={"layer_a": best_i, "layer_b": best_j},
+                  icon=":material/star:")  # fmt: skip
+
+# -- statistics (the slow part), with feedback ----------------------------------------------------
+with stats_slot.container():
+    if rows and (sel.permutations or sel.bootstrap):
+        with st.status("Permutation tests and bootstrap intervals…", expanded=False) as status:
+            for row in rows:
+                args = (*common, row["metric"], sel.k, layer_a, layer_b)
+                try:
+                    if sel.permutations:
+                        status.update(label=f"{row['metric']}: {sel.permutations} permutations…")
+                        row["p_value"] = _cached.p_value(*args, sel.permutations, *keys)
+                    if sel.bootstrap:
+                        status.update(label=f"{row['metric']}: {sel.bootstrap} bootstrap resamples…")
+                        row["low"], row["high"] = _cached.interval(*args, sel.bootstrap, *keys)
+                except AlignscopeError as error:
+                    st.error(f"{row['metric']}: {error}", icon=ui.ERROR_ICON)
+            status.update(label="Statistics ready", state="complete")
+    if rows:
+        table = pd.DataFrame(
+            [{"metric": r["metric"], "score": r["score"], "chance level": r["chance"], "p-value": r["p_value"],
+              "95% CI low": r["low"], "95% CI high": r["high"]} for r in rows]  # fmt: skip
+        ).set_index("metric")
+        st.dataframe(table.style.format("{:.4f}", na_rep="–"), width="stretch")
+        st.caption(
+            "Chance level: mean score over 20 shuffled sample correspondences. p-value: one-sided permutation "
+            f"test ({sel.permutations} shuffles, +1 corrected). Interval: percentile bootstrap over samples "
+            f"({sel.bootstrap} resamples). Metrics measure different things and need not agree."
+        )
+        st.plotly_chart(plots.metric_scores(rows), key="compare-scores")
+
+# -- share and export ------------------------------------------------------------------------------
+st.subheader("Share and export")
+ui.share_box(sel)
+
+
+def _snippet(selection: Selection, n_samples: int, la: int, lb: int) -> str:
+    metrics = ", ".join(repr(m) for m in selection.metrics)
+    return textwrap.dedent(f"""\
+        from core.cache import FeatureCache
+        from core.datasets import load_dataset
+        from core.metrics.registry import compute, get_metric
+        from core.stats import bootstrap_ci, permutation_test
+
+        full = load_dataset({selection.dataset!r})
+        subset = full.subset({n_samples}, seed={selection.seed})
+        cache = FeatureCache()
+        feats = {{}}
+        for model in ({selection.model_a!r}, {selection.model_b!r}):
+            features, _ = cache.get_or_extract(model, full)  # the whole dataset, as the dashboard caches it
+            position = {{sid: i for i, sid in enumerate(features.sample_ids)}}
+            feats[model] = features.take([position[sid] for sid in subset.sample_ids])
+        a = feats[{selection.model_a!r}].values[{la}]
+        b = feats[{selection.model_b!r}].values[{lb}]
+        for metric in ({metrics},):
+            params = {{"k": {selection.k}}} if "k" in get_metric(metric).param_names else {{}}
+            score = compute(metric, a, b, **params)
+            p = permutation_test(metric, a, b, n_permutations={max(selection.permutations, 1)}, seed={selection.seed}, **params).p_value
+            ci = bootstrap_ci(metric, a, b, n_boot={max(selection.bootstrap, 2)}, seed={selection.seed}, **params)
+            print(f"{{metric}}: {{score:.4f}}  p={{p:.4f}}  95% CI [{{ci.low:.4f}}, {{ci.high:.4f}}]")
+        """)
+
+
+card = {
+    "alignscope_result": 1,
+    "config": {**sel.to_query(), "n_effective": n, "layer_a_index": layer_a, "layer_b_index": layer_b,
+               "layer_a_name": name_a, "layer_b_name": name_b},  # fmt: skip
+    "models": {m: describe(get_model_spec(m)) for m in (sel.model_a, sel.model_b)},
+    "dataset": {"name": sel.dataset, "revision": get_dataset_spec(sel.dataset).revision},
+    "scores": [{k: v for k, v in r.items()} for r in rows],
+    "heatmap": None if matrix is None else {
+        "metric": sel.metric, "values": matrix["values"].tolist(), "best_index": list(matrix["best_index"]),
+        "layers_a": matrix["names_a"], "layers_b": matrix["names_b"],
+    },
+    "cache_keys": {sel.model_a: feats_a["cache_key"], sel.model_b: feats_b["cache_key"]},
+    "packages": _cached.package_versions(),
+    "link": share_url(sel),
+}
+columns = st.columns(4)
+with columns[0]:
+    ui.json_download("Result card (JSON)", card, "alignscope-result.json", key="dl-card")
+if matrix is not None:
+    frame = pd.DataFrame(matrix["values"], index=[f"A:{x}" for x in matrix["names_a"]],
+                         columns=[f"B:{x}" for x in matrix["names_b"]])  # fmt: skip
+    with columns[1]:
+        ui.csv_download("Heatmap (CSV)", frame, "alignscope-layers.csv", key="dl-csv")
+    with columns[2]:
+        ui.html_download(fig, "alignscope-layers.html", key="dl-html")
+if rows:
+    with columns[3]:
+        ui.csv_download("Scores (CSV)", table, "alignscope-scores.csv", key="dl-scores")
+with st.expander("Reproduce these numbers in Python"):
+    st.code(_snippet(sel, n, layer_a, layer_b), language="python")

@@ -1,0 +1,181 @@
+"""Figure builders: data in, plotly Figure out, no Streamlit calls.
+
+Palettes are colour-blind safe (viridis / cividis, Okabe-Ito for lines) and every figure has axis
+titles with units; backgrounds are transparent so the figures read in light and dark themes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+SEQUENTIAL = "Viridis"
+# Okabe-Ito: distinguishable with every common colour-vision deficiency.
+LINE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+_MARKER = "#FF4B4B"
+
+
+def _layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+    )
+    return fig
+
+
+def layer_heatmap(
+    values: np.ndarray,
+    names_a: Sequence[str],
+    names_b: Sequence[str],
+    *,
+    metric: str,
+    model_a: str,
+    model_b: str,
+    best_index: tuple[int, int],
+    selected_index: tuple[int, int] | None = None,
+    value_range: tuple[float, float] | None = None,
+) -> go.Figure:
+    """Layer × layer scores: rows = layers of A (input at the top), columns = layers of B.
+
+    The best pair is marked with a star, the selected pair (if any and different) with a square.
+    Cells carry ``customdata`` = (i, j) so a click can be mapped back to the layer pair.
+    """
+    values = np.asarray(values, dtype=float)
+    rows, cols = values.shape
+    labels_a = [f"{i}: {name}" for i, name in enumerate(names_a)]
+    labels_b = [f"{j}: {name}" for j, name in enumerate(names_b)]
+    ij = np.dstack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
+    low, high = value_range if value_range is not None else (np.nanmin(values), np.nanmax(values))
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=labels_b,
+            y=labels_a,
+            customdata=ij,
+            colorscale=SEQUENTIAL,
+            zmin=low if np.isfinite(low) else None,
+            zmax=high if np.isfinite(high) else None,
+            colorbar={"title": {"text": f"{metric}<br>(score)"}},
+            hovertemplate=f"A: %{{y}}<br>B: %{{x}}<br>{metric} = %{{z:.4f}}<extra></extra>",
+            texttemplate="%{z:.2f}" if rows * cols <= 100 else None,
+        )
+    )
+    best_i, best_j = best_index
+    fig.add_trace(
+        go.Scatter(
+            x=[labels_b[best_j]], y=[labels_a[best_i]], mode="markers", name=f"best pair ({values[best_i, best_j]:.3f})",
+            marker={"symbol": "star", "size": 18, "color": "white", "line": {"color": "black", "width": 1.5}},
+            hoverinfo="skip",
+        )
+    )
+    if selected_index is not None and tuple(selected_index) != tuple(best_index):
+        sel_i, sel_j = selected_index
+        fig.add_trace(
+            go.Scatter(
+                x=[labels_b[sel_j]], y=[labels_a[sel_i]], mode="markers", name="selected pair",
+                marker={"symbol": "square-open", "size": 26, "color": _MARKER, "line": {"width": 3}},
+                hoverinfo="skip",
+            )
+        )
+    fig.update_xaxes(title_text=f"layer of B = {model_b} (input → output)", tickangle=-30, type="category")
+    fig.update_yaxes(title_text=f"layer of A = {model_a}", autorange="reversed", type="category")
+    return _layout(fig, f"{metric} for every layer pair", height=max(380, 34 * rows + 200))
+
+
+def metric_scores(rows: Sequence[dict]) -> go.Figure:
+    """Headline scores side by side: one panel point per metric with its interval and chance level.
+
+    ``rows``: ``{"metric", "score", "chance", "low", "high"}`` (low / high / chance may be None).
+    Metrics have different ranges, so each is drawn on the shared [score] axis with its own chance tick.
+    """
+    fig = go.Figure()
+    names = [row["metric"] for row in rows]
+    scores = [row["score"] for row in rows]
+    err_plus = [None if row.get("high") is None else row["high"] - row["score"] for row in rows]
+    err_minus = [None if row.get("low") is None else row["score"] - row["low"] for row in rows]
+    has_ci = any(e is not None for e in err_plus)
+    fig.add_trace(
+        go.Bar(
+            x=names, y=scores, name="score", marker_color=LINE_COLOURS[0],
+            error_y={"type": "data", "array": [e or 0 for e in err_plus], "arrayminus": [e or 0 for e in err_minus],
+                     "visible": has_ci, "color": "#888"},
+            hovertemplate="%{x}: %{y:.4f}<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=names, y=[row.get("chance") for row in rows], mode="markers", name="chance level",
+            marker={"symbol": "line-ew", "size": 40, "line": {"width": 3, "color": LINE_COLOURS[1]}},
+            hovertemplate="chance %{y:.4f}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="metric")
+    fig.update_yaxes(title_text="score (metric units; see range per metric)")
+    return _layout(fig, "Headline scores vs. chance (bars: 95% bootstrap interval)", height=380)
+
+
+def model_matrix(values: np.ndarray, names: Sequence[str], *, metric: str, order: Sequence[int] | None = None,
+                 value_range: tuple[float, float] | None = None) -> go.Figure:  # fmt: skip
+    """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering)."""
+    values = np.asarray(values, dtype=float)
+    order = list(order) if order is not None else list(range(len(names)))
+    ordered = values[np.ix_(order, order)]
+    labels = [names[i] for i in order]
+    low, high = value_range if value_range is not None else (np.nanmin(values), np.nanmax(values))
+    fig = go.Figure(
+        go.Heatmap(
+            z=ordered, x=labels, y=labels, colorscale=SEQUENTIAL,
+            zmin=low if np.isfinite(low) else None, zmax=high if np.isfinite(high) else None,
+            colorbar={"title": {"text": f"{metric}<br>(score)"}},
+            texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
+            hovertemplate=f"%{{y}} vs %{{x}}<br>{metric} = %{{z:.4f}}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="model", type="category")
+    fig.update_yaxes(title_text="model (ordered by hierarchical clustering)", autorange="reversed", type="category")
+    return _layout(fig, f"{metric} between every pair of models", height=max(380, 40 * len(labels) + 200))
+
+
+def sweep(x: Sequence[float], values: Sequence[float], *, chance: Sequence[float] | None = None,
+          chance_std: Sequence[float] | None = None, x_title: str, metric: str, title: str,
+          log_x: bool = False, series: dict[str, Sequence[float]] | None = None) -> go.Figure:  # fmt: skip
+    """A score curve with a chance band (mean ± 2 sd of shuffled correspondences, or the analytic line).
+
+    ``series`` adds more named curves over the same x (e.g. the best B layer per A layer).
+    """
+    x = list(x)
+    fig = go.Figure()
+    if chance is not None:
+        chance_arr = np.asarray(chance, dtype=float)
+        spread = 2 * np.asarray(chance_std, dtype=float) if chance_std is not None else np.zeros_like(chance_arr)
+        spread = np.nan_to_num(spread)
+        fig.add_trace(go.Scatter(x=x, y=chance_arr + spread, mode="lines", line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=chance_arr - spread, mode="lines", line={"width": 0}, fill="tonexty",
+                fillcolor="rgba(230,159,0,0.25)", name="chance band (±2 sd)", hoverinfo="skip",
+            )
+        )
+        fig.add_trace(go.Scatter(x=x, y=chance_arr, mode="lines", name="chance level",
+                                 line={"color": LINE_COLOURS[1], "dash": "dash"}))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(x=x, y=list(values), mode="lines+markers", name=metric, line={"color": LINE_COLOURS[0], "width": 3})
+    )
+    for index, (name, extra) in enumerate((series or {}).items()):
+        fig.add_trace(go.Scatter(x=x, y=list(extra), mode="lines+markers", name=name,
+                                 line={"color": LINE_COLOURS[2 + index % 6], "dash": "dot"}))  # fmt: skip
+    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
+    fig.update_yaxes(title_text=f"{metric} (score)")
+    return _layout(fig, title, height=420)
+
+
+def figure_html(fig: go.Figure) -> str:
+    """A standalone HTML page (plotly.js inlined) that works offline."""
+    return fig.to_html(include_plotlyjs=True, full_html=True)
