@@ -26,6 +26,13 @@ INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation", "i
 _FAMILY_MODULES = (
     "core.metrics.knn",
     "core.metrics.kernel",
+    "core.metrics.cca",
+    "core.metrics.geometry",
+    "core.metrics.rsa",
+    "core.metrics.relative",
+    "core.metrics.gram",
+    "core.metrics.matching",
+    "core.metrics.retrieval",
 )
 
 

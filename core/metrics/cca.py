@@ -1,0 +1,180 @@
+"""Canonical correlation analysis: mean CCA, SVCCA (Raghu et al. 2017) and PWCCA (Morcos et al. 2018).
+
+All three go through the thin SVD of each centred input, A_c = U S Vᵀ, never through an inverted
+covariance, so they are deterministic and stable when d > n or when features are collinear: directions
+with singular value below ``1e-10 × s_max`` are dropped (rank truncation). With ridge ``reg`` > 0, CCA
+maximises corr subject to uᵀ(AᵀA + λI)u = 1, λ = reg × mean(s²); in the SVD basis that multiplies each
+direction by s / sqrt(s² + λ). ``reg = 0`` is textbook CCA.
+
+When d_a + d_b >= n - 1, unregularised CCA finds perfect correlations in any data (it overfits): use
+``svcca`` or ``reg`` > 0 there. Zero-variance inputs raise InputError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from core.errors import InputError
+from core.metrics._checks import _check_inputs, centered64, check_positive
+from core.metrics.registry import MetricSpec, ParamSpec, register
+
+RANK_TOL = 1e-10
+
+
+def _svd_basis(centred: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Thin SVD of centred features with numerically-zero directions dropped."""
+    u, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    if float(s[0]) == 0.0:
+        raise InputError(f"{name} has zero variance (all rows identical); CCA is undefined for it")
+    keep = s > RANK_TOL * s[0]
+    return u[:, keep], s[keep], vh[keep]
+
+
+def _whitened(u: torch.Tensor, s: torch.Tensor, reg: float) -> torch.Tensor:
+    if reg == 0:
+        return u
+    lam = reg * float((s * s).mean())
+    return u * (s / torch.sqrt(s * s + lam))
+
+
+def _cca(centred_a: torch.Tensor, centred_b: torch.Tensor, reg: float, name_a: str, name_b: str):
+    u_a, s_a, _ = _svd_basis(centred_a, name_a)
+    u_b, s_b, _ = _svd_basis(centred_b, name_b)
+    basis_a, basis_b = _whitened(u_a, s_a, reg), _whitened(u_b, s_b, reg)
+    p, rho, _ = torch.linalg.svd(basis_a.T @ basis_b, full_matrices=False)
+    n_dirs = min(basis_a.shape[1], basis_b.shape[1])
+    return rho[:n_dirs].clamp(0.0, 1.0), basis_a, p[:, :n_dirs]
+
+
+def canonical_correlations(
+    feats_a: Any, feats_b: Any, *, reg: float = 0.0, name_a: str = "feats_a", name_b: str = "feats_b"
+) -> torch.Tensor:
+    """Canonical correlations, float64 [min(rank_a, rank_b)], sorted descending, in [0, 1]."""
+    tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
+    reg = check_positive(reg, "reg", allow_zero=True)
+    rho, _, _ = _cca(centered64(tensor_a), centered64(tensor_b), reg, name_a, name_b)
+    return rho
+
+
+def mean_cca(
+    feats_a: Any, feats_b: Any, *, reg: float = 0.0, name_a: str = "feats_a", name_b: str = "feats_b"
+) -> float:
+    """Mean canonical correlation, in [0, 1]; higher is better; symmetric.
+
+    Invariant to any invertible linear map of either input (with ``reg = 0``) and to translation.
+
+    Example:
+        >>> import torch
+        >>> feats = torch.randn(30, 3, generator=torch.Generator().manual_seed(0))
+        >>> round(mean_cca(feats, feats @ torch.tensor([[2.0, 1, 0], [0, 1, 0], [0, 0, 5]])), 10)
+        1.0
+    """
+    return float(canonical_correlations(feats_a, feats_b, reg=reg, name_a=name_a, name_b=name_b).mean())
+
+
+def _svd_reduce(centred: torch.Tensor, keep_variance: float, n_components: int | None, name: str) -> torch.Tensor:
+    u, s, _ = _svd_basis(centred, name)
+    if n_components is not None:
+        if n_components > s.numel():
+            raise InputError(f"{name} has rank {s.numel()}; n_components={n_components} is too many")
+        n_keep = n_components
+    else:
+        explained = torch.cumsum(s * s, 0) / (s * s).sum()
+        n_keep = int(torch.searchsorted(explained, torch.tensor(keep_variance, dtype=explained.dtype))) + 1
+        n_keep = min(n_keep, s.numel())
+    return u[:, :n_keep] * s[:n_keep]
+
+
+def svcca(
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    keep_variance: float = 0.99,
+    n_components: int | None = None,
+    reg: float = 0.0,
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+) -> float:
+    """SVCCA: keep the top singular directions of each input (``keep_variance`` of the variance, or a
+    fixed ``n_components``), then mean CCA correlation. In [0, 1]; higher is better; symmetric."""
+    tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
+    if not 0.0 < float(keep_variance) <= 1.0:
+        raise InputError(f"keep_variance must be in (0, 1], got {keep_variance!r}")
+    if n_components is not None and int(n_components) < 1:
+        raise InputError(f"n_components must be >= 1, got {n_components!r}")
+    reduced_a = _svd_reduce(centered64(tensor_a), float(keep_variance), n_components, name_a)
+    reduced_b = _svd_reduce(centered64(tensor_b), float(keep_variance), n_components, name_b)
+    rho, _, _ = _cca(reduced_a, reduced_b, check_positive(reg, "reg", allow_zero=True), name_a, name_b)
+    return float(rho.mean())
+
+
+def pwcca(
+    feats_a: Any, feats_b: Any, *, reg: float = 0.0, name_a: str = "feats_a", name_b: str = "feats_b"
+) -> float:
+    """Projection-weighted CCA (Morcos et al. 2018): Σ α_i ρ_i / Σ α_i with α_i = Σ_j |⟨h_i, a_j⟩|,
+    h_i the unit-norm i-th canonical variate of A and a_j the j-th centred unit of A.
+
+    Weights come from A, so it is not symmetric. In [0, 1]; higher is better.
+    """
+    tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
+    centred_a = centered64(tensor_a)
+    reg = check_positive(reg, "reg", allow_zero=True)
+    rho, basis_a, rotation = _cca(centred_a, centered64(tensor_b), reg, name_a, name_b)
+    variates = basis_a @ rotation
+    variates = variates / torch.linalg.vector_norm(variates, dim=0, keepdim=True)
+    weights = (variates.T @ centred_a).abs().sum(dim=1)
+    return float((weights * rho).sum() / weights.sum())
+
+
+_REG = ParamSpec("reg", 0.0, low=0.0, high=1e6, help="ridge, as a multiple of the mean eigenvalue")
+_CCA_INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation", "invertible_linear", "unit_scale")
+
+register(
+    MetricSpec(
+        name="mean_cca",
+        family="cca",
+        fn=mean_cca,
+        higher_is_better=True,
+        symmetric=True,
+        value_range=(0.0, 1.0),
+        invariances=_CCA_INVARIANCES,
+        params=(_REG,),
+        reference="Hotelling 1936; as used in Raghu et al. 2017 (SVCCA)",
+        summary="mean canonical correlation (overfits when d_a + d_b approaches n; use svcca or reg)",
+    )
+)
+register(
+    MetricSpec(
+        name="svcca",
+        family="cca",
+        fn=svcca,
+        higher_is_better=True,
+        symmetric=True,
+        value_range=(0.0, 1.0),
+        invariances=("orthogonal", "isotropic_scale", "translation", "permutation"),
+        params=(
+            ParamSpec("keep_variance", 0.99, low=1e-6, high=1.0, help="variance kept by the SVD step"),
+            ParamSpec("n_components", None, kind="int_or_none", low=1, help="fixed number of SVD directions"),
+            _REG,
+        ),
+        reference="Raghu et al. 2017, SVCCA (NeurIPS)",
+        summary="mean CCA correlation after keeping each input's top singular directions",
+    )
+)
+register(
+    MetricSpec(
+        name="pwcca",
+        family="cca",
+        fn=pwcca,
+        higher_is_better=True,
+        symmetric=False,
+        value_range=(0.0, 1.0),
+        # the weights sum over A's units, so rotating A changes them; B may be rotated freely
+        invariances=("isotropic_scale", "translation", "permutation"),
+        params=(_REG,),
+        reference="Morcos et al. 2018, Insights on representational similarity (PWCCA)",
+        summary="CCA correlations weighted by how much of A each canonical direction explains",
+    )
+)
