@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 
+import numpy as np
 import streamlit as st
 
 from core.cache import FeatureCache, feature_key
@@ -100,8 +101,8 @@ def modality_problem(model: str, dataset_name: str) -> str | None:
     fitting = [d.name for d in list_datasets(spec.modality)]
     return (
         f"{model!r} encodes {spec.modality}, but dataset {dataset_name!r} holds {data_spec.modality} samples. "
-        f"Pick a dataset with {spec.modality} ({', '.join(fitting) or 'none registered'}) or a "
-        f"{data_spec.modality.split('-')[0]} model."
+        f"Pick a dataset with {spec.modality} ({', '.join(fitting) or 'none registered'}) or "
+        f"{_article(data_spec.modality.split('-')[0])} model."
     )
 
 
@@ -329,3 +330,191 @@ def show_error(error: Exception) -> None:
     """Every AlignscopeError is shown with its own words, never as a traceback."""
     st.error(str(error), icon=":material/error:")
 
+
+
+# --------------------------------------------------------------------------------------------------
+# Many models
+# --------------------------------------------------------------------------------------------------
+
+
+def depth_layer(relative_depth: float, n_layers: int) -> int:
+    """The layer at a relative depth in [0, 1] (0 = first, 1 = last), rounded to the nearest."""
+    return int(round(relative_depth * (n_layers - 1)))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def model_matrix(models: tuple[str, ...], dataset_name: str, n: int, seed: int, metric: str, k: int,
+                 relative_depth: float | None, keys: tuple[str, ...]) -> dict:  # fmt: skip
+    """``{"values" [m, m], "layers": [[i, j] per cell]}``: the best layer pair per model pair, or the
+    layers at one relative depth. ``keys`` (feature cache keys) only key the cache."""
+    from core.metrics.registry import compute, get_metric
+
+    spec = get_metric(metric)
+    count = len(models)
+    values = np.full((count, count), np.nan)
+    layers = [[None] * count for _ in range(count)]
+    for i, model_i in enumerate(models):
+        for j, model_j in enumerate(models):
+            if j < i and spec.symmetric:
+                values[i, j], layers[i][j] = values[j, i], layers[j][i][::-1]
+                continue
+            if relative_depth is None:
+                result = layer_scores(model_i, model_j, dataset_name, n, seed, metric, k, keys[i], keys[j])
+                values[i, j], layers[i][j] = result["best_value"], list(result["best_index"])
+            else:
+                feats_i = features_for(model_i, dataset_name, n, seed)["values"]
+                feats_j = features_for(model_j, dataset_name, n, seed)["values"]
+                li, lj = depth_layer(relative_depth, len(feats_i)), depth_layer(relative_depth, len(feats_j))
+                values[i, j] = compute(metric, feats_i[li], feats_j[lj], name_a=model_i, name_b=model_j,
+                                       **metric_params(metric, k))  # fmt: skip
+                layers[i][j] = [li, lj]
+    return {"values": values, "layers": layers, "higher_is_better": spec.higher_is_better}
+
+
+def cluster_order(values: np.ndarray, higher_is_better: bool) -> list[int]:
+    """Leaf order of average-linkage clustering on the symmetrised score (optimal leaf ordering)."""
+    from scipy.cluster.hierarchy import leaves_list, linkage, optimal_leaf_ordering
+    from scipy.spatial.distance import squareform
+
+    count = values.shape[0]
+    if count < 3 or not np.isfinite(values).all():
+        return list(range(count))
+    sym = (values + values.T) / 2
+    distance = (sym.max() - sym) if higher_is_better else (sym - sym.min())
+    np.fill_diagonal(distance, 0.0)
+    condensed = squareform(np.clip(distance, 0.0, None), checks=False)
+    tree = linkage(condensed, method="average")
+    return [int(i) for i in leaves_list(optimal_leaf_ordering(tree, condensed))]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def gram(models: tuple[str, ...], dataset_name: str, n: int, seed: int, relative_depth: float,
+         keys: tuple[str, ...]) -> dict:  # fmt: skip
+    """GRAM volume of the set at one relative depth, or why it is not defined.
+
+    ``{"volume", "chance", "chance_std", "layers", "widths", "problem"}``; chance = the volume with each
+    model's rows shuffled independently (10 shuffles).
+    """
+    import torch
+
+    try:
+        from core.metrics.gram import gram_volume
+    except ImportError:
+        return {"problem": "GRAM is not available in this version of core.metrics.", "widths": [], "layers": []}
+    chosen, widths = [], []
+    for model in models:
+        values = features_for(model, dataset_name, n, seed)["values"]
+        layer = depth_layer(relative_depth, len(values))
+        chosen.append((layer, values[layer]))
+        widths.append(int(values[layer].shape[1]))
+    layers = [layer for layer, _ in chosen]
+    if len(set(widths)) > 1:
+        return {
+            "problem": (
+                "GRAM measures the volume spanned by each sample's embeddings in one shared space, so all "
+                f"models must have the same width; at this depth the widths are {dict(zip(models, widths))}. "
+                "Nothing is projected to a common width, since that would invent the very correspondence being "
+                "measured. Pick models of equal width (or a depth where they agree), e.g. towers of one "
+                "contrastive model."
+            ),
+            "widths": widths,
+            "layers": layers,
+        }
+    mats = [torch.as_tensor(values) for _, values in chosen]
+    volume = gram_volume(*mats)
+    generator = torch.Generator().manual_seed(seed)
+    null = []
+    for _ in range(10):
+        shuffled = [mats[0]] + [m[torch.randperm(m.shape[0], generator=generator)] for m in mats[1:]]
+        null.append(gram_volume(*shuffled))
+    return {"volume": volume, "chance": float(np.mean(null)), "chance_std": float(np.std(null, ddof=1)),
+            "layers": layers, "widths": widths, "problem": None}  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------------
+
+SWEEP_TITLES = {
+    "k": "neighbours k (count)",
+    "n": "samples n (count)",
+    "prefix": "Matryoshka prefix length (leading feature dimensions)",
+    "depth": "relative depth of A's layer (0 = first, 1 = last)",
+}
+
+
+def _geometric(low: int, high: int, count: int = 9) -> list[int]:
+    if high <= low:
+        return [max(1, high)]
+    return sorted({int(round(v)) for v in np.geomspace(low, high, count)})
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sweep(kind: str, model_a: str, model_b: str, dataset_name: str, n: int, seed: int, metric: str, k: int,
+          layer_a: int, layer_b: int, key_a: str, key_b: str) -> dict:  # fmt: skip
+    """Score against k, n, prefix length or layer depth, with the chance level (mean and sd over 10
+    shuffled correspondences; the analytic level where the metric has one) at every point.
+
+    Returns ``{"x", "values", "chance", "chance_std", "chance_analytic", "series", "note"}``.
+    """
+    import torch
+
+    from core.metrics.registry import compute, get_metric
+    from core.stats import chance_level
+
+    spec = get_metric(metric)
+    feats_a = features_for(model_a, dataset_name, n, seed)["values"]
+    feats_b = features_for(model_b, dataset_name, n, seed)["values"]
+    a = feats_a[resolve_layer(layer_a, len(feats_a))]
+    b = feats_b[resolve_layer(layer_b, len(feats_b))]
+    params = metric_params(metric, k)
+    points: list[tuple[float, np.ndarray, np.ndarray, dict]] = []
+    series: dict[str, list[float]] = {}
+    note = ""
+    if kind == "k":
+        if "k" not in spec.param_names:
+            raise InputError(f"{metric} has no k; a k sweep needs a k-NN metric (mutual_knn, cknna, …)")
+        low = 2 if any(p.name == "k" and (p.low or 1) >= 2 for p in spec.params) else 1
+        for value in _geometric(low, min(a.shape[0] - 1, 1000)):
+            points.append((value, a, b, {**params, "k": value}))
+    elif kind == "n":
+        order = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(seed)).numpy()
+        smallest = max(params.get("k", 1) + 2, 10)
+        for value in _geometric(min(smallest, a.shape[0]), a.shape[0]):
+            rows = np.sort(order[:value])
+            points.append((value, a[rows], b[rows], params))
+        note = "Nested subsets: each smaller set is contained in the larger ones."
+    elif kind == "prefix":
+        width = min(a.shape[1], b.shape[1])
+        for value in _geometric(1, width, 10):
+            points.append((value, a[:, :value], b[:, :value], params))
+        note = (f"Both representations truncated to their first m dimensions (widths {a.shape[1]} and "
+                f"{b.shape[1]}); meaningful for Matryoshka-trained embeddings, whose leading dimensions carry "
+                "the most information.")  # fmt: skip
+    elif kind == "depth":
+        count_a, count_b = len(feats_a), len(feats_b)
+        best = []
+        for i in range(count_a):
+            depth = i / max(1, count_a - 1)
+            j = depth_layer(depth, count_b)
+            points.append((depth, feats_a[i], feats_b[j], params))
+        matrix = layer_scores(model_a, model_b, dataset_name, n, seed, metric, k, key_a, key_b)["values"]
+        best = matrix.max(axis=1) if spec.higher_is_better else matrix.min(axis=1)
+        series["best layer of B"] = [float(v) for v in best]
+        note = "Layer i of A against the layer of B at the same relative depth; dotted: the best layer of B."
+    else:
+        raise InputError(f"unknown sweep {kind!r}; choose k, n, prefix or depth")
+    x, values, chance, chance_std, analytic = [], [], [], [], []
+    for value, left, right, point_params in points:
+        x.append(value)
+        values.append(compute(metric, left, right, name_a=model_a, name_b=model_b, **point_params))
+        level = chance_level(metric, left, right, n_shuffles=10, seed=seed, **point_params)
+        chance.append(level.empirical)
+        chance_std.append(level.empirical_std)
+        analytic.append(np.nan if level.analytic is None else level.analytic)
+    return {"x": x, "values": values, "chance": chance, "chance_std": chance_std, "chance_analytic": analytic,
+            "series": series, "note": note, "x_title": SWEEP_TITLES[kind]}  # fmt: skip
+
+
+def _article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"

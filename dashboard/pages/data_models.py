@@ -1,0 +1,157 @@
+"""Data & models: browse the registries, upload datasets and precomputed representations, add hub
+models, and manage the feature cache."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.cache import FeatureCache
+from core.datasets import list_datasets
+from core.errors import AlignscopeError
+from core.models import hub_model_spec, list_models, load_model
+from core.uploads import add_image_dataset, add_representation, add_text_dataset, remember_model
+from dashboard import _cached, ui
+from dashboard.state import read_selection, update_selection
+
+sel, warnings = read_selection()
+st.title("Data & models")
+ui.show_warnings(warnings)
+
+tab_browse, tab_upload, tab_hub, tab_cache = st.tabs(["Registries", "Upload", "Hub model", "Cache"])
+
+# -- registries ------------------------------------------------------------------------------------
+with tab_browse:
+    st.subheader("Models")
+    st.dataframe(
+        pd.DataFrame([{"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
+                       "description": s.description} for s in list_models()]),  # fmt: skip
+        hide_index=True, width="stretch",
+    )
+    st.subheader("Datasets")
+    st.dataframe(
+        pd.DataFrame([{"name": s.name, "modality": s.modality, "source": s.source, "samples": _cached.dataset_size(s.name),
+                       "description": s.description} for s in list_datasets()]),  # fmt: skip
+        hide_index=True, width="stretch",
+    )
+    st.caption("A model encodes datasets of its modality; `any` (precomputed representations) matches the dataset "
+               "it was uploaded for.")  # fmt: skip
+
+
+def _after_upload(message: str) -> None:
+    _cached.dataset_size.clear()
+    st.success(message, icon=":material/check_circle:")
+
+
+# -- uploads ---------------------------------------------------------------------------------------
+with tab_upload:
+    st.subheader("Upload a dataset")
+    st.markdown(
+        "Texts: CSV / Parquet (a `text` column, optional `label`) or TXT (one sample per line). "
+        "Images: a zip of images, optionally with `captions.csv` (`image,caption[,label]`)."
+    )
+    with st.form("upload-dataset", clear_on_submit=False):
+        name = st.text_input("Dataset name", placeholder="my-texts", help="letters, digits, '.', '_' or '-'")
+        file = st.file_uploader("File", type=["csv", "parquet", "txt", "zip"], key="dataset-file")
+        submitted = st.form_submit_button("Add dataset", icon=":material/upload:")
+    if submitted:
+        if file is None or not name:
+            st.error("Give a name and choose a file.", icon=ui.ERROR_ICON)
+        else:
+            try:
+                with st.spinner(f"Validating and storing {file.name}…"):
+                    data = file.getvalue()
+                    if file.name.lower().endswith(".zip"):
+                        spec = add_image_dataset(name, file.name, data)
+                    else:
+                        spec = add_text_dataset(name, file.name, data)
+                _after_upload(f"Added dataset {spec.name!r} ({spec.modality}): {spec.description}")
+            except AlignscopeError as error:
+                _cached.show_error(error)
+
+    st.subheader("Upload a precomputed representation")
+    st.markdown(
+        "One `[samples, features]` matrix (`.npy`, `.csv` or `.safetensors` with one tensor), e.g. brain "
+        "recordings or embeddings from elsewhere. Row *i* must be sample *i* of the chosen dataset (all of "
+        "it, in dataset order). It becomes a one-layer model you can compare like any other."
+    )
+    dataset_names = [s.name for s in list_datasets()]
+    with st.form("upload-representation"):
+        rep_name = st.text_input("Representation name", placeholder="v1-recordings")
+        rep_dataset = st.selectbox("Rows are samples of", dataset_names,
+                                   index=dataset_names.index(sel.dataset) if sel.dataset in dataset_names else 0)
+        rep_file = st.file_uploader("Matrix", type=["npy", "csv", "safetensors"], key="representation-file")
+        rep_submitted = st.form_submit_button("Add representation", icon=":material/upload:")
+    if rep_submitted:
+        if rep_file is None or not rep_name:
+            st.error("Give a name and choose a file.", icon=ui.ERROR_ICON)
+        else:
+            try:
+                with st.spinner(f"Validating {rep_file.name}…"):
+                    spec = add_representation(rep_name, rep_file.name, rep_file.getvalue(), dataset=rep_dataset)
+                _after_upload(f"Added representation {spec.name!r} for dataset {rep_dataset!r}.")
+                st.session_state["last-representation"] = (spec.name, rep_dataset)
+            except AlignscopeError as error:
+                _cached.show_error(error)
+    if "last-representation" in st.session_state:
+        rep, rep_ds = st.session_state["last-representation"]
+        st.button(f"Compare {rep} as model B on {rep_ds}", icon=":material/compare_arrows:",
+                  on_click=update_selection, kwargs={"model_b": rep, "dataset": rep_ds})  # fmt: skip
+
+# -- hub models ------------------------------------------------------------------------------------
+with tab_hub:
+    st.subheader("Add a Hugging Face model by id")
+    st.markdown("Any `transformers` text or vision model (hub id like `org/name`, or a local folder). "
+                "It is downloaded on first use; without network that first use fails with a clear message.")  # fmt: skip
+    with st.form("hub-model"):
+        hub_id = st.text_input("Hub id or local path", placeholder="sentence-transformers/all-MiniLM-L6-v2")
+        modality = st.radio("Modality", ["text", "image"], horizontal=True)
+        revision = st.text_input("Revision (optional)", placeholder="main")
+        hub_submitted = st.form_submit_button("Add model", icon=":material/add:")
+    if hub_submitted:
+        try:
+            spec = remember_model(hub_model_spec(hub_id.strip(), modality=modality, revision=revision.strip() or None))
+            st.success(f"Added model {spec.name!r} ({spec.kind}, {spec.source}). Try loading it below.",
+                       icon=":material/check_circle:")  # fmt: skip
+            st.session_state["last-hub-model"] = spec.name
+        except AlignscopeError as error:
+            _cached.show_error(error)
+    if "last-hub-model" in st.session_state:
+        hub_name = st.session_state["last-hub-model"]
+        if st.button(f"Try loading {hub_name}", icon=":material/download:"):
+            try:
+                with st.spinner(f"Loading {hub_name} (downloads on first use)…"):
+                    loaded = load_model(hub_name, device="cpu")
+                st.success(f"{hub_name} loaded: {len(loaded.layer_names)} layers.", icon=":material/check_circle:")
+            except AlignscopeError as error:
+                _cached.show_error(error)
+
+# -- cache -----------------------------------------------------------------------------------------
+with tab_cache:
+    cache = FeatureCache()
+    entries = cache.entries()
+    st.subheader("Feature cache")
+    st.caption(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 2**20:.1f} MiB in `{cache.root}`")
+    if entries:
+        table = pd.DataFrame([{"key": e.key, "model": e.model, "dataset": e.dataset, "samples": e.n_samples,
+                               "layers": e.n_layers, "MiB": round(e.bytes / 2**20, 3), "created": e.created}
+                              for e in entries])  # fmt: skip
+        st.dataframe(table, hide_index=True, width="stretch")
+        left, right = st.columns(2)
+        with left:
+            if st.button("Verify checksums", icon=":material/verified:"):
+                with st.spinner("Hashing every tensor file…"):
+                    report = cache.verify()
+                bad = {k: v for k, v in report.items() if v != "ok"}
+                if bad:
+                    st.error("\n".join(f"- `{k}`: {v}" for k, v in bad.items()), icon=ui.ERROR_ICON)
+                else:
+                    st.success(f"All {len(report)} entries are intact.", icon=":material/check_circle:")
+        with right:
+            to_remove = st.multiselect("Entries to delete", [e.key for e in entries],
+                                       format_func=lambda key: f"{key[:8]}… {next(e.model + ' / ' + e.dataset for e in entries if e.key == key)}")  # fmt: skip
+            if st.button("Delete selected", disabled=not to_remove, icon=":material/delete:"):
+                removed = [key for prefix in to_remove for key in cache.remove(prefix)]
+                _cached.features.clear()
+                st.toast(f"Removed {len(removed)} cache entries.", icon=":material/delete:")
+                st.rerun()
