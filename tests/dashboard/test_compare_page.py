@@ -1,0 +1,147 @@
+"""The Compare page through AppTest: default render, widgets, URL round trip, tampered links, the
+compute gate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.dashboard.conftest import no_exception, run_page, url_of
+from tests.dashboard.test_state import random_tampered_query
+
+pytestmark = pytest.mark.usefixtures("dashboard_cache")
+
+
+def _metrics(app) -> dict[str, float]:
+    return {m.label.split(" ")[0]: float(m.value) for m in app.metric}
+
+
+def _core_score(model_a: str, model_b: str, n: int, metric: str, **params) -> float:
+    from core.cache import FeatureCache
+    from core.datasets import load_dataset
+    from core.metrics.registry import compute
+
+    full = load_dataset("digits")
+    subset = full.subset(n, seed=0)
+    feats = []
+    for model in (model_a, model_b):
+        features, result = FeatureCache().get_or_extract(model, full)
+        assert result.hit
+        position = {sid: i for i, sid in enumerate(features.sample_ids)}
+        feats.append(features.take([position[sid] for sid in subset.sample_ids]).values[-1])
+    return compute(metric, feats[0], feats[1], **params)
+
+
+def test_default_render_matches_core():
+    app = run_page("compare")
+    no_exception(app)
+    assert app.title[0].value == "Compare two models"
+    assert not app.warning and not app.error
+    scores = _metrics(app)
+    assert set(scores) == {"mutual_knn", "cknna", "linear_cka"}
+    assert scores["mutual_knn"] == pytest.approx(_core_score("digits-cnn-s0", "digits-cnn-s1", 120, "mutual_knn", k=10),
+                                                 abs=5e-4)  # fmt: skip
+    assert scores["linear_cka"] == pytest.approx(_core_score("digits-cnn-s0", "digits-cnn-s1", 120, "linear_cka"),
+                                                 abs=5e-4)  # fmt: skip
+    table = app.dataframe[0].value
+    assert list(table.index) == ["mutual_knn", "cknna", "linear_cka"]
+    assert table["p-value"].notna().all() and (table["95% CI low"] <= table["95% CI high"]).all()
+    assert {b.label for b in app.get("download_button")} >= {"Result card (JSON)", "Heatmap (CSV)", "Figure (HTML)"}
+    assert "n=120" in app.code[0].value and "a=digits-cnn-s0" in app.code[0].value
+
+
+@pytest.mark.parametrize(
+    ("widget", "key", "value", "param"),
+    [
+        ("selectbox", "sel.model_b", "digits-cnn-s2", "b"),
+        ("number_input", "sel.k", 5, "k"),
+        ("number_input", "sel.n", 200, "n"),
+        ("number_input", "sel.seed", 3, "seed"),
+    ],
+)
+def test_changing_a_widget_changes_the_result_and_the_url(widget, key, value, param):
+    app = run_page("compare")
+    before = _metrics(app)
+    getattr(app, widget)(key=key).set_value(value).run()
+    no_exception(app)
+    assert url_of(app)[param] == str(value)
+    assert _metrics(app)["mutual_knn"] != before["mutual_knn"]
+
+
+def test_metric_choice_changes_the_headline_and_the_heatmap():
+    app = run_page("compare")
+    app.multiselect(key="sel.metrics").set_value(["linear_cka"]).run()
+    app.selectbox(key="sel.metric").set_value("linear_cka").run()
+    no_exception(app)
+    assert set(_metrics(app)) == {"linear_cka"}
+    assert url_of(app)["metric"] == "linear_cka" and url_of(app)["metrics"] == "linear_cka"
+    assert any("linear_cka" in c.value and "Best pair" in c.value for c in app.caption)
+
+
+def test_layer_pair_from_the_url_and_the_best_pair_button():
+    app = run_page("compare", {"la": "0", "lb": "1"})
+    no_exception(app)
+    assert any("layer 0 `conv1`" in c.value and "layer 1 `conv2`" in c.value for c in app.caption)
+    app.button[0].click().run()  # "Use the best pair"
+    assert (url_of(app)["la"], url_of(app)["lb"]) != ("0", "1")
+
+
+def test_url_round_trip_reproduces_the_view():
+    query = {"b": "digits-cnn-s2", "k": "7", "n": "150", "seed": "2", "metrics": "mutual_knn,linear_cka",
+             "la": "2", "lb": "3"}  # fmt: skip
+    first = run_page("compare", query)
+    url = url_of(first)
+    second = run_page("compare", url, fast=False)
+    no_exception(second)
+    assert url_of(second) == url
+    assert _metrics(second) == _metrics(first)
+
+
+def test_out_of_range_layer_is_explained():
+    app = run_page("compare", {"la": "40"})
+    no_exception(app)
+    assert any("layer 40 does not exist" in w.value for w in app.warning)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tampered_links_show_a_warning_never_a_traceback(seed):
+    query = {k: v if isinstance(v, str) else str(v) for k, v in random_tampered_query(seed).items()}
+    query = {k: v[:300] for k, v in query.items() if k and "\x00" not in k}
+    app = run_page("compare", {**query, "n": "120", "boot": "5", "perm": "20"})
+    no_exception(app)
+
+
+def test_explicit_tampered_link_lists_the_fixes():
+    app = run_page("compare", {"a": "../../etc/passwd", "k": "1000000000", "n": "-1", "metric": "drop table"})
+    no_exception(app)
+    text = app.warning[0].value
+    for key in ("a=", "k=", "n=", "metric="):
+        assert key in text
+    assert url_of(app)["a"] == "digits-cnn-s0"
+
+
+def test_modality_mismatch_is_explained():
+    app = run_page("compare", {"a": "minilm-l6"})
+    no_exception(app)
+    assert "encodes text" in app.error[0].value and "digits" in app.error[0].value
+
+
+def test_uncached_view_waits_for_a_click_then_computes(dashboard_cache):
+    from core.cache import FeatureCache
+    from core.uploads import add_representation
+
+    rows = np.random.default_rng(0).normal(size=(1797, 6)).astype(np.float32)
+    buffer = __import__("io").BytesIO()
+    np.save(buffer, rows)
+    add_representation("random-rep", "random.npy", buffer.getvalue(), dataset="digits")
+    before = set(FeatureCache().keys())
+    app = run_page("compare", {"b": "random-rep"})
+    no_exception(app)
+    assert set(FeatureCache().keys()) == before  # opening the link computed nothing
+    assert not app.metric
+    assert app.dataframe[0].value["model"].tolist() == ["random-rep"]
+    app.button(key="compute-compare").click().run()
+    no_exception(app)
+    assert len(set(FeatureCache().keys()) - before) == 1
+    scores = _metrics(app)
+    assert scores["linear_cka"] < 0.2  # random features: near chance
