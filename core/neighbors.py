@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from core.errors import InputError
-from core.metrics._checks import check_features, check_k
+from core.metrics._checks import as_tensor, check_features, check_k
 
 DEFAULT_BLOCK_SIZE = 1024
 
@@ -54,6 +54,7 @@ def topk_similar(
     sample_ids: torch.Tensor | None = None,
     return_values: bool = False,
     name: str = "feats",
+    check: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Indices [n, k] (and optionally float64 similarities [n, k]) of each row's k most similar rows.
 
@@ -64,12 +65,14 @@ def topk_similar(
         block_size: rows per block; memory is O(block_size * n).
         sample_ids: optional [n] integer ids; rows sharing the query's id (bootstrap duplicates of the
             same sample) are excluded like the sample itself.
-        return_values: also return the similarities, recomputed in float64 for the chosen pairs.
+        return_values: also return the similarities of the chosen pairs, as float64 (computed in the
+            input's precision: float64 inputs give float64-exact kernel values).
+        check: validate ``feats`` (NaN/Inf, shape); callers that already did pass False.
 
     Returns:
         (indices [n, k] int64, values [n, k] float64 or None).
     """
-    feats = check_features(feats, name, min_samples=2)
+    feats = check_features(feats, name, min_samples=2) if check else as_tensor(feats, name)
     n_samples = feats.shape[0]
     k = check_k(k, n_samples)
     if block_size < 1:
@@ -82,7 +85,6 @@ def topk_similar(
         if k > n_distinct - 1:
             raise InputError(f"k={k} needs at least {k + 1} distinct samples; this resample has {n_distinct}")
     unit = F.normalize(feats, dim=1) if normalize else feats
-    unit64 = unit.to(torch.float64) if return_values else None
     out_indices = torch.empty((n_samples, k), dtype=torch.long, device=feats.device)
     out_values = torch.empty((n_samples, k), dtype=torch.float64, device=feats.device) if return_values else None
     for start in range(0, n_samples, block_size):
@@ -93,11 +95,11 @@ def topk_similar(
         if sample_ids is not None:
             same = sample_ids[start:stop, None] == sample_ids[None, :]
             sims.masked_fill_(same, float("-inf"))
-        _, indices = _block_topk(sims, k)
+        values, indices = _block_topk(sims, k)
         del sims
         out_indices[start:stop] = indices
         if out_values is not None:
-            out_values[start:stop] = torch.einsum("bd,bkd->bk", unit64[start:stop], unit64[indices])
+            out_values[start:stop] = values
     return out_indices, out_values
 
 
@@ -121,7 +123,13 @@ def knn_indices(feats: Any, k: int = 10, *, block_size: int = DEFAULT_BLOCK_SIZE
     return indices
 
 
-def per_sample_overlap(idx_a: torch.Tensor, idx_b: torch.Tensor, *, block_size: int = 8192) -> torch.Tensor:
+def overlap_counts(idx_a: torch.Tensor, sorted_b: torch.Tensor) -> torch.Tensor:
+    """|N_A(i) ∩ N_B(i)| per row, int64 [n], given B's lists sorted within each row (binary search)."""
+    position = torch.searchsorted(sorted_b, idx_a).clamp(max=sorted_b.shape[1] - 1)
+    return (torch.gather(sorted_b, 1, position) == idx_a).sum(dim=1)
+
+
+def per_sample_overlap(idx_a: torch.Tensor, idx_b: torch.Tensor) -> torch.Tensor:
     """|N_A(i) ∩ N_B(i)| / k for every sample i; its mean is the mutual k-NN score.
 
     Args:
@@ -136,10 +144,5 @@ def per_sample_overlap(idx_a: torch.Tensor, idx_b: torch.Tensor, *, block_size: 
         raise InputError(
             f"neighbour lists must have the same shape [n, k]; got {tuple(idx_a.shape)} and {tuple(idx_b.shape)}"
         )
-    n_samples, k = idx_a.shape
-    overlap = torch.empty(n_samples, dtype=torch.float64, device=idx_a.device)
-    for start in range(0, n_samples, block_size):
-        stop = min(start + block_size, n_samples)
-        shared = (idx_a[start:stop, :, None] == idx_b[start:stop, None, :]).any(dim=2).sum(dim=1)
-        overlap[start:stop] = shared.to(torch.float64) / k
-    return overlap
+    sorted_b = torch.sort(idx_b, dim=1).values
+    return overlap_counts(idx_a, sorted_b).to(torch.float64) / idx_a.shape[1]

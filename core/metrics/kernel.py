@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from core.errors import InputError
-from core.metrics._checks import _check_inputs, centered64, check_features, check_positive
+from core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
 from core.metrics.registry import MetricSpec, ParamSpec, register
 
 KORNBLITH_REF = "Kornblith et al. 2019, Similarity of Neural Network Representations Revisited"
@@ -45,15 +45,16 @@ def center_gram(gram: torch.Tensor) -> torch.Tensor:
     return gram - gram.mean(dim=1, keepdim=True)
 
 
-def u_center_gram(gram: torch.Tensor) -> torch.Tensor:
+def u_center_gram(gram: torch.Tensor, *, inplace: bool = False) -> torch.Tensor:
     """U-centred kernel (Székely & Rizzo 2014): <U(K), U(L)> / (n(n-3)) is the unbiased HSIC of Song
-    et al. 2012. Zero diagonal; rows and columns sum to zero."""
+    et al. 2012. Zero diagonal; rows and columns sum to zero. ``gram`` must be symmetric."""
     n = gram.shape[0]
-    gram = gram.clone()
-    gram.fill_diagonal_(0.0)
-    row_sums = gram.sum(dim=1)
-    total = row_sums.sum()
-    centred = gram - row_sums[:, None] / (n - 2) - row_sums[None, :] / (n - 2) + total / ((n - 1) * (n - 2))
+    centred = gram if inplace else gram.clone()
+    centred.fill_diagonal_(0.0)
+    row_sums = centred.sum(dim=1)
+    total = float(row_sums.sum())
+    scaled = row_sums / (n - 2)
+    centred.sub_(scaled[:, None]).sub_(scaled[None, :]).add_(total / ((n - 1) * (n - 2)))
     centred.fill_diagonal_(0.0)
     return centred
 
@@ -95,14 +96,15 @@ def _use_gram(n_samples: int, *widths: int) -> bool:
 
 
 def _prepare_linear(feats: Any, *, name: str = "feats", gram: bool | None = None, **_: Any) -> KernelState:
-    feats = check_features(feats, name)
+    feats = as_tensor(feats, name)  # validated by the caller
     centred = centered64(feats)
     _require_variance(centred, name)
     if gram is None:
         gram = feats.shape[0] <= GRAM_MAX_SAMPLES
     if gram:
         kernel = (centred @ centred.T).flatten()
-        return KernelState(gram_unit=kernel / torch.linalg.vector_norm(kernel))
+        norm = float(torch.linalg.vector_norm(kernel))
+        return KernelState(gram_unit=kernel.div_(norm), self_hsic=norm**2)
     cov = centred.T @ centred
     return KernelState(centred=centred, self_hsic=float((cov * cov).sum()))
 
@@ -136,16 +138,19 @@ def linear_cka(feats_a: Any, feats_b: Any, *, name_a: str = "feats_a", name_b: s
 
 
 def _prepare_debiased(feats: Any, *, name: str = "feats", gram: bool | None = None, **_: Any) -> KernelState:
-    feats = check_features(feats, name, min_samples=4)
+    feats = as_tensor(feats, name)  # validated by the caller
+    if feats.shape[0] < 4:
+        raise InputError(f"{name} has {feats.shape[0]} rows; the unbiased HSIC needs at least 4 samples")
     centred = centered64(feats)
     _require_variance(centred, name)
     if gram is None:
         gram = feats.shape[0] <= GRAM_MAX_SAMPLES
     if gram:
-        kernel = u_center_gram(centred @ centred.T).flatten()
+        kernel = u_center_gram(centred @ centred.T, inplace=True).flatten()
         self_term = float(torch.dot(kernel, kernel))
-        unit = kernel / np.sqrt(self_term) if self_term > 0 else torch.zeros_like(kernel)
-        return KernelState(gram_unit=unit, self_hsic=self_term)
+        if self_term > 0:
+            kernel.div_(np.sqrt(self_term))
+        return KernelState(gram_unit=kernel, self_hsic=self_term)
     norms = _unbiased_feature_terms(centred)
     return KernelState(centred=centred, row_norms2=norms, self_hsic=_unbiased_cross(centred, norms, centred, norms))
 
@@ -192,7 +197,9 @@ def rbf_gram(feats: torch.Tensor, sigma_factor: float = 1.0, name: str = "feats"
 def _prepare_rbf(
     feats: Any, *, sigma_factor: float = 1.0, debiased: bool = False, name: str = "feats", **_: Any
 ) -> KernelState:
-    feats = check_features(feats, name, min_samples=4 if debiased else 3)
+    feats = as_tensor(feats, name)  # validated by the caller
+    if debiased and feats.shape[0] < 4:
+        raise InputError(f"{name} has {feats.shape[0]} rows; the unbiased HSIC needs at least 4 samples")
     if feats.shape[0] > RBF_MAX_SAMPLES:
         raise InputError(
             f"rbf_cka holds n x n kernels; {name} has {feats.shape[0]} rows (limit {RBF_MAX_SAMPLES}); subsample"
@@ -230,6 +237,17 @@ def rbf_cka(
     return _compare_rbf(state_a, state_b)
 
 
+def _compare_all_grams(states_a: list[KernelState], states_b: list[KernelState], **_: Any) -> np.ndarray | None:
+    """All pairs as one product of stacked unit-norm Gram vectors [La, n²] @ [n², Lb]."""
+    if any(state.gram_unit is None for state in states_a + states_b):
+        return None
+    values = (torch.stack([s.gram_unit for s in states_a]) @ torch.stack([s.gram_unit for s in states_b]).T).cpu()
+    degenerate_a = torch.tensor([s.self_hsic <= 0 for s in states_a])
+    degenerate_b = torch.tensor([s.self_hsic <= 0 for s in states_b])
+    values[degenerate_a[:, None] | degenerate_b[None, :]] = 0.0
+    return values.numpy()
+
+
 def _permute_kernel(state: KernelState, perm: torch.Tensor) -> KernelState:
     perm = torch.as_tensor(perm).long()
     if state.gram_unit is not None:
@@ -256,6 +274,7 @@ register(
         prepare=_prepare_linear,
         compare=_compare_linear,
         permute=_permute_kernel,
+        compare_all=_compare_all_grams,
     )
 )
 register(
@@ -272,6 +291,7 @@ register(
         prepare=_prepare_debiased,
         compare=_compare_debiased,
         permute=_permute_kernel,
+        compare_all=_compare_all_grams,
     )
 )
 register(
@@ -292,5 +312,6 @@ register(
         prepare=_prepare_rbf,
         compare=_compare_rbf,
         permute=_permute_kernel,
+        compare_all=_compare_all_grams,
     )
 )

@@ -32,21 +32,29 @@ import torch
 from scipy.stats import hypergeom
 
 from core.errors import InputError
-from core.metrics._checks import _check_inputs, check_features, check_k
+from core.metrics._checks import _check_inputs, as_tensor, check_k
 from core.metrics.registry import MetricSpec, ParamSpec, register
-from core.neighbors import DEFAULT_BLOCK_SIZE, per_sample_overlap, topk_similar
+from core.neighbors import DEFAULT_BLOCK_SIZE, overlap_counts, topk_similar
 
 PLATONIC_REF = "Huh et al. 2024, The Platonic Representation Hypothesis (minyoungg/platonic-rep metrics.py)"
 
 
 @dataclass(frozen=True)
 class NeighborState:
-    """One layer's neighbour lists: indices [n, k] (int64), and for CKNNA the float64 kernel values
-    [n, k] and the self-term HSIC(K∘M_K, K∘M_K)."""
+    """One layer's neighbour lists: indices [n, k] (int64, most similar first), the same lists sorted
+    by index with the sorting order (for binary-search intersections), and for CKNNA the float64 kernel
+    values [n, k] and the self-term HSIC(K∘M_K, K∘M_K)."""
 
     indices: torch.Tensor
+    sorted_indices: torch.Tensor
+    sort_order: torch.Tensor
     values: torch.Tensor | None = None
     self_hsic: float | None = None
+
+
+def _state(indices: torch.Tensor, values: torch.Tensor | None = None, self_hsic: float | None = None) -> NeighborState:
+    sorted_indices, sort_order = torch.sort(indices, dim=1)
+    return NeighborState(indices, sorted_indices, sort_order, values, self_hsic)
 
 
 def _pair(feats_a: Any, feats_b: Any, name_a: str, name_b: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,8 +73,9 @@ def prepare_neighbors(
     **_: Any,
 ) -> NeighborState:
     """Neighbour lists of one layer, for mutual / cycle / Jaccard k-NN."""
-    indices, _ = topk_similar(feats, k, sample_ids=sample_ids, block_size=block_size, name=name)
-    return NeighborState(indices=indices)
+    # callers (metric functions, layer_matrix, stats) have validated the features already
+    indices, _ = topk_similar(feats, k, sample_ids=sample_ids, block_size=block_size, name=name, check=False)
+    return _state(indices)
 
 
 def permute_neighbors(state: NeighborState, perm: torch.Tensor) -> NeighborState:
@@ -75,14 +84,18 @@ def permute_neighbors(state: NeighborState, perm: torch.Tensor) -> NeighborState
     inverse = torch.empty_like(perm)
     inverse[perm] = torch.arange(perm.numel(), device=perm.device)
     values = None if state.values is None else state.values[perm]
-    return NeighborState(indices=inverse[state.indices[perm]], values=values, self_hsic=state.self_hsic)
+    return _state(inverse[state.indices[perm]], values, state.self_hsic)
 
 
 # --- mutual k-NN -----------------------------------------------------------------------------------
 
 
+def _overlap(state_a: NeighborState, state_b: NeighborState) -> torch.Tensor:
+    return overlap_counts(state_a.indices, state_b.sorted_indices).to(torch.float64) / state_a.indices.shape[1]
+
+
 def _compare_mutual(state_a: NeighborState, state_b: NeighborState, **_: Any) -> float:
-    return float(per_sample_overlap(state_a.indices, state_b.indices).mean())
+    return float(_overlap(state_a, state_b).mean())
 
 
 def mutual_knn_per_sample(
@@ -99,7 +112,7 @@ def mutual_knn_per_sample(
     tensor_a, tensor_b = _pair(feats_a, feats_b, name_a, name_b, k)
     state_a = prepare_neighbors(tensor_a, k=k, sample_ids=sample_ids, block_size=block_size, name=name_a)
     state_b = prepare_neighbors(tensor_b, k=k, sample_ids=sample_ids, block_size=block_size, name=name_b)
-    return per_sample_overlap(state_a.indices, state_b.indices)
+    return _overlap(state_a, state_b)
 
 
 def mutual_knn(
@@ -147,7 +160,7 @@ def _jaccard_from_overlap(overlap: torch.Tensor, k: int) -> torch.Tensor:
 
 def _compare_jaccard(state_a: NeighborState, state_b: NeighborState, **_: Any) -> float:
     k = state_a.indices.shape[1]
-    return float(_jaccard_from_overlap(per_sample_overlap(state_a.indices, state_b.indices), k).mean())
+    return float(_jaccard_from_overlap(_overlap(state_a, state_b), k).mean())
 
 
 def jaccard_knn_per_sample(
@@ -297,18 +310,21 @@ def prepare_cknna(
     **_: Any,
 ) -> NeighborState:
     """Neighbour lists, their kernel values and the self-term of one layer, for CKNNA."""
-    feats = check_features(feats, name, min_samples=4)
+    feats = as_tensor(feats, name)
+    if feats.shape[0] < 4:
+        raise InputError(f"{name} has {feats.shape[0]} rows; CKNNA's unbiased HSIC needs at least 4 samples")
     indices, values = topk_similar(
-        feats, k, normalize=normalize, sample_ids=sample_ids, block_size=block_size, return_values=True, name=name
-    )
-    return NeighborState(indices=indices, values=values, self_hsic=_self_hsic(indices, values))
+        feats, k, normalize=normalize, sample_ids=sample_ids, block_size=block_size, return_values=True, name=name,
+        check=False,
+    )  # fmt: skip
+    return _state(indices, values, _self_hsic(indices, values))
 
 
 def _compare_cknna(state_a: NeighborState, state_b: NeighborState, **_: Any) -> float:
     idx_a, idx_b = state_a.indices, state_b.indices
     n_samples = idx_a.shape[0]
-    sorted_b, order_b = torch.sort(idx_b, dim=1)
-    values_b = torch.gather(state_b.values, 1, order_b)
+    sorted_b = state_b.sorted_indices
+    values_b = torch.gather(state_b.values, 1, state_b.sort_order)
     position = torch.searchsorted(sorted_b, idx_a).clamp(max=idx_b.shape[1] - 1)
     hit = torch.gather(sorted_b, 1, position) == idx_a
     rows = torch.arange(n_samples, device=idx_a.device)[:, None].expand_as(idx_a)[hit]

@@ -104,10 +104,16 @@ def layer_matrix(
         for tensor, label in zip(tensors_b, labels_b):
             states_b.append(spec.prepare(tensor, name=label, **resolved))
             tick()
-        for i, state_a in enumerate(states_a):
-            for j, state_b in enumerate(states_b):
-                values[i, j] = spec.compare(state_a, state_b, **resolved)
+        batched = spec.compare_all(states_a, states_b, **resolved) if spec.compare_all is not None else None
+        if batched is not None:
+            values[:] = batched
+            for _ in range(n_a * n_b):
                 tick()
+        else:
+            for i, state_a in enumerate(states_a):
+                for j, state_b in enumerate(states_b):
+                    values[i, j] = spec.compare(state_a, state_b, **resolved)
+                    tick()
     else:
         for i, (tensor_a, label_a) in enumerate(zip(tensors_a, labels_a)):
             for j, (tensor_b, label_b) in enumerate(zip(tensors_b, labels_b)):

@@ -104,6 +104,8 @@ class MetricSpec:
         summary: one line saying what the number measures.
         per_sample: optional ``per_sample(feats_a, feats_b, **params) -> Tensor [n]`` whose mean is ``fn``.
         prepare / compare / permute: optional split form (see module docstring).
+        compare_all: optional ``compare_all(states_a, states_b, **params) -> ndarray [La, Lb]`` doing all
+            pairs at once (one matrix product for Gram-form kernels); returns None to decline.
         chance: optional ``chance(n_samples, **params) -> float`` analytic chance level.
         uses_neighbors: the metric compares k-NN lists and accepts ``sample_ids`` (bootstrap duplicates).
         requires_equal_dims: both inputs must have the same width (GRAM, unmapped retrieval).
@@ -124,6 +126,7 @@ class MetricSpec:
     prepare: Callable[..., Any] | None = None
     compare: Callable[..., float] | None = None
     permute: Callable[[Any, Any], Any] | None = None
+    compare_all: Callable[..., Any] | None = None
     chance: Callable[..., float | None] | None = None
     uses_neighbors: bool = False
     requires_equal_dims: bool = False

@@ -34,7 +34,7 @@ def test_ties_go_to_the_lower_index_and_self_is_excluded():
 
 
 def test_neighbours_are_sorted_by_similarity_and_values_are_float64_cosines():
-    feats = torch.randn(30, 4, generator=torch.Generator().manual_seed(2))
+    feats = torch.randn(30, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     indices, values = topk_similar(feats, 4, return_values=True)
     assert values.dtype == torch.float64
     assert bool((values[:, :-1] >= values[:, 1:]).all())
@@ -56,7 +56,7 @@ def test_per_sample_overlap_is_set_overlap_over_k():
     idx_a = np.stack([rng.choice(50, 6, replace=False) for _ in range(50)])
     idx_b = np.stack([rng.choice(50, 6, replace=False) for _ in range(50)])
     expected = [len(set(x) & set(y)) / 6 for x, y in zip(idx_a, idx_b)]
-    got = per_sample_overlap(torch.from_numpy(idx_a), torch.from_numpy(idx_b), block_size=7)
+    got = per_sample_overlap(torch.from_numpy(idx_a), torch.from_numpy(idx_b))
     assert got.dtype == torch.float64
     assert np.allclose(got.numpy(), expected, atol=0)
 
