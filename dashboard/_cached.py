@@ -518,3 +518,128 @@ def sweep(kind: str, model_a: str, model_b: str, dataset_name: str, n: int, seed
 
 def _article(word: str) -> str:
     return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+
+
+# ==================================================================================================
+# Projections and neighbours (this section belongs to the Projections and Neighbours pages)
+# ==================================================================================================
+# Layers are passed as resolved indices and features by their cache keys, so the same view always hits
+# the same entry. UMAP runs take ``_progress`` (not hashed: a leading underscore) for epoch progress;
+# it is a plain callable that never calls Streamlit, so a cached run replays nothing.
+
+_FULL_SELECTION = "_alignscope_full_selection"
+
+
+def layer_features(model: str, dataset_name: str, n: int, seed: int, layer: int) -> np.ndarray:
+    """``[n, d]`` features of one layer (index resolved as on every page: -1 = last)."""
+    feats = features_for(model, dataset_name, n, seed)
+    return feats["values"][resolve_layer(layer, len(feats["values"]))]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def pca_projection(model: str, dataset_name: str, n: int, seed: int, layer: int, key: str) -> dict:
+    """``{"coords": [n, 2], "explained": [2]}`` (explained-variance ratios of the two components)."""
+    from core.projection import pca
+
+    data = layer_features(model, dataset_name, n, seed, layer)
+    result = pca(data, n_components=min(2, data.shape[1]))
+    coords = result.coords if result.coords.shape[1] == 2 else np.column_stack([result.coords, np.zeros(len(data))])
+    explained = list(result.explained_variance_ratio) + [0.0] * (2 - len(result.explained_variance_ratio))
+    return {"coords": coords, "explained": [float(v) for v in explained]}
+
+
+@st.cache_resource(show_spinner=False)
+def umap_warm_up() -> float:
+    """Import umap and JIT-compile it once per process (seconds it took)."""
+    from core.projection import warm_up
+
+    return warm_up()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def umap_projection(model: str, dataset_name: str, n: int, seed: int, layer: int, key: str, n_neighbors: int,
+                    min_dist: float, _progress: Callable[[int, int], None] | None = None) -> np.ndarray:  # fmt: skip
+    """``[n, 2]`` UMAP (cosine, seeded with the Selection's seed)."""
+    from core.projection import umap_2d
+
+    umap_warm_up()
+    data = layer_features(model, dataset_name, n, seed, layer)
+    return umap_2d(data, n_neighbors=n_neighbors, min_dist=min_dist, seed=seed, progress=_progress)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def aligned_umap_projection(model_a: str, model_b: str, dataset_name: str, n: int, seed: int, layer_a: int,
+                            layer_b: int, key_a: str, key_b: str, alignment: float, n_neighbors: int,
+                            min_dist: float, _progress: Callable[[int, int], None] | None = None
+                            ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(coords_a, coords_b), each ``[n, 2]``: aligned UMAP with the identity relation between A and B."""
+    from core.projection import aligned_umap_2d
+
+    umap_warm_up()
+    data_a = layer_features(model_a, dataset_name, n, seed, layer_a)
+    data_b = layer_features(model_b, dataset_name, n, seed, layer_b)
+    return aligned_umap_2d(data_a, data_b, alignment_regularisation=alignment, n_neighbors=n_neighbors,
+                           min_dist=min_dist, seed=seed, progress=_progress)  # fmt: skip
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def neighbour_overlap(model_a: str, model_b: str, dataset_name: str, n: int, seed: int, k: int, layer_a: int,
+                      layer_b: int, key_a: str, key_b: str) -> dict:  # fmt: skip
+    """Per-sample k-NN overlap in the original spaces (cosine, self excluded).
+
+    ``{"idx_a", "idx_b": int64 [n, k], "overlap": float64 [n], "score": mean overlap (= mutual k-NN),
+    "chance": k / (n - 1), "rollup": [{"label", "mean overlap", "std error", "samples"}] (by label)}``.
+    """
+    import pandas as pd
+
+    from core.neighbors import knn_indices, per_sample_overlap
+
+    data_a = layer_features(model_a, dataset_name, n, seed, layer_a)
+    data_b = layer_features(model_b, dataset_name, n, seed, layer_b)
+    if not 1 <= k <= len(data_a) - 1:
+        raise InputError(f"k must lie in [1, {len(data_a) - 1}] for n={len(data_a)}, got {k}")
+    idx_a, idx_b = knn_indices(data_a, k), knn_indices(data_b, k)
+    overlap = per_sample_overlap(idx_a, idx_b).numpy()
+    labels = features_for(model_a, dataset_name, n, seed)["labels"]
+    rollup: list[dict] = []
+    if labels is not None:
+        frame = pd.DataFrame({"label": labels, "overlap": overlap})
+        grouped = frame.groupby("label", sort=False)["overlap"].agg(["mean", "sem", "count"])
+        ordered = sorted(grouped.index, key=lambda t: (len(t), t) if str(t).isdigit() else (10**9, str(t)))
+        rollup = [{"label": label, "mean overlap": float(grouped.loc[label, "mean"]),
+                   "std error": float(np.nan_to_num(grouped.loc[label, "sem"])),
+                   "samples": int(grouped.loc[label, "count"])} for label in ordered]  # fmt: skip
+    return {
+        "idx_a": idx_a.numpy(),
+        "idx_b": idx_b.numpy(),
+        "overlap": overlap,
+        "score": float(overlap.mean()),
+        "chance": k / (len(data_a) - 1),
+        "rollup": rollup,
+    }
+
+
+def subset_dataset(dataset_name: str, n: int, seed: int) -> Dataset:
+    """The samples of a view, in the order of :func:`features_for` (texts / images / labels)."""
+    return _subset(dataset_name, n, seed)[1]
+
+
+def selected_samples(selected: tuple[str, ...]) -> tuple[str, ...]:
+    """The Selection's sample ids, or this session's longer selection when the URL holds its first part.
+
+    Links keep at most ``MAX_SELECTED`` ids; a box selection may hold more, and within the session all of
+    them are highlighted.
+    """
+    full = st.session_state.get(_FULL_SELECTION, ())
+    if selected and len(full) > len(selected) and tuple(full[: len(selected)]) == tuple(selected):
+        return tuple(full)
+    return tuple(selected)
+
+
+def select_samples(sample_ids: list[str] | tuple[str, ...]) -> None:
+    """Make ``sample_ids`` the selection: all of them in this session, the first ``MAX_SELECTED`` in the URL."""
+    from dashboard.state import MAX_SELECTED, update_selection
+
+    ids = tuple(dict.fromkeys(sample_ids))
+    st.session_state[_FULL_SELECTION] = ids
+    update_selection(selected=ids[:MAX_SELECTED])

@@ -1,0 +1,228 @@
+"""Figure builders of the Projections and Neighbours pages: data in, plotly Figure out, no Streamlit.
+
+Scatter plots hold exactly one ``Scattergl`` trace whose point i is sample i, so a box / lasso
+selection's point indices are sample indices in both plots, and every per-sample property (colour,
+hover, highlight) is an array over samples (``marker.color``, ``customdata``, ``selectedpoints``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dashboard.plots import SEQUENTIAL, _layout
+
+# Tableau 10, then Alphabet for datasets with more labels (colours repeat beyond 36 labels).
+LABEL_COLOURS = (
+    "#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7", "#9C755F", "#BAB0AC",
+    "#AA0DFE", "#3283FE", "#85660D", "#782AB6", "#565656", "#1C8356", "#16FF32", "#F7E1A0", "#E2E2E2", "#1CBE4F",
+    "#C4451C", "#DEA0FD", "#FE00FA", "#325A9B", "#FEAF16", "#F8A19F", "#90AD1C", "#F6222E", "#1CFFCE", "#2ED9FF",
+    "#B10DA1", "#C075A6", "#FC1CBF", "#B00068", "#FBE426", "#FA0087",
+)  # fmt: skip
+HIGHLIGHT = "#FF4B4B"
+MAX_LABEL_ANNOTATIONS = 30
+
+
+def label_colours(labels: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """One colour per sample and the label -> colour map (labels in sorted order, natural for digits)."""
+    ordered = sorted(set(labels), key=lambda text: (len(text), text) if text.isdigit() else (10**9, text))
+    mapping = {label: LABEL_COLOURS[i % len(LABEL_COLOURS)] for i, label in enumerate(ordered)}
+    return [mapping[label] for label in labels], mapping
+
+
+def projection_scatter(
+    coords: np.ndarray,
+    *,
+    sample_ids: Sequence[str],
+    title: str,
+    axis_titles: tuple[str, str] = ("component 1", "component 2"),
+    labels: Sequence[str] | None = None,
+    color_values: Sequence[float] | None = None,
+    color_title: str = "k-NN overlap",
+    color_range: tuple[float, float] | None = (0.0, 1.0),
+    overlap: Sequence[float] | None = None,
+    snippets: Sequence[str] | None = None,
+    selected_indices: Sequence[int] | None = None,
+    height: int = 520,
+) -> go.Figure:
+    """A 2-D map of the samples: one ``Scattergl`` trace, point i = sample i.
+
+    Args:
+        coords: [n, 2] coordinates (NaN rows are left out of the picture by plotly).
+        sample_ids: n ids, shown on hover and carried in ``customdata[:, 0]``.
+        labels: n label strings; without ``color_values`` the points are coloured by label and each
+            label's name is written at the median of its points.
+        color_values: n numbers to colour by instead (e.g. per-sample k-NN overlap), with a colour bar.
+        overlap: n per-sample overlaps, shown on hover when given.
+        snippets: n short texts shown on hover (text datasets).
+        selected_indices: samples to highlight (the others are dimmed); ``None`` or empty: no highlight.
+
+    Returns:
+        The figure; ``dragmode`` is box select, so a drag selects.
+    """
+    coords = np.asarray(coords, dtype=float)
+    n_samples = coords.shape[0]
+    if coords.ndim != 2 or coords.shape[1] != 2:
+        raise ValueError(f"coords must be [n, 2], got shape {coords.shape}")
+    if len(sample_ids) != n_samples:
+        raise ValueError(f"{len(sample_ids)} sample ids for {n_samples} points")
+    label_list = list(labels) if labels is not None else [""] * n_samples
+    overlap_list = list(overlap) if overlap is not None else [None] * n_samples
+    snippet_list = list(snippets) if snippets is not None else [""] * n_samples
+    customdata = [
+        [sample_ids[i], label_list[i], overlap_list[i], snippet_list[i]] for i in range(n_samples)
+    ]
+    hover = "<b>%{customdata[0]}</b>"
+    if labels is not None:
+        hover += "<br>label: %{customdata[1]}"
+    if overlap is not None:
+        hover += "<br>k-NN overlap: %{customdata[2]:.2f}"
+    if snippets is not None:
+        hover += "<br>%{customdata[3]}"
+    hover += "<extra></extra>"
+
+    marker: dict = {"size": 7, "line": {"width": 0}}
+    annotations = []
+    if color_values is not None:
+        marker.update(
+            color=[float(v) for v in color_values],
+            colorscale=SEQUENTIAL,
+            showscale=True,
+            colorbar={"title": {"text": color_title, "side": "right"}, "thickness": 12},
+        )
+        if color_range is not None:
+            marker.update(cmin=color_range[0], cmax=color_range[1])
+    elif labels is not None:
+        colours, mapping = label_colours(label_list)
+        marker["color"] = colours
+        if len(mapping) <= MAX_LABEL_ANNOTATIONS:
+            label_array = np.asarray(label_list)
+            for label, colour in mapping.items():
+                points = coords[label_array == label]
+                points = points[np.isfinite(points).all(axis=1)]
+                if len(points) == 0:
+                    continue
+                x, y = np.median(points, axis=0)
+                annotations.append(
+                    {"x": float(x), "y": float(y), "text": f"<b>{label}</b>", "showarrow": False,
+                     "font": {"size": 13, "color": colour}, "bgcolor": "rgba(255,255,255,0.7)"}
+                )  # fmt: skip
+    else:
+        marker["color"] = ["#4E79A7"] * n_samples
+
+    trace = go.Scattergl(
+        x=coords[:, 0],
+        y=coords[:, 1],
+        mode="markers",
+        marker=marker,
+        customdata=customdata,
+        hovertemplate=hover,
+        name="samples",
+        showlegend=False,
+        selected={"marker": {"opacity": 1.0, "size": 10}},
+        unselected={"marker": {"opacity": 0.12}},
+    )
+    highlighted = sorted({int(i) for i in selected_indices}) if selected_indices else []
+    trace.selectedpoints = highlighted or None
+    fig = go.Figure(trace)
+    _layout(fig, title, height=height)
+    fig.update_layout(
+        dragmode="select",
+        annotations=annotations,
+        # Zoom and pan survive reruns (e.g. after a selection) as long as the view is the same.
+        uirevision=title,
+        hoverlabel={"align": "left"},
+    )
+    fig.update_xaxes(title_text=axis_titles[0], zeroline=False, showgrid=True)
+    fig.update_yaxes(title_text=axis_titles[1], zeroline=False, showgrid=True)
+    return fig
+
+
+def overlap_histogram(
+    overlap: Sequence[float],
+    *,
+    k: int,
+    chance: float,
+    selected_bin: int | None = None,
+    title: str = "Per-sample neighbour overlap",
+    height: int = 380,
+) -> go.Figure:
+    """Histogram of per-sample overlap |N_A ∩ N_B| / k: one bar per possible value j / k, j = 0..k.
+
+    The bars' ``customdata`` is j, so a clicked bar maps back to its samples. Vertical lines: the mean
+    (= the global mutual k-NN score) and the chance level k / (n − 1). ``selected_bin`` (a j) is drawn
+    in the highlight colour.
+    """
+    values = np.asarray(overlap, dtype=float)
+    shared = np.rint(values * k).astype(int)
+    counts = np.bincount(shared, minlength=k + 1)[: k + 1]
+    centres = np.arange(k + 1) / k
+    colours = ["#4E79A7"] * (k + 1)
+    if selected_bin is not None and 0 <= selected_bin <= k:
+        colours[selected_bin] = HIGHLIGHT
+    fig = go.Figure(
+        go.Bar(
+            x=centres,
+            y=counts,
+            customdata=np.arange(k + 1),
+            marker={"color": colours},
+            width=0.8 / k,
+            hovertemplate="%{customdata} of " + str(k) + " neighbours shared<br>%{y} samples<extra></extra>",
+            name="samples",
+            showlegend=False,
+        )
+    )
+    mean = float(values.mean()) if len(values) else float("nan")
+    fig.add_vline(x=mean, line={"color": "#000000", "width": 2},
+                  annotation={"text": f"mean = mutual k-NN = {mean:.3f}", "yanchor": "bottom"},
+                  annotation_position="top right")  # fmt: skip
+    fig.add_vline(x=chance, line={"color": "#D55E00", "width": 2, "dash": "dash"},
+                  annotation={"text": f"chance k/(n−1) = {chance:.3f}", "font": {"color": "#D55E00"}},
+                  annotation_position="top left")  # fmt: skip
+    _layout(fig, title, height=height)
+    fig.update_layout(bargap=0.1, clickmode="event+select", margin={"t": 80})
+    fig.update_xaxes(title_text=f"shared neighbours / k (k = {k})", range=[-0.6 / k, 1 + 0.6 / k])
+    fig.update_yaxes(title_text="samples")
+    return fig
+
+
+def label_rollup(rows: Sequence[dict], *, chance: float, height: int = 360) -> go.Figure:
+    """Mean per-sample overlap per label (bars, ± standard error), with the chance level.
+
+    ``rows``: ``{"label", "mean overlap", "std error", "samples"}`` each, in display order.
+    """
+    labels = [str(row["label"]) for row in rows]
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=[row["mean overlap"] for row in rows],
+            error_y={"type": "data", "array": [row["std error"] for row in rows], "visible": True},
+            customdata=[row["samples"] for row in rows],
+            marker={"color": "#4E79A7"},
+            hovertemplate="label %{x}<br>mean overlap %{y:.3f}<br>%{customdata} samples<extra></extra>",
+            showlegend=False,
+        )
+    )
+    fig.add_hline(y=chance, line={"color": "#D55E00", "dash": "dash"},
+                  annotation={"text": f"chance = {chance:.3f}", "font": {"color": "#D55E00"}})  # fmt: skip
+    _layout(fig, "Mean neighbour overlap by label", height=height)
+    fig.update_xaxes(title_text="label", type="category")
+    fig.update_yaxes(title_text="mean |N_A ∩ N_B| / k", rangemode="tozero")
+    return fig
+
+
+def thumbnail(image, size: int = 72, border: str | None = None, border_width: int = 4):
+    """A square preview of a PIL image (small ones enlarged without blurring), optionally framed."""
+    from PIL import Image, ImageOps
+
+    image = image.convert("RGB")
+    resample = Image.NEAREST if max(image.size) < size else Image.LANCZOS
+    scale = size / max(image.size)
+    resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample)
+    canvas = Image.new("RGB", (size, size), "white")
+    canvas.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
+    if border:
+        canvas = ImageOps.expand(canvas, border=border_width, fill=border)
+    return canvas
