@@ -475,7 +475,8 @@ def sweep(kind: str, model_a: str, model_b: str, dataset_name: str, n: int, seed
         if "k" not in spec.param_names:
             raise InputError(f"{metric} has no k; a k sweep needs a k-NN metric (mutual_knn, cknna, …)")
         low = 2 if any(p.name == "k" and (p.low or 1) >= 2 for p in spec.params) else 1
-        for value in _geometric(low, min(a.shape[0] - 1, 1000)):
+        # k -> n - 1 makes every neighbour set the whole dataset (score = chance = 1): stop at n / 2.
+        for value in _geometric(low, max(low, min(a.shape[0] // 2, 1000))):
             points.append((value, a, b, {**params, "k": value}))
     elif kind == "n":
         order = torch.randperm(a.shape[0], generator=torch.Generator().manual_seed(seed)).numpy()

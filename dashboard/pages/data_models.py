@@ -104,7 +104,7 @@ with tab_hub:
     st.markdown("Any `transformers` text or vision model (hub id like `org/name`, or a local folder). "
                 "It is downloaded on first use; without network that first use fails with a clear message.")  # fmt: skip
     with st.form("hub-model"):
-        hub_id = st.text_input("Hub id or local path", placeholder="sentence-transformers/all-MiniLM-L6-v2")
+        hub_id = st.text_input("Hub id or local path", placeholder="sentence-transformers/all-MiniLM-L6-v2", key="hub-id")
         modality = st.radio("Modality", ["text", "image"], horizontal=True)
         revision = st.text_input("Revision (optional)", placeholder="main")
         hub_submitted = st.form_submit_button("Add model", icon=":material/add:")

@@ -1,0 +1,176 @@
+"""Many models, Sweeps and Data & models through AppTest, and state surviving a page switch."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.dashboard.conftest import no_exception, run_page, url_of
+
+pytestmark = pytest.mark.usefixtures("dashboard_cache")
+
+
+def _features(model: str, n: int, layer: int = -1):
+    from core.cache import FeatureCache
+    from core.datasets import load_dataset
+
+    full = load_dataset("digits")
+    subset = full.subset(n, seed=0)
+    features, _ = FeatureCache().get_or_extract(model, full)
+    position = {sid: i for i, sid in enumerate(features.sample_ids)}
+    return features.take([position[sid] for sid in subset.sample_ids]).values[layer]
+
+
+# -- many models -----------------------------------------------------------------------------------
+
+
+def test_many_models_default_matrix_matches_core():
+    from core.metrics.layers import layer_matrix
+
+    app = run_page("many_models")
+    no_exception(app)
+    matrix = app.dataframe[0].value
+    assert list(matrix.index) == ["digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"]
+    layers = lambda m: [_features(m, 120, i) for i in range(5)]  # noqa: E731
+    expected = layer_matrix(layers("digits-cnn-s0"), layers("digits-cnn-s2"), "mutual_knn", k=10).best_value
+    assert matrix.loc["digits-cnn-s0", "digits-cnn-s2"] == pytest.approx(expected)
+    assert np.allclose(matrix.to_numpy(), matrix.to_numpy().T)
+    gram, chance = (float(m.value) for m in app.metric)
+    assert gram < chance  # same-width logits of nets trained on one task: more aligned than shuffled
+
+
+def test_many_models_depth_and_metric_change_the_matrix():
+    app = run_page("many_models")
+    before = app.dataframe[0].value.copy()
+    app.radio(key="sel.relative_depth.mode").set_value("fixed relative depth").run()
+    no_exception(app)
+    assert url_of(app)["depth"] == "1.0"
+    app.slider(key="sel.relative_depth").set_value(0.5).run()
+    assert url_of(app)["depth"] == "0.5"
+    assert not np.allclose(app.dataframe[0].value.to_numpy(), before.to_numpy())
+    assert any("widths" in i.value for i in app.info) or app.metric  # GRAM explained or computed
+    app.selectbox(key="sel.metric").set_value("linear_cka").run()
+    assert url_of(app)["metric"] == "linear_cka"
+
+
+def test_many_models_needs_two_models_and_round_trips():
+    app = run_page("many_models", {"models": "digits-cnn-s1,digits-cnn-s0", "depth": "0.25"})
+    no_exception(app)
+    again = run_page("many_models", url_of(app), fast=False)
+    assert url_of(again) == url_of(app)
+    assert again.dataframe[0].value.equals(app.dataframe[0].value)
+    single = run_page("many_models", {"models": "digits-cnn-s1"})
+    no_exception(single)
+    assert single.warning  # one model is not a set: the link is fixed to the default set
+
+
+def test_gram_with_different_widths_is_explained():
+    from core.uploads import add_representation
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.random.default_rng(1).normal(size=(1797, 7)).astype(np.float32))
+    add_representation("narrow-rep", "narrow.npy", buffer.getvalue(), dataset="digits")
+    app = run_page("many_models", {"models": "digits-cnn-s0,digits-cnn-s1,narrow-rep"})
+    no_exception(app)
+    app.button(key="compute-many").click().run()
+    no_exception(app)
+    assert app.dataframe[0].value.shape == (3, 3)
+    assert any("same width" in i.value and "narrow-rep" in i.value for i in app.info)
+
+
+# -- sweeps ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["k", "n", "prefix", "depth"])
+def test_each_sweep_renders_with_a_chance_band(kind):
+    app = run_page("sweeps", {"sweep": kind})
+    no_exception(app)
+    assert not app.error
+    assert url_of(app)["sweep"] == kind
+    frame = app.dataframe[0].value
+    assert len(frame) >= 3
+    assert (frame["chance_sd"] >= 0).all()
+    # Two trained nets beat chance at every point of every sweep but the 1-dim prefix.
+    assert (frame["mutual_knn"].iloc[1:] > frame["chance"].iloc[1:]).all()
+
+
+def test_k_sweep_value_matches_core():
+    from core.metrics.registry import compute
+
+    app = run_page("sweeps", {"sweep": "k"})
+    frame = app.dataframe[0].value
+    k = int(frame.index[2])
+    expected = compute("mutual_knn", _features("digits-cnn-s0", 120), _features("digits-cnn-s1", 120), k=k)
+    assert frame.loc[k, "mutual_knn"] == pytest.approx(expected)
+
+
+def test_sweep_widget_and_metric_without_k():
+    app = run_page("sweeps")
+    app.radio(key="sel.sweep").set_value("depth").run()
+    no_exception(app)
+    assert url_of(app)["sweep"] == "depth"
+    bad = run_page("sweeps", {"sweep": "k", "metric": "linear_cka"})
+    no_exception(bad)
+    assert "has no k" in bad.error[0].value
+
+
+# -- data & models ---------------------------------------------------------------------------------
+
+
+def test_data_models_lists_registries_and_cache():
+    app = run_page("data_models")
+    no_exception(app)
+    models, datasets, cache = (frame.value for frame in app.dataframe[:3])
+    assert "digits-cnn-s0" in set(models["name"])
+    assert dict(zip(datasets["name"], datasets["samples"]))["digits"] == 1797
+    assert {"digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"} <= set(cache["model"])
+
+
+def test_hub_model_without_network_fails_with_a_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = run_page("data_models")
+    app.text_input(key="hub-id").set_value("someone/not-a-real-model-xyz")
+    next(b for b in app.get("form_submit_button") if b.label == "Add model").click().run()
+    no_exception(app)
+    assert any("Added model" in s.value for s in app.success)
+    next(b for b in app.button if b.label.startswith("Try loading")).click().run()
+    no_exception(app)
+    assert any("could not load" in e.value for e in app.error)
+
+
+def test_cache_verify_reports_every_entry_intact():
+    app = run_page("data_models")
+    next(b for b in app.button if b.label == "Verify checksums").click().run()
+    no_exception(app)
+    assert any("intact" in s.value for s in app.success)
+
+
+def test_representation_rows_must_match_the_dataset(dashboard_cache: Path):
+    from core.errors import UploadError
+    from core.uploads import add_representation
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((10, 3), dtype=np.float32))
+    with pytest.raises(UploadError, match="1797 samples"):
+        add_representation("short-rep", "short.npy", buffer.getvalue(), dataset="digits")
+
+
+# -- state across pages ----------------------------------------------------------------------------
+
+
+def test_selection_survives_a_page_switch():
+    from streamlit.testing.v1 import AppTest
+
+    root = Path(__file__).resolve().parents[2]
+    app = AppTest.from_file(str(root / "dashboard" / "app.py"), default_timeout=60)
+    for key, value in {"n": "120", "perm": "20", "boot": "5", "b": "digits-cnn-s2", "k": "6"}.items():
+        app.query_params[key] = value
+    app.run()
+    no_exception(app)
+    app.switch_page(str(root / "dashboard" / "pages" / "sweeps.py")).run()
+    no_exception(app)
+    assert app.title[0].value == "Sweeps"
+    assert url_of(app)["b"] == "digits-cnn-s2" and url_of(app)["k"] == "6"
