@@ -475,7 +475,7 @@ class HookEncoder:
 
 
 def _stack_inputs(batch: Sequence) -> torch.Tensor:
-    return torch.stack([torch.as_tensor(np.asarray(item), dtype=torch.float32) for item in batch])
+    return torch.stack([torch.as_tensor(np.array(item, dtype=np.float32)) for item in batch])
 
 
 class EmbeddingEncoder:

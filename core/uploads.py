@@ -77,7 +77,7 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
     except Exception as exc:
         raise UploadError(f"{filename!r} could not be read as {suffix[1:].upper()}: {exc}") from exc
     text_column = "text" if "text" in table.columns else next(
-        (c for c in table.columns if table[c].dtype == object), None
+        (c for c in table.columns if pd.api.types.is_string_dtype(table[c]) or table[c].dtype == object), None
     )
     if text_column is None:
         raise UploadError(f"{filename!r} has no text column (name one 'text'); columns: {list(table.columns)}")

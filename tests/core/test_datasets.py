@@ -1,0 +1,77 @@
+"""Dataset registry: bundled defaults, subsets, hub datasets (on a local dataset folder)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from core.datasets import get_dataset_spec, hub_dataset_spec, list_datasets, load_dataset
+from core.errors import DatasetLoadError, InputError, UnknownDatasetError
+
+
+def test_bundled_defaults_have_their_documented_sizes_and_labels():
+    digits = load_dataset("digits")
+    assert len(digits) == 1797 and digits.images[0].size == (8, 8)
+    assert sorted(set(digits.labels)) == [str(i) for i in range(10)]
+    sentences = load_dataset("sentences")
+    assert len(sentences) >= 500 and len(set(sentences.labels)) == 10
+    captions = load_dataset("captions")
+    assert len(captions) >= 20
+    assert len(captions.texts) == len(captions.images) == len(captions)
+    assert captions.images[0].mode == "RGB"
+
+
+def test_sample_ids_are_unique_and_stable():
+    first, second = load_dataset("sentences"), load_dataset("sentences")
+    assert first.sample_ids == second.sample_ids
+    assert len(set(first.sample_ids)) == len(first)
+
+
+def test_subsets_are_seeded_nested_and_in_dataset_order():
+    small = load_dataset("digits", n=100, seed=3)
+    large = load_dataset("digits", n=400, seed=3)
+    other = load_dataset("digits", n=100, seed=4)
+    assert small.sample_ids == load_dataset("digits", n=100, seed=3).sample_ids
+    assert set(small.sample_ids) <= set(large.sample_ids)
+    assert small.sample_ids != other.sample_ids
+    assert list(small.rows) == sorted(small.rows)
+    assert [small.labels[i] for i in range(5)] == [load_dataset("digits").labels[r] for r in small.rows[:5]]
+
+
+@pytest.mark.parametrize("n", [0, -1, 2])
+def test_too_small_n_is_refused(n):
+    with pytest.raises(InputError):
+        load_dataset("digits", n=n)
+
+
+def test_unknown_dataset_names_the_registered_ones():
+    with pytest.raises(UnknownDatasetError, match="digits"):
+        get_dataset_spec("imagenet-please")
+
+
+def test_list_datasets_filters_by_what_a_model_can_encode():
+    text = {s.name for s in list_datasets("text")}
+    image = {s.name for s in list_datasets("image")}
+    assert {"sentences", "captions"} <= text and "digits" not in text
+    assert {"digits", "captions"} <= image and "sentences" not in image
+
+
+def test_hub_dataset_loader_reads_a_local_dataset_folder(tmp_path):
+    folder = tmp_path / "my-hub-dataset"
+    (folder / "data").mkdir(parents=True)
+    table = pd.DataFrame({"sentence": [f"sentence number {i}" for i in range(12)], "topic": ["a", "b"] * 6})
+    table.to_parquet(folder / "data" / "train-00000-of-00001.parquet")
+    spec = hub_dataset_spec(str(folder), split="train", text_column="sentence", label_column="topic")
+    dataset = load_dataset(spec)
+    assert len(dataset) == 12 and dataset.texts[3] == "sentence number 3"
+    assert dataset.labels[:2] == ("a", "b")
+    assert load_dataset(spec, n=5, seed=1).texts == load_dataset(spec, n=5, seed=1).texts
+
+
+def test_hub_dataset_with_a_missing_column_names_the_columns(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    pd.DataFrame({"text": ["x", "y", "z"]}).to_csv(folder / "train.csv", index=False)
+    spec = hub_dataset_spec(str(folder), text_column="caption")
+    with pytest.raises(DatasetLoadError, match="caption"):
+        load_dataset(spec)
