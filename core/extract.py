@@ -127,6 +127,11 @@ def extract_features(
         :class:`Features` with ``[len(dataset), d_layer]`` float32 CPU tensors, in dataset order.
     """
     spec = get_model_spec(model) if isinstance(model, str) else model if isinstance(model, ModelSpec) else None
+    if spec is not None and not dataset.spec.supports(spec.modality):  # before loading any weights
+        raise ModalityError(
+            f"model {spec.name!r} encodes {spec.modality} but dataset {dataset.spec.name!r} holds "
+            f"{dataset.spec.modality} samples"
+        )
     encoder = load_model(spec, device=device, dtype=dtype) if spec is not None else model
     pooling = pooling or (spec.pooling if spec else "mean")
     if pooling not in POOLINGS:

@@ -165,7 +165,10 @@ def hub_model_spec(
     """A spec for a ``transformers`` model given by hub id or local path, added at run time."""
     if not hub_id or not isinstance(hub_id, str) or len(hub_id) > 300:
         raise InvalidNameError("a hub id like 'sentence-transformers/all-MiniLM-L6-v2' is required")
-    is_local = Path(hub_id).expanduser().exists()
+    local = Path(hub_id).expanduser()
+    if local.exists() and not (local / "config.json").is_file():
+        raise InvalidNameError(f"{hub_id!r} is not a model folder (no config.json) nor a hub id like 'org/model'")
+    is_local = local.exists()
     if not is_local and not re.match(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$", hub_id):
         raise InvalidNameError(f"{hub_id!r} is neither an existing local folder nor a hub id like 'org/model'")
     if modality not in ("text", "image"):

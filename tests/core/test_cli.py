@@ -1,0 +1,92 @@
+"""The `alignscope` command line: listings, extraction with cache hits, scores, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from core.cli import main
+from core.datasets import load_dataset
+from core.metrics.registry import compute
+from core.models import get_model_spec
+
+pytestmark = pytest.mark.usefixtures("warm_cache_dir")
+
+
+def test_models_and_datasets_are_listed(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "minilm-l6" in out and "digits-cnn-s2" in out and "efficientnet-lite0" in out
+    assert main(["datasets"]) == 0
+    assert "captions" in capsys.readouterr().out
+
+
+def test_extract_reports_a_miss_then_a_hit_with_the_same_key(capsys):
+    args = ["extract", "--model", "digits-cnn-s0", "--model", "digits-cnn-s1", "--dataset", "digits", "--n", "120"]
+    assert main(args) == 0
+    first = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("hit", "miss"))]
+    assert main(args) == 0
+    second = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(("hit", "miss"))]
+    assert [row[0] for row in first] == ["miss", "miss"] and [row[0] for row in second] == ["hit", "hit"]
+    assert [row[1] for row in first] == [row[1] for row in second]
+
+
+def test_cache_ls_verify_rm(capsys):
+    main(["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30"])
+    key = next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("miss"))
+    assert main(["cache", "ls"]) == 0 and key in capsys.readouterr().out
+    assert main(["cache", "verify"]) == 0 and "1 ok, 0 bad" in capsys.readouterr().out
+    assert main(["cache", "rm", key[:8]]) == 0
+    main(["cache", "ls"])
+    assert "0 entries" in capsys.readouterr().out
+
+
+def test_score_json_matches_the_metric_library(capsys):
+    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
+                 "--n", "200", "--metric", "mutual_knn", "--metric", "linear_cka", "--layers", "last",
+                 "--permutations", "20", "--format", "json"]) == 0
+    scores = {s["metric"]: s for s in json.loads(capsys.readouterr().out)}
+    from core.extract import extract_features
+
+    dataset = load_dataset("digits", n=200)
+    a = extract_features(get_model_spec("digits-cnn-s0"), dataset, layers="last").values[0]
+    b = extract_features(get_model_spec("digits-cnn-s1"), dataset, layers="last").values[0]
+    assert scores["mutual_knn"]["value"] == pytest.approx(compute("mutual_knn", a, b, k=10), abs=1e-6)
+    assert scores["linear_cka"]["value"] == pytest.approx(compute("linear_cka", a, b), abs=1e-6)
+    assert scores["mutual_knn"]["p_value"] == pytest.approx(1 / 21)  # far above every shuffle
+    assert scores["mutual_knn"]["chance"] < 0.1 < scores["mutual_knn"]["value"]
+
+
+def test_score_over_all_layers_reports_the_best_pair(capsys):
+    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
+                 "--n", "150", "--metric", "linear_cka", "--format", "json"]) == 0
+    (score,) = json.loads(capsys.readouterr().out)
+    matrix = np.array(score["matrix"])
+    assert matrix.shape == (5, 5)
+    assert score["value"] == pytest.approx(matrix.max(), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["extract", "--model", "nope", "--dataset", "digits"], "unknown model 'nope'"),
+        (["extract", "--model", "digits-cnn-s0", "--dataset", "nope"], "unknown dataset 'nope'"),
+        (["extract", "--model", "minilm-l6", "--dataset", "digits"], "encodes text"),
+        (["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "-1"], "positive"),
+        (["extract", "--model", "digits-cnn-s0"], "both --model and --dataset"),
+        (["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
+          "--metric", "nope"], "unknown metric 'nope'"),
+        (["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
+          "--n", "50", "--layers", "7,1"], "layers 0..4"),
+        (["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
+          "--n", "50", "--k", "60"], "k"),
+        (["cache", "rm", "../x"], "hex"),
+        (["models", "--add", "../../etc/passwd"], "hub id"),
+    ],
+)
+def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
