@@ -62,8 +62,21 @@ def layer_heatmap(
             zmin=low if np.isfinite(low) else None,
             zmax=high if np.isfinite(high) else None,
             colorbar={"title": {"text": f"{metric}<br>(score)"}},
-            hovertemplate=f"A: %{{y}}<br>B: %{{x}}<br>{metric} = %{{z:.4f}}<extra></extra>",
+            hoverinfo="skip",
             texttemplate="%{z:.2f}" if rows * cols <= 100 else None,
+        )
+    )
+    # Heatmap cells are not selectable in Streamlit; an invisible marker on every cell is, so a click
+    # on a cell selects that marker and its customdata (i, j) names the layer pair.
+    fig.add_trace(
+        go.Scatter(
+            x=[labels_b[j] for i in range(rows) for j in range(cols)],
+            y=[labels_a[i] for i in range(rows) for j in range(cols)],
+            customdata=[[i, j, values[i, j]] for i in range(rows) for j in range(cols)],
+            mode="markers", name="cells", showlegend=False,
+            marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"},
+            hovertemplate=f"A: %{{y}}<br>B: %{{x}}<br>{metric} = %{{customdata[2]:.4f}}<br>click to select<extra></extra>",
+            selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
         )
     )
     best_i, best_j = best_index

@@ -19,10 +19,11 @@ def test_layer_heatmap_marks_the_best_pair_at_the_argmax():
                               model_a="A", model_b="B", best_index=(int(best[0]), int(best[1])))  # fmt: skip
     x_title, y_title = _axis_titles(fig)
     assert "B" in x_title and "A" in y_title
-    heatmap, star = fig.data[0], fig.data[1]
+    heatmap, cells, star = fig.data[0], fig.data[1], fig.data[2]
+    assert len(cells.x) == values.size
     assert star.marker.symbol == "star"
     assert star.x[0] == heatmap.x[best[1]] and star.y[0] == heatmap.y[best[0]]
-    assert len(fig.data) == 2  # no separate "selected" marker when nothing else is selected
+    assert len(fig.data) == 3  # no separate "selected" marker when nothing else is selected
     assert heatmap.colorscale is not None and fig.layout.title.text
 
 
@@ -32,8 +33,10 @@ def test_layer_heatmap_cells_carry_their_indices_and_show_the_selected_pair():
                               best_index=(1, 2), selected_index=(0, 1))  # fmt: skip
     customdata = np.asarray(fig.data[0].customdata)
     assert customdata[1, 2].tolist() == [1, 2]
-    assert fig.data[2].name == "selected pair"
-    assert fig.data[2].x[0] == "1: q" and fig.data[2].y[0] == "0: x"
+    cells = fig.data[1]
+    assert list(cells.customdata[5][:2]) == [1, 2] and cells.x[5] == "2: r" and cells.y[5] == "1: y"
+    assert fig.data[3].name == "selected pair"
+    assert fig.data[3].x[0] == "1: q" and fig.data[3].y[0] == "0: x"
 
 
 def test_model_matrix_follows_the_order():
