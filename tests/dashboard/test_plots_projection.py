@@ -1,0 +1,106 @@
+"""Figure builders of the Projections / Neighbours pages, without Streamlit."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from PIL import Image
+
+from dashboard import plots_projection
+
+
+def _scatter(**kwargs) -> go.Figure:
+    coords = np.random.default_rng(0).normal(size=(12, 2))
+    defaults = {"sample_ids": [f"s{i}" for i in range(12)], "title": "A: model · layer 0"}
+    return plots_projection.projection_scatter(coords, **{**defaults, **kwargs})
+
+
+def test_scatter_has_one_webgl_trace_with_one_point_per_sample():
+    labels = [str(i % 3) for i in range(12)]
+    fig = _scatter(labels=labels, axis_titles=("PC 1", "PC 2"))
+    assert len(fig.data) == 1
+    trace = fig.data[0]
+    assert isinstance(trace, go.Scattergl) and len(trace.x) == 12
+    assert [row[0] for row in trace.customdata] == [f"s{i}" for i in range(12)]
+    assert fig.layout.xaxis.title.text == "PC 1" and fig.layout.yaxis.title.text == "PC 2"
+    assert fig.layout.dragmode == "select"
+
+
+def test_label_colours_are_per_sample_and_consistent():
+    labels = ["2", "10", "1", "2", "1", "10"] * 2
+    trace = _scatter(labels=labels).data[0]
+    colours = list(trace.marker.color)
+    assert len(colours) == 12
+    assert len({c for c, label in zip(colours, labels) if label == "2"}) == 1
+    assert len(set(colours)) == 3
+    # Digit labels in numeric order get the first palette colours.
+    _, mapping = plots_projection.label_colours(labels)
+    assert list(mapping) == ["1", "2", "10"]
+    fig = _scatter(labels=labels)
+    assert {a.text for a in fig.layout.annotations} == {"<b>1</b>", "<b>2</b>", "<b>10</b>"}
+
+
+def test_colour_by_alignment_puts_the_values_in_marker_color_with_a_colour_bar():
+    values = np.linspace(0, 1, 12)
+    trace = _scatter(labels=["x"] * 12, color_values=values, overlap=values).data[0]
+    np.testing.assert_allclose(trace.marker.color, values)
+    assert trace.marker.showscale and (trace.marker.cmin, trace.marker.cmax) == (0.0, 1.0)
+    assert "k-NN overlap" in trace.hovertemplate
+
+
+def test_selection_highlight_is_by_sample_index():
+    fig = _scatter(selected_indices=[7, 2, 2])
+    assert list(fig.data[0].selectedpoints) == [2, 7]
+    assert fig.data[0].unselected.marker.opacity < 1
+    assert _scatter(selected_indices=[]).data[0].selectedpoints is None
+
+
+def test_text_snippets_go_on_hover():
+    fig = _scatter(snippets=[f"sentence {i}" for i in range(12)])
+    assert fig.data[0].customdata[3][3] == "sentence 3"
+    assert "customdata[3]" in fig.data[0].hovertemplate
+
+
+def test_scatter_rejects_wrong_shapes():
+    with pytest.raises(ValueError, match=r"\[n, 2\]"):
+        plots_projection.projection_scatter(np.zeros((3, 3)), sample_ids=["a", "b", "c"], title="t")
+    with pytest.raises(ValueError, match="sample ids"):
+        plots_projection.projection_scatter(np.zeros((3, 2)), sample_ids=["a"], title="t")
+
+
+def test_overlap_histogram_counts_every_possible_value_and_marks_mean_and_chance():
+    k = 4
+    overlap = np.array([0, 0.25, 0.25, 0.5, 1.0, 1.0, 1.0])
+    fig = plots_projection.overlap_histogram(overlap, k=k, chance=0.1, selected_bin=2)
+    bars = fig.data[0]
+    assert list(bars.y) == [1, 2, 1, 0, 3]
+    assert list(bars.customdata) == [0, 1, 2, 3, 4]
+    assert (
+        bars.marker.color[2] == plots_projection.HIGHLIGHT
+        and bars.marker.color[0] != plots_projection.HIGHLIGHT
+    )
+    lines = sorted(shape.x0 for shape in fig.layout.shapes)
+    assert lines == pytest.approx(sorted([0.1, overlap.mean()]))
+    texts = " ".join(a.text for a in fig.layout.annotations)
+    assert f"{overlap.mean():.3f}" in texts and "chance" in texts
+    assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text == "samples"
+
+
+def test_label_rollup_has_a_bar_per_label_and_the_chance_line():
+    rows = [{"label": "0", "mean overlap": 0.5, "std error": 0.1, "samples": 10},
+            {"label": "1", "mean overlap": 0.2, "std error": 0.05, "samples": 8}]  # fmt: skip
+    fig = plots_projection.label_rollup(rows, chance=0.05)
+    assert list(fig.data[0].x) == ["0", "1"] and list(fig.data[0].y) == [0.5, 0.2]
+    assert fig.layout.shapes[0].y0 == 0.05
+    assert fig.layout.xaxis.title.text == "label"
+
+
+def test_thumbnail_enlarges_small_images_and_frames_them():
+    tiny = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8), mode="L")
+    thumb = plots_projection.thumbnail(tiny, 64)
+    assert thumb.size == (64, 64) and thumb.mode == "RGB"
+    # Nearest-neighbour enlargement: each source pixel becomes an 8x8 block.
+    assert thumb.getpixel((0, 0)) == thumb.getpixel((7, 7))
+    framed = plots_projection.thumbnail(tiny, 64, border="#FF0000", border_width=3)
+    assert framed.size == (70, 70) and framed.getpixel((0, 0)) == (255, 0, 0)

@@ -1,0 +1,191 @@
+"""The Projections page through AppTest: PCA at once and equal to core, colour by alignment equal to
+core's per-sample overlap, a selection in the URL highlighted in both maps, UMAP / aligned UMAP (slow),
+tampered links."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from tests.dashboard.conftest import no_exception, run_page, url_of
+from tests.dashboard.test_state import random_tampered_query
+
+pytestmark = pytest.mark.usefixtures("dashboard_cache")
+
+
+def _decode(value):
+    """Plotly's JSON packs arrays as ``{"dtype", "bdata"}`` (base64); unpack them to lists, recursively."""
+    if isinstance(value, dict):
+        if set(value) >= {"dtype", "bdata"}:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+            return array.reshape(value["shape"]).tolist() if "shape" in value else array.tolist()
+        return {key: _decode(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_decode(item) for item in value]
+    return value
+
+
+def chart_spec(app, key: str) -> dict:
+    """The plotly figure (as a plain dict) of the chart whose widget key is ``key``."""
+    for chart in app.get("plotly_chart"):
+        if chart.proto.id.endswith(f"-{key}"):
+            return _decode(json.loads(chart.proto.spec))
+    raise AssertionError(f"no chart with key {key!r}; charts: {[c.proto.id for c in app.get('plotly_chart')]}")
+
+
+def core_layer(model: str, n: int, *, seed: int = 0, layer: int = -1, dataset: str = "digits"):
+    """One layer's features of ``model`` on the subset the page shows, straight from core."""
+    from core.cache import FeatureCache
+    from core.datasets import load_dataset
+
+    full = load_dataset(dataset)
+    subset = full.subset(n, seed=seed)
+    features, result = FeatureCache().get_or_extract(model, full)
+    assert result.hit
+    position = {sid: i for i, sid in enumerate(features.sample_ids)}
+    return features.take([position[sid] for sid in subset.sample_ids]).values[layer], subset
+
+
+def core_overlap(model_a: str, model_b: str, n: int, k: int, **kwargs) -> np.ndarray:
+    from core.neighbors import knn_indices, per_sample_overlap
+
+    feats_a, _ = core_layer(model_a, n, **kwargs)
+    feats_b, _ = core_layer(model_b, n, **kwargs)
+    return per_sample_overlap(knn_indices(feats_a, k), knn_indices(feats_b, k)).numpy()
+
+
+def test_default_render_shows_pca_of_both_models_equal_to_core():
+    from core.projection import pca_2d
+
+    app = run_page("projections")
+    no_exception(app)
+    assert app.title[0].value == "Projections"
+    assert not app.warning and not app.error
+    for key, model in (("proj-a", "digits-cnn-s0"), ("proj-b", "digits-cnn-s1")):
+        spec = chart_spec(app, key)
+        assert len(spec["data"]) == 1 and spec["data"][0]["type"] == "scattergl"
+        feats, subset = core_layer(model, 120)
+        expected = pca_2d(feats)
+        np.testing.assert_allclose(spec["data"][0]["x"], expected[:, 0], atol=1e-4)
+        np.testing.assert_allclose(spec["data"][0]["y"], expected[:, 1], atol=1e-4)
+        assert [row[0] for row in spec["data"][0]["customdata"]] == list(subset.sample_ids)
+        assert spec["layout"]["xaxis"]["title"]["text"].startswith("PC 1 (")
+        # Coloured by label: one colour per sample, the same colour for the same digit.
+        colours = spec["data"][0]["marker"]["color"]
+        assert len(colours) == 120
+        assert len({c for c, label in zip(colours, subset.labels) if label == "3"}) == 1
+    assert "sel" in url_of(app) and url_of(app)["proj"] == "pca"
+
+
+def test_colour_by_alignment_is_cores_per_sample_overlap_and_follows_k():
+    app = run_page("projections", {"color": "alignment"})
+    no_exception(app)
+    colours = chart_spec(app, "proj-a")["data"][0]["marker"]["color"]
+    np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10), atol=1e-9)
+    app.number_input(key="sel.k").set_value(4).run()
+    no_exception(app)
+    assert url_of(app)["k"] == "4"
+    colours = chart_spec(app, "proj-b")["data"][0]["marker"]["color"]
+    np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 4), atol=1e-9)
+
+
+def test_widgets_change_the_maps_and_the_url():
+    app = run_page("projections")
+    before = chart_spec(app, "proj-b")["data"][0]["x"]
+    app.selectbox(key="sel.model_b").set_value("digits-cnn-s2").run()
+    no_exception(app)
+    assert url_of(app)["b"] == "digits-cnn-s2"
+    assert chart_spec(app, "proj-b")["data"][0]["x"] != before
+    app.selectbox(key="sel.layer_a").set_value(1).run()
+    no_exception(app)
+    assert url_of(app)["la"] == "1"
+    assert "layer 1" in chart_spec(app, "proj-a")["layout"]["title"]["text"]
+
+
+def test_selected_samples_in_the_link_are_highlighted_in_both_maps():
+    _, subset = core_layer("digits-cnn-s0", 120)
+    chosen = [subset.sample_ids[i] for i in (3, 10, 42)]
+    app = run_page("projections", {"sel": ",".join(chosen)})
+    no_exception(app)
+    for key in ("proj-a", "proj-b"):
+        assert chart_spec(app, key)["data"][0]["selectedpoints"] == [3, 10, 42]
+    assert app.subheader[0].value == "3 selected samples"
+    table = app.dataframe[0].value
+    assert list(table["sample"]) == chosen
+    overlap = core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10)
+    np.testing.assert_allclose(table["k-NN overlap"], overlap[[3, 10, 42]])
+    assert len(app.get("image")) == 1  # one gallery of the selected digits
+    app.button[0].click().run()  # Clear selection
+    no_exception(app)
+    assert url_of(app)["sel"] == ""
+    assert "selectedpoints" not in chart_spec(app, "proj-a")["data"][0]
+
+
+@pytest.fixture
+def captions_features(dashboard_cache):
+    """minilm-l6 and e5-small features of the 25 bundled captions (a few seconds, real models)."""
+    from core.cache import FeatureCache
+    from core.datasets import load_dataset
+
+    captions = load_dataset("captions")
+    for model in ("minilm-l6", "e5-small"):
+        FeatureCache().get_or_extract(model, captions)
+    return captions
+
+
+@pytest.mark.slow
+def test_text_dataset_shows_snippets_on_hover_and_images_of_the_selection(captions_features):
+    first = captions_features.sample_ids[0]
+    app = run_page("projections", {"a": "minilm-l6", "b": "e5-small", "data": "captions", "n": "25", "k": "5",
+                                   "sel": first})  # fmt: skip
+    no_exception(app)
+    data = chart_spec(app, "proj-a")["data"][0]
+    assert "customdata[3]" in data["hovertemplate"]
+    text = captions_features.texts[0]
+    assert data["customdata"][0][3] == (text if len(text) <= 80 else text[:79] + "…")
+    assert len(app.get("image")) == 1 and app.dataframe[0].value["text"][0] == captions_features.texts[0]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tampered_links_show_a_warning_never_a_traceback(seed):
+    query = {k: v if isinstance(v, str) else str(v) for k, v in random_tampered_query(seed).items()}
+    query = {k: v[:300] for k, v in query.items() if k and "\x00" not in k}
+    query.update({"n": "120", "proj": "pca"})  # keep it fast: UMAP is tested below
+    app = run_page("projections", query)
+    no_exception(app)
+
+
+def test_explicit_tampered_link_is_fixed_and_listed():
+    app = run_page("projections", {"proj": "tsne", "color": "<script>", "la": "999", "sel": "nope,\x01bad"})
+    no_exception(app)
+    text = app.warning[0].value
+    assert "proj=" in text and "color=" in text
+    assert url_of(app)["proj"] == "pca" and url_of(app)["color"] == "label"
+    assert any("layer 999 does not exist" in w.value for w in app.warning)
+    assert "selectedpoints" not in chart_spec(app, "proj-a")["data"][0]  # unknown ids select nothing
+
+
+@pytest.mark.slow
+def test_umap_and_aligned_umap_render_and_match_core():
+    from core.projection import aligned_umap_2d, umap_2d
+
+    query = {"n": "60", "proj": "umap", "seed": "1"}
+    app = run_page("projections", query, timeout=300)
+    no_exception(app)
+    feats_a, _ = core_layer("digits-cnn-s0", 60, seed=1)
+    feats_b, _ = core_layer("digits-cnn-s1", 60, seed=1)
+    spec = chart_spec(app, "proj-a")
+    np.testing.assert_allclose(np.column_stack([spec["data"][0]["x"], spec["data"][0]["y"]]),
+                               umap_2d(feats_a, seed=1), atol=1e-4)  # fmt: skip
+    assert spec["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
+
+    app.radio(key="sel.projection").set_value("aligned_umap").run(timeout=300)
+    no_exception(app)
+    assert url_of(app)["proj"] == "aligned_umap"
+    expected_a, expected_b = aligned_umap_2d(feats_a, feats_b, alignment_regularisation=0.01, seed=1)
+    for key, expected in (("proj-a", expected_a), ("proj-b", expected_b)):
+        data = chart_spec(app, key)["data"][0]
+        np.testing.assert_allclose(np.column_stack([data["x"], data["y"]]), expected, atol=1e-4)
