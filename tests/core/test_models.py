@@ -186,3 +186,37 @@ def test_registry_lists_the_embedded_default():
                      "digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"):
         assert expected in names
     assert all(s.modality in ("text", "any") for s in list_models("text"))
+
+
+def test_a_model_split_over_several_zip_parts_is_joined_unpacked_once_and_loaded(tmp_path, bert_dir):
+    import io
+    import zipfile
+
+    from core.models import assemble_split_zip
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in bert_dir.iterdir():
+            archive.write(path, f"tiny-bert/{path.name}")
+    blob = buffer.getvalue()
+    third = len(blob) // 3 + 1
+    parts = []
+    for index in range(3):
+        part = tmp_path / f"model.zip.{index + 1:03d}"
+        part.write_bytes(blob[index * third : (index + 1) * third])
+        parts.append(part)
+    folder = assemble_split_zip(parts, tmp_path / "unpacked")
+    assert (tmp_path / "unpacked" / "tiny-bert" / "config.json").exists()
+    spec = hub_model_spec(folder, modality="text")
+    reference = extract_features(hub_model_spec(str(bert_dir), modality="text"), paired_dataset())
+    unpacked = extract_features(spec, paired_dataset())
+    assert all(torch.equal(a, b) for a, b in zip(reference.values, unpacked.values))
+    parts[1].write_bytes(b"")  # already unpacked: the parts are not read again
+    assert assemble_split_zip(parts, tmp_path / "unpacked") == folder
+
+
+def test_missing_split_zip_packages_say_how_to_install_them():
+    from core.models import resolve_source
+
+    with pytest.raises(ModelLoadError, match="pip install"):
+        resolve_source("splitzip://no-such-dist-prefix/model.zip")
