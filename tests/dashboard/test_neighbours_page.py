@@ -1,0 +1,150 @@
+"""The Neighbours page through AppTest: the mean overlap is core's mutual k-NN, the histogram, the table
+and the side-by-side neighbours agree with core.neighbors, widgets and links drive it, tampering is safe."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard import plots_projection
+from tests.dashboard.conftest import no_exception, run_page, url_of
+from tests.dashboard.test_projections_page import captions_features, chart_spec, core_layer, core_overlap  # noqa: F401
+from tests.dashboard.test_state import random_tampered_query
+
+pytestmark = pytest.mark.usefixtures("dashboard_cache")
+
+
+def _metric(app, prefix: str) -> float:
+    return float(next(m.value for m in app.metric if m.label.startswith(prefix)))
+
+
+def test_default_render_mean_overlap_is_cores_mutual_knn_and_chance_is_k_over_n_minus_1():
+    from core.metrics.registry import compute
+
+    app = run_page("neighbours")
+    no_exception(app)
+    assert app.title[0].value == "Neighbours"
+    assert not app.warning and not app.error
+    feats_a, _ = core_layer("digits-cnn-s0", 120)
+    feats_b, _ = core_layer("digits-cnn-s1", 120)
+    assert _metric(app, "Mutual k-NN") == pytest.approx(compute("mutual_knn", feats_a, feats_b, k=10), abs=5e-4)
+    assert _metric(app, "Chance level") == pytest.approx(10 / 119, abs=5e-4)
+    overlap = core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10)
+    assert _metric(app, "Samples sharing no neighbour") == int((overlap == 0).sum())
+    # The histogram: one bar per possible overlap j/10, the counts of core's overlaps, mean line at the score.
+    spec = chart_spec(app, "nb-histogram")
+    assert spec["data"][0]["y"] == np.bincount(np.rint(overlap * 10).astype(int), minlength=11).tolist()
+    assert any(abs(shape["x0"] - overlap.mean()) < 1e-9 for shape in spec["layout"]["shapes"])
+    assert any(abs(shape["x0"] - 10 / 119) < 1e-9 for shape in spec["layout"]["shapes"])
+
+
+def test_table_lists_every_sample_from_least_to_most_aligned():
+    app = run_page("neighbours")
+    table = app.dataframe[0].value
+    _, subset = core_layer("digits-cnn-s0", 120)
+    overlap = core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10)
+    assert len(table) == 120 and set(table["sample"]) == set(subset.sample_ids)
+    assert table["overlap"].is_monotonic_increasing
+    by_id = dict(zip(subset.sample_ids, overlap))
+    assert all(by_id[s] == pytest.approx(v) for s, v in zip(table["sample"], table["overlap"]))
+    assert (table["shared"] == np.rint(table["overlap"] * 10)).all()
+
+
+def test_inspected_sample_shows_its_neighbours_in_a_and_b_with_shared_ones_marked():
+    from core.neighbors import knn_indices
+
+    app = run_page("neighbours")
+    table = app.dataframe[0].value
+    target = table["sample"].iloc[-1]  # the most aligned sample
+    app.selectbox(key="nb-inspect").set_value(target).run()
+    no_exception(app)
+    feats_a, subset = core_layer("digits-cnn-s0", 120)
+    feats_b, _ = core_layer("digits-cnn-s1", 120)
+    i = subset.sample_ids.index(target)
+    shared = set(knn_indices(feats_a, 10)[i].tolist()) & set(knn_indices(feats_b, 10)[i].tolist())
+    assert any(f"{len(shared)} of 10 neighbours are shared" in m.value for m in app.markdown)
+    images = app.get("image")
+    assert len(images) == 3  # the sample, its neighbours in A, its neighbours in B
+
+
+def test_widgets_change_the_result_and_the_url():
+    from core.metrics.registry import compute
+
+    app = run_page("neighbours")
+    before = _metric(app, "Mutual k-NN")
+    app.number_input(key="sel.k").set_value(5).run()
+    no_exception(app)
+    assert url_of(app)["k"] == "5"
+    assert _metric(app, "Chance level") == pytest.approx(5 / 119, abs=5e-4)
+    assert _metric(app, "Mutual k-NN") != before
+    app.selectbox(key="sel.model_b").set_value("digits-cnn-s2").run()
+    no_exception(app)
+    assert url_of(app)["b"] == "digits-cnn-s2"
+    overlap = core_overlap("digits-cnn-s0", "digits-cnn-s2", 120, 5)
+    assert _metric(app, "Mutual k-NN") == pytest.approx(overlap.mean(), abs=5e-4)
+    app.selectbox(key="sel.layer_a").set_value(2).run()
+    no_exception(app)
+    assert url_of(app)["la"] == "2"
+    feats_a, _ = core_layer("digits-cnn-s0", 120, layer=2)
+    feats_b, _ = core_layer("digits-cnn-s2", 120)
+    assert _metric(app, "Mutual k-NN") == pytest.approx(compute("mutual_knn", feats_a, feats_b, k=5), abs=5e-4)
+
+
+def test_selecting_a_bin_through_the_link_filters_the_table_and_highlights_the_bar():
+    overlap = core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10)
+    _, subset = core_layer("digits-cnn-s0", 120)
+    shared = np.rint(overlap * 10).astype(int)
+    counts = np.bincount(shared, minlength=11)
+    j = int(np.argmax(np.where(counts <= 50, counts, 0)))  # a full bin fits in a link (50 ids at most)
+    members = [subset.sample_ids[i] for i in np.flatnonzero(shared == j)]
+    app = run_page("neighbours", {"sel": ",".join(members)})
+    no_exception(app)
+    table = app.dataframe[0].value
+    assert sorted(table["sample"]) == sorted(members)
+    colours = chart_spec(app, "nb-histogram")["data"][0]["marker"]["color"]
+    assert [i for i, colour in enumerate(colours) if colour == plots_projection.HIGHLIGHT] == [j]
+    app.toggle(key="nb-only-selected").set_value(False).run()
+    assert len(app.dataframe[0].value) == 120
+
+
+def test_label_rollup_is_the_mean_overlap_per_label():
+    app = run_page("neighbours")
+    rollup = app.dataframe[1].value
+    _, subset = core_layer("digits-cnn-s0", 120)
+    overlap = core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10)
+    expected = pd.Series(overlap).groupby(list(subset.labels)).mean()
+    assert list(rollup.index) == [str(d) for d in range(10)]
+    np.testing.assert_allclose(rollup["mean overlap"], expected.loc[rollup.index].to_numpy())
+    assert rollup["samples"].sum() == 120
+    assert chart_spec(app, "nb-rollup")["data"][0]["x"] == [str(d) for d in range(10)]
+
+
+@pytest.mark.slow
+def test_text_and_image_previews_on_the_captions_dataset(captions_features):  # noqa: F811
+    app = run_page("neighbours", {"a": "minilm-l6", "b": "e5-small", "data": "captions", "n": "25", "k": "3"})
+    no_exception(app)
+    assert _metric(app, "Chance level") == pytest.approx(3 / 24, abs=5e-4)
+    table = app.dataframe[0].value
+    assert "text" in table.columns
+    inspected = table["sample"].iloc[0]
+    text = captions_features.texts[captions_features.sample_ids.index(inspected)]
+    assert any(text in m.value for m in app.markdown)
+    assert len(app.get("image")) == 3
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_tampered_links_show_a_warning_never_a_traceback(seed):
+    query = {k: v if isinstance(v, str) else str(v) for k, v in random_tampered_query(seed).items()}
+    query = {k: v[:300] for k, v in query.items() if k and "\x00" not in k}
+    app = run_page("neighbours", {**query, "n": "120"})
+    no_exception(app)
+
+
+def test_explicit_tampered_link_is_fixed_and_listed():
+    app = run_page("neighbours", {"k": "abc", "lb": "-999", "sel": "x" * 500, "b": "../../etc/passwd"})
+    no_exception(app)
+    text = app.warning[0].value
+    assert "k=" in text and "b=" in text
+    assert url_of(app)["k"] == "10" and url_of(app)["b"] == "digits-cnn-s1"
+    assert len(app.dataframe[0].value) == 120  # an unknown sample id selects nothing
