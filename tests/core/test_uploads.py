@@ -179,3 +179,23 @@ def test_broken_representations_are_refused_without_loading_pickles(cache_dir, f
 def test_registered_dataset_spec_is_findable(cache_dir):
     uploads.add_text_dataset("findable", "t.txt", b"a\nb\nc\n")
     assert get_dataset_spec("findable").source == "upload:findable"
+
+
+def test_image_folder_and_caption_csv_go_through_the_same_validation(cache_dir, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(3):
+        (folder / "sub" / f"p{i}.png").write_bytes(_png(i))
+    (folder / "notes.txt").write_text("ignored")
+    spec = uploads.add_image_folder("folder-set", folder)
+    assert spec.modality == "image" and len(load_dataset("folder-set")) == 3
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("image,caption\nphotos/sub/p0.png,a red square\nphotos/sub/p1.png,noise\n"
+                   f"{folder / 'sub' / 'p2.png'},more noise\n")
+    paired = uploads.add_image_caption_csv("csv-set", csv)
+    dataset = load_dataset("csv-set")
+    assert paired.modality == "image-text" and dataset.texts == ("a red square", "noise", "more noise")
+    assert np.array_equal(np.asarray(dataset.images[1]), np.asarray(Image.open(folder / "sub" / "p1.png").convert("RGB")))
+    csv.write_text("image,caption\nmissing.png,x\n")
+    with pytest.raises(UploadError, match="does not exist"):
+        uploads.add_image_caption_csv("csv-bad", csv)
