@@ -43,7 +43,7 @@ def _bootstrap_registries() -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models import hub_model_spec, list_models
+    from core.models import hub_model_spec, is_available, list_models
     from core.uploads import remember_model
 
     if args.add:
@@ -56,10 +56,11 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
     rows = [
-        {"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality, "description": s.description}
+        {"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
+         "installed": "yes" if is_available(s) else "no", "description": s.description}
         for s in list_models()
     ]
-    _print_table(rows, ["name", "family", "kind", "modality", "description"])
+    _print_table(rows, ["name", "family", "kind", "modality", "installed", "description"])
     return 0
 
 

