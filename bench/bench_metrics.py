@@ -5,7 +5,7 @@
    recomputed for every pair, dense n x n masks, float32 as there), in the same run. Reports the
    speed-up and the largest absolute difference between the two matrices.
 2. Mutual k-NN at n = 10,000 and 100,000, d = 768: wall time and peak resident memory, each in a fresh
-   subprocess (``resource.getrusage(RUSAGE_SELF).ru_maxrss``; tracemalloc does not see torch).
+   subprocess (VmHWM, i.e. ru_maxrss of the child alone; tracemalloc does not see torch).
 
 Usage:
     python bench/bench_metrics.py                 # everything (~10 min on 2 cores)
@@ -112,12 +112,12 @@ def synthetic_layers(n_layers, n_samples, dim, seed):
     return layers
 
 
-def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10) -> dict:
+def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10, metrics=("mutual_knn", "cknna", "debiased_cka")) -> dict:
     layers_a = synthetic_layers(n_layers, n_samples, dim, seed=0)
     layers_b = synthetic_layers(n_layers, n_samples, dim, seed=0)[::-1]  # same content, reversed order
     layers_b = [layer + 0.3 * torch.randn_like(layer) for layer in layers_b]
     results = {}
-    for metric in ("mutual_knn", "cknna", "debiased_cka"):
+    for metric in metrics:
         params = {"k": k} if "k" in get_metric(metric).param_names else {}
         start = time.perf_counter()
         fast = layer_matrix(layers_a, layers_b, metric, **params).values
@@ -143,17 +143,29 @@ def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10) -> dict:
 # --- large-n mutual k-NN, one subprocess per measurement -------------------------------------------
 
 
+def _vm_hwm_kib() -> int:
+    """Peak resident memory of this process in KiB. Linux keeps ``ru_maxrss`` across execve, so a
+    child started by a large parent would report the parent's peak; VmHWM starts afresh at exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
 def child(n_samples: int, dim: int, k: int) -> None:
     from core.metrics.knn import mutual_knn
 
     generator = torch.Generator().manual_seed(0)
     feats_a = torch.randn(n_samples, dim, generator=generator)
     feats_b = feats_a + torch.randn(n_samples, dim, generator=generator)
-    rss_inputs = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_inputs = _vm_hwm_kib()
     start = time.perf_counter()
     value = mutual_knn(feats_a, feats_b, k=k)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak_kib = _vm_hwm_kib()
     print(json.dumps({
         "n_samples": n_samples, "dim": dim, "k": k, "value": value, "seconds": round(seconds, 2),
         "peak_rss_mib": round(peak_kib / 1024, 1), "peak_rss_after_inputs_mib": round(rss_inputs / 1024, 1),
@@ -176,6 +188,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", nargs=3, type=int, metavar=("N", "DIM", "K"))
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--metrics", nargs="*", default=["mutual_knn", "cknna", "debiased_cka"],
+                        help="layer-matrix metrics to (re)measure; the others keep their previous results")
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -190,7 +204,7 @@ def main() -> None:
             "platform": platform.platform(),
             "note": "2 CPU cores shared with other work: absolute times are noisy, ratios less so",
         },
-        "layer_matrix": bench_layer_matrices(),
+        "layer_matrix": {**previous.get("layer_matrix", {}), **bench_layer_matrices(metrics=tuple(args.metrics))},
         "mutual_knn_large": previous.get("mutual_knn_large") if args.skip_large else bench_large(),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
