@@ -6,7 +6,7 @@ Feature functions also take the feature cache keys as arguments, so replacing an
 same name (a new key) can never serve stale numbers.
 
 Features come from the on-disk :class:`core.cache.FeatureCache`. Small datasets (up to
-:data:`FULL_EXTRACT_LIMIT` samples) are extracted whole, so every n and seed afterwards is a row
+:data:`FULL_EXTRACT_LIMIT` samples, and quick to extract) are extracted whole, so every n and seed afterwards is a row
 selection of one cache entry; bigger ones are extracted for the requested subset only.
 """
 
@@ -27,6 +27,8 @@ from core.models import get_model_spec, load_model, resolve_device, resolve_dtyp
 from core.settings import get_settings
 
 FULL_EXTRACT_LIMIT = 5000
+# ...and only when that is quick: a slow model (EfficientNet on 1,797 digits) extracts just the subset asked for.
+FULL_EXTRACT_SECONDS = 60.0
 # Rough seconds per sample on a laptop CPU when this model has never been extracted here.
 _SECONDS_PER_SAMPLE = {
     "torch-hooks": 0.01,
@@ -166,7 +168,8 @@ def feature_plan(model: str, dataset_name: str, n: int, seed: int) -> FeaturePla
     cached = any(
         cache.read_sidecar(key) is not None and cache.tensor_path(key).exists() for key in (full_key, subset_key)
     )
-    extract_n = len(full) if len(full) <= FULL_EXTRACT_LIMIT else len(sub)
+    whole = len(full) <= FULL_EXTRACT_LIMIT and _estimate(model, len(full)) <= FULL_EXTRACT_SECONDS
+    extract_n = len(full) if whole else len(sub)
     return FeaturePlan(model, dataset_name, len(sub), seed, full_key, subset_key, cached, extract_n,
                        0.0 if cached else _estimate(model, extract_n))  # fmt: skip
 
