@@ -65,12 +65,45 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from core.datasets import list_datasets
+    from core.datasets import hub_dataset_spec, list_datasets, load_dataset
+    from core.uploads import add_image_caption_csv, add_image_folder, add_text_dataset, remember_dataset
+
+    if args.add:
+        spec = hub_dataset_spec(
+            args.add, name=args.name, revision=args.revision, split=args.split, text_column=args.text_column,
+            image_column=args.image_column, label_column=args.label_column,
+        )
+        n = len(load_dataset(spec))  # fail now, with the reason, rather than on first use
+        remember_dataset(spec)
+        print(f"added dataset {spec.name!r} ({spec.modality}, {n} samples)")
+        return 0
+    if args.upload:
+        path = Path(args.upload).expanduser()
+        name = args.name or path.stem
+        if path.is_dir():
+            spec = add_image_folder(name, path)
+        elif path.suffix.lower() == ".csv" and args.image_pairs:
+            spec = add_image_caption_csv(name, path)
+        elif path.suffix.lower() == ".zip":
+            from core.uploads import add_image_dataset
+
+            spec = add_image_dataset(name, path.name, _read_upload(path))
+        else:
+            spec = add_text_dataset(name, path.name, _read_upload(path))
+        print(f"added dataset {spec.name!r} ({spec.modality}): {spec.description}")
+        return 0
 
     rows = [{"name": s.name, "modality": s.modality, "source": s.source, "description": s.description}
             for s in list_datasets()]
     _print_table(rows, ["name", "modality", "source", "description"])
     return 0
+
+
+def _read_upload(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise AlignscopeError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
 
 
 def _progress_bar(label: str):
@@ -180,7 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also needs ALIGNSCOPE_TRUST_REMOTE_CODE to list the id")
     models.set_defaults(func=cmd_models)
 
-    datasets = sub.add_parser("datasets", help="list datasets")
+    datasets = sub.add_parser("datasets", help="list datasets, add a hub dataset (--add) or a local file (--upload)")
+    datasets.add_argument("--add", metavar="HUB_ID_OR_FOLDER", help="a Hugging Face dataset by id or local folder")
+    datasets.add_argument("--split", default="train")
+    datasets.add_argument("--revision")
+    datasets.add_argument("--text-column")
+    datasets.add_argument("--image-column")
+    datasets.add_argument("--label-column")
+    datasets.add_argument("--upload", metavar="PATH",
+                          help="texts (.csv/.parquet/.txt), images (.zip or a folder) or, with --image-pairs, "
+                               "a CSV of image path + caption")
+    datasets.add_argument("--image-pairs", action="store_true")
+    datasets.add_argument("--name")
     datasets.set_defaults(func=cmd_datasets)
 
     extract = sub.add_parser("extract", help="precompute features into the cache (default: the whole default)")

@@ -90,3 +90,22 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_datasets_can_be_added_from_a_local_hub_folder_and_a_text_file(tmp_path, capsys):
+    import pandas as pd
+
+    folder = tmp_path / "hubby"
+    folder.mkdir()
+    pd.DataFrame({"text": [f"line {i}" for i in range(5)], "y": list("ababa")}).to_csv(folder / "train.csv", index=False)
+    assert main(["datasets", "--add", str(folder), "--text-column", "text", "--label-column", "y", "--name", "hubby"]) == 0
+    assert "5 samples" in capsys.readouterr().out
+    texts = tmp_path / "notes.txt"
+    texts.write_text("first\nsecond\nthird\n")
+    assert main(["datasets", "--upload", str(texts)]) == 0
+    main(["datasets"])
+    listing = capsys.readouterr().out
+    assert "hubby" in listing and "notes" in listing
+    assert main(["datasets", "--add", str(folder), "--text-column", "nope"]) == 2
+    assert "no column 'nope'" in capsys.readouterr().err
+    assert main(["datasets", "--upload", str(tmp_path / "missing.txt")]) == 2
