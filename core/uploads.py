@@ -21,6 +21,7 @@ import io
 import json
 import shutil
 import zipfile
+import zlib
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 
@@ -184,13 +185,30 @@ def load_user_registry(settings: Settings | None = None) -> list[str]:
     return names
 
 
-def _upload_folder(name: str, settings: Settings) -> Path:
-    return settings.uploads_dir / check_name(name, what="upload")
+def _upload_folder(kind: str, name: str, settings: Settings) -> Path:
+    """``uploads/datasets/<name>`` or ``uploads/models/<name>``: the two kinds never share a folder."""
+    return settings.uploads_dir / kind / check_name(name, what="upload")
 
 
-def _write_folder(name: str, files: dict[str, bytes], settings: Settings) -> Path:
+def _claim_name(kind: str, name: str) -> None:
+    """Refuse a name that belongs to a built-in entry; an earlier upload or run-time addition may be replaced."""
+    from core.datasets import _REGISTRY as datasets_registry
+    from core.models import _REGISTRY as models_registry
+
+    check_name(name, what="dataset" if kind == "datasets" else "model")
+    if kind == "datasets":
+        existing = datasets_registry.get(name)
+        replaceable = existing is None or existing.source.startswith(("upload:", "hub:"))
+    else:
+        existing = models_registry.get(name)
+        replaceable = existing is None or existing.family in ("upload", "hub")
+    if not replaceable:
+        raise UploadError(f"{name!r} is a built-in {kind[:-1]}; choose another name")
+
+
+def _write_folder(kind: str, name: str, files: dict[str, bytes], settings: Settings) -> Path:
     """Write ``files`` into a fresh temp folder and rename it to the upload's folder."""
-    final = _upload_folder(name, settings)
+    final = _upload_folder(kind, name, settings)
     staging = final.with_name(f".{name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -207,13 +225,13 @@ def _write_folder(name: str, files: dict[str, bytes], settings: Settings) -> Pat
 def add_text_dataset(name: str, filename: str, data: bytes, settings: Settings | None = None) -> DatasetSpec:
     """Validate and store a texts upload; register it as dataset ``name``."""
     settings = settings or get_settings()
-    check_name(name, what="dataset")
+    _claim_name("datasets", name)
     _check_size(data, settings, filename)
     table = parse_texts(filename, data)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
     digest = hashlib.sha256(buffer.getvalue()).hexdigest()[:16]
-    _write_folder(name, {"texts.parquet": buffer.getvalue()}, settings)
+    _write_folder("datasets", name, {"texts.parquet": buffer.getvalue()}, settings)
     spec = DatasetSpec(
         name=name,
         modality="text",
@@ -232,7 +250,7 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
     from PIL import Image, UnidentifiedImageError
 
     settings = settings or get_settings()
-    check_name(name, what="dataset")
+    _claim_name("datasets", name)
     _check_size(data, settings, filename)
     _suffix(filename, (".zip",))
     try:
@@ -249,20 +267,29 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
         total += info.file_size
         if total > 4 * settings.max_upload_bytes:
             raise UploadError(f"{filename!r} unpacks to more than {4 * settings.max_upload_bytes / 2**20:.0f} MiB")
-        if member.name.lower() == "captions.csv":
-            captions_blob = archive.read(info)
-        elif member.suffix.lower() in IMAGE_SUFFIXES:
+        is_captions = member.name.lower() == "captions.csv"
+        if not is_captions and member.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        try:
             blob = archive.read(info)
-            try:
-                Image.open(io.BytesIO(blob)).verify()
-            except (UnidentifiedImageError, OSError) as exc:
-                raise UploadError(f"{member} in {filename!r} is not a readable image") from exc
-            files[f"images/{member}"] = blob
+        except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError) as exc:
+            raise UploadError(f"{member} in {filename!r} could not be unpacked: {exc}") from exc
+        if is_captions:
+            captions_blob = blob
+            continue
+        try:
+            Image.open(io.BytesIO(blob)).verify()
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+            raise UploadError(f"{member} in {filename!r} is not a readable image ({exc})") from exc
+        files[f"images/{member}"] = blob
     if len(files) < 3:
         raise UploadError(f"{filename!r} holds {len(files)} readable images; at least 3 are needed")
     table = pd.DataFrame({"image": sorted(k.removeprefix("images/") for k in files)})
     if captions_blob is not None:
-        captions = pd.read_csv(io.BytesIO(captions_blob))
+        try:
+            captions = pd.read_csv(io.BytesIO(captions_blob))
+        except (ValueError, UnicodeDecodeError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+            raise UploadError(f"captions.csv in {filename!r} could not be read: {exc}") from exc
         if not {"image", "caption"} <= set(captions.columns):
             raise UploadError(f"captions.csv needs columns 'image' and 'caption'; it has {list(captions.columns)}")
         captions["image"] = captions["image"].astype(str)
@@ -274,7 +301,7 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
     table.to_parquet(buffer, index=False)
     files["index.parquet"] = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()[:16]
-    _write_folder(name, files, settings)
+    _write_folder("datasets", name, files, settings)
     spec = DatasetSpec(
         name=name,
         modality="image-text" if "caption" in table.columns else "image",
@@ -336,7 +363,7 @@ def load_uploaded_dataset(spec: DatasetSpec, settings: Settings | None = None) -
     from PIL import Image
 
     settings = settings or get_settings()
-    folder = _upload_folder(spec.source.removeprefix("upload:"), settings)
+    folder = _upload_folder("datasets", spec.source.removeprefix("upload:"), settings)
     try:
         if (folder / "texts.parquet").exists():
             table = pd.read_parquet(folder / "texts.parquet")
@@ -371,7 +398,7 @@ def add_representation(
     from core.datasets import load_dataset
 
     settings = settings or get_settings()
-    check_name(name, what="model")
+    _claim_name("models", name)
     _check_size(data, settings, filename)
     array = parse_representation(filename, data)
     spec_dataset = get_dataset_spec(dataset)
@@ -383,7 +410,7 @@ def add_representation(
         )
     blob = save({"features": np.ascontiguousarray(array)})
     digest = hashlib.sha256(blob).hexdigest()
-    _write_folder(name, {"features.safetensors": blob}, settings)
+    _write_folder("models", name, {"features.safetensors": blob}, settings)
     spec = ModelSpec(
         name=name,
         family="upload",
@@ -404,7 +431,7 @@ def load_representation(spec: ModelSpec, settings: Settings | None = None) -> np
     from safetensors.numpy import load as load_safetensors
 
     settings = settings or get_settings()
-    path = _upload_folder(spec.source.removeprefix("upload:"), settings) / "features.safetensors"
+    path = _upload_folder("models", spec.source.removeprefix("upload:"), settings) / "features.safetensors"
     try:
         blob = path.read_bytes()
     except OSError as exc:
@@ -416,12 +443,14 @@ def load_representation(spec: ModelSpec, settings: Settings | None = None) -> np
 
 def remember_model(spec: ModelSpec, settings: Settings | None = None) -> ModelSpec:
     """Register a run-time model (e.g. a hub id) and keep it across restarts."""
+    _claim_name("models", spec.name)
     register_model(spec, overwrite=True)
     _record("models", spec, settings or get_settings())
     return spec
 
 
 def remember_dataset(spec: DatasetSpec, settings: Settings | None = None) -> DatasetSpec:
+    _claim_name("datasets", spec.name)
     register_dataset(spec, overwrite=True)
     _record("datasets", spec, settings or get_settings())
     return spec

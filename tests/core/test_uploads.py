@@ -199,3 +199,34 @@ def test_image_folder_and_caption_csv_go_through_the_same_validation(cache_dir, 
     csv.write_text("image,caption\nmissing.png,x\n")
     with pytest.raises(UploadError, match="does not exist"):
         uploads.add_image_caption_csv("csv-bad", csv)
+
+
+def test_a_dataset_and_a_representation_of_one_name_do_not_clobber_each_other(cache_dir):
+    uploads.add_text_dataset("brain", "t.txt", b"a\nb\nc\n")
+    values = np.arange(1797 * 2, dtype=np.float32).reshape(1797, 2)
+    uploads.add_representation("brain", "b.npy", _npy(values), dataset="digits")
+    assert load_dataset("brain").texts == ("a", "b", "c")
+    assert np.array_equal(uploads.load_representation(get_model_spec("brain")), values)
+
+
+@pytest.mark.parametrize("kind", ["dataset", "model"])
+def test_uploads_cannot_replace_built_in_entries(cache_dir, kind):
+    if kind == "dataset":
+        with pytest.raises(UploadError, match="built-in"):
+            uploads.add_text_dataset("sentences", "t.txt", b"a\nb\nc\n")
+        assert len(load_dataset("sentences")) > 500
+    else:
+        with pytest.raises(UploadError, match="built-in"):
+            uploads.add_representation("minilm-l6", "r.npy", _npy(np.ones((1797, 2))), dataset="digits")
+        assert get_model_spec("minilm-l6").kind == "hf-text"
+    uploads.add_text_dataset("mine", "t.txt", b"a\nb\nc\n")
+    uploads.add_text_dataset("mine", "t.txt", b"d\ne\nf\n")  # an upload may replace an upload
+    assert load_dataset("mine").texts == ("d", "e", "f")
+
+
+@pytest.mark.parametrize("captions", [b"", b"\x00\x01\x02", b'image,caption\n"unterminated'])
+def test_unreadable_captions_csv_is_an_upload_error(cache_dir, captions):
+    files = {f"img{i}.png": _png(i) for i in range(3)}
+    files["captions.csv"] = captions
+    with pytest.raises(UploadError):
+        uploads.add_image_dataset("pics", "p.zip", _zip(files))
