@@ -1,0 +1,74 @@
+"""Browser-test fixtures: one streamlit server per session on a free port, with its own cache dir
+pre-filled with the default's digits features, and a headless Debian Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import (
+    CHROMIUM,
+    fill_cache,
+    free_port,
+    launch_browser,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
+
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def e2e_cache(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -> Path:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) for browser tests"
+        )
+    cache_dir = tmp_path_factory.mktemp("e2e-cache")
+    fill_cache(cache_dir, trained_models_dir)
+    return cache_dir
+
+
+@pytest.fixture(scope="session")
+def server(e2e_cache: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Base URL of a running ``streamlit run dashboard/app.py``."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("e2e-logs") / "streamlit.log"
+    process = start_server(e2e_cache, port, log_path)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base_url, process, log_path=log_path)
+        yield base_url
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) for browser tests"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = launch_browser(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(240_000)
+    tab = context.new_page()
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS

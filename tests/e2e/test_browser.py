@@ -1,0 +1,156 @@
+"""The dashboard in a real browser: every page on the embedded default, numbers checked against core,
+a box selection in one projection highlighted in the other, a copied link reopened in a fresh context,
+a histogram bar selecting its samples. Screenshots go to tests/e2e/screenshots/ (git-ignored)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+
+from tests.e2e.server import PAGES, no_exceptions, open_page, plot_data, wait_plots
+
+pytestmark = pytest.mark.e2e
+DEFAULT_N = 500  # the Selection's default subset
+
+
+def _core(e2e_cache, model_a="digits-cnn-s0", model_b="digits-cnn-s1", n=DEFAULT_N, k=10):
+    """(mutual k-NN at the last layers, per-sample overlap, subset sample ids) straight from core."""
+    from core.cache import FeatureCache
+    from core.datasets import load_dataset
+    from core.metrics.registry import compute
+    from core.neighbors import knn_indices, per_sample_overlap
+    from core.settings import Settings
+
+    cache = FeatureCache(settings=Settings(cache_dir=e2e_cache))
+    full = load_dataset("digits")
+    subset = full.subset(n, seed=0)
+    layers = []
+    for model in (model_a, model_b):
+        features, result = cache.get_or_extract(model, full)
+        assert result.hit, f"{model} was not precomputed"
+        position = {sid: i for i, sid in enumerate(features.sample_ids)}
+        layers.append(features.take([position[sid] for sid in subset.sample_ids]).values[-1])
+    overlap = per_sample_overlap(knn_indices(layers[0], k), knn_indices(layers[1], k)).numpy()
+    return compute("mutual_knn", layers[0], layers[1], k=k), overlap, list(subset.sample_ids)
+
+
+def _metric_value(page, label_prefix: str) -> float:
+    metric = page.locator('[data-testid="stMetric"]').filter(has_text=label_prefix).first
+    return float(metric.locator('[data-testid="stMetricValue"]').inner_text().strip())
+
+
+def _query(url: str) -> dict[str, str]:
+    return {key: values[-1] for key, values in parse_qs(urlparse(url).query, keep_blank_values=True).items()}
+
+
+def test_every_page_renders_on_the_embedded_default(page, server, e2e_cache, screenshots):
+    score, _, _ = _core(e2e_cache)
+    for path, title in PAGES.items():
+        open_page(page, f"{server}/{path}", title=title)
+        no_exceptions(page)
+        if path == "compare":
+            wait_plots(page, 1)
+            assert _metric_value(page, "mutual_knn") == pytest.approx(score, abs=6e-4)
+            assert re.fullmatch(
+                r"-?\d+\.\d{3}", page.locator('[data-testid="stMetricValue"]').first.inner_text()
+            )
+        elif path == "projections":
+            wait_plots(page, 2)
+            for index in (0, 1):
+                data = plot_data(page, index)
+                assert data["type"] == "scattergl" and data["n"] == DEFAULT_N
+        elif path == "neighbours":
+            assert _metric_value(page, "Mutual k-NN") == pytest.approx(score, abs=6e-4)
+            assert _metric_value(page, "Chance level") == pytest.approx(10 / (DEFAULT_N - 1), abs=6e-4)
+        elif path in ("many-models", "sweeps"):
+            wait_plots(page, 1)
+        page.screenshot(path=str(screenshots / f"{path}.png"), full_page=True)
+
+
+def test_box_selection_is_linked_and_the_link_reopens_the_same_view(
+    page, browser, server, e2e_cache, screenshots
+):
+    _, _, sample_ids = _core(e2e_cache)
+    open_page(page, f"{server}/projections", title="Projections")
+    wait_plots(page, 2)
+    plot_a = page.locator(".js-plotly-plot").nth(0)
+    # Plotly's drag surface: a mouse drag on it draws a box selection (dragmode = select).
+    surface = plot_a.locator(".nsewdrag").first.bounding_box()
+    start = (surface["x"] + 0.30 * surface["width"], surface["y"] + 0.30 * surface["height"])
+    stop = (surface["x"] + 0.70 * surface["width"], surface["y"] + 0.70 * surface["height"])
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*stop, steps=12)
+    page.mouse.up()
+    page.wait_for_function("() => /[?&]sel=[^&]/.test(location.search)")
+    page.get_by_text(re.compile(r"^\d+ selected samples$")).wait_for()
+    page.wait_for_function(
+        "() => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
+        " return p && p.data && p.data[0].selectedpoints && p.data[0].selectedpoints.length > 0; }"
+    )
+    no_exceptions(page)
+    highlighted_b = plot_data(page, 1)["selectedpoints"]
+    highlighted_a = plot_data(page, 0)["selectedpoints"]
+    assert highlighted_a and sorted(highlighted_b) == sorted(highlighted_a)
+    linked = _query(page.url)["sel"].split(",")
+    # The link holds the selected ids (the first 50 when more), in sample order.
+    assert linked == [sample_ids[i] for i in sorted(highlighted_b)][: len(linked)]
+    heading = page.get_by_text(re.compile(r"^\d+ selected samples$")).inner_text()
+    assert heading == f"{len(highlighted_b)} selected samples"
+    page.screenshot(path=str(screenshots / "projections-selection.png"), full_page=True)
+
+    # Copy the link and open it in a fresh browser context (no shared session): the same view.
+    link = page.url
+    assert page.locator('[data-testid="stCode"]').filter(has_text="sel=").count() >= 1
+    fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
+    fresh.set_default_timeout(240_000)
+    try:
+        other = fresh.new_page()
+        open_page(other, link, title="Projections")
+        wait_plots(other, 2)
+        other.wait_for_function(
+            "() => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
+            " return p && p.data && p.data[0].selectedpoints && p.data[0].selectedpoints.length > 0; }"
+        )
+        no_exceptions(other)
+        reopened = plot_data(other, 1)["selectedpoints"]
+        assert [sample_ids[i] for i in sorted(reopened)] == linked
+        assert _query(other.url) == _query(link)
+        other.get_by_text(f"{len(linked)} selected samples", exact=True).wait_for()
+        other.screenshot(path=str(screenshots / "projections-from-link.png"), full_page=True)
+    finally:
+        fresh.close()
+
+
+def test_clicking_a_histogram_bar_selects_its_samples(page, server, e2e_cache, screenshots):
+    _, overlap, sample_ids = _core(e2e_cache)
+    open_page(page, f"{server}/neighbours", title="Neighbours")
+    wait_plots(page, 1)
+    histogram = page.locator(".js-plotly-plot").first
+    bars = histogram.locator("g.point path")
+    bars.first.wait_for()
+    # The shortest non-empty bar: few samples, so the whole bin fits in a link.
+    shared = np.rint(overlap * 10).astype(int)
+    counts = np.bincount(shared, minlength=11).tolist()
+    heights = [bars.nth(i).bounding_box()["height"] for i in range(bars.count())]
+    candidates = [i for i, h in enumerate(heights) if h > 3]
+    target = min(candidates, key=lambda i: heights[i])
+    # Plotly's drag layer sits on top of the bars and turns a click there into a point click.
+    histogram.scroll_into_view_if_needed()
+    box = bars.nth(target).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_function("() => /[?&]sel=[^&]/.test(location.search)")
+    toggle = page.get_by_text(re.compile(r"^Only the \d+ selected samples$"))
+    toggle.wait_for()
+    selected = int(re.search(r"\d+", toggle.inner_text()).group())
+    assert selected in counts and selected > 0
+    # Bins of equal size are indistinguishable by count: accept any bin with that many samples.
+    expected = [
+        [sample_ids[i] for i in np.flatnonzero(shared == j)] for j in range(11) if counts[j] == selected
+    ]
+    assert _query(page.url)["sel"].split(",") in [ids[:50] for ids in expected]
+    no_exceptions(page)
+    page.screenshot(path=str(screenshots / "neighbours-bin.png"), full_page=True)
