@@ -3,6 +3,7 @@ pre-filled with the default's digits features, and a headless Debian Chromium dr
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -31,18 +32,37 @@ def e2e_cache(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path
     return cache_dir
 
 
-@pytest.fixture(scope="session")
-def server(e2e_cache: Path, tmp_path_factory: pytest.TempPathFactory):
-    """Base URL of a running ``streamlit run dashboard/app.py``."""
+@contextlib.contextmanager
+def running_server(cache_dir: Path, log_dir: Path):
+    """A fresh ``streamlit run dashboard/app.py`` on a free port, healthy; its base URL."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("e2e-logs") / "streamlit.log"
-    process = start_server(e2e_cache, port, log_path)
+    log_path = log_dir / f"streamlit-{port}.log"
+    process = start_server(cache_dir, port, log_path)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(base_url, process, log_path=log_path)
         yield base_url
     finally:
         stop_server(process)
+
+
+@pytest.fixture(scope="session")
+def server(e2e_cache: Path, tmp_path_factory: pytest.TempPathFactory, browser):
+    """Base URL of a running server whose entry point has run once (see test_first_request_...)."""
+    with running_server(e2e_cache, tmp_path_factory.mktemp("e2e-logs")) as base_url:
+        context = browser.new_context()
+        first = context.new_page()
+        first.goto(base_url)
+        first.get_by_role("heading", name="Compare two models", exact=True).wait_for(timeout=240_000)
+        context.close()
+        yield base_url
+
+
+@pytest.fixture
+def fresh_server(e2e_cache: Path, tmp_path: Path):
+    """A server nobody has visited yet."""
+    with running_server(e2e_cache, tmp_path) as base_url:
+        yield base_url
 
 
 @pytest.fixture(scope="session")
