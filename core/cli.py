@@ -195,7 +195,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
                "--server.headless", "true" if args.headless else "false",
-               "--browser.gatherUsageStats", "false"]
+               "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none"]
     print("starting", " ".join(command))
     return subprocess.call(command, env={**os.environ})
 
@@ -273,6 +273,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the cache holds only complete entries", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug or an environment problem: still one line, unless debugging
+        if os.environ.get("ALIGNSCOPE_DEBUG"):
+            raise
+        print(f"error: unexpected {type(error).__name__}: {error}. The cache holds only complete entries; "
+              "rerun with ALIGNSCOPE_DEBUG=1 for the traceback.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

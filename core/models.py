@@ -180,14 +180,27 @@ def hub_model_spec(
     revision: str | None = None,
     pooling: str | None = None,
     trust_remote_code: bool = False,
+    allow_local: bool = True,
 ) -> ModelSpec:
-    """A spec for a ``transformers`` model given by hub id or local path, added at run time."""
+    """A spec for a ``transformers`` model given by hub id or local path, added at run time.
+
+    ``allow_local=False`` (the dashboard's default) accepts hub ids only and never looks at the
+    server's filesystem, so a web user cannot probe or load arbitrary folders.
+    """
     if not hub_id or not isinstance(hub_id, str) or len(hub_id) > 300:
         raise InvalidNameError("a hub id like 'sentence-transformers/all-MiniLM-L6-v2' is required")
-    local = Path(hub_id).expanduser()
-    if local.exists() and not (local / "config.json").is_file():
+    if not allow_local:
+        if not re.match(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$", hub_id) or ".." in hub_id:
+            raise InvalidNameError(
+                f"{hub_id!r} is not a hub id like 'org/model'. Local folders are added with "
+                "`alignscope models --add PATH` (or set ALIGNSCOPE_DASHBOARD_LOCAL_PATHS=1)"
+            )
+        local = None
+    else:
+        local = Path(hub_id).expanduser()
+    if local is not None and local.exists() and not (local / "config.json").is_file():
         raise InvalidNameError(f"{hub_id!r} is not a model folder (no config.json) nor a hub id like 'org/model'")
-    is_local = local.exists()
+    is_local = local is not None and local.exists()
     if not is_local and not re.match(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$", hub_id):
         raise InvalidNameError(f"{hub_id!r} is neither an existing local folder nor a hub id like 'org/model'")
     if modality not in ("text", "image"):

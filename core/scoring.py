@@ -26,7 +26,12 @@ from core.stats import chance_level, permutation_test
 
 @dataclass(frozen=True)
 class PairScore:
-    """One metric's result for one model pair; ``matrix`` is ``[La, Lb]`` when every pair was scored."""
+    """One metric's result for one model pair; ``matrix`` is ``[La, Lb]`` when every pair was scored.
+
+    ``p_value`` tests the reported pair as if it had been fixed in advance. When that pair is the best
+    of ``pairs_searched`` > 1, ``p_value_corrected`` = min(1, p × pairs_searched) (Bonferroni) is the
+    honest one.
+    """
 
     metric: str
     layer_a: str
@@ -35,6 +40,8 @@ class PairScore:
     chance: float | None
     p_value: float | None
     higher_is_better: bool
+    pairs_searched: int = 1
+    p_value_corrected: float | None = None
     matrix: list[list[float]] | None = None
 
 
@@ -102,15 +109,17 @@ def score_pair(
             permutation_test(metric, a, b, n_permutations=permutations, seed=seed, **params).p_value
             if permutations > 0 else None
         )
+        searched = 1 if pair is not None else features_a.n_layers * features_b.n_layers
+        corrected = None if p_value is None else min(1.0, p_value * searched)
         results.append(PairScore(metric, features_a.layer_names[i], features_b.layer_names[j], float(value),
-                                 chance, p_value, spec.higher_is_better, matrix))
+                                 chance, p_value, spec.higher_is_better, searched, corrected, matrix))
     return results
 
 
 def format_scores(scores: list[PairScore], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([asdict(s) for s in scores], indent=2)
-    columns = ["metric", "layer_a", "layer_b", "value", "chance", "p_value"]
+    columns = ["metric", "layer_a", "layer_b", "value", "chance", "p_value", "pairs_searched", "p_value_corrected"]
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
@@ -120,7 +129,8 @@ def format_scores(scores: list[PairScore], fmt: str) -> str:
         return buffer.getvalue()
     rows = [
         [s.metric, s.layer_a, s.layer_b, f"{s.value:.4f}",
-         "-" if s.chance is None else f"{s.chance:.4f}", "-" if s.p_value is None else f"{s.p_value:.4g}"]
+         "-" if s.chance is None else f"{s.chance:.4f}", "-" if s.p_value is None else f"{s.p_value:.4g}",
+         str(s.pairs_searched), "-" if s.p_value_corrected is None else f"{s.p_value_corrected:.4g}"]
         for s in scores
     ]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]

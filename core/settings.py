@@ -6,6 +6,8 @@ Environment variables:
     ALIGNSCOPE_DEVICE: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
     ALIGNSCOPE_MAX_UPLOAD_MB: largest accepted upload (default 200).
     ALIGNSCOPE_TRUST_REMOTE_CODE: comma-separated hub ids allowed to run their own code (default none).
+    ALIGNSCOPE_DASHBOARD_LOCAL_PATHS: ``1`` lets the dashboard add models from server folders (default off;
+        the CLI always can).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Settings:
     max_upload_bytes: int = 200 * 1024 * 1024
     max_samples: int = 200_000
     trust_remote_code_for: frozenset[str] = frozenset()
+    dashboard_local_paths: bool = False
 
     @property
     def features_dir(self) -> Path:
@@ -62,6 +65,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         kwargs["trust_remote_code_for"] = frozenset(
             s.strip() for s in env["ALIGNSCOPE_TRUST_REMOTE_CODE"].split(",") if s.strip()
         )
+    if env.get("ALIGNSCOPE_DASHBOARD_LOCAL_PATHS", "").lower() in ("1", "true", "yes"):
+        kwargs["dashboard_local_paths"] = True
     return Settings(**kwargs)
 
 

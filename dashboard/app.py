@@ -14,6 +14,13 @@ if str(_ROOT) not in sys.path:
 
 from dashboard._cached import ensure_registries  # noqa: E402
 
+try:
+    from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _SCRIPT_CONTROL
+except ImportError:  # another Streamlit layout: recognise the control-flow exceptions by name
+    _SCRIPT_CONTROL = tuple(
+        type(name, (Exception,), {}) for name in ("RerunException", "StopException")
+    )
+
 _PAGES = Path(__file__).resolve().parent / "pages"
 # (file, title, icon, url path); pages whose file does not exist yet are left out.
 PAGES = (
@@ -32,4 +39,14 @@ pages = [
     for index, (file, title, icon, url_path) in enumerate(PAGES)
     if (_PAGES / file).exists()
 ]
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+except Exception as error:  # last resort: pages show AlignscopeErrors themselves; anything else is a bug
+    if isinstance(error, _SCRIPT_CONTROL):  # st.rerun / st.stop: Streamlit's own control flow
+        raise
+    st.error(
+        f"Something went wrong: {type(error).__name__}: {error}. Nothing was written to the cache. "
+        "Change a setting or go back; if it happens again, please report it with the link below.",
+        icon=":material/error:",
+    )
+

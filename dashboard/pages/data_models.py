@@ -10,6 +10,7 @@ from core.cache import FeatureCache
 from core.datasets import list_datasets
 from core.errors import AlignscopeError
 from core.models import hub_model_spec, list_models, load_model
+from core.settings import get_settings
 from core.uploads import add_image_dataset, add_representation, add_text_dataset, remember_model
 from dashboard import _cached, ui
 from dashboard.state import read_selection, update_selection
@@ -101,16 +102,18 @@ with tab_upload:
 # -- hub models ------------------------------------------------------------------------------------
 with tab_hub:
     st.subheader("Add a Hugging Face model by id")
-    st.markdown("Any `transformers` text or vision model (hub id like `org/name`, or a local folder). "
+    st.markdown("Any `transformers` text or vision model by hub id like `org/name` (local folders: "
+                "`alignscope models --add PATH`). "
                 "It is downloaded on first use; without network that first use fails with a clear message.")  # fmt: skip
     with st.form("hub-model"):
-        hub_id = st.text_input("Hub id or local path", placeholder="sentence-transformers/all-MiniLM-L6-v2", key="hub-id")
+        hub_id = st.text_input("Hub id", placeholder="sentence-transformers/all-MiniLM-L6-v2", key="hub-id")
         modality = st.radio("Modality", ["text", "image"], horizontal=True)
         revision = st.text_input("Revision (optional)", placeholder="main")
         hub_submitted = st.form_submit_button("Add model", icon=":material/add:")
     if hub_submitted:
         try:
-            spec = remember_model(hub_model_spec(hub_id.strip(), modality=modality, revision=revision.strip() or None))
+            spec = remember_model(hub_model_spec(hub_id.strip(), modality=modality, revision=revision.strip() or None,
+                                                 allow_local=get_settings().dashboard_local_paths))
             st.success(f"Added model {spec.name!r} ({spec.kind}, {spec.source}). Try loading it below.",
                        icon=":material/check_circle:")  # fmt: skip
             st.session_state["last-hub-model"] = spec.name

@@ -109,3 +109,11 @@ def test_datasets_can_be_added_from_a_local_hub_folder_and_a_text_file(tmp_path,
     assert main(["datasets", "--add", str(folder), "--text-column", "nope"]) == 2
     assert "no column 'nope'" in capsys.readouterr().err
     assert main(["datasets", "--upload", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_the_p_value_of_the_best_of_many_pairs_is_corrected(capsys):
+    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
+                 "--n", "100", "--metric", "linear_cka", "--permutations", "10", "--format", "json"]) == 0
+    (score,) = json.loads(capsys.readouterr().out)
+    assert score["pairs_searched"] == 25
+    assert score["p_value_corrected"] == pytest.approx(min(1.0, 25 * score["p_value"]))

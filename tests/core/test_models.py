@@ -229,3 +229,11 @@ def test_models_whose_optional_packages_are_missing_are_marked_unavailable():
     missing_pkg = ModelSpec("opt-b", "x", "hf-text", "pkg://no_such_module_here/model", "text")
     assert not is_available(missing_zip) and not is_available(missing_pkg)
     assert is_available(get_model_spec("minilm-l6")) and is_available(get_model_spec("digits-cnn-s0"))
+
+
+def test_the_dashboard_path_accepts_hub_ids_only_and_never_probes_the_filesystem(bert_dir):
+    assert hub_model_spec("org/model", modality="text", allow_local=False).source == "org/model"
+    for probe in (str(bert_dir), "/etc", "../models", "~/secret"):
+        with pytest.raises(InvalidNameError, match="alignscope models --add"):
+            hub_model_spec(probe, modality="text", allow_local=False)
+    assert hub_model_spec(str(bert_dir), modality="text").source == str(bert_dir)
