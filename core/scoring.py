@@ -46,9 +46,19 @@ class PairScore:
 
 
 def metric_params(metric: str, **available) -> dict:
-    """The subset of ``available`` parameters (e.g. ``k``) that ``metric`` takes."""
-    names = set(get_metric(metric).param_names)
-    return {name: value for name, value in available.items() if name in names and value is not None}
+    """The subset of ``available`` parameters (e.g. ``k``) that ``metric`` takes, numbers clamped to the
+    metric's bounds (a page-wide k=1 becomes CKNNA's minimum, 2). The CLI and the dashboard share it."""
+    params = {}
+    for param in get_metric(metric).params:
+        value = available.get(param.name)
+        if value is None:
+            continue
+        if param.kind in ("int", "float", "int_or_none") and not isinstance(value, bool):
+            value = max(value, param.low) if param.low is not None else value
+            value = min(value, param.high) if param.high is not None else value
+            value = int(value) if param.kind != "float" else float(value)
+        params[param.name] = value
+    return params
 
 
 def parse_layers(layers: str, features_a: Features, features_b: Features) -> tuple[int, int] | None:

@@ -228,15 +228,9 @@ def resolve_layer(index: int, n_layers: int) -> int:
 
 def metric_params(metric: str, k: int) -> dict:
     """The page's k, passed only to metrics that take one (and clamped to their bounds)."""
-    from core.metrics.registry import get_metric
+    from core.scoring import metric_params as params_for
 
-    spec = get_metric(metric)
-    params = {}
-    for param in spec.params:
-        if param.name == "k":
-            low = int(param.low) if param.low is not None else 1
-            params["k"] = max(k, low)
-    return params
+    return params_for(metric, k=k)
 
 
 # --------------------------------------------------------------------------------------------------
