@@ -180,7 +180,7 @@ def overlap_histogram(
                   annotation_position="top right")  # fmt: skip
     fig.add_vline(x=chance, line={"color": "#D55E00", "width": 2, "dash": "dash"},
                   annotation={"text": f"chance k/(n−1) = {chance:.3f}", "font": {"color": "#D55E00"}},
-                  annotation_position="top left")  # fmt: skip
+                  annotation_position="top right")  # fmt: skip
     _layout(fig, title, height=height)
     fig.update_layout(bargap=0.1, clickmode="event+select", margin={"t": 80})
     fig.update_xaxes(title_text=f"shared neighbours / k (k = {k})", range=[-0.6 / k, 1 + 0.6 / k])

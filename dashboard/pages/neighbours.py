@@ -159,7 +159,7 @@ st.dataframe(
     on_select=_pick_row,
     selection_mode="single-row",
     hide_index=True,
-    height=320,
+    height=min(320, 40 + 35 * max(len(table), 1)),
     width="stretch",
     column_config={
         "overlap": st.column_config.ProgressColumn("overlap", min_value=0.0, max_value=1.0, format="%.2f"),
