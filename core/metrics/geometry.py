@@ -56,7 +56,11 @@ def _ridge_fit_predict(x_train, y_train, x_test, alpha: float) -> torch.Tensor:
     x_c, y_c = x_train - x_mean, y_train - y_mean
     lam = alpha * float((x_c * x_c).sum()) / x_c.shape[1]  # scale-free: relative to the mean eigenvalue
     n_train, dim = x_c.shape
-    if dim <= n_train:
+    if lam <= 0:
+        # Ordinary least squares: the minimum-norm solution through the pseudo-inverse, which stays
+        # defined (and accurate) when features are collinear or outnumber the samples.
+        weights = torch.linalg.pinv(x_c) @ y_c
+    elif dim <= n_train:
         gram = x_c.T @ x_c + lam * torch.eye(dim, dtype=x_c.dtype, device=x_c.device)
         weights = torch.linalg.solve(gram, x_c.T @ y_c)
     else:  # dual form

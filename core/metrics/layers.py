@@ -119,6 +119,8 @@ def layer_matrix(
             for j, (tensor_b, label_b) in enumerate(zip(tensors_b, labels_b)):
                 values[i, j] = spec.fn(tensor_a, tensor_b, name_a=label_a, name_b=label_b, **resolved)
                 tick()
+    if np.isnan(values).all():
+        raise InputError(f"{metric} is undefined (NaN) for every layer pair; the features may be constant")
     flat = int(np.nanargmax(values) if spec.higher_is_better else np.nanargmin(values))
     best = np.unravel_index(flat, values.shape)
     best_index = (int(best[0]), int(best[1]))

@@ -111,3 +111,18 @@ def test_ridge_r2_matches_sklearn_with_the_same_folds():
 def test_ridge_r2_on_independent_data_is_at_most_zero():
     a, b = ref.gaussian(200, 5, 11), ref.gaussian(200, 5, 12)
     assert -0.2 < geometry.ridge_r2(a, b) < 0.02
+
+
+def test_ridge_with_alpha_zero_on_collinear_features_is_the_least_squares_fit_not_an_error():
+    import numpy as np
+    import torch
+
+    from core.metrics.registry import compute
+
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(80, 5, dtype=torch.float64, generator=generator)
+    collinear = torch.cat([base, base[:, :2] * 2.0], dim=1)  # rank 5 in 7 columns: singular normal equations
+    target = base @ torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    # an exact linear map exists, so the minimum-norm least-squares fit predicts held-out rows perfectly
+    assert compute("ridge_r2", collinear, target, alpha=0.0) == pytest.approx(1.0, abs=1e-8)
+    assert np.isfinite(compute("retrieval_top1", collinear, target, alpha=0.0))
