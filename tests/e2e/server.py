@@ -72,7 +72,9 @@ def fill_cache(cache_dir: Path, trained_models: Path | None = None) -> None:
     subprocess.run(command, cwd=ROOT, env=server_env(cache_dir), check=True, capture_output=True, timeout=900)
 
 
-def start_server(cache_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
+def start_server(
+    cache_dir: Path, port: int, log_path: Path, extra_args: list[str] | None = None
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
         "--server.headless", "true",
@@ -80,6 +82,7 @@ def start_server(cache_dir: Path, port: int, log_path: Path) -> subprocess.Popen
         "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false",
         "--server.fileWatcherType", "none",
+        *(extra_args or []),
     ]  # fmt: skip
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process in stop_server
     process = subprocess.Popen(
