@@ -21,7 +21,10 @@ except ImportError:  # another Streamlit layout: recognise the control-flow exce
         type(name, (Exception,), {}) for name in ("RerunException", "StopException")
     )
 
-_PAGES = Path(__file__).resolve().parent / "pages"
+# Page files live in views/, not pages/: a folder named pages/ beside the entry script switches on
+# Streamlit's legacy page discovery, and a deep link as a fresh server's first request would then run
+# that page file by itself, without this script (no layout, no registries).
+_PAGES = Path(__file__).resolve().parent / "views"
 # (file, title, icon, url path); pages whose file does not exist yet are left out.
 PAGES = (
     ("compare.py", "Compare", ":material/compare_arrows:", "compare"),

@@ -46,11 +46,11 @@ def dashboard_cache(tmp_path_factory: pytest.TempPathFactory, trained_models_dir
 
 
 def run_page(page: str, query: dict[str, str] | None = None, *, fast: bool = True, timeout: float = 60):
-    """Run ``dashboard/pages/<page>.py`` once with ``query`` (over the fast defaults) in the URL."""
+    """Run ``dashboard/views/<page>.py`` once with ``query`` (over the fast defaults) in the URL."""
     from streamlit.testing.v1 import AppTest
 
     root = Path(__file__).resolve().parents[2]
-    app = AppTest.from_file(str(root / "dashboard" / "pages" / f"{page}.py"), default_timeout=timeout)
+    app = AppTest.from_file(str(root / "dashboard" / "views" / f"{page}.py"), default_timeout=timeout)
     for key, value in {**(FAST_QUERY if fast else {}), **(query or {})}.items():
         app.query_params[key] = value
     app.run()

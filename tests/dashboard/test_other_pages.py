@@ -170,7 +170,7 @@ def test_selection_survives_a_page_switch():
         app.query_params[key] = value
     app.run()
     no_exception(app)
-    app.switch_page(str(root / "dashboard" / "pages" / "sweeps.py")).run()
+    app.switch_page(str(root / "dashboard" / "views" / "sweeps.py")).run()
     no_exception(app)
     assert app.title[0].value == "Sweeps"
     assert url_of(app)["b"] == "digits-cnn-s2" and url_of(app)["k"] == "6"

@@ -4,6 +4,7 @@ pre-filled with the default's digits features, and a headless Debian Chromium dr
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,19 @@ from tests.e2e.server import (
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
 
 
+def _require_chromium() -> None:
+    """Skip locally without Debian's chromium; in CI (which installs it) its absence is a failure."""
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) for browser tests"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def e2e_cache(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path) -> Path:
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) for browser tests"
-        )
+    _require_chromium()
     cache_dir = tmp_path_factory.mktemp("e2e-cache")
     fill_cache(cache_dir, trained_models_dir)
     return cache_dir
@@ -67,10 +75,7 @@ def fresh_server(e2e_cache: Path, tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is absent: install Debian's chromium (apt-get install chromium) for browser tests"
-        )
+    _require_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

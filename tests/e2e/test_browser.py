@@ -46,12 +46,6 @@ def _query(url: str) -> dict[str, str]:
     return {key: values[-1] for key, values in parse_qs(urlparse(url).query, keep_blank_values=True).items()}
 
 
-@pytest.mark.xfail(
-    reason="Streamlit serves a page of dashboard/pages/ by itself (legacy pages-directory navigation, without "
-    "app.py: no st.navigation, no wide layout, no registries) when a deep link is a fresh server's first "
-    "request; moving the page files out of a folder named pages/ should fix it",
-    strict=False,
-)
 def test_a_deep_link_as_a_fresh_servers_first_request_runs_the_app(page, fresh_server):
     open_page(page, f"{fresh_server}/neighbours?n=120", title="Neighbours")
     navigation = page.locator('[data-testid="stSidebarNav"]')
