@@ -25,8 +25,11 @@ perm   permutations   permutation-test shuffles (0 = off)
 boot   bootstrap      bootstrap resamples (0 = off)
 sweep  sweep          k | n | prefix | depth
 proj   projection     pca | umap | aligned_umap
+nn     umap_neighbors UMAP n_neighbors, 2..100
+md     umap_min_dist  UMAP min_dist, 0..1
+align  alignment      aligned UMAP alignment_regularisation, one of ALIGNMENT_STRENGTHS
 color  color_by       label | alignment
-sel    selected       comma-separated sample ids (at most 50)
+sel    selected       comma-separated sample ids (at most 500)
 ====== ============== =========================================================
 
 The second half of the module binds a Selection to Streamlit (query params, session state, widget
@@ -52,7 +55,8 @@ MAX_SAMPLES = 200_000
 MAX_K = 1000
 MAX_MODELS = 12
 MAX_METRICS = 8
-MAX_SELECTED = 50
+MAX_SELECTED = 500  # ~5 KB of ids: every browser and proxy keeps URLs of that length
+ALIGNMENT_STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MAX_PERMUTATIONS = 5000
 MAX_BOOTSTRAP = 2000
 MAX_SEED = 2**31 - 1
@@ -80,6 +84,9 @@ QUERY_KEYS: dict[str, str] = {
     "bootstrap": "boot",
     "sweep": "sweep",
     "projection": "proj",
+    "umap_neighbors": "nn",
+    "umap_min_dist": "md",
+    "alignment": "align",
     "color_by": "color",
     "selected": "sel",
 }
@@ -105,6 +112,9 @@ class Selection:
     bootstrap: int = 100
     sweep: str = "k"
     projection: str = "pca"
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    alignment: float = 0.01
     color_by: str = "label"
     selected: tuple[str, ...] = ()
 
@@ -285,6 +295,24 @@ def _parse(params: Mapping[str, Any], dataset_size: Callable[[str], int | None] 
     integer("bootstrap", 0, MAX_BOOTSTRAP, "bootstrap resamples")
     choice("sweep", SWEEPS, "sweep")
     choice("projection", PROJECTIONS, "projection")
+    integer("umap_neighbors", 2, 100, "UMAP n_neighbors")
+
+    def number(field: str, allowed: Callable[[float], bool], what: str) -> None:
+        key = QUERY_KEYS[field]
+        if key not in raw_by_key:
+            return
+        try:
+            value = float(raw_by_key[key].strip())
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and allowed(value):
+            values[field] = value
+        else:
+            fix(field, f"{what} is out of range")
+
+    number("umap_min_dist", lambda v: 0.0 <= v <= 1.0, "UMAP min_dist (0..1)")
+    number("alignment", lambda v: any(math.isclose(v, a) for a in ALIGNMENT_STRENGTHS),
+           f"alignment strength (one of {', '.join(map(str, ALIGNMENT_STRENGTHS))})")
     choice("color_by", COLOR_BY, "colouring")
 
     # n depends on the dataset; k depends on n.

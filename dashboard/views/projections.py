@@ -17,11 +17,10 @@ from core.datasets import list_datasets
 from core.errors import AlignscopeError
 from core.models import list_models
 from dashboard import _cached, plots_projection, ui
-from dashboard.state import COLOR_BY, PROJECTIONS, bound, read_selection
+from dashboard.state import ALIGNMENT_STRENGTHS, COLOR_BY, PROJECTIONS, bound, read_selection
 
 PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP"}
 COLOR_NAMES = {"label": "Label", "alignment": "Per-sample alignment (k-NN overlap)"}
-ALIGNMENT_STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MAX_GALLERY = 60
 
 sel, warnings = read_selection()
@@ -77,13 +76,15 @@ with st.sidebar:
     bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
           to_widget=lambda v: _cached.resolve_layer(v, len(names_b)), format_func=lambda i: f"{i}: {names_b[i]}")
     with st.expander("UMAP settings", expanded=sel.projection != "pca"):
-        n_neighbors = st.slider("Neighbours (n_neighbors)", 2, 100, 15, key="proj-n-neighbors",
-                                help="Larger: more global structure; smaller: more local detail.")  # fmt: skip
-        min_dist = st.slider("Minimum distance (min_dist)", 0.0, 1.0, 0.1, step=0.05, key="proj-min-dist")
-        alignment = st.select_slider("Alignment strength (aligned UMAP)", options=ALIGNMENT_STRENGTHS, value=0.01,
-                                     key="proj-alignment",
-                                     help="umap's alignment_regularisation: how strongly a sample is held at the "
-                                     "same place in both maps.")  # fmt: skip
+        n_neighbors = bound(st.slider, "Neighbours (n_neighbors)", sel, "umap_neighbors", min_value=2,
+                            max_value=100, help="Larger: more global structure; smaller: more local detail.")
+        min_dist = bound(st.slider, "Minimum distance (min_dist)", sel, "umap_min_dist", min_value=0.0,
+                         max_value=1.0, step=0.05)
+        alignment = bound(st.select_slider, "Alignment strength (aligned UMAP)", sel, "alignment",
+                          options=ALIGNMENT_STRENGTHS,
+                          to_widget=lambda v: min(ALIGNMENT_STRENGTHS, key=lambda a: abs(a - v)),
+                          help="umap's alignment_regularisation: how strongly a sample is held at the "
+                          "same place in both maps.")  # fmt: skip
 for model, index, names in ((sel.model_a, sel.layer_a, names_a), (sel.model_b, sel.layer_b, names_b)):
     if not -len(names) <= index < len(names):
         st.warning(f"{model} has {len(names)} layers; layer {index} does not exist, showing the last one.")

@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from dashboard.state import MAX_SELECTED, QUERY_KEYS, Selection
+from dashboard.state import ALIGNMENT_STRENGTHS, MAX_SELECTED, QUERY_KEYS, Selection
 
 
 def test_empty_query_is_the_default_without_warnings():
@@ -50,8 +50,11 @@ def _random_selection(rng: random.Random) -> Selection:
         bootstrap=rng.randint(0, 2000),
         sweep=rng.choice(["k", "n", "prefix", "depth"]),
         projection=rng.choice(["pca", "umap", "aligned_umap"]),
+        umap_neighbors=rng.randint(2, 100),
+        umap_min_dist=rng.choice([0.0, 0.05, 0.1, 1.0, rng.random()]),
+        alignment=rng.choice(ALIGNMENT_STRENGTHS),
         color_by=rng.choice(["label", "alignment"]),
-        selected=tuple(f"digit-{i:04d}" for i in rng.sample(range(1797), rng.randint(0, 10))),
+        selected=tuple(f"digit-{i:04d}" for i in rng.sample(range(1797), rng.randint(0, 400))),
     )
 
 
@@ -67,6 +70,12 @@ def test_random_selection_round_trips_exactly(seed):
     ("query", "field", "expected"),
     [
         ({"a": "../../etc/passwd"}, "model_a", "digits-cnn-s0"),
+        ({"nn": "1"}, "umap_neighbors", 15),
+        ({"nn": "abc"}, "umap_neighbors", 15),
+        ({"md": "nan"}, "umap_min_dist", 0.1),
+        ({"md": "2"}, "umap_min_dist", 0.1),
+        ({"align": "0.5"}, "alignment", 0.01),
+        ({"align": "inf"}, "alignment", 0.01),
         ({"b": "digits-cnn-s1/../../x"}, "model_b", "digits-cnn-s1"),
         ({"data": "../cache"}, "dataset", "digits"),
         ({"k": "1000000000"}, "k", 10),
@@ -100,7 +109,7 @@ def test_unknown_names_in_lists_are_dropped_and_reported():
 
 
 def test_selected_ids_are_capped_and_cleaned():
-    ids = ",".join(f"id-{i}" for i in range(80)) + ",bad\x00id"
+    ids = ",".join(f"id-{i}" for i in range(MAX_SELECTED + 30)) + ",bad\x00id"
     selection, warnings = Selection.from_query({"sel": ids})
     assert len(selection.selected) == MAX_SELECTED
     assert len(warnings) == 2
