@@ -122,3 +122,91 @@ def html_download(fig, file_name: str, key: str) -> None:
 def csv_download(label: str, frame, file_name: str, key: str) -> None:
     st.download_button(label, frame.to_csv(index=True).encode(), file_name=file_name, mime="text/csv", key=key,
                        icon=":material/download:")  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------------
+# The pair every single-pair page starts from
+# --------------------------------------------------------------------------------------------------
+
+
+def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
+    """Model A, model B, dataset, n and seed in the sidebar (call inside ``with st.sidebar``)."""
+    from core.datasets import list_datasets
+    from core.models import list_models
+    from dashboard.state import bound
+
+    model_names = [spec.name for spec in list_models()]
+    dataset_names = [spec.name for spec in list_datasets()]
+    size = _cached.dataset_size(sel.dataset) or sel.n
+    bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=model_label)
+    bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=model_label)
+    bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=dataset_label)
+    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50,
+          help="A seeded subset of the dataset; smaller subsets are nested in larger ones.")  # fmt: skip
+    bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1, help=seed_help)
+
+
+def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = None) -> None:
+    from dashboard.state import bound
+
+    bound(st.number_input, label, sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)), help=help)
+
+
+class LoadedPair:
+    """Features of the selected pair, from the cache: ``feats_a`` / ``feats_b`` as returned by
+    :func:`dashboard._cached.features_for`, the layer indices in use and the two cache keys."""
+
+    def __init__(self, n, feats_a, feats_b, layer_a, layer_b, keys):
+        self.n, self.feats_a, self.feats_b = n, feats_a, feats_b
+        self.layer_a, self.layer_b, self.keys = layer_a, layer_b, keys
+
+    @property
+    def names_a(self) -> list[str]:
+        return self.feats_a["layer_names"]
+
+    @property
+    def names_b(self) -> list[str]:
+        return self.feats_b["layer_names"]
+
+
+def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> LoadedPair:
+    """Everything before a single-pair page can draw, stopping the page with a message when it cannot:
+    a model that cannot encode the dataset, features not cached yet (ask before computing), a load
+    error. Adds the layer pickers to the sidebar and warns about layers that do not exist."""
+    from dashboard.state import bound
+
+    problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
+    if problems:
+        for problem in dict.fromkeys(problems):
+            st.error(problem, icon=ERROR_ICON)
+        share_box(sel)
+        st.stop()
+    if not features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key=key):
+        share_box(sel)
+        st.stop()
+    plan_a = _cached.feature_plan(sel.model_a, sel.dataset, sel.n, sel.seed)
+    plan_b = _cached.feature_plan(sel.model_b, sel.dataset, sel.n, sel.seed)
+    n = plan_a.n
+    try:
+        feats_a = _cached.features_for(sel.model_a, sel.dataset, n, sel.seed)
+        feats_b = _cached.features_for(sel.model_b, sel.dataset, n, sel.seed)
+    except AlignscopeError as error:
+        _cached.show_error(error)
+        share_box(sel)
+        st.stop()
+    names_a, names_b = feats_a["layer_names"], feats_b["layer_names"]
+    if layer_widgets:
+        with st.sidebar:
+            bound(st.selectbox, "Layer of A", sel, "layer_a", options=list(range(len(names_a))),
+                  to_widget=lambda v: _cached.resolve_layer(v, len(names_a)),
+                  format_func=lambda i: f"{i}: {names_a[i]}")  # fmt: skip
+            bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
+                  to_widget=lambda v: _cached.resolve_layer(v, len(names_b)),
+                  format_func=lambda i: f"{i}: {names_b[i]}")  # fmt: skip
+    for model, index, names in ((sel.model_a, sel.layer_a, names_a), (sel.model_b, sel.layer_b, names_b)):
+        if not -len(names) <= index < len(names):
+            st.warning(f"{model} has {len(names)} layers; layer {index} does not exist, showing the last one.")
+    return LoadedPair(
+        n, feats_a, feats_b, _cached.resolve_layer(sel.layer_a, len(names_a)),
+        _cached.resolve_layer(sel.layer_b, len(names_b)), (plan_a.full_key, plan_b.full_key),
+    )

@@ -10,10 +10,10 @@ import textwrap
 import pandas as pd
 import streamlit as st
 
-from core.datasets import get_dataset_spec, list_datasets
+from core.datasets import get_dataset_spec
 from core.errors import AlignscopeError
 from core.metrics.registry import get_metric, list_metrics
-from core.models import describe, get_model_spec, list_models
+from core.models import describe, get_model_spec
 from dashboard import _cached, plots, ui
 from dashboard.state import (
     MAX_BOOTSTRAP,
@@ -29,57 +29,25 @@ sel, warnings = read_selection()
 st.title("Compare two models")
 ui.show_warnings(warnings)
 
-model_names = [spec.name for spec in list_models()]
-dataset_names = [spec.name for spec in list_datasets()]
 metric_names = [spec.name for spec in list_metrics()]
-size = _cached.dataset_size(sel.dataset) or sel.n
 
 with st.sidebar:
     st.header("Comparison")
-    bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=ui.dataset_label)
-    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50,
-          help="A seeded subset of the dataset; smaller subsets are nested in larger ones.")  # fmt: skip
-    bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
+    ui.pair_widgets(sel)
     bound(st.multiselect, "Headline metrics", sel, "metrics", options=metric_names, to_widget=list,
           from_widget=tuple, max_selections=8, help="Shown side by side: metrics disagree.")  # fmt: skip
     bound(st.selectbox, "Heatmap metric", sel, "metric", options=metric_names)
-    bound(st.number_input, "k (neighbours)", sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)),
-          help="Used by the k-NN metrics only.")  # fmt: skip
+    ui.k_widget(sel, help="Used by the k-NN metrics only.")
     bound(st.number_input, "Permutations (p-value)", sel, "permutations", min_value=0, max_value=MAX_PERMUTATIONS,
           step=100, help="0 turns the permutation test off.")  # fmt: skip
     bound(st.number_input, "Bootstrap resamples", sel, "bootstrap", min_value=0, max_value=MAX_BOOTSTRAP, step=50,
           help="0 turns the interval off; k-NN metrics cost ~0.1 s per resample at n=500.")  # fmt: skip
 
-problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
-if problems:
-    for problem in dict.fromkeys(problems):
-        st.error(problem, icon=ui.ERROR_ICON)
-    ui.share_box(sel)
-    st.stop()
-
-if not ui.features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key="compare"):
-    ui.share_box(sel)
-    st.stop()
-
-plan_a = _cached.feature_plan(sel.model_a, sel.dataset, sel.n, sel.seed)
-plan_b = _cached.feature_plan(sel.model_b, sel.dataset, sel.n, sel.seed)
-n = plan_a.n
-try:
-    feats_a = _cached.features_for(sel.model_a, sel.dataset, n, sel.seed)
-    feats_b = _cached.features_for(sel.model_b, sel.dataset, n, sel.seed)
-except AlignscopeError as error:
-    _cached.show_error(error)
-    st.stop()
-layer_a = _cached.resolve_layer(sel.layer_a, len(feats_a["layer_names"]))
-layer_b = _cached.resolve_layer(sel.layer_b, len(feats_b["layer_names"]))
-for model, index, names in ((sel.model_a, sel.layer_a, feats_a["layer_names"]),
-                           (sel.model_b, sel.layer_b, feats_b["layer_names"])):
-    if not -len(names) <= index < len(names):
-        st.warning(f"{model} has {len(names)} layers; layer {index} does not exist, showing the last one.")
+# The heatmap is the layer picker here: a clicked cell sets both layers.
+pair = ui.load_pair(sel, key="compare", layer_widgets=False)
+n, feats_a, feats_b, layer_a, layer_b = pair.n, pair.feats_a, pair.feats_b, pair.layer_a, pair.layer_b
 name_a, name_b = feats_a["layer_names"][layer_a], feats_b["layer_names"][layer_b]
-keys = (plan_a.full_key, plan_b.full_key)
+keys = (pair.keys[0], pair.keys[1])
 common = (sel.model_a, sel.model_b, sel.dataset, n, sel.seed)
 
 st.caption(

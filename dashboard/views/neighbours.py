@@ -8,67 +8,27 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.datasets import list_datasets
 from core.errors import AlignscopeError
-from core.models import list_models
 from dashboard import _cached, plots_projection, ui
-from dashboard.state import bound, read_selection
+from dashboard.state import read_selection
 
 sel, warnings = read_selection()
 st.title("Neighbours")
 ui.show_warnings(warnings)
 
-model_names = [spec.name for spec in list_models()]
-dataset_names = [spec.name for spec in list_datasets()]
-size = _cached.dataset_size(sel.dataset) or sel.n
-
 with st.sidebar:
     st.header("Neighbours")
-    bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=ui.dataset_label)
-    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50,
-          help="A seeded subset of the dataset; smaller subsets are nested in larger ones.")  # fmt: skip
-    bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
-    bound(st.number_input, "k (neighbours)", sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)),
-          help="Neighbours per sample, by cosine similarity in each model's own space; the sample itself "
-          "is never its own neighbour.")  # fmt: skip
-
-problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
-if problems:
-    for problem in dict.fromkeys(problems):
-        st.error(problem, icon=ui.ERROR_ICON)
-    ui.share_box(sel)
-    st.stop()
-if not ui.features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key="neighbours"):
-    ui.share_box(sel)
-    st.stop()
-
-plan_a = _cached.feature_plan(sel.model_a, sel.dataset, sel.n, sel.seed)
-plan_b = _cached.feature_plan(sel.model_b, sel.dataset, sel.n, sel.seed)
-n = plan_a.n
-try:
-    feats_a = _cached.features_for(sel.model_a, sel.dataset, n, sel.seed)
-    feats_b = _cached.features_for(sel.model_b, sel.dataset, n, sel.seed)
-except AlignscopeError as error:
-    _cached.show_error(error)
-    st.stop()
-names_a, names_b = feats_a["layer_names"], feats_b["layer_names"]
-layer_a = _cached.resolve_layer(sel.layer_a, len(names_a))
-layer_b = _cached.resolve_layer(sel.layer_b, len(names_b))
-with st.sidebar:
-    bound(st.selectbox, "Layer of A", sel, "layer_a", options=list(range(len(names_a))),
-          to_widget=lambda v: _cached.resolve_layer(v, len(names_a)), format_func=lambda i: f"{i}: {names_a[i]}")
-    bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
-          to_widget=lambda v: _cached.resolve_layer(v, len(names_b)), format_func=lambda i: f"{i}: {names_b[i]}")
-for model, index, names in ((sel.model_a, sel.layer_a, names_a), (sel.model_b, sel.layer_b, names_b)):
-    if not -len(names) <= index < len(names):
-        st.warning(f"{model} has {len(names)} layers; layer {index} does not exist, showing the last one.")
+    ui.pair_widgets(sel)
+    ui.k_widget(sel, help="Neighbours per sample, by cosine similarity in each model's own space; the sample "
+                "itself is never its own neighbour.")
+pair = ui.load_pair(sel, key="neighbours")
+n, feats_a, feats_b = pair.n, pair.feats_a, pair.feats_b
+names_a, names_b, layer_a, layer_b = pair.names_a, pair.names_b, pair.layer_a, pair.layer_b
 
 k = min(sel.k, n - 1)
 try:
     result = _cached.neighbour_overlap(sel.model_a, sel.model_b, sel.dataset, n, sel.seed, k, layer_a, layer_b,
-                                       plan_a.full_key, plan_b.full_key)  # fmt: skip
+                                       *pair.keys)  # fmt: skip
 except AlignscopeError as error:
     _cached.show_error(error)
     ui.share_box(sel)

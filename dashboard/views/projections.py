@@ -13,9 +13,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.datasets import list_datasets
 from core.errors import AlignscopeError
-from core.models import list_models
 from dashboard import _cached, plots_projection, ui
 from dashboard.state import ALIGNMENT_STRENGTHS, COLOR_BY, PROJECTIONS, bound, read_selection
 
@@ -27,54 +25,20 @@ sel, warnings = read_selection()
 st.title("Projections")
 ui.show_warnings(warnings)
 
-model_names = [spec.name for spec in list_models()]
-dataset_names = [spec.name for spec in list_datasets()]
-size = _cached.dataset_size(sel.dataset) or sel.n
-
 with st.sidebar:
     st.header("Projections")
-    bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=ui.dataset_label)
-    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50,
-          help="A seeded subset of the dataset; smaller subsets are nested in larger ones.")  # fmt: skip
-    bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1, help="Subset and UMAP seed.")
+    ui.pair_widgets(sel, seed_help="Subset and UMAP seed.")
     bound(st.radio, "Projection", sel, "projection", options=list(PROJECTIONS),
           format_func=PROJECTION_NAMES.get,
           help="PCA is exact and instant. UMAP keeps neighbourhoods; aligned UMAP fits both maps together so "
           "that the same sample sits at about the same place in both.")  # fmt: skip
     bound(st.radio, "Colour by", sel, "color_by", options=list(COLOR_BY), format_func=COLOR_NAMES.get)
-    bound(st.number_input, "k (neighbours)", sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)),
-          help="For the per-sample alignment: the fraction of each sample's k nearest neighbours (in the "
-          "original spaces) that A and B share.")  # fmt: skip
-
-problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
-if problems:
-    for problem in dict.fromkeys(problems):
-        st.error(problem, icon=ui.ERROR_ICON)
-    ui.share_box(sel)
-    st.stop()
-if not ui.features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key="projections"):
-    ui.share_box(sel)
-    st.stop()
-
-plan_a = _cached.feature_plan(sel.model_a, sel.dataset, sel.n, sel.seed)
-plan_b = _cached.feature_plan(sel.model_b, sel.dataset, sel.n, sel.seed)
-n = plan_a.n
-try:
-    feats_a = _cached.features_for(sel.model_a, sel.dataset, n, sel.seed)
-    feats_b = _cached.features_for(sel.model_b, sel.dataset, n, sel.seed)
-except AlignscopeError as error:
-    _cached.show_error(error)
-    st.stop()
-names_a, names_b = feats_a["layer_names"], feats_b["layer_names"]
-layer_a = _cached.resolve_layer(sel.layer_a, len(names_a))
-layer_b = _cached.resolve_layer(sel.layer_b, len(names_b))
+    ui.k_widget(sel, help="For the per-sample alignment: the fraction of each sample's k nearest neighbours "
+                "(in the original spaces) that A and B share.")
+pair = ui.load_pair(sel, key="projections")
+n, feats_a, feats_b = pair.n, pair.feats_a, pair.feats_b
+names_a, names_b, layer_a, layer_b = pair.names_a, pair.names_b, pair.layer_a, pair.layer_b
 with st.sidebar:
-    bound(st.selectbox, "Layer of A", sel, "layer_a", options=list(range(len(names_a))),
-          to_widget=lambda v: _cached.resolve_layer(v, len(names_a)), format_func=lambda i: f"{i}: {names_a[i]}")
-    bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
-          to_widget=lambda v: _cached.resolve_layer(v, len(names_b)), format_func=lambda i: f"{i}: {names_b[i]}")
     with st.expander("UMAP settings", expanded=sel.projection != "pca"):
         n_neighbors = bound(st.slider, "Neighbours (n_neighbors)", sel, "umap_neighbors", min_value=2,
                             max_value=100, help="Larger: more global structure; smaller: more local detail.")
@@ -85,12 +49,9 @@ with st.sidebar:
                           to_widget=lambda v: min(ALIGNMENT_STRENGTHS, key=lambda a: abs(a - v)),
                           help="umap's alignment_regularisation: how strongly a sample is held at the "
                           "same place in both maps.")  # fmt: skip
-for model, index, names in ((sel.model_a, sel.layer_a, names_a), (sel.model_b, sel.layer_b, names_b)):
-    if not -len(names) <= index < len(names):
-        st.warning(f"{model} has {len(names)} layers; layer {index} does not exist, showing the last one.")
 
 k = min(sel.k, n - 1)
-keys = (plan_a.full_key, plan_b.full_key)
+keys = pair.keys
 try:
     pca_a = _cached.pca_projection(sel.model_a, sel.dataset, n, sel.seed, layer_a, keys[0])
     pca_b = _cached.pca_projection(sel.model_b, sel.dataset, n, sel.seed, layer_b, keys[1])

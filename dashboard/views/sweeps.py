@@ -6,10 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.datasets import list_datasets
 from core.errors import AlignscopeError
 from core.metrics.registry import list_metrics
-from core.models import list_models
 from dashboard import _cached, plots, ui
 from dashboard.state import SWEEPS, bound, read_selection, share_url
 
@@ -20,43 +18,19 @@ sel, warnings = read_selection()
 st.title("Sweeps")
 ui.show_warnings(warnings)
 
-model_names = [spec.name for spec in list_models()]
-dataset_names = [spec.name for spec in list_datasets()]
-size = _cached.dataset_size(sel.dataset) or sel.n
-
 with st.sidebar:
     st.header("Sweep")
     bound(st.radio, "Vary", sel, "sweep", options=list(SWEEPS), format_func=SWEEP_LABELS.get)
-    bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=ui.model_label)
-    bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=ui.dataset_label)
-    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50)
-    bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
+    ui.pair_widgets(sel)
     bound(st.selectbox, "Metric", sel, "metric", options=[s.name for s in list_metrics()])
-    bound(st.number_input, "k (neighbours, when not swept)", sel, "k", min_value=1,
-          max_value=max(1, min(1000, sel.n - 1)))  # fmt: skip
+    ui.k_widget(sel, label="k (neighbours, when not swept)")
 
-problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
-if problems:
-    for problem in dict.fromkeys(problems):
-        st.error(problem, icon=ui.ERROR_ICON)
-    ui.share_box(sel)
-    st.stop()
-if not ui.features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key="sweeps"):
-    ui.share_box(sel)
-    st.stop()
-
-plan_a = _cached.feature_plan(sel.model_a, sel.dataset, sel.n, sel.seed)
-plan_b = _cached.feature_plan(sel.model_b, sel.dataset, sel.n, sel.seed)
-n = plan_a.n
+pair = ui.load_pair(sel, key="sweeps", layer_widgets=False)  # the layer pair is the Compare page's
+n, names_a, names_b, layer_a, layer_b = pair.n, pair.names_a, pair.names_b, pair.layer_a, pair.layer_b
 try:
-    names_a = _cached.features_for(sel.model_a, sel.dataset, n, sel.seed)["layer_names"]
-    names_b = _cached.features_for(sel.model_b, sel.dataset, n, sel.seed)["layer_names"]
-    layer_a = _cached.resolve_layer(sel.layer_a, len(names_a))
-    layer_b = _cached.resolve_layer(sel.layer_b, len(names_b))
     with st.spinner(f"Sweeping {sel.metric} {SWEEP_LABELS[sel.sweep]} with chance levels…"):
         result = _cached.sweep(sel.sweep, sel.model_a, sel.model_b, sel.dataset, n, sel.seed, sel.metric, sel.k,
-                               layer_a, layer_b, plan_a.full_key, plan_b.full_key)  # fmt: skip
+                               layer_a, layer_b, *pair.keys)  # fmt: skip
 except AlignscopeError as error:
     _cached.show_error(error)
     ui.share_box(sel)
