@@ -590,6 +590,7 @@ def neighbour_overlap(model_a: str, model_b: str, dataset_name: str, n: int, see
     """
     import pandas as pd
 
+    from core.metrics.knn import mutual_knn_chance
     from core.neighbors import knn_indices, per_sample_overlap
 
     data_a = layer_features(model_a, dataset_name, n, seed, layer_a)
@@ -612,7 +613,7 @@ def neighbour_overlap(model_a: str, model_b: str, dataset_name: str, n: int, see
         "idx_b": idx_b.numpy(),
         "overlap": overlap,
         "score": float(overlap.mean()),
-        "chance": k / (len(data_a) - 1),
+        "chance": mutual_knn_chance(len(data_a), k=k),
         "rollup": rollup,
     }
 
