@@ -142,7 +142,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for model_name, dataset_name in jobs:
         dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
         features, result = cache.get_or_extract(
-            model_name, dataset, device=args.device, batch_size=args.batch_size,
+            model_name, dataset, device=args.device, batch_size=args.batch_size, pooling=args.pooling,
             progress=_progress_bar(f"{model_name} on {dataset_name}"),
         )
         status = "hit " if result.hit else "miss"
@@ -234,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--seed", type=int, default=0)
     extract.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
     extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--pooling", choices=["mean", "cls", "last"],
+                         help="token pooling (default: the model's own, e.g. mean for MiniLM, cls for ViT)")
     extract.set_defaults(func=cmd_extract)
 
     cache = sub.add_parser("cache", help="ls | verify | rm KEY...")

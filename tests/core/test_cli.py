@@ -117,3 +117,10 @@ def test_the_p_value_of_the_best_of_many_pairs_is_corrected(capsys):
     (score,) = json.loads(capsys.readouterr().out)
     assert score["pairs_searched"] == 25
     assert score["p_value_corrected"] == pytest.approx(min(1.0, 25 * score["p_value"]))
+
+
+def test_pooling_is_part_of_the_cache_key(capsys):
+    base = ["extract", "--model", "minilm-l6", "--dataset", "sentences", "--n", "12"]
+    assert main(base) == 0 and main(base + ["--pooling", "cls"]) == 0
+    keys = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith(("hit", "miss"))]
+    assert len(keys) == 2 and keys[0] != keys[1]

@@ -66,3 +66,21 @@ def test_an_unclaimed_invariance_fails(name):
     if not spec.symmetric:
         changes += [abs(compute(name, t(a), b) - value) for t in unclaimed]
     assert max(changes) > 1e-4
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_independent_data_scores_like_its_own_shuffled_null(name):
+    """Independent A and B: the observed score is one more draw from the shuffled-correspondence null,
+    so it lies within a few standard deviations of the null mean (and of the analytic chance level
+    where the metric has one)."""
+    from core.stats import permutation_test
+
+    spec = get_metric(name)
+    a = ref.gaussian(300, 8, 11)
+    b = ref.gaussian(300, 8 if spec.requires_equal_dims else 11, 12)
+    result = permutation_test(name, a, b, n_permutations=60, seed=0)
+    null_mean, null_std = result.null_values.mean(), result.null_values.std(ddof=1)
+    assert abs(result.observed - null_mean) <= 4 * null_std + 1e-9, (result.observed, null_mean, null_std)
+    if spec.chance is not None:
+        analytic = spec.chance(300, **spec.defaults())
+        assert abs(analytic - null_mean) <= 4 * null_std + 0.01, (analytic, null_mean, null_std)
