@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from dashboard.state import ALIGNMENT_STRENGTHS, MAX_SELECTED, QUERY_KEYS, Selection
+from dashboard.state import ALIGNMENT_STRENGTHS, MAX_MODELS, MAX_SELECTED, QUERY_KEYS, Selection
 
 
 def test_empty_query_is_the_default_without_warnings():
@@ -36,7 +36,7 @@ def _random_selection(rng: random.Random) -> Selection:
     return Selection(
         model_a=rng.choice(models),
         model_b=rng.choice(models),
-        models=tuple(rng.sample(models, rng.randint(2, len(models)))),
+        models=tuple(rng.sample(models, rng.randint(2, min(len(models), MAX_MODELS)))),
         dataset=rng.choice(["digits", "sentences", "captions"]),
         n=n,
         seed=rng.randint(0, 2**31 - 1),
