@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+import webbrowser
 from pathlib import Path
 
 from core.errors import AlignscopeError
@@ -43,16 +46,16 @@ def _bootstrap_registries() -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models import hub_model_spec, is_available, list_models
+    from core.models import check_hub_model, hub_model_spec, is_available, list_models
     from core.uploads import remember_model
 
     if args.add:
-        spec = remember_model(
-            hub_model_spec(
-                args.add, modality=args.modality, name=args.name, revision=args.revision,
-                trust_remote_code=args.trust_remote_code,
-            )
-        )
+        spec = hub_model_spec(args.add, modality=args.modality, name=args.name, revision=args.revision,
+                              trust_remote_code=args.trust_remote_code)  # fmt: skip
+        warning = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
+        spec = remember_model(spec)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
     rows = [
@@ -178,9 +181,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "rm":
         if not args.keys:
             raise AlignscopeError("name the keys (or key prefixes of 4+ hex digits) to remove")
+        unmatched = []
         for prefix in args.keys:
             removed = cache.remove(prefix)
             print(f"removed {len(removed)} entries matching {prefix}")
+            if not removed:
+                unmatched.append(prefix)
+        if unmatched:
+            raise AlignscopeError(f"no cache entry matches {', '.join(unmatched)}; `alignscope cache ls` lists the keys")
         return 0
     raise AlignscopeError(f"unknown cache action {args.action!r}")
 
@@ -192,12 +200,55 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    """Run Streamlit headless (no first-run e-mail prompt, no credentials file) and, unless
+    ``--headless``, open the browser ourselves once the server answers."""
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-               "--server.headless", "true" if args.headless else "false",
-               "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none"]
-    print("starting", " ".join(command))
-    return subprocess.call(command, env={**os.environ})
+               "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.showErrorDetails", "none"]  # fmt: skip
+    url = f"http://localhost:{args.port}/"
+    if _port_in_use(args.port):
+        raise AlignscopeError(f"port {args.port} is already in use; pass --port with a free one")
+    print(f"starting the dashboard at {url}  (Ctrl+C stops it)")
+    process = subprocess.Popen(command, env={**os.environ})
+    if not args.headless:
+        threading.Thread(target=_open_when_ready, args=(process, args.port, url), daemon=True).start()
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        process.wait()
+        return 0
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _open_when_ready(process: subprocess.Popen, port: int, url: str, wait_s: float = 120.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while process.poll() is None and time.monotonic() < deadline:
+        if _port_in_use(port):
+            webbrowser.open(url)
+            return
+        time.sleep(0.25)
+
+
+def _int_at_least(low: int, high: int | None = None):
+    """argparse type: an integer in [low, high], else a clear usage error (never silently clamped)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,10 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract = sub.add_parser("extract", help="precompute features into the cache (default: the whole default)")
     extract.add_argument("--model", action="append", help="model name (repeatable)")
     extract.add_argument("--dataset", action="append", help="dataset name (repeatable)")
-    extract.add_argument("--n", type=int, help="a seeded subset of n samples")
-    extract.add_argument("--seed", type=int, default=0)
+    extract.add_argument("--n", type=_int_at_least(3), help="a seeded subset of n samples")
+    extract.add_argument("--seed", type=_int_at_least(0), default=0)
     extract.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
-    extract.add_argument("--batch-size", type=int, default=32)
+    extract.add_argument("--batch-size", type=_int_at_least(1), default=32)
     extract.add_argument("--pooling", choices=["mean", "cls", "last"],
                          help="token pooling (default: the model's own, e.g. mean for MiniLM, cls for ViT)")
     extract.set_defaults(func=cmd_extract)
@@ -249,16 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--dataset", required=True)
     score.add_argument("--metric", action="append", help="metric name (repeatable; default mutual_knn)")
     score.add_argument("--layers", default="all", help="'all', 'last', or 'i,j' for one layer pair")
-    score.add_argument("--k", type=int, default=10)
-    score.add_argument("--n", type=int)
-    score.add_argument("--seed", type=int, default=0)
-    score.add_argument("--permutations", type=int, default=0)
+    score.add_argument("--k", type=_int_at_least(1), default=10)
+    score.add_argument("--n", type=_int_at_least(3))
+    score.add_argument("--seed", type=_int_at_least(0), default=0)
+    score.add_argument("--permutations", type=_int_at_least(0), default=0)
     score.add_argument("--device", default=None)
     score.add_argument("--format", choices=["table", "json", "csv"], default="table")
     score.set_defaults(func=cmd_score)
 
     dashboard = sub.add_parser("dashboard", help="start the Streamlit dashboard")
-    dashboard.add_argument("--port", type=int, default=8501)
+    dashboard.add_argument("--port", type=_int_at_least(1, 65535), default=8501)
     dashboard.add_argument("--headless", action="store_true")
     dashboard.set_defaults(func=cmd_dashboard)
     return parser

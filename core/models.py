@@ -220,6 +220,37 @@ def hub_model_spec(
     )
 
 
+def check_hub_model(spec: ModelSpec, timeout: float = 10.0) -> str | None:
+    """Ask the Hugging Face hub whether a hub-id spec exists, before it is registered.
+
+    Returns None when the hub confirms the model (or the source is a local folder), or a warning when
+    the hub cannot be reached (offline: the model is registered unverified and downloads on first use).
+
+    Raises:
+        UnknownModelError: the hub answers that the repository or the revision does not exist.
+    """
+    if spec.family != "hub" or Path(spec.source).is_dir():
+        return None
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        HfApi().model_info(spec.source, revision=spec.revision, timeout=timeout)
+    except GatedRepoError:
+        return f"{spec.source!r} is gated on the hub: accept its terms and log in (`hf auth login`) before first use"
+    except RevisionNotFoundError as error:
+        raise UnknownModelError(f"the hub has {spec.source!r} but no revision {spec.revision!r}; nothing was added") from error
+    except RepositoryNotFoundError as error:
+        raise UnknownModelError(
+            f"no model {spec.source!r} on the Hugging Face hub (or it is private); check the id, e.g. "
+            "'sentence-transformers/all-MiniLM-L6-v2'. Nothing was added"
+        ) from error
+    except Exception as error:  # offline, proxy, timeout: the hub could not answer either way
+        return (f"could not reach the Hugging Face hub to check {spec.source!r} ({type(error).__name__}); "
+                "added unverified: it downloads on first use")  # fmt: skip
+    return None
+
+
 def register_torch_module(
     name: str,
     factory: Callable[[], torch.nn.Module],

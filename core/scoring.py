@@ -43,6 +43,7 @@ class PairScore:
     pairs_searched: int = 1
     p_value_corrected: float | None = None
     matrix: list[list[float]] | None = None
+    permutations: int = 0
 
 
 def metric_params(metric: str, **available) -> dict:
@@ -122,7 +123,8 @@ def score_pair(
         searched = 1 if pair is not None else features_a.n_layers * features_b.n_layers
         corrected = None if p_value is None else min(1.0, p_value * searched)
         results.append(PairScore(metric, features_a.layer_names[i], features_b.layer_names[j], float(value),
-                                 chance, p_value, spec.higher_is_better, searched, corrected, matrix))
+                                 chance, p_value, spec.higher_is_better, searched, corrected, matrix,
+                                 permutations))
     return results
 
 
@@ -146,7 +148,28 @@ def format_scores(scores: list[PairScore], fmt: str) -> str:
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
+    lines += _p_value_notes(scores)
     return "\n".join(lines)
+
+
+def _p_value_notes(scores: list[PairScore]) -> list[str]:
+    """Footnotes on the resolution of the permutation p-values (table format only)."""
+    tested = [s for s in scores if s.p_value is not None and s.permutations > 0]
+    if not tested:
+        return []
+    permutations = tested[0].permutations
+    notes = [f"p-values: {permutations} permutations, +1 corrected, so the smallest possible p is "
+             f"1/{permutations + 1} = {1 / (permutations + 1):.4g}."]  # fmt: skip
+    searched = max(s.pairs_searched for s in tested)
+    if searched > 1:
+        floor = min(1.0, searched / (permutations + 1))
+        notes.append(
+            f"p_value_corrected = min(1, p x {searched} layer pairs searched) (Bonferroni); its smallest possible "
+            f"value is {floor:.4g}"
+            + (f": use --permutations {20 * searched} or more for a corrected p that can fall below 0.05, "
+               "or --layers i,j to test one pair fixed in advance." if floor >= 0.05 else ".")
+        )
+    return notes
 
 
 def score_command(args) -> int:

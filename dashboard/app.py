@@ -37,11 +37,17 @@ PAGES = (
 
 st.set_page_config(page_title="Alignscope", page_icon=":material/join_inner:", layout="wide")
 ensure_registries()
+# The default page is served at "/", yet /compare?… (typed by hand, or from a page's own name) must open
+# it too rather than "Page not found" with the settings dropped: a hidden twin holds that path, and the
+# default's reserved (never shown) path is "start".
 pages = [
-    st.Page(str(_PAGES / file), title=title, icon=icon, url_path=url_path, default=index == 0)
+    st.Page(str(_PAGES / file), title=title, icon=icon, url_path="start" if index == 0 else url_path,
+            default=index == 0)  # fmt: skip
     for index, (file, title, icon, url_path) in enumerate(PAGES)
     if (_PAGES / file).exists()
 ]
+_file, _title, _icon, _url_path = PAGES[0]
+pages.append(st.Page(str(_PAGES / _file), title=_title, icon=_icon, url_path=_url_path, visibility="hidden"))
 try:
     st.navigation(pages).run()
 except Exception as error:  # last resort: pages show AlignscopeErrors themselves; anything else is a bug

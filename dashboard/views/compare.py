@@ -144,13 +144,19 @@ with stats_slot.container():
         table = pd.DataFrame(
             [{"metric": r["metric"], "score": r["score"], "chance level": r["chance"], "p-value": r["p_value"],
               "95% CI low": r["low"], "95% CI high": r["high"]} for r in rows]  # fmt: skip
-        ).set_index("metric")
+        ).set_index("metric").astype(float)  # None -> NaN, shown as "–"
         st.dataframe(table.style.format("{:.4f}", na_rep="–"), width="stretch")
-        st.caption(
-            "Chance level: mean score over 20 shuffled sample correspondences. p-value: one-sided permutation "
-            f"test ({sel.permutations} shuffles, +1 corrected). Interval: percentile bootstrap over samples "
-            f"({sel.bootstrap} resamples). Metrics measure different things and need not agree."
-        )
+        notes = ["Chance level: mean score over 20 shuffled sample correspondences."]
+        if sel.permutations:
+            notes.append(f"p-value: one-sided permutation test ({sel.permutations} shuffles, +1 corrected, so the "
+                         f"smallest possible p is 1/{sel.permutations + 1} = {1 / (sel.permutations + 1):.4f}).")
+        if sel.bootstrap:
+            notes.append(f"Interval: bias-corrected bootstrap over samples ({sel.bootstrap} resamples; resampling "
+                         "copies inflate most metrics, so the percentiles are read after removing that bias).")
+        if not (sel.permutations and sel.bootstrap):
+            notes.append("Set permutations / bootstrap resamples above 0 in the sidebar for p-values / intervals.")
+        notes.append("Metrics measure different things and need not agree.")
+        st.caption(" ".join(notes))
         st.plotly_chart(plots.metric_scores(rows), key="compare-scores")
 
 # -- share and export ------------------------------------------------------------------------------

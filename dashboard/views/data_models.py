@@ -9,7 +9,7 @@ import streamlit as st
 from core.cache import FeatureCache
 from core.datasets import list_datasets
 from core.errors import AlignscopeError
-from core.models import hub_model_spec, list_models, load_model
+from core.models import check_hub_model, hub_model_spec, list_models, load_model
 from core.settings import get_settings
 from core.uploads import add_image_dataset, add_representation, add_text_dataset, remember_model
 from dashboard import _cached, ui
@@ -112,8 +112,13 @@ with tab_hub:
         hub_submitted = st.form_submit_button("Add model", icon=":material/add:")
     if hub_submitted:
         try:
-            spec = remember_model(hub_model_spec(hub_id.strip(), modality=modality, revision=revision.strip() or None,
-                                                 allow_local=get_settings().dashboard_local_paths))
+            spec = hub_model_spec(hub_id.strip(), modality=modality, revision=revision.strip() or None,
+                                  allow_local=get_settings().dashboard_local_paths)  # fmt: skip
+            with st.spinner(f"Checking {spec.source} on the Hugging Face hub…"):
+                hub_warning = check_hub_model(spec)
+            spec = remember_model(spec)
+            if hub_warning:
+                st.warning(hub_warning, icon=":material/cloud_off:")
             st.success(f"Added model {spec.name!r} ({spec.kind}, {spec.source}). Try loading it below.",
                        icon=":material/check_circle:")  # fmt: skip
             st.session_state["last-hub-model"] = spec.name

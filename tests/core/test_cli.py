@@ -41,6 +41,8 @@ def test_cache_ls_verify_rm(capsys):
     assert main(["cache", "rm", key[:8]]) == 0
     main(["cache", "ls"])
     assert "0 entries" in capsys.readouterr().out
+    assert main(["cache", "rm", key[:8]]) == 2  # removing nothing is an error, not a silent success
+    assert f"no cache entry matches {key[:8]}" in capsys.readouterr().err
 
 
 def test_score_json_matches_the_metric_library(capsys):
@@ -74,7 +76,6 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
         (["extract", "--model", "nope", "--dataset", "digits"], "unknown model 'nope'"),
         (["extract", "--model", "digits-cnn-s0", "--dataset", "nope"], "unknown dataset 'nope'"),
         (["extract", "--model", "minilm-l6", "--dataset", "digits"], "encodes text"),
-        (["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "-1"], "positive"),
         (["extract", "--model", "digits-cnn-s0"], "both --model and --dataset"),
         (["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
           "--metric", "nope"], "unknown metric 'nope'"),
@@ -90,6 +91,62 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "-1"], "--n: must be at least 3"),
+        (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--k", "0"], "--k: must be at least 1"),
+        (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--permutations", "-3"],
+         "--permutations: must be at least 0"),
+        (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--k", "ten"], "'ten' is not an integer"),
+        (["dashboard", "--port", "70000"], "--port: must be between 1 and 65535"),
+    ],
+)
+def test_out_of_range_numbers_are_usage_errors_not_silently_clamped(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_hub_model_the_hub_does_not_know_is_not_added(monkeypatch, capsys):
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    from core.models import list_models
+
+    def not_found(self, repo_id, **_):
+        raise RepositoryNotFoundError.__new__(RepositoryNotFoundError)
+
+    monkeypatch.setattr(HfApi, "model_info", not_found)
+    assert main(["models", "--add", "someone/no-such-model"]) == 2
+    assert "no model 'someone/no-such-model' on the Hugging Face hub" in capsys.readouterr().err
+    assert "someone--no-such-model" not in [spec.name for spec in list_models()]
+
+
+def test_an_unreachable_hub_adds_the_model_unverified_with_a_warning(monkeypatch, capsys):
+    from huggingface_hub import HfApi
+
+    from core.models import get_model_spec as spec_of
+
+    def offline(self, repo_id, **_):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(HfApi, "model_info", offline)
+    assert main(["models", "--add", "someone/offline-model", "--name", "offline-model"]) == 0
+    captured = capsys.readouterr()
+    assert "could not reach the Hugging Face hub" in captured.err and "added model 'offline-model'" in captured.out
+    assert spec_of("offline-model").source == "someone/offline-model"
+
+
+def test_table_output_states_the_resolution_of_corrected_p_values(capsys):
+    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
+                 "--n", "100", "--metric", "linear_cka", "--permutations", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "smallest possible p is 1/11 = 0.09091" in out
+    assert "smallest possible value is 1" in out and "--permutations 500" in out
 
 
 def test_datasets_can_be_added_from_a_local_hub_folder_and_a_text_file(tmp_path, capsys):

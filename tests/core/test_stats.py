@@ -78,6 +78,35 @@ def test_bootstrap_interval_covers_a_strong_alignment():
         bootstrap_ci("linear_cka", a, b, confidence=1.5)
 
 
+def test_bias_corrected_bootstrap_covers_where_the_raw_percentile_interval_fails():
+    # Copies make fewer distinct samples look more aligned: on independent data (debiased CKA ~ 0) the
+    # raw percentile interval lies far above the estimate; the bias-corrected one is centred on it.
+    a, b = gaussian(150, 64, 20), gaussian(150, 64, 21)
+    raw = bootstrap_ci("debiased_cka", a, b, n_boot=50, seed=0, method="percentile")
+    corrected = bootstrap_ci("debiased_cka", a, b, n_boot=50, seed=0)
+    assert raw.low > raw.estimate + 0.1 and raw.bias > 0.1
+    assert corrected.low <= corrected.estimate <= corrected.high
+    assert corrected.bias == raw.bias and np.array_equal(corrected.values, raw.values)
+    assert corrected.high - corrected.low == pytest.approx(raw.high - raw.low)
+    # coverage of the estimator's mean over repeated draws of a correlated pair (measured: 0.98 at 60
+    # draws, n=200, d=32, 200 resamples; the raw interval covers 0.0; here 0.37)
+    rng = np.random.default_rng(3)
+    mixing = rng.standard_normal((16, 16)) / 4
+    draws = []
+    for rep in range(30):
+        x = rng.standard_normal((100, 16))
+        y = x @ mixing + rng.standard_normal((100, 16))
+        bc = bootstrap_ci("linear_cka", x, y, n_boot=60, seed=rep)
+        pc = bootstrap_ci("linear_cka", x, y, n_boot=60, seed=rep, method="percentile")
+        draws.append((bc.estimate, bc.low, bc.high, pc.low, pc.high))
+    draws = np.array(draws)
+    target = draws[:, 0].mean()
+    assert np.mean((draws[:, 1] <= target) & (target <= draws[:, 2])) >= 0.8
+    assert np.mean((draws[:, 3] <= target) & (target <= draws[:, 4])) <= 0.5
+    with pytest.raises(InputError, match="bias_corrected"):
+        bootstrap_ci("linear_cka", a, b, method="bca")
+
+
 def test_sweeps_match_direct_computation():
     a, b = gaussian(90, 5, 12), gaussian(90, 5, 13)
     b[:, :2] += a[:, :2]

@@ -50,6 +50,11 @@ def test_a_deep_link_as_a_fresh_servers_first_request_runs_the_app(page, fresh_s
     open_page(page, f"{fresh_server}/neighbours?n=120", title="Neighbours")
     navigation = page.locator('[data-testid="stSidebarNav"]')
     assert navigation.get_by_text("Data & models", exact=True).count() == 1, navigation.inner_text()
+    # the default page by its own name keeps the link's settings (no "Page not found", no reset)
+    open_page(page, f"{fresh_server}/compare?b=digits-cnn-s2&n=120&perm=0&boot=0", title="Compare two models")
+    assert page.get_by_text("Page not found").count() == 0
+    assert "digits-cnn-s2 layer" in page.locator('[data-testid="stCaptionContainer"]').first.inner_text()
+    assert _query(page.url)["b"] == "digits-cnn-s2" and _query(page.url)["n"] == "120"
 
 
 def test_every_page_renders_on_the_embedded_default(page, server, e2e_cache, screenshots):
