@@ -174,6 +174,11 @@ def feature_plan(model: str, dataset_name: str, n: int, seed: int) -> FeaturePla
                        0.0 if cached else _estimate(model, extract_n))  # fmt: skip
 
 
+def is_file_read(model: str) -> bool:
+    """True for models whose "extraction" only reads stored values (uploaded representations)."""
+    return get_model_spec(model).kind == "representation"
+
+
 def extract(plan: FeaturePlan, progress: Callable[[int, int], None] | None = None) -> None:
     """Compute and store the features a plan needs (the only function here that may run a model)."""
     spec = get_model_spec(plan.model)
@@ -484,7 +489,8 @@ def sweep(kind: str, model_a: str, model_b: str, dataset_name: str, n: int, seed
         note = "Nested subsets: each smaller set is contained in the larger ones."
     elif kind == "prefix":
         width = min(a.shape[1], b.shape[1])
-        for value in _geometric(1, width, 10):
+        # from m = 2: at m = 1 every cosine is ±1 and k-NN lists are all ties (see core prefix_sweep)
+        for value in _geometric(min(2, width), width, 10):
             points.append((value, a[:, :value], b[:, :value], params))
         note = (f"Both representations truncated to their first m dimensions (widths {a.shape[1]} and "
                 f"{b.shape[1]}); meaningful for Matryoshka-trained embeddings, whose leading dimensions carry "

@@ -384,6 +384,7 @@ def _parse(params: Mapping[str, Any], dataset_size: Callable[[str], int | None] 
 
 _LAST_QUERY = "_alignscope_last_query"
 _PENDING_NOTES = "_alignscope_notes"
+_RUN_NOTES = "_alignscope_run_notes"
 _WIDGET_PREFIX = "sel."
 
 
@@ -423,8 +424,19 @@ def read_selection() -> tuple[Selection, list[str]]:
         params = dict(st.session_state[_LAST_QUERY])
     selection, warnings = Selection.from_query(params, dataset_size=_dataset_size)
     write_selection(selection)
-    notes = st.session_state.pop(_PENDING_NOTES, [])
-    return selection, list(notes) + warnings
+    notes = list(st.session_state.pop(_PENDING_NOTES, [])) + warnings
+    st.session_state[_RUN_NOTES] = notes  # kept across an st.rerun by note_for_next_run
+    return selection, notes
+
+
+def note_for_next_run(notes: list[str], *, keep_this_runs: bool = False) -> None:
+    """Warnings to show on the next run. ``keep_this_runs``: also repeat this run's link fixes, for a
+    page that calls ``st.rerun`` before its warnings could be seen."""
+    import streamlit as st
+
+    this_run = st.session_state.pop(_RUN_NOTES, [])
+    carried = [*(this_run if keep_this_runs else []), *st.session_state.get(_PENDING_NOTES, [])]
+    st.session_state[_PENDING_NOTES] = list(dict.fromkeys([*carried, *notes]))
 
 
 def update_selection(**changes: Any) -> Selection:
@@ -438,7 +450,7 @@ def update_selection(**changes: Any) -> Selection:
     current, _ = Selection.from_query(params, dataset_size=_dataset_size)
     updated, notes = current.replace(dataset_size=_dataset_size, **changes)
     if notes:
-        st.session_state[_PENDING_NOTES] = notes
+        note_for_next_run(notes)
     write_selection(updated)
     return updated
 

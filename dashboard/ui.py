@@ -63,6 +63,15 @@ def features_ready(models: Sequence[str], dataset: str, n: int, seed: int, *, ke
         _cached.show_error(error)
         return False
     missing = [plan for plan in plans if not plan.cached]
+    # An uploaded representation is a file read, not a model run: store it without asking.
+    for plan in [plan for plan in missing if _cached.is_file_read(plan.model)]:
+        try:
+            with st.spinner(f"Reading {plan.model}…"):
+                _cached.extract(plan)
+        except AlignscopeError as error:
+            _cached.show_error(error)
+            return False
+        missing.remove(plan)
     if not missing:
         return True
     total = sum(plan.estimate_seconds for plan in missing)
@@ -169,6 +178,23 @@ class LoadedPair:
         return self.feats_b["layer_names"]
 
 
+def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
+    """A link naming a layer the model does not have: say so, put the last layer in the URL, run again."""
+    from dashboard.state import note_for_next_run, update_selection
+
+    fixes, notes = {}, []
+    for field, model, index, count in (("layer_a", sel.model_a, sel.layer_a, count_a),
+                                       ("layer_b", sel.model_b, sel.layer_b, count_b)):  # fmt: skip
+        if not -count <= index < count:
+            fixes[field] = -1
+            notes.append(f"{model} has {count} layers (0..{count - 1}); layer {index} does not exist, "
+                         "showing the last one")  # fmt: skip
+    if fixes:
+        note_for_next_run(notes, keep_this_runs=True)
+        update_selection(**fixes)
+        st.rerun()
+
+
 def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> LoadedPair:
     """Everything before a single-pair page can draw, stopping the page with a message when it cannot:
     a model that cannot encode the dataset, features not cached yet (ask before computing), a load
@@ -195,6 +221,7 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
         share_box(sel)
         st.stop()
     names_a, names_b = feats_a["layer_names"], feats_b["layer_names"]
+    _fix_missing_layers(sel, len(names_a), len(names_b))
     if layer_widgets:
         with st.sidebar:
             bound(st.selectbox, "Layer of A", sel, "layer_a", options=list(range(len(names_a))),
@@ -203,9 +230,6 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
             bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
                   to_widget=lambda v: _cached.resolve_layer(v, len(names_b)),
                   format_func=lambda i: f"{i}: {names_b[i]}")  # fmt: skip
-    for model, index, names in ((sel.model_a, sel.layer_a, names_a), (sel.model_b, sel.layer_b, names_b)):
-        if not -len(names) <= index < len(names):
-            st.warning(f"{model} has {len(names)} layers; layer {index} does not exist, showing the last one.")
     return LoadedPair(
         n, feats_a, feats_b, _cached.resolve_layer(sel.layer_a, len(names_a)),
         _cached.resolve_layer(sel.layer_b, len(names_b)), (plan_a.full_key, plan_b.full_key),

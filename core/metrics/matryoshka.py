@@ -33,7 +33,10 @@ def prefix_sweep(
     dims: Sequence[int] | None = None,
     **params: Any,
 ) -> PrefixSweep:
-    """Sweep prefix lengths; ``dims`` defaults to powers of two up to the narrower width, plus that width.
+    """Sweep prefix lengths; ``dims`` defaults to powers of two from 2 up to the narrower width, plus that
+    width. m = 1 is left out of the default: one dimension has cosine ±1 between every pair of samples,
+    so the k-NN metrics see only ties (broken by sample index the same way in both spaces, which reads as
+    spurious agreement).
 
     Example:
         >>> import torch
@@ -44,7 +47,7 @@ def prefix_sweep(
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b)
     width = min(tensor_a.shape[1], tensor_b.shape[1])
     if dims is None:
-        dims = [2**p for p in range(int(np.log2(width)) + 1)]
+        dims = [2**p for p in range(1, int(np.log2(width)) + 1)] or [width]
         if dims[-1] != width:
             dims.append(width)
     dims = sorted({int(m) for m in dims})

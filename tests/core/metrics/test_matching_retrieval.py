@@ -69,8 +69,8 @@ def test_prefix_sweep_uses_leading_dimensions():
     a = ref.gaussian(50, 16, 9)
     b = np.hstack([a[:, :4], ref.gaussian(50, 12, 10)])  # only the first 4 dims are shared
     sweep = prefix_sweep("linear_cka", a, b)
-    assert sweep.dims.tolist() == [1, 2, 4, 8, 16]
-    assert sweep.values[:3] == pytest.approx(1.0, abs=1e-12)
+    assert sweep.dims.tolist() == [2, 4, 8, 16]  # m = 1 is all ties for cosine k-NN: not a default
+    assert sweep.values[:2] == pytest.approx(1.0, abs=1e-12)
     assert sweep.values[-1] < 0.9
     with pytest.raises(InputError, match="prefix lengths"):
         prefix_sweep("linear_cka", a, b, dims=[17])
