@@ -70,7 +70,8 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
             lines = [line.strip() for line in data.decode("utf-8").splitlines()]
             table = pd.DataFrame({"text": [line for line in lines if line]})
         elif suffix == ".csv":
-            table = pd.read_csv(io.BytesIO(data))
+            # only an empty cell is missing: a text that reads "NaN" or "null" is still a text
+            table = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
         else:
             table = pd.read_parquet(io.BytesIO(data))
     except UnicodeDecodeError as exc:
@@ -82,10 +83,13 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
     )
     if text_column is None:
         raise UploadError(f"{filename!r} has no text column (name one 'text'); columns: {list(table.columns)}")
-    out = pd.DataFrame({"text": table[text_column].astype(str)})
+    texts = table[text_column]
+    keep = texts.notna() & (texts.astype(str).str.strip() != "")
+    out = pd.DataFrame({"text": texts[keep].astype(str).str.strip()})
     if "label" in table.columns:
-        out["label"] = table["label"].astype(str)
-    out = out[out["text"].str.strip() != ""].reset_index(drop=True)
+        out["label"] = table["label"][keep].fillna("").astype(str)
+    out = out.reset_index(drop=True)
+    out.attrs["dropped_rows"] = int((~keep).sum())  # blank or missing texts, left out
     if len(out) < 3:
         raise UploadError(f"{filename!r} holds {len(out)} non-empty texts; at least 3 are needed")
     if len(out) > MAX_SAMPLES:
@@ -238,7 +242,8 @@ def add_text_dataset(name: str, filename: str, data: bytes, settings: Settings |
         source=f"upload:{name}",
         revision=digest,
         label_column="label" if "label" in table.columns else None,
-        description=f"uploaded texts from {PurePosixPath(filename).name} ({len(table)} samples)",
+        description=f"uploaded texts from {PurePosixPath(filename).name} ({len(table)} samples"
+        + (f"; {table.attrs['dropped_rows']} blank rows left out)" if table.attrs.get("dropped_rows") else ")"),
     )
     register_dataset(spec, overwrite=True)
     _record("datasets", spec, settings)

@@ -60,6 +60,19 @@ def test_text_uploads_in_every_format_become_datasets(cache_dir):
     assert len(load_dataset("parq")) == 4
 
 
+def test_blank_cells_are_left_out_but_a_text_reading_nan_is_kept(cache_dir):
+    csv = b'text,label\nfirst,a\n,b\n   ,a\nNaN,b\nnull,a\nlast,\n'
+    spec = uploads.add_text_dataset("gappy", "t.csv", csv)
+    dataset = load_dataset("gappy")
+    assert dataset.texts == ("first", "NaN", "null", "last")
+    assert dataset.labels == ("a", "b", "a", "")
+    assert "2 blank rows left out" in spec.description
+    buffer = io.BytesIO()
+    pd.DataFrame({"text": ["x", None, "y", "z"]}).to_parquet(buffer)
+    uploads.add_text_dataset("gappy-parquet", "t.parquet", buffer.getvalue())
+    assert load_dataset("gappy-parquet").texts == ("x", "y", "z")
+
+
 def test_uploads_come_back_after_a_restart(cache_dir):
     from core import datasets as datasets_module
 
