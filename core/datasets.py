@@ -6,7 +6,7 @@ A :class:`DatasetSpec` describes where samples come from; :func:`load_dataset` r
 * ``bundled:digits`` — scikit-learn's 1,797 8×8 digit images with labels;
 * ``bundled:captions`` — ~25 photos shipped inside scikit-image / scikit-learn / matplotlib, each with
   a hand-written caption (the first of 2–3 in ``core/data/image_captions.csv``): real image–text pairs;
-* ``bundled:sentences`` — 550 hand-written sentences over 10 labelled topics;
+* ``bundled:sentences`` — 560 hand-written sentences over 10 labelled topics;
 * ``hub:<id>`` — a Hugging Face dataset by id (or local dataset folder) + revision + split + columns;
 * ``upload:<folder>`` — texts (CSV/Parquet/TXT) or images (folder / zip, optional captions) stored by
   :mod:`core.uploads`.
@@ -352,7 +352,7 @@ for _spec in (
         source="bundled:sentences",
         revision="v1",
         label_column="topic",
-        description="550 hand-written sentences over 10 topics",
+        description="560 hand-written sentences over 10 topics",
     ),
     DatasetSpec(
         name="digits",

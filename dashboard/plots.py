@@ -184,7 +184,9 @@ def sweep(x: Sequence[float], values: Sequence[float], *, chance: Sequence[float
     for index, (name, extra) in enumerate((series or {}).items()):
         fig.add_trace(go.Scatter(x=x, y=list(extra), mode="lines+markers", name=name,
                                  line={"color": LINE_COLOURS[2 + index % 6], "dash": "dot"}))  # fmt: skip
-    fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
+    if log_x:  # label the swept values themselves, not plotly's 2-3-5 minor ticks
+        fig.update_xaxes(type="log", tickmode="array", tickvals=x, ticktext=[f"{v:g}" for v in x])
+    fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=f"{metric} (score)")
     return _layout(fig, title, height=420)
 

@@ -67,8 +67,8 @@ if selected:
 
 def _pick_bin() -> None:
     state = st.session_state.get("nb-histogram") or {}
-    points = state.get("selection", {}).get("points", [])
-    if not points:
+    points = [p for p in state.get("selection", {}).get("points", []) if p.get("curve_number", 0) == 0]
+    if not points:  # nothing, or only the mean / chance lines
         return
     point = points[0]
     shared = point.get("customdata")

@@ -35,8 +35,8 @@ def test_default_render_mean_overlap_is_cores_mutual_knn_and_chance_is_k_over_n_
     # The histogram: one bar per possible overlap j/10, the counts of core's overlaps, mean line at the score.
     spec = chart_spec(app, "nb-histogram")
     assert spec["data"][0]["y"] == np.bincount(np.rint(overlap * 10).astype(int), minlength=11).tolist()
-    assert any(abs(shape["x0"] - overlap.mean()) < 1e-9 for shape in spec["layout"]["shapes"])
-    assert any(abs(shape["x0"] - 10 / 119) < 1e-9 for shape in spec["layout"]["shapes"])
+    lines = {trace["name"].split(" = ")[0]: trace["x"][0] for trace in spec["data"][1:]}
+    assert abs(lines["mean"] - overlap.mean()) < 1e-9 and abs(lines["chance k/(n−1)"] - 10 / 119) < 1e-9
 
 
 def test_table_lists_every_sample_from_least_to_most_aligned():

@@ -80,10 +80,11 @@ def test_overlap_histogram_counts_every_possible_value_and_marks_mean_and_chance
         bars.marker.color[2] == plots_projection.HIGHLIGHT
         and bars.marker.color[0] != plots_projection.HIGHLIGHT
     )
-    lines = sorted(shape.x0 for shape in fig.layout.shapes)
-    assert lines == pytest.approx(sorted([0.1, overlap.mean()]))
-    texts = " ".join(a.text for a in fig.layout.annotations)
-    assert f"{overlap.mean():.3f}" in texts and "chance" in texts
+    mean_line, chance_line = fig.data[1], fig.data[2]
+    assert list(mean_line.x) == pytest.approx([overlap.mean()] * 2) and list(chance_line.x) == [0.1, 0.1]
+    assert f"{overlap.mean():.3f}" in mean_line.name and chance_line.name.startswith("chance")
+    assert max(mean_line.y) >= 3  # spans the tallest bar
+    assert list(fig.layout.xaxis.tickvals) == [0, 0.25, 0.5, 0.75, 1.0]  # one tick per possible value
     assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text == "samples"
 
 
