@@ -12,12 +12,13 @@ When d_a + d_b >= n - 1, unregularised CCA finds perfect correlations in any dat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from core.errors import InputError
-from core.metrics._checks import _check_inputs, centered64, check_positive
+from core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
 from core.metrics.registry import MetricSpec, ParamSpec, register
 
 RANK_TOL = 1e-10
@@ -128,6 +129,55 @@ def pwcca(
     return float((weights * rho).sum() / weights.sum())
 
 
+# --- split form for layer matrices: each layer's SVD once, each pair one small SVD ----------------
+
+
+@dataclass(frozen=True)
+class CCAState:
+    """One layer in its SVD basis: whitened basis [n, r], and for PWCCA ``s`` [r] and ``vh`` [r, d]
+    (uᵀA_c = diag(s)·vh gives the projections onto A's units without keeping A_c)."""
+
+    basis: torch.Tensor
+    scale: torch.Tensor
+    s: torch.Tensor
+    vh: torch.Tensor
+
+
+def _prepare_cca(feats: Any, *, reg: float = 0.0, name: str = "feats", reduce: dict | None = None,
+                 **_: Any) -> CCAState:  # fmt: skip
+    centred = centered64(as_tensor(feats, name))
+    if reduce is not None:  # SVCCA: CCA of the top singular directions (u·s), whose own SVD is (u, s)
+        centred = _svd_reduce(centred, reduce["keep_variance"], reduce["n_components"], name)
+    u, s, vh = _svd_basis(centred, name)
+    scale = torch.ones_like(s) if reg == 0 else s / torch.sqrt(s * s + reg * float((s * s).mean()))
+    return CCAState(u * scale, scale, s, vh)
+
+
+def _pair_cca(state_a: CCAState, state_b: CCAState) -> tuple[torch.Tensor, torch.Tensor]:
+    p, rho, _ = torch.linalg.svd(state_a.basis.T @ state_b.basis, full_matrices=False)
+    n_dirs = min(state_a.basis.shape[1], state_b.basis.shape[1])
+    return rho[:n_dirs].clamp(0.0, 1.0), p[:, :n_dirs]
+
+
+def _compare_mean_cca(state_a: CCAState, state_b: CCAState, **_: Any) -> float:
+    return float(_pair_cca(state_a, state_b)[0].mean())
+
+
+def _compare_pwcca(state_a: CCAState, state_b: CCAState, **_: Any) -> float:
+    rho, rotation = _pair_cca(state_a, state_b)
+    # variates = basis_a @ rotation, unit-normed; basis_a = u·scale and uᵀA_c = diag(s)·vh
+    scaled = rotation * state_a.scale[:, None]
+    norms = torch.linalg.vector_norm(scaled, dim=0)
+    weights = ((scaled * state_a.s[:, None]).T @ state_a.vh).abs().sum(dim=1) / norms
+    return float((weights * rho).sum() / weights.sum())
+
+
+def _prepare_svcca(feats: Any, *, keep_variance: float = 0.99, n_components: int | None = None, reg: float = 0.0,
+                   name: str = "feats", **_: Any) -> CCAState:  # fmt: skip
+    return _prepare_cca(feats, reg=reg, name=name,
+                        reduce={"keep_variance": float(keep_variance), "n_components": n_components})  # fmt: skip
+
+
 _REG = ParamSpec("reg", 0.0, low=0.0, high=1e6, help="ridge, as a multiple of the mean eigenvalue")
 _CCA_INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation", "invertible_linear", "unit_scale")
 
@@ -141,6 +191,8 @@ register(
         value_range=(0.0, 1.0),
         invariances=_CCA_INVARIANCES,
         params=(_REG,),
+        prepare=_prepare_cca,
+        compare=_compare_mean_cca,
         reference="Hotelling 1936; as used in Raghu et al. 2017 (SVCCA)",
         summary="mean canonical correlation (overfits when d_a + d_b approaches n; use svcca or reg)",
     )
@@ -159,6 +211,8 @@ register(
             ParamSpec("n_components", None, kind="int_or_none", low=1, help="fixed number of SVD directions"),
             _REG,
         ),
+        prepare=_prepare_svcca,
+        compare=_compare_mean_cca,
         reference="Raghu et al. 2017, SVCCA (NeurIPS)",
         summary="mean CCA correlation after keeping each input's top singular directions",
     )
@@ -174,6 +228,8 @@ register(
         # the weights sum over A's units, so rotating A changes them; B may be rotated freely
         invariances=("isotropic_scale", "translation", "permutation"),
         params=(_REG,),
+        prepare=_prepare_cca,
+        compare=_compare_pwcca,
         reference="Morcos et al. 2018, Insights on representational similarity (PWCCA)",
         summary="CCA correlations weighted by how much of A each canonical direction explains",
     )

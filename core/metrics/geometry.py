@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from core.errors import InputError
-from core.metrics._checks import _check_inputs, centered64, check_choice, check_positive
+from core.metrics._checks import _check_inputs, as_tensor, centered64, check_choice, check_positive
 from core.metrics.registry import MetricSpec, ParamSpec, register
 
 
@@ -39,16 +39,24 @@ def procrustes(feats_a: Any, feats_b: Any, *, name_a: str = "feats_a", name_b: s
         1.0
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
-    unit_a = _unit_frobenius(centered64(tensor_a), name_a)
-    unit_b = _unit_frobenius(centered64(tensor_b), name_b)
-    if min(unit_a.shape[1], unit_b.shape[1]) > unit_a.shape[0]:
-        # d > n: the nuclear norm of AᵀB equals that of the n x n product (UaSa)ᵀ(UbSb).
-        u_a, s_a, _ = torch.linalg.svd(unit_a, full_matrices=False)
-        u_b, s_b, _ = torch.linalg.svd(unit_b, full_matrices=False)
-        cross = (u_a * s_a).T @ (u_b * s_b)
-    else:
-        cross = unit_a.T @ unit_b
-    return float(torch.linalg.svdvals(cross).sum().clamp(0.0, 1.0))
+    return _compare_procrustes(_prepare_procrustes(tensor_a, name=name_a), _prepare_procrustes(tensor_b, name=name_b))
+
+
+def _prepare_procrustes(feats: Any, *, name: str = "feats", **_: Any) -> torch.Tensor:
+    """A factor F [n, min(n, d)] of the centred unit-Frobenius features X̃ with F Fᵀ = X̃ X̃ᵀ.
+
+    ‖ÃᵀB̃‖_* depends on the inputs only through their Gram matrices, so any such factor gives the same
+    value: X̃ itself when d <= n, else U·S of its thin SVD (n columns instead of d).
+    """
+    unit = _unit_frobenius(centered64(as_tensor(feats, name)), name)
+    if unit.shape[1] <= unit.shape[0]:
+        return unit
+    u, s, _ = torch.linalg.svd(unit, full_matrices=False)
+    return u * s
+
+
+def _compare_procrustes(factor_a: torch.Tensor, factor_b: torch.Tensor, **_: Any) -> float:
+    return float(torch.linalg.svdvals(factor_a.T @ factor_b).sum().clamp(0.0, 1.0))
 
 
 def _ridge_fit_predict(x_train, y_train, x_test, alpha: float) -> torch.Tensor:
@@ -123,6 +131,8 @@ register(
         symmetric=True,
         value_range=(0.0, 1.0),
         invariances=("orthogonal", "isotropic_scale", "translation", "permutation"),
+        prepare=_prepare_procrustes,
+        compare=_compare_procrustes,
         reference="Williams et al. 2021, Generalized Shape Metrics on Neural Representations (netrep)",
         summary="nuclear norm of the cross-covariance of centred, unit-norm inputs (1 = same shape)",
     )

@@ -1,8 +1,10 @@
 """A metric over every (layer i of model A, layer j of model B), with per-layer work done once.
 
-Metrics with a split form in the registry (``prepare`` / ``compare``: the k-NN family, CKNNA and the
-kernel family) prepare each layer once — neighbour lists, centred Gram matrices or centred features —
-and only compare prepared states per pair. Other metrics are called once per pair.
+Metrics with a split form in the registry (``prepare`` / ``compare``: the k-NN family, CKNNA, the
+kernel and CCA families, Procrustes and RSA) prepare each layer once — neighbour lists, centred Gram
+matrices, SVD bases, Gram factors, ranked RDMs — and only compare prepared states per pair (measured at
+n = 1024, d = 768, 8 × 8 layers: SVCCA 4.4×, RSA 7.2× faster than per pair). Metrics that fit something
+per pair (ridge, retrieval, unit matching) or need all inputs at once (GRAM) are called once per pair.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ import torch
 from scipy import stats
 
 from core.errors import InputError
-from core.metrics._checks import _check_inputs, check_choice
+from core.metrics._checks import _check_inputs, as_tensor, check_choice
 from core.metrics.registry import MetricSpec, ParamSpec, register
 
 RDM_METHODS = ("correlation", "euclidean")
@@ -94,6 +94,21 @@ def rsa(
     return compare_rdms(rdm(tensor_a, rdm_method, name_a), rdm(tensor_b, rdm_method, name_b), compare)
 
 
+def _prepare_rsa(feats: Any, *, rdm_method: str = "correlation", compare: str = "spearman", name: str = "feats",
+                 **_: Any) -> np.ndarray:  # fmt: skip
+    """A layer's RDM, as average ranks for Spearman (Spearman's ρ is Pearson's r of the ranks)."""
+    values = rdm(as_tensor(feats, name), rdm_method, name)
+    if np.ptp(values) == 0:
+        raise InputError(f"the RDM of {name} has all entries equal; it cannot be ranked")
+    return stats.rankdata(values) if compare == "spearman" else values
+
+
+def _compare_rsa(state_a: np.ndarray, state_b: np.ndarray, *, compare: str = "spearman", **_: Any) -> float:
+    if compare == "kendall":
+        return kendall_tau_a(state_a, state_b)
+    return float(np.corrcoef(state_a, state_b)[0, 1])
+
+
 register(
     MetricSpec(
         name="rsa",
@@ -107,6 +122,8 @@ register(
             ParamSpec("rdm_method", "correlation", kind="str", choices=RDM_METHODS, help="dissimilarity"),
             ParamSpec("compare", "spearman", kind="str", choices=COMPARE_METHODS, help="RDM comparison"),
         ),
+        prepare=_prepare_rsa,
+        compare=_compare_rsa,
         reference="Kriegeskorte et al. 2008, Representational similarity analysis",
         summary="rank correlation between the two sample-by-sample dissimilarity matrices",
     )

@@ -18,7 +18,10 @@ def _layers(seed, widths, n=45):
 @pytest.mark.parametrize(
     "metric,params",
     [("mutual_knn", {"k": 5}), ("cycle_knn", {"k": 5}), ("jaccard_knn", {}), ("cknna", {"k": 6}),
-     ("linear_cka", {}), ("debiased_cka", {}), ("rbf_cka", {"sigma_factor": 0.8})],
+     ("linear_cka", {}), ("debiased_cka", {}), ("rbf_cka", {"sigma_factor": 0.8}),
+     ("mean_cca", {}), ("mean_cca", {"reg": 0.3}), ("svcca", {"keep_variance": 0.9}), ("svcca", {"n_components": 3}),
+     ("pwcca", {}), ("pwcca", {"reg": 0.1}), ("procrustes", {}), ("rsa", {}), ("rsa", {"compare": "kendall"}),
+     ("rsa", {"rdm_method": "euclidean", "compare": "pearson"})],
 )  # fmt: skip
 def test_layer_matrix_equals_per_pair_computation(metric, params):
     layers_a, layers_b = _layers(1, [6, 9, 5]), _layers(2, [12, 4])
@@ -26,7 +29,7 @@ def test_layer_matrix_equals_per_pair_computation(metric, params):
     expected = np.array([[compute(metric, a, b, **params) for b in layers_b] for a in layers_a])
     assert result.values.shape == (3, 2)
     assert result.values.dtype == np.float64
-    assert np.allclose(result.values, expected, atol=1e-12, rtol=0)
+    assert np.allclose(result.values, expected, atol=1e-10, rtol=0)
     i, j = np.unravel_index(np.argmax(expected), expected.shape)
     assert result.best_index == (i, j)
     assert result.best_value == result.values[i, j]
@@ -49,3 +52,12 @@ def test_layers_with_different_sample_counts_are_rejected():
 def test_layer_matrix_validates_params():
     with pytest.raises(InputError, match="must be >= 1"):
         layer_matrix([ref.gaussian(10, 3, 0)], [ref.gaussian(10, 3, 1)], "mutual_knn", k=0)
+
+
+@pytest.mark.parametrize("metric", ["procrustes", "svcca", "pwcca", "rsa"])
+def test_split_forms_match_when_features_are_wider_than_the_sample_count(metric):
+    layers_a = [ref.gaussian(8, width, seed) for seed, width in enumerate((12, 5, 30))]
+    layers_b = [layers_a[0] @ ref.gaussian(12, 20, 7), ref.gaussian(8, 3, 8)]
+    result = layer_matrix(layers_a, layers_b, metric)
+    expected = np.array([[compute(metric, a, b) for b in layers_b] for a in layers_a])
+    assert np.allclose(result.values, expected, atol=1e-10, rtol=0)
