@@ -9,9 +9,10 @@ kernel family) permute the prepared state (neighbour lists, Gram matrices) inste
 
 Bootstrap and k-NN metrics: resampling with replacement puts copies of one sample in the data, and a
 copy is trivially its own nearest neighbour in both spaces, which would inflate every k-NN score. For
-metrics that compare neighbour lists (``spec.uses_neighbors``) the resampled original indices are passed
-as ``sample_ids``, and copies of the query sample are excluded from its neighbour list exactly like the
-sample itself. Other copies (of other samples) remain ordinary neighbours.
+metrics that take them (``spec.takes_sample_ids``) the resampled original indices are passed as
+``sample_ids``: copies of the query sample are excluded from its neighbour list exactly like the sample
+itself (other copies remain ordinary neighbours), and the cross-validated metrics (ridge R², retrieval)
+keep all copies of a sample on one side of every train/test split, so no copy is fitted and then scored.
 
 Bootstrap and every other metric: copies still inflate most scores (a resample of n rows holds about
 0.63·n distinct samples, and CKA, CCA, Procrustes and RSA all read fewer samples as more alignment:
@@ -286,7 +287,7 @@ def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, nam
     values = np.empty(n_boot, dtype=np.float64)
     for index in range(n_boot):
         rows = torch.randint(0, n_samples, (n_samples,), generator=generator)
-        extra = {"sample_ids": rows} if spec.uses_neighbors else {}
+        extra = {"sample_ids": rows} if spec.takes_sample_ids else {}
         device_rows = rows.to(tensor_a.device)
         values[index] = spec.fn(tensor_a[device_rows], tensor_b[device_rows], name_a=name_a, name_b=name_b,
                                 **resolved, **extra)  # fmt: skip

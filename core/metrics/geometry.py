@@ -77,10 +77,27 @@ def _ridge_fit_predict(x_train, y_train, x_test, alpha: float) -> torch.Tensor:
     return (x_test - x_mean) @ weights + y_mean
 
 
-def kfold_indices(n_samples: int, n_folds: int, seed: int) -> list[torch.Tensor]:
-    """Seeded random partition of range(n_samples) into ``n_folds`` near-equal folds."""
-    order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(int(seed)))
-    return list(torch.tensor_split(order, n_folds))
+def kfold_indices(n_samples: int, n_folds: int, seed: int, sample_ids: Any = None) -> list[torch.Tensor]:
+    """Seeded random partition of range(n_samples) into ``n_folds`` near-equal folds.
+
+    ``sample_ids`` [n] (a bootstrap resample's original indices) keeps every copy of a sample in one
+    fold, so a copy is never fitted in train and scored in test.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    if sample_ids is None:
+        return list(torch.tensor_split(torch.randperm(n_samples, generator=generator), n_folds))
+    groups, members = _groups(sample_ids)
+    fold_of_group = torch.empty(len(groups), dtype=torch.long)
+    for fold, chunk in enumerate(torch.tensor_split(torch.randperm(len(groups), generator=generator), n_folds)):
+        fold_of_group[chunk] = fold
+    fold_of_sample = fold_of_group[members]
+    return [torch.nonzero(fold_of_sample == fold).flatten() for fold in range(n_folds)]
+
+
+def _groups(sample_ids: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distinct ids, for every row the position of its id among them)."""
+    ids = torch.as_tensor(sample_ids).flatten().cpu().long()
+    return torch.unique(ids, return_inverse=True)
 
 
 def ridge_r2(
@@ -91,10 +108,13 @@ def ridge_r2(
     alpha: float = 1e-2,
     n_folds: int = 5,
     seed: int = 0,
+    sample_ids: Any = None,
     name_a: str = "feats_a",
     name_b: str = "feats_b",
 ) -> float:
     """Out-of-fold R² of ridge regression from one input to the other, pooled over targets.
+
+    ``sample_ids`` (bootstrap): copies of one sample stay in one fold (see :func:`kfold_indices`).
 
     R² = 1 - Σ‖Y - Ŷ‖² / Σ‖Y - ȳ_train‖² over all folds and target columns, so high-variance targets
     count more. At most 1; can be negative. ``alpha`` is relative to the mean eigenvalue of the train
@@ -110,7 +130,9 @@ def ridge_r2(
     x, y = (tensor_a, tensor_b) if direction == "a_to_b" else (tensor_b, tensor_a)
     x, y = x.to(torch.float64), y.to(torch.float64)
     residual = total = 0.0
-    folds = [fold.to(x.device) for fold in kfold_indices(n_samples, int(n_folds), seed)]
+    folds = [fold.to(x.device) for fold in kfold_indices(n_samples, int(n_folds), seed, sample_ids)]
+    if any(fold.numel() == 0 for fold in folds):
+        raise InputError(f"{n_samples} rows hold too few distinct samples for {n_folds} folds")
     for index, test in enumerate(folds):
         train = torch.cat([fold for other, fold in enumerate(folds) if other != index])
         prediction = _ridge_fit_predict(x[train], y[train], x[test], alpha)
@@ -155,5 +177,6 @@ register(
         reference="Yamins et al. 2014 / Schrimpf et al. 2018 (Brain-Score) linear predictivity",
         summary="cross-validated R² of a ridge map from one representation to the other",
         randomized=True,
+        takes_sample_ids=True,
     )
 )

@@ -427,7 +427,7 @@ for _name, _fn, _per_sample, _compare, _chance, _symmetric, _summary in (
             compare=_compare,
             permute=permute_neighbors,
             chance=_chance,
-            uses_neighbors=True,
+            takes_sample_ids=True,
         )
     )
 
@@ -449,6 +449,6 @@ register(
         prepare=prepare_cknna,
         compare=_compare_cknna,
         permute=permute_neighbors,
-        uses_neighbors=True,
+        takes_sample_ids=True,
     )
 )

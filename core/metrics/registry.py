@@ -107,7 +107,9 @@ class MetricSpec:
         compare_all: optional ``compare_all(states_a, states_b, **params) -> ndarray [La, Lb]`` doing all
             pairs at once (one matrix product for Gram-form kernels); returns None to decline.
         chance: optional ``chance(n_samples, **params) -> float`` analytic chance level.
-        uses_neighbors: the metric compares k-NN lists and accepts ``sample_ids`` (bootstrap duplicates).
+        takes_sample_ids: the metric accepts ``sample_ids`` (a bootstrap resample's original indices) and
+            keeps copies of one sample from counting as separate evidence: k-NN lists exclude the
+            query's copies; train/test splits keep all copies on one side.
         requires_equal_dims: both inputs must have the same width (GRAM, unmapped retrieval).
         randomized: the value depends on a ``seed`` parameter (held-out splits, random anchors).
     """
@@ -128,7 +130,7 @@ class MetricSpec:
     permute: Callable[[Any, Any], Any] | None = None
     compare_all: Callable[..., Any] | None = None
     chance: Callable[..., float | None] | None = None
-    uses_neighbors: bool = False
+    takes_sample_ids: bool = False
     requires_equal_dims: bool = False
     randomized: bool = False
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)

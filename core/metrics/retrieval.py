@@ -16,23 +16,40 @@ import torch.nn.functional as F
 
 from core.errors import InputError
 from core.metrics._checks import _check_inputs, check_positive
-from core.metrics.geometry import _ridge_fit_predict
+from core.metrics.geometry import _groups, _ridge_fit_predict
 from core.metrics.registry import MetricSpec, ParamSpec, register
 
 
-def split_indices(n_samples: int, train_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded train / test split of range(n_samples)."""
+def split_indices(n_samples: int, train_fraction: float, seed: int,
+                  sample_ids: Any = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Seeded train / test split of range(n_samples).
+
+    ``sample_ids`` [n] (a bootstrap resample's original indices): the split is drawn over distinct
+    samples, so all copies of one sample land on the same side.
+    """
     if not 0.0 < float(train_fraction) < 1.0:
         raise InputError(f"train_fraction must be in (0, 1), got {train_fraction!r}")
-    order = torch.randperm(n_samples, generator=torch.Generator().manual_seed(int(seed)))
-    n_train = int(round(train_fraction * n_samples))
-    if n_train < 2 or n_samples - n_train < 2:
+    generator = torch.Generator().manual_seed(int(seed))
+    if sample_ids is None:
+        order = torch.randperm(n_samples, generator=generator)
+        n_train = int(round(train_fraction * n_samples))
+        train, test = order[:n_train], order[n_train:]
+    else:
+        groups, members = _groups(sample_ids)
+        order = torch.randperm(len(groups), generator=generator)
+        in_train = torch.zeros(len(groups), dtype=torch.bool)
+        in_train[order[: int(round(train_fraction * len(groups)))]] = True
+        train, test = torch.nonzero(in_train[members]).flatten(), torch.nonzero(~in_train[members]).flatten()
+    if train.numel() < 2 or test.numel() < 2:
         raise InputError(f"{n_samples} samples leave too few for a train/test split at {train_fraction}")
-    return order[:n_train], order[n_train:]
+    return train, test
 
 
-def topk_hit_rate(queries: torch.Tensor, gallery: torch.Tensor, top_k: int) -> float:
-    """Fraction of rows i whose gallery row i is among the ``top_k`` most cosine-similar gallery rows."""
+def topk_hit_rate(queries: torch.Tensor, gallery: torch.Tensor, top_k: int, sample_ids: Any = None) -> float:
+    """Fraction of rows i whose gallery row i is among the ``top_k`` most cosine-similar gallery rows.
+
+    ``sample_ids`` [n] of the rows: other copies of query i's own sample do not compete with it.
+    """
     n_items = gallery.shape[0]
     if not 1 <= top_k <= n_items:
         raise InputError(f"top_k must be in [1, {n_items}] for {n_items} held-out items, got {top_k}")
@@ -41,6 +58,9 @@ def topk_hit_rate(queries: torch.Tensor, gallery: torch.Tensor, top_k: int) -> f
     columns = torch.arange(n_items, device=sims.device)
     # rank of the true item: items strictly more similar, plus equally similar ones with a lower index
     better = (sims > own) | ((sims == own) & (columns[None, :] < columns[:, None]))
+    if sample_ids is not None:
+        ids = torch.as_tensor(sample_ids, device=sims.device).flatten()
+        better &= ids[None, :] != ids[:, None]
     return float((better.sum(dim=1) < top_k).to(torch.float64).mean())
 
 
@@ -53,6 +73,7 @@ def retrieval_accuracy(
     train_fraction: float = 0.5,
     alpha: float = 1e-2,
     seed: int = 0,
+    sample_ids: Any = None,
     name_a: str = "feats_a",
     name_b: str = "feats_b",
 ) -> float:
@@ -63,9 +84,11 @@ def retrieval_accuracy(
         mapped: fit a ridge map A → B on the train split (True) or compare directly (False; equal widths).
         train_fraction: share of samples used to fit the map; the rest are queries and gallery.
         alpha: ridge penalty relative to the mean eigenvalue of A's train covariance.
+        sample_ids: a bootstrap resample's original indices: copies of a sample stay on one side of the
+            split and do not compete with each other in the gallery.
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
-    train, test = split_indices(tensor_a.shape[0], train_fraction, seed)
+    train, test = split_indices(tensor_a.shape[0], train_fraction, seed, sample_ids)
     train, test = train.to(tensor_a.device), test.to(tensor_a.device)
     a64, b64 = tensor_a.to(torch.float64), tensor_b.to(torch.float64)
     if mapped:
@@ -77,7 +100,8 @@ def retrieval_accuracy(
                 f"{tensor_b.shape[1]}; use mapped=True"
             )
         queries = a64[test]
-    return topk_hit_rate(queries, b64[test], int(top_k))
+    test_ids = None if sample_ids is None else torch.as_tensor(sample_ids).flatten()[test.cpu()]
+    return topk_hit_rate(queries, b64[test], int(top_k), test_ids)
 
 
 def _retrieval(top_k: int, mapped: bool):
@@ -111,6 +135,7 @@ for _top_k in (1, 5):
             reference=_REF,
             summary=f"top-{_top_k} retrieval of held-out B items from ridge-mapped A queries",
             randomized=True,
+            takes_sample_ids=True,
         )
     )
     register(
@@ -127,5 +152,6 @@ for _top_k in (1, 5):
             summary=f"top-{_top_k} retrieval of held-out B items from A queries directly (equal widths)",
             randomized=True,
             requires_equal_dims=True,
+            takes_sample_ids=True,
         )
     )
