@@ -6,10 +6,13 @@
    speed-up and the largest absolute difference between the two matrices.
 2. Mutual k-NN at n = 10,000 and 100,000, d = 768: wall time and peak resident memory, each in a fresh
    subprocess (VmHWM, i.e. ru_maxrss of the child alone; tracemalloc does not see torch).
+3. Split forms of the CCA family, Procrustes and RSA: 8 x 8 layers, n = 1024, d = 768, layer_matrix
+   (each layer's SVD / Gram factor / ranked RDM once) against calling the metric once per pair.
 
 Usage:
     python bench/bench_metrics.py                 # everything (~10 min on 2 cores)
     python bench/bench_metrics.py --skip-large    # only the layer matrices
+    python bench/bench_metrics.py --split-forms   # only section 3 (the rest keeps its previous results)
 """
 
 from __future__ import annotations
@@ -140,6 +143,29 @@ def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10, metrics=("m
     return results
 
 
+def bench_split_forms(n_layers=8, n_samples=1024, dim=768,
+                      metrics=("svcca", "pwcca", "mean_cca", "procrustes", "rsa")) -> dict:  # fmt: skip
+    from core.metrics.registry import compute
+
+    layers_a = synthetic_layers(n_layers, n_samples, dim, seed=0)
+    layers_b = [layer + 0.3 * torch.randn_like(layer) for layer in synthetic_layers(n_layers, n_samples, dim, seed=1)]
+    results = {}
+    for metric in metrics:
+        start = time.perf_counter()
+        fast = layer_matrix(layers_a, layers_b, metric).values
+        fast_s = time.perf_counter() - start
+        start = time.perf_counter()
+        slow = np.array([[compute(metric, a, b) for b in layers_b] for a in layers_a])
+        slow_s = time.perf_counter() - start
+        results[metric] = {
+            "layers": [n_layers, n_layers], "n_samples": n_samples, "dim": dim,
+            "layer_matrix_s": round(fast_s, 3), "per_pair_s": round(slow_s, 3),
+            "speedup": round(slow_s / fast_s, 1), "max_abs_diff": float(np.abs(fast - slow).max()),
+        }  # fmt: skip
+        print(metric, results[metric], flush=True)
+    return results
+
+
 # --- large-n mutual k-NN, one subprocess per measurement -------------------------------------------
 
 
@@ -188,6 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child", nargs=3, type=int, metavar=("N", "DIM", "K"))
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--split-forms", action="store_true", help="only measure section 3")
     parser.add_argument("--metrics", nargs="*", default=["mutual_knn", "cknna", "debiased_cka"],
                         help="layer-matrix metrics to (re)measure; the others keep their previous results")
     args = parser.parse_args()
@@ -204,9 +231,11 @@ def main() -> None:
             "platform": platform.platform(),
             "note": "2 CPU cores shared with other work: absolute times are noisy, ratios less so",
         },
-        "layer_matrix": {**previous.get("layer_matrix", {}), **bench_layer_matrices(metrics=tuple(args.metrics))},
-        "mutual_knn_large": previous.get("mutual_knn_large") if args.skip_large else bench_large(),
-    }
+        "layer_matrix": {**previous.get("layer_matrix", {}),
+                         **({} if args.split_forms else bench_layer_matrices(metrics=tuple(args.metrics)))},
+        "mutual_knn_large": previous.get("mutual_knn_large") if args.skip_large or args.split_forms else bench_large(),
+        "split_forms": bench_split_forms(),
+    }  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

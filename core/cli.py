@@ -18,6 +18,8 @@ from pathlib import Path
 
 from core.errors import AlignscopeError
 
+MAX_SEED = 2**31 - 1  # as in dashboard links
+
 # What `alignscope extract` with no arguments precomputes: the embedded offline default.
 DEFAULT_JOBS: tuple[tuple[str, str], ...] = (
     ("digits-cnn-s0", "digits"),
@@ -210,15 +212,24 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if _port_in_use(args.port):
         raise AlignscopeError(f"port {args.port} is already in use; pass --port with a free one")
     print(f"starting the dashboard at {url}  (Ctrl+C stops it)")
-    process = subprocess.Popen(command, env={**os.environ})
-    if not args.headless:
-        threading.Thread(target=_open_when_ready, args=(process, args.port, url), daemon=True).start()
+    process = None
     try:
-        return process.wait()
+        process = subprocess.Popen(command, env={**os.environ})
+        if not args.headless and _has_display():
+            threading.Thread(target=_open_when_ready, args=(process, args.port, url), daemon=True).start()
+        code = process.wait()
     except KeyboardInterrupt:
-        process.terminate()
-        process.wait()
-        return 0
+        code = 0
+    finally:
+        if process is not None and process.poll() is None:
+            process.terminate()
+            process.wait()
+    return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128 + N
+
+
+def _has_display() -> bool:
+    """Whether a graphical browser can open (never a console browser inside this terminal)."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _port_in_use(port: int) -> bool:
@@ -282,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--model", action="append", help="model name (repeatable)")
     extract.add_argument("--dataset", action="append", help="dataset name (repeatable)")
     extract.add_argument("--n", type=_int_at_least(3), help="a seeded subset of n samples")
-    extract.add_argument("--seed", type=_int_at_least(0), default=0)
+    extract.add_argument("--seed", type=_int_at_least(0, MAX_SEED), default=0)
     extract.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
     extract.add_argument("--batch-size", type=_int_at_least(1), default=32)
     extract.add_argument("--pooling", choices=["mean", "cls", "last"],
@@ -302,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--layers", default="all", help="'all', 'last', or 'i,j' for one layer pair")
     score.add_argument("--k", type=_int_at_least(1), default=10)
     score.add_argument("--n", type=_int_at_least(3))
-    score.add_argument("--seed", type=_int_at_least(0), default=0)
+    score.add_argument("--seed", type=_int_at_least(0, MAX_SEED), default=0)
     score.add_argument("--permutations", type=_int_at_least(0), default=0)
     score.add_argument("--device", default=None)
     score.add_argument("--format", choices=["table", "json", "csv"], default="table")

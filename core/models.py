@@ -229,13 +229,20 @@ def check_hub_model(spec: ModelSpec, timeout: float = 10.0) -> str | None:
     Raises:
         UnknownModelError: the hub answers that the repository or the revision does not exist.
     """
-    if spec.family != "hub" or Path(spec.source).is_dir():
+    if spec.family != "hub" or Path(spec.source).is_absolute():  # local folders are stored resolved
         return None
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.utils import (  # (.utils re-exports these in every supported version)
+        GatedRepoError,
+        HFValidationError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         HfApi().model_info(spec.source, revision=spec.revision, timeout=timeout)
+    except HFValidationError as error:
+        raise InvalidNameError(f"{spec.source!r} is not a valid hub id: {error}. Nothing was added") from error
     except GatedRepoError:
         return f"{spec.source!r} is gated on the hub: accept its terms and log in (`hf auth login`) before first use"
     except RevisionNotFoundError as error:

@@ -17,9 +17,15 @@ keep all copies of a sample on one side of every train/test split, so no copy is
 Bootstrap and every other metric: copies still inflate most scores (a resample of n rows holds about
 0.63·n distinct samples, and CKA, CCA, Procrustes and RSA all read fewer samples as more alignment:
 independent Gaussians at n = 200, d = 128 give debiased CKA ≈ 0.00 but a resampled mean of 0.39). A raw
-percentile interval then misses its own estimate. The default interval is therefore *bias-corrected*:
-the bootstrap distribution is shifted by its bias, mean(θ*) − θ̂, before the percentiles are read
-(Efron & Tibshirani 1993, ch. 10). ``method="percentile"`` gives the raw interval.
+percentile interval then misses its own estimate. The default interval is therefore *re-centred*: the
+percentiles of the bootstrap scores shifted by their resampling bias, mean(θ*) − θ̂, i.e. the percentile
+interval moved so that the bootstrap distribution is centred on the estimate. It is an interval for
+E[θ̂] at this n (the quantity the estimate reports, finite-sample bias included), not a bias-corrected
+estimate 2θ̂ − mean(θ*) and not Efron's z₀-adjusted "BC" interval; it keeps the bootstrap spread and
+is as symmetric as that spread is. ``method="percentile"`` gives the raw interval.
+
+A resample the metric cannot score (e.g. too few distinct samples left for a cross-validation split,
+or a NaN) is dropped and counted (``BootstrapResult.n_failed``); more than half dropped is an error.
 """
 
 from __future__ import annotations
@@ -224,9 +230,10 @@ class BootstrapResult:
     """Bootstrap interval over samples.
 
     Attributes:
-        values: the raw resampled scores [n_boot].
+        values: the resampled scores [n_boot - n_failed] (resamples the metric could not score dropped).
         bias: mean(values) − estimate, the resampling bias (removed from the interval when
-            ``method == "bias_corrected"``).
+            ``method == "recentred"``).
+        n_failed: resamples dropped because the metric raised or gave NaN on them.
     """
 
     metric: str
@@ -236,10 +243,11 @@ class BootstrapResult:
     confidence: float
     values: np.ndarray
     bias: float = 0.0
-    method: str = "bias_corrected"
+    method: str = "recentred"
+    n_failed: int = 0
 
 
-BOOTSTRAP_METHODS = ("bias_corrected", "percentile")
+BOOTSTRAP_METHODS = ("recentred", "percentile")
 
 
 def bootstrap_ci(
@@ -250,7 +258,7 @@ def bootstrap_ci(
     n_boot: int = 200,
     confidence: float = 0.95,
     seed: int = 0,
-    method: str = "bias_corrected",
+    method: str = "recentred",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     **params: Any,
@@ -258,7 +266,7 @@ def bootstrap_ci(
     """Bootstrap confidence interval of ``metric`` over samples (seeded).
 
     Samples are drawn with replacement, the same rows for A and B. For k-NN metrics, copies of the
-    query sample are excluded from its neighbours. ``method="bias_corrected"`` (default) reads the
+    query sample are excluded from its neighbours. ``method="recentred"`` (default) reads the
     percentiles of the bootstrap scores shifted by their bias; ``"percentile"`` reads them raw (see the
     module docstring for why copies bias the raw interval). The interval is clipped to the metric's range.
     """
@@ -274,24 +282,39 @@ def bootstrap_ci(
     estimate = float(spec.fn(tensor_a, tensor_b, name_a=name_a, name_b=name_b, **resolved))
     generator = _generator(seed)
     with _loop_threads(n_samples, tensor_a.device):
-        values = _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b)
+        values, problems = _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b)
+    n_failed = n_boot - values.size
+    if values.size < 2 or n_failed > n_boot / 2:
+        reason = f" (e.g. {problems[0]})" if problems else ""
+        raise InputError(f"{metric}: {n_failed} of {n_boot} bootstrap resamples could not be scored{reason}; "
+                         f"n = {n_samples} is too small for a bootstrap of this metric")  # fmt: skip
     alpha = (1.0 - float(confidence)) / 2.0
     bias = float(values.mean() - estimate)
-    shifted = values - bias if method == "bias_corrected" else values
+    shifted = values - bias if method == "recentred" else values
     low, high = np.clip(np.quantile(shifted, [alpha, 1.0 - alpha]), *spec.value_range)
-    return BootstrapResult(metric, estimate, float(low), float(high), float(confidence), values, bias, method)
+    return BootstrapResult(metric, estimate, float(low), float(high), float(confidence), values, bias, method,
+                           n_failed)  # fmt: skip
 
 
-def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b) -> np.ndarray:
+def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b):
+    """(finite resampled scores, messages of the resamples that could not be scored)."""
     n_samples = tensor_a.shape[0]
-    values = np.empty(n_boot, dtype=np.float64)
-    for index in range(n_boot):
+    values, problems = [], []
+    for _ in range(n_boot):
         rows = torch.randint(0, n_samples, (n_samples,), generator=generator)
         extra = {"sample_ids": rows} if spec.takes_sample_ids else {}
         device_rows = rows.to(tensor_a.device)
-        values[index] = spec.fn(tensor_a[device_rows], tensor_b[device_rows], name_a=name_a, name_b=name_b,
-                                **resolved, **extra)  # fmt: skip
-    return values
+        try:
+            value = float(spec.fn(tensor_a[device_rows], tensor_b[device_rows], name_a=name_a, name_b=name_b,
+                                  **resolved, **extra))  # fmt: skip
+        except InputError as error:  # e.g. too few distinct samples in this resample for the CV split
+            problems.append(str(error))
+            continue
+        if np.isfinite(value):
+            values.append(value)
+        else:
+            problems.append("the score was NaN")
+    return np.asarray(values, dtype=np.float64), problems
 
 
 # --- sweeps ----------------------------------------------------------------------------------------

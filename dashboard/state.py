@@ -293,6 +293,9 @@ def _parse(params: Mapping[str, Any], dataset_size: Callable[[str], int | None] 
     integer("layer_b", -MAX_LAYER, MAX_LAYER, "layer")
     integer("permutations", 0, MAX_PERMUTATIONS, "permutations")
     integer("bootstrap", 0, MAX_BOOTSTRAP, "bootstrap resamples")
+    if values.get("bootstrap") == 1:  # one resample has no spread
+        values["bootstrap"] = 2
+        warnings.append("boot=1: a bootstrap needs at least 2 resamples (0 turns it off); using 2")
     choice("sweep", SWEEPS, "sweep")
     choice("projection", PROJECTIONS, "projection")
     integer("umap_neighbors", 2, 100, "UMAP n_neighbors")

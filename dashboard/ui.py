@@ -185,7 +185,7 @@ def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
     fixes, notes = {}, []
     for field, model, index, count in (("layer_a", sel.model_a, sel.layer_a, count_a),
                                        ("layer_b", sel.model_b, sel.layer_b, count_b)):  # fmt: skip
-        if not -count <= index < count:
+        if count and not -count <= index < count:  # (a model without layers is reported elsewhere)
             fixes[field] = -1
             notes.append(f"{model} has {count} layers (0..{count - 1}); layer {index} does not exist, "
                          "showing the last one")  # fmt: skip

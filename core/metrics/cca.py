@@ -134,23 +134,27 @@ def pwcca(
 
 @dataclass(frozen=True)
 class CCAState:
-    """One layer in its SVD basis: whitened basis [n, r], and for PWCCA ``s`` [r] and ``vh`` [r, d]
-    (uᵀA_c = diag(s)·vh gives the projections onto A's units without keeping A_c)."""
+    """One layer in its SVD basis: whitened basis [n, r], the whitening scale [r], and for PWCCA ``s`` [r]
+    and ``vh`` [r, d] (uᵀA_c = diag(s)·vh gives the projections onto A's units without keeping A_c)."""
 
     basis: torch.Tensor
     scale: torch.Tensor
-    s: torch.Tensor
-    vh: torch.Tensor
+    s: torch.Tensor | None = None
+    vh: torch.Tensor | None = None
 
 
 def _prepare_cca(feats: Any, *, reg: float = 0.0, name: str = "feats", reduce: dict | None = None,
-                 **_: Any) -> CCAState:  # fmt: skip
+                 keep_units: bool = False, **_: Any) -> CCAState:  # fmt: skip
     centred = centered64(as_tensor(feats, name))
     if reduce is not None:  # SVCCA: CCA of the top singular directions (u·s), whose own SVD is (u, s)
         centred = _svd_reduce(centred, reduce["keep_variance"], reduce["n_components"], name)
     u, s, vh = _svd_basis(centred, name)
     scale = torch.ones_like(s) if reg == 0 else s / torch.sqrt(s * s + reg * float((s * s).mean()))
-    return CCAState(u * scale, scale, s, vh)
+    return CCAState(u * scale, scale, s, vh) if keep_units else CCAState(u * scale, scale)
+
+
+def _prepare_pwcca(feats: Any, **params: Any) -> CCAState:
+    return _prepare_cca(feats, keep_units=True, **params)
 
 
 def _pair_cca(state_a: CCAState, state_b: CCAState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,7 +232,7 @@ register(
         # the weights sum over A's units, so rotating A changes them; B may be rotated freely
         invariances=("isotropic_scale", "translation", "permutation"),
         params=(_REG,),
-        prepare=_prepare_cca,
+        prepare=_prepare_pwcca,
         compare=_compare_pwcca,
         reference="Morcos et al. 2018, Insights on representational similarity (PWCCA)",
         summary="CCA correlations weighted by how much of A each canonical direction explains",

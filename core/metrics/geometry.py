@@ -86,7 +86,7 @@ def kfold_indices(n_samples: int, n_folds: int, seed: int, sample_ids: Any = Non
     generator = torch.Generator().manual_seed(int(seed))
     if sample_ids is None:
         return list(torch.tensor_split(torch.randperm(n_samples, generator=generator), n_folds))
-    groups, members = _groups(sample_ids)
+    groups, members = _groups(sample_ids, n_samples)
     fold_of_group = torch.empty(len(groups), dtype=torch.long)
     for fold, chunk in enumerate(torch.tensor_split(torch.randperm(len(groups), generator=generator), n_folds)):
         fold_of_group[chunk] = fold
@@ -94,9 +94,11 @@ def kfold_indices(n_samples: int, n_folds: int, seed: int, sample_ids: Any = Non
     return [torch.nonzero(fold_of_sample == fold).flatten() for fold in range(n_folds)]
 
 
-def _groups(sample_ids: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(distinct ids, for every row the position of its id among them)."""
+def _groups(sample_ids: Any, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distinct ids, for every row the position of its id among them); one id per row required."""
     ids = torch.as_tensor(sample_ids).flatten().cpu().long()
+    if ids.numel() != n_samples:
+        raise InputError(f"sample_ids has {ids.numel()} entries for {n_samples} rows; give one id per row")
     return torch.unique(ids, return_inverse=True)
 
 

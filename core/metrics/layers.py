@@ -78,6 +78,9 @@ def layer_matrix(
     labels_b = list(names_b) if names_b is not None else [f"B layer {j}" for j in range(len(layers_b))]
     tensors_a = [check_features(feats, label) for feats, label in zip(layers_a, labels_a)]
     tensors_b = [check_features(feats, label) for feats, label in zip(layers_b, labels_b)]
+    device = tensors_a[0].device  # one device for every prepared state (as _check_inputs does per pair)
+    tensors_a = [tensor.to(device) for tensor in tensors_a]
+    tensors_b = [tensor.to(device) for tensor in tensors_b]
     n_samples = tensors_a[0].shape[0]
     for tensor, label in zip(tensors_a + tensors_b, labels_a + labels_b):
         if tensor.shape[0] != n_samples:

@@ -34,13 +34,16 @@ def split_indices(n_samples: int, train_fraction: float, seed: int,
         order = torch.randperm(n_samples, generator=generator)
         n_train = int(round(train_fraction * n_samples))
         train, test = order[:n_train], order[n_train:]
+        distinct_train, distinct_test = train.numel(), test.numel()
     else:
-        groups, members = _groups(sample_ids)
+        groups, members = _groups(sample_ids, n_samples)
         order = torch.randperm(len(groups), generator=generator)
+        n_train_groups = int(round(train_fraction * len(groups)))
         in_train = torch.zeros(len(groups), dtype=torch.bool)
-        in_train[order[: int(round(train_fraction * len(groups)))]] = True
+        in_train[order[:n_train_groups]] = True
         train, test = torch.nonzero(in_train[members]).flatten(), torch.nonzero(~in_train[members]).flatten()
-    if train.numel() < 2 or test.numel() < 2:
+        distinct_train, distinct_test = n_train_groups, len(groups) - n_train_groups
+    if distinct_train < 2 or distinct_test < 2:
         raise InputError(f"{n_samples} samples leave too few for a train/test split at {train_fraction}")
     return train, test
 
@@ -60,6 +63,12 @@ def topk_hit_rate(queries: torch.Tensor, gallery: torch.Tensor, top_k: int, samp
     better = (sims > own) | ((sims == own) & (columns[None, :] < columns[:, None]))
     if sample_ids is not None:
         ids = torch.as_tensor(sample_ids, device=sims.device).flatten()
+        if ids.numel() != n_items:
+            raise InputError(f"sample_ids has {ids.numel()} entries for {n_items} items; give one id per item")
+        distinct = int(torch.unique(ids).numel())
+        if top_k > distinct:
+            raise InputError(f"top_k = {top_k} but the held-out items hold only {distinct} distinct samples")
+        # other copies of the query's own sample do not compete (copies of other samples each do)
         better &= ids[None, :] != ids[:, None]
     return float((better.sum(dim=1) < top_k).to(torch.float64).mean())
 

@@ -151,8 +151,9 @@ with stats_slot.container():
             notes.append(f"p-value: one-sided permutation test ({sel.permutations} shuffles, +1 corrected, so the "
                          f"smallest possible p is 1/{sel.permutations + 1} = {1 / (sel.permutations + 1):.4f}).")
         if sel.bootstrap:
-            notes.append(f"Interval: bias-corrected bootstrap over samples ({sel.bootstrap} resamples; resampling "
-                         "copies inflate most metrics, so the percentiles are read after removing that bias).")
+            notes.append(f"Interval: bootstrap over samples ({sel.bootstrap} resamples), re-centred on the "
+                         "estimate: resampling copies inflate most metrics, so the percentiles are read after "
+                         "removing that bias.")
         if not (sel.permutations and sel.bootstrap):
             notes.append("Set permutations / bootstrap resamples above 0 in the sidebar for p-values / intervals.")
         notes.append("Metrics measure different things and need not agree.")

@@ -85,6 +85,7 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
           "--n", "50", "--k", "60"], "k"),
         (["cache", "rm", "../x"], "hex"),
         (["models", "--add", "../../etc/passwd"], "hub id"),
+        (["models", "--add", "org/model--x"], "not a valid hub id"),  # the hub's own rules, checked offline
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):

@@ -78,9 +78,9 @@ def test_bootstrap_interval_covers_a_strong_alignment():
         bootstrap_ci("linear_cka", a, b, confidence=1.5)
 
 
-def test_bias_corrected_bootstrap_covers_where_the_raw_percentile_interval_fails():
+def test_recentred_bootstrap_covers_where_the_raw_percentile_interval_fails():
     # Copies make fewer distinct samples look more aligned: on independent data (debiased CKA ~ 0) the
-    # raw percentile interval lies far above the estimate; the bias-corrected one is centred on it.
+    # raw percentile interval lies far above the estimate; the re-centred one is centred on it.
     a, b = gaussian(150, 64, 20), gaussian(150, 64, 21)
     raw = bootstrap_ci("debiased_cka", a, b, n_boot=50, seed=0, method="percentile")
     corrected = bootstrap_ci("debiased_cka", a, b, n_boot=50, seed=0)
@@ -103,7 +103,7 @@ def test_bias_corrected_bootstrap_covers_where_the_raw_percentile_interval_fails
     target = draws[:, 0].mean()
     assert np.mean((draws[:, 1] <= target) & (target <= draws[:, 2])) >= 0.8
     assert np.mean((draws[:, 3] <= target) & (target <= draws[:, 4])) <= 0.5
-    with pytest.raises(InputError, match="bias_corrected"):
+    with pytest.raises(InputError, match="recentred"):
         bootstrap_ci("linear_cka", a, b, method="bca")
 
 
@@ -146,3 +146,18 @@ def test_bootstrap_copies_never_straddle_a_train_test_split():
         leaky.append(retrieval(a[resample], b[resample]))
     assert np.mean(grouped) < 0.1 < 0.2 < np.mean(leaky)  # measured: 0.05 vs 0.31 (chance ~0.03)
     assert get_metric("ridge_r2").takes_sample_ids and get_metric("mutual_knn").takes_sample_ids
+
+
+def test_resamples_a_metric_cannot_score_are_dropped_and_counted_or_reported():
+    from core.metrics.geometry import kfold_indices
+
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal((10, 3))
+    b = a + 0.1 * rng.standard_normal((10, 3))
+    ridge = bootstrap_ci("ridge_r2", a, b, n_boot=40, seed=0)  # some resamples hold < 5 distinct samples
+    assert ridge.values.size + ridge.n_failed == 40 and ridge.values.size >= 20
+    assert ridge.low <= ridge.estimate <= ridge.high
+    with pytest.raises(InputError, match="could not be scored.*too small"):
+        bootstrap_ci("retrieval_top1", a[:5], b[:5], n_boot=40, seed=0)  # 25 of 40 resamples fail
+    with pytest.raises(InputError, match="one id per row"):
+        kfold_indices(10, 2, seed=0, sample_ids=np.arange(9))

@@ -92,6 +92,7 @@ def test_random_selection_round_trips_exactly(seed):
         ({"sweep": "<script>"}, "sweep", "k"),
         ({"proj": "tsne"}, "projection", "pca"),
         ({"la": "1000000"}, "layer_a", -1),
+        ({"boot": "1"}, "bootstrap", 2),
     ],
 )
 def test_tampered_values_fall_back_with_a_warning(query, field, expected):
