@@ -48,7 +48,7 @@ def _bootstrap_registries() -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models import check_hub_model, hub_model_spec, is_available, list_models
+    from core.models import check_hub_model, hub_model_spec, is_available, is_downloaded, list_models
     from core.uploads import remember_model
 
     if args.add:
@@ -60,9 +60,14 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
+    def installed(spec) -> str:
+        if spec.family == "hub" and not is_downloaded(spec):
+            return "on first use"
+        return "yes" if is_available(spec) else "no"
+
     rows = [
         {"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
-         "installed": "yes" if is_available(s) else "no", "description": s.description}
+         "installed": installed(s), "description": s.description}
         for s in list_models()
     ]
     _print_table(rows, ["name", "family", "kind", "modality", "installed", "description"])
@@ -186,8 +191,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
         unmatched = []
         for prefix in args.keys:
             removed = cache.remove(prefix)
-            print(f"removed {len(removed)} entries matching {prefix}")
-            if not removed:
+            if removed:
+                print(f"removed {len(removed)} entries matching {prefix}")
+            else:
                 unmatched.append(prefix)
         if unmatched:
             raise AlignscopeError(f"no cache entry matches {', '.join(unmatched)}; `alignscope cache ls` lists the keys")
@@ -262,8 +268,15 @@ def _int_at_least(low: int, high: int | None = None):
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line, like every other error of this CLI."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alignscope", description="Representation alignment explorer")
+    parser = _Parser(prog="alignscope", description="Representation alignment explorer")
     sub = parser.add_subparsers(dest="command", required=True)
 
     models = sub.add_parser("models", help="list models, or add a hub model with --add")

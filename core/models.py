@@ -511,8 +511,39 @@ def _hf_kwargs(spec: ModelSpec, settings: Settings) -> dict:
     return {"revision": spec.revision, "trust_remote_code": trust}
 
 
+def is_downloaded(spec: ModelSpec) -> bool:
+    """For a hub-id model: whether its config is in the local Hugging Face cache (no network)."""
+    source = resolve_source(spec.source)
+    if Path(source).exists():
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(source, "config.json", revision=spec.revision), str)
+    except Exception:  # an id the hub library rejects is not downloaded either
+        return False
+
+
+def _require_reachable_hub(spec: ModelSpec, source: str) -> None:
+    """Fail in seconds, not after minutes of retries, when a hub model is not cached and the hub is
+    unreachable (offline machine, proxy)."""
+    import os
+
+    if Path(source).exists() or is_downloaded(spec):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelLoadError(f"could not load model {spec.name!r} ({source}): not downloaded, and HF_HUB_OFFLINE is set")
+    warning = check_hub_model(dataclasses.replace(spec, family="hub"), timeout=10.0)
+    if warning and warning.startswith("could not reach"):
+        raise ModelLoadError(
+            f"could not load model {spec.name!r} ({source}): it is not downloaded yet and the Hugging Face hub "
+            "cannot be reached from this machine. Download it once with network access, or add a local folder"
+        )
+
+
 def _hf_load(loader: Callable, spec: ModelSpec, settings: Settings, what: str):
     source = resolve_source(spec.source)
+    _require_reachable_hub(spec, source)
     try:
         return loader(source, **_hf_kwargs(spec, settings))
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors, ...

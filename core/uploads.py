@@ -71,7 +71,7 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
             table = pd.DataFrame({"text": [line for line in lines if line]})
         elif suffix == ".csv":
             # only an empty cell is missing: a text that reads "NaN" or "null" is still a text
-            table = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""])
+            table = pd.read_csv(io.BytesIO(data), keep_default_na=False, na_values=[""], skip_blank_lines=False)
         else:
             table = pd.read_parquet(io.BytesIO(data))
     except UnicodeDecodeError as exc:

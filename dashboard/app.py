@@ -13,6 +13,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 from dashboard._cached import ensure_registries  # noqa: E402
+from dashboard.state import PAGE_PATH_KEY  # noqa: E402
 
 try:
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _SCRIPT_CONTROL
@@ -48,8 +49,11 @@ pages = [
 ]
 _file, _title, _icon, _url_path = PAGES[0]
 pages.append(st.Page(str(_PAGES / _file), title=_title, icon=_icon, url_path=_url_path, visibility="hidden"))
+current = st.navigation(pages)
+# share links name the page that is shown, never a mistyped path the browser asked for
+st.session_state[PAGE_PATH_KEY] = "" if current is pages[0] else current.url_path
 try:
-    st.navigation(pages).run()
+    current.run()
 except Exception as error:  # last resort: pages show AlignscopeErrors themselves; anything else is a bug
     if isinstance(error, _SCRIPT_CONTROL):  # st.rerun / st.stop: Streamlit's own control flow
         raise

@@ -135,12 +135,24 @@ def metric_scores(rows: Sequence[dict]) -> go.Figure:
 
 def model_matrix(values: np.ndarray, names: Sequence[str], *, metric: str, order: Sequence[int] | None = None,
                  value_range: tuple[float, float] | None = None) -> go.Figure:  # fmt: skip
-    """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering)."""
+    """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering).
+
+    The colour scale spans the off-diagonal values unless ``value_range`` is given: a model against
+    itself (usually the maximum) would otherwise stretch the scale and flatten the differences that
+    matter; the diagonal then shows in the end colour, its number still printed.
+    """
     values = np.asarray(values, dtype=float)
     order = list(order) if order is not None else list(range(len(names)))
     ordered = values[np.ix_(order, order)]
     labels = [names[i] for i in order]
-    low, high = value_range if value_range is not None else (np.nanmin(values), np.nanmax(values))
+    off_diagonal = values[~np.eye(len(values), dtype=bool)] if len(values) > 1 else values.ravel()
+    finite = off_diagonal[np.isfinite(off_diagonal)]
+    if value_range is not None:
+        low, high = value_range
+    elif finite.size and finite.min() < finite.max():
+        low, high = float(finite.min()), float(finite.max())
+    else:
+        low, high = np.nanmin(values), np.nanmax(values)
     fig = go.Figure(
         go.Heatmap(
             z=ordered, x=labels, y=labels, colorscale=SEQUENTIAL,
@@ -182,8 +194,10 @@ def sweep(x: Sequence[float], values: Sequence[float], *, chance: Sequence[float
         go.Scatter(x=x, y=list(values), mode="lines+markers", name=metric, line={"color": LINE_COLOURS[0], "width": 3})
     )
     for index, (name, extra) in enumerate((series or {}).items()):
+        # open markers, drawn over the score line: visible where the two curves coincide
         fig.add_trace(go.Scatter(x=x, y=list(extra), mode="lines+markers", name=name,
-                                 line={"color": LINE_COLOURS[2 + index % 6], "dash": "dot"}))  # fmt: skip
+                                 line={"color": LINE_COLOURS[2 + index % 6], "dash": "dot"},
+                                 marker={"symbol": "diamond-open", "size": 11, "line": {"width": 2}}))  # fmt: skip
     if log_x:  # label the swept values themselves, not plotly's 2-3-5 minor ticks
         fig.update_xaxes(type="log", tickmode="array", tickvals=x, ticktext=[f"{v:g}" for v in x])
     fig.update_xaxes(title_text=x_title)

@@ -208,8 +208,10 @@ def label_rollup(rows: Sequence[dict], *, chance: float, height: int = 360) -> g
             showlegend=False,
         )
     )
-    fig.add_hline(y=chance, line={"color": "#D55E00", "dash": "dash"},
-                  annotation={"text": f"chance = {chance:.3f}", "font": {"color": "#D55E00"}})  # fmt: skip
+    # the chance line as a legend entry: its label can never hide behind a bar or leave the plot
+    fig.add_trace(go.Scatter(x=[labels[0], labels[-1]] if labels else [], y=[chance, chance], mode="lines",
+                             line={"color": "#D55E00", "dash": "dash", "width": 2}, name=f"chance = {chance:.3f}",
+                             hoverinfo="name"))  # fmt: skip
     _layout(fig, "Mean neighbour overlap by label", height=height)
     fig.update_xaxes(title_text="label", type="category")
     fig.update_yaxes(title_text="mean |N_A ∩ N_B| / k", rangemode="tozero")

@@ -353,6 +353,7 @@ def _parse(params: Mapping[str, Any], dataset_size: Callable[[str], int | None] 
             values["k"] = int(raw)
     if "k" not in values and default.k > k_high:
         values["k"] = k_high
+        warnings.append(f"k: the default k={default.k} needs n > {default.k}; using k={k_high} for n={n}")
 
     if "depth" in raw_by_key:
         raw = raw_by_key["depth"].strip().lower()
@@ -401,6 +402,13 @@ def _query_from_url() -> dict[str, list[str]]:
     import streamlit as st
 
     return {key: st.query_params.get_all(key) for key in st.query_params.keys()}
+
+
+def last_query() -> dict[str, str]:
+    """The query string of this session's current Selection (as last written to the URL)."""
+    import streamlit as st
+
+    return dict(st.session_state.get(_LAST_QUERY, {}))
 
 
 def write_selection(selection: Selection) -> None:
@@ -494,17 +502,27 @@ def _commit_suffixed(field: str, key: str, convert: Callable[[Any], Any]) -> Non
     update_selection(**{field: convert(st.session_state[key])})
 
 
-def share_url(selection: Selection, page_path: str = "") -> str:
-    """The full link to ``selection`` on a page, from the browser's address when known."""
-    from urllib.parse import urlencode
+PAGE_PATH_KEY = "_alignscope_page_path"  # set by app.py: the url path of the page being shown
+
+
+def share_url(selection: Selection, page_path: str | None = None) -> str:
+    """The full link to ``selection`` on the page being shown: the browser's origin (and any path
+    prefix in front of the app) plus the page's own url path, never the path the browser asked for."""
+    from urllib.parse import urlencode, urlsplit
 
     import streamlit as st
 
-    base = ""
+    if page_path is None:
+        page_path = st.session_state.get(PAGE_PATH_KEY)
     try:
-        base = str(st.context.url or "").split("?", 1)[0]
+        address = urlsplit(str(st.context.url or ""))
     except Exception:
-        base = ""
-    if not base:
-        base = "http://localhost:8501/" + page_path
+        address = urlsplit("")
+    if address.scheme and address.netloc:
+        path = address.path
+        if page_path is not None:  # replace the last path segment (the page) by the real page's path
+            path = path.rsplit("/", 1)[0] + "/" + page_path
+        base = f"{address.scheme}://{address.netloc}{path}"
+    else:
+        base = "http://localhost:8501/" + (page_path or "")
     return f"{base}?{urlencode(selection.to_query(), safe=',')}"

@@ -110,6 +110,15 @@ def features_ready(models: Sequence[str], dataset: str, n: int, seed: int, *, ke
     return True
 
 
+def switch_to_compare() -> None:
+    """Open the Compare page with the current Selection (its file, as registered in app.py)."""
+    from pathlib import Path
+
+    from dashboard.state import last_query
+
+    st.switch_page(str(Path(__file__).resolve().parent / "views" / "compare.py"), query_params=last_query())
+
+
 def share_box(selection: Selection) -> None:
     """The full link to this view, in a code block (which has a copy button)."""
     st.caption("Link to this exact view (copy with the button on the right):")

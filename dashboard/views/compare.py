@@ -141,15 +141,21 @@ with stats_slot.container():
                     st.error(f"{row['metric']}: {error}", icon=ui.ERROR_ICON)
             status.update(label="Statistics ready", state="complete")
     if rows:
+        searched = len(pair.names_a) * len(pair.names_b)
         table = pd.DataFrame(
             [{"metric": r["metric"], "score": r["score"], "chance level": r["chance"], "p-value": r["p_value"],
+              f"p if best of {searched} pairs": None if r["p_value"] is None else min(1.0, r["p_value"] * searched),
               "95% CI low": r["low"], "95% CI high": r["high"]} for r in rows]  # fmt: skip
         ).set_index("metric").astype(float)  # None -> NaN, shown as "–"
+        if searched == 1:
+            table = table.drop(columns=f"p if best of {searched} pairs")
         st.dataframe(table.style.format("{:.4f}", na_rep="–"), width="stretch")
         notes = ["Chance level: mean score over 20 shuffled sample correspondences."]
         if sel.permutations:
             notes.append(f"p-value: one-sided permutation test ({sel.permutations} shuffles, +1 corrected, so the "
-                         f"smallest possible p is 1/{sel.permutations + 1} = {1 / (sel.permutations + 1):.4f}).")
+                         f"smallest possible p is 1/{sel.permutations + 1} = {1 / (sel.permutations + 1):.4f}). "
+                         f"If you chose this layer pair because it scored best, use the Bonferroni-corrected "
+                         f"column (p × {len(pair.names_a) * len(pair.names_b)} pairs searched).")
         if sel.bootstrap:
             notes.append(f"Interval: bootstrap over samples ({sel.bootstrap} resamples), re-centred on the "
                          "estimate: resampling copies inflate most metrics, so the percentiles are read after "

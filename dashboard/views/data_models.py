@@ -96,8 +96,9 @@ with tab_upload:
                 _cached.show_error(error)
     if "last-representation" in st.session_state:
         rep, rep_ds = st.session_state["last-representation"]
-        st.button(f"Compare {rep} as model B on {rep_ds}", icon=":material/compare_arrows:",
-                  on_click=update_selection, kwargs={"model_b": rep, "dataset": rep_ds})  # fmt: skip
+        if st.button(f"Compare {rep} as model B on {rep_ds}", icon=":material/compare_arrows:"):
+            update_selection(model_b=rep, dataset=rep_ds)
+            ui.switch_to_compare()
 
 # -- hub models ------------------------------------------------------------------------------------
 with tab_hub:

@@ -67,6 +67,9 @@ def test_blank_cells_are_left_out_but_a_text_reading_nan_is_kept(cache_dir):
     assert dataset.texts == ("first", "NaN", "null", "last")
     assert dataset.labels == ("a", "b", "a", "")
     assert "2 blank rows left out" in spec.description
+    one_column = uploads.add_text_dataset("gappy-lines", "t.csv", b"text\nfirst\n\n   \nNaN\nsecond\n\n")
+    assert load_dataset("gappy-lines").texts == ("first", "NaN", "second")
+    assert "3 blank rows left out" in one_column.description
     buffer = io.BytesIO()
     pd.DataFrame({"text": ["x", None, "y", "z"]}).to_parquet(buffer)
     uploads.add_text_dataset("gappy-parquet", "t.parquet", buffer.getvalue())

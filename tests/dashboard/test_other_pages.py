@@ -190,3 +190,26 @@ def test_selection_survives_a_page_switch():
     no_exception(app)
     assert app.title[0].value == "Sweeps"
     assert url_of(app)["b"] == "digits-cnn-s2" and url_of(app)["k"] == "6"
+
+
+def test_compare_as_model_b_after_an_upload_opens_the_compare_page(dashboard_cache: Path):
+    from streamlit.testing.v1 import AppTest
+
+    from core.uploads import add_representation
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.random.default_rng(2).standard_normal((1797, 5)).astype(np.float32))
+    add_representation("switch-rep", "switch.npy", buffer.getvalue(), dataset="digits")
+    root = Path(__file__).resolve().parents[2]
+    app = AppTest.from_file(str(root / "dashboard" / "app.py"), default_timeout=60)
+    for key, value in {"n": "120", "perm": "0", "boot": "0"}.items():
+        app.query_params[key] = value
+    app.run()
+    app.switch_page(str(root / "dashboard" / "views" / "data_models.py")).run()
+    app.session_state["last-representation"] = ("switch-rep", "digits")
+    app.run()
+    next(b for b in app.button if b.label.startswith("Compare switch-rep")).click().run()
+    no_exception(app)
+    assert app.title[0].value == "Compare two models"
+    assert url_of(app)["b"] == "switch-rep" and url_of(app)["n"] == "120"
+    assert app.metric  # scores shown at once: a representation needs no compute click

@@ -45,6 +45,8 @@ def test_model_matrix_follows_the_order():
     assert list(fig.data[0].x) == ["a", "c", "b"]
     assert np.asarray(fig.data[0].z)[0, 1] == 0.9
     assert all(_axis_titles(fig))
+    # the colour scale spans the model-vs-other-model scores, not the diagonal's 1.0
+    assert (fig.data[0].zmin, fig.data[0].zmax) == (0.1, 0.9)
 
 
 def test_sweep_draws_a_chance_band_and_titles():

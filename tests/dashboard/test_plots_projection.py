@@ -93,7 +93,7 @@ def test_label_rollup_has_a_bar_per_label_and_the_chance_line():
             {"label": "1", "mean overlap": 0.2, "std error": 0.05, "samples": 8}]  # fmt: skip
     fig = plots_projection.label_rollup(rows, chance=0.05)
     assert list(fig.data[0].x) == ["0", "1"] and list(fig.data[0].y) == [0.5, 0.2]
-    assert fig.layout.shapes[0].y0 == 0.05
+    assert list(fig.data[1].y) == [0.05, 0.05] and fig.data[1].name == "chance = 0.050"
     assert fig.layout.xaxis.title.text == "label"
 
 
