@@ -137,9 +137,8 @@ def model_matrix(values: np.ndarray, names: Sequence[str], *, metric: str, order
                  value_range: tuple[float, float] | None = None) -> go.Figure:  # fmt: skip
     """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering).
 
-    The colour scale spans the off-diagonal values unless ``value_range`` is given: a model against
-    itself (usually the maximum) would otherwise stretch the scale and flatten the differences that
-    matter; the diagonal then shows in the end colour, its number still printed.
+    The colour scale spans ``value_range`` (the Many models page passes a bounded metric's own range),
+    else the off-diagonal values: a model against itself would otherwise set the scale alone.
     """
     values = np.asarray(values, dtype=float)
     order = list(order) if order is not None else list(range(len(names)))

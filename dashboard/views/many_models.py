@@ -3,6 +3,7 @@ by hierarchical clustering, and the GRAM n-way volume of the whole set."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -66,7 +67,10 @@ except AlignscopeError as error:
     st.stop()
 
 order = _cached.cluster_order(result["values"], result["higher_is_better"])
-fig = plots.model_matrix(result["values"], list(sel.models), metric=sel.metric, order=order)
+# a bounded metric is coloured over its whole range, so small differences look small (numbers are printed)
+bounded = all(np.isfinite(spec.value_range))
+fig = plots.model_matrix(result["values"], list(sel.models), metric=sel.metric, order=order,
+                         value_range=spec.value_range if bounded else None)  # fmt: skip
 st.plotly_chart(fig, key="many-matrix")
 where = "each pair's best layer pair" if sel.relative_depth is None else f"relative depth {sel.relative_depth:.2f}"
 st.caption(f"{sel.metric} ({'higher' if spec.higher_is_better else 'lower'} is more aligned) at {where}, on "
