@@ -51,6 +51,12 @@ def cmd_models(args: argparse.Namespace) -> int:
     from core.models import check_hub_model, hub_model_spec, is_available, is_downloaded, list_models
     from core.uploads import remember_model
 
+    if args.remove:
+        from core.uploads import forget
+
+        forget("models", args.remove)
+        print(f"removed model {args.remove!r} (its cached features stay until `alignscope cache rm`)")
+        return 0
     if args.add:
         spec = hub_model_spec(args.add, modality=args.modality, name=args.name, revision=args.revision,
                               trust_remote_code=args.trust_remote_code)  # fmt: skip
@@ -76,8 +82,18 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_datasets(args: argparse.Namespace) -> int:
     from core.datasets import hub_dataset_spec, list_datasets, load_dataset
-    from core.uploads import add_image_caption_csv, add_image_folder, add_text_dataset, remember_dataset
+    from core.uploads import (
+        add_image_caption_csv,
+        add_image_folder,
+        add_text_dataset,
+        forget,
+        remember_dataset,
+    )
 
+    if args.remove:
+        forget("datasets", args.remove)
+        print(f"removed dataset {args.remove!r} (its cached features stay until `alignscope cache rm`)")
+        return 0
     if args.add:
         spec = hub_dataset_spec(
             args.add, name=args.name, revision=args.revision, split=args.split, text_column=args.text_column,
@@ -281,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list models, or add a hub model with --add")
     models.add_argument("--add", metavar="HUB_ID_OR_PATH", help="register a transformers model by hub id / path")
+    models.add_argument("--remove", metavar="NAME", help="remove a model added with --add or uploaded")
     models.add_argument("--modality", choices=["text", "image"], default="text")
     models.add_argument("--name")
     models.add_argument("--revision")
@@ -299,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="texts (.csv/.parquet/.txt), images (.zip or a folder) or, with --image-pairs, "
                                "a CSV of image path + caption")
     datasets.add_argument("--image-pairs", action="store_true")
+    datasets.add_argument("--remove", metavar="NAME", help="remove an uploaded or added dataset")
     datasets.add_argument("--name")
     datasets.set_defaults(func=cmd_datasets)
 

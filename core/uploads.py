@@ -189,6 +189,34 @@ def load_user_registry(settings: Settings | None = None) -> list[str]:
     return names
 
 
+def forget(kind: str, name: str, settings: Settings | None = None) -> None:
+    """Remove an upload or run-time addition (``kind``: "models" or "datasets"): its registry entry and
+    its uploaded files. Built-in entries are refused. Cached features stay (``alignscope cache rm``)."""
+    from core.datasets import _REGISTRY as datasets_registry
+    from core.models import _REGISTRY as models_registry
+
+    settings = settings or get_settings()
+    if kind not in ("models", "datasets"):
+        raise UploadError(f"kind must be 'models' or 'datasets', not {kind!r}")
+    check_name(name, what=kind[:-1])
+    registry_in_memory = models_registry if kind == "models" else datasets_registry
+    path = _registry_path(settings)
+    with FileLock(str(path) + ".lock"):
+        registry = _read_registry(settings)
+        entries = registry.get(kind, [])
+        kept = [e for e in entries if e.get("name") != name]
+        if len(kept) == len(entries):
+            what = "built-in " if name in registry_in_memory else ""
+            raise UploadError(f"{name!r} is not an uploaded or added {kind[:-1]}"
+                              f"{' (' + what.strip() + ' entries cannot be removed)' if what else ''}")  # fmt: skip
+        registry[kind] = kept
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(registry, indent=1))
+        tmp.replace(path)
+    shutil.rmtree(_upload_folder(kind, name, settings), ignore_errors=True)
+    registry_in_memory.pop(name, None)
+
+
 def _upload_folder(kind: str, name: str, settings: Settings) -> Path:
     """``uploads/datasets/<name>`` or ``uploads/models/<name>``: the two kinds never share a folder."""
     return settings.uploads_dir / kind / check_name(name, what="upload")
@@ -475,4 +503,5 @@ __all__ = [
     "parse_texts",
     "remember_dataset",
     "remember_model",
+    "forget",
 ]

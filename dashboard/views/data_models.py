@@ -11,7 +11,7 @@ from core.datasets import list_datasets
 from core.errors import AlignscopeError
 from core.models import check_hub_model, hub_model_spec, list_models, load_model
 from core.settings import get_settings
-from core.uploads import add_image_dataset, add_representation, add_text_dataset, remember_model
+from core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
 from dashboard import _cached, ui
 from dashboard.state import read_selection, update_selection
 
@@ -37,6 +37,22 @@ with tab_browse:
     )
     st.caption("A model encodes datasets of its modality; `any` (precomputed representations) matches the dataset "
                "it was uploaded for.")  # fmt: skip
+    added = [("models", s.name) for s in list_models() if s.family in ("upload", "hub")] + [
+        ("datasets", s.name) for s in list_datasets() if s.source.startswith(("upload:", "hub:"))
+    ]
+    if added:
+        with st.expander("Remove an uploaded or added entry"):
+            kind_name = st.selectbox("Entry", added, format_func=lambda item: f"{item[1]} ({item[0][:-1]})",
+                                     key="remove-entry")  # fmt: skip
+            if st.button("Remove", icon=":material/delete:", key="remove-entry-button"):
+                try:
+                    forget(*kind_name)
+                    _cached.dataset_size.clear()
+                    st.toast(f"Removed {kind_name[1]!r}; its cached features stay (Cache tab).",
+                             icon=":material/delete:")  # fmt: skip
+                    st.rerun()
+                except AlignscopeError as error:
+                    _cached.show_error(error)
 
 
 def _after_upload(message: str) -> None:

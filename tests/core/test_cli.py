@@ -142,6 +142,29 @@ def test_an_unreachable_hub_adds_the_model_unverified_with_a_warning(monkeypatch
     assert spec_of("offline-model").source == "someone/offline-model"
 
 
+def test_added_models_and_datasets_can_be_removed_but_built_ins_cannot(monkeypatch, tmp_path, capsys):
+    from huggingface_hub import HfApi
+
+    from core.datasets import list_datasets
+    from core.models import list_models
+
+    monkeypatch.setattr(HfApi, "model_info", lambda self, repo_id, **_: None)  # "the hub knows it"
+    assert main(["models", "--add", "someone/removable", "--name", "removable"]) == 0
+    texts = tmp_path / "gone.txt"
+    texts.write_text("one\ntwo\nthree\n")
+    assert main(["datasets", "--upload", str(texts)]) == 0
+    assert main(["models", "--remove", "removable"]) == 0
+    assert main(["datasets", "--remove", "gone"]) == 0
+    assert "removable" not in [s.name for s in list_models()] and "gone" not in [s.name for s in list_datasets()]
+    from core.uploads import load_user_registry
+
+    assert not {"removable", "gone"} & set(load_user_registry())  # not back after a restart
+    capsys.readouterr()
+    assert main(["models", "--remove", "digits-cnn-s0"]) == 2
+    assert "built-in entries cannot be removed" in capsys.readouterr().err
+    assert main(["datasets", "--remove", "never-added"]) == 2
+
+
 def test_table_output_states_the_resolution_of_corrected_p_values(capsys):
     assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
                  "--n", "100", "--metric", "linear_cka", "--permutations", "10"]) == 0

@@ -213,3 +213,17 @@ def test_compare_as_model_b_after_an_upload_opens_the_compare_page(dashboard_cac
     assert app.title[0].value == "Compare two models"
     assert url_of(app)["b"] == "switch-rep" and url_of(app)["n"] == "120"
     assert app.metric  # scores shown at once: a representation needs no compute click
+
+
+def test_an_uploaded_representation_can_be_removed_on_the_page(dashboard_cache: Path):
+    from core.models import list_models
+    from core.uploads import add_representation
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((1797, 2), dtype=np.float32) + np.arange(1797)[:, None])
+    add_representation("doomed-rep", "doomed.npy", buffer.getvalue(), dataset="digits")
+    app = run_page("data_models")
+    app.selectbox(key="remove-entry").set_value(("models", "doomed-rep")).run()
+    app.button(key="remove-entry-button").click().run()
+    no_exception(app)
+    assert "doomed-rep" not in [spec.name for spec in list_models()]
