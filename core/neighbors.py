@@ -32,11 +32,13 @@ def _order_candidates(values: torch.Tensor, indices: torch.Tensor) -> tuple[torc
 
 def _block_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k of each row of ``sims`` with deterministic tie-breaking (lower column index first)."""
-    values, indices = torch.topk(sims, k, dim=1, sorted=True)
-    kth = values[:, -1:]
-    # topk's choice among equal values is unspecified; rows with ties straddling the k-th place are
-    # rare, so those alone go through an exact stable sort.
-    tied = (sims >= kth).sum(dim=1) > k
+    # One extra place: a tie straddles the k-th place exactly when the (k+1)-th value equals the k-th
+    # (a full-row comparison would cost a third of the search). topk's choice among equal values is
+    # unspecified; those rare rows alone go through an exact stable sort.
+    extra = min(k + 1, sims.shape[1])
+    values, indices = torch.topk(sims, extra, dim=1, sorted=True)
+    tied = values[:, k] == values[:, k - 1] if extra > k else torch.zeros(sims.shape[0], dtype=torch.bool, device=sims.device)
+    values, indices = values[:, :k].contiguous(), indices[:, :k].contiguous()
     if bool(tied.any()):
         rows = torch.nonzero(tied).flatten()
         order = torch.sort(sims[rows], dim=1, descending=True, stable=True).indices[:, :k]
