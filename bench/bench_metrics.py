@@ -118,7 +118,8 @@ def synthetic_layers(n_layers, n_samples, dim, seed):
 def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10, metrics=("mutual_knn", "cknna", "debiased_cka")) -> dict:
     layers_a = synthetic_layers(n_layers, n_samples, dim, seed=0)
     layers_b = synthetic_layers(n_layers, n_samples, dim, seed=0)[::-1]  # same content, reversed order
-    layers_b = [layer + 0.3 * torch.randn_like(layer) for layer in layers_b]
+    noise = torch.Generator().manual_seed(1)  # seeded: every run measures the same inputs
+    layers_b = [layer + 0.3 * torch.randn(layer.shape, generator=noise) for layer in layers_b]
     results = {}
     for metric in metrics:
         params = {"k": k} if "k" in get_metric(metric).param_names else {}
@@ -148,7 +149,9 @@ def bench_split_forms(n_layers=8, n_samples=1024, dim=768,
     from core.metrics.registry import compute
 
     layers_a = synthetic_layers(n_layers, n_samples, dim, seed=0)
-    layers_b = [layer + 0.3 * torch.randn_like(layer) for layer in synthetic_layers(n_layers, n_samples, dim, seed=1)]
+    noise = torch.Generator().manual_seed(2)
+    layers_b = [layer + 0.3 * torch.randn(layer.shape, generator=noise)
+                for layer in synthetic_layers(n_layers, n_samples, dim, seed=1)]  # fmt: skip
     results = {}
     for metric in metrics:
         start = time.perf_counter()

@@ -3,8 +3,8 @@
 Metrics with a split form in the registry (``prepare`` / ``compare``: the k-NN family, CKNNA, the
 kernel and CCA families, Procrustes and RSA) prepare each layer once — neighbour lists, centred Gram
 matrices, SVD bases, Gram factors, ranked RDMs — and only compare prepared states per pair
-(``bench/bench_metrics.py``, n = 1024, d = 768, 8 × 8 layers: RSA 7.0×, SVCCA 4.0×, PWCCA 2.9×, mean CCA
-2.8× faster than per pair; Procrustes 1.1×, its per-pair SVD of AᵀB dominates). Metrics that fit
+(``bench/bench_metrics.py``, n = 1024, d = 768, 8 × 8 layers: RSA 7.3×, SVCCA 4.3×, PWCCA and mean CCA
+3.0× faster than per pair; Procrustes 1.1×, its per-pair SVD of AᵀB dominates). Metrics that fit
 something per pair (ridge, retrieval, unit matching) or need all inputs at once (GRAM) are called once
 per pair.
 """
