@@ -61,7 +61,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = hub_model_spec(args.add, modality=args.modality, name=args.name, revision=args.revision,
                               trust_remote_code=args.trust_remote_code)  # fmt: skip
         warning = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
+        previous = next((s for s in list_models() if s.name == spec.name), None)
         spec = remember_model(spec)
+        if previous is not None and previous != spec:
+            print(f"note: replaced the earlier entry {spec.name!r} ({previous.kind}, {previous.source})")
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
