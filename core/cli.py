@@ -48,7 +48,7 @@ def _bootstrap_registries() -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models import check_hub_model, hub_model_spec, is_available, is_downloaded, list_models
+    from core.models import check_hub_model, hub_model_spec, install_status, list_models
     from core.uploads import remember_model
 
     if args.remove:
@@ -69,14 +69,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
-    def installed(spec) -> str:
-        if spec.family == "hub" and not is_downloaded(spec):
-            return "on first use"
-        return "yes" if is_available(spec) else "no"
-
     rows = [
         {"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
-         "installed": installed(s), "description": s.description}
+         "installed": install_status(s), "description": s.description}
         for s in list_models()
     ]
     _print_table(rows, ["name", "family", "kind", "modality", "installed", "description"])

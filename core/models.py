@@ -524,6 +524,14 @@ def is_downloaded(spec: ModelSpec) -> bool:
         return False
 
 
+def install_status(spec: ModelSpec) -> str:
+    """"yes", "no" (an optional package with the weights is missing) or "on first use" (a hub model not
+    downloaded yet). Never loads or downloads anything."""
+    if spec.family == "hub" and not is_downloaded(spec):
+        return "on first use"
+    return "yes" if is_available(spec) else "no"
+
+
 def _require_reachable_hub(spec: ModelSpec, source: str) -> None:
     """Fail in seconds, not after minutes of retries, when a hub model is not cached and the hub is
     unreachable (offline machine, proxy)."""

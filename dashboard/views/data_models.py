@@ -9,7 +9,7 @@ import streamlit as st
 from core.cache import FeatureCache
 from core.datasets import list_datasets
 from core.errors import AlignscopeError
-from core.models import check_hub_model, hub_model_spec, list_models, load_model
+from core.models import check_hub_model, hub_model_spec, install_status, list_models, load_model
 from core.settings import get_settings
 from core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
 from dashboard import _cached, ui
@@ -26,7 +26,7 @@ with tab_browse:
     st.subheader("Models")
     st.dataframe(
         pd.DataFrame([{"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
-                       "description": s.description} for s in list_models()]),  # fmt: skip
+                       "installed": install_status(s), "description": s.description} for s in list_models()]),  # fmt: skip
         hide_index=True, width="stretch",
     )
     st.subheader("Datasets")
