@@ -49,10 +49,10 @@ pages = [
 ]
 _file, _title, _icon, _url_path = PAGES[0]
 pages.append(st.Page(str(_PAGES / _file), title=_title, icon=_icon, url_path=_url_path, visibility="hidden"))
-current = st.navigation(pages)
-# share links name the page that is shown, never a mistyped path the browser asked for
-st.session_state[PAGE_PATH_KEY] = "" if current is pages[0] else current.url_path
 try:
+    current = st.navigation(pages)
+    # share links name the page that is shown, never a mistyped path the browser asked for
+    st.session_state[PAGE_PATH_KEY] = "" if current is pages[0] else current.url_path
     current.run()
 except Exception as error:  # last resort: pages show AlignscopeErrors themselves; anything else is a bug
     if isinstance(error, _SCRIPT_CONTROL):  # st.rerun / st.stop: Streamlit's own control flow
