@@ -33,20 +33,75 @@ def _svd_basis(centred: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Te
     return u[:, keep], s[keep], vh[keep]
 
 
-def _whitened(u: torch.Tensor, s: torch.Tensor, reg: float) -> torch.Tensor:
-    if reg == 0:
-        return u
-    lam = reg * float((s * s).mean())
-    return u * (s / torch.sqrt(s * s + lam))
+# Each layer is prepared once (its SVD basis, whitened for ``reg``); a pair costs one small SVD. The
+# public functions and ``layer_matrix`` share this one path.
 
 
-def _cca(centred_a: torch.Tensor, centred_b: torch.Tensor, reg: float, name_a: str, name_b: str):
-    u_a, s_a, _ = _svd_basis(centred_a, name_a)
-    u_b, s_b, _ = _svd_basis(centred_b, name_b)
-    basis_a, basis_b = _whitened(u_a, s_a, reg), _whitened(u_b, s_b, reg)
-    p, rho, _ = torch.linalg.svd(basis_a.T @ basis_b, full_matrices=False)
-    n_dirs = min(basis_a.shape[1], basis_b.shape[1])
-    return rho[:n_dirs].clamp(0.0, 1.0), basis_a, p[:, :n_dirs]
+@dataclass(frozen=True)
+class CCAState:
+    """One input in its SVD basis: whitened basis [n, r], the whitening scale [r], and for PWCCA ``s`` [r]
+    and ``vh`` [r, d] (uᵀA_c = diag(s)·vh gives the projections onto A's units without keeping A_c)."""
+
+    basis: torch.Tensor
+    scale: torch.Tensor
+    s: torch.Tensor | None = None
+    vh: torch.Tensor | None = None
+
+
+def _svd_reduce(centred: torch.Tensor, keep_variance: float, n_components: int | None, name: str) -> torch.Tensor:
+    u, s, _ = _svd_basis(centred, name)
+    if n_components is not None:
+        if n_components > s.numel():
+            raise InputError(f"{name} has rank {s.numel()}; n_components={n_components} is too many")
+        n_keep = n_components
+    else:
+        explained = torch.cumsum(s * s, 0) / (s * s).sum()
+        n_keep = int(torch.searchsorted(explained, torch.tensor(keep_variance, dtype=explained.dtype))) + 1
+        n_keep = min(n_keep, s.numel())
+    return u[:, :n_keep] * s[:n_keep]
+
+
+def _prepare_cca(feats: Any, *, reg: float = 0.0, name: str = "feats", reduce: dict | None = None,
+                 keep_units: bool = False, **_: Any) -> CCAState:  # fmt: skip
+    centred = centered64(as_tensor(feats, name))
+    if reduce is not None:  # SVCCA: CCA of the top singular directions (u·s), whose own SVD is (u, s)
+        centred = _svd_reduce(centred, reduce["keep_variance"], reduce["n_components"], name)
+    u, s, vh = _svd_basis(centred, name)
+    scale = torch.ones_like(s) if reg == 0 else s / torch.sqrt(s * s + reg * float((s * s).mean()))
+    return CCAState(u * scale, scale, s, vh) if keep_units else CCAState(u * scale, scale)
+
+
+def _prepare_pwcca(feats: Any, **params: Any) -> CCAState:
+    return _prepare_cca(feats, keep_units=True, **params)
+
+
+def _prepare_svcca(feats: Any, *, keep_variance: float = 0.99, n_components: int | None = None, reg: float = 0.0,
+                   name: str = "feats", **_: Any) -> CCAState:  # fmt: skip
+    return _prepare_cca(feats, reg=reg, name=name,
+                        reduce={"keep_variance": float(keep_variance), "n_components": n_components})  # fmt: skip
+
+
+def _pair_cca(state_a: CCAState, state_b: CCAState) -> tuple[torch.Tensor, torch.Tensor]:
+    """(canonical correlations, rotation of A's basis onto its canonical variates)."""
+    p, rho, _ = torch.linalg.svd(state_a.basis.T @ state_b.basis, full_matrices=False)
+    n_dirs = min(state_a.basis.shape[1], state_b.basis.shape[1])
+    return rho[:n_dirs].clamp(0.0, 1.0), p[:, :n_dirs]
+
+
+def _compare_mean_cca(state_a: CCAState, state_b: CCAState, **_: Any) -> float:
+    return float(_pair_cca(state_a, state_b)[0].mean())
+
+
+def _compare_pwcca(state_a: CCAState, state_b: CCAState, **_: Any) -> float:
+    rho, rotation = _pair_cca(state_a, state_b)
+    # variates = basis_a @ rotation, unit-normed; basis_a = u·scale and uᵀA_c = diag(s)·vh
+    scaled = rotation * state_a.scale[:, None]
+    norms = torch.linalg.vector_norm(scaled, dim=0)
+    weights = ((scaled * state_a.s[:, None]).T @ state_a.vh).abs().sum(dim=1) / norms
+    return float((weights * rho).sum() / weights.sum())
+
+
+# --- public functions ------------------------------------------------------------------------------
 
 
 def canonical_correlations(
@@ -55,8 +110,7 @@ def canonical_correlations(
     """Canonical correlations, float64 [min(rank_a, rank_b)], sorted descending, in [0, 1]."""
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
     reg = check_positive(reg, "reg", allow_zero=True)
-    rho, _, _ = _cca(centered64(tensor_a), centered64(tensor_b), reg, name_a, name_b)
-    return rho
+    return _pair_cca(_prepare_cca(tensor_a, reg=reg, name=name_a), _prepare_cca(tensor_b, reg=reg, name=name_b))[0]
 
 
 def mean_cca(
@@ -73,19 +127,6 @@ def mean_cca(
         1.0
     """
     return float(canonical_correlations(feats_a, feats_b, reg=reg, name_a=name_a, name_b=name_b).mean())
-
-
-def _svd_reduce(centred: torch.Tensor, keep_variance: float, n_components: int | None, name: str) -> torch.Tensor:
-    u, s, _ = _svd_basis(centred, name)
-    if n_components is not None:
-        if n_components > s.numel():
-            raise InputError(f"{name} has rank {s.numel()}; n_components={n_components} is too many")
-        n_keep = n_components
-    else:
-        explained = torch.cumsum(s * s, 0) / (s * s).sum()
-        n_keep = int(torch.searchsorted(explained, torch.tensor(keep_variance, dtype=explained.dtype))) + 1
-        n_keep = min(n_keep, s.numel())
-    return u[:, :n_keep] * s[:n_keep]
 
 
 def svcca(
@@ -105,10 +146,10 @@ def svcca(
         raise InputError(f"keep_variance must be in (0, 1], got {keep_variance!r}")
     if n_components is not None and int(n_components) < 1:
         raise InputError(f"n_components must be >= 1, got {n_components!r}")
-    reduced_a = _svd_reduce(centered64(tensor_a), float(keep_variance), n_components, name_a)
-    reduced_b = _svd_reduce(centered64(tensor_b), float(keep_variance), n_components, name_b)
-    rho, _, _ = _cca(reduced_a, reduced_b, check_positive(reg, "reg", allow_zero=True), name_a, name_b)
-    return float(rho.mean())
+    params = {"keep_variance": keep_variance, "n_components": n_components,
+              "reg": check_positive(reg, "reg", allow_zero=True)}  # fmt: skip
+    return _compare_mean_cca(_prepare_svcca(tensor_a, name=name_a, **params),
+                             _prepare_svcca(tensor_b, name=name_b, **params))  # fmt: skip
 
 
 def pwcca(
@@ -120,66 +161,8 @@ def pwcca(
     Weights come from A, so it is not symmetric. In [0, 1]; higher is better.
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
-    centred_a = centered64(tensor_a)
     reg = check_positive(reg, "reg", allow_zero=True)
-    rho, basis_a, rotation = _cca(centred_a, centered64(tensor_b), reg, name_a, name_b)
-    variates = basis_a @ rotation
-    variates = variates / torch.linalg.vector_norm(variates, dim=0, keepdim=True)
-    weights = (variates.T @ centred_a).abs().sum(dim=1)
-    return float((weights * rho).sum() / weights.sum())
-
-
-# --- split form for layer matrices: each layer's SVD once, each pair one small SVD ----------------
-
-
-@dataclass(frozen=True)
-class CCAState:
-    """One layer in its SVD basis: whitened basis [n, r], the whitening scale [r], and for PWCCA ``s`` [r]
-    and ``vh`` [r, d] (uᵀA_c = diag(s)·vh gives the projections onto A's units without keeping A_c)."""
-
-    basis: torch.Tensor
-    scale: torch.Tensor
-    s: torch.Tensor | None = None
-    vh: torch.Tensor | None = None
-
-
-def _prepare_cca(feats: Any, *, reg: float = 0.0, name: str = "feats", reduce: dict | None = None,
-                 keep_units: bool = False, **_: Any) -> CCAState:  # fmt: skip
-    centred = centered64(as_tensor(feats, name))
-    if reduce is not None:  # SVCCA: CCA of the top singular directions (u·s), whose own SVD is (u, s)
-        centred = _svd_reduce(centred, reduce["keep_variance"], reduce["n_components"], name)
-    u, s, vh = _svd_basis(centred, name)
-    scale = torch.ones_like(s) if reg == 0 else s / torch.sqrt(s * s + reg * float((s * s).mean()))
-    return CCAState(u * scale, scale, s, vh) if keep_units else CCAState(u * scale, scale)
-
-
-def _prepare_pwcca(feats: Any, **params: Any) -> CCAState:
-    return _prepare_cca(feats, keep_units=True, **params)
-
-
-def _pair_cca(state_a: CCAState, state_b: CCAState) -> tuple[torch.Tensor, torch.Tensor]:
-    p, rho, _ = torch.linalg.svd(state_a.basis.T @ state_b.basis, full_matrices=False)
-    n_dirs = min(state_a.basis.shape[1], state_b.basis.shape[1])
-    return rho[:n_dirs].clamp(0.0, 1.0), p[:, :n_dirs]
-
-
-def _compare_mean_cca(state_a: CCAState, state_b: CCAState, **_: Any) -> float:
-    return float(_pair_cca(state_a, state_b)[0].mean())
-
-
-def _compare_pwcca(state_a: CCAState, state_b: CCAState, **_: Any) -> float:
-    rho, rotation = _pair_cca(state_a, state_b)
-    # variates = basis_a @ rotation, unit-normed; basis_a = u·scale and uᵀA_c = diag(s)·vh
-    scaled = rotation * state_a.scale[:, None]
-    norms = torch.linalg.vector_norm(scaled, dim=0)
-    weights = ((scaled * state_a.s[:, None]).T @ state_a.vh).abs().sum(dim=1) / norms
-    return float((weights * rho).sum() / weights.sum())
-
-
-def _prepare_svcca(feats: Any, *, keep_variance: float = 0.99, n_components: int | None = None, reg: float = 0.0,
-                   name: str = "feats", **_: Any) -> CCAState:  # fmt: skip
-    return _prepare_cca(feats, reg=reg, name=name,
-                        reduce={"keep_variance": float(keep_variance), "n_components": n_components})  # fmt: skip
+    return _compare_pwcca(_prepare_pwcca(tensor_a, reg=reg, name=name_a), _prepare_cca(tensor_b, reg=reg, name=name_b))
 
 
 _REG = ParamSpec("reg", 0.0, low=0.0, high=1e6, help="ridge, as a multiple of the mean eigenvalue")

@@ -61,18 +61,6 @@ def kendall_tau_a(x: np.ndarray, y: np.ndarray) -> float:
     return float(tau_b * np.sqrt((n_pairs - tied(x)) * (n_pairs - tied(y))) / n_pairs)
 
 
-def compare_rdms(rdm_a: np.ndarray, rdm_b: np.ndarray, method: str = "spearman") -> float:
-    check_choice(method, COMPARE_METHODS, "compare")
-    for values, label in ((rdm_a, "feats_a"), (rdm_b, "feats_b")):
-        if np.ptp(values) == 0:
-            raise InputError(f"the RDM of {label} has all entries equal; it cannot be ranked")
-    if method == "spearman":
-        return float(stats.spearmanr(rdm_a, rdm_b).statistic)
-    if method == "kendall":
-        return kendall_tau_a(rdm_a, rdm_b)
-    return float(np.corrcoef(rdm_a, rdm_b)[0, 1])
-
-
 def rsa(
     feats_a: Any,
     feats_b: Any,
@@ -91,12 +79,18 @@ def rsa(
         1.0
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
-    return compare_rdms(rdm(tensor_a, rdm_method, name_a), rdm(tensor_b, rdm_method, name_b), compare)
+    params = {"rdm_method": rdm_method, "compare": compare}
+    return _compare_rsa(_prepare_rsa(tensor_a, name=name_a, **params), _prepare_rsa(tensor_b, name=name_b, **params),
+                        compare=compare)  # fmt: skip
+
+
+# Each layer's RDM is computed (and ranked) once; ``layer_matrix`` and ``rsa`` share this path.
 
 
 def _prepare_rsa(feats: Any, *, rdm_method: str = "correlation", compare: str = "spearman", name: str = "feats",
                  **_: Any) -> np.ndarray:  # fmt: skip
     """A layer's RDM, as average ranks for Spearman (Spearman's ρ is Pearson's r of the ranks)."""
+    check_choice(compare, COMPARE_METHODS, "compare")
     values = rdm(as_tensor(feats, name), rdm_method, name)
     if np.ptp(values) == 0:
         raise InputError(f"the RDM of {name} has all entries equal; it cannot be ranked")
