@@ -30,10 +30,10 @@ def _dir_bytes(path: Path) -> int:
 
 
 def bench_default(cache_dir: Path) -> dict:
-    from core.cache import FeatureCache
-    from core.cli import DEFAULT_JOBS
-    from core.datasets import load_dataset
-    from core.settings import get_settings
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.cli import DEFAULT_JOBS
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.settings import get_settings
 
     os.environ["ALIGNSCOPE_CACHE_DIR"] = str(cache_dir)
     get_settings.cache_clear()
@@ -63,10 +63,10 @@ def bench_default(cache_dir: Path) -> dict:
 
 
 def bench_text_batching(repeats: int = 3) -> dict:
-    import core.extract as extract_module
-    from core.datasets import load_dataset
-    from core.extract import extract_features
-    from core.models import load_model
+    import alignscope.core.extract as extract_module
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.extract import extract_features
+    from alignscope.core.models import load_model
 
     dataset = load_dataset("sentences")
     encoder = load_model("minilm-l6")

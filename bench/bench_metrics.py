@@ -34,8 +34,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.metrics.layers import layer_matrix  # noqa: E402
-from core.metrics.registry import get_metric  # noqa: E402
+from alignscope.core.metrics.layers import layer_matrix  # noqa: E402
+from alignscope.core.metrics.registry import get_metric  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "metrics.json"
 
@@ -146,7 +146,7 @@ def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10, metrics=("m
 
 def bench_split_forms(n_layers=8, n_samples=1024, dim=768,
                       metrics=("svcca", "pwcca", "mean_cca", "procrustes", "rsa")) -> dict:  # fmt: skip
-    from core.metrics.registry import compute
+    from alignscope.core.metrics.registry import compute
 
     layers_a = synthetic_layers(n_layers, n_samples, dim, seed=0)
     noise = torch.Generator().manual_seed(2)
@@ -185,7 +185,7 @@ def _vm_hwm_kib() -> int:
 
 
 def child(n_samples: int, dim: int, k: int) -> None:
-    from core.metrics.knn import mutual_knn
+    from alignscope.core.metrics.knn import mutual_knn
 
     generator = torch.Generator().manual_seed(0)
     feats_a = torch.randn(n_samples, dim, generator=generator)

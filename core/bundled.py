@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from core.errors import DatasetLoadError
+from alignscope.core.errors import DatasetLoadError
 
 _DATA_DIR = Path(__file__).resolve().parent / "data"
 SENTENCES_CSV = _DATA_DIR / "sentences.csv"

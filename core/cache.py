@@ -26,11 +26,11 @@ from filelock import FileLock, Timeout
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.datasets import Dataset
-from core.errors import CacheError
-from core.extract import EXTRACT_VERSION, Features, ProgressCallback, extract_features
-from core.models import ModelSpec, get_model_spec, resolve_device, resolve_dtype
-from core.settings import Settings, get_settings
+from alignscope.core.datasets import Dataset
+from alignscope.core.errors import CacheError
+from alignscope.core.extract import EXTRACT_VERSION, Features, ProgressCallback, extract_features
+from alignscope.core.models import ModelSpec, get_model_spec, resolve_device, resolve_dtype
+from alignscope.core.settings import Settings, get_settings
 
 CACHE_FORMAT = 1
 _KEY_LENGTH = 32

@@ -16,7 +16,7 @@ import time
 import webbrowser
 from pathlib import Path
 
-from core.errors import AlignscopeError
+from alignscope.core.errors import AlignscopeError
 
 MAX_SEED = 2**31 - 1  # as in dashboard links
 
@@ -42,17 +42,17 @@ def _print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def _bootstrap_registries() -> None:
-    from core.uploads import load_user_registry
+    from alignscope.core.uploads import load_user_registry
 
     load_user_registry()
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from core.models import check_hub_model, hub_model_spec, install_status, list_models
-    from core.uploads import remember_model
+    from alignscope.core.models import check_hub_model, hub_model_spec, install_status, list_models
+    from alignscope.core.uploads import remember_model
 
     if args.remove:
-        from core.uploads import forget
+        from alignscope.core.uploads import forget
 
         forget("models", args.remove)
         print(f"removed model {args.remove!r} (its cached features stay until `alignscope cache rm`)")
@@ -79,8 +79,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
-    from core.datasets import hub_dataset_spec, list_datasets, load_dataset
-    from core.uploads import (
+    from alignscope.core.datasets import hub_dataset_spec, list_datasets, load_dataset
+    from alignscope.core.uploads import (
         add_image_caption_csv,
         add_image_folder,
         add_text_dataset,
@@ -109,7 +109,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         elif path.suffix.lower() == ".csv" and args.image_pairs:
             spec = add_image_caption_csv(name, path)
         elif path.suffix.lower() == ".zip":
-            from core.uploads import add_image_dataset
+            from alignscope.core.uploads import add_image_dataset
 
             spec = add_image_dataset(name, path.name, _read_upload(path))
         else:
@@ -147,9 +147,9 @@ def _progress_bar(label: str):
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from core.cache import FeatureCache
-    from core.datasets import get_dataset_spec, load_dataset
-    from core.models import get_model_spec
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import get_dataset_spec, load_dataset
+    from alignscope.core.models import get_model_spec
 
     if args.model or args.dataset:
         if not (args.model and args.dataset):
@@ -179,7 +179,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from core.cache import FeatureCache
+    from alignscope.core.cache import FeatureCache
 
     cache = FeatureCache()
     if args.action == "ls":
@@ -216,7 +216,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from core.scoring import score_command
+    from alignscope.core.scoring import score_command
 
     return score_command(args)
 

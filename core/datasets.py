@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DatasetLoadError, InputError, ModalityError, UnknownDatasetError
-from core.models import check_name
+from alignscope.core.errors import DatasetLoadError, InputError, ModalityError, UnknownDatasetError
+from alignscope.core.models import check_name
 
 DATASET_MODALITIES = ("text", "image", "image-text")
 
@@ -225,7 +225,7 @@ def hub_dataset_spec(
 def _load_digits(spec: DatasetSpec) -> Dataset:
     from PIL import Image
 
-    from core.digits_nets import digits_arrays
+    from alignscope.core.digits_nets import digits_arrays
 
     images, labels = digits_arrays()
     pil = tuple(Image.fromarray((img * 255).round().astype(np.uint8), mode="L") for img in images)
@@ -241,7 +241,7 @@ def _load_digits(spec: DatasetSpec) -> Dataset:
 
 
 def _load_captions(spec: DatasetSpec) -> Dataset:
-    from core.bundled import load_bundled_image, read_image_captions
+    from alignscope.core.bundled import load_bundled_image, read_image_captions
 
     table = read_image_captions()
     images = tuple(load_bundled_image(row.source, row.name) for row in table.itertuples())
@@ -258,7 +258,7 @@ def _load_captions(spec: DatasetSpec) -> Dataset:
 
 
 def _load_sentences(spec: DatasetSpec) -> Dataset:
-    from core.bundled import read_sentences
+    from alignscope.core.bundled import read_sentences
 
     table = read_sentences()
     n = len(table)
@@ -324,7 +324,7 @@ def load_dataset(spec: DatasetSpec | str, *, n: int | None = None, seed: int = 0
     elif spec.source.startswith("hub:"):
         dataset = _load_hub(spec)
     elif spec.source.startswith("upload:"):
-        from core.uploads import load_uploaded_dataset
+        from alignscope.core.uploads import load_uploaded_dataset
 
         dataset = load_uploaded_dataset(spec)
     else:

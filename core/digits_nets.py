@@ -17,7 +17,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.settings import Settings, get_settings
+from alignscope.core.settings import Settings, get_settings
 
 RECIPE = "v1"
 LAYERS = ("conv1", "conv2", "conv3", "fc1", "logits")

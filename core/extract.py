@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.datasets import Dataset
-from core.errors import InputError, ModalityError
-from core.models import POOLINGS, Encoder, ModelSpec, get_model_spec, load_model
+from alignscope.core.datasets import Dataset
+from alignscope.core.errors import InputError, ModalityError
+from alignscope.core.models import POOLINGS, Encoder, ModelSpec, get_model_spec, load_model
 
 EXTRACT_VERSION = 1
 

@@ -36,8 +36,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from core.errors import InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
-from core.settings import Settings, get_settings
+from alignscope.core.errors import InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
+from alignscope.core.settings import Settings, get_settings
 
 MODALITIES = ("text", "image", "any")
 POOLINGS = ("mean", "cls", "last")
@@ -429,7 +429,7 @@ def _source_fingerprint(spec: ModelSpec) -> str | None:
         entry = _RUNTIME_MODULES.get(spec.name)
         return None if entry is None else _module_fingerprint(entry[0]())
     if spec.source == "digits-cnn":
-        from core import digits_nets
+        from alignscope.core import digits_nets
 
         return digits_nets.recipe_fingerprint()
     if spec.source.startswith("efficientnet-"):
@@ -778,7 +778,7 @@ def _load_torch_hooks(spec: ModelSpec, device: torch.device, dtype: torch.dtype)
         net, layers, preprocess, _ = _efficientnet_lite(spec.source.removeprefix("efficientnet-"))
         return HookEncoder(net, layers, modality="image", preprocess=preprocess, device=device, dtype=dtype)
     if spec.source == "digits-cnn":
-        from core import digits_nets
+        from alignscope.core import digits_nets
 
         net = digits_nets.load_or_train(int(spec.option("seed", "0")))
         return HookEncoder(
@@ -800,7 +800,7 @@ def _load_embedding(spec: ModelSpec) -> EmbeddingEncoder:
 
 
 def _load_representation(spec: ModelSpec) -> EmbeddingEncoder:
-    from core.uploads import load_representation
+    from alignscope.core.uploads import load_representation
 
     values = load_representation(spec)
 

@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.errors import InputError
-from core.metrics._checks import as_tensor, check_features, check_k
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import as_tensor, check_features, check_k
 
 DEFAULT_BLOCK_SIZE = 1024
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError
-from core.metrics._checks import check_features
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import check_features
 
 ProgressCallback = Callable[[int, int], None]
 """Called as ``progress(steps_done, steps_total)``; for UMAP the steps are optimisation epochs."""
@@ -137,7 +137,7 @@ def pca_2d(feats: Any) -> np.ndarray:
 
 def _import_umap():
     """``import umap`` only after the settings have pointed numba at its persistent cache."""
-    from core.settings import get_settings
+    from alignscope.core.settings import get_settings
 
     get_settings()
     with warnings.catch_warnings():

@@ -15,13 +15,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from core.cache import FeatureCache
-from core.datasets import load_dataset
-from core.errors import InputError
-from core.extract import Features
-from core.metrics.layers import layer_matrix
-from core.metrics.registry import compute, get_metric
-from core.stats import chance_level, permutation_test
+from alignscope.core.cache import FeatureCache
+from alignscope.core.datasets import load_dataset
+from alignscope.core.errors import InputError
+from alignscope.core.extract import Features
+from alignscope.core.metrics.layers import layer_matrix
+from alignscope.core.metrics.registry import compute, get_metric
+from alignscope.core.stats import chance_level, permutation_test
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs
-from core.metrics.registry import MetricSpec, get_metric
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs
+from alignscope.core.metrics.registry import MetricSpec, get_metric
 
 
 def _generator(seed: int) -> torch.Generator:

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from core.datasets import Dataset, DatasetSpec, LazyImages, get_dataset_spec, register_dataset
-from core.errors import AlignscopeError, DatasetLoadError, ModelLoadError, UploadError
-from core.models import ModelSpec, check_name, register_model
-from core.settings import Settings, get_settings
+from alignscope.core.datasets import Dataset, DatasetSpec, LazyImages, get_dataset_spec, register_dataset
+from alignscope.core.errors import AlignscopeError, DatasetLoadError, ModelLoadError, UploadError
+from alignscope.core.models import ModelSpec, check_name, register_model
+from alignscope.core.settings import Settings, get_settings
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEXT_SUFFIXES = (".csv", ".parquet", ".txt")
@@ -192,8 +192,8 @@ def load_user_registry(settings: Settings | None = None) -> list[str]:
 def forget(kind: str, name: str, settings: Settings | None = None) -> None:
     """Remove an upload or run-time addition (``kind``: "models" or "datasets"): its registry entry and
     its uploaded files. Built-in entries are refused. Cached features stay (``alignscope cache rm``)."""
-    from core.datasets import _REGISTRY as datasets_registry
-    from core.models import _REGISTRY as models_registry
+    from alignscope.core.datasets import _REGISTRY as datasets_registry
+    from alignscope.core.models import _REGISTRY as models_registry
 
     settings = settings or get_settings()
     if kind not in ("models", "datasets"):
@@ -224,8 +224,8 @@ def _upload_folder(kind: str, name: str, settings: Settings) -> Path:
 
 def _claim_name(kind: str, name: str) -> None:
     """Refuse a name that belongs to a built-in entry; an earlier upload or run-time addition may be replaced."""
-    from core.datasets import _REGISTRY as datasets_registry
-    from core.models import _REGISTRY as models_registry
+    from alignscope.core.datasets import _REGISTRY as datasets_registry
+    from alignscope.core.models import _REGISTRY as models_registry
 
     check_name(name, what="dataset" if kind == "datasets" else "model")
     if kind == "datasets":
@@ -428,7 +428,7 @@ def add_representation(
     """Store an ``[N, D]`` matrix whose rows are ``dataset``'s samples; register it as a one-layer model."""
     from safetensors.numpy import save
 
-    from core.datasets import load_dataset
+    from alignscope.core.datasets import load_dataset
 
     settings = settings or get_settings()
     _claim_name("models", name)

@@ -20,11 +20,11 @@ from importlib import metadata
 import numpy as np
 import streamlit as st
 
-from core.cache import FeatureCache, feature_key
-from core.datasets import Dataset, load_dataset
-from core.errors import AlignscopeError, InputError
-from core.models import get_model_spec, load_model, resolve_device, resolve_dtype
-from core.settings import get_settings
+from alignscope.core.cache import FeatureCache, feature_key
+from alignscope.core.datasets import Dataset, load_dataset
+from alignscope.core.errors import AlignscopeError, InputError
+from alignscope.core.models import get_model_spec, load_model, resolve_device, resolve_dtype
+from alignscope.core.settings import get_settings
 
 FULL_EXTRACT_LIMIT = 5000
 # ...and only when that is quick: a slow model (EfficientNet on 1,797 digits) extracts just the subset asked for.
@@ -50,7 +50,7 @@ _LOAD_SECONDS = {"torch-hooks": 3.0, "hf-text": 5.0, "hf-vision": 8.0, "embeddin
 @st.cache_resource(show_spinner=False)
 def bootstrap_registries(cache_dir: str) -> list[str]:
     """Register persisted uploads and hub models once per cache dir (the arg keys the cache)."""
-    from core.uploads import load_user_registry
+    from alignscope.core.uploads import load_user_registry
 
     return load_user_registry()
 
@@ -66,7 +66,7 @@ def dataset(name: str, revision: str | None) -> Dataset:
 
 
 def full_dataset(name: str) -> Dataset:
-    from core.datasets import get_dataset_spec
+    from alignscope.core.datasets import get_dataset_spec
 
     return dataset(name, get_dataset_spec(name).revision)
 
@@ -88,7 +88,7 @@ def encoder(model: str, fingerprint: str):
 
 def modality_problem(model: str, dataset_name: str) -> str | None:
     """A sentence explaining why ``model`` cannot encode ``dataset_name``, or None when it can."""
-    from core.datasets import get_dataset_spec, list_datasets
+    from alignscope.core.datasets import get_dataset_spec, list_datasets
 
     spec = get_model_spec(model)
     data_spec = get_dataset_spec(dataset_name)
@@ -233,7 +233,7 @@ def resolve_layer(index: int, n_layers: int) -> int:
 
 def metric_params(metric: str, k: int) -> dict:
     """The page's k, passed only to metrics that take one (and clamped to their bounds)."""
-    from core.scoring import metric_params as params_for
+    from alignscope.core.scoring import metric_params as params_for
 
     return params_for(metric, k=k)
 
@@ -247,7 +247,7 @@ def metric_params(metric: str, k: int) -> dict:
 def layer_scores(model_a: str, model_b: str, dataset_name: str, n: int, seed: int, metric: str, k: int,
                  key_a: str, key_b: str) -> dict:  # fmt: skip
     """Every layer pair: ``{"values" [La, Lb], "best_index", "best_value", "names_a", "names_b"}``."""
-    from core.metrics.layers import layer_matrix
+    from alignscope.core.metrics.layers import layer_matrix
 
     feats_a = features_for(model_a, dataset_name, n, seed)
     feats_b = features_for(model_b, dataset_name, n, seed)
@@ -278,8 +278,8 @@ def _pair(model_a, model_b, dataset_name, n, seed, layer_a, layer_b):
 def score_and_chance(model_a: str, model_b: str, dataset_name: str, n: int, seed: int, metric: str, k: int,
                      layer_a: int, layer_b: int, key_a: str, key_b: str) -> dict:  # fmt: skip
     """``{"score", "chance", "chance_analytic", "chance_std", "higher_is_better"}`` (20 shuffles)."""
-    from core.metrics.registry import compute, get_metric
-    from core.stats import chance_level
+    from alignscope.core.metrics.registry import compute, get_metric
+    from alignscope.core.stats import chance_level
 
     a, b = _pair(model_a, model_b, dataset_name, n, seed, layer_a, layer_b)
     params = metric_params(metric, k)
@@ -297,7 +297,7 @@ def score_and_chance(model_a: str, model_b: str, dataset_name: str, n: int, seed
 @st.cache_data(show_spinner=False, max_entries=256)
 def p_value(model_a: str, model_b: str, dataset_name: str, n: int, seed: int, metric: str, k: int,
             layer_a: int, layer_b: int, permutations: int, key_a: str, key_b: str) -> float:  # fmt: skip
-    from core.stats import permutation_test
+    from alignscope.core.stats import permutation_test
 
     a, b = _pair(model_a, model_b, dataset_name, n, seed, layer_a, layer_b)
     return permutation_test(metric, a, b, n_permutations=permutations, seed=seed, **metric_params(metric, k)).p_value
@@ -306,7 +306,7 @@ def p_value(model_a: str, model_b: str, dataset_name: str, n: int, seed: int, me
 @st.cache_data(show_spinner=False, max_entries=256)
 def interval(model_a: str, model_b: str, dataset_name: str, n: int, seed: int, metric: str, k: int,
              layer_a: int, layer_b: int, bootstrap: int, key_a: str, key_b: str) -> tuple[float, float]:  # fmt: skip
-    from core.stats import bootstrap_ci
+    from alignscope.core.stats import bootstrap_ci
 
     a, b = _pair(model_a, model_b, dataset_name, n, seed, layer_a, layer_b)
     result = bootstrap_ci(metric, a, b, n_boot=bootstrap, seed=seed, **metric_params(metric, k))
@@ -349,7 +349,7 @@ def model_matrix(models: tuple[str, ...], dataset_name: str, n: int, seed: int, 
                  relative_depth: float | None, keys: tuple[str, ...]) -> dict:  # fmt: skip
     """``{"values" [m, m], "layers": [[i, j] per cell]}``: the best layer pair per model pair, or the
     layers at one relative depth. ``keys`` (feature cache keys) only key the cache."""
-    from core.metrics.registry import compute, get_metric
+    from alignscope.core.metrics.registry import compute, get_metric
 
     spec = get_metric(metric)
     count = len(models)
@@ -400,7 +400,7 @@ def gram(models: tuple[str, ...], dataset_name: str, n: int, seed: int, relative
     import torch
 
     try:
-        from core.metrics.gram import gram_volume
+        from alignscope.core.metrics.gram import gram_volume
     except ImportError:
         return {"problem": "GRAM is not available in this version of core.metrics.", "widths": [], "layers": []}
     chosen, widths = [], []
@@ -461,8 +461,8 @@ def sweep(kind: str, model_a: str, model_b: str, dataset_name: str, n: int, seed
     """
     import torch
 
-    from core.metrics.registry import compute, get_metric
-    from core.stats import chance_level
+    from alignscope.core.metrics.registry import compute, get_metric
+    from alignscope.core.stats import chance_level
 
     spec = get_metric(metric)
     feats_a = features_for(model_a, dataset_name, n, seed)["values"]
@@ -543,7 +543,7 @@ def layer_features(model: str, dataset_name: str, n: int, seed: int, layer: int)
 @st.cache_data(show_spinner=False, max_entries=64)
 def pca_projection(model: str, dataset_name: str, n: int, seed: int, layer: int, key: str) -> dict:
     """``{"coords": [n, 2], "explained": [2]}`` (explained-variance ratios of the two components)."""
-    from core.projection import pca
+    from alignscope.core.projection import pca
 
     data = layer_features(model, dataset_name, n, seed, layer)
     result = pca(data, n_components=min(2, data.shape[1]))
@@ -555,7 +555,7 @@ def pca_projection(model: str, dataset_name: str, n: int, seed: int, layer: int,
 @st.cache_resource(show_spinner=False)
 def umap_warm_up() -> float:
     """Import umap and JIT-compile it once per process (seconds it took)."""
-    from core.projection import warm_up
+    from alignscope.core.projection import warm_up
 
     return warm_up()
 
@@ -564,7 +564,7 @@ def umap_warm_up() -> float:
 def umap_projection(model: str, dataset_name: str, n: int, seed: int, layer: int, key: str, n_neighbors: int,
                     min_dist: float, _progress: Callable[[int, int], None] | None = None) -> np.ndarray:  # fmt: skip
     """``[n, 2]`` UMAP (cosine, seeded with the Selection's seed)."""
-    from core.projection import umap_2d
+    from alignscope.core.projection import umap_2d
 
     umap_warm_up()
     data = layer_features(model, dataset_name, n, seed, layer)
@@ -577,7 +577,7 @@ def aligned_umap_projection(model_a: str, model_b: str, dataset_name: str, n: in
                             min_dist: float, _progress: Callable[[int, int], None] | None = None
                             ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(coords_a, coords_b), each ``[n, 2]``: aligned UMAP with the identity relation between A and B."""
-    from core.projection import aligned_umap_2d
+    from alignscope.core.projection import aligned_umap_2d
 
     umap_warm_up()
     data_a = layer_features(model_a, dataset_name, n, seed, layer_a)
@@ -596,8 +596,8 @@ def neighbour_overlap(model_a: str, model_b: str, dataset_name: str, n: int, see
     """
     import pandas as pd
 
-    from core.metrics.knn import mutual_knn_chance
-    from core.neighbors import knn_indices, per_sample_overlap
+    from alignscope.core.metrics.knn import mutual_knn_chance
+    from alignscope.core.neighbors import knn_indices, per_sample_overlap
 
     data_a = layer_features(model_a, dataset_name, n, seed, layer_a)
     data_b = layer_features(model_b, dataset_name, n, seed, layer_b)
@@ -643,7 +643,7 @@ def selected_samples(selected: tuple[str, ...]) -> tuple[str, ...]:
 
 def select_samples(sample_ids: list[str] | tuple[str, ...]) -> None:
     """Make ``sample_ids`` the selection: all of them in this session, the first ``MAX_SELECTED`` in the URL."""
-    from dashboard.state import MAX_SELECTED, update_selection
+    from alignscope.dashboard.state import MAX_SELECTED, update_selection
 
     ids = tuple(dict.fromkeys(sample_ids))
     st.session_state[_FULL_SELECTION] = ids

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the project root.
-_ROOT = Path(__file__).resolve().parent.parent
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
-
-from dashboard._cached import ensure_registries  # noqa: E402
-from dashboard.state import PAGE_PATH_KEY  # noqa: E402
+from alignscope.dashboard._cached import ensure_registries
+from alignscope.dashboard.state import PAGE_PATH_KEY
 
 try:
     from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException as _SCRIPT_CONTROL

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.plots import SEQUENTIAL, _layout
+from alignscope.dashboard.plots import SEQUENTIAL, _layout
 
 # Tableau 10, then Alphabet for datasets with more labels (colours repeat beyond 36 labels).
 LABEL_COLOURS = (

@@ -179,19 +179,19 @@ class Selection:
 
 
 def _registered_models() -> list[str]:
-    from core.models import list_models
+    from alignscope.core.models import list_models
 
     return [spec.name for spec in list_models()]
 
 
 def _registered_datasets() -> list[str]:
-    from core.datasets import list_datasets
+    from alignscope.core.datasets import list_datasets
 
     return [spec.name for spec in list_datasets()]
 
 
 def _registered_metrics() -> list[str]:
-    from core.metrics.registry import list_metrics
+    from alignscope.core.metrics.registry import list_metrics
 
     return [spec.name for spec in list_metrics()]
 
@@ -393,7 +393,7 @@ _WIDGET_PREFIX = "sel."
 
 
 def _dataset_size(name: str) -> int | None:
-    from dashboard._cached import dataset_size
+    from alignscope.dashboard._cached import dataset_size
 
     return dataset_size(name)
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from core.errors import AlignscopeError
-from dashboard import _cached
-from dashboard.state import Selection, share_url
+from alignscope.core.errors import AlignscopeError
+from alignscope.dashboard import _cached
+from alignscope.dashboard.state import Selection, share_url
 
 ERROR_ICON = ":material/error:"
 
@@ -28,7 +28,7 @@ def show_warnings(warnings: Sequence[str]) -> None:
 
 
 def model_label(name: str) -> str:
-    from core.models import get_model_spec
+    from alignscope.core.models import get_model_spec
 
     try:
         spec = get_model_spec(name)
@@ -38,7 +38,7 @@ def model_label(name: str) -> str:
 
 
 def dataset_label(name: str) -> str:
-    from core.datasets import get_dataset_spec
+    from alignscope.core.datasets import get_dataset_spec
 
     try:
         spec = get_dataset_spec(name)
@@ -114,7 +114,7 @@ def switch_to_compare() -> None:
     """Open the Compare page with the current Selection (its file, as registered in app.py)."""
     from pathlib import Path
 
-    from dashboard.state import last_query
+    from alignscope.dashboard.state import last_query
 
     st.switch_page(str(Path(__file__).resolve().parent / "views" / "compare.py"), query_params=last_query())
 
@@ -131,7 +131,7 @@ def json_download(label: str, payload: dict, file_name: str, key: str) -> None:
 
 
 def html_download(fig, file_name: str, key: str) -> None:
-    from dashboard.plots import figure_html
+    from alignscope.dashboard.plots import figure_html
 
     st.download_button("Figure (HTML)", figure_html(fig), file_name=file_name, mime="text/html", key=key,
                        icon=":material/download:")  # fmt: skip
@@ -149,9 +149,9 @@ def csv_download(label: str, frame, file_name: str, key: str) -> None:
 
 def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
     """Model A, model B, dataset, n and seed in the sidebar (call inside ``with st.sidebar``)."""
-    from core.datasets import list_datasets
-    from core.models import list_models
-    from dashboard.state import bound
+    from alignscope.core.datasets import list_datasets
+    from alignscope.core.models import list_models
+    from alignscope.dashboard.state import bound
 
     model_names = [spec.name for spec in list_models()]
     dataset_names = [spec.name for spec in list_datasets()]
@@ -165,7 +165,7 @@ def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
 
 
 def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = None) -> None:
-    from dashboard.state import bound
+    from alignscope.dashboard.state import bound
 
     bound(st.number_input, label, sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)), help=help)
 
@@ -189,7 +189,7 @@ class LoadedPair:
 
 def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
     """A link naming a layer the model does not have: say so, put the last layer in the URL, run again."""
-    from dashboard.state import note_for_next_run, update_selection
+    from alignscope.dashboard.state import note_for_next_run, update_selection
 
     fixes, notes = {}, []
     for field, model, index, count in (("layer_a", sel.model_a, sel.layer_a, count_a),
@@ -208,7 +208,7 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
     """Everything before a single-pair page can draw, stopping the page with a message when it cannot:
     a model that cannot encode the dataset, features not cached yet (ask before computing), a load
     error. Adds the layer pickers to the sidebar and warns about layers that do not exist."""
-    from dashboard.state import bound
+    from alignscope.dashboard.state import bound
 
     problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
     if problems:

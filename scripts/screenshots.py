@@ -32,7 +32,7 @@ VIEWPORT = {"width": 1440, "height": 900}
 
 
 def _selected_ids(label: str, n: int = 500, seed: int = 0, limit: int = 40) -> str:
-    from core.datasets import load_dataset
+    from alignscope.core.datasets import load_dataset
 
     subset = load_dataset("digits").subset(n, seed)
     return ",".join([sid for sid, lab in zip(subset.sample_ids, subset.labels) if lab == label][:limit])
@@ -40,10 +40,10 @@ def _selected_ids(label: str, n: int = 500, seed: int = 0, limit: int = 40) -> s
 
 def _half_aligned_sample(cache_dir: Path, n: int = 500, seed: int = 0, k: int = 10) -> str:
     """A sample whose neighbours A and B half share: the most telling one to show side by side."""
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
-    from core.neighbors import knn_indices, per_sample_overlap
-    from core.settings import Settings
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.neighbors import knn_indices, per_sample_overlap
+    from alignscope.core.settings import Settings
 
     cache = FeatureCache(settings=Settings(cache_dir=cache_dir))
     full = load_dataset("digits")
@@ -89,7 +89,7 @@ def save_small_png(png: bytes, path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
-    from core.settings import get_settings
+    from alignscope.core.settings import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", type=Path, default=None, help="default: the settings' cache dir")

@@ -15,7 +15,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _use_cache_dir(monkeypatch: pytest.MonkeyPatch, path: Path) -> Path:
-    from core.settings import get_settings
+    from alignscope.core.settings import get_settings
 
     monkeypatch.setenv("ALIGNSCOPE_CACHE_DIR", str(path))
     get_settings.cache_clear()
@@ -25,7 +25,7 @@ def _use_cache_dir(monkeypatch: pytest.MonkeyPatch, path: Path) -> Path:
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A fresh, empty ALIGNSCOPE_CACHE_DIR for this test."""
-    from core.settings import get_settings
+    from alignscope.core.settings import get_settings
 
     yield _use_cache_dir(monkeypatch, tmp_path / "cache")
     get_settings.cache_clear()
@@ -34,8 +34,8 @@ def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture(scope="session")
 def trained_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One session-wide folder with the digits CNNs trained once (seconds), shared by tests that copy it."""
-    from core import digits_nets
-    from core.settings import Settings
+    from alignscope.core import digits_nets
+    from alignscope.core.settings import Settings
 
     root = tmp_path_factory.mktemp("trained")
     settings = Settings(cache_dir=root)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import InputError
+from alignscope.core.errors import InputError
 
 MIN_SAMPLES = 3
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
-from core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 RANK_TOL = 1e-10
 

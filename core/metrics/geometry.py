@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs, as_tensor, centered64, check_choice, check_positive
-from core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_choice, check_positive
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 
 def _unit_frobenius(centred: torch.Tensor, name: str) -> torch.Tensor:

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.errors import InputError
-from core.metrics._checks import check_features
-from core.metrics.registry import MetricSpec, register
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import check_features
+from alignscope.core.metrics.registry import MetricSpec, register
 
 
 def gram_volume_per_sample(*feats: Any, names: tuple[str, ...] | None = None) -> torch.Tensor:

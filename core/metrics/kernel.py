@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
-from core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 KORNBLITH_REF = "Kornblith et al. 2019, Similarity of Neural Network Representations Revisited"
 SONG_REF = "Song et al. 2012 (JMLR 13), unbiased HSIC eq. 5; debiased CKA as in Nguyen et al. 2021"

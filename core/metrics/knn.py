@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from scipy.stats import hypergeom
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs, as_tensor, check_k
-from core.metrics.registry import MetricSpec, ParamSpec, register
-from core.neighbors import DEFAULT_BLOCK_SIZE, overlap_counts, topk_similar
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, check_k
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.neighbors import DEFAULT_BLOCK_SIZE, overlap_counts, topk_similar
 
 PLATONIC_REF = "Huh et al. 2024, The Platonic Representation Hypothesis (minyoungg/platonic-rep metrics.py)"
 

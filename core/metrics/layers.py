@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError
-from core.metrics._checks import check_features
-from core.metrics.registry import get_metric
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import check_features
+from alignscope.core.metrics.registry import get_metric
 
 
 @dataclass(frozen=True)

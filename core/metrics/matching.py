@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from core.metrics._checks import _check_inputs, centered64, check_choice
-from core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.metrics._checks import _check_inputs, centered64, check_choice
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 
 def unit_correlation(feats_a: Any, feats_b: Any, *, name_a: str = "feats_a", name_b: str = "feats_b") -> np.ndarray:

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs
-from core.metrics.registry import compute
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs
+from alignscope.core.metrics.registry import compute
 
 
 @dataclass(frozen=True)

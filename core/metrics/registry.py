@@ -19,20 +19,20 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InputError, UnknownMetricError
+from alignscope.core.errors import InputError, UnknownMetricError
 
 INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation", "invertible_linear", "unit_scale")
 
 _FAMILY_MODULES = (
-    "core.metrics.knn",
-    "core.metrics.kernel",
-    "core.metrics.cca",
-    "core.metrics.geometry",
-    "core.metrics.rsa",
-    "core.metrics.relative",
-    "core.metrics.gram",
-    "core.metrics.matching",
-    "core.metrics.retrieval",
+    "alignscope.core.metrics.knn",
+    "alignscope.core.metrics.kernel",
+    "alignscope.core.metrics.cca",
+    "alignscope.core.metrics.geometry",
+    "alignscope.core.metrics.rsa",
+    "alignscope.core.metrics.relative",
+    "alignscope.core.metrics.gram",
+    "alignscope.core.metrics.matching",
+    "alignscope.core.metrics.retrieval",
 )
 
 

@@ -14,9 +14,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs
-from core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 
 def choose_anchors(n_samples: int, n_anchors: int, seed: int = 0) -> torch.Tensor:

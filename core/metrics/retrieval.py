@@ -14,10 +14,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs, check_positive
-from core.metrics.geometry import _groups, _ridge_fit_predict
-from core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs, check_positive
+from alignscope.core.metrics.geometry import _groups, _ridge_fit_predict
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 
 def split_indices(n_samples: int, train_fraction: float, seed: int,

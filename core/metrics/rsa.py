@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from scipy import stats
 
-from core.errors import InputError
-from core.metrics._checks import _check_inputs, as_tensor, check_choice
-from core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.errors import InputError
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, check_choice
+from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 RDM_METHODS = ("correlation", "euclidean")
 COMPARE_METHODS = ("spearman", "kendall", "pearson")

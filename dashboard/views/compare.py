@@ -10,12 +10,12 @@ import textwrap
 import pandas as pd
 import streamlit as st
 
-from core.datasets import get_dataset_spec
-from core.errors import AlignscopeError
-from core.metrics.registry import get_metric, list_metrics
-from core.models import describe, get_model_spec
-from dashboard import _cached, plots, ui
-from dashboard.state import (
+from alignscope.core.datasets import get_dataset_spec
+from alignscope.core.errors import AlignscopeError
+from alignscope.core.metrics.registry import get_metric, list_metrics
+from alignscope.core.models import describe, get_model_spec
+from alignscope.dashboard import _cached, plots, ui
+from alignscope.dashboard.state import (
     MAX_BOOTSTRAP,
     MAX_PERMUTATIONS,
     Selection,
@@ -174,10 +174,10 @@ ui.share_box(sel)
 def _snippet(selection: Selection, n_samples: int, la: int, lb: int) -> str:
     metrics = ", ".join(repr(m) for m in selection.metrics)
     return textwrap.dedent(f"""\
-        from core.cache import FeatureCache
-        from core.datasets import load_dataset
-        from core.metrics.registry import compute, get_metric
-        from core.stats import bootstrap_ci, permutation_test
+        from alignscope.core.cache import FeatureCache
+        from alignscope.core.datasets import load_dataset
+        from alignscope.core.metrics.registry import compute, get_metric
+        from alignscope.core.stats import bootstrap_ci, permutation_test
 
         full = load_dataset({selection.dataset!r})
         subset = full.subset({n_samples}, seed={selection.seed})

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.cache import FeatureCache
-from core.datasets import list_datasets
-from core.errors import AlignscopeError
-from core.models import check_hub_model, hub_model_spec, install_status, list_models, load_model
-from core.settings import get_settings
-from core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
-from dashboard import _cached, ui
-from dashboard.state import read_selection, update_selection
+from alignscope.core.cache import FeatureCache
+from alignscope.core.datasets import list_datasets
+from alignscope.core.errors import AlignscopeError
+from alignscope.core.models import check_hub_model, hub_model_spec, install_status, list_models, load_model
+from alignscope.core.settings import get_settings
+from alignscope.core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
+from alignscope.dashboard import _cached, ui
+from alignscope.dashboard.state import read_selection, update_selection
 
 sel, warnings = read_selection()
 st.title("Data & models")

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.datasets import list_datasets
-from core.errors import AlignscopeError
-from core.metrics.registry import get_metric, list_metrics
-from core.models import list_models
-from dashboard import _cached, plots, ui
-from dashboard.state import MAX_MODELS, bound, read_selection, share_url
+from alignscope.core.datasets import list_datasets
+from alignscope.core.errors import AlignscopeError
+from alignscope.core.metrics.registry import get_metric, list_metrics
+from alignscope.core.models import list_models
+from alignscope.dashboard import _cached, plots, ui
+from alignscope.dashboard.state import MAX_MODELS, bound, read_selection, share_url
 
 BEST, DEPTH = "best layer pair", "fixed relative depth"
 

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.errors import AlignscopeError
-from dashboard import _cached, plots_projection, ui
-from dashboard.state import read_selection
+from alignscope.core.errors import AlignscopeError
+from alignscope.dashboard import _cached, plots_projection, ui
+from alignscope.dashboard.state import read_selection
 
 sel, warnings = read_selection()
 st.title("Neighbours")

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core.errors import AlignscopeError
-from dashboard import _cached, plots_projection, ui
-from dashboard.state import ALIGNMENT_STRENGTHS, COLOR_BY, PROJECTIONS, bound, read_selection
+from alignscope.core.errors import AlignscopeError
+from alignscope.dashboard import _cached, plots_projection, ui
+from alignscope.dashboard.state import ALIGNMENT_STRENGTHS, COLOR_BY, PROJECTIONS, bound, read_selection
 
 PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP"}
 COLOR_NAMES = {"label": "Label", "alignment": "Per-sample alignment (k-NN overlap)"}

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.errors import AlignscopeError
-from core.metrics.registry import list_metrics
-from dashboard import _cached, plots, ui
-from dashboard.state import SWEEPS, bound, read_selection, share_url
+from alignscope.core.errors import AlignscopeError
+from alignscope.core.metrics.registry import list_metrics
+from alignscope.dashboard import _cached, plots, ui
+from alignscope.dashboard.state import SWEEPS, bound, read_selection, share_url
 
 SWEEP_LABELS = {"k": "vs. k (neighbours)", "n": "vs. n (samples)", "prefix": "vs. prefix length (Matryoshka)",
                 "depth": "vs. layer depth"}  # fmt: skip

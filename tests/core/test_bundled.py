@@ -4,13 +4,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.bundled import (
+from alignscope.core.bundled import (
     bundled_image_names,
     load_bundled_image,
     read_image_captions,
     read_sentences,
 )
-from core.errors import AlignscopeError, DatasetLoadError
+from alignscope.core.errors import AlignscopeError, DatasetLoadError
 
 CAPTION_COLUMNS = ["caption_1", "caption_2", "caption_3"]
 

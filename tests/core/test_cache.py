@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.cache import FeatureCache, feature_key
-from core.datasets import load_dataset
-from core.errors import CacheError
-from core.models import get_model_spec
+from alignscope.core.cache import FeatureCache, feature_key
+from alignscope.core.datasets import load_dataset
+from alignscope.core.errors import CacheError
+from alignscope.core.models import get_model_spec
 
 pytestmark = pytest.mark.usefixtures("warm_cache_dir")
 
@@ -83,9 +83,9 @@ def test_corrupt_entries_are_detected_never_served_and_recomputed(tmp_path, dama
 _KILLED_WRITER = textwrap.dedent(
     """
     import os, sys
-    import core.cache as cache_module
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
+    import alignscope.core.cache as cache_module
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
 
     real_replace = os.replace
     def die_after_tensor_file(*args, **kwargs):
@@ -109,8 +109,8 @@ def test_a_writer_killed_mid_write_leaves_nothing_that_is_served(tmp_path, warm_
 
 def _race(root: str, counter: str, cache_dir: str) -> str:
     os.environ["ALIGNSCOPE_CACHE_DIR"] = cache_dir
-    import core.extract as extract_module
-    from core import cache as cache_module
+    import alignscope.core.extract as extract_module
+    from alignscope.core import cache as cache_module
 
     real = extract_module.extract_features
 
@@ -148,7 +148,7 @@ def test_ls_verify_and_rm(tmp_path):
 
 
 def test_non_finite_features_are_refused_and_nothing_is_written(tmp_path):
-    from core.models import register_torch_module
+    from alignscope.core.models import register_torch_module
 
     class Exploding(torch.nn.Module):
         def forward(self, x):
@@ -162,7 +162,7 @@ def test_non_finite_features_are_refused_and_nothing_is_written(tmp_path):
 
 
 def test_changing_the_digits_recipe_changes_the_key(monkeypatch):
-    from core import digits_nets
+    from alignscope.core import digits_nets
 
     spec, dataset = get_model_spec("digits-cnn-s0"), load_dataset("digits", n=30)
     before = feature_key(spec, dataset)
@@ -173,7 +173,7 @@ def test_changing_the_digits_recipe_changes_the_key(monkeypatch):
 def test_swapping_local_weights_of_the_same_size_and_mtime_changes_the_key(tmp_path):
     from tiny_models import save_tiny_bert
 
-    from core.models import hub_model_spec
+    from alignscope.core.models import hub_model_spec
 
     folder = save_tiny_bert(tmp_path / "bert")
     spec = hub_model_spec(str(folder), modality="text")
@@ -191,7 +191,7 @@ def test_swapping_local_weights_of_the_same_size_and_mtime_changes_the_key(tmp_p
 def test_hub_ids_key_on_the_downloaded_commit(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
-    from core.models import hub_model_spec
+    from alignscope.core.models import hub_model_spec
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
     spec = hub_model_spec("org/some-model", modality="text")

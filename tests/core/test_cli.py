@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from core.cli import main
-from core.datasets import load_dataset
-from core.metrics.registry import compute
-from core.models import get_model_spec
+from alignscope.core.cli import main
+from alignscope.core.datasets import load_dataset
+from alignscope.core.metrics.registry import compute
+from alignscope.core.models import get_model_spec
 
 pytestmark = pytest.mark.usefixtures("warm_cache_dir")
 
@@ -50,7 +50,7 @@ def test_score_json_matches_the_metric_library(capsys):
                  "--n", "200", "--metric", "mutual_knn", "--metric", "linear_cka", "--layers", "last",
                  "--permutations", "20", "--format", "json"]) == 0
     scores = {s["metric"]: s for s in json.loads(capsys.readouterr().out)}
-    from core.extract import extract_features
+    from alignscope.core.extract import extract_features
 
     dataset = load_dataset("digits", n=200)
     a = extract_features(get_model_spec("digits-cnn-s0"), dataset, layers="last").values[0]
@@ -116,7 +116,7 @@ def test_a_hub_model_the_hub_does_not_know_is_not_added(monkeypatch, capsys):
     from huggingface_hub import HfApi
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    from core.models import list_models
+    from alignscope.core.models import list_models
 
     def not_found(self, repo_id, **_):
         raise RepositoryNotFoundError.__new__(RepositoryNotFoundError)
@@ -130,7 +130,7 @@ def test_a_hub_model_the_hub_does_not_know_is_not_added(monkeypatch, capsys):
 def test_an_unreachable_hub_adds_the_model_unverified_with_a_warning(monkeypatch, capsys):
     from huggingface_hub import HfApi
 
-    from core.models import get_model_spec as spec_of
+    from alignscope.core.models import get_model_spec as spec_of
 
     def offline(self, repo_id, **_):
         raise OSError("Name or service not known")
@@ -145,8 +145,8 @@ def test_an_unreachable_hub_adds_the_model_unverified_with_a_warning(monkeypatch
 def test_added_models_and_datasets_can_be_removed_but_built_ins_cannot(monkeypatch, tmp_path, capsys):
     from huggingface_hub import HfApi
 
-    from core.datasets import list_datasets
-    from core.models import list_models
+    from alignscope.core.datasets import list_datasets
+    from alignscope.core.models import list_models
 
     monkeypatch.setattr(HfApi, "model_info", lambda self, repo_id, **_: None)  # "the hub knows it"
     assert main(["models", "--add", "someone/removable", "--name", "removable"]) == 0
@@ -156,7 +156,7 @@ def test_added_models_and_datasets_can_be_removed_but_built_ins_cannot(monkeypat
     assert main(["models", "--remove", "removable"]) == 0
     assert main(["datasets", "--remove", "gone"]) == 0
     assert "removable" not in [s.name for s in list_models()] and "gone" not in [s.name for s in list_datasets()]
-    from core.uploads import load_user_registry
+    from alignscope.core.uploads import load_user_registry
 
     assert not {"removable", "gone"} & set(load_user_registry())  # not back after a restart
     capsys.readouterr()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from core.datasets import get_dataset_spec, hub_dataset_spec, list_datasets, load_dataset
-from core.errors import DatasetLoadError, InputError, UnknownDatasetError
+from alignscope.core.datasets import get_dataset_spec, hub_dataset_spec, list_datasets, load_dataset
+from alignscope.core.errors import DatasetLoadError, InputError, UnknownDatasetError
 
 
 def test_bundled_defaults_have_their_documented_sizes_and_labels():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.cache import FeatureCache
-from core.cli import DEFAULT_JOBS
-from core.datasets import load_dataset
-from core.digits_nets import train
+from alignscope.core.cache import FeatureCache
+from alignscope.core.cli import DEFAULT_JOBS
+from alignscope.core.datasets import load_dataset
+from alignscope.core.digits_nets import train
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +32,14 @@ EXPECTED_LAYERS = {
 
 @pytest.fixture(scope="module")
 def default_features(tmp_path_factory, trained_models_dir):
-    from core.settings import Settings
+    from alignscope.core.settings import Settings
 
     root = tmp_path_factory.mktemp("default")
     (root / "models").mkdir()
     for path in trained_models_dir.iterdir():
         (root / "models" / path.name).write_bytes(path.read_bytes())
     settings = Settings(cache_dir=root)
-    import core.digits_nets as digits_nets
+    import alignscope.core.digits_nets as digits_nets
 
     original = digits_nets.get_settings
     digits_nets.get_settings = lambda: settings
@@ -107,8 +107,8 @@ def test_digits_training_is_deterministic_per_seed_and_accurate(trained_models_d
     from safetensors.torch import load_file
 
     net, info = train(0)
-    from core.digits_nets import weights_path
-    from core.settings import Settings
+    from alignscope.core.digits_nets import weights_path
+    from alignscope.core.settings import Settings
 
     settings = Settings(cache_dir=trained_models_dir.parent)
     stored_seed0 = load_file(weights_path(0, settings))

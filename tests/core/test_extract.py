@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.datasets import load_dataset
-from core.errors import InputError
-from core.extract import extract_features, select_layers
+from alignscope.core.datasets import load_dataset
+from alignscope.core.errors import InputError
+from alignscope.core.extract import extract_features, select_layers
 
 
 @pytest.mark.usefixtures("warm_cache_dir")

@@ -6,10 +6,10 @@ import pytest
 import torch
 from tiny_models import save_tiny_bert
 
-from core.datasets import load_dataset
-from core.extract import extract_features
-from core.metrics.registry import compute
-from core.models import hub_model_spec, resolve_device, resolve_dtype
+from alignscope.core.datasets import load_dataset
+from alignscope.core.extract import extract_features
+from alignscope.core.metrics.registry import compute
+from alignscope.core.models import hub_model_spec, resolve_device, resolve_dtype
 
 pytestmark = [
     pytest.mark.gpu,

@@ -6,10 +6,10 @@ import pytest
 import torch
 from tiny_models import random_images, save_tiny_bert, save_tiny_clip, save_tiny_vit
 
-from core.datasets import Dataset, DatasetSpec
-from core.errors import InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
-from core.extract import extract_features
-from core.models import (
+from alignscope.core.datasets import Dataset, DatasetSpec
+from alignscope.core.errors import InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
+from alignscope.core.extract import extract_features
+from alignscope.core.models import (
     ModelSpec,
     check_name,
     get_model_spec,
@@ -19,7 +19,7 @@ from core.models import (
     pool_tokens,
     register_torch_module,
 )
-from core.settings import Settings
+from alignscope.core.settings import Settings
 
 TEXTS = (
     "the cat sat on the mat",
@@ -163,7 +163,7 @@ def test_missing_hub_model_is_a_clear_error(monkeypatch):
 
 
 def test_trust_remote_code_needs_the_users_opt_in(bert_dir):
-    from core.models import _hf_kwargs
+    from alignscope.core.models import _hf_kwargs
 
     spec = hub_model_spec(str(bert_dir), modality="text", trust_remote_code=True)
     assert _hf_kwargs(spec, Settings())["trust_remote_code"] is False
@@ -192,7 +192,7 @@ def test_a_model_split_over_several_zip_parts_is_joined_unpacked_once_and_loaded
     import io
     import zipfile
 
-    from core.models import assemble_split_zip
+    from alignscope.core.models import assemble_split_zip
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -216,14 +216,14 @@ def test_a_model_split_over_several_zip_parts_is_joined_unpacked_once_and_loaded
 
 
 def test_missing_split_zip_packages_say_how_to_install_them():
-    from core.models import resolve_source
+    from alignscope.core.models import resolve_source
 
     with pytest.raises(ModelLoadError, match="pip install"):
         resolve_source("splitzip://no-such-dist-prefix/model.zip")
 
 
 def test_models_whose_optional_packages_are_missing_are_marked_unavailable():
-    from core.models import is_available
+    from alignscope.core.models import is_available
 
     missing_zip = ModelSpec("opt-a", "x", "hf-text", "splitzip://no-such-prefix/m.zip", "text")
     missing_pkg = ModelSpec("opt-b", "x", "hf-text", "pkg://no_such_module_here/model", "text")

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import InputError
-from core.neighbors import knn_indices, per_sample_overlap, topk_similar
+from alignscope.core.errors import InputError
+from alignscope.core.neighbors import knn_indices, per_sample_overlap, topk_similar
 
 
 def slow_knn(feats, k, exclude_ids=None):

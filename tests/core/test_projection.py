@@ -7,8 +7,8 @@ import pytest
 import torch
 from scipy.spatial.distance import pdist
 
-from core import projection
-from core.errors import InputError
+from alignscope.core import projection
+from alignscope.core.errors import InputError
 
 
 def _blobs(n_per_blob: int = 40, dim: int = 10, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import InputError
-from core.metrics.registry import compute
-from core.stats import bootstrap_ci, chance_level, permutation_test, sweep_k, sweep_n
+from alignscope.core.errors import InputError
+from alignscope.core.metrics.registry import compute
+from alignscope.core.stats import bootstrap_ci, chance_level, permutation_test, sweep_k, sweep_n
 
 
 def gaussian(n, d, seed):
@@ -124,9 +124,9 @@ def test_sweeps_match_direct_computation():
 
 
 def test_bootstrap_copies_never_straddle_a_train_test_split():
-    from core.metrics.geometry import kfold_indices
-    from core.metrics.registry import get_metric
-    from core.metrics.retrieval import split_indices
+    from alignscope.core.metrics.geometry import kfold_indices
+    from alignscope.core.metrics.registry import get_metric
+    from alignscope.core.metrics.retrieval import split_indices
 
     rows = torch.as_tensor(np.random.default_rng(0).integers(0, 60, 60))
     folds = kfold_indices(60, 5, seed=1, sample_ids=rows)
@@ -149,7 +149,7 @@ def test_bootstrap_copies_never_straddle_a_train_test_split():
 
 
 def test_resamples_a_metric_cannot_score_are_dropped_and_counted_or_reported():
-    from core.metrics.geometry import kfold_indices
+    from alignscope.core.metrics.geometry import kfold_indices
 
     rng = np.random.default_rng(4)
     a = rng.standard_normal((10, 3))

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from core import uploads
-from core.cache import FeatureCache
-from core.datasets import get_dataset_spec, load_dataset
-from core.errors import InvalidNameError, ModalityError, UploadError
-from core.extract import extract_features
-from core.models import get_model_spec
-from core.settings import Settings, get_settings
+from alignscope.core import uploads
+from alignscope.core.cache import FeatureCache
+from alignscope.core.datasets import get_dataset_spec, load_dataset
+from alignscope.core.errors import InvalidNameError, ModalityError, UploadError
+from alignscope.core.extract import extract_features
+from alignscope.core.models import get_model_spec
+from alignscope.core.settings import Settings, get_settings
 
 
 def _png(seed: int) -> bytes:
@@ -77,7 +77,7 @@ def test_blank_cells_are_left_out_but_a_text_reading_nan_is_kept(cache_dir):
 
 
 def test_uploads_come_back_after_a_restart(cache_dir):
-    from core import datasets as datasets_module
+    from alignscope.core import datasets as datasets_module
 
     uploads.add_text_dataset("persisted", "t.txt", b"one\ntwo\nthree\n")
     datasets_module._REGISTRY.pop("persisted")

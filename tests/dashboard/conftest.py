@@ -20,9 +20,9 @@ def dashboard_cache(tmp_path_factory: pytest.TempPathFactory, trained_models_dir
     """ALIGNSCOPE_CACHE_DIR for the session, holding the three digits CNNs and their digits features."""
     import streamlit as st
 
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
-    from core.settings import get_settings
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.settings import get_settings
 
     root = tmp_path_factory.mktemp("dashboard-cache")
     models = root / "models"

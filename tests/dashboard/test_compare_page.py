@@ -16,9 +16,9 @@ def _metrics(app) -> dict[str, float]:
 
 
 def _core_score(model_a: str, model_b: str, n: int, metric: str, **params) -> float:
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
-    from core.metrics.registry import compute
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.metrics.registry import compute
 
     full = load_dataset("digits")
     subset = full.subset(n, seed=0)
@@ -126,7 +126,7 @@ def test_modality_mismatch_is_explained():
 
 
 def test_uncached_view_waits_for_a_click_then_computes(dashboard_cache):
-    from core.cache import FeatureCache
+    from alignscope.core.cache import FeatureCache
 
     query = {"a": "efficientnet-lite0", "b": "efficientnet-lite1", "data": "captions", "n": "25", "la": "-2"}
     before = set(FeatureCache().keys())

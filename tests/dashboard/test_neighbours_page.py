@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import plots_projection
+from alignscope.dashboard import plots_projection
 from tests.dashboard.conftest import no_exception, run_page, url_of
 from tests.dashboard.test_projections_page import captions_features, chart_spec, core_layer, core_overlap  # noqa: F401
 from tests.dashboard.test_state import random_tampered_query
@@ -20,7 +20,7 @@ def _metric(app, prefix: str) -> float:
 
 
 def test_default_render_mean_overlap_is_cores_mutual_knn_and_chance_is_k_over_n_minus_1():
-    from core.metrics.registry import compute
+    from alignscope.core.metrics.registry import compute
 
     app = run_page("neighbours")
     no_exception(app)
@@ -52,7 +52,7 @@ def test_table_lists_every_sample_from_least_to_most_aligned():
 
 
 def test_inspected_sample_shows_its_neighbours_in_a_and_b_with_shared_ones_marked():
-    from core.neighbors import knn_indices
+    from alignscope.core.neighbors import knn_indices
 
     app = run_page("neighbours")
     table = app.dataframe[0].value
@@ -69,7 +69,7 @@ def test_inspected_sample_shows_its_neighbours_in_a_and_b_with_shared_ones_marke
 
 
 def test_widgets_change_the_result_and_the_url():
-    from core.metrics.registry import compute
+    from alignscope.core.metrics.registry import compute
 
     app = run_page("neighbours")
     before = _metric(app, "Mutual k-NN")

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
 
 def _features(model: str, n: int, layer: int = -1):
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
 
     full = load_dataset("digits")
     subset = full.subset(n, seed=0)
@@ -28,7 +28,7 @@ def _features(model: str, n: int, layer: int = -1):
 
 
 def test_many_models_default_matrix_matches_core():
-    from core.metrics.layers import layer_matrix
+    from alignscope.core.metrics.layers import layer_matrix
 
     app = run_page("many_models")
     no_exception(app)
@@ -68,7 +68,7 @@ def test_many_models_needs_two_models_and_round_trips():
 
 
 def test_gram_with_different_widths_is_explained():
-    from core.uploads import add_representation
+    from alignscope.core.uploads import add_representation
 
     buffer = io.BytesIO()
     np.save(buffer, np.random.default_rng(1).normal(size=(1797, 7)).astype(np.float32))
@@ -98,7 +98,7 @@ def test_each_sweep_renders_with_a_chance_band(kind):
 
 
 def test_k_sweep_value_matches_core():
-    from core.metrics.registry import compute
+    from alignscope.core.metrics.registry import compute
 
     app = run_page("sweeps", {"sweep": "k"})
     frame = app.dataframe[0].value
@@ -149,8 +149,8 @@ def test_cache_verify_reports_every_entry_intact():
 
 
 def test_representation_rows_must_match_the_dataset(dashboard_cache: Path):
-    from core.errors import UploadError
-    from core.uploads import add_representation
+    from alignscope.core.errors import UploadError
+    from alignscope.core.uploads import add_representation
 
     buffer = io.BytesIO()
     np.save(buffer, np.zeros((10, 3), dtype=np.float32))
@@ -159,8 +159,8 @@ def test_representation_rows_must_match_the_dataset(dashboard_cache: Path):
 
 
 def test_an_uploaded_representation_opens_without_the_compute_gate(dashboard_cache: Path):
-    from core.metrics.registry import compute
-    from core.uploads import add_representation
+    from alignscope.core.metrics.registry import compute
+    from alignscope.core.uploads import add_representation
 
     rows = np.random.default_rng(0).standard_normal((1797, 6)).astype(np.float32)
     buffer = io.BytesIO()
@@ -195,7 +195,7 @@ def test_selection_survives_a_page_switch():
 def test_compare_as_model_b_after_an_upload_opens_the_compare_page(dashboard_cache: Path):
     from streamlit.testing.v1 import AppTest
 
-    from core.uploads import add_representation
+    from alignscope.core.uploads import add_representation
 
     buffer = io.BytesIO()
     np.save(buffer, np.random.default_rng(2).standard_normal((1797, 5)).astype(np.float32))
@@ -216,8 +216,8 @@ def test_compare_as_model_b_after_an_upload_opens_the_compare_page(dashboard_cac
 
 
 def test_an_uploaded_representation_can_be_removed_on_the_page(dashboard_cache: Path):
-    from core.models import list_models
-    from core.uploads import add_representation
+    from alignscope.core.models import list_models
+    from alignscope.core.uploads import add_representation
 
     buffer = io.BytesIO()
     np.save(buffer, np.zeros((1797, 2), dtype=np.float32) + np.arange(1797)[:, None])

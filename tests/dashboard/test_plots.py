@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard import plots
+from alignscope.dashboard import plots
 
 
 def _axis_titles(fig: go.Figure) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from dashboard import plots_projection
+from alignscope.dashboard import plots_projection
 
 
 def _scatter(**kwargs) -> go.Figure:

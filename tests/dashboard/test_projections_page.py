@@ -37,9 +37,9 @@ def chart_spec(app, key: str) -> dict:
 
 
 def core_layer(model: str, n: int, *, seed: int = 0, layer: int = -1, dataset: str = "digits"):
-    """One layer's features of ``model`` on the subset the page shows, straight from core."""
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
+    """One layer's features of ``model`` on the subset the page shows, straight from alignscope.core."""
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
 
     full = load_dataset(dataset)
     subset = full.subset(n, seed=seed)
@@ -50,7 +50,7 @@ def core_layer(model: str, n: int, *, seed: int = 0, layer: int = -1, dataset: s
 
 
 def core_overlap(model_a: str, model_b: str, n: int, k: int, **kwargs) -> np.ndarray:
-    from core.neighbors import knn_indices, per_sample_overlap
+    from alignscope.core.neighbors import knn_indices, per_sample_overlap
 
     feats_a, _ = core_layer(model_a, n, **kwargs)
     feats_b, _ = core_layer(model_b, n, **kwargs)
@@ -58,7 +58,7 @@ def core_overlap(model_a: str, model_b: str, n: int, k: int, **kwargs) -> np.nda
 
 
 def test_default_render_shows_pca_of_both_models_equal_to_core():
-    from core.projection import pca_2d
+    from alignscope.core.projection import pca_2d
 
     app = run_page("projections")
     no_exception(app)
@@ -127,8 +127,8 @@ def test_selected_samples_in_the_link_are_highlighted_in_both_maps():
 @pytest.fixture
 def captions_features(dashboard_cache):
     """minilm-l6 and e5-small features of the 25 bundled captions (a few seconds, real models)."""
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
 
     captions = load_dataset("captions")
     for model in ("minilm-l6", "e5-small"):
@@ -170,7 +170,7 @@ def test_explicit_tampered_link_is_fixed_and_listed():
 
 @pytest.mark.slow
 def test_umap_and_aligned_umap_render_and_match_core():
-    from core.projection import aligned_umap_2d, umap_2d
+    from alignscope.core.projection import aligned_umap_2d, umap_2d
 
     query = {"n": "60", "proj": "umap", "seed": "1"}
     app = run_page("projections", query, timeout=300)

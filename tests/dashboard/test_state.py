@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from dashboard.state import ALIGNMENT_STRENGTHS, MAX_MODELS, MAX_SELECTED, QUERY_KEYS, Selection
+from alignscope.dashboard.state import ALIGNMENT_STRENGTHS, MAX_MODELS, MAX_SELECTED, QUERY_KEYS, Selection
 
 
 def test_empty_query_is_the_default_without_warnings():
@@ -27,8 +27,8 @@ def test_every_field_has_a_url_key():
 
 
 def _random_selection(rng: random.Random) -> Selection:
-    from core.metrics.registry import list_metrics
-    from core.models import list_models
+    from alignscope.core.metrics.registry import list_metrics
+    from alignscope.core.models import list_models
 
     models = [spec.name for spec in list_models()]
     metrics = [spec.name for spec in list_metrics()]

@@ -66,7 +66,7 @@ def fill_cache(cache_dir: Path, trained_models: Path | None = None) -> None:
         for path in trained_models.iterdir():
             if path.suffix in (".safetensors", ".json") and not (models / path.name).exists():
                 shutil.copy2(path, models / path.name)
-    command = [sys.executable, "-m", "core.cli", "extract", "--dataset", "digits"]
+    command = [sys.executable, "-m", "alignscope.core.cli", "extract", "--dataset", "digits"]
     for model in DEFAULT_MODELS:
         command += ["--model", model]
     subprocess.run(command, cwd=ROOT, env=server_env(cache_dir), check=True, capture_output=True, timeout=900)

@@ -17,12 +17,12 @@ DEFAULT_N = 500  # the Selection's default subset
 
 
 def _core(e2e_cache, model_a="digits-cnn-s0", model_b="digits-cnn-s1", n=DEFAULT_N, k=10):
-    """(mutual k-NN at the last layers, per-sample overlap, subset sample ids) straight from core."""
-    from core.cache import FeatureCache
-    from core.datasets import load_dataset
-    from core.metrics.registry import compute
-    from core.neighbors import knn_indices, per_sample_overlap
-    from core.settings import Settings
+    """(mutual k-NN at the last layers, per-sample overlap, subset sample ids) straight from alignscope.core."""
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.metrics.registry import compute
+    from alignscope.core.neighbors import knn_indices, per_sample_overlap
+    from alignscope.core.settings import Settings
 
     cache = FeatureCache(settings=Settings(cache_dir=e2e_cache))
     full = load_dataset("digits")

@@ -4,8 +4,8 @@ import slow_reference as ref
 from scipy.linalg import orthogonal_procrustes
 from sklearn.linear_model import Ridge
 
-from core.errors import InputError
-from core.metrics import cca, geometry
+from alignscope.core.errors import InputError
+from alignscope.core.metrics import cca, geometry
 
 
 def inv_sqrt(matrix):
@@ -117,7 +117,7 @@ def test_ridge_with_alpha_zero_on_collinear_features_is_the_least_squares_fit_no
     import numpy as np
     import torch
 
-    from core.metrics.registry import compute
+    from alignscope.core.metrics.registry import compute
 
     generator = torch.Generator().manual_seed(0)
     base = torch.randn(80, 5, dtype=torch.float64, generator=generator)

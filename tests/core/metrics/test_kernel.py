@@ -3,8 +3,8 @@ import pytest
 import slow_reference as ref
 import torch
 
-from core.errors import InputError
-from core.metrics import kernel
+from alignscope.core.errors import InputError
+from alignscope.core.metrics import kernel
 
 
 @pytest.mark.parametrize("n,d_a,d_b", [(40, 5, 8), (12, 30, 20), (25, 25, 3)])  # feature and Gram forms

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from core.errors import InputError
-from core.metrics import knn
-from core.metrics.kernel import debiased_cka
+from alignscope.core.errors import InputError
+from alignscope.core.metrics import knn
+from alignscope.core.metrics.kernel import debiased_cka
 
 
 @pytest.mark.parametrize("n,d_a,d_b,k", [(30, 5, 7, 3), (41, 3, 12, 10), (25, 8, 2, 24)])

@@ -3,9 +3,9 @@ import pytest
 import slow_reference as ref
 import torch
 
-from core.errors import InputError
-from core.metrics.layers import layer_matrix
-from core.metrics.registry import compute
+from alignscope.core.errors import InputError
+from alignscope.core.metrics.layers import layer_matrix
+from alignscope.core.metrics.registry import compute
 
 
 def _layers(seed, widths, n=45):

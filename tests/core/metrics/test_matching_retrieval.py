@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import slow_reference as ref
 
-from core.errors import InputError
-from core.metrics import matching, retrieval
-from core.metrics.matryoshka import prefix_sweep
-from core.metrics.registry import compute
+from alignscope.core.errors import InputError
+from alignscope.core.metrics import matching, retrieval
+from alignscope.core.metrics.matryoshka import prefix_sweep
+from alignscope.core.metrics.registry import compute
 
 
 def test_unit_correlation_matches_numpy_and_constant_units_are_zero():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import slow_reference as ref
 
-from core.metrics.registry import compute, get_metric, list_metrics
+from alignscope.core.metrics.registry import compute, get_metric, list_metrics
 
 N, D = 60, 6
 NAMES = [spec.name for spec in list_metrics()]
@@ -73,7 +73,7 @@ def test_independent_data_scores_like_its_own_shuffled_null(name):
     """Independent A and B: the observed score is one more draw from the shuffled-correspondence null,
     so it lies within a few standard deviations of the null mean (and of the analytic chance level
     where the metric has one)."""
-    from core.stats import permutation_test
+    from alignscope.core.stats import permutation_test
 
     spec = get_metric(name)
     a = ref.gaussian(300, 8, 11)

@@ -1,7 +1,7 @@
 import pytest
 
-from core.errors import InputError, UnknownMetricError
-from core.metrics.registry import INVARIANCES, compute, get_metric, list_families, list_metrics
+from alignscope.core.errors import InputError, UnknownMetricError
+from alignscope.core.metrics.registry import INVARIANCES, compute, get_metric, list_families, list_metrics
 
 
 def test_every_spec_is_complete():

@@ -7,8 +7,8 @@ import slow_reference as ref
 from scipy.spatial.distance import pdist
 from scipy.stats import pearsonr, spearmanr
 
-from core.errors import InputError
-from core.metrics import gram, relative, rsa
+from alignscope.core.errors import InputError
+from alignscope.core.metrics import gram, relative, rsa
 
 
 def slow_tau_a(x, y):
