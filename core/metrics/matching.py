@@ -58,8 +58,17 @@ def match_units(
     feats_a: Any, feats_b: Any, *, mode: str = "one_to_one", name_a: str = "feats_a", name_b: str = "feats_b"
 ) -> UnitMatching:
     """Match units of A to units of B by |correlation|."""
+    return match_correlations(unit_correlation(feats_a, feats_b, name_a=name_a, name_b=name_b), mode=mode)
+
+
+def match_correlations(corr: np.ndarray, *, mode: str = "one_to_one") -> UnitMatching:
+    """Match the rows of a unit correlation matrix [d_a, d_b] to its columns by |correlation|.
+
+    The step of :func:`match_units` after the correlations, for callers that already hold them
+    (:mod:`alignscope.core.convergent` matches one matrix both ways).
+    """
     check_choice(mode, ("one_to_one", "semi"), "mode")
-    corr = unit_correlation(feats_a, feats_b, name_a=name_a, name_b=name_b)
+    corr = np.asarray(corr, dtype=np.float64)
     if mode == "one_to_one":
         rows, cols = linear_sum_assignment(np.abs(corr), maximize=True)
     else:
