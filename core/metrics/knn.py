@@ -1,22 +1,48 @@
 """k-NN alignment metrics with platonic-rep conventions (Huh et al. 2024, minyoungg/platonic-rep).
 
-Features are L2-normalised, similarity is the cosine, the sample itself is excluded and ``k`` defaults
-to 10. Each metric compares the per-sample neighbour lists of the two spaces, so a layer's lists are
-computed once (``prepare``) and every pair only intersects index lists (``compare``).
+By default features are L2-normalised and similarity is the cosine (platonic-rep's ``measure_alignment``
+normalises before every metric); ``similarity="ip"`` ranks by the raw inner product and
+``similarity="euclidean"`` by Euclidean distance (see :mod:`alignscope.core.neighbors`). The sample itself
+is excluded, ties go to the lower sample index and ``k`` defaults to 10. Each metric compares the
+per-sample neighbour lists of the two spaces, so a layer's lists are computed once (``prepare``) and every
+pair only compares index lists (``compare``); a permutation null relabels the lists (``permute``).
+
+Set measures (which neighbours):
 
 - ``mutual_knn``: mean over samples of |N_A(i) ∩ N_B(i)| / k.
 - ``cycle_knn``: fraction of samples i found among the A-neighbours of one of i's B-neighbours
   (platonic-rep ``cycle_knn``: ``knn_A[knn_B]`` contains i). Not symmetric.
 - ``jaccard_knn``: mean over samples of |N_A ∩ N_B| / |N_A ∪ N_B| (platonic-rep's ``metrics.py`` has no
   Jaccard; this is the set Jaccard of the same neighbour lists).
-- ``cknna``: platonic-rep's CKNNA: uncentred kernels K = AAᵀ, L = BBᵀ on L2-normalised features, mask =
-  row-wise top-k of K (diagonal excluded) AND of L, unbiased HSIC (Song et al. 2012) of the masked
-  kernels, CKNNA = HSIC(K∘M, L∘M) / sqrt(HSIC(K∘M_K, K∘M_K) HSIC(L∘M_L, L∘M_L)). With ``k = n - 1`` it
+- ``cknna``: platonic-rep's CKNNA: uncentred kernels K = AAᵀ, L = BBᵀ on L2-normalised features
+  (``similarity="cosine"``; the raw features with ``"ip"``), mask = row-wise top-k of K (diagonal
+  excluded) AND of L, unbiased HSIC (Song et al. 2012) of the masked kernels,
+  CKNNA = HSIC(K∘M, L∘M) / sqrt(HSIC(K∘M_K, K∘M_K) HSIC(L∘M_L, L∘M_L)). With ``k = n - 1`` it
   equals unbiased CKA of the normalised features. It is not exactly symmetric: a row-wise top-k mask
   is not symmetric, and eq. 5's 1ᵀK̃L̃1 term changes when K and L swap. Two deliberate differences from the reference code:
   no ``+1e-6`` in the denominator (it biases small values), and when a self-term is <= 0 the score is
   defined as 0. The masked kernels are sparse (n·k entries), so CKNNA costs O(n·k) memory beyond the
   neighbour search: n = 100,000 at k = 10 is as cheap as mutual k-NN; ``k = n - 1`` holds n² entries.
+  With ``similarity="euclidean"`` the mask is the Euclidean k-NN of each space and the kernel values
+  stay inner products, of the column-centred features: K_ij = ⟨x_i − μ, x_j − μ⟩ (μ the column mean,
+  the Gram matrix classical MDS recovers from the distances), so that CKNNA is translation-invariant
+  like its mask; ``k = n - 1`` then gives unbiased CKA of the centred features.
+
+Order measures (platonic-rep ``metrics.py``, commit e8d2075, ``lcs_knn`` lines 88-92 and
+``edit_distance_knn`` lines 164-176): both compare the two lists of each sample as sequences, most
+similar first, so a shared neighbour counts only where the two spaces also rank it consistently.
+
+- ``lcs_knn``: mean over samples of LCS(N_A(i), N_B(i)) / k, the length of the longest common
+  subsequence (platonic-rep's ``longest_ordinal_sequence``, the classic LCS dynamic programme) divided
+  by k. platonic-rep returns the mean length itself, in [0, k]; the division puts it in [0, 1] like the
+  other k-NN scores (multiply by k for platonic-rep's number). Higher is better; 1 means identical
+  ordered lists. Symmetric.
+- ``edit_distance_knn``: 1 - mean over samples of ED(N_A(i), N_B(i)) / k, ED the Levenshtein distance
+  with unit insertion, deletion and substitution costs (``torchaudio.functional.edit_distance``), exactly
+  platonic-rep's ``1 - torch.mean(edit_distance) / topk``. In [0, 1] (two length-k lists are at most k
+  edits apart), higher is better, 1 means identical ordered lists. Symmetric. No analytic chance level
+  (the expected distance depends on where shared neighbours sit, not only on how many there are); the
+  permutation null gives it.
 
 Degenerate inputs: zero rows have cosine 0 to every row; identical rows tie and ties go to the lower
 sample index, so the value is always defined.
@@ -24,6 +50,10 @@ sample index, so the value is always defined.
 
 from __future__ import annotations
 
+import functools
+import math
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,11 +62,21 @@ import torch
 from scipy.stats import hypergeom
 
 from alignscope.core.errors import InputError
-from alignscope.core.metrics._checks import _check_inputs, as_tensor, check_k
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_k
 from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
-from alignscope.core.neighbors import DEFAULT_BLOCK_SIZE, overlap_counts, topk_similar
+from alignscope.core.neighbors import (
+    DEFAULT_BLOCK_SIZE,
+    SIMILARITIES,
+    common_subsequence_lengths,
+    edit_distances,
+    overlap_counts,
+    topk_similar,
+)
 
 PLATONIC_REF = "Huh et al. 2024, The Platonic Representation Hypothesis (minyoungg/platonic-rep metrics.py)"
+# E[LIS] of a random permutation is summed exactly over the partitions of m: 5,604 for m = 30 (a
+# fraction of a second), 37,338 for m = 40 (seconds)
+LIS_EXACT_MAX = 30
 
 
 @dataclass(frozen=True)
@@ -91,15 +131,35 @@ def prepare_neighbors(
     feats: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     name: str = "feats",
     **_: Any,
 ) -> NeighborState:
-    """Neighbour lists of one layer, for mutual / cycle / Jaccard k-NN."""
+    """Neighbour lists of one layer, for mutual / cycle / Jaccard / LCS / edit-distance k-NN."""
     # callers (metric functions, layer_matrix, stats) have validated the features already
-    indices, _ = topk_similar(feats, k, sample_ids=sample_ids, block_size=block_size, name=name, check=False)
+    indices, _ = topk_similar(
+        feats, k, similarity=similarity, sample_ids=sample_ids, block_size=block_size, name=name, check=False
+    )
     return _state(indices)
+
+
+def _pair_states(
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    k: int,
+    similarity: str,
+    sample_ids: Any,
+    block_size: int,
+    name_a: str,
+    name_b: str,
+) -> tuple[NeighborState, NeighborState]:
+    tensor_a, tensor_b = _pair(feats_a, feats_b, name_a, name_b, k)
+    common = dict(k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size)
+    state_a = prepare_neighbors(tensor_a, name=name_a, **common)
+    return state_a, prepare_neighbors(tensor_b, name=name_b, **common)
 
 
 def permute_neighbors(state: NeighborState, perm: torch.Tensor) -> NeighborState:
@@ -128,15 +188,17 @@ def mutual_knn_per_sample(
     feats_b: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> torch.Tensor:
     """|N_A(i) ∩ N_B(i)| / k for each sample: float64 [n]."""
-    tensor_a, tensor_b = _pair(feats_a, feats_b, name_a, name_b, k)
-    state_a = prepare_neighbors(tensor_a, k=k, sample_ids=sample_ids, block_size=block_size, name=name_a)
-    state_b = prepare_neighbors(tensor_b, k=k, sample_ids=sample_ids, block_size=block_size, name=name_b)
+    state_a, state_b = _pair_states(
+        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
+        name_a=name_a, name_b=name_b,
+    )  # fmt: skip
     return _overlap(state_a, state_b)
 
 
@@ -145,16 +207,19 @@ def mutual_knn(
     feats_b: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> float:
-    """Mutual k-NN alignment: mean fraction of shared cosine neighbours, in [0, 1]; higher is better.
+    """Mutual k-NN alignment: mean fraction of shared neighbours, in [0, 1]; higher is better.
 
     Args:
         feats_a: [n, d_a]; feats_b: [n, d_b], same samples in the same order.
         k: neighbours per sample (self excluded), 1 <= k <= n - 1.
+        similarity: ``"cosine"`` (default, rows L2-normalised), ``"ip"`` (raw inner product) or
+            ``"euclidean"``; the same for every k-NN metric here.
         sample_ids: optional [n] ids; rows with the query's id are excluded (bootstrap duplicates).
 
     Example:
@@ -165,9 +230,10 @@ def mutual_knn(
     """
     return float(
         mutual_knn_per_sample(
-            feats_a, feats_b, k=k, name_a=name_a, name_b=name_b, sample_ids=sample_ids, block_size=block_size
+            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            block_size=block_size,
         ).mean()
-    )
+    )  # fmt: skip
 
 
 def mutual_knn_chance(n_samples: int, *, k: int = 10, **_: Any) -> float:
@@ -193,6 +259,7 @@ def jaccard_knn_per_sample(
     feats_b: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -200,8 +267,9 @@ def jaccard_knn_per_sample(
 ) -> torch.Tensor:
     """|N_A(i) ∩ N_B(i)| / |N_A(i) ∪ N_B(i)| for each sample: float64 [n]."""
     overlap = mutual_knn_per_sample(
-        feats_a, feats_b, k=k, name_a=name_a, name_b=name_b, sample_ids=sample_ids, block_size=block_size
-    )
+        feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+        block_size=block_size,
+    )  # fmt: skip
     return _jaccard_from_overlap(overlap, k)
 
 
@@ -210,23 +278,31 @@ def jaccard_knn(
     feats_b: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> float:
-    """Mean Jaccard index of the two cosine k-NN sets, in [0, 1]; higher is better."""
+    """Mean Jaccard index of the two k-NN sets, in [0, 1]; higher is better."""
     return float(
         jaccard_knn_per_sample(
-            feats_a, feats_b, k=k, name_a=name_a, name_b=name_b, sample_ids=sample_ids, block_size=block_size
+            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            block_size=block_size,
         ).mean()
-    )
+    )  # fmt: skip
+
+
+def _shared_distribution(n_samples: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Overlaps o = 0..k of two independent random k-subsets of the n - 1 other samples and P(o):
+    Hypergeometric(n - 1 items, k marked, k drawn)."""
+    shared = np.arange(0, k + 1)
+    return shared, hypergeom(n_samples - 1, k, k).pmf(shared)
 
 
 def jaccard_knn_chance(n_samples: int, *, k: int = 10, **_: Any) -> float:
     """E[o / (2k - o)] with o ~ Hypergeometric(n - 1 items, k marked, k drawn): exact for random sets."""
-    shared = np.arange(0, k + 1)
-    probabilities = hypergeom(n_samples - 1, k, k).pmf(shared)
+    shared, probabilities = _shared_distribution(n_samples, k)
     return float(np.sum(probabilities * shared / (2 * k - shared)))
 
 
@@ -252,15 +328,17 @@ def cycle_knn_per_sample(
     feats_b: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> torch.Tensor:
     """1.0 where sample i is an A-neighbour of one of its own B-neighbours, else 0.0: float64 [n]."""
-    tensor_a, tensor_b = _pair(feats_a, feats_b, name_a, name_b, k)
-    state_a = prepare_neighbors(tensor_a, k=k, sample_ids=sample_ids, block_size=block_size, name=name_a)
-    state_b = prepare_neighbors(tensor_b, k=k, sample_ids=sample_ids, block_size=block_size, name=name_b)
+    state_a, state_b = _pair_states(
+        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
+        name_a=name_a, name_b=name_b,
+    )  # fmt: skip
     return _cycle_from_indices(state_a.indices, state_b.indices)
 
 
@@ -269,6 +347,7 @@ def cycle_knn(
     feats_b: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -277,14 +356,200 @@ def cycle_knn(
     """Cycle k-NN accuracy (B-neighbours, then their A-neighbours, back to i), in [0, 1]."""
     return float(
         cycle_knn_per_sample(
-            feats_a, feats_b, k=k, name_a=name_a, name_b=name_b, sample_ids=sample_ids, block_size=block_size
+            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            block_size=block_size,
         ).mean()
-    )
+    )  # fmt: skip
 
 
 def cycle_knn_chance(n_samples: int, *, k: int = 10, **_: Any) -> float:
     """1 - (1 - k/(n-1))^k: approximate, treating the k A-neighbour lists as independent draws."""
     return 1.0 - (1.0 - k / (n_samples - 1)) ** k
+
+
+# --- LCS k-NN --------------------------------------------------------------------------------------
+
+
+def _lcs_fraction(state_a: NeighborState, state_b: NeighborState) -> torch.Tensor:
+    k = state_a.indices.shape[1]
+    return common_subsequence_lengths(state_a.indices, state_b.indices).to(torch.float64) / k
+
+
+def _compare_lcs(state_a: NeighborState, state_b: NeighborState, **_: Any) -> float:
+    return float(_lcs_fraction(state_a, state_b).mean())
+
+
+def lcs_knn_per_sample(
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    k: int = 10,
+    similarity: str = "cosine",
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+    sample_ids: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> torch.Tensor:
+    """LCS(N_A(i), N_B(i)) / k for each sample, the lists ordered most similar first: float64 [n]."""
+    state_a, state_b = _pair_states(
+        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
+        name_a=name_a, name_b=name_b,
+    )  # fmt: skip
+    return _lcs_fraction(state_a, state_b)
+
+
+def lcs_knn(
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    k: int = 10,
+    similarity: str = "cosine",
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+    sample_ids: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> float:
+    """Mean longest-common-subsequence length of the two ordered k-NN lists over k, in [0, 1]; higher is
+    better. platonic-rep's ``lcs_knn`` is k times this (the mean length).
+
+    Args:
+        feats_a: [n, d_a]; feats_b: [n, d_b], same samples in the same order.
+        k: neighbours per sample (self excluded), 1 <= k <= n - 1.
+        similarity: ``"cosine"`` (default), ``"ip"`` or ``"euclidean"``.
+        sample_ids: optional [n] ids; rows with the query's id are excluded (bootstrap duplicates).
+
+    Example:
+        >>> import torch
+        >>> feats = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+        >>> lcs_knn(feats, 2 * feats, k=5), lcs_knn(feats, feats + 3.0, k=5, similarity="euclidean")
+        (1.0, 1.0)
+    """
+    return float(
+        lcs_knn_per_sample(
+            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            block_size=block_size,
+        ).mean()
+    )  # fmt: skip
+
+
+def _partitions(total: int, largest: int | None = None) -> Iterator[tuple[int, ...]]:
+    """The partitions of ``total`` into parts <= ``largest``, each as a non-increasing tuple."""
+    largest = total if largest is None else largest
+    if total == 0:
+        yield ()
+        return
+    for first in range(min(total, largest), 0, -1):
+        for rest in _partitions(total - first, first):
+            yield (first, *rest)
+
+
+def _standard_tableaux(shape: tuple[int, ...]) -> int:
+    """f^λ, the number of standard Young tableaux of shape λ (hook length formula)."""
+    column_heights = [sum(1 for row in shape if row > column) for column in range(shape[0])]
+    hooks = 1
+    for row_index, row in enumerate(shape):
+        for column in range(row):
+            hooks *= (row - column) + (column_heights[column] - row_index) - 1
+    return math.factorial(sum(shape)) // hooks
+
+
+@functools.cache
+def expected_longest_increasing(m: int) -> float:
+    """E[length of the longest increasing subsequence] of a uniformly random permutation of m items.
+
+    Exact: by the Robinson-Schensted correspondence the permutations whose RSK shape is λ number
+    (f^λ)², and their longest increasing subsequence is λ's first row, so E = Σ_{λ ⊢ m} λ_1 (f^λ)² / m!.
+    The sum runs over the partitions of m, so keep m <= ``LIS_EXACT_MAX``.
+
+    Example:
+        >>> [expected_longest_increasing(m) for m in range(4)]
+        [0.0, 1.0, 1.5, 2.0]
+    """
+    if m == 0:
+        return 0.0
+    weighted = sum(shape[0] * _standard_tableaux(shape) ** 2 for shape in _partitions(m))
+    return weighted / math.factorial(m)
+
+
+def lcs_knn_chance(n_samples: int, *, k: int = 10, **_: Any) -> float | None:
+    """E[LCS] / k for two independent random ordered k-lists of the n - 1 other samples.
+
+    Only shared neighbours can be in a common subsequence, and the order of the o shared ones in one
+    list relative to the other is a uniformly random permutation, whose longest increasing subsequence
+    is the LCS. So E[LCS] = Σ_o P(o) E[LIS_o] with o ~ Hypergeometric(n - 1, k, k), exact. None when
+    overlaps above ``LIS_EXACT_MAX`` have a probability that matters (k near n).
+    """
+    shared, probabilities = _shared_distribution(n_samples, k)
+    if float(probabilities[shared > LIS_EXACT_MAX].sum()) > 1e-12:
+        return None
+    # terms below 1e-15 change nothing visible and would cost the sums for large m
+    terms = [p * expected_longest_increasing(int(m)) for m, p in zip(shared, probabilities) if p > 1e-15]
+    return float(sum(terms)) / k
+
+
+# --- edit-distance k-NN ----------------------------------------------------------------------------
+
+
+def _edit_similarity(state_a: NeighborState, state_b: NeighborState) -> torch.Tensor:
+    k = state_a.indices.shape[1]
+    return 1.0 - edit_distances(state_a.indices, state_b.indices).to(torch.float64) / k
+
+
+def _compare_edit(state_a: NeighborState, state_b: NeighborState, **_: Any) -> float:
+    return float(_edit_similarity(state_a, state_b).mean())
+
+
+def edit_distance_knn_per_sample(
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    k: int = 10,
+    similarity: str = "cosine",
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+    sample_ids: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> torch.Tensor:
+    """1 - ED(N_A(i), N_B(i)) / k for each sample (Levenshtein distance of the ordered lists): float64 [n]."""
+    state_a, state_b = _pair_states(
+        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
+        name_a=name_a, name_b=name_b,
+    )  # fmt: skip
+    return _edit_similarity(state_a, state_b)
+
+
+def edit_distance_knn(
+    feats_a: Any,
+    feats_b: Any,
+    *,
+    k: int = 10,
+    similarity: str = "cosine",
+    name_a: str = "feats_a",
+    name_b: str = "feats_b",
+    sample_ids: Any = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> float:
+    """1 - mean Levenshtein distance of the two ordered k-NN lists over k, in [0, 1]; higher is better
+    (platonic-rep's ``edit_distance_knn``).
+
+    Args:
+        feats_a: [n, d_a]; feats_b: [n, d_b], same samples in the same order.
+        k: neighbours per sample (self excluded), 1 <= k <= n - 1.
+        similarity: ``"cosine"`` (default), ``"ip"`` or ``"euclidean"``.
+        sample_ids: optional [n] ids; rows with the query's id are excluded (bootstrap duplicates).
+
+    Example:
+        >>> import torch
+        >>> feats = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+        >>> edit_distance_knn(feats, feats[:, [3, 1, 0, 2, 7, 5, 6, 4]], k=5)
+        1.0
+    """
+    return float(
+        edit_distance_knn_per_sample(
+            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            block_size=block_size,
+        ).mean()
+    )  # fmt: skip
 
 
 # --- CKNNA -----------------------------------------------------------------------------------------
@@ -324,10 +589,23 @@ def _self_hsic(indices: torch.Tensor, values: torch.Tensor) -> float:
     return hsic_unbiased_sparse(n_samples, rows, indices.flatten(), flat, flat)
 
 
+def _cknna_similarity(similarity: str, normalize: bool) -> str:
+    """``normalize`` is CKNNA's deprecated spelling: True (its old default) leaves ``similarity`` as it
+    is, False means ``similarity="ip"``."""
+    if normalize:
+        return similarity
+    message = "cknna: normalize=False is deprecated; pass similarity='ip'"
+    warnings.warn(message, DeprecationWarning, stacklevel=3)
+    if similarity == "euclidean":
+        raise InputError("cknna: normalize=False means similarity='ip', which excludes 'euclidean'")
+    return "ip"
+
+
 def prepare_cknna(
     feats: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     normalize: bool = True,
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
@@ -338,10 +616,17 @@ def prepare_cknna(
     feats = as_tensor(feats, name)
     if feats.shape[0] < 4:
         raise InputError(f"{name} has {feats.shape[0]} rows; CKNNA's unbiased HSIC needs at least 4 samples")
+    similarity = _cknna_similarity(similarity, normalize)
     indices, values = topk_similar(
-        feats, k, normalize=normalize, sample_ids=sample_ids, block_size=block_size, return_values=True, name=name,
-        check=False,
+        feats, k, similarity=similarity, sample_ids=sample_ids, block_size=block_size, return_values=True,
+        name=name, check=False,
     )  # fmt: skip
+    assert values is not None
+    if similarity == "euclidean":
+        # the search returned −‖x_i − x_j‖², and with x̄ the column-centred features the kernel is
+        # ⟨x̄_i, x̄_j⟩ = (‖x̄_i‖² + ‖x̄_j‖² − ‖x_i − x_j‖²) / 2: no second pass over the pairs is needed
+        sq_norms = centered64(feats).square().sum(dim=1)
+        values = (sq_norms[:, None] + sq_norms[indices] + values) / 2
     return _state(indices, values, _self_hsic(indices, values), _reverse_positions(indices))
 
 
@@ -379,6 +664,7 @@ def cknna(
     feats_b: Any,
     *,
     k: int = 10,
+    similarity: str = "cosine",
     normalize: bool = True,
     name_a: str = "feats_a",
     name_b: str = "feats_b",
@@ -389,26 +675,44 @@ def cknna(
     unbiased CKA. Needs n >= 4. Roughly in [-1, 1]; higher is better.
 
     Args:
-        normalize: L2-normalise rows first (platonic-rep's ``measure_alignment`` default), so the
-            kernels are cosine similarities.
+        k: neighbours per sample, 2 <= k <= n - 1.
+        similarity: ``"cosine"`` (default: rows L2-normalised, platonic-rep's ``measure_alignment``
+            default, kernels are cosines), ``"ip"`` (raw features, kernels are inner products) or
+            ``"euclidean"`` (mask from Euclidean neighbours, kernels are inner products of the
+            column-centred features).
+        normalize: deprecated; ``False`` is ``similarity="ip"``, ``True`` leaves ``similarity`` as given.
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b, min_samples=4)
     check_k(k, tensor_a.shape[0])
-    common = dict(k=k, normalize=normalize, sample_ids=sample_ids, block_size=block_size)
+    similarity = _cknna_similarity(similarity, normalize)
+    common = dict(k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size)
     state_a = prepare_cknna(tensor_a, name=name_a, **common)
     state_b = prepare_cknna(tensor_b, name=name_b, **common)
     return _compare_cknna(state_a, state_b)
 
 
 _K_PARAM = ParamSpec("k", 10, kind="int", low=1, help="neighbours per sample (self excluded), < n")
+_SIMILARITY_PARAM = ParamSpec(
+    "similarity", "cosine", kind="str", choices=SIMILARITIES,
+    help="what makes neighbours: cosine (rows L2-normalised, platonic-rep), raw inner product (ip) or "
+         "Euclidean distance",
+)  # fmt: skip
+_ORDER_REF = (
+    PLATONIC_REF + " @ e8d2075: lcs_knn (l. 88-92, longest_ordinal_sequence l. 288-308) and "
+    "edit_distance_knn (l. 164-176, torchaudio edit_distance)"
+)
 
-for _name, _fn, _per_sample, _compare, _chance, _symmetric, _summary in (
+for _name, _fn, _per_sample, _compare, _chance, _symmetric, _reference, _summary in (
     ("mutual_knn", mutual_knn, mutual_knn_per_sample, _compare_mutual, mutual_knn_chance, True,
-     "mean fraction of each sample's k cosine neighbours shared by both spaces"),
+     PLATONIC_REF, "mean fraction of each sample's k neighbours shared by both spaces"),
     ("jaccard_knn", jaccard_knn, jaccard_knn_per_sample, _compare_jaccard, jaccard_knn_chance, True,
-     "mean Jaccard index of each sample's two k-NN sets"),
+     PLATONIC_REF, "mean Jaccard index of each sample's two k-NN sets"),
     ("cycle_knn", cycle_knn, cycle_knn_per_sample, _compare_cycle, cycle_knn_chance, False,
-     "fraction of samples reached back via a B-neighbour's A-neighbours"),
+     PLATONIC_REF, "fraction of samples reached back via a B-neighbour's A-neighbours"),
+    ("lcs_knn", lcs_knn, lcs_knn_per_sample, _compare_lcs, lcs_knn_chance, True,
+     _ORDER_REF, "mean longest common subsequence of each sample's two ordered k-NN lists, over k"),
+    ("edit_distance_knn", edit_distance_knn, edit_distance_knn_per_sample, _compare_edit, None, True,
+     _ORDER_REF, "1 - mean edit (Levenshtein) distance between each sample's two ordered k-NN lists, over k"),
 ):  # fmt: skip
     register(
         MetricSpec(
@@ -419,8 +723,8 @@ for _name, _fn, _per_sample, _compare, _chance, _symmetric, _summary in (
             symmetric=_symmetric,
             value_range=(0.0, 1.0),
             invariances=("orthogonal", "isotropic_scale", "permutation"),
-            params=(_K_PARAM,),
-            reference=PLATONIC_REF,
+            params=(_K_PARAM, _SIMILARITY_PARAM),
+            reference=_reference,
             summary=_summary,
             per_sample=_per_sample,
             prepare=prepare_neighbors,
@@ -442,7 +746,8 @@ register(
         invariances=("orthogonal", "isotropic_scale", "permutation"),
         params=(
             ParamSpec("k", 10, kind="int", low=2, help="neighbours per sample, < n; n - 1 gives unbiased CKA"),
-            ParamSpec("normalize", True, kind="bool", help="L2-normalise rows first"),
+            _SIMILARITY_PARAM,
+            ParamSpec("normalize", True, kind="bool", help="deprecated: False is similarity='ip'"),
         ),
         reference=PLATONIC_REF + "; unbiased HSIC of Song et al. 2012",
         summary="unbiased CKA restricted to kernel entries that are mutual top-k neighbours",

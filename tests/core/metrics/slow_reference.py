@@ -123,3 +123,116 @@ def gaussian(n, d, seed):
 def random_orthogonal(d, seed):
     q, r = np.linalg.qr(np.random.default_rng(seed).standard_normal((d, d)))
     return q * np.sign(np.diag(r))
+
+
+# --- neighbour lists by similarity, and order measures of two lists ---------------------------------
+
+
+def similarity_lists(feats, k, similarity="cosine"):
+    """For each i: the k other rows ranked by cosine, raw inner product, or (smallest first) Euclidean
+    distance computed from the coordinate differences; ties to the lower index."""
+    feats = np.asarray(feats, dtype=np.float64)
+    rows = unit_rows(feats) if similarity == "cosine" else feats
+    n = rows.shape[0]
+    lists = []
+    for i in range(n):
+        scored = []
+        for j in range(n):
+            if j == i:
+                continue
+            if similarity == "euclidean":
+                score = -float(((rows[i] - rows[j]) ** 2).sum())
+            else:
+                score = float(np.dot(rows[i], rows[j]))
+            scored.append((-score, j))
+        scored.sort()
+        lists.append([j for _, j in scored[:k]])
+    return lists
+
+
+def lcs_length(x, y):
+    """Longest common subsequence of two sequences: the textbook table."""
+    table = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]
+    for i in range(1, len(x) + 1):
+        for j in range(1, len(y) + 1):
+            if x[i - 1] == y[j - 1]:
+                table[i][j] = table[i - 1][j - 1] + 1
+            else:
+                table[i][j] = max(table[i - 1][j], table[i][j - 1])
+    return table[len(x)][len(y)]
+
+
+def levenshtein(x, y):
+    """Edit distance with unit insertion, deletion and substitution costs: the textbook table."""
+    table = [[0] * (len(y) + 1) for _ in range(len(x) + 1)]
+    for i in range(len(x) + 1):
+        table[i][0] = i
+    for j in range(len(y) + 1):
+        table[0][j] = j
+    for i in range(1, len(x) + 1):
+        for j in range(1, len(y) + 1):
+            substitution = table[i - 1][j - 1] + (0 if x[i - 1] == y[j - 1] else 1)
+            table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, substitution)
+    return table[len(x)][len(y)]
+
+
+def knn_scores(a, b, k, similarity="cosine"):
+    """Every list-based k-NN score of (a, b), from plain Python loops over the two lists of each sample."""
+    la, lb = similarity_lists(a, k, similarity), similarity_lists(b, k, similarity)
+    n = len(la)
+    return {
+        "mutual_knn": float(np.mean([len(set(x) & set(y)) / k for x, y in zip(la, lb)])),
+        "jaccard_knn": float(np.mean([len(set(x) & set(y)) / len(set(x) | set(y)) for x, y in zip(la, lb)])),
+        "cycle_knn": float(np.mean([any(i in la[j] for j in lb[i]) for i in range(n)])),
+        "lcs_knn": float(np.mean([lcs_length(x, y) for x, y in zip(la, lb)])) / k,
+        "edit_distance_knn": 1.0 - float(np.mean([levenshtein(x, y) for x, y in zip(la, lb)])) / k,
+    }
+
+
+def cknna_by_similarity(a, b, k, similarity="cosine"):
+    """Dense CKNNA with the mask from ``similarity_lists``; kernels: cosines, raw inner products, or for
+    "euclidean" inner products of the column-centred features."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if similarity == "cosine":
+        fa, fb = unit_rows(a), unit_rows(b)
+    elif similarity == "ip":
+        fa, fb = a, b
+    else:
+        fa, fb = a - a.mean(axis=0), b - b.mean(axis=0)
+    K, L = fa @ fa.T, fb @ fb.T
+    n = K.shape[0]
+    mask_k, mask_l = np.zeros((n, n)), np.zeros((n, n))
+    for i, row in enumerate(similarity_lists(a, k, similarity)):
+        mask_k[i, row] = 1.0
+    for i, row in enumerate(similarity_lists(b, k, similarity)):
+        mask_l[i, row] = 1.0
+    kl = hsic_unbiased(mask_k * mask_l * K, mask_k * mask_l * L)
+    kk = hsic_unbiased(mask_k * K, mask_k * K)
+    ll = hsic_unbiased(mask_l * L, mask_l * L)
+    return kl / np.sqrt(kk * ll)
+
+
+def expected_lis_by_enumeration(m):
+    """Mean longest increasing subsequence over all m! permutations (quadratic DP for each)."""
+    import itertools
+
+    total, count = 0, 0
+    for perm in itertools.permutations(range(m)):
+        best = [1] * m
+        for i in range(m):
+            for j in range(i):
+                if perm[j] < perm[i]:
+                    best[i] = max(best[i], best[j] + 1)
+        total += max(best) if m else 0
+        count += 1
+    return total / count
+
+
+def expected_lcs_of_random_lists(n_others, k):
+    """E[LCS] of two independent uniformly random ordered k-lists of n_others items, by enumerating
+    every pair of lists."""
+    import itertools
+
+    lists = list(itertools.permutations(range(n_others), k))
+    return sum(lcs_length(x, y) for x in lists for y in lists) / len(lists) ** 2

@@ -33,12 +33,23 @@ def test_mutual_knn_matches_slow_loop_with_ties_and_zero_rows(a, b, k):
 
 
 @pytest.mark.parametrize("k", [2, 5, 17, 39])
-@pytest.mark.parametrize("normalize", [True, False])
-def test_cknna_matches_dense_platonic_formula(k, normalize):
+@pytest.mark.parametrize("similarity", ["cosine", "ip"])
+def test_cknna_matches_dense_platonic_formula(k, similarity):
     a, b = ref.gaussian(40, 6, 3), ref.gaussian(40, 9, 4)
     b[:, :3] += a[:, :3]  # some shared structure so the value is not ~0
-    expected = ref.cknna(a, b, k, normalize=normalize)
-    assert knn.cknna(a, b, k=k, normalize=normalize) == pytest.approx(expected, abs=1e-10)
+    expected = ref.cknna(a, b, k, normalize=similarity == "cosine")
+    assert knn.cknna(a, b, k=k, similarity=similarity) == pytest.approx(expected, abs=1e-10)
+
+
+def test_cknna_normalize_is_a_deprecated_alias_of_similarity():
+    a, b = ref.gaussian(40, 6, 3), ref.gaussian(40, 9, 4)
+    b[:, :3] += a[:, :3]
+    with pytest.warns(DeprecationWarning, match="similarity='ip'"):
+        assert knn.cknna(a, b, k=5, normalize=False) == knn.cknna(a, b, k=5, similarity="ip")
+    assert knn.cknna(a, b, k=5, normalize=True) == knn.cknna(a, b, k=5, similarity="cosine")
+    assert knn.cknna(a, b, k=5, normalize=True, similarity="ip") == knn.cknna(a, b, k=5, similarity="ip")
+    with pytest.raises(InputError, match="excludes 'euclidean'"), pytest.warns(DeprecationWarning):
+        knn.cknna(a, b, k=5, normalize=False, similarity="euclidean")
 
 
 def test_cknna_with_all_neighbours_is_unbiased_cka():
@@ -49,7 +60,9 @@ def test_cknna_with_all_neighbours_is_unbiased_cka():
     assert knn.cknna(a, b, k=63) == pytest.approx(ref.debiased_cka(unit_a, unit_b), abs=1e-12)
 
 
-@pytest.mark.parametrize("metric", [knn.mutual_knn, knn.jaccard_knn, knn.cycle_knn, knn.cknna])
+@pytest.mark.parametrize(
+    "metric", [knn.mutual_knn, knn.jaccard_knn, knn.cycle_knn, knn.cknna, knn.lcs_knn, knn.edit_distance_knn]
+)
 def test_identity_rotation_scale_and_unit_permutation_give_maximum(metric):
     a = ref.gaussian(80, 16, 7)
     q = ref.random_orthogonal(16, 8)
@@ -59,7 +72,9 @@ def test_identity_rotation_scale_and_unit_permutation_give_maximum(metric):
     assert metric(a, a[:, perm]) == pytest.approx(1.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("metric", [knn.mutual_knn, knn.jaccard_knn, knn.cknna])
+@pytest.mark.parametrize(
+    "metric", [knn.mutual_knn, knn.jaccard_knn, knn.cknna, knn.lcs_knn, knn.edit_distance_knn]
+)
 def test_translation_is_not_an_invariance_of_cosine_neighbours(metric):
     a = ref.gaussian(80, 4, 10)
     assert metric(a, a + 3.0) < 0.9
@@ -68,7 +83,7 @@ def test_translation_is_not_an_invariance_of_cosine_neighbours(metric):
 def test_symmetry_and_cycle_asymmetry():
     a, b = ref.gaussian(60, 5, 11), ref.gaussian(60, 5, 12)
     b[:, :2] += a[:, :2]
-    for metric in (knn.mutual_knn, knn.jaccard_knn):
+    for metric in (knn.mutual_knn, knn.jaccard_knn, knn.lcs_knn, knn.edit_distance_knn):
         assert metric(a, b) == pytest.approx(metric(b, a), abs=1e-12)
     assert knn.cycle_knn(a, b, k=3) != knn.cycle_knn(b, a, k=3)
     # platonic-rep's CKNNA is not symmetric: the masked kernels are not symmetric, and eq. 5's
@@ -97,6 +112,8 @@ def test_per_sample_decompositions_average_to_the_score():
         (knn.mutual_knn_per_sample, knn.mutual_knn),
         (knn.jaccard_knn_per_sample, knn.jaccard_knn),
         (knn.cycle_knn_per_sample, knn.cycle_knn),
+        (knn.lcs_knn_per_sample, knn.lcs_knn),
+        (knn.edit_distance_knn_per_sample, knn.edit_distance_knn),
     ):
         values = per_sample(a, b, k=4)
         assert values.shape == (50,)
