@@ -31,7 +31,7 @@ def _dir_bytes(path: Path) -> int:
 
 def bench_default(cache_dir: Path) -> dict:
     from alignscope.core.cache import FeatureCache
-    from alignscope.core.cli import DEFAULT_JOBS
+    from alignscope.core.defaults import DEFAULT_JOBS
     from alignscope.core.datasets import load_dataset
     from alignscope.core.settings import get_settings
 

@@ -29,7 +29,9 @@ from safetensors.torch import load_file, save_file
 from alignscope.core.datasets import Dataset
 from alignscope.core.errors import CacheError
 from alignscope.core.extract import EXTRACT_VERSION, Features, ProgressCallback, extract_features
-from alignscope.core.models import ModelSpec, get_model_spec, resolve_device, resolve_dtype
+from alignscope.core.devices import effective_dtype
+from alignscope.core.models import ModelSpec, get_model_spec, load_model
+from alignscope.core.sources import needs_download
 from alignscope.core.settings import Settings, get_settings
 
 CACHE_FORMAT = 1
@@ -220,6 +222,34 @@ class FeatureCache:
         _atomic_write_bytes(
             self.sidecar_path(key), json.dumps(sidecar, indent=1, default=_json_default).encode()
         )
+        seconds = features.meta.get("seconds")
+        if seconds and features.n_samples:
+            self._record_throughput(features.model, float(seconds) / features.n_samples)
+
+    # -- throughput: seconds per sample of each model on this machine (extraction estimates) ---------
+
+    def _throughput_path(self) -> Path:
+        return self.root / "throughput.json"
+
+    def _record_throughput(self, model: str, seconds_per_sample: float) -> None:
+        path = self._throughput_path()
+        with FileLock(str(path) + ".lock", timeout=30):
+            rates = self._read_throughput()
+            rates[model] = seconds_per_sample
+            _atomic_write_bytes(path, json.dumps(rates, indent=1, sort_keys=True).encode())
+
+    def _read_throughput(self) -> dict[str, float]:
+        try:
+            rates = json.loads(self._throughput_path().read_text())
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(rates, dict):
+            return {}
+        return {str(k): float(v) for k, v in rates.items() if isinstance(v, (int, float))}
+
+    def throughput(self, model: str) -> float | None:
+        """Seconds per sample of the last extraction of ``model`` here (one small file read), or None."""
+        return self._read_throughput().get(model)
 
     def _discard_if_still_corrupt(self, key: str) -> None:
         """Remove a bad entry under its lock, unless a writer replaced it with a good one meanwhile."""
@@ -262,8 +292,12 @@ class FeatureCache:
         """
         spec = get_model_spec(model) if isinstance(model, str) else model
         device = device or self.settings.device
-        effective_dtype = str(resolve_dtype(dtype or spec.dtype, resolve_device(device))).removeprefix("torch.")
-        key = feature_key(spec, dataset, layers=layers, pooling=pooling, dtype=effective_dtype)
+        if encoder is None and needs_download(spec):
+            # A hub model's content (its commit) is known only once it is in the local hub cache: load it
+            # first, so its features are stored under the key that every later lookup computes.
+            encoder = load_model(spec, device=device, dtype=dtype)
+        dtype_name = effective_dtype(dtype or spec.dtype, device)
+        key = feature_key(spec, dataset, layers=layers, pooling=pooling, dtype=dtype_name)
         started = time.perf_counter()
         cached = self.get(key)
         if cached is not None:

@@ -19,20 +19,7 @@ from pathlib import Path
 from alignscope.core.errors import AlignscopeError
 
 MAX_SEED = 2**31 - 1  # as in dashboard links
-
-# What `alignscope extract` with no arguments precomputes: the embedded offline default.
-DEFAULT_JOBS: tuple[tuple[str, str], ...] = (
-    ("digits-cnn-s0", "digits"),
-    ("digits-cnn-s1", "digits"),
-    ("digits-cnn-s2", "digits"),
-    ("minilm-l6", "sentences"),
-    ("e5-small", "sentences"),
-    ("minilm-l6", "captions"),
-    ("e5-small", "captions"),
-    ("efficientnet-lite0", "captions"),
-    ("efficientnet-lite1", "captions"),
-)
-
+MAX_SAMPLES = 200_000
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
@@ -48,7 +35,8 @@ def _bootstrap_registries() -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from alignscope.core.models import check_hub_model, hub_model_spec, install_status, list_models
+    from alignscope.core.models import hub_model_spec, install_status, list_models
+    from alignscope.core.sources import check_hub_model
     from alignscope.core.uploads import remember_model
 
     if args.remove:
@@ -156,6 +144,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
             raise AlignscopeError("give both --model and --dataset, or neither for the whole default")
         jobs = [(m, d) for m in args.model for d in args.dataset]
     else:
+        from alignscope.core.defaults import DEFAULT_JOBS
+
         jobs = list(DEFAULT_JOBS)
     # Validate every name before computing anything.
     for model_name, dataset_name in jobs:
@@ -215,10 +205,67 @@ def cmd_cache(args: argparse.Namespace) -> int:
     raise AlignscopeError(f"unknown cache action {args.action!r}")
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    from alignscope.core.scoring import score_command
+class _BarProgress:
+    """A job's progress shown as one tqdm bar on stderr (the CLI runs engine jobs in the foreground)."""
 
-    return score_command(args)
+    def __new__(cls, label: str):
+        from tqdm import tqdm
+
+        from alignscope.core.analysis.jobs import Progress
+
+        class BarProgress(Progress):
+            def __init__(self) -> None:
+                super().__init__()
+                self.bar = tqdm(total=1000, desc=label, leave=False, file=sys.stderr,
+                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
+
+            def update(self, done: float, total: float, message: str | None = None) -> None:
+                super().update(done, total, message)
+                self.bar.update(int(self.fraction * 1000) - self.bar.n)
+
+            def close(self) -> None:
+                self.bar.close()
+
+        return BarProgress()
+
+
+def _ensure_features(plans, device: str | None) -> None:
+    """Extract the features the plans miss, in the foreground with a bar each."""
+    from alignscope.core.analysis.features import extract_for_plan
+
+    for plan in plans:
+        if not plan.cached:
+            extract_for_plan(plan, progress=_progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """``alignscope score``: features from the cache (extracted once if missing), then engine jobs."""
+    from alignscope.core.analysis.engine import Engine
+    from alignscope.core.analysis.report import format_scores
+    from alignscope.core.analysis.requests import PairRequest, metric_params
+    from alignscope.core.datasets import get_dataset_spec
+    from alignscope.core.metrics.registry import get_metric
+
+    metrics = args.metric or ["mutual_knn"]
+    for metric in metrics:
+        get_metric(metric)  # fail on a typo before extracting anything
+    get_dataset_spec(args.dataset)
+    engine = Engine()
+    requests = [
+        PairRequest(args.model_a, args.model_b, args.dataset, args.n or MAX_SAMPLES, args.seed, metric,
+                    metric_params(metric, k=args.k), args.layers, args.permutations, args.bootstrap)
+        for metric in metrics
+    ]  # fmt: skip
+    _ensure_features(engine.prepare(requests[0]).plans, args.device)
+    scores = []
+    for request in requests:
+        progress = _BarProgress(engine.prepare(request).label)
+        try:
+            scores.append(engine.run(request, progress=progress))
+        finally:
+            progress.close()
+    sys.stdout.write(format_scores(scores, args.format) + "\n")
+    return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -343,7 +390,10 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--k", type=_int_at_least(1), default=10)
     score.add_argument("--n", type=_int_at_least(3))
     score.add_argument("--seed", type=_int_at_least(0, MAX_SEED), default=0)
-    score.add_argument("--permutations", type=_int_at_least(0), default=0)
+    score.add_argument("--permutations", type=_int_at_least(0), default=0,
+                       help="shuffled correspondences for the permutation p-value (0 = off)")
+    score.add_argument("--bootstrap", type=_int_at_least(0), default=0,
+                       help="bootstrap resamples for the 95%% interval (0 = off)")
     score.add_argument("--device", default=None)
     score.add_argument("--format", choices=["table", "json", "csv"], default="table")
     score.set_defaults(func=cmd_score)

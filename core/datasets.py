@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from alignscope.core.errors import DatasetLoadError, InputError, ModalityError, UnknownDatasetError
-from alignscope.core.models import check_name
+from alignscope.core.names import check_name
+from alignscope.core.registry import Registry
 
 DATASET_MODALITIES = ("text", "image", "image-text")
 
@@ -164,27 +165,27 @@ class LazyImages(Sequence):
 # Registry
 # --------------------------------------------------------------------------------------------------
 
-_REGISTRY: dict[str, DatasetSpec] = {}
+DATASETS: Registry[DatasetSpec] = Registry(
+    "dataset", UnknownDatasetError, builtin_modules=("alignscope.core.defaults",),
+    hint="Upload one on the Data & models page or add a hub dataset with `alignscope datasets --add`.",
+)
 
 
-def register_dataset(spec: DatasetSpec, *, overwrite: bool = False) -> DatasetSpec:
-    if spec.name in _REGISTRY and not overwrite and _REGISTRY[spec.name] != spec:
-        raise ValueError(f"a different dataset is already registered as {spec.name!r}")
-    _REGISTRY[spec.name] = spec
-    return spec
+def register_dataset(spec: DatasetSpec, *, overwrite: bool = False, builtin: bool = False) -> DatasetSpec:
+    return DATASETS.register(spec, overwrite=overwrite, builtin=builtin)
+
+
+def unregister_dataset(name: str) -> None:
+    DATASETS.unregister(name)
 
 
 def list_datasets(modality: str | None = None) -> list[DatasetSpec]:
     """Registered specs; with ``modality``, those a model of that modality can encode."""
-    return [s for s in _REGISTRY.values() if modality is None or s.supports(modality)]
+    return [s for s in DATASETS.list() if modality is None or s.supports(modality)]
 
 
 def get_dataset_spec(name: str) -> DatasetSpec:
-    if name not in _REGISTRY:
-        raise UnknownDatasetError(
-            f"unknown dataset {name!r}. Registered datasets: {', '.join(_REGISTRY) or 'none'}"
-        )
-    return _REGISTRY[name]
+    return DATASETS.get(name)
 
 
 def hub_dataset_spec(
@@ -309,6 +310,18 @@ def _load_hub(spec: DatasetSpec) -> Dataset:
     return Dataset(spec, sample_ids, tuple(range(n)), n, texts=texts, images=images, labels=labels)
 
 
+def _load_uploaded(spec: DatasetSpec) -> Dataset:
+    from PIL import Image
+
+    from alignscope.core.user_store import read_uploaded_samples
+
+    stored = read_uploaded_samples(spec.source.removeprefix("upload:"))
+    n = len(stored.sample_ids)
+    paths = stored.image_paths
+    images = None if paths is None else LazyImages(n, lambda i: Image.open(paths[i]))
+    return Dataset(spec, stored.sample_ids, tuple(range(n)), n, texts=stored.texts, images=images, labels=stored.labels)
+
+
 _BUNDLED: dict[str, Callable[[DatasetSpec], Dataset]] = {
     "bundled:digits": _load_digits,
     "bundled:captions": _load_captions,
@@ -324,43 +337,9 @@ def load_dataset(spec: DatasetSpec | str, *, n: int | None = None, seed: int = 0
     elif spec.source.startswith("hub:"):
         dataset = _load_hub(spec)
     elif spec.source.startswith("upload:"):
-        from alignscope.core.uploads import load_uploaded_dataset
-
-        dataset = load_uploaded_dataset(spec)
+        dataset = _load_uploaded(spec)
     else:
         raise DatasetLoadError(f"dataset {spec.name!r}: unknown source {spec.source!r}")
     if n is not None and n < 1:
         raise InputError(f"n must be a positive number of samples, got {n}")
     return dataset.subset(n, seed)
-
-
-# --------------------------------------------------------------------------------------------------
-# The embedded offline default
-# --------------------------------------------------------------------------------------------------
-
-for _spec in (
-    DatasetSpec(
-        name="captions",
-        modality="image-text",
-        source="bundled:captions",
-        revision="v1",
-        description="~25 photos bundled with scikit-image / scikit-learn / matplotlib, each with a caption",
-    ),
-    DatasetSpec(
-        name="sentences",
-        modality="text",
-        source="bundled:sentences",
-        revision="v1",
-        label_column="topic",
-        description="560 hand-written sentences over 10 topics",
-    ),
-    DatasetSpec(
-        name="digits",
-        modality="image",
-        source="bundled:digits",
-        revision="sklearn",
-        label_column="digit",
-        description="scikit-learn digits: 1,797 8×8 greyscale images of 0–9",
-    ),
-):
-    register_dataset(_spec)

@@ -16,7 +16,8 @@ import torch
 
 from alignscope.core.datasets import Dataset
 from alignscope.core.errors import InputError, ModalityError
-from alignscope.core.models import POOLINGS, Encoder, ModelSpec, get_model_spec, load_model
+from alignscope.core.encoders import POOLINGS, Encoder
+from alignscope.core.models import ModelSpec, get_model_spec, load_model
 
 EXTRACT_VERSION = 1
 

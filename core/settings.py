@@ -8,6 +8,10 @@ Environment variables:
     ALIGNSCOPE_TRUST_REMOTE_CODE: comma-separated hub ids allowed to run their own code (default none).
     ALIGNSCOPE_DASHBOARD_LOCAL_PATHS: ``1`` lets the dashboard add models from server folders (default off;
         the CLI always can).
+    ALIGNSCOPE_AUTO_BUDGET_S: CPU-seconds of work a link or a widget may start by itself (default 30);
+        anything costlier shows its estimate and a Compute button.
+    ALIGNSCOPE_WORKERS: background jobs run at once by the dashboard (default 1: on a small machine two
+        heavy jobs at once only thrash).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ class Settings:
     max_samples: int = 200_000
     trust_remote_code_for: frozenset[str] = frozenset()
     dashboard_local_paths: bool = False
+    auto_budget_seconds: float = 30.0
+    workers: int = 1
 
     @property
     def features_dir(self) -> Path:
@@ -46,6 +52,11 @@ class Settings:
     @property
     def uploads_dir(self) -> Path:
         return self.cache_dir / "uploads"
+
+    @property
+    def results_dir(self) -> Path:
+        """Computed results (scores, matrices, projections): the engine's result store."""
+        return self.cache_dir / "results"
 
     @property
     def numba_dir(self) -> Path:
@@ -67,6 +78,10 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         )
     if env.get("ALIGNSCOPE_DASHBOARD_LOCAL_PATHS", "").lower() in ("1", "true", "yes"):
         kwargs["dashboard_local_paths"] = True
+    if env.get("ALIGNSCOPE_AUTO_BUDGET_S"):
+        kwargs["auto_budget_seconds"] = max(0.0, float(env["ALIGNSCOPE_AUTO_BUDGET_S"]))
+    if env.get("ALIGNSCOPE_WORKERS"):
+        kwargs["workers"] = max(1, int(env["ALIGNSCOPE_WORKERS"]))
     return Settings(**kwargs)
 
 

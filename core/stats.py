@@ -31,8 +31,9 @@ or a NaN) is dropped and counted (``BootstrapResult.n_failed``); more than half 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,10 @@ import torch
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs
 from alignscope.core.metrics.registry import MetricSpec, get_metric
+
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done, total)`` after each shuffle or resample (a job's progress; it may raise to cancel)."""
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -100,12 +105,15 @@ def _loop_threads(n_samples: int, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _null_values(scorer: _Scorer, n_samples: int, n_permutations: int, seed: int) -> np.ndarray:
+def _null_values(scorer: _Scorer, n_samples: int, n_permutations: int, seed: int,
+                 progress: ProgressCallback | None = None) -> np.ndarray:  # fmt: skip
     generator = _generator(seed)
     null = np.empty(n_permutations, dtype=np.float64)
     with _loop_threads(n_samples, scorer.feats_a.device):
         for index in range(n_permutations):
             null[index] = scorer.shuffled(torch.randperm(n_samples, generator=generator))
+            if progress is not None:
+                progress(index + 1, n_permutations)
     return null
 
 
@@ -145,6 +153,7 @@ def chance_level(
     seed: int = 0,
     name_a: str = "feats_a",
     name_b: str = "feats_b",
+    progress: ProgressCallback | None = None,
     **params: Any,
 ) -> ChanceLevel:
     """Analytic and empirical chance level of ``metric``.
@@ -167,7 +176,7 @@ def chance_level(
         n_samples = tensor_a.shape[0]
         n_shuffles = _count(n_shuffles, "n_shuffles")
         scorer = _Scorer(spec, tensor_a, tensor_b, resolved, name_a, name_b)
-        null = _null_values(scorer, n_samples, n_shuffles, seed)
+        null = _null_values(scorer, n_samples, n_shuffles, seed, progress)
         empirical, empirical_std = float(null.mean()), float(null.std(ddof=1)) if n_shuffles > 1 else 0.0
     elif n_samples is None:
         raise InputError("chance_level needs feats_a and feats_b, or n_samples for the analytic level")
@@ -203,6 +212,7 @@ def permutation_test(
     seed: int = 0,
     name_a: str = "feats_a",
     name_b: str = "feats_b",
+    progress: ProgressCallback | None = None,
     **params: Any,
 ) -> PermutationResult:
     """One-sided permutation test of "A and B are aligned beyond chance" for ``metric``.
@@ -216,7 +226,7 @@ def permutation_test(
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
     scorer = _Scorer(spec, tensor_a, tensor_b, resolved, name_a, name_b)
     observed = scorer.observed()
-    null = _null_values(scorer, tensor_a.shape[0], n_permutations, seed)
+    null = _null_values(scorer, tensor_a.shape[0], n_permutations, seed, progress)
     extreme = null >= observed if spec.higher_is_better else null <= observed
     p_value = (1.0 + float(extreme.sum())) / (1.0 + n_permutations)
     return PermutationResult(metric, observed, null, p_value, spec.higher_is_better)
@@ -261,6 +271,7 @@ def bootstrap_ci(
     method: str = "recentred",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
+    progress: ProgressCallback | None = None,
     **params: Any,
 ) -> BootstrapResult:
     """Bootstrap confidence interval of ``metric`` over samples (seeded).
@@ -282,7 +293,8 @@ def bootstrap_ci(
     estimate = float(spec.fn(tensor_a, tensor_b, name_a=name_a, name_b=name_b, **resolved))
     generator = _generator(seed)
     with _loop_threads(n_samples, tensor_a.device):
-        values, problems = _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b)
+        values, problems = _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b,
+                                             progress)  # fmt: skip
     n_failed = n_boot - values.size
     if values.size < 2 or n_failed > n_boot / 2:
         reason = f" (e.g. {problems[0]})" if problems else ""
@@ -296,11 +308,13 @@ def bootstrap_ci(
                            n_failed)  # fmt: skip
 
 
-def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b):
+def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b, progress=None):
     """(finite resampled scores, messages of the resamples that could not be scored)."""
     n_samples = tensor_a.shape[0]
     values, problems = [], []
-    for _ in range(n_boot):
+    for index in range(n_boot):
+        if progress is not None and index:
+            progress(index, n_boot)
         rows = torch.randint(0, n_samples, (n_samples,), generator=generator)
         extra = {"sample_ids": rows} if spec.takes_sample_ids else {}
         device_rows = rows.to(tensor_a.device)
@@ -314,98 +328,16 @@ def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, nam
             values.append(value)
         else:
             problems.append("the score was NaN")
+    if progress is not None:
+        progress(n_boot, n_boot)
     return np.asarray(values, dtype=np.float64), problems
-
-
-# --- sweeps ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Sweep:
-    """A score as a function of ``parameter`` (``"k"`` or ``"n_samples"``) with its chance curve."""
-
-    metric: str
-    parameter: str
-    x: np.ndarray
-    values: np.ndarray
-    chance_analytic: np.ndarray  # NaN where the metric has no closed form
-    chance_empirical: np.ndarray
-
-
-def sweep_k(
-    metric: str,
-    feats_a: Any,
-    feats_b: Any,
-    ks: Sequence[int],
-    *,
-    n_shuffles: int = 5,
-    seed: int = 0,
-    **params: Any,
-) -> Sweep:
-    """Score of a k-NN metric for each k in ``ks``, with analytic and empirical (shuffled) chance."""
-    spec = get_metric(metric)
-    if "k" not in spec.param_names:
-        raise InputError(f"{metric} has no parameter k; k sweeps apply to: mutual_knn, jaccard_knn, cycle_knn, cknna")
-    ks = [int(k) for k in ks]
-    if not ks:
-        raise InputError("ks is empty")
-    tensor_a, tensor_b = _check_inputs(feats_a, feats_b)
-    values, analytic, empirical = [], [], []
-    for k in ks:
-        resolved = spec.resolve_params({**params, "k": k})
-        scorer = _Scorer(spec, tensor_a, tensor_b, resolved, "feats_a", "feats_b")
-        values.append(scorer.observed())
-        null = _null_values(scorer, tensor_a.shape[0], _count(n_shuffles, "n_shuffles"), seed)
-        empirical.append(float(null.mean()))
-        chance = spec.chance(tensor_a.shape[0], **resolved) if spec.chance is not None else None
-        analytic.append(np.nan if chance is None else chance)
-    return Sweep(metric, "k", np.asarray(ks), np.asarray(values), np.asarray(analytic, dtype=np.float64),
-                 np.asarray(empirical))  # fmt: skip
-
-
-def sweep_n(
-    metric: str,
-    feats_a: Any,
-    feats_b: Any,
-    ns: Sequence[int],
-    *,
-    n_shuffles: int = 5,
-    seed: int = 0,
-    **params: Any,
-) -> Sweep:
-    """Score on nested random subsamples of sizes ``ns`` (each contains the smaller ones), with chance.
-
-    One seeded permutation of the samples is drawn and its first m rows are used for each m.
-    """
-    spec = get_metric(metric)
-    resolved = spec.resolve_params(params)
-    tensor_a, tensor_b = _check_inputs(feats_a, feats_b)
-    n_total = tensor_a.shape[0]
-    ns = sorted(int(m) for m in ns)
-    if not ns or ns[0] < 3 or ns[-1] > n_total:
-        raise InputError(f"subsample sizes must lie in [3, {n_total}], got {ns}")
-    order = torch.randperm(n_total, generator=_generator(seed)).to(tensor_a.device)
-    values, analytic, empirical = [], [], []
-    for m in ns:
-        rows = order[:m]
-        scorer = _Scorer(spec, tensor_a[rows], tensor_b[rows], resolved, "feats_a", "feats_b")
-        values.append(scorer.observed())
-        null = _null_values(scorer, m, _count(n_shuffles, "n_shuffles"), seed + 1)
-        empirical.append(float(null.mean()))
-        chance = spec.chance(m, **resolved) if spec.chance is not None else None
-        analytic.append(np.nan if chance is None else chance)
-    return Sweep(metric, "n_samples", np.asarray(ns), np.asarray(values), np.asarray(analytic, dtype=np.float64),
-                 np.asarray(empirical))  # fmt: skip
 
 
 __all__ = [
     "BootstrapResult",
     "ChanceLevel",
     "PermutationResult",
-    "Sweep",
     "bootstrap_ci",
     "chance_level",
     "permutation_test",
-    "sweep_k",
-    "sweep_n",
 ]

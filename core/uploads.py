@@ -29,10 +29,12 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from alignscope.core.datasets import Dataset, DatasetSpec, LazyImages, get_dataset_spec, register_dataset
-from alignscope.core.errors import AlignscopeError, DatasetLoadError, ModelLoadError, UploadError
-from alignscope.core.models import ModelSpec, check_name, register_model
+from alignscope.core.datasets import DATASETS, DatasetSpec, get_dataset_spec, register_dataset
+from alignscope.core.errors import AlignscopeError, UploadError
+from alignscope.core.models import MODELS, ModelProperty, ModelSpec, register_model
+from alignscope.core.names import check_name
 from alignscope.core.settings import Settings, get_settings
+from alignscope.core.user_store import read_registry, registry_path, upload_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 TEXT_SUFFIXES = (".csv", ".parquet", ".txt")
@@ -144,47 +146,46 @@ def _safe_member(name: str) -> PurePosixPath | None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _registry_path(settings: Settings) -> Path:
-    return settings.uploads_dir / "registry.json"
+def _write_registry(registry: dict, settings: Settings) -> None:
+    path = registry_path(settings)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(registry, indent=1))
+    tmp.replace(path)
 
 
-def _read_registry(settings: Settings) -> dict:
-    try:
-        return json.loads(_registry_path(settings).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {"datasets": [], "models": []}
-
-
-def _record(kind: str, spec, settings: Settings) -> None:
-    path = _registry_path(settings)
+def _record(kind: str, spec: DatasetSpec | ModelSpec, settings: Settings) -> None:
+    path = registry_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        registry = _read_registry(settings)
-        entries = [e for e in registry.get(kind, []) if e["name"] != spec.name]
+        registry = read_registry(settings)
+        entries = [e for e in registry.get(kind, []) if e.get("name") != spec.name]
         entry = asdict(spec)
         if "options" in entry:
             entry["options"] = [list(pair) for pair in entry["options"]]
         registry[kind] = entries + [entry]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(registry, indent=1))
-        tmp.replace(path)
+        _write_registry(registry, settings)
+
+
+def _model_from_entry(entry: dict) -> ModelSpec:
+    properties = tuple(ModelProperty(**p) for p in entry.get("properties", ()))
+    options = tuple(tuple(p) for p in entry.get("options", ()))
+    return ModelSpec(**{**entry, "options": options, "properties": properties})
 
 
 def load_user_registry(settings: Settings | None = None) -> list[str]:
     """Register every persisted upload and run-time addition; returns the names registered."""
     settings = settings or get_settings()
-    registry = _read_registry(settings)
+    registry = read_registry(settings)
     names = []
     for entry in registry.get("datasets", []):
         try:
             names.append(register_dataset(DatasetSpec(**entry), overwrite=True).name)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AlignscopeError):
             continue  # an entry from an incompatible version: skip rather than fail start-up
     for entry in registry.get("models", []):
         try:
-            entry = {**entry, "options": tuple(tuple(p) for p in entry.get("options", ()))}
-            names.append(register_model(ModelSpec(**entry), overwrite=True).name)
-        except (TypeError, ValueError):
+            names.append(register_model(_model_from_entry(entry), overwrite=True).name)
+        except (TypeError, ValueError, AlignscopeError):
             continue
     return names
 
@@ -192,55 +193,37 @@ def load_user_registry(settings: Settings | None = None) -> list[str]:
 def forget(kind: str, name: str, settings: Settings | None = None) -> None:
     """Remove an upload or run-time addition (``kind``: "models" or "datasets"): its registry entry and
     its uploaded files. Built-in entries are refused. Cached features stay (``alignscope cache rm``)."""
-    from alignscope.core.datasets import _REGISTRY as datasets_registry
-    from alignscope.core.models import _REGISTRY as models_registry
-
     settings = settings or get_settings()
     if kind not in ("models", "datasets"):
         raise UploadError(f"kind must be 'models' or 'datasets', not {kind!r}")
     check_name(name, what=kind[:-1])
-    registry_in_memory = models_registry if kind == "models" else datasets_registry
-    path = _registry_path(settings)
+    registry_in_memory = MODELS if kind == "models" else DATASETS
+    path = registry_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
-        registry = _read_registry(settings)
+        registry = read_registry(settings)
         entries = registry.get(kind, [])
         kept = [e for e in entries if e.get("name") != name]
         if len(kept) == len(entries):
-            what = "built-in " if name in registry_in_memory else ""
-            raise UploadError(f"{name!r} is not an uploaded or added {kind[:-1]}"
-                              f"{' (' + what.strip() + ' entries cannot be removed)' if what else ''}")  # fmt: skip
+            built_in = " (built-in entries cannot be removed)" if registry_in_memory.is_builtin(name) else ""
+            raise UploadError(f"{name!r} is not an uploaded or added {kind[:-1]}{built_in}")
         registry[kind] = kept
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(registry, indent=1))
-        tmp.replace(path)
-    shutil.rmtree(_upload_folder(kind, name, settings), ignore_errors=True)
-    registry_in_memory.pop(name, None)
-
-
-def _upload_folder(kind: str, name: str, settings: Settings) -> Path:
-    """``uploads/datasets/<name>`` or ``uploads/models/<name>``: the two kinds never share a folder."""
-    return settings.uploads_dir / kind / check_name(name, what="upload")
+        _write_registry(registry, settings)
+    shutil.rmtree(upload_folder(kind, name, settings), ignore_errors=True)
+    registry_in_memory.unregister(name)
 
 
 def _claim_name(kind: str, name: str) -> None:
     """Refuse a name that belongs to a built-in entry; an earlier upload or run-time addition may be replaced."""
-    from alignscope.core.datasets import _REGISTRY as datasets_registry
-    from alignscope.core.models import _REGISTRY as models_registry
-
     check_name(name, what="dataset" if kind == "datasets" else "model")
-    if kind == "datasets":
-        existing = datasets_registry.get(name)
-        replaceable = existing is None or existing.source.startswith(("upload:", "hub:"))
-    else:
-        existing = models_registry.get(name)
-        replaceable = existing is None or existing.family in ("upload", "hub")
-    if not replaceable:
+    registry = DATASETS if kind == "datasets" else MODELS
+    if registry.is_builtin(name):
         raise UploadError(f"{name!r} is a built-in {kind[:-1]}; choose another name")
 
 
 def _write_folder(kind: str, name: str, files: dict[str, bytes], settings: Settings) -> Path:
     """Write ``files`` into a fresh temp folder and rename it to the upload's folder."""
-    final = _upload_folder(kind, name, settings)
+    final = upload_folder(kind, name, settings)
     staging = final.with_name(f".{name}.staging")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -392,36 +375,6 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
     return add_image_dataset(name, f"{csv_path.stem}.zip", _zip_bytes(members), settings)
 
 
-def load_uploaded_dataset(spec: DatasetSpec, settings: Settings | None = None) -> Dataset:
-    from PIL import Image
-
-    settings = settings or get_settings()
-    folder = _upload_folder("datasets", spec.source.removeprefix("upload:"), settings)
-    try:
-        if (folder / "texts.parquet").exists():
-            table = pd.read_parquet(folder / "texts.parquet")
-            n = len(table)
-            return Dataset(
-                spec, tuple(f"row-{i}" for i in range(n)), tuple(range(n)), n,
-                texts=tuple(table["text"].astype(str)),
-                labels=tuple(table["label"].astype(str)) if "label" in table.columns else None,
-            )
-        table = pd.read_parquet(folder / "index.parquet")
-    except (FileNotFoundError, OSError, ValueError) as exc:
-        raise DatasetLoadError(f"the files of uploaded dataset {spec.name!r} are missing or unreadable") from exc
-    paths = [folder / "images" / p for p in table["image"]]
-    n = len(table)
-    return Dataset(
-        spec,
-        tuple(str(p) for p in table["image"]),
-        tuple(range(n)),
-        n,
-        texts=tuple(table["caption"].astype(str)) if "caption" in table.columns else None,
-        images=LazyImages(n, lambda i: Image.open(paths[i])),
-        labels=tuple(table["label"].astype(str)) if "label" in table.columns else None,
-    )
-
-
 def add_representation(
     name: str, filename: str, data: bytes, *, dataset: str, settings: Settings | None = None
 ) -> ModelSpec:
@@ -459,21 +412,6 @@ def add_representation(
     return spec
 
 
-def load_representation(spec: ModelSpec, settings: Settings | None = None) -> np.ndarray:
-    """The stored ``[N, D]`` float32 matrix of a representation model, checked against its hash."""
-    from safetensors.numpy import load as load_safetensors
-
-    settings = settings or get_settings()
-    path = _upload_folder("models", spec.source.removeprefix("upload:"), settings) / "features.safetensors"
-    try:
-        blob = path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"the stored matrix of {spec.name!r} is missing ({path})") from exc
-    if hashlib.sha256(blob).hexdigest() != spec.option("sha256"):
-        raise ModelLoadError(f"the stored matrix of {spec.name!r} does not match its checksum; upload it again")
-    return load_safetensors(blob)["features"]
-
-
 def remember_model(spec: ModelSpec, settings: Settings | None = None) -> ModelSpec:
     """Register a run-time model (e.g. a hub id) and keep it across restarts."""
     _claim_name("models", spec.name)
@@ -496,8 +434,6 @@ __all__ = [
     "add_image_folder",
     "add_representation",
     "add_text_dataset",
-    "load_representation",
-    "load_uploaded_dataset",
     "load_user_registry",
     "parse_representation",
     "parse_texts",

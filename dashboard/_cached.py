@@ -23,7 +23,8 @@ import streamlit as st
 from alignscope.core.cache import FeatureCache, feature_key
 from alignscope.core.datasets import Dataset, load_dataset
 from alignscope.core.errors import AlignscopeError, InputError
-from alignscope.core.models import get_model_spec, load_model, resolve_device, resolve_dtype
+from alignscope.core.devices import effective_dtype
+from alignscope.core.models import get_model_spec, load_model
 from alignscope.core.settings import get_settings
 
 FULL_EXTRACT_LIMIT = 5000
@@ -133,8 +134,7 @@ class FeaturePlan:
 
 
 def _effective_dtype(spec) -> str:
-    device = resolve_device(get_settings().device)
-    return str(resolve_dtype(spec.dtype, device)).removeprefix("torch.")
+    return effective_dtype(spec.dtype, get_settings().device)
 
 
 def _subset(name: str, n: int, seed: int) -> tuple[Dataset, Dataset]:
@@ -233,9 +233,9 @@ def resolve_layer(index: int, n_layers: int) -> int:
 
 def metric_params(metric: str, k: int) -> dict:
     """The page's k, passed only to metrics that take one (and clamped to their bounds)."""
-    from alignscope.core.scoring import metric_params as params_for
+    from alignscope.core.analysis.requests import metric_params as params_for
 
-    return params_for(metric, k=k)
+    return dict(params_for(metric, k=k))
 
 
 # --------------------------------------------------------------------------------------------------

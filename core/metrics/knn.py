@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -589,24 +588,11 @@ def _self_hsic(indices: torch.Tensor, values: torch.Tensor) -> float:
     return hsic_unbiased_sparse(n_samples, rows, indices.flatten(), flat, flat)
 
 
-def _cknna_similarity(similarity: str, normalize: bool) -> str:
-    """``normalize`` is CKNNA's deprecated spelling: True (its old default) leaves ``similarity`` as it
-    is, False means ``similarity="ip"``."""
-    if normalize:
-        return similarity
-    message = "cknna: normalize=False is deprecated; pass similarity='ip'"
-    warnings.warn(message, DeprecationWarning, stacklevel=3)
-    if similarity == "euclidean":
-        raise InputError("cknna: normalize=False means similarity='ip', which excludes 'euclidean'")
-    return "ip"
-
-
 def prepare_cknna(
     feats: Any,
     *,
     k: int = 10,
     similarity: str = "cosine",
-    normalize: bool = True,
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     name: str = "feats",
@@ -616,7 +602,6 @@ def prepare_cknna(
     feats = as_tensor(feats, name)
     if feats.shape[0] < 4:
         raise InputError(f"{name} has {feats.shape[0]} rows; CKNNA's unbiased HSIC needs at least 4 samples")
-    similarity = _cknna_similarity(similarity, normalize)
     indices, values = topk_similar(
         feats, k, similarity=similarity, sample_ids=sample_ids, block_size=block_size, return_values=True,
         name=name, check=False,
@@ -665,7 +650,6 @@ def cknna(
     *,
     k: int = 10,
     similarity: str = "cosine",
-    normalize: bool = True,
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -680,11 +664,9 @@ def cknna(
             default, kernels are cosines), ``"ip"`` (raw features, kernels are inner products) or
             ``"euclidean"`` (mask from Euclidean neighbours, kernels are inner products of the
             column-centred features).
-        normalize: deprecated; ``False`` is ``similarity="ip"``, ``True`` leaves ``similarity`` as given.
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b, min_samples=4)
     check_k(k, tensor_a.shape[0])
-    similarity = _cknna_similarity(similarity, normalize)
     common = dict(k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size)
     state_a = prepare_cknna(tensor_a, name=name_a, **common)
     state_b = prepare_cknna(tensor_b, name=name_b, **common)
@@ -731,6 +713,7 @@ for _name, _fn, _per_sample, _compare, _chance, _symmetric, _reference, _summary
             compare=_compare,
             permute=permute_neighbors,
             chance=_chance,
+            chance_exact=_name != "cycle_knn",  # cycle's closed form treats the k lists as independent
             takes_sample_ids=True,
         )
     )
@@ -747,7 +730,6 @@ register(
         params=(
             ParamSpec("k", 10, kind="int", low=2, help="neighbours per sample, < n; n - 1 gives unbiased CKA"),
             _SIMILARITY_PARAM,
-            ParamSpec("normalize", True, kind="bool", help="deprecated: False is similarity='ip'"),
         ),
         reference=PLATONIC_REF + "; unbiased HSIC of Song et al. 2012",
         summary="unbiased CKA restricted to kernel entries that are mutual top-k neighbours",

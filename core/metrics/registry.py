@@ -107,6 +107,9 @@ class MetricSpec:
         compare_all: optional ``compare_all(states_a, states_b, **params) -> ndarray [La, Lb]`` doing all
             pairs at once (one matrix product for Gram-form kernels); returns None to decline.
         chance: optional ``chance(n_samples, **params) -> float`` analytic chance level.
+        chance_exact: whether ``chance`` is the exact expectation under shuffled correspondence (the
+            engine then uses it as the chance level); an approximation is only reported beside the
+            shuffled level.
         takes_sample_ids: the metric accepts ``sample_ids`` (a bootstrap resample's original indices) and
             keeps copies of one sample from counting as separate evidence: k-NN lists exclude the
             query's copies; train/test splits keep all copies on one side.
@@ -130,6 +133,7 @@ class MetricSpec:
     permute: Callable[[Any, Any], Any] | None = None
     compare_all: Callable[..., Any] | None = None
     chance: Callable[..., float | None] | None = None
+    chance_exact: bool = True
     takes_sample_ids: bool = False
     requires_equal_dims: bool = False
     randomized: bool = False

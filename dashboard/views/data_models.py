@@ -9,7 +9,8 @@ import streamlit as st
 from alignscope.core.cache import FeatureCache
 from alignscope.core.datasets import list_datasets
 from alignscope.core.errors import AlignscopeError
-from alignscope.core.models import check_hub_model, hub_model_spec, install_status, list_models, load_model
+from alignscope.core.models import hub_model_spec, install_status, list_models, load_model
+from alignscope.core.sources import check_hub_model
 from alignscope.core.settings import get_settings
 from alignscope.core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
 from alignscope.dashboard import _cached, ui

@@ -9,7 +9,8 @@ from tiny_models import save_tiny_bert
 from alignscope.core.datasets import load_dataset
 from alignscope.core.extract import extract_features
 from alignscope.core.metrics.registry import compute
-from alignscope.core.models import hub_model_spec, resolve_device, resolve_dtype
+from alignscope.core.devices import resolve_device, resolve_dtype
+from alignscope.core.models import hub_model_spec
 
 pytestmark = [
     pytest.mark.gpu,

@@ -9,16 +9,16 @@ from tiny_models import random_images, save_tiny_bert, save_tiny_clip, save_tiny
 from alignscope.core.datasets import Dataset, DatasetSpec
 from alignscope.core.errors import InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
 from alignscope.core.extract import extract_features
+from alignscope.core.encoders import pool_tokens
 from alignscope.core.models import (
     ModelSpec,
-    check_name,
     get_model_spec,
     hub_model_spec,
     list_models,
     load_model,
-    pool_tokens,
     register_torch_module,
 )
+from alignscope.core.names import check_name
 from alignscope.core.settings import Settings
 
 TEXTS = (
@@ -163,7 +163,7 @@ def test_missing_hub_model_is_a_clear_error(monkeypatch):
 
 
 def test_trust_remote_code_needs_the_users_opt_in(bert_dir):
-    from alignscope.core.models import _hf_kwargs
+    from alignscope.core.encoders import _hf_kwargs
 
     spec = hub_model_spec(str(bert_dir), modality="text", trust_remote_code=True)
     assert _hf_kwargs(spec, Settings())["trust_remote_code"] is False
@@ -192,7 +192,7 @@ def test_a_model_split_over_several_zip_parts_is_joined_unpacked_once_and_loaded
     import io
     import zipfile
 
-    from alignscope.core.models import assemble_split_zip
+    from alignscope.core.sources import assemble_split_zip
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -216,10 +216,10 @@ def test_a_model_split_over_several_zip_parts_is_joined_unpacked_once_and_loaded
 
 
 def test_missing_split_zip_packages_say_how_to_install_them():
-    from alignscope.core.models import resolve_source
+    from alignscope.core.sources import loadable_folder
 
     with pytest.raises(ModelLoadError, match="pip install"):
-        resolve_source("splitzip://no-such-dist-prefix/model.zip")
+        loadable_folder(ModelSpec("zipped", "x", "hf-text", "splitzip://no-such-dist-prefix/model.zip", "text"))
 
 
 def test_models_whose_optional_packages_are_missing_are_marked_unavailable():

@@ -4,7 +4,7 @@ import torch
 
 from alignscope.core.errors import InputError
 from alignscope.core.metrics.registry import compute
-from alignscope.core.stats import bootstrap_ci, chance_level, permutation_test, sweep_k, sweep_n
+from alignscope.core.stats import bootstrap_ci, chance_level, permutation_test
 
 
 def gaussian(n, d, seed):
@@ -105,22 +105,6 @@ def test_recentred_bootstrap_covers_where_the_raw_percentile_interval_fails():
     assert np.mean((draws[:, 3] <= target) & (target <= draws[:, 4])) <= 0.5
     with pytest.raises(InputError, match="recentred"):
         bootstrap_ci("linear_cka", a, b, method="bca")
-
-
-def test_sweeps_match_direct_computation():
-    a, b = gaussian(90, 5, 12), gaussian(90, 5, 13)
-    b[:, :2] += a[:, :2]
-    by_k = sweep_k("mutual_knn", a, b, [1, 5, 20], n_shuffles=3)
-    assert by_k.values.tolist() == [compute("mutual_knn", a, b, k=k) for k in (1, 5, 20)]
-    assert np.allclose(by_k.chance_analytic, [k / 89 for k in (1, 5, 20)])
-    by_n = sweep_n("debiased_cka", a, b, [30, 60, 90], n_shuffles=3, seed=4)
-    order = torch.randperm(90, generator=torch.Generator().manual_seed(4)).numpy()
-    for m, value in zip(by_n.x, by_n.values):
-        assert value == pytest.approx(compute("debiased_cka", a[order[:m]], b[order[:m]]), abs=1e-12)
-    assert np.isnan(by_n.chance_analytic).all()
-    assert by_n.values[-1] == pytest.approx(compute("debiased_cka", a, b), abs=1e-12)
-    with pytest.raises(InputError, match="no parameter k"):
-        sweep_k("linear_cka", a, b, [3])
 
 
 def test_bootstrap_copies_never_straddle_a_train_test_split():

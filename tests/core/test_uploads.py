@@ -17,6 +17,7 @@ from alignscope.core.datasets import get_dataset_spec, load_dataset
 from alignscope.core.errors import InvalidNameError, ModalityError, UploadError
 from alignscope.core.extract import extract_features
 from alignscope.core.models import get_model_spec
+from alignscope.core.user_store import read_representation
 from alignscope.core.settings import Settings, get_settings
 
 
@@ -77,10 +78,10 @@ def test_blank_cells_are_left_out_but_a_text_reading_nan_is_kept(cache_dir):
 
 
 def test_uploads_come_back_after_a_restart(cache_dir):
-    from alignscope.core import datasets as datasets_module
+    from alignscope.core.datasets import unregister_dataset
 
     uploads.add_text_dataset("persisted", "t.txt", b"one\ntwo\nthree\n")
-    datasets_module._REGISTRY.pop("persisted")
+    unregister_dataset("persisted")
     assert "persisted" in uploads.load_user_registry()
     assert load_dataset("persisted").texts == ("one", "two", "three")
 
@@ -168,7 +169,7 @@ def test_representation_in_csv_and_safetensors(cache_dir):
     uploads.add_representation("from-st", "r.safetensors", save({"x": values}), dataset="digits")
     csv = pd.DataFrame(values).to_csv(index=False, header=False).encode()
     uploads.add_representation("from-csv", "r.csv", csv, dataset="digits")
-    assert np.array_equal(uploads.load_representation(get_model_spec("from-csv")), values)
+    assert np.array_equal(read_representation("from-csv", get_model_spec("from-csv").option("sha256")), values)
 
 
 @pytest.mark.parametrize(
@@ -222,7 +223,7 @@ def test_a_dataset_and_a_representation_of_one_name_do_not_clobber_each_other(ca
     values = np.arange(1797 * 2, dtype=np.float32).reshape(1797, 2)
     uploads.add_representation("brain", "b.npy", _npy(values), dataset="digits")
     assert load_dataset("brain").texts == ("a", "b", "c")
-    assert np.array_equal(uploads.load_representation(get_model_spec("brain")), values)
+    assert np.array_equal(read_representation("brain", get_model_spec("brain").option("sha256")), values)
 
 
 @pytest.mark.parametrize("kind", ["dataset", "model"])

@@ -41,17 +41,6 @@ def test_cknna_matches_dense_platonic_formula(k, similarity):
     assert knn.cknna(a, b, k=k, similarity=similarity) == pytest.approx(expected, abs=1e-10)
 
 
-def test_cknna_normalize_is_a_deprecated_alias_of_similarity():
-    a, b = ref.gaussian(40, 6, 3), ref.gaussian(40, 9, 4)
-    b[:, :3] += a[:, :3]
-    with pytest.warns(DeprecationWarning, match="similarity='ip'"):
-        assert knn.cknna(a, b, k=5, normalize=False) == knn.cknna(a, b, k=5, similarity="ip")
-    assert knn.cknna(a, b, k=5, normalize=True) == knn.cknna(a, b, k=5, similarity="cosine")
-    assert knn.cknna(a, b, k=5, normalize=True, similarity="ip") == knn.cknna(a, b, k=5, similarity="ip")
-    with pytest.raises(InputError, match="excludes 'euclidean'"), pytest.warns(DeprecationWarning):
-        knn.cknna(a, b, k=5, normalize=False, similarity="euclidean")
-
-
 def test_cknna_with_all_neighbours_is_unbiased_cka():
     a, b = ref.gaussian(64, 10, 5), ref.gaussian(64, 12, 6)
     b[:, :4] += 0.5 * a[:, :4]

@@ -177,10 +177,10 @@ def test_every_knn_metric_registers_the_similarity_choice():
         compute("lcs_knn", a, a, similarity="l2")
     with pytest.raises(InputError, match="similarity must be one of"):
         knn.mutual_knn(a, a, similarity="dot")
-    # the registry passes the choice through, and the deprecated CKNNA spelling still works there
+    # the registry passes the choice through
     b = ref.gaussian(30, 5, 61)
     assert compute("lcs_knn", a, b, k=4, similarity="ip") == knn.lcs_knn(a, b, k=4, similarity="ip")
-    assert compute("cknna", a, b, normalize=False) == knn.cknna(a, b, similarity="ip")
+    assert compute("cknna", a, b, similarity="ip") == knn.cknna(a, b, similarity="ip")
 
 
 def test_order_measures_see_what_set_overlap_does_not():

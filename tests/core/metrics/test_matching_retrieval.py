@@ -6,7 +6,6 @@ import slow_reference as ref
 
 from alignscope.core.errors import InputError
 from alignscope.core.metrics import matching, retrieval
-from alignscope.core.metrics.matryoshka import prefix_sweep
 from alignscope.core.metrics.registry import compute
 
 
@@ -63,17 +62,6 @@ def test_retrieval_of_independent_data_is_near_chance():
     a, b = ref.gaussian(400, 8, 7), ref.gaussian(400, 8, 8)
     chance = 5 / 200
     assert abs(compute("retrieval_top5", a, b) - chance) < 5 * np.sqrt(chance / 200)
-
-
-def test_prefix_sweep_uses_leading_dimensions():
-    a = ref.gaussian(50, 16, 9)
-    b = np.hstack([a[:, :4], ref.gaussian(50, 12, 10)])  # only the first 4 dims are shared
-    sweep = prefix_sweep("linear_cka", a, b)
-    assert sweep.dims.tolist() == [2, 4, 8, 16]  # m = 1 is all ties for cosine k-NN: not a default
-    assert sweep.values[:2] == pytest.approx(1.0, abs=1e-12)
-    assert sweep.values[-1] < 0.9
-    with pytest.raises(InputError, match="prefix lengths"):
-        prefix_sweep("linear_cka", a, b, dims=[17])
 
 
 # --- query / gallery retrieval: recall@k, mAP, CMC -------------------------------------------------

@@ -1,0 +1,99 @@
+"""Cost estimates: how many CPU-seconds a request would take here, before anything runs.
+
+The dashboard starts a request by itself only when its estimate fits the budget
+(``Settings.auto_budget_seconds``, ``ALIGNSCOPE_AUTO_BUDGET_S``); above it, a button shows the estimate.
+Estimates are deliberately on the high side: a floating-point operation count per metric call
+(similarities / Grams are n²·d, SVDs and solves d³ or n·d²), times :data:`SECONDS_PER_FLOP` measured
+on a busy 2-core machine (``bench/bench_cost.py`` checks estimate ≥ measured), plus a per-call overhead.
+Metrics with a split form pay the preparation once and only a cheap comparison per shuffle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alignscope.core.metrics.registry import MetricSpec, get_metric
+
+SECONDS_PER_FLOP = 1.0 / 1.5e9
+CALL_OVERHEAD_SECONDS = 0.004
+UMAP_SECONDS_PER_SAMPLE = 0.004
+UMAP_FIRST_COMPILE_SECONDS = 60.0
+
+
+def _prepare_flops(spec: MetricSpec, n: int, d: int, params: dict) -> float:
+    """One input's preparation (neighbour lists, Gram, SVD basis, RDM)."""
+    family = spec.family
+    if family == "knn":
+        return 2.0 * n * n * d + 4.0 * n * n  # similarity blocks + top-k
+    if family in ("kernel", "rsa"):
+        return 2.0 * n * n * min(d, n) + 8.0 * n * n * (3 if spec.name.startswith("rbf") else 1)
+    if family in ("cca", "shape", "geometry"):
+        width = min(n, d)
+        return 4.0 * n * d * width + 10.0 * width**3
+    return 2.0 * n * d * min(n, d)
+
+
+def _compare_flops(spec: MetricSpec, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """One comparison of two prepared inputs (also the cost of a shuffle for split metrics)."""
+    family = spec.family
+    k = int(params.get("k", 10))
+    if family == "knn":
+        return 60.0 * n * k
+    if family in ("kernel", "rsa"):
+        return 12.0 * n * n
+    width_a, width_b = min(n, d_a), min(n, d_b)
+    return 2.0 * n * width_a * width_b + 10.0 * min(width_a, width_b) ** 3
+
+
+def _whole_flops(spec: MetricSpec, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """A metric computed from scratch on one pair (what non-split metrics pay per shuffle too)."""
+    if spec.prepare is not None and spec.compare is not None:
+        return _prepare_flops(spec, n, d_a, params) + _prepare_flops(spec, n, d_b, params) + _compare_flops(
+            spec, n, d_a, d_b, params
+        )
+    folds = int(params.get("n_folds", 1))
+    big = max(d_a, d_b)
+    flops = folds * (2.0 * n * big * min(n, big) + 10.0 * min(n, big) ** 3) + 2.0 * n * n * big
+    if spec.family == "matching":
+        flops += 2.0 * n * d_a * d_b + 5.0 * max(d_a, d_b) ** 3
+    return flops
+
+
+def seconds(flops: float, calls: int = 1) -> float:
+    return flops * SECONDS_PER_FLOP + calls * CALL_OVERHEAD_SECONDS
+
+
+def metric_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """One call of ``metric`` on [n, d_a] and [n, d_b]."""
+    return seconds(_whole_flops(get_metric(metric), n, d_a, d_b, params))
+
+
+def shuffle_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """One shuffled correspondence (permutation test, shuffled chance level)."""
+    spec = get_metric(metric)
+    if spec.prepare is not None and spec.compare is not None and spec.permute is not None:
+        return seconds(_compare_flops(spec, n, d_a, d_b, params) + 4.0 * n * n * (spec.family == "kernel"))
+    return metric_seconds(metric, n, d_a, d_b, params)
+
+
+def layer_matrix_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[int], params: dict) -> float:
+    spec = get_metric(metric)
+    if spec.prepare is not None and spec.compare is not None:
+        prepares = sum(_prepare_flops(spec, n, d, params) for d in (*dims_a, *dims_b))
+        compares = sum(_compare_flops(spec, n, da, db, params) for da in dims_a for db in dims_b)
+        return seconds(prepares + compares, len(dims_a) + len(dims_b) + len(dims_a) * len(dims_b))
+    return sum(metric_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b)
+
+
+def chance_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict, shuffles: int) -> float:
+    spec = get_metric(metric)
+    if spec.chance is not None and spec.chance_exact:
+        return 0.0
+    return seconds(
+        _prepare_flops(spec, n, d_a, params) + _prepare_flops(spec, n, d_b, params)
+    ) + shuffles * shuffle_seconds(metric, n, d_a, d_b, params)
+
+
+def umap_seconds(n: int, d: int, warm: bool) -> float:
+    """A UMAP fit: neighbour graph (n²·d) plus the layout, plus the first JIT compile in a process."""
+    return seconds(2.0 * n * n * d) + UMAP_SECONDS_PER_SAMPLE * n + (0.0 if warm else UMAP_FIRST_COMPILE_SECONDS)

@@ -1,0 +1,464 @@
+"""The engine: a frozen request in, a typed result out — from the result store, or computed as a job.
+
+``Engine.run(request)`` computes in the foreground (the CLI, the Python API, tests) and stores the
+result; ``Engine.request(request, start=...)`` looks the result up and, when asked to, starts it as a
+background job (the dashboard), answering at once with an :class:`Outcome`. Both go through
+:meth:`Engine.prepare`, which normalises the request (``n`` to the dataset's size, ``-1`` to the last
+layer), finds the features it reads, and derives its store key from the request and their cache keys.
+
+Data flow: page → Selection → request → engine → result (store) → figure → page.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from alignscope.core.analysis import cost
+from alignscope.core.analysis.features import (
+    FeaturePlan,
+    ViewFeatures,
+    effective_n,
+    extract_for_plan,
+    load_view,
+    plan_features,
+)
+from alignscope.core.analysis.jobs import Job, LocalRunner, Progress, Runner, callback
+from alignscope.core.analysis.requests import (
+    AlignedProjectionRequest,
+    ExtractRequest,
+    GramRequest,
+    MatrixRequest,
+    ModelMatrixRequest,
+    NeighbourRequest,
+    PairRequest,
+    ProjectionRequest,
+    Request,
+    SweepRequest,
+    parse_layers,
+)
+from alignscope.core.analysis.store import ResultStore, result_key
+from alignscope.core.cache import FeatureCache
+from alignscope.core.errors import AlignscopeError, InputError
+from alignscope.core.settings import Settings, get_settings
+
+OUTCOME_STATES = ("ready", "queued", "running", "failed", "cancelled", "needs_features", "needs_click")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A normalised request, the feature plans it reads, and its store key (None until all are cached)."""
+
+    request: Any
+    plans: tuple[FeaturePlan, ...]
+    key: str | None
+    label: str
+
+    @property
+    def missing(self) -> tuple[FeaturePlan, ...]:
+        return tuple(plan for plan in self.plans if not plan.cached)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a request stands. ``state`` is one of :data:`OUTCOME_STATES`; ``result`` is set when ready,
+    ``job`` while queued / running, ``missing`` when features must be extracted first, ``estimate_seconds``
+    for what starting it would cost."""
+
+    state: str
+    prepared: Prepared
+    result: Any = None
+    job: Job | None = None
+    estimate_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def key(self) -> str | None:
+        return self.prepared.key
+
+
+@dataclass
+class Engine:
+    """Requests → results, through the result store and a job runner (see the module docstring)."""
+
+    settings: Settings = field(default_factory=get_settings)
+    runner: Runner | None = None
+    store: ResultStore | None = None
+    cache: FeatureCache | None = None
+    umap_warm: bool = False
+
+    def __post_init__(self) -> None:
+        self.store = self.store or ResultStore(settings=self.settings)
+        self.cache = self.cache or FeatureCache(settings=self.settings)
+        self._memory: dict[str, Any] = {}
+        self._memory_lock = threading.Lock()
+
+    # -- preparation -------------------------------------------------------------------------------
+
+    def prepare(self, request: Request) -> Prepared:
+        """Normalise ``request`` and find its features and store key (cheap: sidecar reads only)."""
+        models = request.feature_models()
+        dataset = getattr(request, "dataset")
+        n = effective_n(dataset, getattr(request, "n"))
+        request = request.replace(n=n)
+        plans = tuple(plan_features(model, dataset, n, getattr(request, "seed"), self.cache) for model in dict.fromkeys(models))
+        by_model = {plan.model: plan for plan in plans}
+        if all(plan.cached for plan in plans):
+            request = _resolve_layers(request, by_model)
+            key = result_key(request.to_json(), [by_model[m].cached_key for m in models])  # type: ignore[misc]
+        else:
+            key = None
+        return Prepared(request, plans, key, describe(request))
+
+    def estimate(self, prepared: Prepared) -> float:
+        """CPU-seconds the request would take here (features assumed cached)."""
+        return float(_ESTIMATES[type(prepared.request)](self, prepared))
+
+    # -- looking up and starting -------------------------------------------------------------------
+
+    def cached(self, prepared: Prepared) -> Any | None:
+        """The stored result, or None (memoised in this process by key)."""
+        if prepared.key is None:
+            return None
+        with self._memory_lock:
+            if prepared.key in self._memory:
+                return self._memory[prepared.key]
+        assert self.store is not None
+        result = self.store.get(prepared.key)
+        if result is not None:
+            with self._memory_lock:
+                if len(self._memory) > 256:
+                    self._memory.clear()
+                self._memory[prepared.key] = result
+        return result
+
+    def request(self, request: Request, *, start: bool = False) -> Outcome:
+        """Where ``request`` stands, starting it in the background when ``start`` (never blocks on work)."""
+        try:
+            prepared = self.prepare(request)
+        except AlignscopeError as error:
+            return Outcome("failed", Prepared(request, (), None, describe(request)), error=str(error))
+        if prepared.missing:
+            estimate = sum(plan.estimate_seconds for plan in prepared.missing)
+            return Outcome("needs_features", prepared, estimate_seconds=estimate)
+        result = self.cached(prepared)
+        if result is not None:
+            return Outcome("ready", prepared, result=result)
+        runner = self._runner()
+        assert prepared.key is not None
+        job = runner.get(prepared.key)
+        if job is not None and job.state == "done" and job.result is not None:
+            return Outcome("ready", prepared, result=job.result, job=job)
+        if job is not None and job.state in ("queued", "running"):
+            return Outcome(job.state, prepared, job=job, estimate_seconds=job.estimate_seconds)
+        estimate = self.estimate(prepared)
+        if job is not None and job.state in ("failed", "cancelled") and not start:
+            return Outcome(job.state, prepared, job=job, estimate_seconds=estimate, error=job.error)
+        if not start:
+            return Outcome("needs_click", prepared, estimate_seconds=estimate)
+        job = runner.submit(prepared.key, functools.partial(self._compute_and_store, prepared),
+                            label=prepared.label, estimate_seconds=estimate)  # fmt: skip
+        return Outcome(job.state, prepared, job=job, estimate_seconds=estimate)
+
+    def run(self, request: Request, progress: Progress | None = None) -> Any:
+        """The result, from the store or computed here and now (features must be cached, see :meth:`extract`)."""
+        prepared = self.prepare(request)
+        if prepared.missing:
+            names = ", ".join(f"{p.model} on {p.dataset}" for p in prepared.missing)
+            raise InputError(f"features of {names} are not cached yet; extract them first")
+        result = self.cached(prepared)
+        if result is not None:
+            return result
+        return self._compute_and_store(prepared, progress)
+
+    def extract(self, plans: tuple[FeaturePlan, ...], *, start: bool = True,
+                encoders: Callable[[str], Any] | None = None) -> Job:  # fmt: skip
+        """Extract the features of ``plans`` as one background job (one after another, with progress)."""
+        key = hashlib.sha256("|".join(sorted(p.full_key + p.subset_key for p in plans)).encode()).hexdigest()[:32]
+        total = sum(plan.extract_n for plan in plans) or 1
+
+        def work(progress: Progress) -> tuple[str, ...]:
+            keys, done = [], 0
+            for plan in plans:
+                progress.stage(f"{plan.model} on {plan.dataset}: {plan.extract_n} samples", plan.extract_n / total)
+                encoder = encoders(plan.model) if encoders is not None else None
+                keys.append(extract_for_plan(plan, progress=progress.update, encoder=encoder, cache=self.cache))
+                done += plan.extract_n
+            return tuple(keys)
+
+        label = "features of " + ", ".join(f"{p.model} on {p.dataset}" for p in plans)
+        estimate = sum(plan.estimate_seconds for plan in plans)
+        return self._runner().submit(key, work, label=label, estimate_seconds=estimate)
+
+    def _runner(self) -> Runner:
+        if self.runner is None:
+            self.runner = LocalRunner(workers=self.settings.workers)
+        return self.runner
+
+    # -- computing ---------------------------------------------------------------------------------
+
+    def views(self, prepared: Prepared) -> dict[str, ViewFeatures]:
+        return {plan.model: load_view(plan, self.cache) for plan in prepared.plans}
+
+    def _compute_and_store(self, prepared: Prepared, progress: Progress | None = None) -> Any:
+        started = time.perf_counter()
+        result = _COMPUTE[type(prepared.request)](self, prepared, progress)
+        assert self.store is not None and prepared.key is not None
+        feature_keys = [plan.cached_key for plan in prepared.plans]
+        self.store.put(prepared.key, prepared.request.to_json(), feature_keys, result,  # type: ignore[arg-type]
+                       kind=prepared.request.kind, label=prepared.label, seconds=time.perf_counter() - started)  # fmt: skip
+        with self._memory_lock:
+            self._memory[prepared.key] = result
+        return result
+
+    def sub_result(self, request: Request) -> Any:
+        """A part of a larger job (a layer matrix of a model matrix), from the store or computed now."""
+        return self.run(request)
+
+
+def _resolve_layers(request: Any, plans: dict[str, FeaturePlan]) -> Any:
+    """-1 (last) and other negative layer indices become the actual indices; out of range is an error."""
+    changes: dict[str, Any] = {}
+    for field_name, model_field in (("layer", "model"), ("layer_a", "model_a"), ("layer_b", "model_b")):
+        if hasattr(request, field_name):
+            plan = plans[getattr(request, model_field)]
+            changes[field_name] = plan.resolve_layer(getattr(request, field_name))
+    if isinstance(request, PairRequest):
+        pair = parse_layers(request.layers)
+        if pair is not None:
+            i = plans[request.model_a].resolve_layer(pair[0])
+            j = plans[request.model_b].resolve_layer(pair[1])
+            changes["layers"] = f"{i},{j}"
+    return dataclasses.replace(request, **changes) if changes else request
+
+
+def describe(request: Any) -> str:
+    """One line for people: what the request computes."""
+    if isinstance(request, PairRequest):
+        where = "best layer pair" if request.layers == "all" else f"layers {request.layers}"
+        stats = [f"{request.permutations} permutations"] * bool(request.permutations) + [
+            f"{request.bootstrap} bootstrap resamples"
+        ] * bool(request.bootstrap)
+        return f"{request.metric}, {request.model_a} vs {request.model_b}, {where}" + (f" ({', '.join(stats)})" if stats else "")
+    if isinstance(request, MatrixRequest):
+        return f"{request.metric} for every layer pair of {request.model_a} and {request.model_b}"
+    if isinstance(request, SweepRequest):
+        return f"{request.metric} against {request.sweep}, {request.model_a} vs {request.model_b}"
+    if isinstance(request, ModelMatrixRequest):
+        return f"{request.metric} between {len(request.models)} models"
+    if isinstance(request, GramRequest):
+        return f"GRAM volume of {len(request.models)} models"
+    if isinstance(request, ProjectionRequest):
+        return f"{request.method.upper()} of {request.model}"
+    if isinstance(request, AlignedProjectionRequest):
+        return f"aligned UMAP of {request.model_a} and {request.model_b}"
+    if isinstance(request, NeighbourRequest):
+        return f"k-NN overlap (k={request.k}) of {request.model_a} and {request.model_b}"
+    if isinstance(request, ExtractRequest):
+        return f"features of {request.model} on {request.dataset}"
+    return type(request).__name__
+
+
+# --------------------------------------------------------------------------------------------------
+# Dispatch: request type -> compute, estimate
+# --------------------------------------------------------------------------------------------------
+
+
+def _pair_views(engine: Engine, prepared: Prepared) -> tuple[ViewFeatures, ViewFeatures]:
+    views = engine.views(prepared)
+    request = prepared.request
+    return views[request.model_a], views[request.model_b]
+
+
+def _compute_pair(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.scorer import score_pair
+
+    return score_pair(prepared.request, *_pair_views(engine, prepared), progress=progress)
+
+
+def _compute_matrix(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.scorer import layer_matrix_of
+
+    return layer_matrix_of(prepared.request, *_pair_views(engine, prepared), progress=callback(progress))
+
+
+def _compute_sweep(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.sweeps import run_sweep
+
+    return run_sweep(prepared.request, *_pair_views(engine, prepared), progress=callback(progress))
+
+
+def _compute_model_matrix(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.families import model_matrix
+
+    views = engine.views(prepared)
+    request = prepared.request
+    return model_matrix(request, [views[m] for m in request.models], engine.sub_result, progress=callback(progress))
+
+
+def _compute_gram(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.families import gram_volume_of
+
+    views = engine.views(prepared)
+    return gram_volume_of(prepared.request, [views[m] for m in prepared.request.models], progress=callback(progress))
+
+
+def _compute_projection(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.maps import project
+
+    request = prepared.request
+    result = project(request, engine.views(prepared)[request.model], progress=callback(progress))
+    if request.method == "umap":
+        engine.umap_warm = True
+    return result
+
+
+def _compute_aligned(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.maps import project_aligned
+
+    result = project_aligned(prepared.request, *_pair_views(engine, prepared), progress=callback(progress))
+    engine.umap_warm = True
+    return result
+
+
+def _compute_neighbours(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.maps import neighbour_overlap
+
+    return neighbour_overlap(prepared.request, *_pair_views(engine, prepared), progress=callback(progress))
+
+
+_COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
+    PairRequest: _compute_pair,
+    MatrixRequest: _compute_matrix,
+    SweepRequest: _compute_sweep,
+    ModelMatrixRequest: _compute_model_matrix,
+    GramRequest: _compute_gram,
+    ProjectionRequest: _compute_projection,
+    AlignedProjectionRequest: _compute_aligned,
+    NeighbourRequest: _compute_neighbours,
+}
+
+
+def _dims(prepared: Prepared, model: str, layer: int | None = None) -> tuple[int, ...]:
+    plan = next(p for p in prepared.plans if p.model == model)
+    dims = plan.dims or (1024,)
+    return dims if layer is None else (dims[layer if 0 <= layer < len(dims) else -1],)
+
+
+def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
+    request: PairRequest = prepared.request
+    params = dict(request.params)
+    n = request.n
+    pair = parse_layers(request.layers)
+    dims_a, dims_b = _dims(prepared, request.model_a), _dims(prepared, request.model_b)
+    if pair is None:
+        total = cost.layer_matrix_seconds(request.metric, n, dims_a, dims_b, params)
+        d_a, d_b = max(dims_a), max(dims_b)
+    else:
+        d_a, d_b = dims_a[pair[0]], dims_b[pair[1]]
+        total = cost.metric_seconds(request.metric, n, d_a, d_b, params)
+    from alignscope.core.analysis.scorer import CHANCE_SHUFFLES
+
+    total += cost.chance_seconds(request.metric, n, d_a, d_b, params, CHANCE_SHUFFLES)
+    if request.permutations:
+        total += cost.metric_seconds(request.metric, n, d_a, d_b, params)
+        total += request.permutations * cost.shuffle_seconds(request.metric, n, d_a, d_b, params)
+    total += request.bootstrap * cost.metric_seconds(request.metric, n, d_a, d_b, params)
+    return total
+
+
+def _estimate_matrix(engine: Engine, prepared: Prepared) -> float:
+    request: MatrixRequest = prepared.request
+    return cost.layer_matrix_seconds(request.metric, request.n, _dims(prepared, request.model_a),
+                                     _dims(prepared, request.model_b), dict(request.params))  # fmt: skip
+
+
+def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
+    request: SweepRequest = prepared.request
+    from alignscope.core.analysis.scorer import CHANCE_SHUFFLES
+
+    d_a = _dims(prepared, request.model_a, request.layer_a)[0]
+    d_b = _dims(prepared, request.model_b, request.layer_b)[0]
+    params = dict(request.params)
+    point = cost.metric_seconds(request.metric, request.n, d_a, d_b, params) + cost.chance_seconds(
+        request.metric, request.n, d_a, d_b, params, CHANCE_SHUFFLES
+    )
+    points = len(_dims(prepared, request.model_a)) if request.sweep == "depth" else 10
+    extra = 0.0
+    if request.sweep == "depth":
+        extra = cost.layer_matrix_seconds(request.metric, request.n, _dims(prepared, request.model_a),
+                                          _dims(prepared, request.model_b), params)  # fmt: skip
+    return points * point + extra
+
+
+def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
+    request: ModelMatrixRequest = prepared.request
+    params = dict(request.params)
+    total = 0.0
+    for model_i in request.models:
+        for model_j in request.models:
+            if request.relative_depth is None:
+                total += cost.layer_matrix_seconds(request.metric, request.n, _dims(prepared, model_i),
+                                                   _dims(prepared, model_j), params)  # fmt: skip
+            else:
+                total += cost.metric_seconds(request.metric, request.n, max(_dims(prepared, model_i)),
+                                             max(_dims(prepared, model_j)), params)  # fmt: skip
+    return total
+
+
+def _estimate_gram(engine: Engine, prepared: Prepared) -> float:
+    request: GramRequest = prepared.request
+    width = max(max(_dims(prepared, m)) for m in request.models)
+    return cost.seconds(30.0 * request.n * width * len(request.models) ** 2, 21)
+
+
+def _estimate_projection(engine: Engine, prepared: Prepared) -> float:
+    request: ProjectionRequest = prepared.request
+    d = _dims(prepared, request.model, request.layer)[0]
+    if request.method == "pca":
+        return cost.seconds(2.0 * request.n * d * min(request.n, d) + 10.0 * min(request.n, d) ** 3)
+    return cost.umap_seconds(request.n, d, engine.umap_warm)
+
+
+def _estimate_aligned(engine: Engine, prepared: Prepared) -> float:
+    request: AlignedProjectionRequest = prepared.request
+    d = max(_dims(prepared, request.model_a, request.layer_a)[0], _dims(prepared, request.model_b, request.layer_b)[0])
+    return 2.5 * cost.umap_seconds(request.n, d, engine.umap_warm)
+
+
+def _estimate_neighbours(engine: Engine, prepared: Prepared) -> float:
+    request: NeighbourRequest = prepared.request
+    d = _dims(prepared, request.model_a, request.layer_a)[0] + _dims(prepared, request.model_b, request.layer_b)[0]
+    return cost.seconds(2.0 * request.n * request.n * d + 8.0 * request.n * request.n)
+
+
+_ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
+    PairRequest: _estimate_pair,
+    MatrixRequest: _estimate_matrix,
+    SweepRequest: _estimate_sweep,
+    ModelMatrixRequest: _estimate_model_matrix,
+    GramRequest: _estimate_gram,
+    ProjectionRequest: _estimate_projection,
+    AlignedProjectionRequest: _estimate_aligned,
+    NeighbourRequest: _estimate_neighbours,
+}
+
+
+@functools.lru_cache(maxsize=4)
+def _default_engine(cache_dir: str) -> Engine:
+    return Engine()
+
+
+def default_engine() -> Engine:
+    """The process-wide engine for the current cache dir (shared by every browser session)."""
+    return _default_engine(str(get_settings().cache_dir))

@@ -1,0 +1,107 @@
+"""Results as text: JSON (every field), CSV and a table for people, with notes on what the p-values can say."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from alignscope.core.analysis.results import PairScore
+
+TABLE_COLUMNS = ("metric", "layer_a", "layer_b", "value", "chance", "p_value", "ci_low", "ci_high",
+                 "pairs_searched", "p_bonferroni")  # fmt: skip
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types: arrays become nested lists, NaN becomes None, dataclasses dicts."""
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def score_row(score: PairScore) -> dict[str, Any]:
+    """The table / CSV row of a score: layer names, not indices."""
+    return {
+        "metric": score.metric,
+        "layer_a": score.layer_a_name,
+        "layer_b": score.layer_b_name,
+        "value": score.value,
+        "chance": score.chance,
+        "p_value": score.p_value,
+        "ci_low": score.ci_low,
+        "ci_high": score.ci_high,
+        "pairs_searched": score.pairs_searched,
+        "p_bonferroni": score.p_bonferroni,
+    }
+
+
+def _cell(value: Any, digits: str = ".4f") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, float):
+        return format(value, digits)
+    return str(value)
+
+
+def format_scores(scores: Sequence[PairScore], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([jsonable(score) for score in scores], indent=2)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(TABLE_COLUMNS))
+        writer.writeheader()
+        for score in scores:
+            writer.writerow({k: ("" if v is None else v) for k, v in score_row(score).items()})
+        return buffer.getvalue()
+    rows = []
+    for score in scores:
+        row = score_row(score)
+        rows.append([_cell(row[c], ".4g" if c.startswith("p_") else ".4f") for c in TABLE_COLUMNS])
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(TABLE_COLUMNS)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines + p_value_notes(scores))
+
+
+def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
+    """Footnotes on the resolution of the permutation p-values and the interval (table format only)."""
+    notes = []
+    tested = [s for s in scores if s.p_value is not None and s.n_permutations > 0]
+    if tested:
+        permutations = tested[0].n_permutations
+        notes.append(f"p-values: {permutations} permutations, +1 corrected, so the smallest possible p is "
+                     f"1/{permutations + 1} = {1 / (permutations + 1):.4g}; 'p ≤ 1/(P+1)' means no shuffle "
+                     "scored as well.")  # fmt: skip
+        searched = max(s.pairs_searched for s in tested)
+        if searched > 1:
+            floor = min(1.0, searched / (permutations + 1))
+            advice = (f": use --permutations {20 * searched} or more for a corrected p that can fall below 0.05, "
+                      "or --layers i,j to test one pair fixed in advance." if floor >= 0.05 else ".")  # fmt: skip
+            notes.append(f"p_bonferroni = min(1, p x {searched} layer pairs searched); its smallest possible "
+                         f"value is {floor:.4g}{advice}")  # fmt: skip
+    if any(s.n_bootstrap for s in scores):
+        boot = next(s for s in scores if s.n_bootstrap)
+        notes.append(f"Interval: {boot.confidence:.0%} bootstrap over samples, {boot.n_bootstrap} resamples, "
+                     "re-centred on the estimate.")  # fmt: skip
+    chance_methods = {s.chance_method for s in scores}
+    if "shuffled" in chance_methods:
+        shuffles = next(s.chance_shuffles for s in scores if s.chance_method == "shuffled")
+        notes.append(f"Chance: the closed form where a metric has one, else the mean of {shuffles} shuffled "
+                     "correspondences.")  # fmt: skip
+    return notes

@@ -1,0 +1,249 @@
+"""Frozen requests: everything that determines one result, and nothing else.
+
+A request names models and a dataset by their registered names, the seeded subset (``n``, ``seed``),
+the layers (0-based; ``-1`` = last, resolved by the engine before the request is keyed) and the
+metric with its parameters. Two equal requests on the same features always give the same result, so a
+request (plus the feature cache keys it reads) is the result's address in the store.
+
+``params`` is a sorted tuple of ``(name, value)`` pairs, made by :func:`metric_params` so that every
+caller passes a metric the same parameters, clamped to the metric's bounds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from alignscope.core.errors import InputError
+from alignscope.core.metrics.registry import get_metric
+
+Params = tuple[tuple[str, Any], ...]
+SWEEP_KINDS = ("k", "n", "prefix", "depth")
+PROJECTION_METHODS = ("pca", "umap")
+
+
+def metric_params(metric: str, **available: Any) -> Params:
+    """The subset of ``available`` parameters (e.g. ``k``) that ``metric`` takes, numbers clamped to the
+    metric's bounds (a page-wide k = 1 becomes CKNNA's minimum, 2), as a sorted tuple.
+
+    Example:
+        >>> metric_params("cknna", k=1, permutations=5)
+        (('k', 2),)
+        >>> metric_params("linear_cka", k=10)
+        ()
+    """
+    params: dict[str, Any] = {}
+    for param in get_metric(metric).params:
+        value = available.get(param.name)
+        if value is None:
+            continue
+        if param.kind in ("int", "float", "int_or_none") and not isinstance(value, bool):
+            value = max(value, param.low) if param.low is not None else value
+            value = min(value, param.high) if param.high is not None else value
+            value = int(value) if param.kind != "float" else float(value)
+        params[param.name] = value
+    return tuple(sorted(params.items()))
+
+
+def parse_layers(layers: str) -> tuple[int, int] | None:
+    """``"all"`` -> None (search every pair); ``"last"`` -> (-1, -1); ``"i,j"`` -> (i, j).
+
+    Example:
+        >>> parse_layers("2,-1"), parse_layers("all")
+        ((2, -1), None)
+    """
+    if layers == "all":
+        return None
+    if layers == "last":
+        return -1, -1
+    try:
+        first, second = (int(part) for part in layers.split(","))
+    except ValueError as exc:
+        raise InputError(f"layers must be 'all', 'last' or 'i,j' (two layer indices), not {layers!r}") from exc
+    return first, second
+
+
+class Request:
+    """Base of every request: its ``kind`` and the models whose features it reads."""
+
+    kind: ClassVar[str] = ""
+
+    def feature_models(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def to_json(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {"kind": self.kind, **fields}
+
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class PairRequest(Request):
+    """One metric for two models: a fixed layer pair (``layers="i,j"`` / ``"last"``) or the best pair of
+    the whole layer matrix (``"all"``), with ``permutations`` shuffles and ``bootstrap`` resamples."""
+
+    kind: ClassVar[str] = "pair"
+    model_a: str
+    model_b: str
+    dataset: str
+    n: int
+    seed: int = 0
+    metric: str = "mutual_knn"
+    params: Params = ()
+    layers: str = "last"
+    permutations: int = 0
+    bootstrap: int = 0
+
+    def feature_models(self) -> tuple[str, ...]:
+        return (self.model_a, self.model_b)
+
+
+@dataclass(frozen=True)
+class MatrixRequest(Request):
+    """One metric over every layer pair of two models."""
+
+    kind: ClassVar[str] = "layer-matrix"
+    model_a: str
+    model_b: str
+    dataset: str
+    n: int
+    seed: int = 0
+    metric: str = "mutual_knn"
+    params: Params = ()
+
+    def feature_models(self) -> tuple[str, ...]:
+        return (self.model_a, self.model_b)
+
+
+@dataclass(frozen=True)
+class SweepRequest(Request):
+    """A score against k, n, the Matryoshka prefix length or layer depth (``sweep``)."""
+
+    kind: ClassVar[str] = "sweep"
+    sweep: str
+    model_a: str
+    model_b: str
+    dataset: str
+    n: int
+    seed: int = 0
+    metric: str = "mutual_knn"
+    params: Params = ()
+    layer_a: int = -1
+    layer_b: int = -1
+
+    def __post_init__(self) -> None:
+        if self.sweep not in SWEEP_KINDS:
+            raise InputError(f"unknown sweep {self.sweep!r}; choose {', '.join(SWEEP_KINDS)}")
+
+    def feature_models(self) -> tuple[str, ...]:
+        return (self.model_a, self.model_b)
+
+
+@dataclass(frozen=True)
+class ModelMatrixRequest(Request):
+    """One metric between every pair of ``models``: each pair's best layer pair (``relative_depth``
+    None) or the layers at one relative depth (0 = first, 1 = last)."""
+
+    kind: ClassVar[str] = "model-matrix"
+    models: tuple[str, ...]
+    dataset: str
+    n: int
+    seed: int = 0
+    metric: str = "mutual_knn"
+    params: Params = ()
+    relative_depth: float | None = None
+
+    def feature_models(self) -> tuple[str, ...]:
+        return self.models
+
+
+@dataclass(frozen=True)
+class GramRequest(Request):
+    """The GRAM volume of ``models`` at one relative depth, with its shuffled chance level."""
+
+    kind: ClassVar[str] = "gram"
+    models: tuple[str, ...]
+    dataset: str
+    n: int
+    seed: int = 0
+    relative_depth: float = 1.0
+
+    def feature_models(self) -> tuple[str, ...]:
+        return self.models
+
+
+@dataclass(frozen=True)
+class ProjectionRequest(Request):
+    """A 2-D map of one model's layer: exact PCA, or UMAP (cosine, seeded)."""
+
+    kind: ClassVar[str] = "projection"
+    model: str
+    dataset: str
+    n: int
+    seed: int = 0
+    layer: int = -1
+    method: str = "pca"
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in PROJECTION_METHODS:
+            raise InputError(f"unknown projection {self.method!r}; choose {', '.join(PROJECTION_METHODS)}")
+
+    def feature_models(self) -> tuple[str, ...]:
+        return (self.model,)
+
+
+@dataclass(frozen=True)
+class AlignedProjectionRequest(Request):
+    """Aligned UMAP of two models' layers (the same samples held at about the same place)."""
+
+    kind: ClassVar[str] = "aligned-projection"
+    model_a: str
+    model_b: str
+    dataset: str
+    n: int
+    seed: int = 0
+    layer_a: int = -1
+    layer_b: int = -1
+    alignment: float = 0.01
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+
+    def feature_models(self) -> tuple[str, ...]:
+        return (self.model_a, self.model_b)
+
+
+@dataclass(frozen=True)
+class NeighbourRequest(Request):
+    """Per-sample k-NN overlap of two models' layers (cosine, self excluded)."""
+
+    kind: ClassVar[str] = "neighbours"
+    model_a: str
+    model_b: str
+    dataset: str
+    n: int
+    seed: int = 0
+    layer_a: int = -1
+    layer_b: int = -1
+    k: int = 10
+
+    def feature_models(self) -> tuple[str, ...]:
+        return (self.model_a, self.model_b)
+
+
+@dataclass(frozen=True)
+class ExtractRequest(Request):
+    """Features of one model on a dataset's seeded subset, into the feature cache."""
+
+    kind: ClassVar[str] = "extract"
+    model: str
+    dataset: str
+    n: int
+    seed: int = 0
+
+    def feature_models(self) -> tuple[str, ...]:
+        return ()

@@ -1,0 +1,186 @@
+"""The result store: every computed result on disk, content-addressed, shared by the CLI and the dashboard.
+
+A result's key is a hash of its request (canonical JSON), the feature cache keys it read, and
+:data:`ANALYSIS_VERSION` (bumped when a computation changes). An entry is ``<key>.safetensors`` (the
+result's arrays) plus ``<key>.json`` (the request, the result's other fields, the feature keys, and a
+sha256 over the arrays file *and* the JSON content itself), written temp-file-then-rename under a
+per-key lock, the JSON last. An entry whose checksums do not match is never served: it is removed and
+recomputed. Entries live beside the features, under ``<cache_dir>/results``; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from filelock import FileLock
+
+from alignscope.core.analysis.results import decode, encode
+from alignscope.core.errors import CacheError
+from alignscope.core.settings import Settings, get_settings
+
+ANALYSIS_VERSION = 1
+STORE_FORMAT = 1
+_KEY_LENGTH = 32
+
+
+def canonical_json(payload: Any) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def result_key(request_json: dict[str, Any], feature_keys: Sequence[str]) -> str:
+    """The store key of a request that read ``feature_keys`` (stable across processes and machines)."""
+    blob = canonical_json({"version": ANALYSIS_VERSION, "request": request_json, "features": list(feature_keys)})
+    return hashlib.sha256(blob.encode()).hexdigest()[:_KEY_LENGTH]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """One entry of the store, as listed by :meth:`ResultStore.entries`."""
+
+    key: str
+    kind: str
+    label: str
+    bytes: int
+    created: str
+    seconds: float
+
+
+class ResultStore:
+    """Results on disk under ``root`` (default ``<cache_dir>/results``)."""
+
+    def __init__(self, root: Path | str | None = None, settings: Settings | None = None) -> None:
+        settings = settings or get_settings()
+        self.root = Path(root) if root is not None else settings.results_dir
+
+    def _check_key(self, key: str) -> str:
+        if not (isinstance(key, str) and len(key) == _KEY_LENGTH and all(c in "0123456789abcdef" for c in key)):
+            raise CacheError(f"{key!r} is not a result key ({_KEY_LENGTH} hex digits)")
+        return key
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        folder = self.root / self._check_key(key)[:2]
+        return folder / f"{key}.json", folder / f"{key}.safetensors"
+
+    def _lock(self, key: str) -> FileLock:
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(locks / f"{key}.lock"), timeout=600)
+
+    def contains(self, key: str) -> bool:
+        sidecar, _ = self._paths(key)
+        return sidecar.exists()
+
+    def get(self, key: str) -> Any | None:
+        """The stored result, or None when absent or damaged (a damaged entry is removed)."""
+        sidecar_path, arrays_path = self._paths(key)
+        try:
+            text = sidecar_path.read_text()
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None
+        try:
+            sidecar = json.loads(text)
+            body = sidecar["body"]
+            if _sha256(canonical_json(body).encode()) != sidecar["body_sha256"]:
+                raise ValueError("metadata checksum mismatch")
+            arrays: dict[str, np.ndarray] = {}
+            if body["arrays_sha256"] is not None:
+                blob = arrays_path.read_bytes()
+                if _sha256(blob) != body["arrays_sha256"]:
+                    raise ValueError("arrays checksum mismatch")
+                from safetensors.numpy import load
+
+                arrays = load(blob)
+            return decode(body["result"], arrays)
+        except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+            self._discard_if_still_bad(key, text)
+            return None
+
+    def put(self, key: str, request_json: dict[str, Any], feature_keys: Sequence[str], result: Any, *,
+            kind: str, label: str, seconds: float) -> None:  # fmt: skip
+        """Store ``result`` atomically: the arrays first, then the JSON that marks the entry complete."""
+        from safetensors.numpy import save
+
+        sidecar_path, arrays_path = self._paths(key)
+        sidecar_path.parent.mkdir(parents=True, exist_ok=True)
+        meta, arrays = encode(result)
+        arrays_sha = None
+        with self._lock(key):
+            if arrays:
+                blob = save(arrays)
+                arrays_sha = _sha256(blob)
+                _atomic_write(arrays_path, blob)
+            body = {
+                "format": STORE_FORMAT,
+                "version": ANALYSIS_VERSION,
+                "key": key,
+                "kind": kind,
+                "label": label,
+                "request": request_json,
+                "features": list(feature_keys),
+                "result": meta,
+                "arrays_sha256": arrays_sha,
+                "seconds": round(float(seconds), 3),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            sidecar = {"body": body, "body_sha256": _sha256(canonical_json(body).encode())}
+            _atomic_write(sidecar_path, json.dumps(sidecar, allow_nan=True).encode())
+
+    def _discard_if_still_bad(self, key: str, seen: str) -> None:
+        sidecar_path, arrays_path = self._paths(key)
+        with self._lock(key):
+            try:
+                if sidecar_path.read_text() != seen:  # a writer replaced it meanwhile
+                    return
+            except (FileNotFoundError, UnicodeDecodeError):
+                pass
+            sidecar_path.unlink(missing_ok=True)
+            arrays_path.unlink(missing_ok=True)
+
+    def entries(self) -> list[StoredResult]:
+        out = []
+        for path in sorted(self.root.glob("??/*.json")) if self.root.exists() else []:
+            try:
+                body = json.loads(path.read_text())["body"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            arrays = path.with_suffix(".safetensors")
+            size = path.stat().st_size + (arrays.stat().st_size if arrays.exists() else 0)
+            out.append(StoredResult(path.stem, body.get("kind", "?"), body.get("label", ""), size,
+                                    body.get("created", "?"), float(body.get("seconds", 0.0))))  # fmt: skip
+        return out
+
+    def remove(self, key: str) -> None:
+        sidecar_path, arrays_path = self._paths(key)
+        with self._lock(key):
+            sidecar_path.unlink(missing_ok=True)
+            arrays_path.unlink(missing_ok=True)
+
+    def clear(self) -> int:
+        entries = self.entries()
+        for entry in entries:
+            self.remove(entry.key)
+        return len(entries)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,24 @@
+"""The one rule for user-chosen names (models, datasets, uploads): safe as a folder name and in a URL."""
+
+from __future__ import annotations
+
+import re
+
+from alignscope.core.errors import InvalidNameError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,99}$")
+
+
+def check_name(name: object, *, what: str) -> str:
+    """Reject names that could escape a directory or break a URL (``../x``, ``a/b``, empty, huge).
+
+    Example:
+        >>> check_name("minilm-l6", what="model")
+        'minilm-l6'
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.match(name) or ".." in name:
+        raise InvalidNameError(
+            f"{what} name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, and no '..'"
+        )
+    return name
