@@ -14,6 +14,7 @@ UMAP and aligned UMAP use the cosine metric by default, the similarity :mod:`cor
 from __future__ import annotations
 
 import re
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -313,3 +314,31 @@ def warm_up(*, metric: str = "cosine", seed: int = 0) -> float:
     umap_2d(tiny_a, n_neighbors=5, metric=metric, n_epochs=10, seed=seed)
     aligned_umap_2d(tiny_a, tiny_b, n_neighbors=5, metric=metric, n_epochs=10, seed=seed)
     return time.perf_counter() - started
+
+
+_WARM_UP_LOCK = threading.Lock()
+_WARM_UP: dict[str, threading.Thread | float] = {}
+
+
+def start_warm_up() -> None:
+    """Compile umap's code in a background thread once per process (no-op when started already)."""
+    with _WARM_UP_LOCK:
+        if "thread" in _WARM_UP:
+            return
+
+        def run() -> None:
+            try:
+                _WARM_UP["seconds"] = warm_up()
+            except Exception:  # noqa: BLE001 - a failed warm-up only means the first fit compiles instead
+                _WARM_UP["seconds"] = -1.0
+
+        thread = threading.Thread(target=run, name="alignscope-umap-warm-up", daemon=True)
+        _WARM_UP["thread"] = thread
+        thread.start()
+
+
+def warm_up_state() -> str:
+    """``"cold"`` (never started), ``"warming"`` (compiling now) or ``"warm"``."""
+    if "seconds" in _WARM_UP:
+        return "warm"
+    return "warming" if "thread" in _WARM_UP else "cold"

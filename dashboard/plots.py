@@ -101,7 +101,7 @@ def layer_heatmap(
     return _layout(fig, f"{metric} for every layer pair", height=max(380, 34 * rows + 200))
 
 
-def metric_scores(rows: Sequence[dict]) -> go.Figure:
+def metric_scores(rows: Sequence[dict], *, with_intervals: bool = True) -> go.Figure:
     """Headline scores side by side: one panel point per metric with its interval and chance level.
 
     ``rows``: ``{"metric", "score", "chance", "low", "high"}`` (low / high / chance may be None).
@@ -130,7 +130,8 @@ def metric_scores(rows: Sequence[dict]) -> go.Figure:
     )
     fig.update_xaxes(title_text="metric")
     fig.update_yaxes(title_text="score (metric units; see range per metric)")
-    return _layout(fig, "Headline scores vs. chance (bars: 95% bootstrap interval)", height=380)
+    title = "Headline scores vs. chance" + (" (bars: 95% bootstrap interval)" if with_intervals and has_ci else "")
+    return _layout(fig, title, height=380)
 
 
 def model_matrix(values: np.ndarray, names: Sequence[str], *, metric: str, order: Sequence[int] | None = None,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from alignscope.core.analysis.results import LabelRollup
 from alignscope.dashboard.plots import SEQUENTIAL, _layout
 
 # Tableau 10, then Alphabet for datasets with more labels (colours repeat beyond 36 labels).
@@ -191,18 +192,16 @@ def overlap_histogram(
     return fig
 
 
-def label_rollup(rows: Sequence[dict], *, chance: float, height: int = 360) -> go.Figure:
-    """Mean per-sample overlap per label (bars, ± standard error), with the chance level.
-
-    ``rows``: ``{"label", "mean overlap", "std error", "samples"}`` each, in display order.
-    """
-    labels = [str(row["label"]) for row in rows]
+def label_rollup(rows: Sequence[LabelRollup], *, chance: float, height: int = 360) -> go.Figure:
+    """Mean per-sample overlap per label (bars, ± standard error), with the chance level; ``rows`` in
+    display order."""
+    labels = [str(row.label) for row in rows]
     fig = go.Figure(
         go.Bar(
             x=labels,
-            y=[row["mean overlap"] for row in rows],
-            error_y={"type": "data", "array": [row["std error"] for row in rows], "visible": True},
-            customdata=[row["samples"] for row in rows],
+            y=[row.mean for row in rows],
+            error_y={"type": "data", "array": [row.std_error for row in rows], "visible": True},
+            customdata=[row.count for row in rows],
             marker={"color": "#4E79A7"},
             hovertemplate="label %{x}<br>mean overlap %{y:.3f}<br>%{customdata} samples<extra></extra>",
             showlegend=False,

@@ -1,40 +1,76 @@
-"""Pieces every page shares: warnings for a fixed link, the compute gate, the share box, downloads.
+"""Pieces every page shares: warnings for a fixed link, the work gate, job progress, the share box,
+downloads, and the pair every single-pair page starts from.
 
-Thin Streamlit glue only: numbers come from :mod:`dashboard._cached`, figures from
-:mod:`dashboard.plots`, state from :mod:`dashboard.state`.
+Thin Streamlit glue only: numbers come from the engine (:mod:`alignscope.dashboard._cached`), figures
+from :mod:`alignscope.dashboard.plots`, state from :mod:`alignscope.dashboard.url_state`.
+
+Work on a page: :func:`fetch` asks the engine for every request the page needs, in priority order. What
+is in the store is there at once; what is not is started in the background while the page's running
+total of estimates stays within the budget (``ALIGNSCOPE_AUTO_BUDGET_S``); the rest waits for a click on
+the gate's Compute button, which shows the estimate. A running job shows its progress and ETA, keeps
+running across page switches, and the page fills in when it finishes.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import streamlit as st
 
+from alignscope.core.analysis.engine import Outcome
+from alignscope.core.analysis.features import FeaturePlan, ViewFeatures, load_view, modality_problem, plan_features
+from alignscope.core.analysis.requests import Request
 from alignscope.core.errors import AlignscopeError
+from alignscope.core.settings import get_settings
 from alignscope.dashboard import _cached
-from alignscope.dashboard.state import Selection, share_url
+from alignscope.dashboard.selection import Selection
+from alignscope.dashboard.url_state import bound, note_for_next_run, share_url, update_selection
 
 ERROR_ICON = ":material/error:"
+_CLICKED = "_alignscope_clicked"
+# Characters that start Markdown / Streamlit syntax anywhere (links, images, emphasis, code, HTML, LaTeX,
+# :colour[...] and :icon: directives), and those that only do at the start of a line (lists, headings).
+_MARKDOWN_ANYWHERE = re.compile(r"([\\`*_{}\[\]<>~$:&|])")
+_MARKDOWN_LINE_START = re.compile(r"^(\s*)(\d*)([-+#>.)])", re.MULTILINE)
+
+
+def plain(text: object) -> str:
+    """``text`` escaped so Markdown shows it literally: no links, images, LaTeX, colours or HTML.
+
+    Example:
+        >>> plain("![x](http://host/p.png) - $a$ :red[b]")
+        '!\\[x\\](http\\://host/p.png) - \\$a\\$ \\:red\\[b\\]'
+    """
+    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\1", str(text))
+    escaped = _MARKDOWN_LINE_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), escaped)
+    return escaped.replace("\n", "  \n")
 
 
 def show_warnings(warnings: Sequence[str]) -> None:
     """One warning box listing every parameter that was fixed (a tampered or outdated link)."""
     if warnings:
-        items = "\n".join(f"- {w}" for w in warnings)
+        items = "\n".join(f"- {plain(w)}" for w in warnings)
         st.warning(f"Some settings in the link were invalid and were replaced by safe values:\n\n{items}",
                    icon=":material/warning:")  # fmt: skip
 
 
+def show_error(error: Exception | str) -> None:
+    st.error(plain(error), icon=ERROR_ICON)
+
+
 def model_label(name: str) -> str:
-    from alignscope.core.models import get_model_spec
+    from alignscope.core.models import get_model_spec, install_status
 
     try:
         spec = get_model_spec(name)
     except AlignscopeError:
         return name
-    return f"{name} ({spec.modality})"
+    status = install_status(spec)
+    return f"{name} ({spec.modality})" + ("" if status == "yes" else f" — {status}")
 
 
 def dataset_label(name: str) -> str:
@@ -47,103 +83,262 @@ def dataset_label(name: str) -> str:
     return f"{name} ({spec.modality})"
 
 
-def _format_seconds(seconds: float) -> str:
+def format_seconds(seconds: float) -> str:
+    if seconds < 1:
+        return "< 1 s"
     return f"~{seconds:.0f} s" if seconds < 90 else f"~{seconds / 60:.1f} min"
 
 
-def features_ready(models: Sequence[str], dataset: str, n: int, seed: int, *, key: str) -> bool:
-    """True when every model's features are cached; otherwise show the plan and a Compute button.
+# --------------------------------------------------------------------------------------------------
+# Work: fetch, the gate, progress
+# --------------------------------------------------------------------------------------------------
 
-    A link never starts extraction by itself: the button is the only way in. After the click the
-    work runs under ``st.status`` with a progress bar per model, then the page reruns from the cache.
-    """
-    try:
-        plans = [_cached.feature_plan(model, dataset, n, seed) for model in dict.fromkeys(models)]
-    except AlignscopeError as error:
-        _cached.show_error(error)
-        return False
-    missing = [plan for plan in plans if not plan.cached]
-    # An uploaded representation is a file read, not a model run: store it without asking.
-    for plan in [plan for plan in missing if _cached.is_file_read(plan.model)]:
-        try:
-            with st.spinner(f"Reading {plan.model}…"):
-                _cached.extract(plan)
-        except AlignscopeError as error:
-            _cached.show_error(error)
-            return False
-        missing.remove(plan)
-    if not missing:
-        return True
-    total = sum(plan.estimate_seconds for plan in missing)
-    rows = [
-        {"model": plan.model, "dataset": plan.dataset, "samples to encode": plan.extract_n,
-         "estimated time": _format_seconds(plan.estimate_seconds)}
-        for plan in missing
-    ]  # fmt: skip
+
+def _clicked() -> set[str]:
+    return st.session_state.setdefault(_CLICKED, set())
+
+
+def fetch(requests: Sequence[Request], *, key: str) -> list[Outcome]:
+    """Outcomes of ``requests`` (priority order), starting work within the budget (see module docstring)."""
+    budget = get_settings().auto_budget_seconds
+    spent = 0.0
+    outcomes = []
+    clicked = _clicked()
+    for request in requests:
+        outcome = _cached.outcome(request)
+        if outcome.state == "needs_click":
+            allowed = outcome.key in clicked or spent + outcome.estimate_seconds <= budget
+            if allowed:
+                spent += outcome.estimate_seconds
+                outcome = _cached.outcome(request, start=True)
+        outcomes.append(outcome)
+    waiting = [o for o in outcomes if o.state in ("queued", "running") and o.job is not None]
+    if waiting:  # cheap jobs finish before the page is drawn (no flash of "computing…"); never > 0.8 s
+        deadline = time.monotonic() + 0.8
+        for o in waiting:
+            left = deadline - time.monotonic()
+            if left <= 0 or not o.job.wait(left):  # type: ignore[union-attr]
+                break
+        outcomes = [_cached.outcome(r) if o.state in ("queued", "running") else o for r, o in zip(requests, outcomes)]
+    return outcomes
+
+
+def gate(outcomes: Sequence[Outcome], *, key: str, what: str = "the rest of this view") -> None:
+    """The work that waits for a click (estimate + Compute button), failures, and live progress."""
+    gated = [o for o in outcomes if o.state == "needs_click"]
+    failed = [o for o in outcomes if o.state in ("failed", "cancelled")]
+    for o in failed:
+        st.error(f"{plain(o.prepared.label)}: {plain(o.error or o.state)}", icon=ERROR_ICON)
+    if failed and st.button("Try again", key=f"retry-{key}", icon=":material/refresh:"):
+        _clicked().update(o.key for o in failed if o.key)
+        for o in failed:
+            _cached.outcome(o.prepared.request, start=True)
+        st.rerun()
+    if gated:
+        total = sum(o.estimate_seconds for o in gated)
+        with st.container(border=True):
+            st.markdown(
+                f"**Computing {plain(what)} takes {format_seconds(total)} of CPU here**, more than a link or a "
+                f"setting starts by itself ({format_seconds(get_settings().auto_budget_seconds)}). It runs in "
+                "the background, keeps running if you switch pages, and is kept for every later visit."
+            )
+            st.caption(" · ".join(plain(f"{o.prepared.label} ({format_seconds(o.estimate_seconds)})") for o in gated))
+            if st.button(f"Compute ({format_seconds(total)})", type="primary", key=f"compute-{key}",
+                         icon=":material/play_arrow:"):  # fmt: skip
+                _clicked().update(o.key for o in gated if o.key)
+                for o in gated:
+                    _cached.outcome(o.prepared.request, start=True)
+                st.rerun()
+    running = tuple(o.key for o in outcomes if o.state in ("queued", "running") and o.key)
+    if running:
+        _watch(running, key)
+
+
+@st.fragment(run_every=1.0)
+def _watch(job_keys: tuple[str, ...], key: str) -> None:
+    """Progress of running jobs, refreshed every second; the page reruns when they have all finished."""
+    runner = _cached.engine().runner
+    jobs = [runner.get(k) for k in job_keys] if runner is not None else []
+    live = [job for job in jobs if job is not None and not job.done]
+    if not live:
+        st.rerun()
     with st.container(border=True):
-        st.markdown(
-            f"**This view needs features that are not cached yet.** Computing them encodes the samples "
-            f"below with each model ({_format_seconds(total)} in all on this machine); afterwards every "
-            "view of these models on this dataset opens at once."
-        )
-        st.dataframe(rows, hide_index=True, width="stretch")
-        if not st.button("Compute features", type="primary", key=f"compute-{key}", icon=":material/play_arrow:"):
-            return False
-    started = time.perf_counter()
-    with st.status("Extracting features…", expanded=True) as status:
-        try:
-            for plan in missing:
-                st.write(f"{plan.model} on {plan.dataset}: {plan.extract_n} samples")
-                bar = st.progress(0.0, text="loading the model…")
-
-                def progress(done: int, total_samples: int, bar=bar) -> None:
-                    bar.progress(min(1.0, done / max(total_samples, 1)), text=f"{done} / {total_samples} samples")
-
-                _cached.extract(plan, progress=progress)
-                bar.progress(1.0, text="done")
-        except AlignscopeError as error:
-            status.update(label="Extraction failed", state="error")
-            _cached.show_error(error)
-            return False
-        status.update(label=f"Features ready in {time.perf_counter() - started:.1f} s", state="complete")
-    st.rerun()
-    return True
+        for job in live:
+            eta = job.progress.eta_seconds()
+            text = f"{plain(job.label)} · {job.fraction:.0%}" + (f" · {format_seconds(eta)} left" if eta else "")
+            columns = st.columns([6, 1])
+            columns[0].progress(min(1.0, job.fraction), text=text)
+            if columns[1].button("Cancel", key=f"cancel-{key}-{job.key}", icon=":material/close:"):
+                job.cancel()
 
 
-def switch_to_compare() -> None:
-    """Open the Compare page with the current Selection (its file, as registered in app.py)."""
-    from pathlib import Path
-
-    from alignscope.dashboard.state import last_query
-
-    st.switch_page(str(Path(__file__).resolve().parent / "views" / "compare.py"), query_params=last_query())
-
-
-def share_box(selection: Selection) -> None:
-    """The full link to this view, in a code block (which has a copy button)."""
-    st.caption("Link to this exact view (copy with the button on the right):")
-    st.code(share_url(selection), language=None, wrap_lines=True)
-
-
-def json_download(label: str, payload: dict, file_name: str, key: str) -> None:
-    st.download_button(label, json.dumps(payload, indent=1, default=str), file_name=file_name,
-                       mime="application/json", key=key, icon=":material/download:")  # fmt: skip
-
-
-def html_download(fig, file_name: str, key: str) -> None:
-    from alignscope.dashboard.plots import figure_html
-
-    st.download_button("Figure (HTML)", figure_html(fig), file_name=file_name, mime="text/html", key=key,
-                       icon=":material/download:")  # fmt: skip
-
-
-def csv_download(label: str, frame, file_name: str, key: str) -> None:
-    st.download_button(label, frame.to_csv(index=True).encode(), file_name=file_name, mime="text/csv", key=key,
-                       icon=":material/download:")  # fmt: skip
+def status_note(outcome: Outcome, what: str) -> None:
+    """One line where a result will appear: computing (with progress), waiting for a click, or failed."""
+    if outcome.state in ("queued", "running"):
+        fraction = outcome.job.fraction if outcome.job is not None else 0.0
+        st.caption(f"Computing {plain(what)}… {fraction:.0%}")
+    elif outcome.state == "needs_click":
+        st.caption(f"{plain(what)} needs {format_seconds(outcome.estimate_seconds)}: press Compute below.")
+    elif outcome.state in ("failed", "cancelled"):
+        st.caption(f"{plain(what)}: {plain(outcome.error or outcome.state)}")
 
 
 # --------------------------------------------------------------------------------------------------
-# The pair every single-pair page starts from
+# Features: what a view reads, and the gate in front of extraction
+# --------------------------------------------------------------------------------------------------
+
+
+def features_ready(models: Sequence[str], dataset: str, n: int, seed: int, *, key: str) -> bool:
+    """True when every model's features are cached; otherwise the plan and a Compute button.
+
+    A link never starts extraction by itself: the button is the only way in. The extraction runs as a
+    background job with progress; an uploaded representation (a file read, not a model run) is stored
+    without asking.
+    """
+    try:
+        plans = [plan_features(model, dataset, n, seed) for model in dict.fromkeys(models)]
+    except AlignscopeError as error:
+        show_error(error)
+        return False
+    missing = [plan for plan in plans if not plan.cached]
+    if not missing:
+        return True
+    engine = _cached.engine()
+    reads = [plan for plan in missing if _is_file_read(plan.model)]
+    if reads:
+        job = engine.extract(tuple(reads), encoders=None)
+        job.wait(10.0)
+        if job.state == "failed":
+            show_error(job.error or "could not read the uploaded representation")
+            return False
+        st.rerun()
+    from alignscope.core.models import get_model_spec, install_status
+
+    unavailable = [plan for plan in missing if install_status(get_model_spec(plan.model)) == "no"]
+    for plan in unavailable:
+        show_error(f"{plan.model} is not installed here: {_why_not_installed(plan.model)}")
+    if unavailable:
+        return False
+    job = _extraction_job(missing)
+    if job is not None and not job.done:
+        _watch((job.key,), key)
+        return False
+    if job is not None and job.state == "failed":
+        show_error(job.error or "extraction failed")
+    total = sum(plan.estimate_seconds for plan in missing)
+    with st.container(border=True):
+        st.markdown(
+            f"**This view needs features that are not cached yet.** Computing them encodes the samples below "
+            f"with each model ({format_seconds(total)} in all on this machine), in the background; afterwards "
+            "every view of these models on this dataset opens at once."
+        )
+        st.dataframe([{"model": p.model, "dataset": p.dataset, "samples to encode": p.extract_n,
+                       "estimated time": format_seconds(p.estimate_seconds)} for p in missing],
+                     hide_index=True, width="stretch")  # fmt: skip
+        if st.button("Compute features", type="primary", key=f"compute-{key}", icon=":material/play_arrow:"):
+            engine.extract(tuple(missing), encoders=_cached.encoder)
+            st.rerun()
+    return False
+
+
+def _extraction_job(plans: Sequence[FeaturePlan]):
+    import hashlib
+
+    runner = _cached.engine().runner
+    if runner is None:
+        return None
+    key = hashlib.sha256("|".join(sorted(p.full_key + p.subset_key for p in plans)).encode()).hexdigest()[:32]
+    return runner.get(key)
+
+
+def _is_file_read(model: str) -> bool:
+    from alignscope.core.models import get_model_spec
+
+    return get_model_spec(model).kind == "representation"
+
+
+def _why_not_installed(model: str) -> str:
+    from alignscope.core.errors import ModelLoadError
+    from alignscope.core.models import get_model_spec
+    from alignscope.core.sources import loadable_folder
+
+    try:
+        loadable_folder(get_model_spec(model))
+    except ModelLoadError as error:
+        return str(error)
+    except AlignscopeError as error:
+        return str(error)
+    return "a package that carries its weights is missing"
+
+
+@dataclass(frozen=True)
+class LoadedPair:
+    """Features of the selected pair and the layer indices in use (resolved, never -1)."""
+
+    n: int
+    view_a: ViewFeatures
+    view_b: ViewFeatures
+    layer_a: int
+    layer_b: int
+
+    @property
+    def names_a(self) -> tuple[str, ...]:
+        return self.view_a.layer_names
+
+    @property
+    def names_b(self) -> tuple[str, ...]:
+        return self.view_b.layer_names
+
+
+def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
+    """A link naming a layer the model does not have: say so, put the last layer in the URL, run again."""
+    fixes, notes = {}, []
+    for field, model, index, count in (("layer_a", sel.model_a, sel.layer_a, count_a),
+                                       ("layer_b", sel.model_b, sel.layer_b, count_b)):  # fmt: skip
+        if count and not -count <= index < count:
+            fixes[field] = -1
+            notes.append(f"{model} has {count} layers (0..{count - 1}); layer {index} does not exist, showing the last one")
+    if fixes:
+        note_for_next_run(notes, keep_this_runs=True)
+        update_selection(**fixes)
+        st.rerun()
+
+
+def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> LoadedPair:
+    """Everything before a single-pair page can draw, stopping the page with a message when it cannot:
+    a model that cannot encode the dataset, features not cached yet (ask before computing), a load
+    error. Adds the layer pickers to the sidebar and fixes layers that do not exist."""
+    problems = [p for p in (modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
+    if problems:
+        for problem in dict.fromkeys(problems):
+            show_error(problem)
+        share_box(sel)
+        st.stop()
+    if not features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key=key):
+        share_box(sel)
+        st.stop()
+    try:
+        plan_a = plan_features(sel.model_a, sel.dataset, sel.n, sel.seed)
+        plan_b = plan_features(sel.model_b, sel.dataset, sel.n, sel.seed)
+        view_a, view_b = load_view(plan_a), load_view(plan_b)
+    except AlignscopeError as error:
+        show_error(error)
+        share_box(sel)
+        st.stop()
+    names_a, names_b = view_a.layer_names, view_b.layer_names
+    _fix_missing_layers(sel, len(names_a), len(names_b))
+    layer_a, layer_b = sel.layer_a % len(names_a), sel.layer_b % len(names_b)
+    if layer_widgets:
+        with st.sidebar:
+            bound(st.selectbox, "Layer of A", sel, "layer_a", options=list(range(len(names_a))),
+                  to_widget=lambda v: v % len(names_a), format_func=lambda i: f"{i}: {names_a[i]}")  # fmt: skip
+            bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
+                  to_widget=lambda v: v % len(names_b), format_func=lambda i: f"{i}: {names_b[i]}")  # fmt: skip
+    return LoadedPair(plan_a.n, view_a, view_b, layer_a, layer_b)
+
+
+# --------------------------------------------------------------------------------------------------
+# Widgets every pair page has
 # --------------------------------------------------------------------------------------------------
 
 
@@ -151,7 +346,6 @@ def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
     """Model A, model B, dataset, n and seed in the sidebar (call inside ``with st.sidebar``)."""
     from alignscope.core.datasets import list_datasets
     from alignscope.core.models import list_models
-    from alignscope.dashboard.state import bound
 
     model_names = [spec.name for spec in list_models()]
     dataset_names = [spec.name for spec in list_datasets()]
@@ -165,81 +359,41 @@ def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
 
 
 def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = None) -> None:
-    from alignscope.dashboard.state import bound
-
     bound(st.number_input, label, sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)), help=help)
 
 
-class LoadedPair:
-    """Features of the selected pair, from the cache: ``feats_a`` / ``feats_b`` as returned by
-    :func:`dashboard._cached.features_for`, the layer indices in use and the two cache keys."""
-
-    def __init__(self, n, feats_a, feats_b, layer_a, layer_b, keys):
-        self.n, self.feats_a, self.feats_b = n, feats_a, feats_b
-        self.layer_a, self.layer_b, self.keys = layer_a, layer_b, keys
-
-    @property
-    def names_a(self) -> list[str]:
-        return self.feats_a["layer_names"]
-
-    @property
-    def names_b(self) -> list[str]:
-        return self.feats_b["layer_names"]
+# --------------------------------------------------------------------------------------------------
+# Share and export
+# --------------------------------------------------------------------------------------------------
 
 
-def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
-    """A link naming a layer the model does not have: say so, put the last layer in the URL, run again."""
-    from alignscope.dashboard.state import note_for_next_run, update_selection
+def switch_to_compare() -> None:
+    """Open the Compare page with the current Selection."""
+    from alignscope.dashboard.url_state import last_query
 
-    fixes, notes = {}, []
-    for field, model, index, count in (("layer_a", sel.model_a, sel.layer_a, count_a),
-                                       ("layer_b", sel.model_b, sel.layer_b, count_b)):  # fmt: skip
-        if count and not -count <= index < count:  # (a model without layers is reported elsewhere)
-            fixes[field] = -1
-            notes.append(f"{model} has {count} layers (0..{count - 1}); layer {index} does not exist, "
-                         "showing the last one")  # fmt: skip
-    if fixes:
-        note_for_next_run(notes, keep_this_runs=True)
-        update_selection(**fixes)
-        st.rerun()
+    st.switch_page(st.session_state["_alignscope_pages"]["compare"], query_params=last_query())
 
 
-def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> LoadedPair:
-    """Everything before a single-pair page can draw, stopping the page with a message when it cannot:
-    a model that cannot encode the dataset, features not cached yet (ask before computing), a load
-    error. Adds the layer pickers to the sidebar and warns about layers that do not exist."""
-    from alignscope.dashboard.state import bound
+def share_box(selection: Selection) -> None:
+    """The full link to this view, in a code block (which has a copy button)."""
+    st.caption("Link to this exact view (copy with the button on the right):")
+    st.code(share_url(selection), language=None, wrap_lines=True)
 
-    problems = [p for p in (_cached.modality_problem(m, sel.dataset) for m in (sel.model_a, sel.model_b)) if p]
-    if problems:
-        for problem in dict.fromkeys(problems):
-            st.error(problem, icon=ERROR_ICON)
-        share_box(sel)
-        st.stop()
-    if not features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key=key):
-        share_box(sel)
-        st.stop()
-    plan_a = _cached.feature_plan(sel.model_a, sel.dataset, sel.n, sel.seed)
-    plan_b = _cached.feature_plan(sel.model_b, sel.dataset, sel.n, sel.seed)
-    n = plan_a.n
-    try:
-        feats_a = _cached.features_for(sel.model_a, sel.dataset, n, sel.seed)
-        feats_b = _cached.features_for(sel.model_b, sel.dataset, n, sel.seed)
-    except AlignscopeError as error:
-        _cached.show_error(error)
-        share_box(sel)
-        st.stop()
-    names_a, names_b = feats_a["layer_names"], feats_b["layer_names"]
-    _fix_missing_layers(sel, len(names_a), len(names_b))
-    if layer_widgets:
-        with st.sidebar:
-            bound(st.selectbox, "Layer of A", sel, "layer_a", options=list(range(len(names_a))),
-                  to_widget=lambda v: _cached.resolve_layer(v, len(names_a)),
-                  format_func=lambda i: f"{i}: {names_a[i]}")  # fmt: skip
-            bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
-                  to_widget=lambda v: _cached.resolve_layer(v, len(names_b)),
-                  format_func=lambda i: f"{i}: {names_b[i]}")  # fmt: skip
-    return LoadedPair(
-        n, feats_a, feats_b, _cached.resolve_layer(sel.layer_a, len(names_a)),
-        _cached.resolve_layer(sel.layer_b, len(names_b)), (plan_a.full_key, plan_b.full_key),
-    )
+
+def json_download(label: str, payload: dict, file_name: str, key: str) -> None:
+    from alignscope.core.analysis.report import jsonable
+
+    st.download_button(label, json.dumps(jsonable(payload), indent=1, default=str), file_name=file_name,
+                       mime="application/json", key=key, icon=":material/download:")  # fmt: skip
+
+
+def html_download(fig, file_name: str, key: str) -> None:
+    from alignscope.dashboard.plots import figure_html
+
+    st.download_button("Figure (HTML)", figure_html(fig), file_name=file_name, mime="text/html", key=key,
+                       icon=":material/download:")  # fmt: skip
+
+
+def csv_download(label: str, frame, file_name: str, key: str) -> None:
+    st.download_button(label, frame.to_csv(index=True, float_format="%.6g").encode(), file_name=file_name,
+                       mime="text/csv", key=key, icon=":material/download:")  # fmt: skip

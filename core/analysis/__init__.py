@@ -1,1 +1,57 @@
-"""The analysis engine: frozen requests -> typed results, one scorer, a result store and a job runner."""
+"""The analysis engine: frozen requests -> typed results, one scorer, a result store and a job runner.
+
+    >>> from alignscope.core.analysis import PairRequest, metric_params, run
+    >>> request = PairRequest("digits-cnn-s0", "digits-cnn-s1", "digits", n=500, metric="mutual_knn",
+    ...                       params=metric_params("mutual_knn", k=10), permutations=200, bootstrap=100)
+    >>> score = run(request)  # doctest: +SKIP
+    >>> score.value, score.chance, score.p_value, (score.ci_low, score.ci_high)  # doctest: +SKIP
+
+``run`` extracts the features a request reads if they are not cached yet, then computes (or reads from
+the result store) exactly what the CLI and the dashboard show for the same settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alignscope.core.analysis.engine import Engine, Outcome, default_engine
+from alignscope.core.analysis.requests import (
+    AlignedProjectionRequest,
+    GramRequest,
+    MatrixRequest,
+    ModelMatrixRequest,
+    NeighbourRequest,
+    PairRequest,
+    ProjectionRequest,
+    Request,
+    SweepRequest,
+    metric_params,
+)
+
+
+def run(request: Request, *, engine: Engine | None = None, device: str | None = None) -> Any:
+    """The result of ``request``: features extracted first if needed, then from the store or computed."""
+    from alignscope.core.analysis.features import extract_for_plan
+
+    engine = engine or default_engine()
+    for plan in engine.prepare(request).missing:
+        extract_for_plan(plan, cache=engine.cache, device=device)
+    return engine.run(request)
+
+
+__all__ = [
+    "AlignedProjectionRequest",
+    "Engine",
+    "GramRequest",
+    "MatrixRequest",
+    "ModelMatrixRequest",
+    "NeighbourRequest",
+    "Outcome",
+    "PairRequest",
+    "ProjectionRequest",
+    "Request",
+    "SweepRequest",
+    "default_engine",
+    "metric_params",
+    "run",
+]

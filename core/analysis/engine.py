@@ -427,13 +427,20 @@ def _estimate_projection(engine: Engine, prepared: Prepared) -> float:
     d = _dims(prepared, request.model, request.layer)[0]
     if request.method == "pca":
         return cost.seconds(2.0 * request.n * d * min(request.n, d) + 10.0 * min(request.n, d) ** 3)
-    return cost.umap_seconds(request.n, d, engine.umap_warm)
+    return cost.umap_seconds(request.n, d, _umap_warm(engine))
+
+
+def _umap_warm(engine: Engine) -> bool:
+    """Whether a UMAP job would find umap compiled (or compiling already: its cost is being paid)."""
+    from alignscope.core.projection import warm_up_state
+
+    return engine.umap_warm or warm_up_state() != "cold"
 
 
 def _estimate_aligned(engine: Engine, prepared: Prepared) -> float:
     request: AlignedProjectionRequest = prepared.request
     d = max(_dims(prepared, request.model_a, request.layer_a)[0], _dims(prepared, request.model_b, request.layer_b)[0])
-    return 2.5 * cost.umap_seconds(request.n, d, engine.umap_warm)
+    return 2.5 * cost.umap_seconds(request.n, d, _umap_warm(engine))
 
 
 def _estimate_neighbours(engine: Engine, prepared: Prepared) -> float:

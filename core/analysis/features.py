@@ -226,3 +226,26 @@ def extract_for_plan(
     _, result = cache.get_or_extract(get_model_spec(plan.model), target, progress=progress, encoder=encoder,
                                      device=device)
     return result.key
+
+
+def modality_problem(model: str, dataset: str) -> str | None:
+    """A sentence explaining why ``model`` cannot encode ``dataset``, or None when it can."""
+    from alignscope.core.datasets import list_datasets
+
+    spec = get_model_spec(model)
+    data_spec = get_dataset_spec(dataset)
+    bound_to = spec.option("dataset") if spec.kind == "representation" else None
+    if bound_to is not None and bound_to != dataset:
+        return (
+            f"{model!r} is a precomputed representation of dataset {bound_to!r}; it has no rows for "
+            f"{dataset!r}. Pick dataset {bound_to!r} or another model."
+        )
+    if data_spec.supports(spec.modality):
+        return None
+    fitting = [d.name for d in list_datasets(spec.modality)]
+    kind = data_spec.modality.split("-")[0]
+    article = "an" if kind[:1] in "aeiou" else "a"
+    return (
+        f"{model!r} encodes {spec.modality}, but dataset {dataset!r} holds {data_spec.modality} samples. "
+        f"Pick a dataset with {spec.modality} ({', '.join(fitting) or 'none registered'}) or {article} {kind} model."
+    )

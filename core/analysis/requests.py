@@ -24,17 +24,19 @@ PROJECTION_METHODS = ("pca", "umap")
 
 
 def metric_params(metric: str, **available: Any) -> Params:
-    """The subset of ``available`` parameters (e.g. ``k``) that ``metric`` takes, numbers clamped to the
-    metric's bounds (a page-wide k = 1 becomes CKNNA's minimum, 2), as a sorted tuple.
+    """Every parameter of ``metric``, resolved: its defaults overlaid with those of ``available`` that it
+    takes (others are ignored), numbers clamped to the metric's bounds (a page-wide k = 1 becomes
+    CKNNA's minimum, 2), as a sorted tuple — so every caller passes a metric the same parameters.
 
     Example:
         >>> metric_params("cknna", k=1, permutations=5)
-        (('k', 2),)
+        (('k', 2), ('similarity', 'cosine'))
         >>> metric_params("linear_cka", k=10)
         ()
     """
+    spec = get_metric(metric)
     params: dict[str, Any] = {}
-    for param in get_metric(metric).params:
+    for param in spec.params:
         value = available.get(param.name)
         if value is None:
             continue
@@ -43,7 +45,7 @@ def metric_params(metric: str, **available: Any) -> Params:
             value = min(value, param.high) if param.high is not None else value
             value = int(value) if param.kind != "float" else float(value)
         params[param.name] = value
-    return tuple(sorted(params.items()))
+    return tuple(sorted(spec.resolve_params(params).items()))
 
 
 def parse_layers(layers: str) -> tuple[int, int] | None:

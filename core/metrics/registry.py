@@ -33,6 +33,7 @@ _FAMILY_MODULES = (
     "alignscope.core.metrics.gram",
     "alignscope.core.metrics.matching",
     "alignscope.core.metrics.retrieval",
+    "alignscope.core.metrics.shape",
 )
 
 

@@ -1,44 +1,41 @@
 """Data & models: browse the registries, upload datasets and precomputed representations, add hub
-models, and manage the feature cache."""
+models, and manage the feature cache and the result store."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from alignscope.core.analysis.features import LOADED_VIEWS
 from alignscope.core.cache import FeatureCache
 from alignscope.core.datasets import list_datasets
 from alignscope.core.errors import AlignscopeError
-from alignscope.core.models import hub_model_spec, install_status, list_models, load_model
-from alignscope.core.sources import check_hub_model
+from alignscope.core.models import MODELS, hub_model_spec, install_status, list_models, load_model
 from alignscope.core.settings import get_settings
+from alignscope.core.sources import check_hub_model
 from alignscope.core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
 from alignscope.dashboard import _cached, ui
-from alignscope.dashboard.state import read_selection, update_selection
+from alignscope.dashboard.selection import Selection
+from alignscope.dashboard.url_state import update_selection
 
-sel, warnings = read_selection()
-st.title("Data & models")
-ui.show_warnings(warnings)
 
-tab_browse, tab_upload, tab_hub, tab_cache = st.tabs(["Registries", "Upload", "Hub model", "Cache"])
-
-# -- registries ------------------------------------------------------------------------------------
-with tab_browse:
+def _registries() -> None:
     st.subheader("Models")
     st.dataframe(
         pd.DataFrame([{"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
-                       "installed": install_status(s), "description": s.description} for s in list_models()]),  # fmt: skip
+                       "installed": install_status(s), "description": s.description} for s in list_models()]),
         hide_index=True, width="stretch",
-    )
+    )  # fmt: skip
     st.subheader("Datasets")
     st.dataframe(
-        pd.DataFrame([{"name": s.name, "modality": s.modality, "source": s.source, "samples": _cached.dataset_size(s.name),
-                       "description": s.description} for s in list_datasets()]),  # fmt: skip
+        pd.DataFrame([{"name": s.name, "modality": s.modality, "source": s.source,
+                       "samples": _cached.dataset_size(s.name), "description": s.description}
+                      for s in list_datasets()]),
         hide_index=True, width="stretch",
-    )
+    )  # fmt: skip
     st.caption("A model encodes datasets of its modality; `any` (precomputed representations) matches the dataset "
                "it was uploaded for.")  # fmt: skip
-    added = [("models", s.name) for s in list_models() if s.family in ("upload", "hub")] + [
+    added = [("models", s.name) for s in list_models() if not MODELS.is_builtin(s.name)] + [
         ("datasets", s.name) for s in list_datasets() if s.source.startswith(("upload:", "hub:"))
     ]
     if added:
@@ -48,21 +45,13 @@ with tab_browse:
             if st.button("Remove", icon=":material/delete:", key="remove-entry-button"):
                 try:
                     forget(*kind_name)
-                    _cached.dataset_size.clear()
-                    st.toast(f"Removed {kind_name[1]!r}; its cached features stay (Cache tab).",
-                             icon=":material/delete:")  # fmt: skip
+                    st.toast(f"Removed {kind_name[1]}; its cached features stay (Cache tab).", icon=":material/delete:")
                     st.rerun()
                 except AlignscopeError as error:
-                    _cached.show_error(error)
+                    ui.show_error(error)
 
 
-def _after_upload(message: str) -> None:
-    _cached.dataset_size.clear()
-    st.success(message, icon=":material/check_circle:")
-
-
-# -- uploads ---------------------------------------------------------------------------------------
-with tab_upload:
+def _upload_dataset() -> None:
     st.subheader("Upload a dataset")
     st.markdown(
         "Texts: CSV / Parquet (a `text` column, optional `label`) or TXT (one sample per line). "
@@ -72,21 +61,25 @@ with tab_upload:
         name = st.text_input("Dataset name", placeholder="my-texts", help="letters, digits, '.', '_' or '-'")
         file = st.file_uploader("File", type=["csv", "parquet", "txt", "zip"], key="dataset-file")
         submitted = st.form_submit_button("Add dataset", icon=":material/upload:")
-    if submitted:
-        if file is None or not name:
-            st.error("Give a name and choose a file.", icon=ui.ERROR_ICON)
-        else:
-            try:
-                with st.spinner(f"Validating and storing {file.name}…"):
-                    data = file.getvalue()
-                    if file.name.lower().endswith(".zip"):
-                        spec = add_image_dataset(name, file.name, data)
-                    else:
-                        spec = add_text_dataset(name, file.name, data)
-                _after_upload(f"Added dataset {spec.name!r} ({spec.modality}): {spec.description}")
-            except AlignscopeError as error:
-                _cached.show_error(error)
+    if not submitted:
+        return
+    if file is None or not name:
+        ui.show_error("Give a name and choose a file.")
+        return
+    try:
+        with st.spinner("Validating and storing the file…"):
+            data = file.getvalue()
+            if file.name.lower().endswith(".zip"):
+                spec = add_image_dataset(name, file.name, data)
+            else:
+                spec = add_text_dataset(name, file.name, data)
+        st.success(ui.plain(f"Added dataset {spec.name} ({spec.modality}): {spec.description}"),
+                   icon=":material/check_circle:")  # fmt: skip
+    except AlignscopeError as error:
+        ui.show_error(error)
 
+
+def _upload_representation(sel: Selection) -> None:
     st.subheader("Upload a precomputed representation")
     st.markdown(
         "One `[samples, features]` matrix (`.npy`, `.csv` or `.safetensors` with one tensor), e.g. brain "
@@ -97,32 +90,33 @@ with tab_upload:
     with st.form("upload-representation"):
         rep_name = st.text_input("Representation name", placeholder="v1-recordings")
         rep_dataset = st.selectbox("Rows are samples of", dataset_names,
-                                   index=dataset_names.index(sel.dataset) if sel.dataset in dataset_names else 0)
+                                   index=dataset_names.index(sel.dataset) if sel.dataset in dataset_names else 0)  # fmt: skip
         rep_file = st.file_uploader("Matrix", type=["npy", "csv", "safetensors"], key="representation-file")
         rep_submitted = st.form_submit_button("Add representation", icon=":material/upload:")
     if rep_submitted:
         if rep_file is None or not rep_name:
-            st.error("Give a name and choose a file.", icon=ui.ERROR_ICON)
+            ui.show_error("Give a name and choose a file.")
         else:
             try:
-                with st.spinner(f"Validating {rep_file.name}…"):
+                with st.spinner("Validating the matrix…"):
                     spec = add_representation(rep_name, rep_file.name, rep_file.getvalue(), dataset=rep_dataset)
-                _after_upload(f"Added representation {spec.name!r} for dataset {rep_dataset!r}.")
+                st.success(ui.plain(f"Added representation {spec.name} for dataset {rep_dataset}."),
+                           icon=":material/check_circle:")  # fmt: skip
                 st.session_state["last-representation"] = (spec.name, rep_dataset)
             except AlignscopeError as error:
-                _cached.show_error(error)
+                ui.show_error(error)
     if "last-representation" in st.session_state:
         rep, rep_ds = st.session_state["last-representation"]
         if st.button(f"Compare {rep} as model B on {rep_ds}", icon=":material/compare_arrows:"):
             update_selection(model_b=rep, dataset=rep_ds)
             ui.switch_to_compare()
 
-# -- hub models ------------------------------------------------------------------------------------
-with tab_hub:
+
+def _hub_model() -> None:
     st.subheader("Add a Hugging Face model by id")
     st.markdown("Any `transformers` text or vision model by hub id like `org/name` (local folders: "
-                "`alignscope models --add PATH`). "
-                "It is downloaded on first use; without network that first use fails with a clear message.")  # fmt: skip
+                "`alignscope models --add PATH`). It is downloaded on first use; without network that first "
+                "use fails with a clear message.")  # fmt: skip
     with st.form("hub-model"):
         hub_id = st.text_input("Hub id", placeholder="sentence-transformers/all-MiniLM-L6-v2", key="hub-id")
         modality = st.radio("Modality", ["text", "image"], horizontal=True)
@@ -132,32 +126,32 @@ with tab_hub:
         try:
             spec = hub_model_spec(hub_id.strip(), modality=modality, revision=revision.strip() or None,
                                   allow_local=get_settings().dashboard_local_paths)  # fmt: skip
-            with st.spinner(f"Checking {spec.source} on the Hugging Face hub…"):
+            with st.spinner("Checking the id on the Hugging Face hub…"):
                 hub_warning = check_hub_model(spec)
             spec = remember_model(spec)
             if hub_warning:
-                st.warning(hub_warning, icon=":material/cloud_off:")
-            st.success(f"Added model {spec.name!r} ({spec.kind}, {spec.source}). Try loading it below.",
+                st.warning(ui.plain(hub_warning), icon=":material/cloud_off:")
+            st.success(ui.plain(f"Added model {spec.name} ({spec.kind}, {spec.source}). Try loading it below."),
                        icon=":material/check_circle:")  # fmt: skip
             st.session_state["last-hub-model"] = spec.name
         except AlignscopeError as error:
-            _cached.show_error(error)
+            ui.show_error(error)
     if "last-hub-model" in st.session_state:
         hub_name = st.session_state["last-hub-model"]
         if st.button(f"Try loading {hub_name}", icon=":material/download:"):
             try:
-                with st.spinner(f"Loading {hub_name} (downloads on first use)…"):
+                with st.spinner("Loading (downloads on first use)…"):
                     loaded = load_model(hub_name, device="cpu")
                 st.success(f"{hub_name} loaded: {len(loaded.layer_names)} layers.", icon=":material/check_circle:")
             except AlignscopeError as error:
-                _cached.show_error(error)
+                ui.show_error(error)
 
-# -- cache -----------------------------------------------------------------------------------------
-with tab_cache:
+
+def _cache_tab() -> None:
     cache = FeatureCache()
     entries = cache.entries()
     st.subheader("Feature cache")
-    st.caption(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 2**20:.1f} MiB in `{cache.root}`")
+    st.caption(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 2**20:.1f} MiB")
     if entries:
         table = pd.DataFrame([{"key": e.key, "model": e.model, "dataset": e.dataset, "samples": e.n_samples,
                                "layers": e.n_layers, "MiB": round(e.bytes / 2**20, 3), "created": e.created}
@@ -170,14 +164,42 @@ with tab_cache:
                     report = cache.verify()
                 bad = {k: v for k, v in report.items() if v != "ok"}
                 if bad:
-                    st.error("\n".join(f"- `{k}`: {v}" for k, v in bad.items()), icon=ui.ERROR_ICON)
+                    ui.show_error("\n".join(f"{k}: {v}" for k, v in bad.items()))
                 else:
                     st.success(f"All {len(report)} entries are intact.", icon=":material/check_circle:")
         with right:
-            to_remove = st.multiselect("Entries to delete", [e.key for e in entries],
-                                       format_func=lambda key: f"{key[:8]}… {next(e.model + ' / ' + e.dataset for e in entries if e.key == key)}")  # fmt: skip
+            labels = {e.key: f"{e.key[:8]}… {e.model} / {e.dataset}" for e in entries}
+            to_remove = st.multiselect("Entries to delete", list(labels), format_func=labels.get)
             if st.button("Delete selected", disabled=not to_remove, icon=":material/delete:"):
                 removed = [key for prefix in to_remove for key in cache.remove(prefix)]
-                _cached.features.clear()
+                LOADED_VIEWS.clear()
                 st.toast(f"Removed {len(removed)} cache entries.", icon=":material/delete:")
                 st.rerun()
+    store = _cached.engine().store
+    results = store.entries() if store is not None else []
+    st.subheader("Result store")
+    st.caption(f"{len(results)} computed results (scores, matrices, maps), {sum(r.bytes for r in results) / 2**20:.1f} MiB; "
+               "shared by every browser session and the CLI.")  # fmt: skip
+    if results:
+        st.dataframe(pd.DataFrame([{"kind": r.kind, "what": r.label, "seconds": r.seconds, "created": r.created}
+                                   for r in results]), hide_index=True, width="stretch")  # fmt: skip
+
+
+def render(sel: Selection) -> None:
+    st.title("Data & models")
+    tab_browse, tab_upload, tab_hub, tab_cache = st.tabs(["Registries", "Upload", "Hub model", "Cache"])
+    with tab_browse:
+        _registries()
+    with tab_upload:
+        _upload_dataset()
+        _upload_representation(sel)
+    with tab_hub:
+        _hub_model()
+    with tab_cache:
+        _cache_tab()
+
+
+if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py
+    from alignscope.dashboard.pages import run_page
+
+    run_page("data_models")

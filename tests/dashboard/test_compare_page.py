@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard.conftest import no_exception, run_page, url_of
-from tests.dashboard.test_state import random_tampered_query
+from tests.dashboard.helpers import no_exception, run_page, url_of
+from tests.dashboard.helpers import random_tampered_query
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
@@ -44,7 +44,10 @@ def test_default_render_matches_core():
                                                  abs=5e-4)  # fmt: skip
     table = app.dataframe[0].value
     assert list(table.index) == ["mutual_knn", "cknna", "linear_cka"]
-    assert table["p-value"].notna().all() and (table["95% CI low"] <= table["95% CI high"]).all()
+    assert (table["p-value"] == "≤ 1/21").all()  # 20 permutations, none as good as the observed pair
+    for interval, score in zip(table["95% CI"], table["score"]):
+        low, high = (float(x) for x in interval.strip("[]").split(","))
+        assert low <= float(score) <= high
     assert {b.label for b in app.get("download_button")} >= {"Result card (JSON)", "Heatmap (CSV)", "Figure (HTML)"}
     assert "n=120" in app.code[0].value and "a=digits-cnn-s0" in app.code[0].value
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from alignscope.dashboard import plots_projection
-from tests.dashboard.conftest import no_exception, run_page, url_of
+from tests.dashboard.helpers import no_exception, run_page, url_of
 from tests.dashboard.test_projections_page import captions_features, chart_spec, core_layer, core_overlap  # noqa: F401
-from tests.dashboard.test_state import random_tampered_query
+from tests.dashboard.helpers import random_tampered_query
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
@@ -54,18 +54,18 @@ def test_table_lists_every_sample_from_least_to_most_aligned():
 def test_inspected_sample_shows_its_neighbours_in_a_and_b_with_shared_ones_marked():
     from alignscope.core.neighbors import knn_indices
 
-    app = run_page("neighbours")
-    table = app.dataframe[0].value
+    table = run_page("neighbours").dataframe[0].value
     target = table["sample"].iloc[-1]  # the most aligned sample
-    app.selectbox(key="nb-inspect").set_value(target).run()
+    app = run_page("neighbours", {"inspect": target})  # the inspected sample is part of the link
     no_exception(app)
+    assert url_of(app)["inspect"] == target
     feats_a, subset = core_layer("digits-cnn-s0", 120)
     feats_b, _ = core_layer("digits-cnn-s1", 120)
     i = subset.sample_ids.index(target)
     shared = set(knn_indices(feats_a, 10)[i].tolist()) & set(knn_indices(feats_b, 10)[i].tolist())
     assert any(f"{len(shared)} of 10 neighbours are shared" in m.value for m in app.markdown)
     images = app.get("image")
-    assert len(images) == 3  # the sample, its neighbours in A, its neighbours in B
+    assert len(images) == 21  # the sample, its 10 neighbours in A, its 10 neighbours in B
 
 
 def test_widgets_change_the_result_and_the_url():
@@ -129,8 +129,8 @@ def test_text_and_image_previews_on_the_captions_dataset(captions_features):  # 
     assert "text" in table.columns
     inspected = table["sample"].iloc[0]
     text = captions_features.texts[captions_features.sample_ids.index(inspected)]
-    assert any(text in m.value for m in app.markdown)
-    assert len(app.get("image")) == 3
+    assert any(text == t.value for t in app.text)  # user text shown as text, never as Markdown
+    assert len(app.get("image")) == 1 + 3 + 3
 
 
 @pytest.mark.parametrize("seed", range(8))

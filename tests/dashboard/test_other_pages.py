@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.dashboard.conftest import no_exception, run_page, url_of
+from tests.dashboard.helpers import SettlingAppTest, no_exception, run_page, url_of
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
@@ -181,12 +181,12 @@ def test_selection_survives_a_page_switch():
     from streamlit.testing.v1 import AppTest
 
     root = Path(__file__).resolve().parents[2]
-    app = AppTest.from_file(str(root / "dashboard" / "app.py"), default_timeout=60)
+    app = SettlingAppTest(str(root / "dashboard" / "app.py"), default_timeout=60)
     for key, value in {"n": "120", "perm": "20", "boot": "5", "b": "digits-cnn-s2", "k": "6"}.items():
         app.query_params[key] = value
     app.run()
     no_exception(app)
-    app.switch_page(str(root / "dashboard" / "views" / "sweeps.py")).run()
+    app.switch_page("views/sweeps.py").run()
     no_exception(app)
     assert app.title[0].value == "Sweeps"
     assert url_of(app)["b"] == "digits-cnn-s2" and url_of(app)["k"] == "6"
@@ -201,11 +201,11 @@ def test_compare_as_model_b_after_an_upload_opens_the_compare_page(dashboard_cac
     np.save(buffer, np.random.default_rng(2).standard_normal((1797, 5)).astype(np.float32))
     add_representation("switch-rep", "switch.npy", buffer.getvalue(), dataset="digits")
     root = Path(__file__).resolve().parents[2]
-    app = AppTest.from_file(str(root / "dashboard" / "app.py"), default_timeout=60)
+    app = SettlingAppTest(str(root / "dashboard" / "app.py"), default_timeout=60)
     for key, value in {"n": "120", "perm": "0", "boot": "0"}.items():
         app.query_params[key] = value
     app.run()
-    app.switch_page(str(root / "dashboard" / "views" / "data_models.py")).run()
+    app.switch_page("views/data_models.py").run()
     app.session_state["last-representation"] = ("switch-rep", "digits")
     app.run()
     next(b for b in app.button if b.label.startswith("Compare switch-rep")).click().run()

@@ -89,8 +89,9 @@ def test_overlap_histogram_counts_every_possible_value_and_marks_mean_and_chance
 
 
 def test_label_rollup_has_a_bar_per_label_and_the_chance_line():
-    rows = [{"label": "0", "mean overlap": 0.5, "std error": 0.1, "samples": 10},
-            {"label": "1", "mean overlap": 0.2, "std error": 0.05, "samples": 8}]  # fmt: skip
+    from alignscope.core.analysis.results import LabelRollup
+
+    rows = [LabelRollup("0", 0.5, 0.1, 10), LabelRollup("1", 0.2, 0.05, 8)]
     fig = plots_projection.label_rollup(rows, chance=0.05)
     assert list(fig.data[0].x) == ["0", "1"] and list(fig.data[0].y) == [0.5, 0.2]
     assert list(fig.data[1].y) == [0.05, 0.05] and fig.data[1].name == "chance = 0.050"

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from tests.dashboard.conftest import no_exception, run_page, url_of
-from tests.dashboard.test_state import random_tampered_query
+from tests.dashboard.helpers import no_exception, run_page, url_of
+from tests.dashboard.helpers import random_tampered_query
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 

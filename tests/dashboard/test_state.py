@@ -1,13 +1,14 @@
-"""Selection <-> URL: defaults, exact round trip, and no input that makes the parser raise."""
+"""Selection <-> URL: defaults, exact round trip (selections of any size), and no input that makes the
+parser raise."""
 
 from __future__ import annotations
 
 import random
-import string
 
 import pytest
 
-from alignscope.dashboard.state import ALIGNMENT_STRENGTHS, MAX_MODELS, MAX_SELECTED, QUERY_KEYS, Selection
+from alignscope.dashboard.selection import ALIGNMENT_STRENGTHS, FIELDS, MAX_MODELS, QUERY_KEYS, Selection
+from tests.dashboard.helpers import random_tampered_query
 
 
 def test_empty_query_is_the_default_without_warnings():
@@ -54,7 +55,9 @@ def _random_selection(rng: random.Random) -> Selection:
         umap_min_dist=rng.choice([0.0, 0.05, 0.1, 1.0, rng.random()]),
         alignment=rng.choice(ALIGNMENT_STRENGTHS),
         color_by=rng.choice(["label", "alignment"]),
-        selected=tuple(f"digit-{i:04d}" for i in rng.sample(range(1797), rng.randint(0, 400))),
+        similarity=rng.choice(["cosine", "ip", "euclidean"]),
+        selected=tuple(f"digit-{i:04d}" for i in sorted(rng.sample(range(1797), rng.randint(0, 1797)))),
+        inspected=rng.choice([None, f"digit-{rng.randint(0, 1796):04d}"]),
     )
 
 
@@ -109,11 +112,85 @@ def test_unknown_names_in_lists_are_dropped_and_reported():
     assert any("../x" in w for w in warnings)
 
 
-def test_selected_ids_are_capped_and_cleaned():
-    ids = ",".join(f"id-{i}" for i in range(MAX_SELECTED + 30)) + ",bad\x00id"
+def test_selected_ids_are_cleaned():
+    ids = ",".join(f"id-{i}" for i in range(530)) + ",bad\x00id,id-3"
     selection, warnings = Selection.from_query({"sel": ids})
-    assert len(selection.selected) == MAX_SELECTED
-    assert len(warnings) == 2
+    assert len(selection.selected) == 530  # no cap: every selection round-trips
+    assert len(warnings) == 1 and "malformed or repeated" in warnings[0]
+
+
+class DigitsContext:
+    """The digits dataset's sample order and an in-memory stash, as a running dashboard provides them."""
+
+    def __init__(self) -> None:
+        from alignscope.dashboard.selection import RegistryContext
+
+        self._registry = RegistryContext()
+        self.stored: dict[str, list[int]] = {}
+        self.order = [f"digit-{i:04d}" for i in range(1797)]
+
+    def models(self):
+        return self._registry.models()
+
+    def datasets(self):
+        return self._registry.datasets()
+
+    def metrics(self):
+        return self._registry.metrics()
+
+    def dataset_size(self, name):
+        return 1797 if name == "digits" else None
+
+    def sample_ids(self, name):
+        return self.order if name == "digits" else None
+
+    def stash(self, indices):
+        key = f"{len(self.stored):032x}"
+        self.stored[key] = list(indices)
+        return key
+
+    def unstash(self, key):
+        return self.stored.get(key)
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 500, 501, 1632, 1797])
+def test_selections_of_any_size_round_trip_compactly(count):
+    context = DigitsContext()
+    rng = random.Random(count)
+    ids = tuple(sorted(rng.sample(context.order, count)))
+    selection = Selection(selected=ids)
+    query = selection.to_query(context)
+    assert len(query["sel"]) <= 6000
+    parsed, warnings = Selection.from_query(query, context=context)
+    assert warnings == [] and parsed.selected == ids
+    if count > 20:
+        assert query["sel"][:2] in ("r:", "b:")  # indices over the dataset's order, not a list of ids
+
+
+def test_a_contiguous_selection_is_a_range_and_a_huge_one_is_stashed(monkeypatch):
+    from alignscope.dashboard import selection as selection_module
+
+    context = DigitsContext()
+    block = tuple(context.order[100:900])
+    assert Selection(selected=block).to_query(context)["sel"] == "r:100-899"
+    monkeypatch.setattr(selection_module, "MAX_SELECTION_CHARS", 10)
+    scattered = tuple(context.order[::3])
+    query = Selection(selected=scattered).to_query(context)
+    assert query["sel"].startswith("s:") and len(context.stored) == 1
+    assert Selection.from_query(query, context=context)[0].selected == scattered
+
+
+@pytest.mark.parametrize("raw", ["r:5-2", "r:0-99999", "r:x", "b:!!!", "b:eJwDAAAAAAE", "s:" + "0" * 32, "s:zz"])
+def test_broken_compact_selections_select_nothing_with_a_warning(raw):
+    selection, warnings = Selection.from_query({"sel": raw}, context=DigitsContext())
+    assert selection.selected == () and len(warnings) == 1
+
+
+def test_every_field_is_in_the_module_docstring_table():
+    from alignscope.dashboard import selection as selection_module
+
+    for field in FIELDS:
+        assert f"{field.key} " in selection_module.__doc__ and field.name in selection_module.__doc__
 
 
 def test_n_is_bounded_by_the_dataset_and_k_by_n():
@@ -135,32 +212,6 @@ def test_replace_validates_and_clamps():
     assert notes
     same, notes = Selection().replace(k=10**9)
     assert same.k == 10 and notes
-
-
-def _garbage(rng: random.Random) -> str:
-    alphabet = string.printable + "\x00\x7f…é😀/\\..%"
-    pieces = [
-        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))),
-        str(rng.choice([-1, 0, 10**30, 2**63, -(2**31)])),
-        "../" * rng.randint(1, 5) + "etc/passwd",
-        ",".join(rng.choice(["digits-cnn-s0", "", "x", "mutual_knn", ".."]) for _ in range(rng.randint(0, 20))),
-        rng.choice(["nan", "inf", "-inf", "1e308", "0x10", " 5 ", "None", "[]", "{}"]),
-        "a" * rng.randint(100, 30000),
-    ]
-    return rng.choice(pieces)
-
-
-def random_tampered_query(seed: int) -> dict:
-    rng = random.Random(seed)
-    keys = list(QUERY_KEYS.values()) + ["", "x", "embed", "../k", "k\x00"]
-    query: dict = {}
-    for _ in range(rng.randint(1, 12)):
-        key = rng.choice(keys)
-        value = _garbage(rng)
-        query[key] = [value, _garbage(rng)] if rng.random() < 0.2 else value
-    if rng.random() < 0.1:
-        query[rng.choice(keys)] = rng.choice([None, 5, 3.5, [], object()])
-    return query
 
 
 def test_two_hundred_tampered_queries_never_raise():

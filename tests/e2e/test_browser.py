@@ -106,9 +106,9 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(
     highlighted_b = plot_data(page, 1)["selectedpoints"]
     highlighted_a = plot_data(page, 0)["selectedpoints"]
     assert highlighted_a and sorted(highlighted_b) == sorted(highlighted_a)
-    linked = _query(page.url)["sel"].split(",")
-    # The link holds the selected ids (the first 50 when more), in sample order.
-    assert linked == [sample_ids[i] for i in sorted(highlighted_b)][: len(linked)]
+    linked = _linked_ids(page.url)
+    # The link holds every selected sample (compactly encoded), in sample order.
+    assert linked == [sample_ids[i] for i in sorted(highlighted_b)]
     heading = page.get_by_text(re.compile(r"^\d+ selected samples$")).inner_text()
     assert heading == f"{len(highlighted_b)} selected samples"
     page.screenshot(path=str(screenshots / "projections-selection.png"), full_page=True)
@@ -134,6 +134,16 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(
         other.screenshot(path=str(screenshots / "projections-from-link.png"), full_page=True)
     finally:
         fresh.close()
+
+
+def _linked_ids(url: str) -> list[str]:
+    """The selected sample ids a link holds, decoded as the dashboard decodes them."""
+    from alignscope.dashboard.selection import decode_samples
+    from alignscope.dashboard.url_state import DashboardContext
+
+    ids, warnings = decode_samples(_query(url)["sel"], "digits", DashboardContext())
+    assert not warnings
+    return list(ids)
 
 
 def test_clicking_a_histogram_bar_selects_its_samples(page, server, e2e_cache, screenshots):
@@ -162,6 +172,6 @@ def test_clicking_a_histogram_bar_selects_its_samples(page, server, e2e_cache, s
     expected = [
         [sample_ids[i] for i in np.flatnonzero(shared == j)] for j in range(11) if counts[j] == selected
     ]
-    assert _query(page.url)["sel"].split(",") in [ids[:50] for ids in expected]
+    assert _linked_ids(page.url) in expected
     no_exceptions(page)
     page.screenshot(path=str(screenshots / "neighbours-bin.png"), full_page=True)

@@ -1,0 +1,56 @@
+"""The dashboard's pages: one entry each (title, icon, URL path, view), and how one page runs.
+
+Every page runs the same way: the Selection is read from the URL (fixing and reporting anything
+invalid), then the page's view draws it with ``render(selection)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alignscope.dashboard.selection import Selection
+
+
+@dataclass(frozen=True)
+class PageEntry:
+    name: str
+    title: str
+    icon: str
+    url_path: str
+    module: str
+
+    def render(self) -> Callable[[Selection], None]:
+        import importlib
+
+        return importlib.import_module(f"alignscope.dashboard.views.{self.module}").render
+
+    @property
+    def script(self) -> Path:
+        """The view's file: run as a script, it draws this page (``st.Page`` takes it)."""
+        return Path(__file__).resolve().parent / "views" / f"{self.module}.py"
+
+
+PAGES: tuple[PageEntry, ...] = (
+    PageEntry("compare", "Compare", ":material/compare_arrows:", "compare", "compare"),
+    PageEntry("many_models", "Many models", ":material/grid_view:", "many-models", "many_models"),
+    PageEntry("sweeps", "Sweeps", ":material/show_chart:", "sweeps", "sweeps"),
+    PageEntry("projections", "Projections", ":material/scatter_plot:", "projections", "projections"),
+    PageEntry("neighbours", "Neighbours", ":material/hub:", "neighbours", "neighbours"),
+    PageEntry("data_models", "Data & models", ":material/database:", "data-models", "data_models"),
+)
+PAGE_BY_NAME = {page.name: page for page in PAGES}
+
+
+def run_page(name: str) -> None:
+    """Read the Selection from the URL, show what had to be fixed, and draw page ``name``."""
+    from alignscope.core.projection import start_warm_up
+    from alignscope.dashboard import _cached, ui
+    from alignscope.dashboard.url_state import read_selection
+
+    _cached.ensure_registries()
+    start_warm_up()  # UMAP's JIT compiles in the background while the first pages are looked at
+    selection, warnings = read_selection()
+    ui.show_warnings(warnings)
+    PAGE_BY_NAME[name].render()(selection)

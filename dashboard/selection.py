@@ -1,0 +1,531 @@
+"""A frozen :class:`Selection` <-> URL query parameters, validated both ways. No Streamlit here.
+
+The Selection is the single source of truth for what every page shows; the URL is just another
+serialisation of it. One table, :data:`FIELDS`, drives parsing, the URL keys and the list below.
+:meth:`Selection.to_query` writes every field (so a link keeps its meaning even if a default changes
+later) and :meth:`Selection.from_query` reads any mapping of strings back, replacing every invalid or
+tampered value by a safe default and saying so in a human-readable warning. Parsing never raises.
+
+Selected samples round-trip whatever their number: a short list is written as ids, a long one as index
+ranges or a compressed bitset over the dataset's sample order, and one too long for any URL is kept on
+the server and named by its hash (see :class:`LinkContext`).
+
+{table}
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+import re
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from alignscope.core.defaults import DEFAULT_SELECTION
+
+PROJECTIONS = ("pca", "umap", "aligned_umap")
+COLOR_BY = ("label", "alignment")
+SWEEPS = ("k", "n", "prefix", "depth")
+SIMILARITIES = ("cosine", "ip", "euclidean")
+ALIGNMENT_STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+MAX_SAMPLES = 200_000
+MAX_K = 1000
+MAX_MODELS = 12
+MAX_METRICS = 8
+MAX_PERMUTATIONS = 5000
+MAX_BOOTSTRAP = 2000
+MAX_SEED = 2**31 - 1
+MAX_LAYER = 999
+MAX_SELECTION_CHARS = 6000  # longer selections are kept on the server (every browser keeps 8 KB URLs)
+_SAMPLE_ID = re.compile(r"^[^\x00-\x1f\x7f,]{1,200}$")
+_INT = re.compile(r"^[+-]?\d{1,12}$")
+_STASH_KEY = re.compile(r"^[0-9a-f]{32}$")
+# Streamlit's own query parameters: never ours, never warned about.
+_RESERVED = frozenset({"embed", "embed_options"})
+
+
+class LinkContext(Protocol):
+    """What parsing a link may look up: registries, dataset sizes and sample orders, stashed selections."""
+
+    def models(self) -> list[str]: ...
+
+    def datasets(self) -> list[str]: ...
+
+    def metrics(self) -> list[str]: ...
+
+    def dataset_size(self, name: str) -> int | None: ...
+
+    def sample_ids(self, name: str) -> Sequence[str] | None: ...
+
+    def stash(self, indices: Sequence[int]) -> str: ...
+
+    def unstash(self, key: str) -> list[int] | None: ...
+
+
+@dataclass(frozen=True)
+class Field:
+    """One Selection field: its URL key, how it is parsed, and what it means (for the table above)."""
+
+    name: str
+    key: str
+    kind: str
+    meaning: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("model_a", "a", "model", "model A on the single-pair pages"),
+    Field("model_b", "b", "model", "model B on the single-pair pages"),
+    Field("models", "models", "models", "comma-separated, the Many-models set", 2, MAX_MODELS),
+    Field("dataset", "data", "dataset", "registered dataset name"),
+    Field("n", "n", "n", "samples (a seeded nested subset), 3..dataset size", 3, MAX_SAMPLES),
+    Field("seed", "seed", "int", "subset / permutation / bootstrap / UMAP seed", 0, MAX_SEED),
+    Field("metric", "metric", "metric", "the metric of heatmaps, matrices and sweeps"),
+    Field("metrics", "metrics", "metrics", "comma-separated, the headline metrics side by side", 1, MAX_METRICS),
+    Field("k", "k", "k", "neighbours for k-NN metrics, 1..min(n-1, 1000)", 1, MAX_K),
+    Field("similarity", "sim", "choice", "similarity of the k-NN metrics", choices=SIMILARITIES),
+    Field("layer_a", "la", "int", "layer index of A, -1 = last", -MAX_LAYER, MAX_LAYER),
+    Field("layer_b", "lb", "int", "layer index of B, -1 = last", -MAX_LAYER, MAX_LAYER),
+    Field("relative_depth", "depth", "depth", "'best' (best layer pair) or a relative depth in [0, 1]"),
+    Field("permutations", "perm", "int", "permutation-test shuffles (0 = off)", 0, MAX_PERMUTATIONS),
+    Field("bootstrap", "boot", "boot", "bootstrap resamples (0 = off, else >= 2)", 0, MAX_BOOTSTRAP),
+    Field("sweep", "sweep", "choice", "what a sweep varies", choices=SWEEPS),
+    Field("projection", "proj", "choice", "the 2-D map", choices=PROJECTIONS),
+    Field("umap_neighbors", "nn", "int", "UMAP n_neighbors", 2, 100),
+    Field("umap_min_dist", "md", "float", "UMAP min_dist", 0.0, 1.0),
+    Field("alignment", "align", "alignment", "aligned UMAP alignment_regularisation"),
+    Field("color_by", "color", "choice", "colour of the map's points", choices=COLOR_BY),
+    Field("selected", "sel", "samples", "selected samples: ids, r:ranges, b:bitset or s:stashed"),
+    Field("inspected", "inspect", "sample", "the sample inspected on the Neighbours page"),
+)
+FIELD_BY_NAME = {f.name: f for f in FIELDS}
+QUERY_KEYS: dict[str, str] = {f.name: f.key for f in FIELDS}
+
+
+def _table() -> str:
+    rows = [(f.key, f.name, f.meaning) for f in FIELDS]
+    widths = [max(len(r[i]) for r in rows + [("key", "field", "meaning")]) for i in range(3)]
+    rule = " ".join("=" * w for w in widths)
+    header = " ".join(t.ljust(w) for t, w in zip(("key", "field", "meaning"), widths))
+    body = "\n".join(" ".join(t.ljust(w) for t, w in zip(r, widths)) for r in rows)
+    return "\n".join((rule, header, rule, body, rule))
+
+
+if __doc__:
+    __doc__ = __doc__.replace("{table}", _table())
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Everything a page needs to reproduce its view. Defaults: the embedded digits comparison."""
+
+    model_a: str = DEFAULT_SELECTION.model_a
+    model_b: str = DEFAULT_SELECTION.model_b
+    models: tuple[str, ...] = DEFAULT_SELECTION.models
+    dataset: str = DEFAULT_SELECTION.dataset
+    n: int = 500
+    seed: int = 0
+    metric: str = "mutual_knn"
+    metrics: tuple[str, ...] = DEFAULT_SELECTION.metrics
+    k: int = 10
+    similarity: str = "cosine"
+    layer_a: int = -1
+    layer_b: int = -1
+    relative_depth: float | None = None  # None = best layer pair
+    permutations: int = 200
+    bootstrap: int = 100
+    sweep: str = "k"
+    projection: str = "pca"
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    alignment: float = 0.01
+    color_by: str = "label"
+    selected: tuple[str, ...] = ()
+    inspected: str | None = None
+
+    def to_query(self, context: LinkContext | None = None) -> dict[str, str]:
+        """Every field as a string, keyed by its short URL name (selections encoded compactly)."""
+        out = {}
+        for f in FIELDS:
+            value = getattr(self, f.name)
+            if f.kind == "samples":
+                text = encode_samples(value, self.dataset, context)
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            elif value is None:
+                text = "best" if f.kind == "depth" else ""
+            elif isinstance(value, float):
+                text = repr(value)
+            else:
+                text = str(value)
+            out[f.key] = text
+        return out
+
+    @classmethod
+    def from_query(
+        cls,
+        params: Mapping[str, Any],
+        *,
+        context: LinkContext | None = None,
+        dataset_size: Callable[[str], int | None] | None = None,
+    ) -> tuple[Selection, list[str]]:
+        """Parse query parameters; every bad value becomes its default, with a warning that says why.
+
+        Args:
+            params: ``{key: str | list[str]}`` (a list counts by its last entry, as Streamlit does).
+            context: registries, dataset sizes and sample orders (default: the registries only).
+            dataset_size: ``name -> number of samples`` overriding the context's (tests).
+
+        Returns:
+            (selection, warnings). Never raises.
+        """
+        try:
+            return _Parser(params, context or RegistryContext(), dataset_size).parse()
+        except Exception as error:  # noqa: BLE001 - a bug here must not take the app down with it
+            return cls(), [f"The link could not be read ({type(error).__name__}); showing the default view."]
+
+    def replace(self, *, context: LinkContext | None = None, dataset_size: Callable[[str], int | None] | None = None,
+                **changes: Any) -> tuple[Selection, list[str]]:  # fmt: skip
+        """A validated copy with ``changes`` (field names) applied; dependent fields are clamped."""
+        unknown = [name for name in changes if name not in FIELD_BY_NAME]
+        if unknown:
+            return self, [f"unknown field {unknown[0]!r}"]
+        query = self.to_query(context)
+        changed = dataclasses.replace(self, **changes).to_query(context)
+        query.update({FIELD_BY_NAME[name].key: changed[FIELD_BY_NAME[name].key] for name in changes})
+        return Selection.from_query(query, context=context, dataset_size=dataset_size)
+
+    def effective_n(self, dataset_size: int | None) -> int:
+        return self.n if dataset_size is None else min(self.n, dataset_size)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registries as the default context
+# --------------------------------------------------------------------------------------------------
+
+
+class RegistryContext:
+    """Names from the core registries; no dataset sizes or sample orders (pure parsing, tests)."""
+
+    def models(self) -> list[str]:
+        from alignscope.core.models import list_models
+
+        return [spec.name for spec in list_models()]
+
+    def datasets(self) -> list[str]:
+        from alignscope.core.datasets import list_datasets
+
+        return [spec.name for spec in list_datasets()]
+
+    def metrics(self) -> list[str]:
+        from alignscope.core.metrics.registry import list_metrics
+
+        return [spec.name for spec in list_metrics()]
+
+    def dataset_size(self, name: str) -> int | None:
+        return None
+
+    def sample_ids(self, name: str) -> Sequence[str] | None:
+        return None
+
+    def stash(self, indices: Sequence[int]) -> str:
+        raise LookupError("no server-side store for long selections")
+
+    def unstash(self, key: str) -> list[int] | None:
+        return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Selected samples: ids, index ranges, a compressed bitset, or a stash key
+# --------------------------------------------------------------------------------------------------
+
+
+def _ranges(indices: Sequence[int]) -> str:
+    parts, start, previous = [], None, None
+    for index in sorted(indices):
+        if start is None:
+            start = previous = index
+        elif index == previous + 1:  # type: ignore[operator]
+            previous = index
+        else:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = previous = index
+    if start is not None:
+        parts.append(str(start) if start == previous else f"{start}-{previous}")
+    return ",".join(parts)
+
+
+def _bitset(indices: Sequence[int], size: int) -> str:
+    bits = bytearray((size + 7) // 8)
+    for index in indices:
+        bits[index // 8] |= 1 << (index % 8)
+    return base64.urlsafe_b64encode(zlib.compress(bytes(bits), 9)).decode().rstrip("=")
+
+
+def encode_samples(ids: Sequence[str], dataset: str, context: LinkContext | None) -> str:
+    """The shortest faithful text for a selection (see the module docstring)."""
+    if not ids:
+        return ""
+    explicit = ",".join(ids)
+    if ids[0][:2] in ("r:", "b:", "s:", "i:"):
+        explicit = "i:" + explicit
+    order = context.sample_ids(dataset) if context is not None else None
+    if order is None:
+        return explicit
+    position = {sample_id: i for i, sample_id in enumerate(order)}
+    if any(sample_id not in position for sample_id in ids):
+        return explicit
+    indices = sorted(position[sample_id] for sample_id in ids)
+    candidates = [explicit, "r:" + _ranges(indices), "b:" + _bitset(indices, len(order))]
+    best = min(candidates, key=len)
+    if len(best) <= MAX_SELECTION_CHARS:
+        return best
+    try:
+        return "s:" + context.stash(indices)  # type: ignore[union-attr]
+    except LookupError:
+        return best
+
+
+def _decode_indices(raw: str, size: int, context: LinkContext) -> list[int] | None:
+    kind, payload = raw[:2], raw[2:]
+    if kind == "r:":
+        indices = []
+        for part in payload.split(","):
+            first, _, last = part.partition("-")
+            if not (_INT.match(first) and (not last or _INT.match(last))):
+                return None
+            low, high = int(first), int(last or first)
+            if not 0 <= low <= high < size or high - low > size:
+                return None
+            indices.extend(range(low, high + 1))
+        return indices
+    if kind == "b:":
+        try:
+            blob = zlib.decompressobj().decompress(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)),
+                                                   (size + 7) // 8 + 1)  # fmt: skip
+        except (ValueError, zlib.error):
+            return None
+        if len(blob) != (size + 7) // 8:
+            return None
+        return [i for i in range(size) if blob[i // 8] >> (i % 8) & 1]
+    if kind == "s:" and _STASH_KEY.match(payload):
+        stored = context.unstash(payload)
+        if stored is None or any(not (isinstance(i, int) and 0 <= i < size) for i in stored):
+            return None
+        return stored
+    return None
+
+
+def decode_samples(raw: str, dataset: str, context: LinkContext) -> tuple[tuple[str, ...], list[str]]:
+    """(ids, warnings) for the ``sel`` value of a link."""
+    warnings: list[str] = []
+    if raw[:2] in ("r:", "b:", "s:"):
+        order = context.sample_ids(dataset)
+        indices = None if order is None else _decode_indices(raw, len(order), context)
+        if order is None or indices is None:
+            return (), [f"sel: the selection could not be read for dataset {dataset!r}; nothing is selected"]
+        return tuple(order[i] for i in sorted(set(indices))), warnings
+    items = [item for item in raw.removeprefix("i:").split(",") if item]
+    good = list(dict.fromkeys(item for item in items if _SAMPLE_ID.match(item)))
+    if len(good) < len(items):
+        warnings.append(f"sel: ignored {len(items) - len(good)} malformed or repeated sample ids")
+    order = context.sample_ids(dataset)
+    if order is not None:
+        known = set(order)
+        kept = [item for item in good if item in known]
+        if len(kept) < len(good):
+            warnings.append(f"sel: ignored {len(good) - len(kept)} ids that are not samples of {dataset!r}")
+        good = kept
+    return tuple(good), warnings
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing (pure)
+# --------------------------------------------------------------------------------------------------
+
+
+def _show(raw: Any, limit: int = 40) -> str:
+    text = repr(raw)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _last(raw: Any) -> Any:
+    if isinstance(raw, (list, tuple)):
+        return raw[-1] if raw else ""
+    return raw
+
+
+class _Parser:
+    """One pass over :data:`FIELDS`; dependent fields (n on the dataset, k on n) after their sources."""
+
+    def __init__(self, params: Mapping[str, Any], context: LinkContext,
+                 dataset_size: Callable[[str], int | None] | None) -> None:  # fmt: skip
+        self.context = context
+        self.size_of = dataset_size or context.dataset_size
+        self.default = Selection()
+        self.values: dict[str, Any] = {}
+        self.warnings: list[str] = []
+        self.raw = self._collect(params)
+
+    def _collect(self, params: Mapping[str, Any]) -> dict[str, str]:
+        known_keys = set(QUERY_KEYS.values())
+        raw_by_key: dict[str, str] = {}
+        for key in list(params.keys())[:200]:
+            if not isinstance(key, str):
+                self.warnings.append(f"ignored parameter {_show(key)}: not a text key")
+                continue
+            if key in _RESERVED:
+                continue
+            if key not in known_keys:
+                self.warnings.append(f"ignored unknown parameter {_show(key)}")
+                continue
+            raw = _last(params[key])
+            if not isinstance(raw, str):
+                raw = "" if raw is None else str(raw)
+            raw_by_key[key] = raw[:20_000]
+        return raw_by_key
+
+    def fix(self, field: Field, reason: str) -> None:
+        shown = getattr(self.default, field.name)
+        shown = ",".join(shown) if isinstance(shown, tuple) else ("best" if shown is None else shown)
+        self.warnings.append(f"{field.key}={_show(self.raw.get(field.key, ''))}: {reason}; using {field.key}={shown}")
+
+    def parse(self) -> tuple[Selection, list[str]]:
+        names = {"model": self.context.models(), "dataset": self.context.datasets(), "metric": self.context.metrics()}
+        for field in FIELDS:
+            if field.key not in self.raw or field.kind in ("n", "k", "samples", "sample"):
+                continue
+            self._parse_field(field, self.raw[field.key].strip(), names)
+        self._parse_n()
+        self._parse_k()
+        dataset = self.values.get("dataset", self.default.dataset)
+        if "sel" in self.raw:
+            self.values["selected"], notes = decode_samples(self.raw["sel"], dataset, self.context)
+            self.warnings.extend(notes)
+        if self.raw.get("inspect", "").strip():
+            inspected = self.raw["inspect"].strip()
+            order = self.context.sample_ids(dataset)
+            if _SAMPLE_ID.match(inspected) and (order is None or inspected in set(order)):
+                self.values["inspected"] = inspected
+            else:
+                self.fix(FIELD_BY_NAME["inspected"], f"not a sample of {dataset!r}")
+        return dataclasses.replace(self.default, **self.values), self.warnings
+
+    def _parse_field(self, field: Field, raw: str, names: dict[str, list[str]]) -> None:
+        kind = field.kind
+        if kind in ("model", "dataset", "metric", "choice"):
+            options = field.choices if kind == "choice" else names[kind]
+            if raw in options:
+                self.values[field.name] = raw
+            else:
+                listing = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
+                self.fix(field, f"unknown {'value' if kind == 'choice' else kind} (choose from {listing})")
+        elif kind in ("models", "metrics"):
+            self._parse_list(field, raw, names["model" if kind == "models" else "metric"])
+        elif kind in ("int", "boot"):
+            self._parse_int(field, raw)
+        elif kind == "float":
+            value = _float(raw)
+            if math.isfinite(value) and field.low <= value <= field.high:  # type: ignore[operator]
+                self.values[field.name] = value
+            else:
+                self.fix(field, f"{field.meaning} must lie in [{field.low}, {field.high}]")
+        elif kind == "alignment":
+            value = _float(raw)
+            match = next((a for a in ALIGNMENT_STRENGTHS if math.isfinite(value) and math.isclose(value, a)), None)
+            if match is None:
+                self.fix(field, f"alignment strength must be one of {', '.join(map(str, ALIGNMENT_STRENGTHS))}")
+            else:
+                self.values[field.name] = match
+        elif kind == "depth":
+            if raw.lower() in ("best", ""):
+                self.values[field.name] = None
+            else:
+                value = _float(raw)
+                if math.isfinite(value) and 0.0 <= value <= 1.0:
+                    self.values[field.name] = value
+                else:
+                    self.fix(field, "depth must be 'best' or a number in [0, 1]")
+
+    def _parse_int(self, field: Field, raw: str) -> None:
+        if not _INT.match(raw):
+            self.fix(field, f"{field.meaning} must be a whole number")
+            return
+        value = int(raw)
+        if not field.low <= value <= field.high:  # type: ignore[operator]
+            self.fix(field, f"must lie in [{field.low}, {field.high}]")
+            return
+        if field.kind == "boot" and value == 1:  # one resample has no spread
+            value = 2
+            self.warnings.append("boot=1: a bootstrap needs at least 2 resamples (0 turns it off); using 2")
+        self.values[field.name] = value
+
+    def _parse_list(self, field: Field, raw: str, options: list[str]) -> None:
+        items = [item.strip() for item in raw.split(",") if item.strip()]
+        unknown = [item for item in items if item not in options]
+        kept = list(dict.fromkeys(item for item in items if item in options))
+        what = field.kind[:-1]
+        if unknown:
+            self.warnings.append(
+                f"{field.key}: ignored unknown {what} {', '.join(_show(u, 30) for u in unknown[:5])}"
+                + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            )
+        low, high = int(field.low or 1), int(field.high or 1)
+        if len(kept) > high:
+            self.warnings.append(f"{field.key}: at most {high} {what}s; kept the first {high}")
+            kept = kept[:high]
+        if len(kept) < low:
+            self.fix(field, f"needs at least {low} known {what}s")
+            return
+        self.values[field.name] = tuple(kept)
+
+    def _parse_n(self) -> None:
+        dataset = self.values.get("dataset", self.default.dataset)
+        try:
+            size = self.size_of(dataset)
+        except Exception:  # noqa: BLE001 - a failing size lookup must not break parsing
+            size = None
+        n_high = MAX_SAMPLES if size is None else max(3, min(MAX_SAMPLES, int(size)))
+        field = FIELD_BY_NAME["n"]
+        if "n" in self.raw:
+            raw = self.raw["n"].strip()
+            if not _INT.match(raw):
+                self.fix(field, "n must be a whole number of samples")
+            elif int(raw) < 3 or int(raw) > MAX_SAMPLES:
+                self.fix(field, f"n must lie in [3, {MAX_SAMPLES}]")
+            elif int(raw) > n_high:
+                self.values["n"] = n_high
+                self.warnings.append(f"n={raw}: dataset {dataset!r} has {n_high} samples; using n={n_high}")
+            else:
+                self.values["n"] = int(raw)
+        if "n" not in self.values and self.default.n > n_high:
+            self.values["n"] = n_high
+
+    def _parse_k(self) -> None:
+        n = self.values.get("n", self.default.n)
+        k_high = max(1, min(MAX_K, n - 1))
+        field = FIELD_BY_NAME["k"]
+        if "k" in self.raw:
+            raw = self.raw["k"].strip()
+            if not _INT.match(raw) or int(raw) < 1:
+                self.fix(field, "k must be a whole number of neighbours >= 1")
+            elif int(raw) > k_high:
+                self.values["k"] = min(self.default.k, k_high)
+                self.warnings.append(f"k={_show(raw)}: k must lie in [1, {k_high}] for n={n}; using k={self.values['k']}")
+            else:
+                self.values["k"] = int(raw)
+        if "k" not in self.values and self.default.k > k_high:
+            self.values["k"] = k_high
+            self.warnings.append(f"k: the default k={self.default.k} needs n > {self.default.k}; using k={k_high} for n={n}")
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        return math.nan
