@@ -31,8 +31,8 @@ def _dir_bytes(path: Path) -> int:
 
 def bench_default(cache_dir: Path) -> dict:
     from alignscope.core.cache import FeatureCache
-    from alignscope.core.defaults import DEFAULT_JOBS
     from alignscope.core.datasets import load_dataset
+    from alignscope.core.defaults import DEFAULT_JOBS
     from alignscope.core.settings import get_settings
 
     os.environ["ALIGNSCOPE_CACHE_DIR"] = str(cache_dir)
@@ -50,8 +50,16 @@ def bench_default(cache_dir: Path) -> dict:
         hit = time.perf_counter() - started
         assert not result.hit and again.hit
         cold_total, hit_total = cold_total + cold, hit_total + hit
-        jobs.append({"model": model, "dataset": dataset_name, "n": features.n_samples,
-                     "layers": features.n_layers, "cold_s": round(cold, 3), "hit_s": round(hit, 4)})
+        jobs.append(
+            {
+                "model": model,
+                "dataset": dataset_name,
+                "n": features.n_samples,
+                "layers": features.n_layers,
+                "cold_s": round(cold, 3),
+                "hit_s": round(hit, 4),
+            }
+        )
     return {
         "jobs": jobs,
         "cold_total_s": round(cold_total, 2),
@@ -87,8 +95,14 @@ def bench_text_batching(repeats: int = 3) -> dict:
     ours, ours_values = timed(sorted_order)
     baseline, baseline_values = timed(lambda inputs, modality: list(range(len(inputs))))
     max_diff = max(float((a - b).abs().max()) for a, b in zip(ours_values, baseline_values))
-    return {"n": len(dataset), "batch_size": 64, "sorted_s": round(ours, 3), "dataset_order_s": round(baseline, 3),
-            "speedup": round(baseline / ours, 2), "max_abs_diff": max_diff}
+    return {
+        "n": len(dataset),
+        "batch_size": 64,
+        "sorted_s": round(ours, 3),
+        "dataset_order_s": round(baseline, 3),
+        "speedup": round(baseline / ours, 2),
+        "max_abs_diff": max_diff,
+    }
 
 
 def main() -> None:
@@ -96,8 +110,13 @@ def main() -> None:
         default = bench_default(Path(tmp) / "cache")
         batching = bench_text_batching()
     result = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+        },
         "default": default,
         "text_batching": batching,
     }

@@ -115,7 +115,9 @@ def synthetic_layers(n_layers, n_samples, dim, seed):
     return layers
 
 
-def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10, metrics=("mutual_knn", "cknna", "debiased_cka")) -> dict:
+def bench_layer_matrices(
+    n_layers=25, n_samples=1024, dim=768, k=10, metrics=("mutual_knn", "cknna", "debiased_cka")
+) -> dict:
     layers_a = synthetic_layers(n_layers, n_samples, dim, seed=0)
     layers_b = synthetic_layers(n_layers, n_samples, dim, seed=0)[::-1]  # same content, reversed order
     noise = torch.Generator().manual_seed(1)  # seeded: every run measures the same inputs
@@ -144,14 +146,17 @@ def bench_layer_matrices(n_layers=25, n_samples=1024, dim=768, k=10, metrics=("m
     return results
 
 
-def bench_split_forms(n_layers=8, n_samples=1024, dim=768,
-                      metrics=("svcca", "pwcca", "mean_cca", "procrustes", "rsa")) -> dict:  # fmt: skip
+def bench_split_forms(
+    n_layers=8, n_samples=1024, dim=768, metrics=("svcca", "pwcca", "mean_cca", "procrustes", "rsa")
+) -> dict:
     from alignscope.core.metrics.registry import compute
 
     layers_a = synthetic_layers(n_layers, n_samples, dim, seed=0)
     noise = torch.Generator().manual_seed(2)
-    layers_b = [layer + 0.3 * torch.randn(layer.shape, generator=noise)
-                for layer in synthetic_layers(n_layers, n_samples, dim, seed=1)]  # fmt: skip
+    layers_b = [
+        layer + 0.3 * torch.randn(layer.shape, generator=noise)
+        for layer in synthetic_layers(n_layers, n_samples, dim, seed=1)
+    ]
     results = {}
     for metric in metrics:
         start = time.perf_counter()
@@ -161,10 +166,14 @@ def bench_split_forms(n_layers=8, n_samples=1024, dim=768,
         slow = np.array([[compute(metric, a, b) for b in layers_b] for a in layers_a])
         slow_s = time.perf_counter() - start
         results[metric] = {
-            "layers": [n_layers, n_layers], "n_samples": n_samples, "dim": dim,
-            "layer_matrix_s": round(fast_s, 3), "per_pair_s": round(slow_s, 3),
-            "speedup": round(slow_s / fast_s, 1), "max_abs_diff": float(np.abs(fast - slow).max()),
-        }  # fmt: skip
+            "layers": [n_layers, n_layers],
+            "n_samples": n_samples,
+            "dim": dim,
+            "layer_matrix_s": round(fast_s, 3),
+            "per_pair_s": round(slow_s, 3),
+            "speedup": round(slow_s / fast_s, 1),
+            "max_abs_diff": float(np.abs(fast - slow).max()),
+        }
         print(metric, results[metric], flush=True)
     return results
 
@@ -195,11 +204,20 @@ def child(n_samples: int, dim: int, k: int) -> None:
     value = mutual_knn(feats_a, feats_b, k=k)
     seconds = time.perf_counter() - start
     peak_kib = _vm_hwm_kib()
-    print(json.dumps({
-        "n_samples": n_samples, "dim": dim, "k": k, "value": value, "seconds": round(seconds, 2),
-        "peak_rss_mib": round(peak_kib / 1024, 1), "peak_rss_after_inputs_mib": round(rss_inputs / 1024, 1),
-        "inputs_mib": round(2 * n_samples * dim * 4 / 2**20, 1),
-    }))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "n_samples": n_samples,
+                "dim": dim,
+                "k": k,
+                "value": value,
+                "seconds": round(seconds, 2),
+                "peak_rss_mib": round(peak_kib / 1024, 1),
+                "peak_rss_after_inputs_mib": round(rss_inputs / 1024, 1),
+                "inputs_mib": round(2 * n_samples * dim * 4 / 2**20, 1),
+            }
+        )
+    )
 
 
 def bench_large(sizes=(10_000, 100_000), dim=768, k=10) -> list[dict]:
@@ -218,8 +236,12 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, type=int, metavar=("N", "DIM", "K"))
     parser.add_argument("--skip-large", action="store_true")
     parser.add_argument("--split-forms", action="store_true", help="only measure section 3")
-    parser.add_argument("--metrics", nargs="*", default=["mutual_knn", "cknna", "debiased_cka"],
-                        help="layer-matrix metrics to (re)measure; the others keep their previous results")
+    parser.add_argument(
+        "--metrics",
+        nargs="*",
+        default=["mutual_knn", "cknna", "debiased_cka"],
+        help="layer-matrix metrics to (re)measure; the others keep their previous results",
+    )
     args = parser.parse_args()
     if args.child:
         child(*args.child)
@@ -234,11 +256,13 @@ def main() -> None:
             "platform": platform.platform(),
             "note": "2 CPU cores shared with other work: absolute times are noisy, ratios less so",
         },
-        "layer_matrix": {**previous.get("layer_matrix", {}),
-                         **({} if args.split_forms else bench_layer_matrices(metrics=tuple(args.metrics)))},
+        "layer_matrix": {
+            **previous.get("layer_matrix", {}),
+            **({} if args.split_forms else bench_layer_matrices(metrics=tuple(args.metrics))),
+        },
         "mutual_knn_large": previous.get("mutual_knn_large") if args.skip_large or args.split_forms else bench_large(),
         "split_forms": bench_split_forms(),
-    }  # fmt: skip
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {RESULTS}")

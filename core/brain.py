@@ -89,14 +89,19 @@ def rdms_from_measurements(
     if array.ndim == 2 or (array.ndim == 3 and method == "crossnobis"):
         return compute_rdm(array, method, name=name, **kwargs)[None, :]
     if array.ndim == 4 and over == "repeats":
-        raise InputError(f"{name} has shape {array.shape}, [n_subjects, n_repeats, n, d]; over='repeats' "
-                         "takes one subject's repeats [n_repeats, n, d]")  # fmt: skip
+        raise InputError(
+            f"{name} has shape {array.shape}, [n_subjects, n_repeats, n, d]; over='repeats' "
+            "takes one subject's repeats [n_repeats, n, d]"
+        )
     if array.ndim not in (3, 4):
-        raise InputError(f"{name} must be [n, d], [n_units, n, d] or [n_subjects, n_repeats, n, d] with stimuli "
-                         f"on axis -2, got shape {array.shape}")  # fmt: skip
+        raise InputError(
+            f"{name} must be [n, d], [n_units, n, d] or [n_subjects, n_repeats, n, d] with stimuli "
+            f"on axis -2, got shape {array.shape}"
+        )
     unit_name = "subject" if over == "subjects" else "repeat"
-    return np.stack([compute_rdm(unit, method, name=f"{name} {unit_name} {index}", **kwargs)
-                     for index, unit in enumerate(array)])  # fmt: skip
+    return np.stack(
+        [compute_rdm(unit, method, name=f"{name} {unit_name} {index}", **kwargs) for index, unit in enumerate(array)]
+    )
 
 
 def _check_rdm_stack(rdms: Any, name: str) -> np.ndarray:
@@ -106,8 +111,9 @@ def _check_rdm_stack(rdms: Any, name: str) -> np.ndarray:
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2 or array.shape[0] == 0:
-        raise InputError(f"{name} must be condensed RDMs [n_units, n_pairs] (or one RDM [n_pairs]), got shape "
-                         f"{array.shape}")  # fmt: skip
+        raise InputError(
+            f"{name} must be condensed RDMs [n_units, n_pairs] (or one RDM [n_pairs]), got shape {array.shape}"
+        )
     for index, row in enumerate(array):
         check_rdm(row, f"{name} row {index}")
     return array
@@ -182,8 +188,10 @@ def noise_ceiling(data_rdms: Any, method: str = "spearman", *, over: str = "subj
     rdms = _check_rdm_stack(data_rdms, "data_rdms")
     n_units = rdms.shape[0]
     if n_units < 2:
-        raise InputError(f"a noise ceiling needs the RDMs of at least 2 {over}, got {n_units}; with one subject, "
-                         "pass one RDM per repeat and over='repeats'")  # fmt: skip
+        raise InputError(
+            f"a noise ceiling needs the RDMs of at least 2 {over}, got {n_units}; with one subject, "
+            "pass one RDM per repeat and over='repeats'"
+        )
     pooled_all = _pool(rdms, method)
     high = np.empty(n_units)
     low = np.empty(n_units)
@@ -193,8 +201,10 @@ def noise_ceiling(data_rdms: Any, method: str = "spearman", *, over: str = "subj
         high[unit] = _compare_many(pooled_all, rdms[unit], method)[0]
     bad = np.flatnonzero(~np.isfinite(low) | ~np.isfinite(high))
     if bad.size:
-        raise InputError(f"{method} is undefined for {_unit_label(over, int(bad[0]))}'s RDM (all dissimilarities "
-                         "equal, or all zero); drop that unit")  # fmt: skip
+        raise InputError(
+            f"{method} is undefined for {_unit_label(over, int(bad[0]))}'s RDM (all dissimilarities "
+            "equal, or all zero); drop that unit"
+        )
     return NoiseCeiling(float(low.mean()), float(high.mean()), method, over, n_units, low, high)
 
 
@@ -283,9 +293,11 @@ def brain_score(
     rdms = _check_rdm_stack(data_rdms, "data_rdms")
     n_stimuli, n_units = n_stimuli_from_pairs(model.size), rdms.shape[0]
     if rdms.shape[1] != model.size:
-        raise InputError(f"model_rdm is over {n_stimuli} stimuli but data_rdms over "
-                         f"{n_stimuli_from_pairs(rdms.shape[1])}; both must hold the same stimuli in the same "
-                         "order (score_shared matches them by sample id)")  # fmt: skip
+        raise InputError(
+            f"model_rdm is over {n_stimuli} stimuli but data_rdms over "
+            f"{n_stimuli_from_pairs(rdms.shape[1])}; both must hold the same stimuli in the same "
+            "order (score_shared matches them by sample id)"
+        )
     per_unit = _compare_many(model, rdms, method)
     bad = np.flatnonzero(~np.isfinite(per_unit))
     if bad.size:
@@ -300,16 +312,21 @@ def brain_score(
         boot = np.asarray(_bootstrap_values(model, rdms, method, n_boot, draw_stimuli, draw_units, generator))
     n_failed = n_boot - boot.size
     if boot.size < 2 or n_failed > n_boot / 2:
-        raise InputError(f"{n_failed} of {n_boot} bootstrap resamples could not be scored (too few distinct stimuli "
-                         f"or a constant RDM); {n_stimuli} stimuli are too few for a bootstrap")  # fmt: skip
+        raise InputError(
+            f"{n_failed} of {n_boot} bootstrap resamples could not be scored (too few distinct stimuli "
+            f"or a constant RDM); {n_stimuli} stimuli are too few for a bootstrap"
+        )
     alpha = (1.0 - float(confidence)) / 2.0
     ci_low, ci_high = np.quantile(boot, [alpha, 1.0 - alpha])
     if n_units >= 2:
         ceiling = noise_ceiling(rdms, method, over=over)
         ceiling_low, ceiling_high, ceiling_over = ceiling.low, ceiling.high, over
-        note = (f"noise ceiling over {n_units} subjects (leave-one-subject-out lower bound)" if over == "subjects" else
-                f"noise ceiling over {n_units} repeats of one subject, not over subjects: it bounds the prediction "
-                "of this subject's single-repeat RDMs, and the score is the mean over those same RDMs")  # fmt: skip
+        note = (
+            f"noise ceiling over {n_units} subjects (leave-one-subject-out lower bound)"
+            if over == "subjects"
+            else f"noise ceiling over {n_units} repeats of one subject, not over subjects: it bounds the prediction "
+            "of this subject's single-repeat RDMs, and the score is the mean over those same RDMs"
+        )
     else:
         ceiling_low = ceiling_high = float("nan")
         ceiling_over = "none"
@@ -338,8 +355,15 @@ def brain_score(
     )
 
 
-def _bootstrap_values(model: np.ndarray, rdms: np.ndarray, method: str, n_boot: int, draw_stimuli: bool,
-                      draw_units: bool, generator: torch.Generator) -> list[float]:  # fmt: skip
+def _bootstrap_values(
+    model: np.ndarray,
+    rdms: np.ndarray,
+    method: str,
+    n_boot: int,
+    draw_stimuli: bool,
+    draw_units: bool,
+    generator: torch.Generator,
+) -> list[float]:
     """The scores of the resamples that could be scored (the others are left out)."""
     n_stimuli, n_units = n_stimuli_from_pairs(model.size), rdms.shape[0]
     values = []
@@ -385,13 +409,16 @@ def _id_list(ids: Any, name: str) -> list[Hashable]:
         except TypeError:
             raise InputError(f"{name}[{position}] is {value!r}, which cannot be a sample id; use str or int") from None
         if earlier != position:
-            raise InputError(f"{name} holds sample id {value!r} twice (positions {earlier} and {position}); "
-                             "each sample must appear once")  # fmt: skip
+            raise InputError(
+                f"{name} holds sample id {value!r} twice (positions {earlier} and {position}); "
+                "each sample must appear once"
+            )
     return values
 
 
-def shared_samples(model_ids: Sequence[Hashable], data_ids: Sequence[Hashable], *,
-                   min_shared: int = MIN_SAMPLES) -> SharedSamples:  # fmt: skip
+def shared_samples(
+    model_ids: Sequence[Hashable], data_ids: Sequence[Hashable], *, min_shared: int = MIN_SAMPLES
+) -> SharedSamples:
     """Match two id lists; the shared ids in the data's order.
 
     Raises:
@@ -408,14 +435,20 @@ def shared_samples(model_ids: Sequence[Hashable], data_ids: Sequence[Hashable], 
     if len(data_index) < min_shared:
         hint = ""
         if model_list and data_list and type(model_list[0]) is not type(data_list[0]):
-            hint = (f"; the model ids are {type(model_list[0]).__name__} but the data ids "
-                    f"{type(data_list[0]).__name__}")  # fmt: skip
-        raise InputError(f"the model covers {len(model_list)} samples and the data {len(data_list)}, but only "
-                         f"{len(data_index)} sample ids are shared; at least {min_shared} are "
-                         f"needed{hint}")  # fmt: skip
+            hint = f"; the model ids are {type(model_list[0]).__name__} but the data ids {type(data_list[0]).__name__}"
+        raise InputError(
+            f"the model covers {len(model_list)} samples and the data {len(data_list)}, but only "
+            f"{len(data_index)} sample ids are shared; at least {min_shared} are "
+            f"needed{hint}"
+        )
     ids = tuple(data_list[row] for row in data_index)
-    return SharedSamples(ids, np.asarray([model_row[value] for value in ids], dtype=np.int64),
-                         np.asarray(data_index, dtype=np.int64), len(model_list), len(data_list))  # fmt: skip
+    return SharedSamples(
+        ids,
+        np.asarray([model_row[value] for value in ids], dtype=np.int64),
+        np.asarray(data_index, dtype=np.int64),
+        len(model_list),
+        len(data_list),
+    )
 
 
 def score_shared(
@@ -454,8 +487,10 @@ def score_shared(
     feats = _as_float64(model_feats, "model_feats")
     model_list = _id_list(model_ids, "model_ids")
     if feats.ndim != 2 or feats.shape[0] != len(model_list):
-        raise InputError(f"model_feats has shape {feats.shape} but there are {len(model_list)} model_ids; "
-                         "it must be [n_model, d] with one row per id")  # fmt: skip
+        raise InputError(
+            f"model_feats has shape {feats.shape} but there are {len(model_list)} model_ids; "
+            "it must be [n_model, d] with one row per id"
+        )
     data_list = _id_list(data_ids, "data_ids")
     array = _as_float64(data, "data")
     if data_kind == "rdms":
@@ -463,21 +498,29 @@ def score_shared(
     else:
         n_data = array.shape[-2] if array.ndim >= 2 else 0
     if n_data != len(data_list):
-        raise InputError(f"data holds {n_data} samples but there are {len(data_list)} data_ids; the data's "
-                         "stimulus axis (-2 for measurements) must have one entry per id")  # fmt: skip
+        raise InputError(
+            f"data holds {n_data} samples but there are {len(data_list)} data_ids; the data's "
+            "stimulus axis (-2 for measurements) must have one entry per id"
+        )
     shared = shared_samples(model_list, data_list)
     n_repeats = None
     if data_kind == "rdms":
         rdms = resample_rdm(np.atleast_2d(array), shared.data_index)
     else:
-        rdms = rdms_from_measurements(np.take(array, shared.data_index, axis=-2), data_rdm, over=over,
-                                      noise_precision=noise_precision, noise_covariance=noise_covariance,
-                                      remove_mean=remove_mean)  # fmt: skip
+        rdms = rdms_from_measurements(
+            np.take(array, shared.data_index, axis=-2),
+            data_rdm,
+            over=over,
+            noise_precision=noise_precision,
+            noise_covariance=noise_covariance,
+            remove_mean=remove_mean,
+        )
         if array.ndim == 4 or (array.ndim == 3 and data_rdm == "crossnobis"):
             n_repeats = array.shape[-3]
     model = compute_rdm(feats[shared.model_index], model_rdm, name="model_feats")
-    score = brain_score(model, rdms, method=method, over=over, n_boot=n_boot, confidence=confidence,
-                        resample=resample, seed=seed)  # fmt: skip
+    score = brain_score(
+        model, rdms, method=method, over=over, n_boot=n_boot, confidence=confidence, resample=resample, seed=seed
+    )
     return score if n_repeats is None else dataclasses.replace(score, n_repeats=n_repeats)
 
 

@@ -86,15 +86,11 @@ def _image_path(source: str, name: str) -> Path:
         raise DatasetLoadError(f"Unknown bundled image source {source!r}; expected one of {sorted(_IMAGES)}.")
     package, folder, files = _IMAGES[source]
     if name not in files:
-        raise DatasetLoadError(
-            f"Unknown bundled image {name!r} for source {source!r}; known names: {sorted(files)}."
-        )
+        raise DatasetLoadError(f"Unknown bundled image {name!r} for source {source!r}; known names: {sorted(files)}.")
     # find_spec on a top-level package locates it without importing it.
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetLoadError(
-            f"Bundled image {source}/{name} needs the package {package!r}, which is not installed."
-        )
+        raise DatasetLoadError(f"Bundled image {source}/{name} needs the package {package!r}, which is not installed.")
     path = Path(next(iter(spec.submodule_search_locations))) / folder / files[name]
     if not path.is_file():
         raise DatasetLoadError(

@@ -27,12 +27,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from alignscope.core.datasets import Dataset
+from alignscope.core.devices import effective_dtype
 from alignscope.core.errors import CacheError
 from alignscope.core.extract import EXTRACT_VERSION, Features, ProgressCallback, extract_features
-from alignscope.core.devices import effective_dtype
 from alignscope.core.models import ModelSpec, get_model_spec, load_model
-from alignscope.core.sources import needs_download
 from alignscope.core.settings import Settings, get_settings
+from alignscope.core.sources import needs_download
 
 CACHE_FORMAT = 1
 _KEY_LENGTH = 32
@@ -219,9 +219,7 @@ class FeatureCache:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "meta": {k: v for k, v in features.meta.items() if k != "cache_key"},
         }
-        _atomic_write_bytes(
-            self.sidecar_path(key), json.dumps(sidecar, indent=1, default=_json_default).encode()
-        )
+        _atomic_write_bytes(self.sidecar_path(key), json.dumps(sidecar, indent=1, default=_json_default).encode())
         seconds = features.meta.get("seconds")
         if seconds and features.n_samples:
             self._record_throughput(features.model, float(seconds) / features.n_samples)
@@ -305,8 +303,10 @@ class FeatureCache:
         try:
             lock = self._lock(key).acquire()
         except Timeout as exc:
-            raise CacheError(f"another process has held the lock of cache entry {key} for over "
-                             f"{LOCK_TIMEOUT_SECONDS:.0f} s; remove {self.root / '.locks'} if it died") from exc
+            raise CacheError(
+                f"another process has held the lock of cache entry {key} for over "
+                f"{LOCK_TIMEOUT_SECONDS:.0f} s; remove {self.root / '.locks'} if it died"
+            ) from exc
         with lock:
             cached = self._get_unlocked(key)  # another process may have finished it while we waited
             if cached is not None:
@@ -322,7 +322,11 @@ class FeatureCache:
                 progress=progress,
             )
             features = Features(
-                spec.name, features.dataset, features.layer_names, features.values, features.sample_ids,
+                spec.name,
+                features.dataset,
+                features.layer_names,
+                features.values,
+                features.sample_ids,
                 {**features.meta, "cache_key": key},
             )
             _check_finite(features)

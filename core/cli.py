@@ -16,10 +16,12 @@ import time
 import webbrowser
 from pathlib import Path
 
+from alignscope.core.analysis.jobs import Progress
 from alignscope.core.errors import AlignscopeError
 
 MAX_SEED = 2**31 - 1  # as in dashboard links
 MAX_SAMPLES = 200_000
+
 
 def _print_table(rows: list[dict], columns: list[str]) -> None:
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
@@ -46,8 +48,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"removed model {args.remove!r} (its cached features stay until `alignscope cache rm`)")
         return 0
     if args.add:
-        spec = hub_model_spec(args.add, modality=args.modality, name=args.name, revision=args.revision,
-                              trust_remote_code=args.trust_remote_code)  # fmt: skip
+        spec = hub_model_spec(
+            args.add,
+            modality=args.modality,
+            name=args.name,
+            revision=args.revision,
+            trust_remote_code=args.trust_remote_code,
+        )
         warning = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
         previous = next((s for s in list_models() if s.name == spec.name), None)
         spec = remember_model(spec)
@@ -58,8 +65,14 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
     rows = [
-        {"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
-         "installed": install_status(s), "description": s.description}
+        {
+            "name": s.name,
+            "family": s.family,
+            "kind": s.kind,
+            "modality": s.modality,
+            "installed": install_status(s),
+            "description": s.description,
+        }
         for s in list_models()
     ]
     _print_table(rows, ["name", "family", "kind", "modality", "installed", "description"])
@@ -82,8 +95,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         return 0
     if args.add:
         spec = hub_dataset_spec(
-            args.add, name=args.name, revision=args.revision, split=args.split, text_column=args.text_column,
-            image_column=args.image_column, label_column=args.label_column,
+            args.add,
+            name=args.name,
+            revision=args.revision,
+            split=args.split,
+            text_column=args.text_column,
+            image_column=args.image_column,
+            label_column=args.label_column,
         )
         n = len(load_dataset(spec))  # fail now, with the reason, rather than on first use
         remember_dataset(spec)
@@ -105,8 +123,10 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         print(f"added dataset {spec.name!r} ({spec.modality}): {spec.description}")
         return 0
 
-    rows = [{"name": s.name, "modality": s.modality, "source": s.source, "description": s.description}
-            for s in list_datasets()]
+    rows = [
+        {"name": s.name, "modality": s.modality, "source": s.source, "description": s.description}
+        for s in list_datasets()
+    ]
     _print_table(rows, ["name", "modality", "source", "description"])
     return 0
 
@@ -156,7 +176,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
     for model_name, dataset_name in jobs:
         dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
         features, result = cache.get_or_extract(
-            model_name, dataset, device=args.device, batch_size=args.batch_size, pooling=args.pooling,
+            model_name,
+            dataset,
+            device=args.device,
+            batch_size=args.batch_size,
+            pooling=args.pooling,
             progress=_progress_bar(f"{model_name} on {dataset_name}"),
         )
         status = "hit " if result.hit else "miss"
@@ -175,8 +199,15 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "ls":
         entries = cache.entries()
         rows = [
-            {"key": e.key, "model": e.model, "dataset": e.dataset, "n": e.n_samples, "layers": e.n_layers,
-             "MiB": f"{e.bytes / 2**20:.2f}", "created": e.created}
+            {
+                "key": e.key,
+                "model": e.model,
+                "dataset": e.dataset,
+                "n": e.n_samples,
+                "layers": e.n_layers,
+                "MiB": f"{e.bytes / 2**20:.2f}",
+                "created": e.created,
+            }
             for e in entries
         ]
         _print_table(rows, ["key", "model", "dataset", "n", "layers", "MiB", "created"])
@@ -200,33 +231,29 @@ def cmd_cache(args: argparse.Namespace) -> int:
             else:
                 unmatched.append(prefix)
         if unmatched:
-            raise AlignscopeError(f"no cache entry matches {', '.join(unmatched)}; `alignscope cache ls` lists the keys")
+            raise AlignscopeError(
+                f"no cache entry matches {', '.join(unmatched)}; `alignscope cache ls` lists the keys"
+            )
         return 0
     raise AlignscopeError(f"unknown cache action {args.action!r}")
 
 
-class _BarProgress:
+class _BarProgress(Progress):
     """A job's progress shown as one tqdm bar on stderr (the CLI runs engine jobs in the foreground)."""
 
-    def __new__(cls, label: str):
+    def __init__(self, label: str) -> None:
         from tqdm import tqdm
 
-        from alignscope.core.analysis.jobs import Progress
+        super().__init__()
+        self.bar = tqdm(total=1000, desc=label, leave=False, file=sys.stderr,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
 
-        class BarProgress(Progress):
-            def __init__(self) -> None:
-                super().__init__()
-                self.bar = tqdm(total=1000, desc=label, leave=False, file=sys.stderr,
-                                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
+    def update(self, done: float, total: float, message: str | None = None) -> None:
+        super().update(done, total, message)
+        self.bar.update(int(self.fraction * 1000) - self.bar.n)
 
-            def update(self, done: float, total: float, message: str | None = None) -> None:
-                super().update(done, total, message)
-                self.bar.update(int(self.fraction * 1000) - self.bar.n)
-
-            def close(self) -> None:
-                self.bar.close()
-
-        return BarProgress()
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _ensure_features(plans, device: str | None) -> None:
@@ -252,10 +279,20 @@ def cmd_score(args: argparse.Namespace) -> int:
     get_dataset_spec(args.dataset)
     engine = Engine()
     requests = [
-        PairRequest(args.model_a, args.model_b, args.dataset, args.n or MAX_SAMPLES, args.seed, metric,
-                    metric_params(metric, k=args.k), args.layers, args.permutations, args.bootstrap)
+        PairRequest(
+            args.model_a,
+            args.model_b,
+            args.dataset,
+            args.n or MAX_SAMPLES,
+            args.seed,
+            metric,
+            metric_params(metric, k=args.k),
+            args.layers,
+            args.permutations,
+            args.bootstrap,
+        )
         for metric in metrics
-    ]  # fmt: skip
+    ]
     _ensure_features(engine.prepare(requests[0]).plans, args.device)
     scores = []
     for request in requests:
@@ -269,29 +306,66 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    """Run Streamlit headless (no first-run e-mail prompt, no credentials file) and, unless
-    ``--headless``, open the browser ourselves once the server answers."""
+    """Run Streamlit headless (no first-run e-mail prompt, no credentials file) on ``--host`` (loopback
+    unless asked) and, unless ``--headless``, open the browser once the server answers. SIGTERM, SIGINT
+    and SIGHUP are forwarded to the server, and the server dies with this process, so stopping
+    ``alignscope dashboard`` always frees the port."""
+    import signal
+
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-               "--server.headless", "true", "--browser.gatherUsageStats", "false",
-               "--client.showErrorDetails", "none"]  # fmt: skip
-    url = f"http://localhost:{args.port}/"
+               "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats",
+               "false", "--client.showErrorDetails", "none"]  # fmt: skip
+    shown_host = "localhost" if args.host in ("127.0.0.1", "::1", "localhost") else args.host
+    url = f"http://{shown_host}:{args.port}/"
     if _port_in_use(args.port):
         raise AlignscopeError(f"port {args.port} is already in use; pass --port with a free one")
+    env = {**os.environ, **({"ALIGNSCOPE_READ_ONLY": "1"} if args.read_only else {})}
+    if args.host not in ("127.0.0.1", "::1", "localhost"):
+        print(f"warning: serving on {args.host}: anyone who can reach this machine can use the dashboard"
+              + ("" if args.read_only else " (uploads, adding models, deleting cache entries); consider --read-only"),
+              file=sys.stderr)  # fmt: skip
     print(f"starting the dashboard at {url}  (Ctrl+C stops it)")
-    process = None
+    process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        process = subprocess.Popen(command, env={**os.environ})
         if not args.headless and _has_display():
             threading.Thread(target=_open_when_ready, args=(process, args.port, url), daemon=True).start()
-        code = process.wait()
-    except KeyboardInterrupt:
-        code = 0
+        try:
+            code = process.wait(timeout=None)
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
     finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            process.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        return 0 if received[0] == signal.SIGINT else 128 + received[0]
     return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128 + N
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when this process dies (even by kill -9)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
 
 
 def _has_display() -> bool:
@@ -346,8 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--modality", choices=["text", "image"], default="text")
     models.add_argument("--name")
     models.add_argument("--revision")
-    models.add_argument("--trust-remote-code", action="store_true",
-                        help="also needs ALIGNSCOPE_TRUST_REMOTE_CODE to list the id")
+    models.add_argument(
+        "--trust-remote-code", action="store_true", help="also needs ALIGNSCOPE_TRUST_REMOTE_CODE to list the id"
+    )
     models.set_defaults(func=cmd_models)
 
     datasets = sub.add_parser("datasets", help="list datasets, add a hub dataset (--add) or a local file (--upload)")
@@ -357,9 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     datasets.add_argument("--text-column")
     datasets.add_argument("--image-column")
     datasets.add_argument("--label-column")
-    datasets.add_argument("--upload", metavar="PATH",
-                          help="texts (.csv/.parquet/.txt), images (.zip or a folder) or, with --image-pairs, "
-                               "a CSV of image path + caption")
+    datasets.add_argument(
+        "--upload",
+        metavar="PATH",
+        help="texts (.csv/.parquet/.txt), images (.zip or a folder) or, with --image-pairs, "
+        "a CSV of image path + caption",
+    )
     datasets.add_argument("--image-pairs", action="store_true")
     datasets.add_argument("--remove", metavar="NAME", help="remove an uploaded or added dataset")
     datasets.add_argument("--name")
@@ -372,8 +450,11 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--seed", type=_int_at_least(0, MAX_SEED), default=0)
     extract.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
     extract.add_argument("--batch-size", type=_int_at_least(1), default=32)
-    extract.add_argument("--pooling", choices=["mean", "cls", "last"],
-                         help="token pooling (default: the model's own, e.g. mean for MiniLM, cls for ViT)")
+    extract.add_argument(
+        "--pooling",
+        choices=["mean", "cls", "last"],
+        help="token pooling (default: the model's own, e.g. mean for MiniLM, cls for ViT)",
+    )
     extract.set_defaults(func=cmd_extract)
 
     cache = sub.add_parser("cache", help="ls | verify | rm KEY...")
@@ -390,16 +471,29 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--k", type=_int_at_least(1), default=10)
     score.add_argument("--n", type=_int_at_least(3))
     score.add_argument("--seed", type=_int_at_least(0, MAX_SEED), default=0)
-    score.add_argument("--permutations", type=_int_at_least(0), default=0,
-                       help="shuffled correspondences for the permutation p-value (0 = off)")
-    score.add_argument("--bootstrap", type=_int_at_least(0), default=0,
-                       help="bootstrap resamples for the 95%% interval (0 = off)")
+    score.add_argument(
+        "--permutations",
+        type=_int_at_least(0),
+        default=0,
+        help="shuffled correspondences for the permutation p-value (0 = off)",
+    )
+    score.add_argument(
+        "--bootstrap", type=_int_at_least(0), default=0, help="bootstrap resamples for the 95%% interval (0 = off)"
+    )
     score.add_argument("--device", default=None)
     score.add_argument("--format", choices=["table", "json", "csv"], default="table")
     score.set_defaults(func=cmd_score)
 
     dashboard = sub.add_parser("dashboard", help="start the Streamlit dashboard")
     dashboard.add_argument("--port", type=_int_at_least(1, 65535), default=8501)
+    dashboard.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default 127.0.0.1: this machine only; 0.0.0.0: everyone who can reach it)",
+    )
+    dashboard.add_argument(
+        "--read-only", action="store_true", help="no uploads, no model adds, no cache deletions (for sharing a server)"
+    )
     dashboard.add_argument("--headless", action="store_true")
     dashboard.set_defaults(func=cmd_dashboard)
     return parser
@@ -419,11 +513,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # a bug or an environment problem: still one line, unless debugging
         if os.environ.get("ALIGNSCOPE_DEBUG"):
             raise
-        print(f"error: unexpected {type(error).__name__}: {error}. The cache holds only complete entries; "
-              "rerun with ALIGNSCOPE_DEBUG=1 for the traceback.", file=sys.stderr)
+        print(
+            f"error: unexpected {type(error).__name__}: {error}. The cache holds only complete entries; "
+            "rerun with ALIGNSCOPE_DEBUG=1 for the traceback.",
+            file=sys.stderr,
+        )
         return 1
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

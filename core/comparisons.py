@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs, check_features
 from alignscope.core.metrics.registry import MetricSpec, get_metric
@@ -119,21 +120,30 @@ class ScoreDifference:
 class _PairedScorer:
     """score(A, X) and score(B, X) on one set of rows, preparing X once per row set when it can."""
 
-    def __init__(self, spec: MetricSpec, feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                 params: dict[str, Any], names: tuple[str, str, str]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: MetricSpec,
+        feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        params: dict[str, Any],
+        names: tuple[str, str, str],
+    ) -> None:
         self.spec, self.params, self.feats, self.names = spec, params, feats, names
         prepare = spec.prepare
         # copies must be handled in prepare too; a prepare that cannot take sample_ids goes through fn
-        self.split = prepare is not None and spec.compare is not None and (
-            not spec.takes_sample_ids or "sample_ids" in inspect.signature(prepare).parameters
+        self.split = (
+            prepare is not None
+            and spec.compare is not None
+            and (not spec.takes_sample_ids or "sample_ids" in inspect.signature(prepare).parameters)
         )
 
     def full(self) -> tuple[float, float]:
         """On all samples, through ``spec.fn`` (the same validation and value as ``compute``)."""
         (feats_a, feats_b, feats_x), (name_a, name_b, name_x) = self.feats, self.names
         fn, params = self.spec.fn, self.params
-        return (float(fn(feats_a, feats_x, name_a=name_a, name_b=name_x, **params)),
-                float(fn(feats_b, feats_x, name_a=name_b, name_b=name_x, **params)))  # fmt: skip
+        return (
+            float(fn(feats_a, feats_x, name_a=name_a, name_b=name_x, **params)),
+            float(fn(feats_b, feats_x, name_a=name_b, name_b=name_x, **params)),
+        )
 
     def resampled(self, rows: torch.Tensor) -> tuple[float, float]:
         extra = {"sample_ids": rows} if self.spec.takes_sample_ids else {}
@@ -191,8 +201,9 @@ def _choose_method(spec: MetricSpec, method: str) -> str:
     if method not in DIFFERENCE_METHODS:
         raise InputError(f"method must be one of {', '.join(DIFFERENCE_METHODS)}, got {method!r}")
     if method == "sign_flip" and spec.per_sample is None:
-        raise InputError(f"{spec.name} has no per-sample values, so the sign-flip test does not apply; "
-                         'use method="bootstrap"')  # fmt: skip
+        raise InputError(
+            f'{spec.name} has no per-sample values, so the sign-flip test does not apply; use method="bootstrap"'
+        )
     if method == "auto":
         independent = spec.per_sample is not None and bool(spec.extra.get("independent_per_sample", False))
         return "sign_flip" if independent else "bootstrap"
@@ -269,8 +280,10 @@ def score_difference(
     n_failed = n_boot - values.size
     if values.size < 2 or n_failed > n_boot / 2:
         reason = f" (e.g. {problems[0]})" if problems else ""
-        raise InputError(f"{metric}: {n_failed} of {n_boot} paired bootstrap resamples could not be scored"
-                         f"{reason}; n = {n_samples} is too small for a bootstrap of this metric")  # fmt: skip
+        raise InputError(
+            f"{metric}: {n_failed} of {n_boot} paired bootstrap resamples could not be scored"
+            f"{reason}; n = {n_samples} is too small for a bootstrap of this metric"
+        )
     bias = float(values.mean() - difference)
     shifted = values - bias
     alpha = (1.0 - float(confidence)) / 2.0
@@ -280,12 +293,25 @@ def score_difference(
     p_bootstrap = min(1.0, 2.0 * (1.0 + tail) / (1.0 + values.size))
 
     return ScoreDifference(
-        metric=metric, score_a=score_a, score_b=score_b, difference=difference, ci_low=float(ci_low),
-        ci_high=float(ci_high), p_value=p_sign_flip if p_sign_flip is not None else p_bootstrap, method=method,
-        n_samples=n_samples, n_resamples=int(values.size), confidence=float(confidence),
-        higher_is_better=spec.higher_is_better, p_bootstrap=p_bootstrap, p_sign_flip=p_sign_flip, n_flips=flips,
-        bias=bias, n_failed=n_failed, bootstrap_differences=values,
-    )  # fmt: skip
+        metric=metric,
+        score_a=score_a,
+        score_b=score_b,
+        difference=difference,
+        ci_low=float(ci_low),
+        ci_high=float(ci_high),
+        p_value=p_sign_flip if p_sign_flip is not None else p_bootstrap,
+        method=method,
+        n_samples=n_samples,
+        n_resamples=int(values.size),
+        confidence=float(confidence),
+        higher_is_better=spec.higher_is_better,
+        p_bootstrap=p_bootstrap,
+        p_sign_flip=p_sign_flip,
+        n_flips=flips,
+        bias=bias,
+        n_failed=n_failed,
+        bootstrap_differences=values,
+    )
 
 
 # --- family-wise correction of a layer search -----------------------------------------------------
@@ -340,8 +366,15 @@ class _LayerScorer:
     ``spec.fn`` for every pair.
     """
 
-    def __init__(self, spec: MetricSpec, tensors_a: list[torch.Tensor], tensors_b: list[torch.Tensor],
-                 labels_a: list[str], labels_b: list[str], params: dict[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: MetricSpec,
+        tensors_a: list[torch.Tensor],
+        tensors_b: list[torch.Tensor],
+        labels_a: list[str],
+        labels_b: list[str],
+        params: dict[str, Any],
+    ) -> None:
         self.spec, self.params = spec, params
         self.tensors_a, self.tensors_b, self.labels_a, self.labels_b = tensors_a, tensors_b, labels_a, labels_b
         self.split = spec.prepare is not None and spec.compare is not None
@@ -357,8 +390,13 @@ class _LayerScorer:
         batched = spec.compare_all(self.states_a, states_b, **params) if spec.compare_all is not None else None
         if batched is not None:
             return np.asarray(batched, dtype=np.float64)
-        return np.array([[spec.compare(state_a, state_b, **params) for state_b in states_b]  # type: ignore[misc]
-                         for state_a in self.states_a], dtype=np.float64)  # fmt: skip
+        return np.array(
+            [
+                [spec.compare(state_a, state_b, **params) for state_b in states_b]  # type: ignore[misc]
+                for state_a in self.states_a
+            ],
+            dtype=np.float64,
+        )
 
     def matrix(self, perm: torch.Tensor | None = None) -> np.ndarray:
         spec, params = self.spec, self.params
@@ -367,12 +405,23 @@ class _LayerScorer:
                 return self._compare(self.states_b)
             if spec.permute is not None:
                 return self._compare([spec.permute(state, perm) for state in self.states_b])
-            return self._compare([self._prepare(tensor[perm.to(tensor.device)], label)
-                                  for tensor, label in zip(self.tensors_b, self.labels_b)])  # fmt: skip
+            return self._compare(
+                [
+                    self._prepare(tensor[perm.to(tensor.device)], label)
+                    for tensor, label in zip(self.tensors_b, self.labels_b)
+                ]
+            )
         tensors_b = self.tensors_b if perm is None else [tensor[perm.to(tensor.device)] for tensor in self.tensors_b]
-        return np.array([[spec.fn(tensor_a, tensor_b, name_a=label_a, name_b=label_b, **params)
-                          for tensor_b, label_b in zip(tensors_b, self.labels_b)]
-                         for tensor_a, label_a in zip(self.tensors_a, self.labels_a)], dtype=np.float64)  # fmt: skip
+        return np.array(
+            [
+                [
+                    spec.fn(tensor_a, tensor_b, name_a=label_a, name_b=label_b, **params)
+                    for tensor_b, label_b in zip(tensors_b, self.labels_b)
+                ]
+                for tensor_a, label_a in zip(self.tensors_a, self.labels_a)
+            ],
+            dtype=np.float64,
+        )
 
 
 def _min_p_adjusted(observed: np.ndarray, null: np.ndarray, p_raw: np.ndarray) -> np.ndarray:
@@ -438,7 +487,9 @@ def max_stat_test(
     if adjustment not in MAX_STAT_ADJUSTMENTS:
         raise InputError(f"adjustment must be one of {', '.join(MAX_STAT_ADJUSTMENTS)}, got {adjustment!r}")
     if len(layers_a) == 0 or len(layers_b) == 0:
-        raise InputError(f"max_stat_test needs at least one layer on each side; got {len(layers_a)} and {len(layers_b)}")
+        raise InputError(
+            f"max_stat_test needs at least one layer on each side; got {len(layers_a)} and {len(layers_b)}"
+        )
     labels_a = list(names_a) if names_a is not None else [f"A layer {i}" for i in range(len(layers_a))]
     labels_b = list(names_b) if names_b is not None else [f"B layer {j}" for j in range(len(layers_b))]
     tensors_a = [check_features(feats, label) for feats, label in zip(layers_a, labels_a)]
@@ -448,8 +499,10 @@ def max_stat_test(
     n_samples = tensors_a[0].shape[0]
     for tensor, label in zip(tensors_a + tensors_b, labels_a + labels_b):
         if tensor.shape[0] != n_samples:
-            raise InputError(f"{labels_a[0]} has {n_samples} rows but {label} has {tensor.shape[0]}; "
-                             "all layers must hold the same samples in the same order")  # fmt: skip
+            raise InputError(
+                f"{labels_a[0]} has {n_samples} rows but {label} has {tensor.shape[0]}; "
+                "all layers must hold the same samples in the same order"
+            )
 
     scorer = _LayerScorer(spec, tensors_a, tensors_b, labels_a, labels_b, resolved)
     observed = scorer.matrix()
@@ -480,12 +533,21 @@ def max_stat_test(
     best_index = (int(best[0]), int(best[1]))
     shape = observed.shape
     return MaxStatResult(
-        metric=metric, observed=observed, best_index=best_index, best_value=float(observed[best_index]),
-        p_best_maxstat=float(p_adjusted.reshape(shape)[best_index]), p_cells_maxstat=p_adjusted.reshape(shape),
-        p_cells_raw=p_raw.reshape(shape), p_cells_bonferroni=p_bonferroni.reshape(shape),
-        null_max=sign * oriented_max, null_values=null, n_permutations=n_permutations,
-        higher_is_better=spec.higher_is_better, adjustment=adjustment, params=resolved,
-    )  # fmt: skip
+        metric=metric,
+        observed=observed,
+        best_index=best_index,
+        best_value=float(observed[best_index]),
+        p_best_maxstat=float(p_adjusted.reshape(shape)[best_index]),
+        p_cells_maxstat=p_adjusted.reshape(shape),
+        p_cells_raw=p_raw.reshape(shape),
+        p_cells_bonferroni=p_bonferroni.reshape(shape),
+        null_max=sign * oriented_max,
+        null_values=null,
+        n_permutations=n_permutations,
+        higher_is_better=spec.higher_is_better,
+        adjustment=adjustment,
+        params=resolved,
+    )
 
 
 __all__ = [

@@ -173,10 +173,18 @@ def pairwise_compatibility(
     if query_map is not None:
         new_q = query_map(new_q, "new_queries")
     _check_widths(old_q, new_q, old_g, mapped=query_map is not None)
-    codes = relevance_masks(old_q.shape[0], old_g.shape[0], relevance=relevance, query_labels=query_labels,
-                            gallery_labels=gallery_labels, query_ids=query_ids, gallery_ids=gallery_ids,
-                            exclude_same_id=exclude_same_id, name_query="queries",
-                            name_gallery="old_gallery").to(old_q.device)  # fmt: skip
+    codes = relevance_masks(
+        old_q.shape[0],
+        old_g.shape[0],
+        relevance=relevance,
+        query_labels=query_labels,
+        gallery_labels=gallery_labels,
+        query_ids=query_ids,
+        gallery_ids=gallery_ids,
+        exclude_same_id=exclude_same_id,
+        name_query="queries",
+        name_gallery="old_gallery",
+    ).to(old_q.device)
     unit_old_q, unit_new_q, unit_old_g = (F.normalize(t, dim=1) for t in (old_q, new_q, old_g))
     n_queries, n_gallery = old_q.shape[0], old_g.shape[0]
     block_size = block_size or max(1, (1 << 22) // max(n_gallery, 1))
@@ -201,12 +209,16 @@ def pairwise_compatibility(
 
 def _check_widths(old_q: torch.Tensor, new_q: torch.Tensor, old_g: torch.Tensor, *, mapped: bool) -> None:
     if old_q.shape[1] != old_g.shape[1]:
-        raise InputError(f"old_queries have width {old_q.shape[1]} but old_gallery {old_g.shape[1]}; both must "
-                         "come from the old model")  # fmt: skip
+        raise InputError(
+            f"old_queries have width {old_q.shape[1]} but old_gallery {old_g.shape[1]}; both must "
+            "come from the old model"
+        )
     if new_q.shape[1] != old_g.shape[1]:
         if mapped:
-            raise InputError(f"query_map sends new queries to width {new_q.shape[1]} but old_gallery has width "
-                             f"{old_g.shape[1]}; fit the map from new to old embeddings")  # fmt: skip
+            raise InputError(
+                f"query_map sends new queries to width {new_q.shape[1]} but old_gallery has width "
+                f"{old_g.shape[1]}; fit the map from new to old embeddings"
+            )
         raise InputError(
             f"new_queries have width {new_q.shape[1]} but old_gallery {old_g.shape[1]}; new queries can search "
             "the old gallery only in one space: pass query_map=fit_linear_map(new_train, old_train), fitted on "
@@ -275,28 +287,40 @@ def compatibility_report(
     new_q = check_features(new_queries, "new_queries", min_samples=1)
     old_g = check_features(old_gallery, "old_gallery", min_samples=1)
     if old_q.shape[0] != new_q.shape[0]:
-        raise InputError(f"old_queries has {old_q.shape[0]} rows but new_queries has {new_q.shape[0]}; both must "
-                         "hold the same query samples in the same order")  # fmt: skip
+        raise InputError(
+            f"old_queries has {old_q.shape[0]} rows but new_queries has {new_q.shape[0]}; both must "
+            "hold the same query samples in the same order"
+        )
     mapped_new_q = query_map(new_q, "new_queries") if query_map is not None else new_q
     _check_widths(old_q, mapped_new_q, old_g, mapped=query_map is not None)
     new_g = None
     if new_gallery is not None:
         new_g = check_features(new_gallery, "new_gallery", min_samples=1)
         if new_g.shape[0] != old_g.shape[0]:
-            raise InputError(f"old_gallery has {old_g.shape[0]} rows but new_gallery has {new_g.shape[0]}; both "
-                             "must hold the same gallery samples in the same order")  # fmt: skip
+            raise InputError(
+                f"old_gallery has {old_g.shape[0]} rows but new_gallery has {new_g.shape[0]}; both "
+                "must hold the same gallery samples in the same order"
+            )
     if top_k is not None and top_k > old_g.shape[0]:
         raise InputError(f"{measure}: k = {top_k} exceeds the gallery size {old_g.shape[0]}")
-    shared = dict(query_labels=query_labels, gallery_labels=gallery_labels, relevance=relevance,
-                  query_ids=query_ids, gallery_ids=gallery_ids, exclude_same_id=exclude_same_id)  # fmt: skip
+    shared = dict(
+        query_labels=query_labels,
+        gallery_labels=gallery_labels,
+        relevance=relevance,
+        query_ids=query_ids,
+        gallery_ids=gallery_ids,
+        exclude_same_id=exclude_same_id,
+    )
     results = {
-        "new_old": evaluate_retrieval(mapped_new_q, old_g, name_query="new_queries", name_gallery="old_gallery",
-                                      **shared),  # fmt: skip
+        "new_old": evaluate_retrieval(
+            mapped_new_q, old_g, name_query="new_queries", name_gallery="old_gallery", **shared
+        ),
         "old_old": evaluate_retrieval(old_q, old_g, name_query="old_queries", name_gallery="old_gallery", **shared),
     }
     if new_g is not None:
-        results["new_new"] = evaluate_retrieval(new_q, new_g, name_query="new_queries", name_gallery="new_gallery",
-                                                **shared)  # fmt: skip
+        results["new_new"] = evaluate_retrieval(
+            new_q, new_g, name_query="new_queries", name_gallery="new_gallery", **shared
+        )
     # Relevance depends only on labels / ids, never on the embeddings: every setting scores the same queries.
     columns = np.column_stack([per_query_values(result, measure) for result in results.values()])
     estimates = columns.mean(axis=0)

@@ -214,9 +214,16 @@ def family_layer_matrices(nets: Sequence[Sequence[Any]], metric: str, **params: 
         matrices.append(result.values)
         resolved = result.params
     values = np.stack(matrices)
-    return FamilyLayerMatrices(metric=metric, params=resolved, values=values, mean=values.mean(axis=0),
-                               std=_std(values), pairs=pairs, higher_is_better=spec.higher_is_better,
-                               symmetric=spec.symmetric)  # fmt: skip
+    return FamilyLayerMatrices(
+        metric=metric,
+        params=resolved,
+        values=values,
+        mean=values.mean(axis=0),
+        std=_std(values),
+        pairs=pairs,
+        higher_is_better=spec.higher_is_better,
+        symmetric=spec.symmetric,
+    )
 
 
 @dataclass(frozen=True)
@@ -261,10 +268,12 @@ def curve_band(curves: Sequence[np.ndarray], n_points: int | None = None) -> Cur
     if points < 1:
         raise InputError(f"n_points must be at least 1, got {n_points!r}")
     grid = np.linspace(0.0, 1.0, points) if points > 1 else np.zeros(1)
-    resampled = np.stack([
-        np.interp(grid, np.linspace(0.0, 1.0, array.size), array) if array.size > 1 else np.full(points, array[0])
-        for array in arrays
-    ])  # fmt: skip
+    resampled = np.stack(
+        [
+            np.interp(grid, np.linspace(0.0, 1.0, array.size), array) if array.size > 1 else np.full(points, array[0])
+            for array in arrays
+        ]
+    )
     return CurveBand(grid=grid, curves=resampled, mean=resampled.mean(axis=0), std=_std(resampled))
 
 
@@ -298,8 +307,7 @@ class FamilyMatchingCurves:
 def _fraction_stats(curves: Sequence[np.ndarray], levels: tuple[float, ...]):
     table = np.array([[np.mean(curve > t) for t in levels] for curve in curves], dtype=np.float64)
     std = _std(table)
-    return ({t: float(v) for t, v in zip(levels, table.mean(axis=0))},
-            {t: float(v) for t, v in zip(levels, std)})  # fmt: skip
+    return ({t: float(v) for t, v in zip(levels, table.mean(axis=0))}, {t: float(v) for t, v in zip(levels, std)})
 
 
 def family_matching_curves(
@@ -315,8 +323,10 @@ def family_matching_curves(
     semi-matching curves (a → b and b → a). Curves go through :func:`curve_band` (``n_points``).
     """
     n_layers = _check_family(nets)
-    if isinstance(layer_index, bool) or not isinstance(layer_index, (int, np.integer)) or not (
-        -n_layers <= layer_index < n_layers
+    if (
+        isinstance(layer_index, bool)
+        or not isinstance(layer_index, (int, np.integer))
+        or not (-n_layers <= layer_index < n_layers)
     ):
         raise InputError(f"layer_index must be an integer in [0, {n_layers - 1}], got {layer_index!r}")
     index = int(layer_index) % n_layers
@@ -429,8 +439,9 @@ def identify_layers(
         by_layer = identification_hits(family.ordered(), higher_is_better=family.higher_is_better)
         per_layer[metric] = by_layer
         accuracy[metric] = float(by_layer.mean())
-    return LayerIdentification(accuracy=accuracy, per_layer=per_layer, n_layers=n_layers, n_nets=len(nets),
-                               n_ordered_pairs=n_ordered)  # fmt: skip
+    return LayerIdentification(
+        accuracy=accuracy, per_layer=per_layer, n_layers=n_layers, n_nets=len(nets), n_ordered_pairs=n_ordered
+    )
 
 
 __all__ = [

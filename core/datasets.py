@@ -113,7 +113,7 @@ class Dataset:
         if n < 3:
             raise InputError(f"n must be at least 3 to compare representations, got {n}")
         chosen = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
-        return self.take(chosen)
+        return self.take([int(i) for i in chosen])
 
     def take(self, indices: Sequence[int]) -> Dataset:
         idx = [int(i) for i in indices]
@@ -166,7 +166,9 @@ class LazyImages(Sequence):
 # --------------------------------------------------------------------------------------------------
 
 DATASETS: Registry[DatasetSpec] = Registry(
-    "dataset", UnknownDatasetError, builtin_modules=("alignscope.core.defaults",),
+    "dataset",
+    UnknownDatasetError,
+    builtin_modules=("alignscope.core.defaults",),
     hint="Upload one on the Data & models page or add a hub dataset with `alignscope datasets --add`.",
 )
 
@@ -245,7 +247,7 @@ def _load_captions(spec: DatasetSpec) -> Dataset:
     from alignscope.core.bundled import load_bundled_image, read_image_captions
 
     table = read_image_captions()
-    images = tuple(load_bundled_image(row.source, row.name) for row in table.itertuples())
+    images = tuple(load_bundled_image(str(row.source), str(row.name)) for row in table.itertuples())
     n = len(table)
     return Dataset(
         spec=spec,
@@ -287,9 +289,7 @@ def _load_hub(spec: DatasetSpec) -> Dataset:
         ) from exc
     for column in (spec.text_column, spec.image_column, spec.label_column):
         if column and column not in table.column_names:
-            raise DatasetLoadError(
-                f"dataset {source!r} has no column {column!r}; its columns are {table.column_names}"
-            )
+            raise DatasetLoadError(f"dataset {source!r} has no column {column!r}; its columns are {table.column_names}")
     n = len(table)
     if n < 3:
         raise DatasetLoadError(f"dataset {source!r} split {spec.split!r} has only {n} rows; at least 3 are needed")

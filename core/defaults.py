@@ -50,7 +50,7 @@ def _imagenet_preprocess(image_size: int, *, mean: float, std: float) -> Callabl
             image = image.convert("RGB")
             scale = resize_to / min(image.size)
             image = image.resize(
-                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC
+                (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BICUBIC
             )
             left, top = (image.width - image_size) // 2, (image.height - image_size) // 2
             image = image.crop((left, top, left + image_size, top + image_size))

@@ -132,8 +132,12 @@ def recipe_fingerprint() -> str:
     import hashlib
     import inspect
 
-    parts = [inspect.getsource(DigitsCNN), inspect.getsource(train), inspect.getsource(_fit),
-             repr((RECIPE, EPOCHS, TRAIN_FRACTION, SPLIT_SEED, LAYERS))]
+    parts = [
+        inspect.getsource(DigitsCNN),
+        inspect.getsource(train),
+        inspect.getsource(_fit),
+        repr((RECIPE, EPOCHS, TRAIN_FRACTION, SPLIT_SEED, LAYERS)),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
@@ -159,7 +163,7 @@ def preprocess(batch: Sequence) -> torch.Tensor:
         if isinstance(item, Image.Image):
             grey = item.convert("L")
             if grey.size != (8, 8):
-                grey = grey.resize((8, 8), Image.BILINEAR)
+                grey = grey.resize((8, 8), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(grey, dtype=np.float32) / 255.0)
         else:
             arrays.append(np.asarray(item, dtype=np.float32).reshape(8, 8))
@@ -256,7 +260,8 @@ def _load_or_train(
         if previous is not None:
             logger.warning(
                 "%s: %s; retraining it (training is deterministic: intact weights come back unchanged)",
-                weights.name, problem,
+                weights.name,
+                problem,
             )
         net, info = train_net()
         sidecar = _store(weights, net, info, metadata)
@@ -264,7 +269,8 @@ def _load_or_train(
             logger.warning(
                 "%s: the retrained weights differ from the file they replace; features extracted while "
                 "that file was served (before weights were checksummed) are stale: `alignscope cache rm` "
-                "this model's entries", weights.name,
+                "this model's entries",
+                weights.name,
             )
         return net.eval(), sidecar
 
@@ -349,8 +355,11 @@ class DigitsRecipe:
         """Trainable parameters, from the widths alone (no training)."""
         conv1, conv2, conv3, hidden = self.channels
         return (
-            conv1 * (9 + 1) + conv2 * (9 * conv1 + 1) + conv3 * (9 * conv2 + 1)
-            + hidden * (conv3 + 1) + 10 * (hidden + 1)
+            conv1 * (9 + 1)
+            + conv2 * (9 * conv1 + 1)
+            + conv3 * (9 * conv2 + 1)
+            + hidden * (conv3 + 1)
+            + 10 * (hidden + 1)
         )
 
     @property
@@ -362,9 +371,13 @@ class DigitsRecipe:
         """Hash of the recipe's fields and of the code and constants that turn it into weights; stable
         across processes. Part of the weights' file name (and, once registered, of feature-cache keys)."""
         parts = [
-            inspect.getsource(DigitsCNN), inspect.getsource(ScaledDigitsCNN), inspect.getsource(digits_arrays),
-            inspect.getsource(train_test_split_indices), inspect.getsource(training_subset),
-            inspect.getsource(train_recipe), inspect.getsource(_fit_recipe),
+            inspect.getsource(DigitsCNN),
+            inspect.getsource(ScaledDigitsCNN),
+            inspect.getsource(digits_arrays),
+            inspect.getsource(train_test_split_indices),
+            inspect.getsource(training_subset),
+            inspect.getsource(train_recipe),
+            inspect.getsource(_fit_recipe),
             repr((LADDER_FORMAT, TRAIN_FRACTION, SPLIT_SEED, SUBSET_SEED, BASE_CHANNELS, LAYERS)),
             json.dumps(asdict(self), sort_keys=True),
         ]
@@ -496,9 +509,7 @@ def recipe_weights_path(recipe: DigitsRecipe, settings: Settings | None = None) 
     return settings.models_dir / f"digits-{recipe.slug}-{recipe.fingerprint()}.safetensors"
 
 
-def load_or_train_recipe(
-    recipe: DigitsRecipe, settings: Settings | None = None
-) -> tuple[ScaledDigitsCNN, TrainedInfo]:
+def load_or_train_recipe(recipe: DigitsRecipe, settings: Settings | None = None) -> tuple[ScaledDigitsCNN, TrainedInfo]:
     """The net for ``recipe`` and what its training measured, from the cache (checksum verified) or
     trained there on first use, under a lock."""
 
@@ -508,8 +519,11 @@ def load_or_train_recipe(
 
     path = recipe_weights_path(recipe, settings)
     net, sidecar = _load_or_train(
-        path, lambda: ScaledDigitsCNN(recipe.channels), train_for_sidecar,
-        metadata={"recipe": f"{LADDER_FORMAT}:{recipe.slug}"}, required=_INFO_FIELDS,
+        path,
+        lambda: ScaledDigitsCNN(recipe.channels),
+        train_for_sidecar,
+        metadata={"recipe": f"{LADDER_FORMAT}:{recipe.slug}"},
+        required=_INFO_FIELDS,
     )
     return cast(ScaledDigitsCNN, net), _info_from_sidecar(sidecar)
 
@@ -524,6 +538,8 @@ def trained_info(recipe: DigitsRecipe, settings: Settings | None = None) -> Trai
 
 def _info_from_sidecar(sidecar: dict) -> TrainedInfo:
     return TrainedInfo(
-        test_accuracy=float(sidecar["test_accuracy"]), n_params=int(sidecar["n_params"]),
-        n_train=int(sidecar["n_train"]), train_seconds=float(sidecar["train_seconds"]),
+        test_accuracy=float(sidecar["test_accuracy"]),
+        n_params=int(sidecar["n_params"]),
+        n_train=int(sidecar["n_train"]),
+        train_seconds=float(sidecar["train_seconds"]),
     )

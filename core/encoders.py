@@ -39,7 +39,9 @@ class Encoder(Protocol):
 
 
 class HFSpec(SourceSpec, Protocol):
-    trust_remote_code: bool
+    @property
+    def trust_remote_code(self) -> bool: ...
+
 
 # --------------------------------------------------------------------------------------------------
 # Pooling
@@ -169,9 +171,7 @@ class CLIPTowerEncoder:
         self.device, self.dtype = device, dtype
         config = model.config.text_config if self.modality == "text" else model.config.vision_config
         n_layers = int(config.num_hidden_layers)
-        self.layer_names = (
-            ("embeddings",) + tuple(f"layer_{i}" for i in range(1, n_layers + 1)) + ("projection",)
-        )
+        self.layer_names = ("embeddings",) + tuple(f"layer_{i}" for i in range(1, n_layers + 1)) + ("projection",)
 
     def encode(self, batch: Sequence, layer_indices: Sequence[int], pooling: str) -> list[torch.Tensor]:
         if self.modality == "text":
@@ -248,7 +248,7 @@ def _stack_inputs(batch: Sequence) -> torch.Tensor:
 class EmbeddingEncoder:
     """A model that only exposes its final embedding: one layer named ``embedding``."""
 
-    layer_names = ("embedding",)
+    layer_names: tuple[str, ...] = ("embedding",)
 
     def __init__(self, embed: Callable[[list], np.ndarray], modality: str):
         self._embed = embed
@@ -257,4 +257,3 @@ class EmbeddingEncoder:
     def encode(self, batch: Sequence, layer_indices: Sequence[int], pooling: str) -> list[torch.Tensor]:
         values = torch.as_tensor(np.asarray(self._embed(list(batch)), dtype=np.float32))
         return [values for _ in layer_indices]
-

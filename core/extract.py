@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from alignscope.core.datasets import Dataset
-from alignscope.core.errors import InputError, ModalityError
 from alignscope.core.encoders import POOLINGS, Encoder
+from alignscope.core.errors import InputError, ModalityError
 from alignscope.core.models import ModelSpec, get_model_spec, load_model
 
 EXTRACT_VERSION = 1
@@ -127,13 +127,17 @@ def extract_features(
     Returns:
         :class:`Features` with ``[len(dataset), d_layer]`` float32 CPU tensors, in dataset order.
     """
-    spec = get_model_spec(model) if isinstance(model, str) else model if isinstance(model, ModelSpec) else None
-    if spec is not None and not dataset.spec.supports(spec.modality):  # before loading any weights
-        raise ModalityError(
-            f"model {spec.name!r} encodes {spec.modality} but dataset {dataset.spec.name!r} holds "
-            f"{dataset.spec.modality} samples"
-        )
-    encoder = load_model(spec, device=device, dtype=dtype) if spec is not None else model
+    spec: ModelSpec | None = None
+    if isinstance(model, (str, ModelSpec)):
+        spec = get_model_spec(model) if isinstance(model, str) else model
+        if not dataset.spec.supports(spec.modality):  # before loading any weights
+            raise ModalityError(
+                f"model {spec.name!r} encodes {spec.modality} but dataset {dataset.spec.name!r} holds "
+                f"{dataset.spec.modality} samples"
+            )
+        encoder: Encoder = load_model(spec, device=device, dtype=dtype)
+    else:
+        encoder = model
     pooling = pooling or (spec.pooling if spec else "mean")
     if pooling not in POOLINGS:
         raise InputError(f"pooling {pooling!r} is not one of {POOLINGS}")
@@ -147,7 +151,7 @@ def extract_features(
             f"{dataset.spec.name!r} holds {dataset.spec.modality} samples"
         )
     bound_to = spec.option("dataset") if spec is not None and spec.kind == "representation" else None
-    if bound_to is not None and bound_to != dataset.spec.name:
+    if spec is not None and bound_to is not None and bound_to != dataset.spec.name:
         raise ModalityError(
             f"{spec.name!r} is a precomputed representation of dataset {bound_to!r}; "
             f"it has no rows for {dataset.spec.name!r}"
@@ -168,12 +172,12 @@ def extract_features(
                 progress(min(start + batch_size, len(order)), len(order))
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[torch.as_tensor(order)] = torch.arange(len(order))
-    values = tuple(torch.cat(chunk)[inverse].contiguous() for chunk in chunks)
+    layer_values = tuple(torch.cat(chunk)[inverse].contiguous() for chunk in chunks)
     return Features(
         model=getattr(spec, "name", "model"),
         dataset=dataset.spec.name,
         layer_names=tuple(encoder.layer_names[i] for i in layer_indices),
-        values=values,
+        values=layer_values,
         sample_ids=dataset.sample_ids,
         meta={
             "pooling": pooling,

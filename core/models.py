@@ -168,7 +168,7 @@ def list_models(modality: str | None = None, *, available_only: bool = False) ->
 
 
 def install_status(spec: ModelSpec) -> str:
-    """"yes", "no" (a package that carries the weights is missing) or "on first use" (a hub model not
+    """ "yes", "no" (a package that carries the weights is missing) or "on first use" (a hub model not
     downloaded yet). Never loads or downloads anything, never looks at the working directory."""
     try:
         return parse_source(spec).install_status()

@@ -45,7 +45,11 @@ def _block_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     # unspecified; those rare rows alone go through an exact stable sort.
     extra = min(k + 1, sims.shape[1])
     values, indices = torch.topk(sims, extra, dim=1, sorted=True)
-    tied = values[:, k] == values[:, k - 1] if extra > k else torch.zeros(sims.shape[0], dtype=torch.bool, device=sims.device)
+    tied = (
+        values[:, k] == values[:, k - 1]
+        if extra > k
+        else torch.zeros(sims.shape[0], dtype=torch.bool, device=sims.device)
+    )
     values, indices = values[:, :k].contiguous(), indices[:, :k].contiguous()
     if bool(tied.any()):
         rows = torch.nonzero(tied).flatten()

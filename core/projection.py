@@ -84,9 +84,7 @@ def pca(feats: Any, n_components: int = 2) -> PCAResult:
     data = _as_float64(feats, "feats")
     n_samples, n_features = data.shape
     if not 1 <= n_components <= n_features:
-        raise InputError(
-            f"n_components must be between 1 and {n_features} (the feature width), got {n_components}"
-        )
+        raise InputError(f"n_components must be between 1 and {n_features} (the feature width), got {n_components}")
     centred = data - data.mean(axis=0, keepdims=True)
     total_variance = float((centred**2).sum() / (n_samples - 1))
     if n_features <= n_samples:

@@ -7,6 +7,7 @@ seen half-filled and no module has to import the one that fills it.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 import threading
 from collections.abc import Callable, Iterator
@@ -93,11 +94,11 @@ class Registry(Generic[T]):
                 f"unknown {self.what} {name!r}. Registered {self.what}s: {known}.{' ' + self._hint if self._hint else ''}"
             ) from None
 
-    def list(self) -> list[T]:
+    def list(self) -> builtins.list[T]:
         self._ensure_loaded()
         return list(self._items.values())
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return [item.name for item in self.list()]
 
     def unregister(self, name: str) -> None:

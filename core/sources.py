@@ -49,11 +49,20 @@ _SNAPSHOT_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken
 class SourceSpec(Protocol):
     """The fields of a model spec that sources read (``alignscope.core.models.ModelSpec``)."""
 
-    name: str
-    kind: str
-    source: str
-    revision: str | None
-    options: tuple[tuple[str, str], ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def revision(self) -> str | None: ...
+
+    @property
+    def options(self) -> tuple[tuple[str, str], ...]: ...
 
 
 def _option(spec: SourceSpec, key: str, default: str | None = None) -> str | None:
@@ -166,7 +175,9 @@ class HubSource:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
         if not self.is_downloaded():
             if offline:
-                raise ModelLoadError(f"could not load model {name!r} ({self.hub_id}): not downloaded, and HF_HUB_OFFLINE is set")
+                raise ModelLoadError(
+                    f"could not load model {name!r} ({self.hub_id}): not downloaded, and HF_HUB_OFFLINE is set"
+                )
             warning = check_hub_id(self.hub_id, self.revision, timeout=10.0)
             if warning and warning.startswith("could not reach"):
                 raise ModelLoadError(

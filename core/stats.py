@@ -31,9 +31,8 @@ or a NaN) is dropped and counted (``BootstrapResult.n_failed``); more than half 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,6 @@ import torch
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs
 from alignscope.core.metrics.registry import MetricSpec, get_metric
-
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(done, total)`` after each shuffle or resample (a job's progress; it may raise to cancel)."""
@@ -63,27 +61,39 @@ def _count(value: Any, name: str, low: int = 1) -> int:
 class _Scorer:
     """Computes one metric on (A, B[perm]) repeatedly, reusing prepared per-input work if it can."""
 
-    def __init__(self, spec: MetricSpec, feats_a: torch.Tensor, feats_b: torch.Tensor, params: dict[str, Any],
-                 name_a: str, name_b: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: MetricSpec,
+        feats_a: torch.Tensor,
+        feats_b: torch.Tensor,
+        params: dict[str, Any],
+        name_a: str,
+        name_b: str,
+    ) -> None:
         self.spec, self.params = spec, params
         self.feats_a, self.feats_b = feats_a, feats_b
         self.name_a, self.name_b = name_a, name_b
         self.split = spec.prepare is not None and spec.compare is not None and spec.permute is not None
-        if self.split:
+        if spec.prepare is not None and self.split:
             self.state_a = spec.prepare(feats_a, name=name_a, **params)
             self.state_b = spec.prepare(feats_b, name=name_b, **params)
 
     def observed(self) -> float:
-        if self.split:
+        if self.split and self.spec.compare is not None:
             return float(self.spec.compare(self.state_a, self.state_b, **self.params))
         return float(self.spec.fn(self.feats_a, self.feats_b, name_a=self.name_a, name_b=self.name_b, **self.params))
 
     def shuffled(self, perm: torch.Tensor) -> float:
-        if self.split:
+        if self.split and self.spec.compare is not None and self.spec.permute is not None:
             return float(self.spec.compare(self.state_a, self.spec.permute(self.state_b, perm), **self.params))
         return float(
-            self.spec.fn(self.feats_a, self.feats_b[perm.to(self.feats_b.device)], name_a=self.name_a,
-                         name_b=self.name_b, **self.params)  # fmt: skip
+            self.spec.fn(
+                self.feats_a,
+                self.feats_b[perm.to(self.feats_b.device)],
+                name_a=self.name_a,
+                name_b=self.name_b,
+                **self.params,
+            )
         )
 
 
@@ -105,8 +115,9 @@ def _loop_threads(n_samples: int, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _null_values(scorer: _Scorer, n_samples: int, n_permutations: int, seed: int,
-                 progress: ProgressCallback | None = None) -> np.ndarray:  # fmt: skip
+def _null_values(
+    scorer: _Scorer, n_samples: int, n_permutations: int, seed: int, progress: ProgressCallback | None = None
+) -> np.ndarray:
     generator = _generator(seed)
     null = np.empty(n_permutations, dtype=np.float64)
     with _loop_threads(n_samples, scorer.feats_a.device):
@@ -181,7 +192,9 @@ def chance_level(
     elif n_samples is None:
         raise InputError("chance_level needs feats_a and feats_b, or n_samples for the analytic level")
     analytic = spec.chance(int(n_samples), **resolved) if spec.chance is not None else None
-    return ChanceLevel(metric, int(n_samples), analytic, empirical, empirical_std, n_shuffles if empirical is not None else 0)
+    return ChanceLevel(
+        metric, int(n_samples), analytic, empirical, empirical_std, n_shuffles if empirical is not None else 0
+    )
 
 
 # --- permutation test ------------------------------------------------------------------------------
@@ -293,19 +306,21 @@ def bootstrap_ci(
     estimate = float(spec.fn(tensor_a, tensor_b, name_a=name_a, name_b=name_b, **resolved))
     generator = _generator(seed)
     with _loop_threads(n_samples, tensor_a.device):
-        values, problems = _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b,
-                                             progress)  # fmt: skip
+        values, problems = _bootstrap_values(
+            spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b, progress
+        )
     n_failed = n_boot - values.size
     if values.size < 2 or n_failed > n_boot / 2:
         reason = f" (e.g. {problems[0]})" if problems else ""
-        raise InputError(f"{metric}: {n_failed} of {n_boot} bootstrap resamples could not be scored{reason}; "
-                         f"n = {n_samples} is too small for a bootstrap of this metric")  # fmt: skip
+        raise InputError(
+            f"{metric}: {n_failed} of {n_boot} bootstrap resamples could not be scored{reason}; "
+            f"n = {n_samples} is too small for a bootstrap of this metric"
+        )
     alpha = (1.0 - float(confidence)) / 2.0
     bias = float(values.mean() - estimate)
     shifted = values - bias if method == "recentred" else values
     low, high = np.clip(np.quantile(shifted, [alpha, 1.0 - alpha]), *spec.value_range)
-    return BootstrapResult(metric, estimate, float(low), float(high), float(confidence), values, bias, method,
-                           n_failed)  # fmt: skip
+    return BootstrapResult(metric, estimate, float(low), float(high), float(confidence), values, bias, method, n_failed)
 
 
 def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, name_a, name_b, progress=None):
@@ -319,8 +334,9 @@ def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, nam
         extra = {"sample_ids": rows} if spec.takes_sample_ids else {}
         device_rows = rows.to(tensor_a.device)
         try:
-            value = float(spec.fn(tensor_a[device_rows], tensor_b[device_rows], name_a=name_a, name_b=name_b,
-                                  **resolved, **extra))  # fmt: skip
+            value = float(
+                spec.fn(tensor_a[device_rows], tensor_b[device_rows], name_a=name_a, name_b=name_b, **resolved, **extra)
+            )
         except InputError as error:  # e.g. too few distinct samples in this resample for the CV split
             problems.append(str(error))
             continue

@@ -80,8 +80,12 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
         raise UploadError(f"{filename!r} is not UTF-8 text") from exc
     except Exception as exc:
         raise UploadError(f"{filename!r} could not be read as {suffix[1:].upper()}: {exc}") from exc
-    text_column = "text" if "text" in table.columns else next(
-        (c for c in table.columns if pd.api.types.is_string_dtype(table[c]) or table[c].dtype == object), None
+    text_column = (
+        "text"
+        if "text" in table.columns
+        else next(
+            (c for c in table.columns if pd.api.types.is_string_dtype(table[c]) or table[c].dtype == object), None
+        )
     )
     if text_column is None:
         raise UploadError(f"{filename!r} has no text column (name one 'text'); columns: {list(table.columns)}")
@@ -369,8 +373,13 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
             raise UploadError(f"row {index} of {csv_path.name!r}: image {str(row.image)!r} does not exist")
         member = f"{index:06d}{image_path.suffix.lower()}"
         members[member] = image_path.read_bytes()
-        rows.append({"image": member, "caption": str(row.caption),
-                     **({"label": str(row.label)} if "label" in table.columns else {})})
+        rows.append(
+            {
+                "image": member,
+                "caption": str(row.caption),
+                **({"label": str(row.label)} if "label" in table.columns else {}),
+            }
+        )
     members["captions.csv"] = pd.DataFrame(rows).to_csv(index=False).encode()
     return add_image_dataset(name, f"{csv_path.stem}.zip", _zip_bytes(members), settings)
 

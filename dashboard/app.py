@@ -5,19 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from alignscope.dashboard import ui
-from alignscope.dashboard.pages import PAGES
+from alignscope.dashboard.pages import PAGES, is_script_control
 from alignscope.dashboard.url_state import PAGE_PATH_KEY
-
-
-def _is_script_control(error: BaseException) -> bool:
-    """st.rerun / st.stop / st.switch_page raise these; they are Streamlit's control flow, not errors.
-
-    Recognised by class name along the MRO, so another Streamlit layout (where they live in another
-    module) is still recognised — never by classes defined here, which nothing would ever raise.
-    """
-    names = {cls.__name__ for cls in type(error).__mro__}
-    return bool(names & {"ScriptControlException", "RerunException", "StopException"})
-
 
 st.set_page_config(page_title="Alignscope", layout="wide")
 # The default page is served at "/", yet /compare?… (typed by hand, or from a page's own name) must open
@@ -26,13 +15,19 @@ st.set_page_config(page_title="Alignscope", layout="wide")
 # Page files live in views/, not pages/: a folder named pages/ beside the entry script switches on
 # Streamlit's legacy page discovery.
 pages = [
-    st.Page(str(page.script), title=page.title, icon=page.icon, url_path="start" if index == 0 else page.url_path,
-            default=index == 0)  # fmt: skip
+    st.Page(
+        str(page.script),
+        title=page.title,
+        icon=page.icon,
+        url_path="start" if index == 0 else page.url_path,
+        default=index == 0,
+    )
     for index, page in enumerate(PAGES)
 ]
 first = PAGES[0]
-pages.append(st.Page(str(first.script), title=first.title, icon=first.icon, url_path=first.url_path,
-                     visibility="hidden"))  # fmt: skip
+pages.append(
+    st.Page(str(first.script), title=first.title, icon=first.icon, url_path=first.url_path, visibility="hidden")
+)
 st.session_state["_alignscope_pages"] = {page.name: st_page for page, st_page in zip(PAGES, pages)}
 try:
     current = st.navigation(pages)
@@ -40,10 +35,12 @@ try:
     st.session_state[PAGE_PATH_KEY] = "" if current is pages[0] else current.url_path
     current.run()
 except Exception as error:  # last resort: pages show AlignscopeErrors themselves; anything else is a bug
-    if _is_script_control(error):
+    if is_script_control(error):
         raise
     st.error(
-        ui.plain(f"Something went wrong: {type(error).__name__}: {error}. Nothing was written to the cache. "
-                 "Change a setting or go back; if it happens again, please report it with the link below."),
+        ui.plain(
+            f"Something went wrong: {type(error).__name__}: {error}. Nothing was written to the cache. "
+            "Change a setting or go back; if it happens again, please report it with the link below."
+        ),
         icon=":material/error:",
     )

@@ -43,6 +43,16 @@ PAGES: tuple[PageEntry, ...] = (
 PAGE_BY_NAME = {page.name: page for page in PAGES}
 
 
+def is_script_control(error: BaseException) -> bool:
+    """st.rerun / st.stop / st.switch_page raise these; they are Streamlit's control flow, not errors.
+
+    Recognised by class name along the MRO, so another Streamlit layout (where they live in another
+    module) is still recognised — never by classes defined here, which nothing would ever raise.
+    """
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"ScriptControlException", "RerunException", "StopException"})
+
+
 def run_page(name: str) -> None:
     """Read the Selection from the URL, show what had to be fixed, and draw page ``name``."""
     from alignscope.core.projection import start_warm_up

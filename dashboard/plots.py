@@ -73,16 +73,22 @@ def layer_heatmap(
             x=[labels_b[j] for i in range(rows) for j in range(cols)],
             y=[labels_a[i] for i in range(rows) for j in range(cols)],
             customdata=[[i, j, values[i, j]] for i in range(rows) for j in range(cols)],
-            mode="markers", name="cells", showlegend=False,
+            mode="markers",
+            name="cells",
+            showlegend=False,
             marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"},
             hovertemplate=f"A: %{{y}}<br>B: %{{x}}<br>{metric} = %{{customdata[2]:.4f}}<br>click to select<extra></extra>",
-            selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
+            selected={"marker": {"opacity": 1}},
+            unselected={"marker": {"opacity": 1}},
         )
     )
     best_i, best_j = best_index
     fig.add_trace(
         go.Scatter(
-            x=[labels_b[best_j]], y=[labels_a[best_i]], mode="markers", name=f"best pair ({values[best_i, best_j]:.3f})",
+            x=[labels_b[best_j]],
+            y=[labels_a[best_i]],
+            mode="markers",
+            name=f"best pair ({values[best_i, best_j]:.3f})",
             marker={"symbol": "star", "size": 18, "color": "white", "line": {"color": "black", "width": 1.5}},
             hoverinfo="skip",
         )
@@ -91,7 +97,10 @@ def layer_heatmap(
         sel_i, sel_j = selected_index
         fig.add_trace(
             go.Scatter(
-                x=[labels_b[sel_j]], y=[labels_a[sel_i]], mode="markers", name="selected pair",
+                x=[labels_b[sel_j]],
+                y=[labels_a[sel_i]],
+                mode="markers",
+                name="selected pair",
                 marker={"symbol": "square-open", "size": 26, "color": _MARKER, "line": {"width": 3}},
                 hoverinfo="skip",
             )
@@ -115,15 +124,26 @@ def metric_scores(rows: Sequence[dict], *, with_intervals: bool = True) -> go.Fi
     has_ci = any(e is not None for e in err_plus)
     fig.add_trace(
         go.Bar(
-            x=names, y=scores, name="score", marker_color=LINE_COLOURS[0],
-            error_y={"type": "data", "array": [e or 0 for e in err_plus], "arrayminus": [e or 0 for e in err_minus],
-                     "visible": has_ci, "color": "#888"},
+            x=names,
+            y=scores,
+            name="score",
+            marker_color=LINE_COLOURS[0],
+            error_y={
+                "type": "data",
+                "array": [e or 0 for e in err_plus],
+                "arrayminus": [e or 0 for e in err_minus],
+                "visible": has_ci,
+                "color": "#888",
+            },
             hovertemplate="%{x}: %{y:.4f}<extra></extra>",
         )
     )
     fig.add_trace(
         go.Scatter(
-            x=names, y=[row.get("chance") for row in rows], mode="markers", name="chance level",
+            x=names,
+            y=[row.get("chance") for row in rows],
+            mode="markers",
+            name="chance level",
             marker={"symbol": "line-ew", "size": 40, "line": {"width": 3, "color": LINE_COLOURS[1]}},
             hovertemplate="chance %{y:.4f}<extra></extra>",
         )
@@ -134,8 +154,14 @@ def metric_scores(rows: Sequence[dict], *, with_intervals: bool = True) -> go.Fi
     return _layout(fig, title, height=380)
 
 
-def model_matrix(values: np.ndarray, names: Sequence[str], *, metric: str, order: Sequence[int] | None = None,
-                 value_range: tuple[float, float] | None = None) -> go.Figure:  # fmt: skip
+def model_matrix(
+    values: np.ndarray,
+    names: Sequence[str],
+    *,
+    metric: str,
+    order: Sequence[int] | None = None,
+    value_range: tuple[float, float] | None = None,
+) -> go.Figure:
     """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering).
 
     The colour scale spans ``value_range`` (the Many models page passes a bounded metric's own range),
@@ -155,8 +181,12 @@ def model_matrix(values: np.ndarray, names: Sequence[str], *, metric: str, order
         low, high = np.nanmin(values), np.nanmax(values)
     fig = go.Figure(
         go.Heatmap(
-            z=ordered, x=labels, y=labels, colorscale=SEQUENTIAL,
-            zmin=low if np.isfinite(low) else None, zmax=high if np.isfinite(high) else None,
+            z=ordered,
+            x=labels,
+            y=labels,
+            colorscale=SEQUENTIAL,
+            zmin=low if np.isfinite(low) else None,
+            zmax=high if np.isfinite(high) else None,
             colorbar={"title": {"text": f"{metric}<br>(score)"}},
             texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
             hovertemplate=f"%{{y}} vs %{{x}}<br>{metric} = %{{z:.4f}}<extra></extra>",
@@ -167,9 +197,18 @@ def model_matrix(values: np.ndarray, names: Sequence[str], *, metric: str, order
     return _layout(fig, f"{metric} between every pair of models", height=max(380, 40 * len(labels) + 200))
 
 
-def sweep(x: Sequence[float], values: Sequence[float], *, chance: Sequence[float] | None = None,
-          chance_std: Sequence[float] | None = None, x_title: str, metric: str, title: str,
-          log_x: bool = False, series: dict[str, Sequence[float]] | None = None) -> go.Figure:  # fmt: skip
+def sweep(
+    x: Sequence[float],
+    values: Sequence[float],
+    *,
+    chance: Sequence[float] | None = None,
+    chance_std: Sequence[float] | None = None,
+    x_title: str,
+    metric: str,
+    title: str,
+    log_x: bool = False,
+    series: dict[str, Sequence[float]] | None = None,
+) -> go.Figure:
     """A score curve with a chance band (mean ± 2 sd of shuffled correspondences, or the analytic line).
 
     ``series`` adds more named curves over the same x (e.g. the best B layer per A layer).
@@ -180,24 +219,41 @@ def sweep(x: Sequence[float], values: Sequence[float], *, chance: Sequence[float
         chance_arr = np.asarray(chance, dtype=float)
         spread = 2 * np.asarray(chance_std, dtype=float) if chance_std is not None else np.zeros_like(chance_arr)
         spread = np.nan_to_num(spread)
-        fig.add_trace(go.Scatter(x=x, y=chance_arr + spread, mode="lines", line={"width": 0}, showlegend=False,
-                                 hoverinfo="skip"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(x=x, y=chance_arr + spread, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
+        )
         fig.add_trace(
             go.Scatter(
-                x=x, y=chance_arr - spread, mode="lines", line={"width": 0}, fill="tonexty",
-                fillcolor="rgba(230,159,0,0.25)", name="chance band (±2 sd)", hoverinfo="skip",
+                x=x,
+                y=chance_arr - spread,
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(230,159,0,0.25)",
+                name="chance band (±2 sd)",
+                hoverinfo="skip",
             )
         )
-        fig.add_trace(go.Scatter(x=x, y=chance_arr, mode="lines", name="chance level",
-                                 line={"color": LINE_COLOURS[1], "dash": "dash"}))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x, y=chance_arr, mode="lines", name="chance level", line={"color": LINE_COLOURS[1], "dash": "dash"}
+            )
+        )
     fig.add_trace(
         go.Scatter(x=x, y=list(values), mode="lines+markers", name=metric, line={"color": LINE_COLOURS[0], "width": 3})
     )
     for index, (name, extra) in enumerate((series or {}).items()):
         # open markers, drawn over the score line: visible where the two curves coincide
-        fig.add_trace(go.Scatter(x=x, y=list(extra), mode="lines+markers", name=name,
-                                 line={"color": LINE_COLOURS[2 + index % 6], "dash": "dot"},
-                                 marker={"symbol": "diamond-open", "size": 11, "line": {"width": 2}}))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=list(extra),
+                mode="lines+markers",
+                name=name,
+                line={"color": LINE_COLOURS[2 + index % 6], "dash": "dot"},
+                marker={"symbol": "diamond-open", "size": 11, "line": {"width": 2}},
+            )
+        )
     if log_x:  # label the swept values themselves, not plotly's 2-3-5 minor ticks
         fig.update_xaxes(type="log", tickmode="array", tickvals=x, ticktext=[f"{v:g}" for v in x])
     fig.update_xaxes(title_text=x_title)

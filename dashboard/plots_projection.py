@@ -17,11 +17,43 @@ from alignscope.dashboard.plots import SEQUENTIAL, _layout
 
 # Tableau 10, then Alphabet for datasets with more labels (colours repeat beyond 36 labels).
 LABEL_COLOURS = (
-    "#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7", "#9C755F", "#BAB0AC",
-    "#AA0DFE", "#3283FE", "#85660D", "#782AB6", "#565656", "#1C8356", "#16FF32", "#F7E1A0", "#E2E2E2", "#1CBE4F",
-    "#C4451C", "#DEA0FD", "#FE00FA", "#325A9B", "#FEAF16", "#F8A19F", "#90AD1C", "#F6222E", "#1CFFCE", "#2ED9FF",
-    "#B10DA1", "#C075A6", "#FC1CBF", "#B00068", "#FBE426", "#FA0087",
-)  # fmt: skip
+    "#4E79A7",
+    "#F28E2B",
+    "#E15759",
+    "#76B7B2",
+    "#59A14F",
+    "#EDC948",
+    "#B07AA1",
+    "#FF9DA7",
+    "#9C755F",
+    "#BAB0AC",
+    "#AA0DFE",
+    "#3283FE",
+    "#85660D",
+    "#782AB6",
+    "#565656",
+    "#1C8356",
+    "#16FF32",
+    "#F7E1A0",
+    "#E2E2E2",
+    "#1CBE4F",
+    "#C4451C",
+    "#DEA0FD",
+    "#FE00FA",
+    "#325A9B",
+    "#FEAF16",
+    "#F8A19F",
+    "#90AD1C",
+    "#F6222E",
+    "#1CFFCE",
+    "#2ED9FF",
+    "#B10DA1",
+    "#C075A6",
+    "#FC1CBF",
+    "#B00068",
+    "#FBE426",
+    "#FA0087",
+)
 HIGHLIGHT = "#FF4B4B"
 MAX_LABEL_ANNOTATIONS = 30
 
@@ -72,9 +104,7 @@ def projection_scatter(
     label_list = list(labels) if labels is not None else [""] * n_samples
     overlap_list = list(overlap) if overlap is not None else [None] * n_samples
     snippet_list = list(snippets) if snippets is not None else [""] * n_samples
-    customdata = [
-        [sample_ids[i], label_list[i], overlap_list[i], snippet_list[i]] for i in range(n_samples)
-    ]
+    customdata = [[sample_ids[i], label_list[i], overlap_list[i], snippet_list[i]] for i in range(n_samples)]
     hover = "<b>%{customdata[0]}</b>"
     if labels is not None:
         hover += "<br>label: %{customdata[1]}"
@@ -107,9 +137,15 @@ def projection_scatter(
                     continue
                 x, y = np.median(points, axis=0)
                 annotations.append(
-                    {"x": float(x), "y": float(y), "text": f"<b>{label}</b>", "showarrow": False,
-                     "font": {"size": 13, "color": colour}, "bgcolor": "rgba(255,255,255,0.7)"}
-                )  # fmt: skip
+                    {
+                        "x": float(x),
+                        "y": float(y),
+                        "text": f"<b>{label}</b>",
+                        "showarrow": False,
+                        "font": {"size": 13, "color": colour},
+                        "bgcolor": "rgba(255,255,255,0.7)",
+                    }
+                )
     else:
         marker["color"] = ["#4E79A7"] * n_samples
 
@@ -186,8 +222,13 @@ def overlap_histogram(
     _layout(fig, title, height=height)
     fig.update_layout(bargap=0.1, clickmode="event+select")
     ticks = centres if k <= 10 else np.linspace(0.0, 1.0, 6)
-    fig.update_xaxes(title_text=f"shared neighbours / k (k = {k})", range=[-0.6 / k, 1 + 0.6 / k],
-                     tickmode="array", tickvals=ticks, ticktext=[f"{t:.2g}" for t in ticks])  # fmt: skip
+    fig.update_xaxes(
+        title_text=f"shared neighbours / k (k = {k})",
+        range=[-0.6 / k, 1 + 0.6 / k],
+        tickmode="array",
+        tickvals=ticks,
+        ticktext=[f"{t:.2g}" for t in ticks],
+    )
     fig.update_yaxes(title_text="samples")
     return fig
 
@@ -208,9 +249,16 @@ def label_rollup(rows: Sequence[LabelRollup], *, chance: float, height: int = 36
         )
     )
     # the chance line as a legend entry: its label can never hide behind a bar or leave the plot
-    fig.add_trace(go.Scatter(x=[labels[0], labels[-1]] if labels else [], y=[chance, chance], mode="lines",
-                             line={"color": "#D55E00", "dash": "dash", "width": 2}, name=f"chance = {chance:.3f}",
-                             hoverinfo="name"))  # fmt: skip
+    fig.add_trace(
+        go.Scatter(
+            x=[labels[0], labels[-1]] if labels else [],
+            y=[chance, chance],
+            mode="lines",
+            line={"color": "#D55E00", "dash": "dash", "width": 2},
+            name=f"chance = {chance:.3f}",
+            hoverinfo="name",
+        )
+    )
     _layout(fig, "Mean neighbour overlap by label", height=height)
     fig.update_xaxes(title_text="label", type="category")
     fig.update_yaxes(title_text="mean |N_A ∩ N_B| / k", rangemode="tozero")

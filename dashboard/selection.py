@@ -189,8 +189,13 @@ class Selection:
         except Exception as error:  # noqa: BLE001 - a bug here must not take the app down with it
             return cls(), [f"The link could not be read ({type(error).__name__}); showing the default view."]
 
-    def replace(self, *, context: LinkContext | None = None, dataset_size: Callable[[str], int | None] | None = None,
-                **changes: Any) -> tuple[Selection, list[str]]:  # fmt: skip
+    def replace(
+        self,
+        *,
+        context: LinkContext | None = None,
+        dataset_size: Callable[[str], int | None] | None = None,
+        **changes: Any,
+    ) -> tuple[Selection, list[str]]:
         """A validated copy with ``changes`` (field names) applied; dependent fields are clamped."""
         unknown = [name for name in changes if name not in FIELD_BY_NAME]
         if unknown:
@@ -306,8 +311,9 @@ def _decode_indices(raw: str, size: int, context: LinkContext) -> list[int] | No
         return indices
     if kind == "b:":
         try:
-            blob = zlib.decompressobj().decompress(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)),
-                                                   (size + 7) // 8 + 1)  # fmt: skip
+            blob = zlib.decompressobj().decompress(
+                base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)), (size + 7) // 8 + 1
+            )
         except (ValueError, zlib.error):
             return None
         if len(blob) != (size + 7) // 8:
@@ -363,8 +369,9 @@ def _last(raw: Any) -> Any:
 class _Parser:
     """One pass over :data:`FIELDS`; dependent fields (n on the dataset, k on n) after their sources."""
 
-    def __init__(self, params: Mapping[str, Any], context: LinkContext,
-                 dataset_size: Callable[[str], int | None] | None) -> None:  # fmt: skip
+    def __init__(
+        self, params: Mapping[str, Any], context: LinkContext, dataset_size: Callable[[str], int | None] | None
+    ) -> None:
         self.context = context
         self.size_of = dataset_size or context.dataset_size
         self.default = Selection()
@@ -516,12 +523,16 @@ class _Parser:
                 self.fix(field, "k must be a whole number of neighbours >= 1")
             elif int(raw) > k_high:
                 self.values["k"] = min(self.default.k, k_high)
-                self.warnings.append(f"k={_show(raw)}: k must lie in [1, {k_high}] for n={n}; using k={self.values['k']}")
+                self.warnings.append(
+                    f"k={_show(raw)}: k must lie in [1, {k_high}] for n={n}; using k={self.values['k']}"
+                )
             else:
                 self.values["k"] = int(raw)
         if "k" not in self.values and self.default.k > k_high:
             self.values["k"] = k_high
-            self.warnings.append(f"k: the default k={self.default.k} needs n > {self.default.k}; using k={k_high} for n={n}")
+            self.warnings.append(
+                f"k: the default k={self.default.k} needs n > {self.default.k}; using k={k_high} for n={n}"
+            )
 
 
 def _float(raw: str) -> float:

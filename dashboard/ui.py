@@ -54,8 +54,10 @@ def show_warnings(warnings: Sequence[str]) -> None:
     """One warning box listing every parameter that was fixed (a tampered or outdated link)."""
     if warnings:
         items = "\n".join(f"- {plain(w)}" for w in warnings)
-        st.warning(f"Some settings in the link were invalid and were replaced by safe values:\n\n{items}",
-                   icon=":material/warning:")  # fmt: skip
+        st.warning(
+            f"Some settings in the link were invalid and were replaced by safe values:\n\n{items}",
+            icon=":material/warning:",
+        )
 
 
 def show_error(error: Exception | str) -> None:
@@ -143,8 +145,9 @@ def gate(outcomes: Sequence[Outcome], *, key: str, what: str = "the rest of this
                 "the background, keeps running if you switch pages, and is kept for every later visit."
             )
             st.caption(" · ".join(plain(f"{o.prepared.label} ({format_seconds(o.estimate_seconds)})") for o in gated))
-            if st.button(f"Compute ({format_seconds(total)})", type="primary", key=f"compute-{key}",
-                         icon=":material/play_arrow:"):  # fmt: skip
+            if st.button(
+                f"Compute ({format_seconds(total)})", type="primary", key=f"compute-{key}", icon=":material/play_arrow:"
+            ):
                 _clicked().update(o.key for o in gated if o.key)
                 for o in gated:
                     _cached.outcome(o.prepared.request, start=True)
@@ -232,9 +235,19 @@ def features_ready(models: Sequence[str], dataset: str, n: int, seed: int, *, ke
             f"with each model ({format_seconds(total)} in all on this machine), in the background; afterwards "
             "every view of these models on this dataset opens at once."
         )
-        st.dataframe([{"model": p.model, "dataset": p.dataset, "samples to encode": p.extract_n,
-                       "estimated time": format_seconds(p.estimate_seconds)} for p in missing],
-                     hide_index=True, width="stretch")  # fmt: skip
+        st.dataframe(
+            [
+                {
+                    "model": p.model,
+                    "dataset": p.dataset,
+                    "samples to encode": p.extract_n,
+                    "estimated time": format_seconds(p.estimate_seconds),
+                }
+                for p in missing
+            ],
+            hide_index=True,
+            width="stretch",
+        )
         if st.button("Compute features", type="primary", key=f"compute-{key}", icon=":material/play_arrow:"):
             engine.extract(tuple(missing), encoders=_cached.encoder)
             st.rerun()
@@ -293,11 +306,15 @@ class LoadedPair:
 def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
     """A link naming a layer the model does not have: say so, put the last layer in the URL, run again."""
     fixes, notes = {}, []
-    for field, model, index, count in (("layer_a", sel.model_a, sel.layer_a, count_a),
-                                       ("layer_b", sel.model_b, sel.layer_b, count_b)):  # fmt: skip
+    for field, model, index, count in (
+        ("layer_a", sel.model_a, sel.layer_a, count_a),
+        ("layer_b", sel.model_b, sel.layer_b, count_b),
+    ):
         if count and not -count <= index < count:
             fixes[field] = -1
-            notes.append(f"{model} has {count} layers (0..{count - 1}); layer {index} does not exist, showing the last one")
+            notes.append(
+                f"{model} has {count} layers (0..{count - 1}); layer {index} does not exist, showing the last one"
+            )
     if fixes:
         note_for_next_run(notes, keep_this_runs=True)
         update_selection(**fixes)
@@ -330,10 +347,24 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
     layer_a, layer_b = sel.layer_a % len(names_a), sel.layer_b % len(names_b)
     if layer_widgets:
         with st.sidebar:
-            bound(st.selectbox, "Layer of A", sel, "layer_a", options=list(range(len(names_a))),
-                  to_widget=lambda v: v % len(names_a), format_func=lambda i: f"{i}: {names_a[i]}")  # fmt: skip
-            bound(st.selectbox, "Layer of B", sel, "layer_b", options=list(range(len(names_b))),
-                  to_widget=lambda v: v % len(names_b), format_func=lambda i: f"{i}: {names_b[i]}")  # fmt: skip
+            bound(
+                st.selectbox,
+                "Layer of A",
+                sel,
+                "layer_a",
+                options=list(range(len(names_a))),
+                to_widget=lambda v: v % len(names_a),
+                format_func=lambda i: f"{i}: {names_a[i]}",
+            )
+            bound(
+                st.selectbox,
+                "Layer of B",
+                sel,
+                "layer_b",
+                options=list(range(len(names_b))),
+                to_widget=lambda v: v % len(names_b),
+                format_func=lambda i: f"{i}: {names_b[i]}",
+            )
     return LoadedPair(plan_a.n, view_a, view_b, layer_a, layer_b)
 
 
@@ -353,8 +384,16 @@ def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
     bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=model_label)
     bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=model_label)
     bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=dataset_label)
-    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50,
-          help="A seeded subset of the dataset; smaller subsets are nested in larger ones.")  # fmt: skip
+    bound(
+        st.number_input,
+        "Samples (n)",
+        sel,
+        "n",
+        min_value=3,
+        max_value=max(3, size),
+        step=50,
+        help="A seeded subset of the dataset; smaller subsets are nested in larger ones.",
+    )
     bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1, help=seed_help)
 
 
@@ -383,17 +422,30 @@ def share_box(selection: Selection) -> None:
 def json_download(label: str, payload: dict, file_name: str, key: str) -> None:
     from alignscope.core.analysis.report import jsonable
 
-    st.download_button(label, json.dumps(jsonable(payload), indent=1, default=str), file_name=file_name,
-                       mime="application/json", key=key, icon=":material/download:")  # fmt: skip
+    st.download_button(
+        label,
+        json.dumps(jsonable(payload), indent=1, default=str),
+        file_name=file_name,
+        mime="application/json",
+        key=key,
+        icon=":material/download:",
+    )
 
 
 def html_download(fig, file_name: str, key: str) -> None:
     from alignscope.dashboard.plots import figure_html
 
-    st.download_button("Figure (HTML)", figure_html(fig), file_name=file_name, mime="text/html", key=key,
-                       icon=":material/download:")  # fmt: skip
+    st.download_button(
+        "Figure (HTML)", figure_html(fig), file_name=file_name, mime="text/html", key=key, icon=":material/download:"
+    )
 
 
 def csv_download(label: str, frame, file_name: str, key: str) -> None:
-    st.download_button(label, frame.to_csv(index=True, float_format="%.6g").encode(), file_name=file_name,
-                       mime="text/csv", key=key, icon=":material/download:")  # fmt: skip
+    st.download_button(
+        label,
+        frame.to_csv(index=True, float_format="%.6g").encode(),
+        file_name=file_name,
+        mime="text/csv",
+        key=key,
+        icon=":material/download:",
+    )

@@ -75,9 +75,7 @@ def save_small_png(png: bytes, path: Path) -> int:
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
     for colours, scale in ((256, 1.0), (128, 1.0), (128, 0.85), (64, 0.75)):
-        resized = (
-            image if scale == 1.0 else image.resize((int(image.width * scale), int(image.height * scale)))
-        )
+        resized = image if scale == 1.0 else image.resize((int(image.width * scale), int(image.height * scale)))
         buffer = io.BytesIO()
         resized.quantize(colors=colours, method=Image.Quantize.MEDIANCUT).save(buffer, "PNG", optimize=True)
         if buffer.tell() <= MAX_BYTES:

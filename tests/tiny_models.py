@@ -29,8 +29,12 @@ def save_tiny_bert(folder: Path, *, seed: int = 0, layers: int = 3, hidden: int 
     tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=len(_bert_vocab()), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=2 * hidden, max_position_embeddings=64,
+        vocab_size=len(_bert_vocab()),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -43,7 +47,11 @@ def save_tiny_vit(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int =
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     config = ViTConfig(
-        image_size=32, patch_size=8, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
         intermediate_size=2 * hidden,
     )
     ViTModel(config, add_pooling_layer=False).save_pretrained(folder)
@@ -67,19 +75,30 @@ def save_tiny_clip(folder: Path, *, seed: int = 0) -> Path:
     (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     tokenizer = CLIPTokenizerFast(
-        vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"),
+        vocab_file=str(folder / "vocab.json"),
+        merges_file=str(folder / "merges.txt"),
         pad_token="<|endoftext|>",
     )
     torch.manual_seed(seed)
     config = CLIPConfig(
         text_config={
-            "vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 2, "max_position_embeddings": 64,
-            "bos_token_id": 0, "eos_token_id": 1, "pad_token_id": 1,
+            "vocab_size": len(vocab),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+            "bos_token_id": 0,
+            "eos_token_id": 1,
+            "pad_token_id": 1,
         },
         vision_config={
-            "image_size": 32, "patch_size": 8, "hidden_size": 32, "intermediate_size": 64,
-            "num_hidden_layers": 2, "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
         },
         projection_dim=16,
     )

@@ -48,8 +48,10 @@ def _compare_flops(spec: MetricSpec, n: int, d_a: int, d_b: int, params: dict) -
 def _whole_flops(spec: MetricSpec, n: int, d_a: int, d_b: int, params: dict) -> float:
     """A metric computed from scratch on one pair (what non-split metrics pay per shuffle too)."""
     if spec.prepare is not None and spec.compare is not None:
-        return _prepare_flops(spec, n, d_a, params) + _prepare_flops(spec, n, d_b, params) + _compare_flops(
-            spec, n, d_a, d_b, params
+        return (
+            _prepare_flops(spec, n, d_a, params)
+            + _prepare_flops(spec, n, d_b, params)
+            + _compare_flops(spec, n, d_a, d_b, params)
         )
     folds = int(params.get("n_folds", 1))
     big = max(d_a, d_b)

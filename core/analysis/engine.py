@@ -108,10 +108,10 @@ class Engine:
     def prepare(self, request: Request) -> Prepared:
         """Normalise ``request`` and find its features and store key (cheap: sidecar reads only)."""
         models = request.feature_models()
-        dataset = getattr(request, "dataset")
-        n = effective_n(dataset, getattr(request, "n"))
+        dataset = request.dataset
+        n = effective_n(dataset, request.n)
         request = request.replace(n=n)
-        plans = tuple(plan_features(model, dataset, n, getattr(request, "seed"), self.cache) for model in dict.fromkeys(models))
+        plans = tuple(plan_features(model, dataset, n, request.seed, self.cache) for model in dict.fromkeys(models))
         by_model = {plan.model: plan for plan in plans}
         if all(plan.cached for plan in plans):
             request = _resolve_layers(request, by_model)
@@ -166,8 +166,12 @@ class Engine:
             return Outcome(job.state, prepared, job=job, estimate_seconds=estimate, error=job.error)
         if not start:
             return Outcome("needs_click", prepared, estimate_seconds=estimate)
-        job = runner.submit(prepared.key, functools.partial(self._compute_and_store, prepared),
-                            label=prepared.label, estimate_seconds=estimate)  # fmt: skip
+        job = runner.submit(
+            prepared.key,
+            functools.partial(self._compute_and_store, prepared),
+            label=prepared.label,
+            estimate_seconds=estimate,
+        )
         return Outcome(job.state, prepared, job=job, estimate_seconds=estimate)
 
     def run(self, request: Request, progress: Progress | None = None) -> Any:
@@ -181,8 +185,9 @@ class Engine:
             return result
         return self._compute_and_store(prepared, progress)
 
-    def extract(self, plans: tuple[FeaturePlan, ...], *, start: bool = True,
-                encoders: Callable[[str], Any] | None = None) -> Job:  # fmt: skip
+    def extract(
+        self, plans: tuple[FeaturePlan, ...], *, start: bool = True, encoders: Callable[[str], Any] | None = None
+    ) -> Job:
         """Extract the features of ``plans`` as one background job (one after another, with progress)."""
         key = hashlib.sha256("|".join(sorted(p.full_key + p.subset_key for p in plans)).encode()).hexdigest()[:32]
         total = sum(plan.extract_n for plan in plans) or 1
@@ -214,9 +219,16 @@ class Engine:
         started = time.perf_counter()
         result = _COMPUTE[type(prepared.request)](self, prepared, progress)
         assert self.store is not None and prepared.key is not None
-        feature_keys = [plan.cached_key for plan in prepared.plans]
-        self.store.put(prepared.key, prepared.request.to_json(), feature_keys, result,  # type: ignore[arg-type]
-                       kind=prepared.request.kind, label=prepared.label, seconds=time.perf_counter() - started)  # fmt: skip
+        feature_keys = [plan.cached_key or "" for plan in prepared.plans]
+        self.store.put(
+            prepared.key,
+            prepared.request.to_json(),
+            feature_keys,
+            result,  # type: ignore[arg-type]
+            kind=prepared.request.kind,
+            label=prepared.label,
+            seconds=time.perf_counter() - started,
+        )
         with self._memory_lock:
             self._memory[prepared.key] = result
         return result
@@ -249,7 +261,9 @@ def describe(request: Any) -> str:
         stats = [f"{request.permutations} permutations"] * bool(request.permutations) + [
             f"{request.bootstrap} bootstrap resamples"
         ] * bool(request.bootstrap)
-        return f"{request.metric}, {request.model_a} vs {request.model_b}, {where}" + (f" ({', '.join(stats)})" if stats else "")
+        return f"{request.metric}, {request.model_a} vs {request.model_b}, {where}" + (
+            f" ({', '.join(stats)})" if stats else ""
+        )
     if isinstance(request, MatrixRequest):
         return f"{request.metric} for every layer pair of {request.model_a} and {request.model_b}"
     if isinstance(request, SweepRequest):
@@ -379,8 +393,13 @@ def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
 
 def _estimate_matrix(engine: Engine, prepared: Prepared) -> float:
     request: MatrixRequest = prepared.request
-    return cost.layer_matrix_seconds(request.metric, request.n, _dims(prepared, request.model_a),
-                                     _dims(prepared, request.model_b), dict(request.params))  # fmt: skip
+    return cost.layer_matrix_seconds(
+        request.metric,
+        request.n,
+        _dims(prepared, request.model_a),
+        _dims(prepared, request.model_b),
+        dict(request.params),
+    )
 
 
 def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
@@ -396,8 +415,9 @@ def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
     points = len(_dims(prepared, request.model_a)) if request.sweep == "depth" else 10
     extra = 0.0
     if request.sweep == "depth":
-        extra = cost.layer_matrix_seconds(request.metric, request.n, _dims(prepared, request.model_a),
-                                          _dims(prepared, request.model_b), params)  # fmt: skip
+        extra = cost.layer_matrix_seconds(
+            request.metric, request.n, _dims(prepared, request.model_a), _dims(prepared, request.model_b), params
+        )
     return points * point + extra
 
 
@@ -408,11 +428,13 @@ def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
     for model_i in request.models:
         for model_j in request.models:
             if request.relative_depth is None:
-                total += cost.layer_matrix_seconds(request.metric, request.n, _dims(prepared, model_i),
-                                                   _dims(prepared, model_j), params)  # fmt: skip
+                total += cost.layer_matrix_seconds(
+                    request.metric, request.n, _dims(prepared, model_i), _dims(prepared, model_j), params
+                )
             else:
-                total += cost.metric_seconds(request.metric, request.n, max(_dims(prepared, model_i)),
-                                             max(_dims(prepared, model_j)), params)  # fmt: skip
+                total += cost.metric_seconds(
+                    request.metric, request.n, max(_dims(prepared, model_i)), max(_dims(prepared, model_j)), params
+                )
     return total
 
 

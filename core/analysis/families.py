@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -58,15 +59,19 @@ def model_matrix(
             if j < i and spec.symmetric:
                 values[i, j], layers[i, j] = values[j, i], layers[j, i][::-1]
             elif request.relative_depth is None:
-                result = layer_matrix(MatrixRequest(model_i, model_j, request.dataset, request.n, request.seed,
-                                                    request.metric, request.params))  # fmt: skip
+                result = layer_matrix(
+                    MatrixRequest(
+                        model_i, model_j, request.dataset, request.n, request.seed, request.metric, request.params
+                    )
+                )
                 values[i, j], layers[i, j] = result.best_value, result.best_index
             else:
                 check_same_samples(views[i], views[j])
                 li = depth_layer(request.relative_depth, len(views[i].values))
                 lj = depth_layer(request.relative_depth, len(views[j].values))
-                values[i, j] = compute(request.metric, views[i].values[li], views[j].values[lj], name_a=model_i,
-                                       name_b=model_j, **params)  # fmt: skip
+                values[i, j] = compute(
+                    request.metric, views[i].values[li], views[j].values[lj], name_a=model_i, name_b=model_j, **params
+                )
                 layers[i, j] = (li, lj)
             done += 1
             if progress is not None:
@@ -85,8 +90,9 @@ def model_matrix(
     )
 
 
-def gram_volume_of(request: GramRequest, views: Sequence[ViewFeatures],
-                   progress: Callable[[int, int], None] | None = None) -> GramVolume:  # fmt: skip
+def gram_volume_of(
+    request: GramRequest, views: Sequence[ViewFeatures], progress: Callable[[int, int], None] | None = None
+) -> GramVolume:
     """GRAM volume of the set at one relative depth, or why it is not defined; chance = the volume with
     each model's rows but the first shuffled independently (:data:`CHANCE_SHUFFLES` shuffles)."""
     from alignscope.core.metrics.gram import gram_volume
@@ -96,8 +102,7 @@ def gram_volume_of(request: GramRequest, views: Sequence[ViewFeatures],
     layers = tuple(depth_layer(request.relative_depth, len(view.values)) for view in views)
     chosen = [view.values[layer] for view, layer in zip(views, layers)]
     widths = tuple(int(values.shape[1]) for values in chosen)
-    common = dict(models=tuple(request.models), dataset=request.dataset, n_samples=views[0].n_samples,
-                  layers=layers, widths=widths)  # fmt: skip
+    common = GramVolume(tuple(request.models), request.dataset, views[0].n_samples, layers, widths)
     if len(set(widths)) > 1:
         problem = (
             "GRAM measures the volume spanned by each sample's embeddings in one shared space, so all models "
@@ -106,12 +111,12 @@ def gram_volume_of(request: GramRequest, views: Sequence[ViewFeatures],
             "measured. Pick models of equal width (or a depth where they agree), e.g. towers of one "
             "contrastive model."
         )
-        return GramVolume(**common, problem=problem)
+        return dataclasses.replace(common, problem=problem)
     mats = [torch.as_tensor(values) for values in chosen]
     try:
         volume = gram_volume(*mats)
     except InputError as error:
-        return GramVolume(**common, problem=str(error))
+        return dataclasses.replace(common, problem=str(error))
     generator = torch.Generator().manual_seed(request.seed)
     null = []
     for index in range(CHANCE_SHUFFLES):
@@ -119,5 +124,6 @@ def gram_volume_of(request: GramRequest, views: Sequence[ViewFeatures],
         null.append(gram_volume(*shuffled))
         if progress is not None:
             progress(index + 1, CHANCE_SHUFFLES)
-    return GramVolume(**common, volume=float(volume), chance=float(np.mean(null)),
-                      chance_std=float(np.std(null, ddof=1)))  # fmt: skip
+    return dataclasses.replace(
+        common, volume=float(volume), chance=float(np.mean(null)), chance_std=float(np.std(null, ddof=1))
+    )

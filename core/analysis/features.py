@@ -223,8 +223,9 @@ def extract_for_plan(
     cache = cache or FeatureCache()
     full = full_dataset(plan.dataset)
     target = full if plan.extract_n == len(full) else full.subset(plan.n, plan.seed)
-    _, result = cache.get_or_extract(get_model_spec(plan.model), target, progress=progress, encoder=encoder,
-                                     device=device)
+    _, result = cache.get_or_extract(
+        get_model_spec(plan.model), target, progress=progress, encoder=encoder, device=device
+    )
     return result.key
 
 

@@ -14,8 +14,9 @@ from alignscope.core.errors import InputError
 from alignscope.core.projection import MIN_UMAP_SAMPLES, aligned_umap_2d, pca, umap_2d
 
 
-def project(request: ProjectionRequest, view: ViewFeatures,
-            progress: Callable[[int, int], None] | None = None) -> Projection:  # fmt: skip
+def project(
+    request: ProjectionRequest, view: ViewFeatures, progress: Callable[[int, int], None] | None = None
+) -> Projection:
     """PCA (exact, instant) or UMAP (cosine, seeded with the request's seed) of one layer."""
     layer = resolve_layer(request.layer, len(view.values), view.model)
     data = view.values[layer]
@@ -28,8 +29,9 @@ def project(request: ProjectionRequest, view: ViewFeatures,
             ratios.append(0.0)
         return Projection("pca", request.model, request.dataset, layer, coords, tuple(ratios))
     check_umap_size(len(data))
-    coords = umap_2d(data, n_neighbors=request.n_neighbors, min_dist=request.min_dist, seed=request.seed,
-                     progress=progress)  # fmt: skip
+    coords = umap_2d(
+        data, n_neighbors=request.n_neighbors, min_dist=request.min_dist, seed=request.seed, progress=progress
+    )
     return Projection("umap", request.model, request.dataset, layer, coords)
 
 
@@ -42,16 +44,25 @@ def check_umap_size(n_samples: int) -> None:
         )
 
 
-def project_aligned(request: AlignedProjectionRequest, view_a: ViewFeatures, view_b: ViewFeatures,
-                    progress: Callable[[int, int], None] | None = None) -> AlignedProjection:  # fmt: skip
+def project_aligned(
+    request: AlignedProjectionRequest,
+    view_a: ViewFeatures,
+    view_b: ViewFeatures,
+    progress: Callable[[int, int], None] | None = None,
+) -> AlignedProjection:
     check_same_samples(view_a, view_b)
     layer_a = resolve_layer(request.layer_a, len(view_a.values), view_a.model)
     layer_b = resolve_layer(request.layer_b, len(view_b.values), view_b.model)
     check_umap_size(view_a.n_samples)
     coords_a, coords_b = aligned_umap_2d(
-        view_a.values[layer_a], view_b.values[layer_b], alignment_regularisation=request.alignment,
-        n_neighbors=request.n_neighbors, min_dist=request.min_dist, seed=request.seed, progress=progress,
-    )  # fmt: skip
+        view_a.values[layer_a],
+        view_b.values[layer_b],
+        alignment_regularisation=request.alignment,
+        n_neighbors=request.n_neighbors,
+        min_dist=request.min_dist,
+        seed=request.seed,
+        progress=progress,
+    )
     return AlignedProjection(request.model_a, request.model_b, request.dataset, layer_a, layer_b, coords_a, coords_b)
 
 
@@ -74,8 +85,12 @@ def label_rollup(overlap: np.ndarray, labels: tuple[str, ...] | None) -> tuple[L
     return tuple(out)
 
 
-def neighbour_overlap(request: NeighbourRequest, view_a: ViewFeatures, view_b: ViewFeatures,
-                      progress: Callable[[int, int], None] | None = None) -> Neighbours:  # fmt: skip
+def neighbour_overlap(
+    request: NeighbourRequest,
+    view_a: ViewFeatures,
+    view_b: ViewFeatures,
+    progress: Callable[[int, int], None] | None = None,
+) -> Neighbours:
     """Per-sample k-NN overlap in the two original spaces (cosine, self excluded)."""
     from alignscope.core.metrics.knn import mutual_knn_chance
     from alignscope.core.neighbors import knn_indices, per_sample_overlap

@@ -14,8 +14,18 @@ import numpy as np
 
 from alignscope.core.analysis.results import PairScore
 
-TABLE_COLUMNS = ("metric", "layer_a", "layer_b", "value", "chance", "p_value", "ci_low", "ci_high",
-                 "pairs_searched", "p_bonferroni")  # fmt: skip
+TABLE_COLUMNS = (
+    "metric",
+    "layer_a",
+    "layer_b",
+    "value",
+    "chance",
+    "p_value",
+    "ci_low",
+    "ci_high",
+    "pairs_searched",
+    "p_bonferroni",
+)
 
 
 def jsonable(value: Any) -> Any:
@@ -85,23 +95,34 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
     tested = [s for s in scores if s.p_value is not None and s.n_permutations > 0]
     if tested:
         permutations = tested[0].n_permutations
-        notes.append(f"p-values: {permutations} permutations, +1 corrected, so the smallest possible p is "
-                     f"1/{permutations + 1} = {1 / (permutations + 1):.4g}; 'p ≤ 1/(P+1)' means no shuffle "
-                     "scored as well.")  # fmt: skip
+        notes.append(
+            f"p-values: {permutations} permutations, +1 corrected, so the smallest possible p is "
+            f"1/{permutations + 1} = {1 / (permutations + 1):.4g}; 'p ≤ 1/(P+1)' means no shuffle "
+            "scored as well."
+        )
         searched = max(s.pairs_searched for s in tested)
         if searched > 1:
             floor = min(1.0, searched / (permutations + 1))
-            advice = (f": use --permutations {20 * searched} or more for a corrected p that can fall below 0.05, "
-                      "or --layers i,j to test one pair fixed in advance." if floor >= 0.05 else ".")  # fmt: skip
-            notes.append(f"p_bonferroni = min(1, p x {searched} layer pairs searched); its smallest possible "
-                         f"value is {floor:.4g}{advice}")  # fmt: skip
+            advice = (
+                f": use --permutations {20 * searched} or more for a corrected p that can fall below 0.05, "
+                "or --layers i,j to test one pair fixed in advance."
+                if floor >= 0.05
+                else "."
+            )
+            notes.append(
+                f"p_bonferroni = min(1, p x {searched} layer pairs searched); its smallest possible "
+                f"value is {floor:.4g}{advice}"
+            )
     if any(s.n_bootstrap for s in scores):
         boot = next(s for s in scores if s.n_bootstrap)
-        notes.append(f"Interval: {boot.confidence:.0%} bootstrap over samples, {boot.n_bootstrap} resamples, "
-                     "re-centred on the estimate.")  # fmt: skip
+        notes.append(
+            f"Interval: {boot.confidence:.0%} bootstrap over samples, {boot.n_bootstrap} resamples, "
+            "re-centred on the estimate."
+        )
     chance_methods = {s.chance_method for s in scores}
     if "shuffled" in chance_methods:
         shuffles = next(s.chance_shuffles for s in scores if s.chance_method == "shuffled")
-        notes.append(f"Chance: the closed form where a metric has one, else the mean of {shuffles} shuffled "
-                     "correspondences.")  # fmt: skip
+        notes.append(
+            f"Chance: the closed form where a metric has one, else the mean of {shuffles} shuffled correspondences."
+        )
     return notes

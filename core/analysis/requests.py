@@ -70,6 +70,10 @@ class Request:
     """Base of every request: its ``kind`` and the models whose features it reads."""
 
     kind: ClassVar[str] = ""
+    # every request has these (its dataclass fields)
+    dataset: str
+    n: int
+    seed: int
 
     def feature_models(self) -> tuple[str, ...]:
         raise NotImplementedError

@@ -275,13 +275,19 @@ def _encode_value(value: Any, path: str, arrays: dict[str, np.ndarray]) -> Any:
         arrays[path] = np.ascontiguousarray(value)
         return {"__array__": path}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: _encode_value(getattr(value, f.name), f"{path}.{f.name}", arrays) for f in dataclasses.fields(value)}
+        fields = {
+            f.name: _encode_value(getattr(value, f.name), f"{path}.{f.name}", arrays) for f in dataclasses.fields(value)
+        }
         return {"__type__": type(value).__name__, **fields}
     if isinstance(value, (list, tuple)):
         return [_encode_value(item, f"{path}.{i}", arrays) for i, item in enumerate(value)]
     if isinstance(value, dict):
-        return {"__dict__": [[_encode_value(k, f"{path}.k{i}", arrays), _encode_value(v, f"{path}.v{i}", arrays)]
-                             for i, (k, v) in enumerate(value.items())]}
+        return {
+            "__dict__": [
+                [_encode_value(k, f"{path}.k{i}", arrays), _encode_value(v, f"{path}.v{i}", arrays)]
+                for i, (k, v) in enumerate(value.items())
+            ]
+        }
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, (bool, int, float, str)):

@@ -74,15 +74,20 @@ def resolve_layer(index: int, n_layers: int, model: str) -> int:
 
 def _stages(request: PairRequest, spec: MetricSpec) -> dict[str, float]:
     """Shares of the job's progress per stage, roughly by cost."""
-    weights = {"matrix": 3.0 if request.layers == "all" else 0.0, "score": 0.5,
-               "chance": 0.0 if (spec.chance is not None and spec.chance_exact) else 1.0,
-               "permutations": 0.02 * request.permutations, "bootstrap": 0.1 * request.bootstrap}  # fmt: skip
+    weights = {
+        "matrix": 3.0 if request.layers == "all" else 0.0,
+        "score": 0.5,
+        "chance": 0.0 if (spec.chance is not None and spec.chance_exact) else 1.0,
+        "permutations": 0.02 * request.permutations,
+        "bootstrap": 0.1 * request.bootstrap,
+    }
     total = sum(weights.values())
     return {name: weight / total for name, weight in weights.items()}
 
 
-def score_pair(request: PairRequest, view_a: ViewFeatures, view_b: ViewFeatures,
-               progress: Progress | None = None) -> PairScore:  # fmt: skip
+def score_pair(
+    request: PairRequest, view_a: ViewFeatures, view_b: ViewFeatures, progress: Progress | None = None
+) -> PairScore:
     """Score ``request`` on the two models' features: its pair (or the best of all pairs), chance, p, CI."""
     check_same_samples(view_a, view_b)
     spec = get_metric(request.metric)
@@ -100,10 +105,19 @@ def score_pair(request: PairRequest, view_a: ViewFeatures, view_b: ViewFeatures,
     matrix = None
     if pair is None:
         scored = layer_matrix_of(
-            MatrixRequest(request.model_a, request.model_b, request.dataset, request.n, request.seed,
-                          request.metric, request.params),
-            view_a, view_b, progress=stage("matrix"),
-        )  # fmt: skip
+            MatrixRequest(
+                request.model_a,
+                request.model_b,
+                request.dataset,
+                request.n,
+                request.seed,
+                request.metric,
+                request.params,
+            ),
+            view_a,
+            view_b,
+            progress=stage("matrix"),
+        )
         if not np.isfinite(scored.best_value):
             raise InputError(f"{request.metric} could not score any layer pair: {scored.problems[0][2]}")
         i, j = scored.best_index
@@ -112,19 +126,28 @@ def score_pair(request: PairRequest, view_a: ViewFeatures, view_b: ViewFeatures,
         i = resolve_layer(pair[0], len(view_a.values), view_a.model)
         j = resolve_layer(pair[1], len(view_b.values), view_b.model)
         stage("score")
-        value = compute(request.metric, view_a.values[i], view_b.values[j], name_a=view_a.model,
-                        name_b=view_b.model, **params)  # fmt: skip
+        value = compute(
+            request.metric, view_a.values[i], view_b.values[j], name_a=view_a.model, name_b=view_b.model, **params
+        )
     a, b = view_a.values[i], view_b.values[j]
     chance = chance_of(request.metric, a, b, params, seed=request.seed, progress=stage("chance"))
     p_value = None
     if request.permutations:
-        p_value = permutation_test(request.metric, a, b, n_permutations=request.permutations, seed=request.seed,
-                                   progress=stage("permutations"), **params).p_value  # fmt: skip
+        p_value = permutation_test(
+            request.metric,
+            a,
+            b,
+            n_permutations=request.permutations,
+            seed=request.seed,
+            progress=stage("permutations"),
+            **params,
+        ).p_value
     ci_low = ci_high = None
     failed = 0
     if request.bootstrap:
-        interval = bootstrap_ci(request.metric, a, b, n_boot=request.bootstrap, seed=request.seed,
-                                progress=stage("bootstrap"), **params)  # fmt: skip
+        interval = bootstrap_ci(
+            request.metric, a, b, n_boot=request.bootstrap, seed=request.seed, progress=stage("bootstrap"), **params
+        )
         ci_low, ci_high, failed = interval.low, interval.high, interval.n_failed
     searched = 1 if pair is not None else len(view_a.values) * len(view_b.values)
     return PairScore(
@@ -157,8 +180,12 @@ def score_pair(request: PairRequest, view_a: ViewFeatures, view_b: ViewFeatures,
     )
 
 
-def layer_matrix_of(request: MatrixRequest, view_a: ViewFeatures, view_b: ViewFeatures,
-                    progress: Callable[[int, int], None] | None = None) -> LayerMatrix:  # fmt: skip
+def layer_matrix_of(
+    request: MatrixRequest,
+    view_a: ViewFeatures,
+    view_b: ViewFeatures,
+    progress: Callable[[int, int], None] | None = None,
+) -> LayerMatrix:
     """Every layer pair of two models; cells the metric cannot score are NaN with their reason."""
     check_same_samples(view_a, view_b)
     spec = get_metric(request.metric)
@@ -167,8 +194,9 @@ def layer_matrix_of(request: MatrixRequest, view_a: ViewFeatures, view_b: ViewFe
     names_b = [f"{view_b.model}:{name}" for name in view_b.layer_names]
     problems: list[tuple[int, int, str]] = []
     try:
-        values = layer_matrix(view_a.values, view_b.values, request.metric, names_a=names_a, names_b=names_b,
-                              progress=progress, **params).values  # fmt: skip
+        values = layer_matrix(
+            view_a.values, view_b.values, request.metric, names_a=names_a, names_b=names_b, progress=progress, **params
+        ).values
     except InputError:
         values, problems = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
     best = best_cell(values, spec.higher_is_better)
@@ -189,9 +217,15 @@ def layer_matrix_of(request: MatrixRequest, view_a: ViewFeatures, view_b: ViewFe
     )
 
 
-def _cell_by_cell(spec: MetricSpec, layers_a: Sequence[np.ndarray], layers_b: Sequence[np.ndarray],
-                  names_a: list[str], names_b: list[str], params: dict[str, Any],
-                  progress: Callable[[int, int], None] | None) -> tuple[np.ndarray, list[tuple[int, int, str]]]:  # fmt: skip
+def _cell_by_cell(
+    spec: MetricSpec,
+    layers_a: Sequence[np.ndarray],
+    layers_b: Sequence[np.ndarray],
+    names_a: list[str],
+    names_b: list[str],
+    params: dict[str, Any],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[np.ndarray, list[tuple[int, int, str]]]:
     values = np.full((len(layers_a), len(layers_b)), np.nan)
     problems = []
     total = values.size

@@ -107,8 +107,17 @@ class ResultStore:
             self._discard_if_still_bad(key, text)
             return None
 
-    def put(self, key: str, request_json: dict[str, Any], feature_keys: Sequence[str], result: Any, *,
-            kind: str, label: str, seconds: float) -> None:  # fmt: skip
+    def put(
+        self,
+        key: str,
+        request_json: dict[str, Any],
+        feature_keys: Sequence[str],
+        result: Any,
+        *,
+        kind: str,
+        label: str,
+        seconds: float,
+    ) -> None:
         """Store ``result`` atomically: the arrays first, then the JSON that marks the entry complete."""
         from safetensors.numpy import save
 
@@ -157,8 +166,16 @@ class ResultStore:
                 continue
             arrays = path.with_suffix(".safetensors")
             size = path.stat().st_size + (arrays.stat().st_size if arrays.exists() else 0)
-            out.append(StoredResult(path.stem, body.get("kind", "?"), body.get("label", ""), size,
-                                    body.get("created", "?"), float(body.get("seconds", 0.0))))  # fmt: skip
+            out.append(
+                StoredResult(
+                    path.stem,
+                    body.get("kind", "?"),
+                    body.get("label", ""),
+                    size,
+                    body.get("created", "?"),
+                    float(body.get("seconds", 0.0)),
+                )
+            )
         return out
 
     def remove(self, key: str) -> None:

@@ -63,8 +63,9 @@ class SweepPoint:
     params: dict[str, Any]
 
 
-def k_points(feats_a: Any, feats_b: Any, metric: str, params: dict[str, Any],
-             ks: Sequence[int] | None = None) -> list[SweepPoint]:  # fmt: skip
+def k_points(
+    feats_a: Any, feats_b: Any, metric: str, params: dict[str, Any], ks: Sequence[int] | None = None
+) -> list[SweepPoint]:
     spec = get_metric(metric)
     if "k" not in spec.param_names:
         k_metrics = ", ".join(s.name for s in _k_metrics())
@@ -81,8 +82,9 @@ def _k_metrics():
     return [spec for spec in list_metrics() if "k" in spec.param_names]
 
 
-def n_points(feats_a: Any, feats_b: Any, params: dict[str, Any], seed: int,
-             ns: Sequence[int] | None = None) -> list[SweepPoint]:  # fmt: skip
+def n_points(
+    feats_a: Any, feats_b: Any, params: dict[str, Any], seed: int, ns: Sequence[int] | None = None
+) -> list[SweepPoint]:
     n_total = int(np.shape(feats_a)[0])
     order = torch.randperm(n_total, generator=torch.Generator().manual_seed(int(seed))).numpy()
     if ns is None:
@@ -97,8 +99,9 @@ def n_points(feats_a: Any, feats_b: Any, params: dict[str, Any], seed: int,
     return points
 
 
-def prefix_points(feats_a: Any, feats_b: Any, params: dict[str, Any],
-                  dims: Sequence[int] | None = None) -> list[SweepPoint]:  # fmt: skip
+def prefix_points(
+    feats_a: Any, feats_b: Any, params: dict[str, Any], dims: Sequence[int] | None = None
+) -> list[SweepPoint]:
     width = min(int(np.shape(feats_a)[1]), int(np.shape(feats_b)[1]))
     if dims is None:
         dims = geometric_grid(min(2, width), width, 10)
@@ -118,9 +121,14 @@ def depth_layer(relative_depth: float, n_layers: int) -> int:
     return int(round(relative_depth * (n_layers - 1)))
 
 
-def sweep_curve(points: Sequence[SweepPoint], metric: str, *, seed: int, n_shuffles: int = CHANCE_SHUFFLES,
-                progress: Callable[[int, int], None] | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def sweep_curve(
+    points: Sequence[SweepPoint],
+    metric: str,
+    *,
+    seed: int,
+    n_shuffles: int = CHANCE_SHUFFLES,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x, values, chance, chance_std, chance_analytic) over ``points``; chance as the module says."""
     spec = get_metric(metric)
     x, values, chance, chance_std, analytic = [], [], [], [], []
@@ -135,8 +143,7 @@ def sweep_curve(points: Sequence[SweepPoint], metric: str, *, seed: int, n_shuff
             chance.append(float(closed))
             chance_std.append(0.0)
         else:
-            level = chance_level(metric, point.feats_a, point.feats_b, n_shuffles=n_shuffles, seed=seed,
-                                 **point.params)  # fmt: skip
+            level = chance_level(metric, point.feats_a, point.feats_b, n_shuffles=n_shuffles, seed=seed, **point.params)
             chance.append(float(level.empirical if level.empirical is not None else np.nan))
             chance_std.append(float(level.empirical_std or 0.0))
         if progress is not None:
@@ -144,8 +151,12 @@ def sweep_curve(points: Sequence[SweepPoint], metric: str, *, seed: int, n_shuff
     return tuple(np.asarray(v, dtype=np.float64) for v in (x, values, chance, chance_std, analytic))  # type: ignore[return-value]
 
 
-def run_sweep(request: SweepRequest, view_a: ViewFeatures, view_b: ViewFeatures,
-              progress: Callable[[int, int], None] | None = None) -> Sweep:  # fmt: skip
+def run_sweep(
+    request: SweepRequest,
+    view_a: ViewFeatures,
+    view_b: ViewFeatures,
+    progress: Callable[[int, int], None] | None = None,
+) -> Sweep:
     """The sweep a request asks for, on the default grid of its kind."""
     check_same_samples(view_a, view_b)
     params = dict(request.params)
@@ -162,9 +173,11 @@ def run_sweep(request: SweepRequest, view_a: ViewFeatures, view_b: ViewFeatures,
         note = "Nested subsets: each smaller set is contained in the larger ones."
     elif request.sweep == "prefix":
         points = prefix_points(a, b, params)
-        note = (f"Both representations truncated to their first m dimensions (widths {a.shape[1]} and "
-                f"{b.shape[1]}); meaningful for Matryoshka-trained embeddings, whose leading dimensions carry "
-                "the most information.")  # fmt: skip
+        note = (
+            f"Both representations truncated to their first m dimensions (widths {a.shape[1]} and "
+            f"{b.shape[1]}); meaningful for Matryoshka-trained embeddings, whose leading dimensions carry "
+            "the most information."
+        )
     else:
         count_a, count_b = len(view_a.values), len(view_b.values)
         points = []
@@ -172,13 +185,22 @@ def run_sweep(request: SweepRequest, view_a: ViewFeatures, view_b: ViewFeatures,
             depth = i / max(1, count_a - 1)
             points.append(SweepPoint(depth, view_a.values[i], view_b.values[depth_layer(depth, count_b)], params))
         matrix = layer_matrix_of(
-            MatrixRequest(request.model_a, request.model_b, request.dataset, request.n, request.seed,
-                          request.metric, request.params), view_a, view_b)  # fmt: skip
+            MatrixRequest(
+                request.model_a,
+                request.model_b,
+                request.dataset,
+                request.n,
+                request.seed,
+                request.metric,
+                request.params,
+            ),
+            view_a,
+            view_b,
+        )
         reduce = np.nanmax if matrix.higher_is_better else np.nanmin
         series = (("best layer of B", tuple(float(v) for v in reduce(matrix.values, axis=1))),)
         note = "Layer i of A against the layer of B at the same relative depth; dotted: the best layer of B."
-    x, values, chance, chance_std, analytic = sweep_curve(points, request.metric, seed=request.seed,
-                                                          progress=progress)  # fmt: skip
+    x, values, chance, chance_std, analytic = sweep_curve(points, request.metric, seed=request.seed, progress=progress)
     return Sweep(
         kind=request.sweep,
         metric=request.metric,

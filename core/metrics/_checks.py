@@ -7,7 +7,7 @@ CPU tensors. Integer and half inputs are promoted to float32; float64 stays floa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -15,6 +15,7 @@ import torch
 from alignscope.core.errors import InputError
 
 MIN_SAMPLES = 3
+T = TypeVar("T")
 
 
 def as_tensor(feats: Any, name: str = "feats") -> torch.Tensor:
@@ -94,6 +95,13 @@ def check_k(k: Any, n_samples: int, name: str = "k") -> int:
             f"{n_samples - 1} others, so use {name} <= {n_samples - 1}"
         )
     return k
+
+
+def present(value: T | None) -> T:
+    """``value``, which the caller's state guarantees is set (narrows ``X | None`` to ``X`` for typing)."""
+    if value is None:
+        raise AssertionError("a prepared state is missing a field its mode needs")
+    return value
 
 
 def check_choice(value: Any, choices: tuple[str, ...], name: str) -> str:

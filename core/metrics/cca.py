@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from alignscope.core.errors import InputError
-from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive, present
 from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 RANK_TOL = 1e-10
@@ -61,8 +61,9 @@ def _svd_reduce(centred: torch.Tensor, keep_variance: float, n_components: int |
     return u[:, :n_keep] * s[:n_keep]
 
 
-def _prepare_cca(feats: Any, *, reg: float = 0.0, name: str = "feats", reduce: dict | None = None,
-                 keep_units: bool = False, **_: Any) -> CCAState:  # fmt: skip
+def _prepare_cca(
+    feats: Any, *, reg: float = 0.0, name: str = "feats", reduce: dict | None = None, keep_units: bool = False, **_: Any
+) -> CCAState:
     centred = centered64(as_tensor(feats, name))
     if reduce is not None:  # SVCCA: CCA of the top singular directions (u·s), whose own SVD is (u, s)
         centred = _svd_reduce(centred, reduce["keep_variance"], reduce["n_components"], name)
@@ -75,10 +76,18 @@ def _prepare_pwcca(feats: Any, **params: Any) -> CCAState:
     return _prepare_cca(feats, keep_units=True, **params)
 
 
-def _prepare_svcca(feats: Any, *, keep_variance: float = 0.99, n_components: int | None = None, reg: float = 0.0,
-                   name: str = "feats", **_: Any) -> CCAState:  # fmt: skip
-    return _prepare_cca(feats, reg=reg, name=name,
-                        reduce={"keep_variance": float(keep_variance), "n_components": n_components})  # fmt: skip
+def _prepare_svcca(
+    feats: Any,
+    *,
+    keep_variance: float = 0.99,
+    n_components: int | None = None,
+    reg: float = 0.0,
+    name: str = "feats",
+    **_: Any,
+) -> CCAState:
+    return _prepare_cca(
+        feats, reg=reg, name=name, reduce={"keep_variance": float(keep_variance), "n_components": n_components}
+    )
 
 
 def _pair_cca(state_a: CCAState, state_b: CCAState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +106,7 @@ def _compare_pwcca(state_a: CCAState, state_b: CCAState, **_: Any) -> float:
     # variates = basis_a @ rotation, unit-normed; basis_a = u·scale and uᵀA_c = diag(s)·vh
     scaled = rotation * state_a.scale[:, None]
     norms = torch.linalg.vector_norm(scaled, dim=0)
-    weights = ((scaled * state_a.s[:, None]).T @ state_a.vh).abs().sum(dim=1) / norms
+    weights = ((scaled * present(state_a.s)[:, None]).T @ present(state_a.vh)).abs().sum(dim=1) / norms
     return float((weights * rho).sum() / weights.sum())
 
 
@@ -146,15 +155,15 @@ def svcca(
         raise InputError(f"keep_variance must be in (0, 1], got {keep_variance!r}")
     if n_components is not None and int(n_components) < 1:
         raise InputError(f"n_components must be >= 1, got {n_components!r}")
-    params = {"keep_variance": keep_variance, "n_components": n_components,
-              "reg": check_positive(reg, "reg", allow_zero=True)}  # fmt: skip
-    return _compare_mean_cca(_prepare_svcca(tensor_a, name=name_a, **params),
-                             _prepare_svcca(tensor_b, name=name_b, **params))  # fmt: skip
+    reg = check_positive(reg, "reg", allow_zero=True)
+    prepared = [
+        _prepare_svcca(tensor, keep_variance=keep_variance, n_components=n_components, reg=reg, name=name)
+        for tensor, name in ((tensor_a, name_a), (tensor_b, name_b))
+    ]
+    return _compare_mean_cca(prepared[0], prepared[1])
 
 
-def pwcca(
-    feats_a: Any, feats_b: Any, *, reg: float = 0.0, name_a: str = "feats_a", name_b: str = "feats_b"
-) -> float:
+def pwcca(feats_a: Any, feats_b: Any, *, reg: float = 0.0, name_a: str = "feats_a", name_b: str = "feats_b") -> float:
     """Projection-weighted CCA (Morcos et al. 2018): Σ α_i ρ_i / Σ α_i with α_i = Σ_j |⟨h_i, a_j⟩|,
     h_i the unit-norm i-th canonical variate of A and a_j the j-th centred unit of A.
 

@@ -59,7 +59,15 @@ def _compare_procrustes(factor_a: torch.Tensor, factor_b: torch.Tensor, **_: Any
     return float(torch.linalg.svdvals(factor_a.T @ factor_b).sum().clamp(0.0, 1.0))
 
 
-def _ridge_fit_predict(x_train, y_train, x_test, alpha: float) -> torch.Tensor:
+def _ridge_fit_predict(x_train, y_train, x_test, alpha: float, input_eps: float | None = None) -> torch.Tensor:
+    """Ridge (or, at alpha = 0, minimum-norm least squares) fitted on train rows, predicting test rows.
+
+    ``input_eps``: the relative precision the inputs were measured in (float32 features: 1.2e-7, even
+    when computed here in float64). At alpha = 0, directions whose singular value is below
+    ``input_eps · max(n, d)`` of the largest are rounding noise of the inputs, not data: inverting them
+    fits that noise (features from float32 nets, d > n: R² −0.67 instead of −0.44), so they are dropped
+    — the rank rule of LAPACK's least squares on data of that precision.
+    """
     x_mean, y_mean = x_train.mean(0, keepdim=True), y_train.mean(0, keepdim=True)
     x_c, y_c = x_train - x_mean, y_train - y_mean
     lam = alpha * float((x_c * x_c).sum()) / x_c.shape[1]  # scale-free: relative to the mean eigenvalue
@@ -67,7 +75,8 @@ def _ridge_fit_predict(x_train, y_train, x_test, alpha: float) -> torch.Tensor:
     if lam <= 0:
         # Ordinary least squares: the minimum-norm solution through the pseudo-inverse, which stays
         # defined (and accurate) when features are collinear or outnumber the samples.
-        weights = torch.linalg.pinv(x_c) @ y_c
+        eps = input_eps if input_eps is not None else torch.finfo(x_c.dtype).eps
+        weights = torch.linalg.pinv(x_c, rtol=eps * max(n_train, dim)) @ y_c
     elif dim <= n_train:
         gram = x_c.T @ x_c + lam * torch.eye(dim, dtype=x_c.dtype, device=x_c.device)
         weights = torch.linalg.solve(gram, x_c.T @ y_c)
@@ -130,6 +139,7 @@ def ridge_r2(
     if not 2 <= int(n_folds) <= n_samples // 2:
         raise InputError(f"n_folds must be in [2, n/2 = {n_samples // 2}], got {n_folds}")
     x, y = (tensor_a, tensor_b) if direction == "a_to_b" else (tensor_b, tensor_a)
+    input_eps = torch.finfo(x.dtype).eps  # the precision the features were measured in
     x, y = x.to(torch.float64), y.to(torch.float64)
     residual = total = 0.0
     folds = [fold.to(x.device) for fold in kfold_indices(n_samples, int(n_folds), seed, sample_ids)]
@@ -137,7 +147,7 @@ def ridge_r2(
         raise InputError(f"{n_samples} rows hold too few distinct samples for {n_folds} folds")
     for index, test in enumerate(folds):
         train = torch.cat([fold for other, fold in enumerate(folds) if other != index])
-        prediction = _ridge_fit_predict(x[train], y[train], x[test], alpha)
+        prediction = _ridge_fit_predict(x[train], y[train], x[test], alpha, input_eps)
         residual += float(((y[test] - prediction) ** 2).sum())
         total += float(((y[test] - y[train].mean(0, keepdim=True)) ** 2).sum())
     if total == 0.0:

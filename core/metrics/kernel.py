@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from alignscope.core.errors import InputError
-from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive, present
 from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 
 KORNBLITH_REF = "Kornblith et al. 2019, Similarity of Neural Network Representations Revisited"
@@ -111,8 +111,8 @@ def _prepare_linear(feats: Any, *, name: str = "feats", gram: bool | None = None
 
 def _compare_linear(state_a: KernelState, state_b: KernelState, **_: Any) -> float:
     if state_a.gram_unit is not None:
-        return float(torch.dot(state_a.gram_unit, state_b.gram_unit))
-    cross_cov = state_a.centred.T @ state_b.centred
+        return float(torch.dot(state_a.gram_unit, present(state_b.gram_unit)))
+    cross_cov = present(state_a.centred).T @ present(state_b.centred)
     return float((cross_cov * cross_cov).sum()) / float(np.sqrt(state_a.self_hsic * state_b.self_hsic))
 
 
@@ -159,8 +159,10 @@ def _compare_debiased(state_a: KernelState, state_b: KernelState, **_: Any) -> f
     if state_a.self_hsic <= 0 or state_b.self_hsic <= 0:
         return 0.0
     if state_a.gram_unit is not None:
-        return float(torch.dot(state_a.gram_unit, state_b.gram_unit))
-    cross = _unbiased_cross(state_a.centred, state_a.row_norms2, state_b.centred, state_b.row_norms2)
+        return float(torch.dot(state_a.gram_unit, present(state_b.gram_unit)))
+    cross = _unbiased_cross(
+        present(state_a.centred), present(state_a.row_norms2), present(state_b.centred), present(state_b.row_norms2)
+    )
     return cross / float(np.sqrt(state_a.self_hsic * state_b.self_hsic))
 
 
@@ -215,7 +217,7 @@ def _prepare_rbf(
 def _compare_rbf(state_a: KernelState, state_b: KernelState, **_: Any) -> float:
     if state_a.self_hsic <= 0 or state_b.self_hsic <= 0:
         return 0.0
-    return float(torch.dot(state_a.gram_unit, state_b.gram_unit))
+    return float(torch.dot(present(state_a.gram_unit), present(state_b.gram_unit)))
 
 
 def rbf_cka(
@@ -241,7 +243,8 @@ def _compare_all_grams(states_a: list[KernelState], states_b: list[KernelState],
     """All pairs as one product of stacked unit-norm Gram vectors [La, n²] @ [n², Lb]."""
     if any(state.gram_unit is None for state in states_a + states_b):
         return None
-    values = (torch.stack([s.gram_unit for s in states_a]) @ torch.stack([s.gram_unit for s in states_b]).T).cpu()
+    stack_a = torch.stack([present(s.gram_unit) for s in states_a])
+    values = (stack_a @ torch.stack([present(s.gram_unit) for s in states_b]).T).cpu()
     degenerate_a = torch.tensor([s.self_hsic <= 0 for s in states_a])
     degenerate_b = torch.tensor([s.self_hsic <= 0 for s in states_b])
     values[degenerate_a[:, None] | degenerate_b[None, :]] = 0.0
@@ -255,7 +258,7 @@ def _permute_kernel(state: KernelState, perm: torch.Tensor) -> KernelState:
         gram = state.gram_unit.view(n, n)[perm][:, perm].flatten()
         return KernelState(gram_unit=gram, self_hsic=state.self_hsic)
     norms = None if state.row_norms2 is None else state.row_norms2[perm]
-    return KernelState(centred=state.centred[perm], row_norms2=norms, self_hsic=state.self_hsic)
+    return KernelState(centred=present(state.centred)[perm], row_norms2=norms, self_hsic=state.self_hsic)
 
 
 _KERNEL_INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation")

@@ -61,7 +61,7 @@ import torch
 from scipy.stats import hypergeom
 
 from alignscope.core.errors import InputError
-from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_k
+from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_k, present
 from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 from alignscope.core.neighbors import (
     DEFAULT_BLOCK_SIZE,
@@ -138,7 +138,7 @@ def prepare_neighbors(
 ) -> NeighborState:
     """Neighbour lists of one layer, for mutual / cycle / Jaccard / LCS / edit-distance k-NN."""
     # callers (metric functions, layer_matrix, stats) have validated the features already
-    indices, _ = topk_similar(
+    indices, _values = topk_similar(
         feats, k, similarity=similarity, sample_ids=sample_ids, block_size=block_size, name=name, check=False
     )
     return _state(indices)
@@ -195,9 +195,15 @@ def mutual_knn_per_sample(
 ) -> torch.Tensor:
     """|N_A(i) ∩ N_B(i)| / k for each sample: float64 [n]."""
     state_a, state_b = _pair_states(
-        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
-        name_a=name_a, name_b=name_b,
-    )  # fmt: skip
+        feats_a,
+        feats_b,
+        k=k,
+        similarity=similarity,
+        sample_ids=sample_ids,
+        block_size=block_size,
+        name_a=name_a,
+        name_b=name_b,
+    )
     return _overlap(state_a, state_b)
 
 
@@ -229,10 +235,16 @@ def mutual_knn(
     """
     return float(
         mutual_knn_per_sample(
-            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            feats_a,
+            feats_b,
+            k=k,
+            similarity=similarity,
+            name_a=name_a,
+            name_b=name_b,
+            sample_ids=sample_ids,
             block_size=block_size,
         ).mean()
-    )  # fmt: skip
+    )
 
 
 def mutual_knn_chance(n_samples: int, *, k: int = 10, **_: Any) -> float:
@@ -266,9 +278,15 @@ def jaccard_knn_per_sample(
 ) -> torch.Tensor:
     """|N_A(i) ∩ N_B(i)| / |N_A(i) ∪ N_B(i)| for each sample: float64 [n]."""
     overlap = mutual_knn_per_sample(
-        feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+        feats_a,
+        feats_b,
+        k=k,
+        similarity=similarity,
+        name_a=name_a,
+        name_b=name_b,
+        sample_ids=sample_ids,
         block_size=block_size,
-    )  # fmt: skip
+    )
     return _jaccard_from_overlap(overlap, k)
 
 
@@ -286,10 +304,16 @@ def jaccard_knn(
     """Mean Jaccard index of the two k-NN sets, in [0, 1]; higher is better."""
     return float(
         jaccard_knn_per_sample(
-            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            feats_a,
+            feats_b,
+            k=k,
+            similarity=similarity,
+            name_a=name_a,
+            name_b=name_b,
+            sample_ids=sample_ids,
             block_size=block_size,
         ).mean()
-    )  # fmt: skip
+    )
 
 
 def _shared_distribution(n_samples: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -335,9 +359,15 @@ def cycle_knn_per_sample(
 ) -> torch.Tensor:
     """1.0 where sample i is an A-neighbour of one of its own B-neighbours, else 0.0: float64 [n]."""
     state_a, state_b = _pair_states(
-        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
-        name_a=name_a, name_b=name_b,
-    )  # fmt: skip
+        feats_a,
+        feats_b,
+        k=k,
+        similarity=similarity,
+        sample_ids=sample_ids,
+        block_size=block_size,
+        name_a=name_a,
+        name_b=name_b,
+    )
     return _cycle_from_indices(state_a.indices, state_b.indices)
 
 
@@ -355,10 +385,16 @@ def cycle_knn(
     """Cycle k-NN accuracy (B-neighbours, then their A-neighbours, back to i), in [0, 1]."""
     return float(
         cycle_knn_per_sample(
-            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            feats_a,
+            feats_b,
+            k=k,
+            similarity=similarity,
+            name_a=name_a,
+            name_b=name_b,
+            sample_ids=sample_ids,
             block_size=block_size,
         ).mean()
-    )  # fmt: skip
+    )
 
 
 def cycle_knn_chance(n_samples: int, *, k: int = 10, **_: Any) -> float:
@@ -391,9 +427,15 @@ def lcs_knn_per_sample(
 ) -> torch.Tensor:
     """LCS(N_A(i), N_B(i)) / k for each sample, the lists ordered most similar first: float64 [n]."""
     state_a, state_b = _pair_states(
-        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
-        name_a=name_a, name_b=name_b,
-    )  # fmt: skip
+        feats_a,
+        feats_b,
+        k=k,
+        similarity=similarity,
+        sample_ids=sample_ids,
+        block_size=block_size,
+        name_a=name_a,
+        name_b=name_b,
+    )
     return _lcs_fraction(state_a, state_b)
 
 
@@ -425,10 +467,16 @@ def lcs_knn(
     """
     return float(
         lcs_knn_per_sample(
-            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            feats_a,
+            feats_b,
+            k=k,
+            similarity=similarity,
+            name_a=name_a,
+            name_b=name_b,
+            sample_ids=sample_ids,
             block_size=block_size,
         ).mean()
-    )  # fmt: skip
+    )
 
 
 def _partitions(total: int, largest: int | None = None) -> Iterator[tuple[int, ...]]:
@@ -511,9 +559,15 @@ def edit_distance_knn_per_sample(
 ) -> torch.Tensor:
     """1 - ED(N_A(i), N_B(i)) / k for each sample (Levenshtein distance of the ordered lists): float64 [n]."""
     state_a, state_b = _pair_states(
-        feats_a, feats_b, k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size,
-        name_a=name_a, name_b=name_b,
-    )  # fmt: skip
+        feats_a,
+        feats_b,
+        k=k,
+        similarity=similarity,
+        sample_ids=sample_ids,
+        block_size=block_size,
+        name_a=name_a,
+        name_b=name_b,
+    )
     return _edit_similarity(state_a, state_b)
 
 
@@ -545,10 +599,16 @@ def edit_distance_knn(
     """
     return float(
         edit_distance_knn_per_sample(
-            feats_a, feats_b, k=k, similarity=similarity, name_a=name_a, name_b=name_b, sample_ids=sample_ids,
+            feats_a,
+            feats_b,
+            k=k,
+            similarity=similarity,
+            name_a=name_a,
+            name_b=name_b,
+            sample_ids=sample_ids,
             block_size=block_size,
         ).mean()
-    )  # fmt: skip
+    )
 
 
 # --- CKNNA -----------------------------------------------------------------------------------------
@@ -603,9 +663,15 @@ def prepare_cknna(
     if feats.shape[0] < 4:
         raise InputError(f"{name} has {feats.shape[0]} rows; CKNNA's unbiased HSIC needs at least 4 samples")
     indices, values = topk_similar(
-        feats, k, similarity=similarity, sample_ids=sample_ids, block_size=block_size, return_values=True,
-        name=name, check=False,
-    )  # fmt: skip
+        feats,
+        k,
+        similarity=similarity,
+        sample_ids=sample_ids,
+        block_size=block_size,
+        return_values=True,
+        name=name,
+        check=False,
+    )
     assert values is not None
     if similarity == "euclidean":
         # the search returned −‖x_i − x_j‖², and with x̄ the column-centred features the kernel is
@@ -622,26 +688,28 @@ def _compare_cknna(state_a: NeighborState, state_b: NeighborState, **_: Any) -> 
     The transposed entry (j, i) is in M when i is in both of j's lists (the precomputed reverse
     positions), which gives eq. 5's Σ K̃_ij L̃_ji without building M.
     """
-    if state_a.self_hsic <= 0 or state_b.self_hsic <= 0:
+    self_a, self_b = present(state_a.self_hsic), present(state_b.self_hsic)
+    if self_a <= 0 or self_b <= 0:
         return 0.0
+    values_a, values_b = present(state_a.values), present(state_b.values)
+    reverse_a, reverse_b_all = present(state_a.reverse), present(state_b.reverse)
     idx_a = state_a.indices
     n, k = idx_a.shape
     sorted_position = torch.searchsorted(state_b.sorted_indices, idx_a).clamp(max=k - 1)
     hit = torch.gather(state_b.sorted_indices, 1, sorted_position) == idx_a
     column_b = torch.gather(state_b.sort_order, 1, sorted_position)  # where j sits in B's list of i
-    k_vals = torch.where(hit, state_a.values, 0.0)
-    l_vals = torch.where(hit, torch.gather(state_b.values, 1, column_b), 0.0)
+    k_vals = torch.where(hit, values_a, 0.0)
+    l_vals = torch.where(hit, torch.gather(values_b, 1, column_b), 0.0)
     zeros = torch.zeros(n, dtype=torch.float64, device=idx_a.device)
     col_sum_k = zeros.index_add(0, idx_a.flatten(), k_vals.flatten())
     row_sum_l = l_vals.sum(dim=1)
     cross = torch.dot(col_sum_k, row_sum_l)
-    reverse_a = state_a.reverse
-    reverse_b = torch.gather(state_b.reverse, 1, column_b)
+    reverse_b = torch.gather(reverse_b_all, 1, column_b)
     transposed = hit & (reverse_a >= 0) & (reverse_b >= 0)
-    l_transposed = state_b.values[idx_a, reverse_b.clamp(min=0)]  # L̃_ji, valid where `transposed`
+    l_transposed = values_b[idx_a, reverse_b.clamp(min=0)]  # L̃_ji, valid where `transposed`
     trace = torch.where(transposed, k_vals * l_transposed, 0.0).sum()
     hsic_ab = (trace + k_vals.sum() * l_vals.sum() / ((n - 1) * (n - 2)) - 2 * cross / (n - 2)) / (n * (n - 3))
-    return float(hsic_ab) / float(np.sqrt(state_a.self_hsic * state_b.self_hsic))
+    return float(hsic_ab) / float(np.sqrt(self_a * self_b))
 
 
 def cknna(
@@ -675,27 +743,70 @@ def cknna(
 
 _K_PARAM = ParamSpec("k", 10, kind="int", low=1, help="neighbours per sample (self excluded), < n")
 _SIMILARITY_PARAM = ParamSpec(
-    "similarity", "cosine", kind="str", choices=SIMILARITIES,
+    "similarity",
+    "cosine",
+    kind="str",
+    choices=SIMILARITIES,
     help="what makes neighbours: cosine (rows L2-normalised, platonic-rep), raw inner product (ip) or "
-         "Euclidean distance",
-)  # fmt: skip
+    "Euclidean distance",
+)
 _ORDER_REF = (
     PLATONIC_REF + " @ e8d2075: lcs_knn (l. 88-92, longest_ordinal_sequence l. 288-308) and "
     "edit_distance_knn (l. 164-176, torchaudio edit_distance)"
 )
 
 for _name, _fn, _per_sample, _compare, _chance, _symmetric, _reference, _summary in (
-    ("mutual_knn", mutual_knn, mutual_knn_per_sample, _compare_mutual, mutual_knn_chance, True,
-     PLATONIC_REF, "mean fraction of each sample's k neighbours shared by both spaces"),
-    ("jaccard_knn", jaccard_knn, jaccard_knn_per_sample, _compare_jaccard, jaccard_knn_chance, True,
-     PLATONIC_REF, "mean Jaccard index of each sample's two k-NN sets"),
-    ("cycle_knn", cycle_knn, cycle_knn_per_sample, _compare_cycle, cycle_knn_chance, False,
-     PLATONIC_REF, "fraction of samples reached back via a B-neighbour's A-neighbours"),
-    ("lcs_knn", lcs_knn, lcs_knn_per_sample, _compare_lcs, lcs_knn_chance, True,
-     _ORDER_REF, "mean longest common subsequence of each sample's two ordered k-NN lists, over k"),
-    ("edit_distance_knn", edit_distance_knn, edit_distance_knn_per_sample, _compare_edit, None, True,
-     _ORDER_REF, "1 - mean edit (Levenshtein) distance between each sample's two ordered k-NN lists, over k"),
-):  # fmt: skip
+    (
+        "mutual_knn",
+        mutual_knn,
+        mutual_knn_per_sample,
+        _compare_mutual,
+        mutual_knn_chance,
+        True,
+        PLATONIC_REF,
+        "mean fraction of each sample's k neighbours shared by both spaces",
+    ),
+    (
+        "jaccard_knn",
+        jaccard_knn,
+        jaccard_knn_per_sample,
+        _compare_jaccard,
+        jaccard_knn_chance,
+        True,
+        PLATONIC_REF,
+        "mean Jaccard index of each sample's two k-NN sets",
+    ),
+    (
+        "cycle_knn",
+        cycle_knn,
+        cycle_knn_per_sample,
+        _compare_cycle,
+        cycle_knn_chance,
+        False,
+        PLATONIC_REF,
+        "fraction of samples reached back via a B-neighbour's A-neighbours",
+    ),
+    (
+        "lcs_knn",
+        lcs_knn,
+        lcs_knn_per_sample,
+        _compare_lcs,
+        lcs_knn_chance,
+        True,
+        _ORDER_REF,
+        "mean longest common subsequence of each sample's two ordered k-NN lists, over k",
+    ),
+    (
+        "edit_distance_knn",
+        edit_distance_knn,
+        edit_distance_knn_per_sample,
+        _compare_edit,
+        None,
+        True,
+        _ORDER_REF,
+        "1 - mean edit (Levenshtein) distance between each sample's two ordered k-NN lists, over k",
+    ),
+):
     register(
         MetricSpec(
             name=_name,

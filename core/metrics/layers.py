@@ -101,27 +101,10 @@ def layer_matrix(
         if progress is not None:
             progress(done, total)
 
-    values = np.empty((n_a, n_b), dtype=np.float64)
     if split:
-        states_a = []
-        for tensor, label in zip(tensors_a, labels_a):
-            states_a.append(spec.prepare(tensor, name=label, **resolved))
-            tick()
-        states_b = []
-        for tensor, label in zip(tensors_b, labels_b):
-            states_b.append(spec.prepare(tensor, name=label, **resolved))
-            tick()
-        batched = spec.compare_all(states_a, states_b, **resolved) if spec.compare_all is not None else None
-        if batched is not None:
-            values[:] = batched
-            for _ in range(n_a * n_b):
-                tick()
-        else:
-            for i, state_a in enumerate(states_a):
-                for j, state_b in enumerate(states_b):
-                    values[i, j] = spec.compare(state_a, state_b, **resolved)
-                    tick()
+        values = _split_matrix(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, tick)
     else:
+        values = np.empty((n_a, n_b), dtype=np.float64)
         for i, (tensor_a, label_a) in enumerate(zip(tensors_a, labels_a)):
             for j, (tensor_b, label_b) in enumerate(zip(tensors_b, labels_b)):
                 values[i, j] = spec.fn(tensor_a, tensor_b, name_a=label_a, name_b=label_b, **resolved)
@@ -134,3 +117,27 @@ def layer_matrix(
     return LayerMatrix(
         values=values, best_index=best_index, best_value=float(values[best_index]), metric=metric, params=resolved
     )
+
+
+def _split_matrix(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, tick) -> np.ndarray:
+    """All pairs through the split form: each layer prepared once, then compared (batched when it can)."""
+    states_a = []
+    for tensor, label in zip(tensors_a, labels_a):
+        states_a.append(spec.prepare(tensor, name=label, **resolved))
+        tick()
+    states_b = []
+    for tensor, label in zip(tensors_b, labels_b):
+        states_b.append(spec.prepare(tensor, name=label, **resolved))
+        tick()
+    values = np.empty((len(states_a), len(states_b)), dtype=np.float64)
+    batched = spec.compare_all(states_a, states_b, **resolved) if spec.compare_all is not None else None
+    if batched is not None:
+        values[:] = batched
+        for _ in range(values.size):
+            tick()
+        return values
+    for i, state_a in enumerate(states_a):
+        for j, state_b in enumerate(states_b):
+            values[i, j] = spec.compare(state_a, state_b, **resolved)
+            tick()
+    return values

@@ -62,8 +62,18 @@ from alignscope.core.metrics.rsa import _compare_rsa, kendall_tau_a
 from alignscope.core.metrics.rsa import rdm as _rsa_rdm
 
 RDM_METHODS = ("correlation", "euclidean", "squared_euclidean", "cosine", "mahalanobis", "crossnobis")
-COMPARE_METHODS = ("spearman", "pearson", "kendall", "corr", "tau-a", "tau-b", "rho-a", "cosine", "cosine_cov",
-                   "corr_cov")  # fmt: skip
+COMPARE_METHODS = (
+    "spearman",
+    "pearson",
+    "kendall",
+    "corr",
+    "tau-a",
+    "tau-b",
+    "rho-a",
+    "cosine",
+    "cosine_cov",
+    "corr_cov",
+)
 # Methods that read the RDM as a whole matrix (double centring), not as a bag of pairs.
 _WHITENED = ("cosine_cov", "corr_cov")
 
@@ -75,8 +85,10 @@ def n_stimuli_from_pairs(n_pairs: int, name: str = "rdm") -> int:
     """The n with n(n-1)/2 == ``n_pairs``; InputError when ``n_pairs`` is not such a number."""
     n = int(round((1 + np.sqrt(1 + 8 * n_pairs)) / 2))
     if n * (n - 1) // 2 != n_pairs:
-        raise InputError(f"{name} has {n_pairs} entries, which is not n(n-1)/2 for any n; pass the condensed "
-                         "upper triangle (i < j, row-major) of an n x n RDM")  # fmt: skip
+        raise InputError(
+            f"{name} has {n_pairs} entries, which is not n(n-1)/2 for any n; pass the condensed "
+            "upper triangle (i < j, row-major) of an n x n RDM"
+        )
     return n
 
 
@@ -128,8 +140,10 @@ def check_rdm(values: Any, name: str = "rdm") -> np.ndarray:
         raise InputError(f"{name} is over {n} stimuli; at least {MIN_SAMPLES} are needed to compare RDMs")
     if not np.isfinite(array).all():
         n_bad = int((~np.isfinite(array)).sum())
-        raise InputError(f"{name} contains {n_bad} NaN or Inf dissimilarities; recompute it without missing data "
-                         "or drop the stimuli involved")  # fmt: skip
+        raise InputError(
+            f"{name} contains {n_bad} NaN or Inf dissimilarities; recompute it without missing data "
+            "or drop the stimuli involved"
+        )
     return array
 
 
@@ -170,12 +184,16 @@ def _check_measurements(data: Any, name: str, method: str) -> np.ndarray:
     if array.ndim == 2:
         return check_features(torch.from_numpy(array), name).numpy()
     if array.ndim != 3:
-        raise InputError(f"{name} must be features [n_stimuli, n_channels] or repeats [n_repeats, n_stimuli, "
-                         f"n_channels], got shape {array.shape}")  # fmt: skip
+        raise InputError(
+            f"{name} must be features [n_stimuli, n_channels] or repeats [n_repeats, n_stimuli, "
+            f"n_channels], got shape {array.shape}"
+        )
     n_repeats, n_stimuli, n_channels = array.shape
     if method == "crossnobis" and n_repeats < 2:
-        raise InputError(f"{name} has {n_repeats} repeat; crossnobis needs at least 2 independent repeats "
-                         "[n_repeats, n_stimuli, n_channels] (use 'mahalanobis' for a single measurement)")  # fmt: skip
+        raise InputError(
+            f"{name} has {n_repeats} repeat; crossnobis needs at least 2 independent repeats "
+            "[n_repeats, n_stimuli, n_channels] (use 'mahalanobis' for a single measurement)"
+        )
     if n_repeats == 0 or n_channels == 0:
         raise InputError(f"{name} is empty (shape {array.shape})")
     if n_stimuli < MIN_SAMPLES:
@@ -190,8 +208,10 @@ def _check_matrix_stack(matrix: Any, n_channels: int, n_repeats: int | None, nam
     array = _as_float64(matrix, name)
     shapes = [(n_channels, n_channels)] + ([(n_repeats, n_channels, n_channels)] if n_repeats else [])
     if array.shape not in shapes:
-        raise InputError(f"{name} has shape {array.shape}; it must be {' or '.join(map(str, shapes))} "
-                         f"for data with {n_channels} channels")  # fmt: skip
+        raise InputError(
+            f"{name} has shape {array.shape}; it must be {' or '.join(map(str, shapes))} "
+            f"for data with {n_channels} channels"
+        )
     if not np.isfinite(array).all():
         raise InputError(f"{name} contains NaN or Inf")
     if not np.allclose(array, np.swapaxes(array, -1, -2), rtol=1e-6, atol=1e-10):
@@ -199,13 +219,16 @@ def _check_matrix_stack(matrix: Any, n_channels: int, n_repeats: int | None, nam
     try:
         np.linalg.cholesky(array)
     except np.linalg.LinAlgError:
-        raise InputError(f"{name} is not positive definite; estimate it with shrinkage (e.g. rsatoolbox.data."
-                         "noise.prec_from_residuals(..., method='shrinkage_diag'))") from None  # fmt: skip
+        raise InputError(
+            f"{name} is not positive definite; estimate it with shrinkage (e.g. rsatoolbox.data."
+            "noise.prec_from_residuals(..., method='shrinkage_diag'))"
+        ) from None
     return array
 
 
-def _noise_precision(noise_precision: Any, noise_covariance: Any, n_channels: int,
-                     n_repeats: int | None) -> np.ndarray | None:  # fmt: skip
+def _noise_precision(
+    noise_precision: Any, noise_covariance: Any, n_channels: int, n_repeats: int | None
+) -> np.ndarray | None:
     if noise_precision is not None and noise_covariance is not None:
         raise InputError("pass noise_precision or noise_covariance, not both")
     if noise_precision is not None:
@@ -250,8 +273,10 @@ def compute_rdm(
     array = _check_measurements(data, name, method)
     if method == "crossnobis":
         if array.ndim != 3:
-            raise InputError(f"crossnobis needs repeated measurements [n_repeats, n_stimuli, n_channels] of "
-                             f"{name}, got shape {array.shape}")  # fmt: skip
+            raise InputError(
+                f"crossnobis needs repeated measurements [n_repeats, n_stimuli, n_channels] of "
+                f"{name}, got shape {array.shape}"
+            )
         precision = _noise_precision(noise_precision, noise_covariance, array.shape[2], array.shape[0])
         return _crossnobis(array, precision, remove_mean)
     patterns = array.mean(axis=0) if array.ndim == 3 else array
@@ -266,8 +291,10 @@ def compute_rdm(
     if method == "cosine":
         norms = np.linalg.norm(patterns, axis=1)
         if (norms == 0).any():
-            raise InputError(f"{name}: stimulus {int(np.flatnonzero(norms == 0)[0])} has an all-zero pattern, "
-                             "which has no cosine; use 'euclidean'")  # fmt: skip
+            raise InputError(
+                f"{name}: stimulus {int(np.flatnonzero(norms == 0)[0])} has an all-zero pattern, "
+                "which has no cosine; use 'euclidean'"
+            )
         unit = patterns / norms[:, None]
         return (1.0 - unit @ unit.T)[np.triu_indices(patterns.shape[0], 1)]
     weighted = patterns if precision is None else patterns @ precision
@@ -378,8 +405,9 @@ def _compare_many(model: np.ndarray, data: np.ndarray, method: str) -> np.ndarra
     return out
 
 
-def compare_rdms(rdm_a: Any, rdm_b: Any, method: str = "spearman", *, name_a: str = "rdm_a",
-                 name_b: str = "rdm_b") -> float:  # fmt: skip
+def compare_rdms(
+    rdm_a: Any, rdm_b: Any, method: str = "spearman", *, name_a: str = "rdm_a", name_b: str = "rdm_b"
+) -> float:
     """Similarity of two RDMs over the same stimuli in the same order; higher = more similar, symmetric.
 
     Args:
@@ -394,9 +422,11 @@ def compare_rdms(rdm_a: Any, rdm_b: Any, method: str = "spearman", *, name_a: st
     check_choice(method, COMPARE_METHODS, "compare method")
     vector_a, vector_b = check_rdm(rdm_a, name_a), check_rdm(rdm_b, name_b)
     if vector_a.size != vector_b.size:
-        raise InputError(f"{name_a} is over {n_stimuli_from_pairs(vector_a.size)} stimuli but {name_b} over "
-                         f"{n_stimuli_from_pairs(vector_b.size)}; both must hold the same stimuli in the same "
-                         "order")  # fmt: skip
+        raise InputError(
+            f"{name_a} is over {n_stimuli_from_pairs(vector_a.size)} stimuli but {name_b} over "
+            f"{n_stimuli_from_pairs(vector_b.size)}; both must hold the same stimuli in the same "
+            "order"
+        )
     value = float(_compare_many(vector_a, vector_b, method)[0])
     if not np.isfinite(value):
         which = name_a if np.ptp(vector_a) == 0 or not vector_a.any() else name_b

@@ -56,8 +56,9 @@ def retrieval_chance(n_samples: int, *, top_k: int, train_fraction: float = 0.5,
     return top_k / n_test
 
 
-def split_indices(n_samples: int, train_fraction: float, seed: int,
-                  sample_ids: Any = None) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def split_indices(
+    n_samples: int, train_fraction: float, seed: int, sample_ids: Any = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded train / test split of range(n_samples).
 
     ``sample_ids`` [n] (a bootstrap resample's original indices): the split is drawn over distinct
@@ -179,8 +180,9 @@ class LinearMap:
         return (tensor - self.source_mean.to(tensor.device)) @ weights + self.target_mean.to(tensor.device)
 
 
-def fit_linear_map(source: Any, target: Any, *, alpha: float = 1e-2, name_source: str = "source",
-                   name_target: str = "target") -> LinearMap:  # fmt: skip
+def fit_linear_map(
+    source: Any, target: Any, *, alpha: float = 1e-2, name_source: str = "source", name_target: str = "target"
+) -> LinearMap:
     """Ridge map from ``source`` [n, d_s] to ``target`` [n, d_t] (rows: the same samples), the one
     :func:`retrieval_accuracy` fits; ``alpha`` is relative to the mean eigenvalue of the source covariance.
 
@@ -200,8 +202,12 @@ def fit_linear_map(source: Any, target: Any, *, alpha: float = 1e-2, name_source
     source_mean = s64.mean(0)
     # The ridge solver only predicts; reading it at the mean and at the mean plus each unit vector gives
     # the affine map exactly (one solve, no second copy of the solver).
-    probes = source_mean + torch.cat([torch.zeros(1, s64.shape[1], dtype=torch.float64, device=s64.device),
-                                      torch.eye(s64.shape[1], dtype=torch.float64, device=s64.device)])  # fmt: skip
+    probes = source_mean + torch.cat(
+        [
+            torch.zeros(1, s64.shape[1], dtype=torch.float64, device=s64.device),
+            torch.eye(s64.shape[1], dtype=torch.float64, device=s64.device),
+        ]
+    )
     predicted = _ridge_fit_predict(s64, t64, probes, check_positive(alpha, "alpha", allow_zero=True))
     target_mean = predicted[0]
     return LinearMap(weights=predicted[1:] - target_mean, source_mean=source_mean, target_mean=target_mean)
@@ -254,9 +260,17 @@ class RetrievalResult:
         return self.n_relevant > 0
 
 
-def _codes(query_values: Any, gallery_values: Any, n_queries: int, n_gallery: int, what: str,
-           name_query: str, name_gallery: str) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+def _codes(
+    query_values: Any,
+    gallery_values: Any,
+    n_queries: int,
+    n_gallery: int,
+    what: str,
+    name_query: str,
+    name_gallery: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Shared integer codes of query and gallery labels (or ids), any comparable dtype (ints, strings)."""
+
     def flat(values: Any) -> np.ndarray:
         return np.asarray(values.cpu() if isinstance(values, torch.Tensor) else values).reshape(-1)
 
@@ -290,8 +304,9 @@ class RelevanceCodes:
         def move(codes: torch.Tensor | None) -> torch.Tensor | None:
             return None if codes is None else codes.to(device)
 
-        return RelevanceCodes(self.query_codes.to(device), self.gallery_codes.to(device), move(self.query_ids),
-                              move(self.gallery_ids))  # fmt: skip
+        return RelevanceCodes(
+            self.query_codes.to(device), self.gallery_codes.to(device), move(self.query_ids), move(self.gallery_ids)
+        )
 
     def block(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(relevant, excluded) bool [stop - start, n_g] for queries start..stop; excluded items are not relevant."""
@@ -318,8 +333,9 @@ def relevance_masks(
     """Check labels / ids against the set sizes and encode them (see :func:`evaluate_retrieval`)."""
     check_choice(relevance, RELEVANCE_MODES, "relevance")
     if relevance == "instance" and exclude_same_id:
-        raise InputError("exclude_same_id drops the only relevant items of instance-level retrieval; "
-                         "use it with relevance='class'")  # fmt: skip
+        raise InputError(
+            "exclude_same_id drops the only relevant items of instance-level retrieval; use it with relevance='class'"
+        )
     id_codes = None
     if relevance == "instance" or exclude_same_id:
         if query_ids is None and gallery_ids is None:
@@ -422,10 +438,18 @@ def evaluate_retrieval(
         max_rank = n_gallery
     if isinstance(max_rank, bool) or not isinstance(max_rank, (int, np.integer)) or not 1 <= max_rank <= n_gallery:
         raise InputError(f"max_rank must be an integer in [1, {n_gallery}] (the gallery size), got {max_rank!r}")
-    relevance_codes = relevance_masks(n_queries, n_gallery, relevance=relevance, query_labels=query_labels,
-                                      gallery_labels=gallery_labels, query_ids=query_ids, gallery_ids=gallery_ids,
-                                      exclude_same_id=exclude_same_id, name_query=name_query,
-                                      name_gallery=name_gallery)  # fmt: skip
+    relevance_codes = relevance_masks(
+        n_queries,
+        n_gallery,
+        relevance=relevance,
+        query_labels=query_labels,
+        gallery_labels=gallery_labels,
+        query_ids=query_ids,
+        gallery_ids=gallery_ids,
+        exclude_same_id=exclude_same_id,
+        name_query=name_query,
+        name_gallery=name_gallery,
+    )
     device = query_tensor.device
     relevance_codes = relevance_codes.to(device)
     unit_queries = F.normalize(query_tensor.to(torch.float64), dim=1)
@@ -453,8 +477,10 @@ def evaluate_retrieval(
     scored = n_relevant > 0
     n_scored = int(scored.sum())
     if n_scored == 0:
-        raise InputError(f"no query has a relevant item in {name_gallery}; check the labels / ids "
-                         "(and that exclude_same_id does not remove every match)")  # fmt: skip
+        raise InputError(
+            f"no query has a relevant item in {name_gallery}; check the labels / ids "
+            "(and that exclude_same_id does not remove every match)"
+        )
     scored_first = first_rank[scored]
     first_counts = torch.bincount(scored_first, minlength=n_gallery + 1)[1 : max_rank + 1]
     cmc = first_counts.cumsum(0).to(torch.float64) / n_scored
@@ -478,7 +504,9 @@ def _retrieval(top_k: int, mapped: bool):
         return retrieval_accuracy(feats_a, feats_b, top_k=top_k, mapped=mapped, **params)
 
     metric.__name__ = f"retrieval_top{top_k}" + ("" if mapped else "_unmapped")
-    metric.__doc__ = f"Top-{top_k} retrieval accuracy ({'ridge-mapped' if mapped else 'unmapped'}); see retrieval_accuracy."
+    metric.__doc__ = (
+        f"Top-{top_k} retrieval accuracy ({'ridge-mapped' if mapped else 'unmapped'}); see retrieval_accuracy."
+    )
     return metric
 
 

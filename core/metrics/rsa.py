@@ -80,15 +80,17 @@ def rsa(
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
     params = {"rdm_method": rdm_method, "compare": compare}
-    return _compare_rsa(_prepare_rsa(tensor_a, name=name_a, **params), _prepare_rsa(tensor_b, name=name_b, **params),
-                        compare=compare)  # fmt: skip
+    return _compare_rsa(
+        _prepare_rsa(tensor_a, name=name_a, **params), _prepare_rsa(tensor_b, name=name_b, **params), compare=compare
+    )
 
 
 # Each layer's RDM is computed (and ranked) once; ``layer_matrix`` and ``rsa`` share this path.
 
 
-def _prepare_rsa(feats: Any, *, rdm_method: str = "correlation", compare: str = "spearman", name: str = "feats",
-                 **_: Any) -> np.ndarray:  # fmt: skip
+def _prepare_rsa(
+    feats: Any, *, rdm_method: str = "correlation", compare: str = "spearman", name: str = "feats", **_: Any
+) -> np.ndarray:
     """A layer's RDM, as average ranks for Spearman (Spearman's ρ is Pearson's r of the ranks)."""
     check_choice(compare, COMPARE_METHODS, "compare")
     values = rdm(as_tensor(feats, name), rdm_method, name)

@@ -128,9 +128,7 @@ def _fit_whitening(feats: torch.Tensor, alpha: float, name: str) -> _Whitening:
     centred = feats64 - mean
     total = float(torch.linalg.matrix_norm(centred))
     if total == 0.0:
-        raise InputError(
-            f"{name} has zero variance (all rows identical); the shape distance is undefined for it"
-        )
+        raise InputError(f"{name} has zero variance (all rows identical); the shape distance is undefined for it")
     unit = centred / total
     # eigh of the smaller of YᵀY [d, d] and YYᵀ [n, n] (several times faster than an SVD here). The
     # singular values are then measured as the norms of Y's projections onto the eigenvectors, which
@@ -178,8 +176,9 @@ def _in_sample_score(factor_a: torch.Tensor, factor_b: torch.Tensor, score_metho
     return math.sqrt(max(2.0 - 2.0 * cosine, 0.0))
 
 
-def _held_out_score(aligned_a: torch.Tensor, aligned_b: torch.Tensor, sq_norm_a: float, sq_norm_b: float,
-                    score_method: str) -> float:  # fmt: skip
+def _held_out_score(
+    aligned_a: torch.Tensor, aligned_b: torch.Tensor, sq_norm_a: float, sq_norm_b: float, score_method: str
+) -> float:
     cross = float((aligned_a * aligned_b).sum())
     if score_method == "angular":
         if sq_norm_a == 0.0 or sq_norm_b == 0.0:
@@ -224,9 +223,7 @@ class ShapeAlignment:
             (tensor_b, self.n_features_b, name_b),
         ):
             if tensor.shape[1] != width:
-                raise InputError(
-                    f"{name} has {tensor.shape[1]} features but the alignment was fitted on {width}"
-                )
+                raise InputError(f"{name} has {tensor.shape[1]} features but the alignment was fitted on {width}")
         device = self._rotation_a.device
         coords_a, sq_norm_a = self._whitening_a.transform(tensor_a.to(device))
         coords_b, sq_norm_b = self._whitening_b.transform(tensor_b.to(device))
@@ -259,8 +256,9 @@ def fit_shape_alignment(
     whitening_a = _fit_whitening(tensor_a, alpha, name_a)
     whitening_b = _fit_whitening(tensor_b, alpha, name_b)
     rotation_a, rotation_b = _rotations(whitening_a.factor, whitening_b.factor)
-    return ShapeAlignment(alpha, score_method, tensor_a.shape[1], tensor_b.shape[1],
-                          whitening_a, whitening_b, rotation_a, rotation_b)  # fmt: skip
+    return ShapeAlignment(
+        alpha, score_method, tensor_a.shape[1], tensor_b.shape[1], whitening_a, whitening_b, rotation_a, rotation_b
+    )
 
 
 # --- prepared states: per-input work done once (layer matrices, many-model matrices, nulls) --------
@@ -290,16 +288,22 @@ class ShapeState:
     feats: torch.Tensor | None = None
 
 
-def _prepare_shape(feats: Any, *, alpha: float = 1.0, n_folds: int = 0, seed: int = 0, name: str = "feats",
-                   sample_ids: Any = None, **_: Any) -> ShapeState:  # fmt: skip
+def _prepare_shape(
+    feats: Any,
+    *,
+    alpha: float = 1.0,
+    n_folds: int = 0,
+    seed: int = 0,
+    name: str = "feats",
+    sample_ids: Any = None,
+    **_: Any,
+) -> ShapeState:
     tensor = check_features(feats, name)
     alpha = _check_alpha(alpha)
     n_folds = _check_folds(n_folds, tensor.shape[0], allow_zero=True)
     if n_folds == 0:
         return ShapeState(alpha, 0, int(seed), factor=_fit_whitening(tensor, alpha, name).factor)
-    folds = [
-        fold.to(tensor.device) for fold in kfold_indices(tensor.shape[0], n_folds, int(seed), sample_ids)
-    ]
+    folds = [fold.to(tensor.device) for fold in kfold_indices(tensor.shape[0], n_folds, int(seed), sample_ids)]
     if any(fold.numel() == 0 for fold in folds):
         raise InputError(f"{tensor.shape[0]} rows hold too few distinct samples for {n_folds} folds")
     prepared = []
@@ -311,9 +315,7 @@ def _prepare_shape(feats: Any, *, alpha: float = 1.0, n_folds: int = 0, seed: in
     return ShapeState(alpha, n_folds, int(seed), folds=tuple(prepared), feats=tensor)
 
 
-def _compare_shape(
-    state_a: ShapeState, state_b: ShapeState, *, score_method: str = "angular", **_: Any
-) -> float:
+def _compare_shape(state_a: ShapeState, state_b: ShapeState, *, score_method: str = "angular", **_: Any) -> float:
     check_choice(score_method, SCORE_METHODS, "score_method")
     if (state_a.alpha, state_a.n_folds, state_a.seed) != (state_b.alpha, state_b.n_folds, state_b.seed):
         raise InputError("both inputs must be prepared with the same alpha, n_folds and seed")
@@ -376,8 +378,11 @@ def shape_distance(
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
     check_choice(score_method, SCORE_METHODS, "score_method")
     params = {"alpha": alpha, "n_folds": n_folds, "seed": seed, "sample_ids": sample_ids}
-    return _compare_shape(_prepare_shape(tensor_a, name=name_a, **params),
-                          _prepare_shape(tensor_b, name=name_b, **params), score_method=score_method)  # fmt: skip
+    return _compare_shape(
+        _prepare_shape(tensor_a, name=name_a, **params),
+        _prepare_shape(tensor_b, name=name_b, **params),
+        score_method=score_method,
+    )
 
 
 def cross_validated_shape_distance(
@@ -401,8 +406,17 @@ def cross_validated_shape_distance(
     """
     tensor_a, _ = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
     n_folds = _check_folds(n_folds, tensor_a.shape[0], allow_zero=False)
-    return shape_distance(feats_a, feats_b, alpha=alpha, score_method=score_method, n_folds=n_folds, seed=seed,
-                          sample_ids=sample_ids, name_a=name_a, name_b=name_b)  # fmt: skip
+    return shape_distance(
+        feats_a,
+        feats_b,
+        alpha=alpha,
+        score_method=score_method,
+        n_folds=n_folds,
+        seed=seed,
+        sample_ids=sample_ids,
+        name_a=name_a,
+        name_b=name_b,
+    )
 
 
 def pairwise_shape_distances(
@@ -429,9 +443,7 @@ def pairwise_shape_distances(
         ((3, 3), 0.0, True, True)
     """
     if len(list_of_feats) < 2:
-        raise InputError(
-            f"pairwise_shape_distances needs at least two representations, got {len(list_of_feats)}"
-        )
+        raise InputError(f"pairwise_shape_distances needs at least two representations, got {len(list_of_feats)}")
     labels = list(names) if names is not None else [f"representation {i}" for i in range(len(list_of_feats))]
     if len(labels) != len(list_of_feats):
         raise InputError(f"{len(labels)} names for {len(list_of_feats)} representations")
@@ -439,11 +451,15 @@ def pairwise_shape_distances(
     tensors = [check_features(feats, label) for feats, label in zip(list_of_feats, labels)]
     for tensor, label in zip(tensors, labels):
         if tensor.shape[0] != tensors[0].shape[0]:
-            raise InputError(f"{labels[0]} has {tensors[0].shape[0]} rows but {label} has {tensor.shape[0]}; "
-                             "all must hold the same samples in the same order")  # fmt: skip
+            raise InputError(
+                f"{labels[0]} has {tensors[0].shape[0]} rows but {label} has {tensor.shape[0]}; "
+                "all must hold the same samples in the same order"
+            )
     device = tensors[0].device
-    states = [_prepare_shape(tensor.to(device), alpha=alpha, n_folds=n_folds, seed=seed, name=label)
-              for tensor, label in zip(tensors, labels)]  # fmt: skip
+    states = [
+        _prepare_shape(tensor.to(device), alpha=alpha, n_folds=n_folds, seed=seed, name=label)
+        for tensor, label in zip(tensors, labels)
+    ]
     matrix = np.zeros((len(states), len(states)), dtype=np.float64)
     for i in range(len(states)):
         for j in range(i + 1, len(states)):

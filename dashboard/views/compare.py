@@ -26,23 +26,55 @@ def _sidebar(sel: Selection) -> None:
     with st.sidebar:
         st.header("Comparison")
         ui.pair_widgets(sel)
-        bound(st.multiselect, "Headline metrics", sel, "metrics", options=metric_names, to_widget=list,
-              from_widget=tuple, max_selections=8, help="Shown side by side: metrics disagree.")  # fmt: skip
+        bound(
+            st.multiselect,
+            "Headline metrics",
+            sel,
+            "metrics",
+            options=metric_names,
+            to_widget=list,
+            from_widget=tuple,
+            max_selections=8,
+            help="Shown side by side: metrics disagree.",
+        )
         bound(st.selectbox, "Heatmap metric", sel, "metric", options=metric_names)
         ui.k_widget(sel, help="Used by the k-NN metrics only.")
-        bound(st.number_input, "Permutations (p-value)", sel, "permutations", min_value=0,
-              max_value=MAX_PERMUTATIONS, step=100, help="0 turns the permutation test off.")  # fmt: skip
-        bound(st.number_input, "Bootstrap resamples", sel, "bootstrap", min_value=0, max_value=MAX_BOOTSTRAP,
-              step=50, help="0 turns the interval off.")  # fmt: skip
+        bound(
+            st.number_input,
+            "Permutations (p-value)",
+            sel,
+            "permutations",
+            min_value=0,
+            max_value=MAX_PERMUTATIONS,
+            step=100,
+            help="0 turns the permutation test off.",
+        )
+        bound(
+            st.number_input,
+            "Bootstrap resamples",
+            sel,
+            "bootstrap",
+            min_value=0,
+            max_value=MAX_BOOTSTRAP,
+            step=50,
+            help="0 turns the interval off.",
+        )
 
 
 def pair_request(sel: Selection, metric: str, layers: str, *, with_stats: bool) -> PairRequest:
     """The request behind one headline score (the same the CLI and the API build for these settings)."""
     return PairRequest(
-        sel.model_a, sel.model_b, sel.dataset, sel.n, sel.seed, metric,
-        metric_params(metric, k=sel.k, similarity=sel.similarity), layers,
-        sel.permutations if with_stats else 0, sel.bootstrap if with_stats else 0,
-    )  # fmt: skip
+        sel.model_a,
+        sel.model_b,
+        sel.dataset,
+        sel.n,
+        sel.seed,
+        metric,
+        metric_params(metric, k=sel.k, similarity=sel.similarity),
+        layers,
+        sel.permutations if with_stats else 0,
+        sel.bootstrap if with_stats else 0,
+    )
 
 
 def _p_text(score: PairScore | None) -> str:
@@ -105,10 +137,23 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
         return None, None
     matrix: LayerMatrix = outcome.result
     spec = get_metric(sel.metric)
-    fig = plots.layer_heatmap(matrix.values, matrix.names_a, matrix.names_b, metric=sel.metric, model_a=sel.model_a,
-                              model_b=sel.model_b, best_index=matrix.best_index, selected_index=(layer_a, layer_b))  # fmt: skip
-    st.plotly_chart(fig, key="compare-heatmap", on_select=_pick_cell, selection_mode="points",
-                    config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}})  # fmt: skip
+    fig = plots.layer_heatmap(
+        matrix.values,
+        matrix.names_a,
+        matrix.names_b,
+        metric=sel.metric,
+        model_a=sel.model_a,
+        model_b=sel.model_b,
+        best_index=matrix.best_index,
+        selected_index=(layer_a, layer_b),
+    )
+    st.plotly_chart(
+        fig,
+        key="compare-heatmap",
+        on_select=_pick_cell,
+        selection_mode="points",
+        config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}},
+    )
     best_i, best_j = matrix.best_index
     st.caption(
         f"Best pair: A layer {best_i} `{matrix.names_a[best_i]}` × B layer {best_j} `{matrix.names_b[best_j]}` = "
@@ -118,8 +163,12 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
     for i, j, reason in matrix.problems[:3]:
         st.caption(f"Layer pair {i} × {j} could not be scored: {ui.plain(reason)}")
     if (best_i, best_j) != (layer_a, layer_b):
-        st.button("Use the best pair", on_click=update_selection, kwargs={"layer_a": best_i, "layer_b": best_j},
-                  icon=":material/star:")  # fmt: skip
+        st.button(
+            "Use the best pair",
+            on_click=update_selection,
+            kwargs={"layer_a": best_i, "layer_b": best_j},
+            icon=":material/star:",
+        )
     return matrix, fig
 
 
@@ -129,27 +178,36 @@ def _statistics(sel: Selection, scores: list[PairScore | None], full: list, sear
         if score is None:
             continue
         stats = outcome.result if outcome is not None and outcome.ready else None
-        rows.append({
-            "metric": metric,
-            "score": _number(score.value),
-            "chance level": _number(score.chance),
-            "p-value": _p_text(stats) if stats else ("—" if not sel.permutations else "computing…"),
-            f"p if best of {searched} pairs": "—" if stats is None or stats.p_value is None
-            else _number(min(1.0, stats.p_value * searched)),
-            "95% CI": "—" if stats is None or stats.ci_low is None else f"[{stats.ci_low:.4f}, {stats.ci_high:.4f}]",
-        })  # fmt: skip
+        rows.append(
+            {
+                "metric": metric,
+                "score": _number(score.value),
+                "chance level": _number(score.chance),
+                "p-value": _p_text(stats) if stats else ("—" if not sel.permutations else "computing…"),
+                f"p if best of {searched} pairs": "—"
+                if stats is None or stats.p_value is None
+                else _number(min(1.0, stats.p_value * searched)),
+                "95% CI": "—"
+                if stats is None or stats.ci_low is None
+                else f"[{stats.ci_low:.4f}, {stats.ci_high:.4f}]",
+            }
+        )
     if not rows:
         return None
     table = pd.DataFrame(rows).set_index("metric")
     if searched == 1:
         table = table.drop(columns=f"p if best of {searched} pairs")
     st.dataframe(table, width="stretch")
-    notes = ["Chance level: the metric's closed form where it has one (k-NN overlaps: k/(n−1)), else the mean "
-             "over 20 shuffled sample correspondences."]  # fmt: skip
+    notes = [
+        "Chance level: the metric's closed form where it has one (k-NN overlaps: k/(n−1)), else the mean "
+        "over 20 shuffled sample correspondences."
+    ]
     if sel.permutations:
-        notes.append(f"p-value: one-sided permutation test, {sel.permutations} shuffles, +1 corrected; "
-                     f"“≤ 1/{sel.permutations + 1}” means no shuffle scored as well. If you chose this layer pair "
-                     f"because it scored best, use the corrected column (p × {searched} pairs searched).")  # fmt: skip
+        notes.append(
+            f"p-value: one-sided permutation test, {sel.permutations} shuffles, +1 corrected; "
+            f"“≤ 1/{sel.permutations + 1}” means no shuffle scored as well. If you chose this layer pair "
+            f"because it scored best, use the corrected column (p × {searched} pairs searched)."
+        )
     else:
         notes.append("Permutations are off (0): no p-values.")
     if sel.bootstrap:
@@ -188,8 +246,15 @@ def render(sel: Selection) -> None:
     full = [pair_request(sel, metric, layers, with_stats=True) for metric in sel.metrics]
     if not (sel.permutations or sel.bootstrap):
         full = []
-    matrix_request = MatrixRequest(sel.model_a, sel.model_b, sel.dataset, sel.n, sel.seed, sel.metric,
-                                   metric_params(sel.metric, k=sel.k, similarity=sel.similarity))  # fmt: skip
+    matrix_request = MatrixRequest(
+        sel.model_a,
+        sel.model_b,
+        sel.dataset,
+        sel.n,
+        sel.seed,
+        sel.metric,
+        metric_params(sel.metric, k=sel.k, similarity=sel.similarity),
+    )
     outcomes = ui.fetch([*quick, matrix_request, *full], key="compare")
     quick_out, matrix_out, full_out = outcomes[: len(quick)], outcomes[len(quick)], outcomes[len(quick) + 1 :]
 
@@ -198,10 +263,16 @@ def render(sel: Selection) -> None:
     searched = len(pair.names_a) * len(pair.names_b)
     table = _statistics(sel, scores, full_out, searched)
     rows = [
-        {"metric": m, "score": s.value, "chance": s.chance, "low": f.result.ci_low if f is not None and f.ready else None,
-         "high": f.result.ci_high if f is not None and f.ready else None}
-        for m, s, f in zip(sel.metrics, scores, full_out or [None] * len(scores)) if s is not None
-    ]  # fmt: skip
+        {
+            "metric": m,
+            "score": s.value,
+            "chance": s.chance,
+            "low": f.result.ci_low if f is not None and f.ready else None,
+            "high": f.result.ci_high if f is not None and f.ready else None,
+        }
+        for m, s, f in zip(sel.metrics, scores, full_out or [None] * len(scores))
+        if s is not None
+    ]
     if rows:
         st.plotly_chart(plots.metric_scores(rows, with_intervals=bool(sel.bootstrap)), key="compare-scores")
     matrix, fig = _heatmap(sel, matrix_out, layer_a, layer_b)
@@ -224,8 +295,9 @@ def render(sel: Selection) -> None:
     with columns[0]:
         ui.json_download("Result card (JSON)", card, "alignscope-result.json", key="dl-card")
     if matrix is not None:
-        frame = pd.DataFrame(matrix.values, index=[f"A:{x}" for x in matrix.names_a],
-                             columns=[f"B:{x}" for x in matrix.names_b])  # fmt: skip
+        frame = pd.DataFrame(
+            matrix.values, index=[f"A:{x}" for x in matrix.names_a], columns=[f"B:{x}" for x in matrix.names_b]
+        )
         with columns[1]:
             ui.csv_download("Heatmap (CSV)", frame, "alignscope-layers.csv", key="dl-csv")
         with columns[2]:

@@ -22,26 +22,51 @@ from alignscope.dashboard.url_state import update_selection
 def _registries() -> None:
     st.subheader("Models")
     st.dataframe(
-        pd.DataFrame([{"name": s.name, "family": s.family, "kind": s.kind, "modality": s.modality,
-                       "installed": install_status(s), "description": s.description} for s in list_models()]),
-        hide_index=True, width="stretch",
-    )  # fmt: skip
+        pd.DataFrame(
+            [
+                {
+                    "name": s.name,
+                    "family": s.family,
+                    "kind": s.kind,
+                    "modality": s.modality,
+                    "installed": install_status(s),
+                    "description": s.description,
+                }
+                for s in list_models()
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
     st.subheader("Datasets")
     st.dataframe(
-        pd.DataFrame([{"name": s.name, "modality": s.modality, "source": s.source,
-                       "samples": _cached.dataset_size(s.name), "description": s.description}
-                      for s in list_datasets()]),
-        hide_index=True, width="stretch",
-    )  # fmt: skip
-    st.caption("A model encodes datasets of its modality; `any` (precomputed representations) matches the dataset "
-               "it was uploaded for.")  # fmt: skip
+        pd.DataFrame(
+            [
+                {
+                    "name": s.name,
+                    "modality": s.modality,
+                    "source": s.source,
+                    "samples": _cached.dataset_size(s.name),
+                    "description": s.description,
+                }
+                for s in list_datasets()
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+    )
+    st.caption(
+        "A model encodes datasets of its modality; `any` (precomputed representations) matches the dataset "
+        "it was uploaded for."
+    )
     added = [("models", s.name) for s in list_models() if not MODELS.is_builtin(s.name)] + [
         ("datasets", s.name) for s in list_datasets() if s.source.startswith(("upload:", "hub:"))
     ]
     if added:
         with st.expander("Remove an uploaded or added entry"):
-            kind_name = st.selectbox("Entry", added, format_func=lambda item: f"{item[1]} ({item[0][:-1]})",
-                                     key="remove-entry")  # fmt: skip
+            kind_name = st.selectbox(
+                "Entry", added, format_func=lambda item: f"{item[1]} ({item[0][:-1]})", key="remove-entry"
+            )
             if st.button("Remove", icon=":material/delete:", key="remove-entry-button"):
                 try:
                     forget(*kind_name)
@@ -73,8 +98,9 @@ def _upload_dataset() -> None:
                 spec = add_image_dataset(name, file.name, data)
             else:
                 spec = add_text_dataset(name, file.name, data)
-        st.success(ui.plain(f"Added dataset {spec.name} ({spec.modality}): {spec.description}"),
-                   icon=":material/check_circle:")  # fmt: skip
+        st.success(
+            ui.plain(f"Added dataset {spec.name} ({spec.modality}): {spec.description}"), icon=":material/check_circle:"
+        )
     except AlignscopeError as error:
         ui.show_error(error)
 
@@ -89,8 +115,11 @@ def _upload_representation(sel: Selection) -> None:
     dataset_names = [s.name for s in list_datasets()]
     with st.form("upload-representation"):
         rep_name = st.text_input("Representation name", placeholder="v1-recordings")
-        rep_dataset = st.selectbox("Rows are samples of", dataset_names,
-                                   index=dataset_names.index(sel.dataset) if sel.dataset in dataset_names else 0)  # fmt: skip
+        rep_dataset = st.selectbox(
+            "Rows are samples of",
+            dataset_names,
+            index=dataset_names.index(sel.dataset) if sel.dataset in dataset_names else 0,
+        )
         rep_file = st.file_uploader("Matrix", type=["npy", "csv", "safetensors"], key="representation-file")
         rep_submitted = st.form_submit_button("Add representation", icon=":material/upload:")
     if rep_submitted:
@@ -100,8 +129,10 @@ def _upload_representation(sel: Selection) -> None:
             try:
                 with st.spinner("Validating the matrix…"):
                     spec = add_representation(rep_name, rep_file.name, rep_file.getvalue(), dataset=rep_dataset)
-                st.success(ui.plain(f"Added representation {spec.name} for dataset {rep_dataset}."),
-                           icon=":material/check_circle:")  # fmt: skip
+                st.success(
+                    ui.plain(f"Added representation {spec.name} for dataset {rep_dataset}."),
+                    icon=":material/check_circle:",
+                )
                 st.session_state["last-representation"] = (spec.name, rep_dataset)
             except AlignscopeError as error:
                 ui.show_error(error)
@@ -114,9 +145,11 @@ def _upload_representation(sel: Selection) -> None:
 
 def _hub_model() -> None:
     st.subheader("Add a Hugging Face model by id")
-    st.markdown("Any `transformers` text or vision model by hub id like `org/name` (local folders: "
-                "`alignscope models --add PATH`). It is downloaded on first use; without network that first "
-                "use fails with a clear message.")  # fmt: skip
+    st.markdown(
+        "Any `transformers` text or vision model by hub id like `org/name` (local folders: "
+        "`alignscope models --add PATH`). It is downloaded on first use; without network that first "
+        "use fails with a clear message."
+    )
     with st.form("hub-model"):
         hub_id = st.text_input("Hub id", placeholder="sentence-transformers/all-MiniLM-L6-v2", key="hub-id")
         modality = st.radio("Modality", ["text", "image"], horizontal=True)
@@ -124,15 +157,21 @@ def _hub_model() -> None:
         hub_submitted = st.form_submit_button("Add model", icon=":material/add:")
     if hub_submitted:
         try:
-            spec = hub_model_spec(hub_id.strip(), modality=modality, revision=revision.strip() or None,
-                                  allow_local=get_settings().dashboard_local_paths)  # fmt: skip
+            spec = hub_model_spec(
+                hub_id.strip(),
+                modality=modality,
+                revision=revision.strip() or None,
+                allow_local=get_settings().dashboard_local_paths,
+            )
             with st.spinner("Checking the id on the Hugging Face hub…"):
                 hub_warning = check_hub_model(spec)
             spec = remember_model(spec)
             if hub_warning:
                 st.warning(ui.plain(hub_warning), icon=":material/cloud_off:")
-            st.success(ui.plain(f"Added model {spec.name} ({spec.kind}, {spec.source}). Try loading it below."),
-                       icon=":material/check_circle:")  # fmt: skip
+            st.success(
+                ui.plain(f"Added model {spec.name} ({spec.kind}, {spec.source}). Try loading it below."),
+                icon=":material/check_circle:",
+            )
             st.session_state["last-hub-model"] = spec.name
         except AlignscopeError as error:
             ui.show_error(error)
@@ -153,9 +192,20 @@ def _cache_tab() -> None:
     st.subheader("Feature cache")
     st.caption(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 2**20:.1f} MiB")
     if entries:
-        table = pd.DataFrame([{"key": e.key, "model": e.model, "dataset": e.dataset, "samples": e.n_samples,
-                               "layers": e.n_layers, "MiB": round(e.bytes / 2**20, 3), "created": e.created}
-                              for e in entries])  # fmt: skip
+        table = pd.DataFrame(
+            [
+                {
+                    "key": e.key,
+                    "model": e.model,
+                    "dataset": e.dataset,
+                    "samples": e.n_samples,
+                    "layers": e.n_layers,
+                    "MiB": round(e.bytes / 2**20, 3),
+                    "created": e.created,
+                }
+                for e in entries
+            ]
+        )
         st.dataframe(table, hide_index=True, width="stretch")
         left, right = st.columns(2)
         with left:
@@ -178,11 +228,18 @@ def _cache_tab() -> None:
     store = _cached.engine().store
     results = store.entries() if store is not None else []
     st.subheader("Result store")
-    st.caption(f"{len(results)} computed results (scores, matrices, maps), {sum(r.bytes for r in results) / 2**20:.1f} MiB; "
-               "shared by every browser session and the CLI.")  # fmt: skip
+    st.caption(
+        f"{len(results)} computed results (scores, matrices, maps), {sum(r.bytes for r in results) / 2**20:.1f} MiB; "
+        "shared by every browser session and the CLI."
+    )
     if results:
-        st.dataframe(pd.DataFrame([{"kind": r.kind, "what": r.label, "seconds": r.seconds, "created": r.created}
-                                   for r in results]), hide_index=True, width="stretch")  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                [{"kind": r.kind, "what": r.label, "seconds": r.seconds, "created": r.created} for r in results]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
 
 
 def render(sel: Selection) -> None:

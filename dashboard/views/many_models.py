@@ -26,21 +26,44 @@ def _sidebar(sel: Selection) -> None:
     size = _cached.dataset_size(sel.dataset) or sel.n
     with st.sidebar:
         st.header("Model set")
-        bound(st.multiselect, "Models", sel, "models", options=model_names, format_func=ui.model_label,
-              to_widget=list, from_widget=tuple, max_selections=MAX_MODELS,
-              help="Two or more models of the dataset's modality.")  # fmt: skip
+        bound(
+            st.multiselect,
+            "Models",
+            sel,
+            "models",
+            options=model_names,
+            format_func=ui.model_label,
+            to_widget=list,
+            from_widget=tuple,
+            max_selections=MAX_MODELS,
+            help="Two or more models of the dataset's modality.",
+        )
         bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=ui.dataset_label)
         bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50)
         bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
         bound(st.selectbox, "Metric", sel, "metric", options=[s.name for s in list_metrics()])
         ui.k_widget(sel)
-        bound(st.radio, "Layers", sel, "relative_depth", options=[BEST, DEPTH], key_suffix=".mode",
-              to_widget=lambda depth: BEST if depth is None else DEPTH,
-              from_widget=lambda mode: None if mode == BEST else 1.0,
-              help="Best: each pair's best-scoring layer pair. Depth: the layer at the same relative depth in each.")  # fmt: skip
+        bound(
+            st.radio,
+            "Layers",
+            sel,
+            "relative_depth",
+            options=[BEST, DEPTH],
+            key_suffix=".mode",
+            to_widget=lambda depth: BEST if depth is None else DEPTH,
+            from_widget=lambda mode: None if mode == BEST else 1.0,
+            help="Best: each pair's best-scoring layer pair. Depth: the layer at the same relative depth in each.",
+        )
         if sel.relative_depth is not None:
-            bound(st.slider, "Relative depth (0 = first layer, 1 = last)", sel, "relative_depth", min_value=0.0,
-                  max_value=1.0, step=0.05)  # fmt: skip
+            bound(
+                st.slider,
+                "Relative depth (0 = first layer, 1 = last)",
+                sel,
+                "relative_depth",
+                min_value=0.0,
+                max_value=1.0,
+                step=0.05,
+            )
 
 
 def _gram(sel: Selection, outcome) -> GramVolume | None:
@@ -54,8 +77,12 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
         return gram
     depth = 1.0 if sel.relative_depth is None else sel.relative_depth
     left, right = st.columns(2)
-    left.metric("GRAM volume (↓ more aligned)", f"{gram.volume:.3f}",
-                delta=f"{gram.volume - gram.chance:+.3f} vs chance", delta_color="inverse")  # fmt: skip
+    left.metric(
+        "GRAM volume (↓ more aligned)",
+        f"{gram.volume:.3f}",
+        delta=f"{gram.volume - gram.chance:+.3f} vs chance",
+        delta_color="inverse",
+    )
     right.metric("Chance (rows shuffled)", f"{gram.chance:.3f}", help=f"sd {gram.chance_std:.3f} over 20 shuffles")
     st.caption(
         f"Mean volume of the parallelotope spanned by each sample's L2-normalised embeddings from all "
@@ -83,8 +110,9 @@ def render(sel: Selection) -> None:
         ui.share_box(sel)
         st.stop()
     params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity)
-    matrix_request = ModelMatrixRequest(tuple(sel.models), sel.dataset, sel.n, sel.seed, sel.metric, params,
-                                        sel.relative_depth)  # fmt: skip
+    matrix_request = ModelMatrixRequest(
+        tuple(sel.models), sel.dataset, sel.n, sel.seed, sel.metric, params, sel.relative_depth
+    )
     depth = 1.0 if sel.relative_depth is None else sel.relative_depth
     gram_request = GramRequest(tuple(sel.models), sel.dataset, sel.n, sel.seed, depth)
     matrix_out, gram_out = ui.fetch([matrix_request, gram_request], key="many")
@@ -95,16 +123,28 @@ def render(sel: Selection) -> None:
         ui.status_note(matrix_out, f"{sel.metric} for {len(sel.models) ** 2} model pairs")
     else:
         bounded = all(np.isfinite(spec.value_range))
-        fig = plots.model_matrix(result.values, list(sel.models), metric=sel.metric, order=list(result.order),
-                                 value_range=spec.value_range if bounded else None)  # fmt: skip
+        fig = plots.model_matrix(
+            result.values,
+            list(sel.models),
+            metric=sel.metric,
+            order=list(result.order),
+            value_range=spec.value_range if bounded else None,
+        )
         st.plotly_chart(fig, key="many-matrix")
-        where = "each pair's best layer pair" if sel.relative_depth is None else f"relative depth {sel.relative_depth:.2f}"
-        st.caption(f"{sel.metric} ({'higher' if spec.higher_is_better else 'lower'} is more aligned) at {where}, on "
-                   f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). Rows and columns are ordered by "
-                   "average-linkage clustering.")  # fmt: skip
+        where = (
+            "each pair's best layer pair" if sel.relative_depth is None else f"relative depth {sel.relative_depth:.2f}"
+        )
+        st.caption(
+            f"{sel.metric} ({'higher' if spec.higher_is_better else 'lower'} is more aligned) at {where}, on "
+            f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). Rows and columns are ordered by "
+            "average-linkage clustering."
+        )
         frame = pd.DataFrame(result.values, index=list(sel.models), columns=list(sel.models))
-        layer_frame = pd.DataFrame([[f"{int(c[0])}×{int(c[1])}" for c in row] for row in result.layers],
-                                   index=list(sel.models), columns=list(sel.models))  # fmt: skip
+        layer_frame = pd.DataFrame(
+            [[f"{int(c[0])}×{int(c[1])}" for c in row] for row in result.layers],
+            index=list(sel.models),
+            columns=list(sel.models),
+        )
         with st.expander("Scores and the layer pair behind each cell"):
             st.dataframe(frame.style.format("{:.4f}"), width="stretch")
             st.dataframe(layer_frame, width="stretch")
@@ -120,10 +160,20 @@ def render(sel: Selection) -> None:
         with columns[1]:
             ui.html_download(fig, "alignscope-models.html", key="many-html")
     with columns[2]:
-        ui.json_download("Result card (JSON)",
-                         {"alignscope_result": 2, "page": "many-models", "config": sel.to_query(), "matrix": result,
-                          "gram": gram, "packages": _cached.package_versions(), "link": share_url(sel)},
-                         "alignscope-models.json", key="many-card")  # fmt: skip
+        ui.json_download(
+            "Result card (JSON)",
+            {
+                "alignscope_result": 2,
+                "page": "many-models",
+                "config": sel.to_query(),
+                "matrix": result,
+                "gram": gram,
+                "packages": _cached.package_versions(),
+                "link": share_url(sel),
+            },
+            "alignscope-models.json",
+            key="many-card",
+        )
 
 
 if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py

@@ -23,8 +23,11 @@ def matching_samples(query: str, sample_ids: list[str], texts: tuple[str, ...] |
     needle = query.strip().casefold()
     if not needle:
         return list(range(len(sample_ids)))
-    return [i for i, sample_id in enumerate(sample_ids)
-            if needle in sample_id.casefold() or (texts is not None and needle in texts[i].casefold())]  # fmt: skip
+    return [
+        i
+        for i, sample_id in enumerate(sample_ids)
+        if needle in sample_id.casefold() or (texts is not None and needle in texts[i].casefold())
+    ]
 
 
 def _pick_bin(sample_ids: list[str], shared_counts: np.ndarray, k: int) -> None:
@@ -45,13 +48,18 @@ def render(sel: Selection) -> None:
     with st.sidebar:
         st.header("Neighbours")
         ui.pair_widgets(sel)
-        ui.k_widget(sel, help="Neighbours per sample, by cosine similarity in each model's own space; the sample "
-                    "itself is never its own neighbour.")  # fmt: skip
+        ui.k_widget(
+            sel,
+            help="Neighbours per sample, by cosine similarity in each model's own space; the sample "
+            "itself is never its own neighbour.",
+        )
     pair = ui.load_pair(sel, key="neighbours")
     n, layer_a, layer_b = pair.n, pair.layer_a, pair.layer_b
     k = min(sel.k, n - 1)
-    (outcome,) = ui.fetch([NeighbourRequest(sel.model_a, sel.model_b, sel.dataset, sel.n, sel.seed, layer_a, layer_b,
-                                            k)], key="neighbours")  # fmt: skip
+    (outcome,) = ui.fetch(
+        [NeighbourRequest(sel.model_a, sel.model_b, sel.dataset, sel.n, sel.seed, layer_a, layer_b, k)],
+        key="neighbours",
+    )
     if not outcome.ready:
         ui.status_note(outcome, "the neighbour lists")
         ui.gate([outcome], key="neighbours-gate", what="the neighbour lists")
@@ -72,11 +80,17 @@ def render(sel: Selection) -> None:
         "2-D) that both models share."
     )
     columns = st.columns(4)
-    columns[0].metric("Mutual k-NN (mean overlap)", f"{result.score:.3f}",
-                      delta=f"{result.score - result.chance:+.3f} vs chance",
-                      help="Mean of the per-sample overlaps below: the global mutual k-NN score.")  # fmt: skip
-    columns[1].metric("Chance level k/(n−1)", f"{result.chance:.3f}",
-                      help="Expected overlap if B's neighbours were a random k of the other n−1 samples.")  # fmt: skip
+    columns[0].metric(
+        "Mutual k-NN (mean overlap)",
+        f"{result.score:.3f}",
+        delta=f"{result.score - result.chance:+.3f} vs chance",
+        help="Mean of the per-sample overlaps below: the global mutual k-NN score.",
+    )
+    columns[1].metric(
+        "Chance level k/(n−1)",
+        f"{result.chance:.3f}",
+        help="Expected overlap if B's neighbours were a random k of the other n−1 samples.",
+    )
     columns[2].metric("Samples sharing no neighbour", f"{int((shared_counts == 0).sum())}")
     columns[3].metric("Samples sharing all k", f"{int((shared_counts == k).sum())}")
 
@@ -87,17 +101,27 @@ def render(sel: Selection) -> None:
             selected_bin = next(iter(bins))
     st.plotly_chart(
         plots_projection.overlap_histogram(overlap, k=k, chance=result.chance, selected_bin=selected_bin),
-        key="nb-histogram", on_select=lambda: _pick_bin(sample_ids, shared_counts, k), selection_mode="points",
-    )  # fmt: skip
+        key="nb-histogram",
+        on_select=lambda: _pick_bin(sample_ids, shared_counts, k),
+        selection_mode="points",
+    )
     st.caption("Click a bar to select its samples (they are highlighted on the Projections page too).")
     _table(sel, data, sample_ids, selected, overlap, shared_counts, k)
     _inspect(sel, data, sample_ids, position, result, pair, shared_counts, k)
     if result.rollup:
         st.subheader("By label")
         st.plotly_chart(plots_projection.label_rollup(result.rollup, chance=result.chance), key="nb-rollup")
-        st.dataframe(pd.DataFrame([{"label": r.label, "mean overlap": r.mean, "std error": r.std_error,
-                                    "samples": r.count} for r in result.rollup]).set_index("label")
-                     .style.format({"mean overlap": "{:.3f}", "std error": "{:.3f}"}), width="stretch")  # fmt: skip
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {"label": r.label, "mean overlap": r.mean, "std error": r.std_error, "samples": r.count}
+                    for r in result.rollup
+                ]
+            )
+            .set_index("label")
+            .style.format({"mean overlap": "{:.3f}", "std error": "{:.3f}"}),
+            width="stretch",
+        )
     st.subheader("Share")
     ui.share_box(sel)
 
@@ -116,12 +140,14 @@ def _table(sel, data, sample_ids, selected, overlap, shared_counts, k) -> None:
     pages = max(1, (len(rows) + PAGE_ROWS - 1) // PAGE_ROWS)
     page = st.number_input(f"Page (of {pages}, {PAGE_ROWS} rows each)", 1, pages, 1, key="nb-page") if pages > 1 else 1
     shown = rows[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
-    table = pd.DataFrame({
-        "sample": [sample_ids[i] for i in shown],
-        "label": [data.labels[i] for i in shown] if data.labels is not None else [""] * len(shown),
-        "overlap": overlap[shown],
-        "shared": shared_counts[shown],
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "sample": [sample_ids[i] for i in shown],
+            "label": [data.labels[i] for i in shown] if data.labels is not None else [""] * len(shown),
+            "overlap": overlap[shown],
+            "shared": shared_counts[shown],
+        }
+    )
     if data.texts is not None:
         table["text"] = [data.texts[i] if len(data.texts[i]) <= 120 else data.texts[i][:119] + "…" for i in shown]
     st.caption(f"{len(rows)} samples, sorted from least to most aligned; click a row to inspect that sample.")
@@ -131,11 +157,19 @@ def _table(sel, data, sample_ids, selected, overlap, shared_counts, k) -> None:
         if picked and 0 <= picked[0] < len(table):
             update_selection(inspected=str(table["sample"].iloc[picked[0]]))
 
-    st.dataframe(table, key="nb-table", on_select=pick_row, selection_mode="single-row", hide_index=True,
-                 height=min(320, 40 + 35 * max(len(table), 1)), width="stretch",
-                 column_config={"overlap": st.column_config.ProgressColumn("overlap", min_value=0.0, max_value=1.0,
-                                                                           format="%.2f"),
-                                "shared": st.column_config.NumberColumn(f"shared of {k}")})  # fmt: skip
+    st.dataframe(
+        table,
+        key="nb-table",
+        on_select=pick_row,
+        selection_mode="single-row",
+        hide_index=True,
+        height=min(320, 40 + 35 * max(len(table), 1)),
+        width="stretch",
+        column_config={
+            "overlap": st.column_config.ProgressColumn("overlap", min_value=0.0, max_value=1.0, format="%.2f"),
+            "shared": st.column_config.NumberColumn(f"shared of {k}"),
+        },
+    )
 
 
 def _inspect(sel, data, sample_ids, position, result, pair, shared_counts, k) -> None:
@@ -156,11 +190,15 @@ def _inspect(sel, data, sample_ids, position, result, pair, shared_counts, k) ->
         st.markdown("**The sample**")
         _show_sample(data, query, describe(inspected), size=120)
     with right:
-        st.markdown(f"{len(shared)} of {k} neighbours are shared (framed in red, ★): where A and B agree. Open a "
-                    "neighbour with its button.")  # fmt: skip
+        st.markdown(
+            f"{len(shared)} of {k} neighbours are shared (framed in red, ★): where A and B agree. Open a "
+            "neighbour with its button."
+        )
         col_a, col_b = st.columns(2)
-        for column, side, model, layer, names, indices in ((col_a, "a", sel.model_a, pair.layer_a, pair.names_a, idx_a),
-                                                           (col_b, "b", sel.model_b, pair.layer_b, pair.names_b, idx_b)):  # fmt: skip
+        for column, side, model, layer, names, indices in (
+            (col_a, "a", sel.model_a, pair.layer_a, pair.names_a, idx_a),
+            (col_b, "b", sel.model_b, pair.layer_b, pair.names_b, idx_b),
+        ):
             with column:
                 st.markdown(f"**In {ui.plain(model)}** (layer {layer} `{names[layer]}`)")
                 for rank, j in enumerate(indices, start=1):
@@ -171,8 +209,13 @@ def _inspect(sel, data, sample_ids, position, result, pair, shared_counts, k) ->
                         border = plots_projection.HIGHLIGHT if j in shared else "white"
                         st.image(plots_projection.thumbnail(data.images[j], 48, border=border))
                     text = data.texts[j] if data.texts is not None else sample_ids[j]
-                    st.button(ui.plain(f"{rank}. {star}{text}{label}"), key=f"nb-open-{side}-{rank}", type="tertiary",
-                              on_click=update_selection, kwargs={"inspected": sample_ids[j]})  # fmt: skip
+                    st.button(
+                        ui.plain(f"{rank}. {star}{text}{label}"),
+                        key=f"nb-open-{side}-{rank}",
+                        type="tertiary",
+                        on_click=update_selection,
+                        kwargs={"inspected": sample_ids[j]},
+                    )
 
 
 def _show_sample(data, index: int, caption: str, size: int = 72) -> None:

@@ -26,22 +26,45 @@ def _sidebar(sel: Selection) -> None:
     with st.sidebar:
         st.header("Projections")
         ui.pair_widgets(sel, seed_help="Subset and UMAP seed.")
-        bound(st.radio, "Projection", sel, "projection", options=list(PROJECTIONS), format_func=PROJECTION_NAMES.get,
-              help="PCA is exact and instant. UMAP keeps neighbourhoods; aligned UMAP fits both maps together so "
-              "that the same sample sits at about the same place in both.")  # fmt: skip
+        bound(
+            st.radio,
+            "Projection",
+            sel,
+            "projection",
+            options=list(PROJECTIONS),
+            format_func=PROJECTION_NAMES.get,
+            help="PCA is exact and instant. UMAP keeps neighbourhoods; aligned UMAP fits both maps together so "
+            "that the same sample sits at about the same place in both.",
+        )
         bound(st.radio, "Colour by", sel, "color_by", options=list(COLOR_BY), format_func=COLOR_NAMES.get)
-        ui.k_widget(sel, help="For the per-sample alignment: the fraction of each sample's k nearest neighbours "
-                    "(in the original spaces) that A and B share.")  # fmt: skip
+        ui.k_widget(
+            sel,
+            help="For the per-sample alignment: the fraction of each sample's k nearest neighbours "
+            "(in the original spaces) that A and B share.",
+        )
 
 
 def _umap_settings(sel: Selection) -> None:
     with st.sidebar, st.expander("UMAP settings", expanded=sel.projection != "pca"):
-        bound(st.slider, "Neighbours (n_neighbors)", sel, "umap_neighbors", min_value=2, max_value=100,
-              help="Larger: more global structure; smaller: more local detail.")  # fmt: skip
+        bound(
+            st.slider,
+            "Neighbours (n_neighbors)",
+            sel,
+            "umap_neighbors",
+            min_value=2,
+            max_value=100,
+            help="Larger: more global structure; smaller: more local detail.",
+        )
         bound(st.slider, "Minimum distance (min_dist)", sel, "umap_min_dist", min_value=0.0, max_value=1.0, step=0.05)
-        bound(st.select_slider, "Alignment strength (aligned UMAP)", sel, "alignment", options=ALIGNMENT_STRENGTHS,
-              to_widget=lambda v: min(ALIGNMENT_STRENGTHS, key=lambda a: abs(a - v)),
-              help="umap's alignment_regularisation: how strongly a sample is held at the same place in both maps.")  # fmt: skip
+        bound(
+            st.select_slider,
+            "Alignment strength (aligned UMAP)",
+            sel,
+            "alignment",
+            options=ALIGNMENT_STRENGTHS,
+            to_widget=lambda v: min(ALIGNMENT_STRENGTHS, key=lambda a: abs(a - v)),
+            help="umap's alignment_regularisation: how strongly a sample is held at the same place in both maps.",
+        )
 
 
 def _on_select(chart_key: str, sample_ids: list[str]) -> None:
@@ -71,11 +94,14 @@ def render(sel: Selection) -> None:
     requests = [pca_a, pca_b, overlap_request]
     umap_options = dict(n_neighbors=sel.umap_neighbors, min_dist=sel.umap_min_dist)
     if sel.projection == "umap":
-        requests += [ProjectionRequest(sel.model_a, *common, layer_a, "umap", **umap_options),
-                     ProjectionRequest(sel.model_b, *common, layer_b, "umap", **umap_options)]  # fmt: skip
+        requests += [
+            ProjectionRequest(sel.model_a, *common, layer_a, "umap", **umap_options),
+            ProjectionRequest(sel.model_b, *common, layer_b, "umap", **umap_options),
+        ]
     elif sel.projection == "aligned_umap":
-        requests.append(AlignedProjectionRequest(sel.model_a, sel.model_b, *common, layer_a, layer_b, sel.alignment,
-                                                 **umap_options))  # fmt: skip
+        requests.append(
+            AlignedProjectionRequest(sel.model_a, sel.model_b, *common, layer_a, layer_b, sel.alignment, **umap_options)
+        )
     outcomes = ui.fetch(requests, key="projections")
     if not all(o.ready for o in outcomes[:3]):
         ui.gate(outcomes, key="projections-gate", what="the maps")
@@ -98,19 +124,29 @@ def render(sel: Selection) -> None:
 
     def figure(coords: np.ndarray, side: str, model: str, layer: int, names: tuple[str, ...], axes: tuple[str, str]):
         return plots_projection.projection_scatter(
-            coords, sample_ids=sample_ids, title=f"{side}: {model} · layer {layer} {names[layer]}", axis_titles=axes,
-            labels=data.labels, color_values=overlap if sel.color_by == "alignment" else None,
-            color_title=f"k-NN overlap (k={k})", overlap=overlap, snippets=snippets, selected_indices=selected_indices,
-        )  # fmt: skip
+            coords,
+            sample_ids=sample_ids,
+            title=f"{side}: {model} · layer {layer} {names[layer]}",
+            axis_titles=axes,
+            labels=data.labels,
+            color_values=overlap if sel.color_by == "alignment" else None,
+            color_title=f"k-NN overlap (k={k})",
+            overlap=overlap,
+            snippets=snippets,
+            selected_indices=selected_indices,
+        )
 
     maps = outcomes[3:]
     if sel.projection == "pca" or not all(o.ready for o in maps):
         coords_a, coords_b = outcomes[0].result.coords, outcomes[1].result.coords
         axes_a, axes_b = _pca_axes(outcomes[0].result), _pca_axes(outcomes[1].result)
         if sel.projection != "pca":
-            st.info(f"Showing PCA while {PROJECTION_NAMES[sel.projection]} is computed; the maps switch when it is "
-                    "ready. The first UMAP in a fresh server compiles umap's code (about a minute); results are "
-                    "kept on disk.", icon=":material/hourglass_top:")  # fmt: skip
+            st.info(
+                f"Showing PCA while {PROJECTION_NAMES[sel.projection]} is computed; the maps switch when it is "
+                "ready. The first UMAP in a fresh server compiles umap's code (about a minute); results are "
+                "kept on disk.",
+                icon=":material/hourglass_top:",
+            )
     elif sel.projection == "umap":
         coords_a, coords_b = maps[0].result.coords, maps[1].result.coords
         axes_a = axes_b = ("UMAP 1", "UMAP 2")
@@ -123,8 +159,12 @@ def render(sel: Selection) -> None:
         (column_a, "proj-a", coords_a, "A", sel.model_a, layer_a, pair.names_a, axes_a),
         (column_b, "proj-b", coords_b, "B", sel.model_b, layer_b, pair.names_b, axes_b),
     ):
-        column.plotly_chart(figure(coords, side, model, layer, names, axes), key=key,
-                            on_select=functools.partial(_on_select, key, sample_ids), selection_mode=("box", "lasso"))  # fmt: skip
+        column.plotly_chart(
+            figure(coords, side, model, layer, names, axes),
+            key=key,
+            on_select=functools.partial(_on_select, key, sample_ids),
+            selection_mode=("box", "lasso"),
+        )
     missing = int(np.isnan(coords_a).any(axis=1).sum() + np.isnan(coords_b).any(axis=1).sum())
     if missing:
         st.caption(f"{missing} points that umap left disconnected from its neighbour graph are not drawn.")
@@ -139,25 +179,40 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         return
     st.subheader(f"{len(selected)} selected samples")
     summary = st.columns([1, 1, 1])
-    summary[0].metric("Mean k-NN overlap of the selection", f"{overlap[selected_indices].mean():.3f}",
-                      delta=f"{overlap[selected_indices].mean() - overlap.mean():+.3f} vs all samples")  # fmt: skip
+    summary[0].metric(
+        "Mean k-NN overlap of the selection",
+        f"{overlap[selected_indices].mean():.3f}",
+        delta=f"{overlap[selected_indices].mean() - overlap.mean():+.3f} vs all samples",
+    )
     summary[1].metric("Mean k-NN overlap of all samples", f"{overlap.mean():.3f}")
     summary[2].button("Clear selection", on_click=update_selection, kwargs={"selected": ()}, icon=":material/close:")
     shown = selected_indices[:MAX_GALLERY]
     if data.images is not None:
-        st.image([plots_projection.thumbnail(data.images[i], 64) for i in shown],
-                 caption=[f"{data.labels[i] if data.labels is not None else sample_ids[i]} · {overlap[i]:.1f}"
-                          for i in shown], width=72)  # fmt: skip
+        st.image(
+            [plots_projection.thumbnail(data.images[i], 64) for i in shown],
+            caption=[
+                f"{data.labels[i] if data.labels is not None else sample_ids[i]} · {overlap[i]:.1f}" for i in shown
+            ],
+            width=72,
+        )
         if len(selected) > MAX_GALLERY:
             st.caption(f"Showing the first {MAX_GALLERY} images.")
-    frame = pd.DataFrame({"sample": [sample_ids[i] for i in selected_indices],
-                          "label": [data.labels[i] for i in selected_indices] if data.labels is not None else "",
-                          "k-NN overlap": overlap[selected_indices]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "sample": [sample_ids[i] for i in selected_indices],
+            "label": [data.labels[i] for i in selected_indices] if data.labels is not None else "",
+            "k-NN overlap": overlap[selected_indices],
+        }
+    )
     if data.texts is not None:
         frame["text"] = [data.texts[i] for i in selected_indices]
-    st.dataframe(frame, hide_index=True, width="stretch", key="proj-selected-table",
-                 column_config={"k-NN overlap": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0,
-                                                                                format="%.2f")})  # fmt: skip
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        key="proj-selected-table",
+        column_config={"k-NN overlap": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f")},
+    )
 
 
 if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py

@@ -13,8 +13,12 @@ from alignscope.dashboard import _cached, plots, ui
 from alignscope.dashboard.selection import SWEEPS, Selection
 from alignscope.dashboard.url_state import bound, share_url
 
-SWEEP_LABELS = {"k": "vs. k (neighbours)", "n": "vs. n (samples)", "prefix": "vs. prefix length (Matryoshka)",
-                "depth": "vs. layer depth"}  # fmt: skip
+SWEEP_LABELS = {
+    "k": "vs. k (neighbours)",
+    "n": "vs. n (samples)",
+    "prefix": "vs. prefix length (Matryoshka)",
+    "depth": "vs. layer depth",
+}
 
 
 def render(sel: Selection) -> None:
@@ -31,8 +35,18 @@ def render(sel: Selection) -> None:
         ui.show_error(f"{sel.metric} has no k; a k sweep needs a k-NN metric ({k_metrics})")
         ui.share_box(sel)
         st.stop()
-    request = SweepRequest(sel.sweep, sel.model_a, sel.model_b, sel.dataset, sel.n, sel.seed, sel.metric,
-                           metric_params(sel.metric, k=sel.k, similarity=sel.similarity), pair.layer_a, pair.layer_b)  # fmt: skip
+    request = SweepRequest(
+        sel.sweep,
+        sel.model_a,
+        sel.model_b,
+        sel.dataset,
+        sel.n,
+        sel.seed,
+        sel.metric,
+        metric_params(sel.metric, k=sel.k, similarity=sel.similarity),
+        pair.layer_a,
+        pair.layer_b,
+    )
     (outcome,) = ui.fetch([request], key="sweeps")
     frame = fig = None
     if outcome.ready:
@@ -40,18 +54,36 @@ def render(sel: Selection) -> None:
         series = dict(result.series)
         where = "" if sel.sweep == "depth" else f", layers {pair.names_a[pair.layer_a]} × {pair.names_b[pair.layer_b]}"
         fig = plots.sweep(
-            result.x, result.values, chance=result.chance, chance_std=result.chance_std, x_title=result.x_title,
-            metric=sel.metric, log_x=sel.sweep in ("k", "n", "prefix"),
-            title=f"{sel.metric} {SWEEP_LABELS[sel.sweep]}: {sel.model_a} vs {sel.model_b}{where}", series=series,
-        )  # fmt: skip
+            result.x,
+            result.values,
+            chance=result.chance,
+            chance_std=result.chance_std,
+            x_title=result.x_title,
+            metric=sel.metric,
+            log_x=sel.sweep in ("k", "n", "prefix"),
+            title=f"{sel.metric} {SWEEP_LABELS[sel.sweep]}: {sel.model_a} vs {sel.model_b}{where}",
+            series=series,
+        )
         st.plotly_chart(fig, key="sweep-figure")
-        band = ("Band: the closed-form chance level (no spread)" if (result.chance_std == 0).all()
-                else "Band: chance level ± 2 sd over 20 shuffled sample correspondences")  # fmt: skip
-        st.caption(f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). {band}. {result.note} The layer pair "
-                   "is the one chosen on the Compare page.")  # fmt: skip
-        frame = pd.DataFrame({"x": result.x, sel.metric: result.values, "chance": result.chance,
-                              "chance_sd": result.chance_std, "chance_analytic": result.chance_analytic,
-                              **series}).set_index("x")  # fmt: skip
+        band = (
+            "Band: the closed-form chance level (no spread)"
+            if (result.chance_std == 0).all()
+            else "Band: chance level ± 2 sd over 20 shuffled sample correspondences"
+        )
+        st.caption(
+            f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). {band}. {result.note} The layer pair "
+            "is the one chosen on the Compare page."
+        )
+        frame = pd.DataFrame(
+            {
+                "x": result.x,
+                sel.metric: result.values,
+                "chance": result.chance,
+                "chance_sd": result.chance_std,
+                "chance_analytic": result.chance_analytic,
+                **series,
+            }
+        ).set_index("x")
         with st.expander("Values"):
             st.dataframe(frame.style.format("{:.4f}", na_rep="—"), width="stretch")
     else:
@@ -67,10 +99,19 @@ def render(sel: Selection) -> None:
         with columns[1]:
             ui.html_download(fig, f"alignscope-sweep-{sel.sweep}.html", key="sweep-html")
         with columns[2]:
-            ui.json_download("Result card (JSON)",
-                             {"alignscope_result": 2, "page": "sweeps", "config": sel.to_query(), "sweep": outcome.result,
-                              "packages": _cached.package_versions(), "link": share_url(sel)},
-                             f"alignscope-sweep-{sel.sweep}.json", key="sweep-card")  # fmt: skip
+            ui.json_download(
+                "Result card (JSON)",
+                {
+                    "alignscope_result": 2,
+                    "page": "sweeps",
+                    "config": sel.to_query(),
+                    "sweep": outcome.result,
+                    "packages": _cached.package_versions(),
+                    "link": share_url(sel),
+                },
+                f"alignscope-sweep-{sel.sweep}.json",
+                key="sweep-card",
+            )
 
 
 if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py

@@ -18,9 +18,18 @@ from rsatoolbox.inference import boot_noise_ceiling  # noqa: E402
 from rsatoolbox.rdm import RDMs, calc_rdm, compare  # noqa: E402
 
 TOL = 1e-10
-RSATOOLBOX_NAMES = {"spearman": "spearman", "pearson": "corr", "kendall": "tau-a", "corr": "corr", "tau-a": "tau-a",
-                    "tau-b": "tau-b", "rho-a": "rho-a", "cosine": "cosine", "cosine_cov": "cosine_cov",
-                    "corr_cov": "corr_cov"}  # fmt: skip
+RSATOOLBOX_NAMES = {
+    "spearman": "spearman",
+    "pearson": "corr",
+    "kendall": "tau-a",
+    "corr": "corr",
+    "tau-a": "tau-a",
+    "tau-b": "tau-b",
+    "rho-a": "rho-a",
+    "cosine": "cosine",
+    "cosine_cov": "cosine_cov",
+    "corr_cov": "corr_cov",
+}
 
 
 def _subject_rdms(n_subjects: int, n_stimuli: int, seed: int, noise: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +149,11 @@ def test_stimulus_bootstrap_drops_the_pair_of_a_stimulus_with_its_copy():
     stimuli = np.sort(torch.randint(0, 20, (20,), generator=torch.Generator().manual_seed(0)).numpy())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reference = compare(RDMs(model[None]).subsample_pattern("index", stimuli),
-                            RDMs(rdms).subsample_pattern("index", stimuli), "spearman").mean()  # fmt: skip
+        reference = compare(
+            RDMs(model[None]).subsample_pattern("index", stimuli),
+            RDMs(rdms).subsample_pattern("index", stimuli),
+            "spearman",
+        ).mean()
     assert score.bootstrap_values[0] == pytest.approx(reference, abs=TOL)
 
 
@@ -201,8 +213,9 @@ def test_score_shared_equals_brain_score_on_the_matched_samples():
     shared = [s for s in data_ids if s in set(model_ids)]  # by hand: the data's order
     model_rows = [model_ids.index(s) for s in shared]
     data_rows = [lookup[s] for s in shared]
-    expected = brain_score(compute_rdm(model_feats[model_rows]), np.stack([compute_rdm(d[data_rows]) for d in data]),
-                           n_boot=40, seed=2)  # fmt: skip
+    expected = brain_score(
+        compute_rdm(model_feats[model_rows]), np.stack([compute_rdm(d[data_rows]) for d in data]), n_boot=40, seed=2
+    )
     assert score == expected and score.n_stimuli == 11
     assert np.array_equal(score.bootstrap_values, expected.bootstrap_values)
     # the same data given as precomputed RDMs over all 14 samples
@@ -215,14 +228,30 @@ def test_score_shared_with_crossnobis_per_subject():
     patterns = rng.normal(size=(9, 5))
     data = patterns + 0.5 * rng.normal(size=(2, 3, 9, 5))  # 2 subjects x 3 repeats
     ids = list(range(9))
-    score = score_shared(patterns[::-1], ids[::-1], data, ids, data_rdm="crossnobis", model_rdm="squared_euclidean",
-                         method="corr", n_boot=30)  # fmt: skip
+    score = score_shared(
+        patterns[::-1],
+        ids[::-1],
+        data,
+        ids,
+        data_rdm="crossnobis",
+        model_rdm="squared_euclidean",
+        method="corr",
+        n_boot=30,
+    )
     assert (score.n_subjects, score.n_repeats, score.n_stimuli) == (2, 3, 9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        per_subject = [calc_rdm(Dataset(subject.reshape(-1, 5), obs_descriptors={"stim": np.tile(ids, 3),
-                       "run": np.repeat([0, 1, 2], 9)}), "crossnobis", descriptor="stim",
-                       cv_descriptor="run").get_vectors() for subject in data]  # fmt: skip
+        per_subject = [
+            calc_rdm(
+                Dataset(
+                    subject.reshape(-1, 5), obs_descriptors={"stim": np.tile(ids, 3), "run": np.repeat([0, 1, 2], 9)}
+                ),
+                "crossnobis",
+                descriptor="stim",
+                cv_descriptor="run",
+            ).get_vectors()
+            for subject in data
+        ]
         model = calc_rdm(Dataset(patterns), "euclidean").get_vectors()
     assert score.per_unit == pytest.approx(compare(RDMs(model), RDMs(np.concatenate(per_subject)), "corr")[0], abs=TOL)
 

@@ -202,3 +202,48 @@ def test_hub_ids_key_on_the_downloaded_commit(tmp_path, monkeypatch):
     first = feature_key(spec, dataset)
     (refs / "main").write_text("bbbb")  # upstream moved on and was downloaded again
     assert feature_key(spec, dataset) != first
+
+
+def _fake_hub_download(hub_cache: Path, source_folder: Path, commit: str):
+    """What huggingface_hub's snapshot_download leaves behind (no network here): the files in
+    ``snapshots/<commit>/`` and ``refs/main`` naming that commit; returns the snapshot folder."""
+
+    def download(repo_id: str, revision: str | None = None, **_: object) -> str:
+        repo = hub_cache / f"models--{repo_id.replace('/', '--')}"
+        snapshot = repo / "snapshots" / commit
+        snapshot.mkdir(parents=True, exist_ok=True)
+        for path in source_folder.iterdir():
+            (snapshot / path.name).write_bytes(path.read_bytes())
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / (revision or "main")).write_text(commit)
+        return str(snapshot)
+
+    return download
+
+
+def test_a_hub_models_first_extraction_is_stored_under_the_key_later_lookups_compute(tmp_path, monkeypatch, cache_dir):
+    """The commit of a hub model is known only once it is downloaded. The first extraction used to be
+    keyed before the download (commit unknown) and stored under a key no later lookup computes."""
+    import huggingface_hub
+    from huggingface_hub import constants
+    from tiny_models import save_tiny_bert
+
+    from alignscope.core import sources
+    from alignscope.core.models import hub_model_spec
+
+    hub_cache = tmp_path / "hub"
+    hub_cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(sources, "check_hub_id", lambda *args, **kwargs: None)  # the hub says: it exists
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        _fake_hub_download(hub_cache, save_tiny_bert(tmp_path / "bert"), "c0ffee" * 6 + "abcd"))  # fmt: skip
+    spec = hub_model_spec("org/tiny-bert", modality="text")
+    dataset = load_dataset("sentences", n=10)
+    before_download = feature_key(spec, dataset)
+    features, first = FeatureCache().get_or_extract(spec, dataset)
+    assert not first.hit and first.key != before_download
+    assert first.key == feature_key(spec, dataset)  # what every later lookup computes
+    _, again = FeatureCache().get_or_extract(spec, dataset)
+    assert again.hit and again.key == first.key
+    assert features.layer_names[0] == "embeddings"

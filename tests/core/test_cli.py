@@ -46,9 +46,32 @@ def test_cache_ls_verify_rm(capsys):
 
 
 def test_score_json_matches_the_metric_library(capsys):
-    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-                 "--n", "200", "--metric", "mutual_knn", "--metric", "linear_cka", "--layers", "last",
-                 "--permutations", "20", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--n",
+                "200",
+                "--metric",
+                "mutual_knn",
+                "--metric",
+                "linear_cka",
+                "--layers",
+                "last",
+                "--permutations",
+                "20",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     scores = {s["metric"]: s for s in json.loads(capsys.readouterr().out)}
     from alignscope.core.extract import extract_features
 
@@ -62,8 +85,26 @@ def test_score_json_matches_the_metric_library(capsys):
 
 
 def test_score_over_all_layers_reports_the_best_pair(capsys):
-    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-                 "--n", "150", "--metric", "linear_cka", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--n",
+                "150",
+                "--metric",
+                "linear_cka",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     (score,) = json.loads(capsys.readouterr().out)
     matrix = np.array(score["matrix"])
     assert matrix.shape == (5, 5)
@@ -77,12 +118,52 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
         (["extract", "--model", "digits-cnn-s0", "--dataset", "nope"], "unknown dataset 'nope'"),
         (["extract", "--model", "minilm-l6", "--dataset", "digits"], "encodes text"),
         (["extract", "--model", "digits-cnn-s0"], "both --model and --dataset"),
-        (["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-          "--metric", "nope"], "unknown metric 'nope'"),
-        (["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-          "--n", "50", "--layers", "7,1"], "layers 0..4"),
-        (["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-          "--n", "50", "--k", "60"], "k"),
+        (
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--metric",
+                "nope",
+            ],
+            "unknown metric 'nope'",
+        ),
+        (
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--n",
+                "50",
+                "--layers",
+                "7,1",
+            ],
+            "layers 0..4",
+        ),
+        (
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--n",
+                "50",
+                "--k",
+                "60",
+            ],
+            "k",
+        ),
         (["cache", "rm", "../x"], "hex"),
         (["models", "--add", "../../etc/passwd"], "hub id"),
         (["models", "--add", "org/model--x"], "not a valid hub id"),  # the hub's own rules, checked offline
@@ -100,8 +181,10 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
     [
         (["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "-1"], "--n: must be at least 3"),
         (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--k", "0"], "--k: must be at least 1"),
-        (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--permutations", "-3"],
-         "--permutations: must be at least 0"),
+        (
+            ["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--permutations", "-3"],
+            "--permutations: must be at least 0",
+        ),
         (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--k", "ten"], "'ten' is not an integer"),
         (["dashboard", "--port", "70000"], "--port: must be between 1 and 65535"),
     ],
@@ -167,8 +250,26 @@ def test_added_models_and_datasets_can_be_removed_but_built_ins_cannot(monkeypat
 
 
 def test_table_output_states_the_resolution_of_corrected_p_values(capsys):
-    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-                 "--n", "100", "--metric", "linear_cka", "--permutations", "10"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--n",
+                "100",
+                "--metric",
+                "linear_cka",
+                "--permutations",
+                "10",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "smallest possible p is 1/11 = 0.09091" in out
     assert "smallest possible value is 1" in out and "--permutations 500" in out
@@ -179,8 +280,12 @@ def test_datasets_can_be_added_from_a_local_hub_folder_and_a_text_file(tmp_path,
 
     folder = tmp_path / "hubby"
     folder.mkdir()
-    pd.DataFrame({"text": [f"line {i}" for i in range(5)], "y": list("ababa")}).to_csv(folder / "train.csv", index=False)
-    assert main(["datasets", "--add", str(folder), "--text-column", "text", "--label-column", "y", "--name", "hubby"]) == 0
+    pd.DataFrame({"text": [f"line {i}" for i in range(5)], "y": list("ababa")}).to_csv(
+        folder / "train.csv", index=False
+    )
+    assert (
+        main(["datasets", "--add", str(folder), "--text-column", "text", "--label-column", "y", "--name", "hubby"]) == 0
+    )
     assert "5 samples" in capsys.readouterr().out
     texts = tmp_path / "notes.txt"
     texts.write_text("first\nsecond\nthird\n")
@@ -194,8 +299,28 @@ def test_datasets_can_be_added_from_a_local_hub_folder_and_a_text_file(tmp_path,
 
 
 def test_the_p_value_of_the_best_of_many_pairs_is_corrected(capsys):
-    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-                 "--n", "100", "--metric", "linear_cka", "--permutations", "10", "--format", "json"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--n",
+                "100",
+                "--metric",
+                "linear_cka",
+                "--permutations",
+                "10",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     (score,) = json.loads(capsys.readouterr().out)
     assert score["pairs_searched"] == 25
     assert score["p_bonferroni"] == pytest.approx(min(1.0, 25 * score["p_value"]))

@@ -10,12 +10,13 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from scipy import stats as scipy_stats
+
 from alignscope.core.comparisons import _sign_flip_p, max_stat_test, score_difference
 from alignscope.core.errors import InputError
 from alignscope.core.metrics.layers import layer_matrix
 from alignscope.core.metrics.registry import compute, get_metric
 from alignscope.core.stats import _loop_threads, permutation_test
-from scipy import stats as scipy_stats
 
 
 def no_difference(seed, n, width=8):
@@ -73,11 +74,14 @@ def test_paired_bootstrap_is_calibrated_when_there_is_no_difference():
 def test_sign_flip_is_calibrated_for_independent_per_sample_values():
     # GRAM volume: each sample's value depends on its own rows only, so the flips are exact.
     # 200 data sets, n = 60: measured KS p 0.73, 6 % rejections at 5 %
-    p_values = np.array([
-        score_difference("gram_volume", *no_difference(seed, 60), method="sign_flip", n_boot=10, n_flips=999,
-                         seed=seed).p_value
-        for seed in range(200)
-    ])  # fmt: skip
+    p_values = np.array(
+        [
+            score_difference(
+                "gram_volume", *no_difference(seed, 60), method="sign_flip", n_boot=10, n_flips=999, seed=seed
+            ).p_value
+            for seed in range(200)
+        ]
+    )
     assert scipy_stats.kstest(p_values, "uniform").pvalue > 0.05
     assert 0.02 <= np.mean(p_values < 0.05) <= 0.09
 
@@ -105,8 +109,7 @@ def test_monte_carlo_sign_flip_matches_full_enumeration():
     signs = np.array(list(itertools.product((-1.0, 1.0), repeat=10)))
     flipped = np.abs(signs @ differences) / 10
     exact = np.mean(flipped >= abs(differences.mean()) - 1e-12)
-    result = score_difference("gram_volume", feats_a, feats_b, feats_x, method="sign_flip", n_boot=20,
-                              n_flips=20000)  # fmt: skip
+    result = score_difference("gram_volume", feats_a, feats_b, feats_x, method="sign_flip", n_boot=20, n_flips=20000)
     assert 0.05 < exact < 0.95  # a p-value in the middle, where Monte Carlo error is largest
     assert result.p_value == result.p_sign_flip == pytest.approx(exact, abs=0.012)  # 3.5 SE
     assert result.difference == pytest.approx(differences.mean(), abs=1e-12)
@@ -115,8 +118,15 @@ def test_monte_carlo_sign_flip_matches_full_enumeration():
 # --- paired difference: power and bookkeeping ----------------------------------------------------
 
 
-@pytest.mark.parametrize(("metric", "method"), [("linear_cka", "bootstrap"), ("mutual_knn", "bootstrap"),
-                                                ("mutual_knn", "sign_flip"), ("gram_volume", "sign_flip")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("metric", "method"),
+    [
+        ("linear_cka", "bootstrap"),
+        ("mutual_knn", "bootstrap"),
+        ("mutual_knn", "sign_flip"),
+        ("gram_volume", "sign_flip"),
+    ],
+)
 def test_a_planted_difference_is_detected(metric, method):
     feats_a, feats_b, feats_x = planted_difference(1, 150)
     result = score_difference(metric, feats_a, feats_b, feats_x, method=method, n_boot=300, seed=2)
@@ -293,8 +303,14 @@ def test_progress_is_called_after_each_shuffle_and_results_are_deterministic():
     rng = np.random.default_rng(15)
     layers = [rng.standard_normal((30, 3)) for _ in range(2)]
     calls = []
-    first = max_stat_test(layers, layers[::-1], "linear_cka", n_permutations=7, seed=4,
-                          progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    first = max_stat_test(
+        layers,
+        layers[::-1],
+        "linear_cka",
+        n_permutations=7,
+        seed=4,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     assert calls == [(done, 7) for done in range(1, 8)]
     second = max_stat_test(layers, layers[::-1], "linear_cka", n_permutations=7, seed=4)
     assert np.array_equal(first.null_values, second.null_values)

@@ -59,8 +59,9 @@ def test_a_rotated_new_space_fails_and_recall_at_1_reads_the_first_hits():
     # a linear map fitted on separate samples both models embedded restores compatibility
     train_labels = np.arange(120) % N_CLASSES
     mapping = fit_linear_map(embed(train_labels, 0.8, 7, rotation), embed(train_labels, 2.0, 8), alpha=0.1)
-    mapped = compatibility_report(old_q, new_q, old_g, new_g, measure="recall@1", query_map=mapping, n_boot=300,
-                                  **labels)  # fmt: skip
+    mapped = compatibility_report(
+        old_q, new_q, old_g, new_g, measure="recall@1", query_map=mapping, n_boot=300, **labels
+    )
     assert mapped.new_old.estimate > report.new_old.estimate and mapped.passed
 
 
@@ -72,8 +73,9 @@ def test_widths_that_differ_without_a_map_are_an_input_error():
     with pytest.raises(InputError, match="old_queries has 60 rows but new_queries has 59"):
         compatibility_report(old_q, new_q[:59, :12], old_g, query_labels=QUERY_LABELS, gallery_labels=GALLERY_LABELS)
     with pytest.raises(InputError, match="measure must be"):
-        compatibility_report(old_q, old_q, old_g, query_labels=QUERY_LABELS, gallery_labels=GALLERY_LABELS,
-                             measure="top1")  # fmt: skip
+        compatibility_report(
+            old_q, old_q, old_g, query_labels=QUERY_LABELS, gallery_labels=GALLERY_LABELS, measure="top1"
+        )
 
 
 def test_bootstrap_interval_has_the_width_of_a_mean_over_queries_and_is_seeded():
@@ -91,8 +93,9 @@ def test_bootstrap_interval_has_the_width_of_a_mean_over_queries_and_is_seeded()
         values = per_query_values(result, "mean_average_precision")
         half_width = 1.645 * values.std(ddof=1) / np.sqrt(values.size)
         assert (interval.high - interval.low) / 2 == pytest.approx(half_width, rel=0.15)
-    paired = (per_query_values(report.new_old_result, "mean_average_precision")
-              - per_query_values(report.old_old_result, "mean_average_precision"))  # fmt: skip
+    paired = per_query_values(report.new_old_result, "mean_average_precision") - per_query_values(
+        report.old_old_result, "mean_average_precision"
+    )
     half_width = 1.645 * paired.std(ddof=1) / np.sqrt(paired.size)
     assert (report.difference.high - report.difference.low) / 2 == pytest.approx(half_width, rel=0.15)
 
@@ -118,6 +121,7 @@ def test_pairwise_inequalities_match_a_brute_force_count():
     assert result.positive_satisfied == pytest.approx(np.mean(positive))
     assert result.negative_satisfied == pytest.approx(np.mean(negative))
     # leave-one-out on a shared query / gallery set: the pairs (i, i) are not counted
-    shared = pairwise_compatibility(old_g, embed(g_labels, 1.0, 4), old_g, query_labels=g_labels,
-                                    gallery_labels=g_labels, exclude_same_id=True)  # fmt: skip
+    shared = pairwise_compatibility(
+        old_g, embed(g_labels, 1.0, 4), old_g, query_labels=g_labels, gallery_labels=g_labels, exclude_same_id=True
+    )
     assert shared.n_positive == 15 * 4 and shared.n_negative == 15 * 10

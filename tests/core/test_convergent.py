@@ -158,16 +158,24 @@ def test_layer_identification_finds_planted_layers_and_matches_a_hand_count():
 
 def _temporary_metric(monkeypatch, name, fn, higher_is_better=True):
     registry.list_metrics()  # load the built-in families first
-    spec = registry.MetricSpec(name=name, family="test", fn=fn, higher_is_better=higher_is_better, symmetric=False,
-                               value_range=(-np.inf, np.inf), invariances=())  # fmt: skip
+    spec = registry.MetricSpec(
+        name=name,
+        family="test",
+        fn=fn,
+        higher_is_better=higher_is_better,
+        symmetric=False,
+        value_range=(-np.inf, np.inf),
+        invariances=(),
+    )
     monkeypatch.setitem(registry._REGISTRY, name, spec)
 
 
 def test_a_random_metric_identifies_one_layer_in_L_and_direction_is_respected(monkeypatch):
     rng = np.random.default_rng(3)
     _temporary_metric(monkeypatch, "test_random_score", lambda a, b, **_: float(rng.random()))
-    _temporary_metric(monkeypatch, "test_cka_distance", lambda a, b, **_: 1.0 - linear_cka_by_hand(a, b),
-                      higher_is_better=False)  # fmt: skip
+    _temporary_metric(
+        monkeypatch, "test_cka_distance", lambda a, b, **_: 1.0 - linear_cka_by_hand(a, b), higher_is_better=False
+    )
     _temporary_metric(monkeypatch, "test_constant", lambda a, b, **_: 0.5)
     nets = planted_family(n_nets=6, n_layers=5, n_samples=30, width=3, seed=4)
     result = convergent.identify_layers(nets, ["test_random_score", "test_cka_distance", "test_constant"])

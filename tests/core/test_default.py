@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from alignscope.core.cache import FeatureCache
-from alignscope.core.defaults import DEFAULT_JOBS
 from alignscope.core.datasets import load_dataset
+from alignscope.core.defaults import DEFAULT_JOBS
 from alignscope.core.digits_nets import train
 
 pytestmark = pytest.mark.slow

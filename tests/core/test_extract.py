@@ -23,7 +23,9 @@ def test_batch_size_and_order_do_not_change_features():
 @pytest.mark.usefixtures("warm_cache_dir")
 def test_progress_reports_every_batch_and_ends_at_n():
     calls = []
-    extract_features("digits-cnn-s0", load_dataset("digits", n=50), batch_size=16, progress=lambda d, t: calls.append((d, t)))
+    extract_features(
+        "digits-cnn-s0", load_dataset("digits", n=50), batch_size=16, progress=lambda d, t: calls.append((d, t))
+    )
     assert calls == [(16, 50), (32, 50), (48, 50), (50, 50)]
 
 

@@ -7,9 +7,9 @@ import torch
 from tiny_models import save_tiny_bert
 
 from alignscope.core.datasets import load_dataset
+from alignscope.core.devices import resolve_device, resolve_dtype
 from alignscope.core.extract import extract_features
 from alignscope.core.metrics.registry import compute
-from alignscope.core.devices import resolve_device, resolve_dtype
 from alignscope.core.models import hub_model_spec
 
 pytestmark = [

@@ -7,9 +7,9 @@ import torch
 from tiny_models import random_images, save_tiny_bert, save_tiny_clip, save_tiny_vit
 
 from alignscope.core.datasets import Dataset, DatasetSpec
+from alignscope.core.encoders import pool_tokens
 from alignscope.core.errors import InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
 from alignscope.core.extract import extract_features
-from alignscope.core.encoders import pool_tokens
 from alignscope.core.models import (
     ModelSpec,
     get_model_spec,
@@ -33,8 +33,12 @@ TEXTS = (
 def paired_dataset(count: int = 5) -> Dataset:
     spec = DatasetSpec("pairs", "image-text", "bundled:test")
     return Dataset(
-        spec, tuple(f"s{i}" for i in range(count)), tuple(range(count)), count,
-        texts=TEXTS[:count], images=random_images(count),
+        spec,
+        tuple(f"s{i}" for i in range(count)),
+        tuple(range(count)),
+        count,
+        texts=TEXTS[:count],
+        images=random_images(count),
     )
 
 
@@ -126,10 +130,14 @@ def test_clip_towers_share_one_checkpoint_and_end_in_the_projection(clip_dir):
 
 def test_hook_loader_reads_named_modules_and_pools_conv_maps():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 8 * 8, 3)
+    )
     register_torch_module("tiny-hooked", lambda: net, ["0", "3"], modality="image")
     images = [torch.rand(1, 8, 8) for _ in range(6)]
-    dataset = Dataset(DatasetSpec("arrays", "image", "bundled:test"), tuple("abcdef"), tuple(range(6)), 6, images=images)
+    dataset = Dataset(
+        DatasetSpec("arrays", "image", "bundled:test"), tuple("abcdef"), tuple(range(6)), 6, images=images
+    )
     features = extract_features("tiny-hooked", dataset, batch_size=4)
     assert features.layer_names == ("0", "3") and features.dims == (4, 3)
     with torch.no_grad():
@@ -182,8 +190,15 @@ def test_text_model_on_image_dataset_is_a_modality_error(bert_dir):
 
 def test_registry_lists_the_embedded_default():
     names = [s.name for s in list_models()]
-    for expected in ("minilm-l6", "e5-small", "efficientnet-lite0", "efficientnet-lite1",
-                     "digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"):
+    for expected in (
+        "minilm-l6",
+        "e5-small",
+        "efficientnet-lite0",
+        "efficientnet-lite1",
+        "digits-cnn-s0",
+        "digits-cnn-s1",
+        "digits-cnn-s2",
+    ):
         assert expected in names
     assert all(s.modality in ("text", "any") for s in list_models("text"))
 
@@ -237,3 +252,27 @@ def test_the_dashboard_path_accepts_hub_ids_only_and_never_probes_the_filesystem
         with pytest.raises(InvalidNameError, match="alignscope models --add"):
             hub_model_spec(probe, modality="text", allow_local=False)
     assert hub_model_spec(str(bert_dir), modality="text").source == str(bert_dir)
+
+
+def test_a_hub_id_is_never_resolved_against_the_servers_working_directory(tmp_path, monkeypatch, bert_dir):
+    """``org/model`` typed into the dashboard used to be checked with is_dir() relative to the server's
+    working directory: ``etc/passwd`` answered "installed: yes" (a file-existence oracle), and a folder
+    of that name was loaded."""
+    from alignscope.core.models import install_status
+    from alignscope.core.sources import HubSource, parse_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org").mkdir()
+    (tmp_path / "org" / "model").mkdir()
+    for path in bert_dir.iterdir():
+        (tmp_path / "org" / "model" / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "passwd").write_text("root:x:0:0")
+    for hub_id in ("org/model", "etc/passwd"):
+        spec = hub_model_spec(hub_id, modality="text", allow_local=False)
+        assert isinstance(parse_source(spec), HubSource)
+        assert install_status(spec) == "on first use"  # whatever exists in the working directory
+        assert spec.fingerprint()["content"] is None  # not a hash of the local folder
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="not downloaded"):
+        load_model(hub_model_spec("org/model", modality="text", allow_local=False))  # never the local folder

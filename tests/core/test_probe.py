@@ -53,7 +53,10 @@ def test_accuracy_is_sklearns_cross_val_score_on_the_same_folds():
     with threadpool_limits(limits=1):  # the same arithmetic as the probe, so no prediction can flip
         expected = cross_val_score(
             make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000)),
-            feats, labels, cv=StratifiedKFold(n_splits=4, shuffle=True, random_state=7), scoring="accuracy",
+            feats,
+            labels,
+            cv=StratifiedKFold(n_splits=4, shuffle=True, random_state=7),
+            scoring="accuracy",
         )
     np.testing.assert_allclose(result.fold_accuracies, expected, rtol=0, atol=1e-12)
     assert result.accuracy == pytest.approx(expected.mean()) and result.accuracy > 0.9
@@ -141,7 +144,10 @@ def held_out_probes(tmp_path_factory):
     probes = {}
     for each in (digits_nets.LADDER[0], digits_nets.LADDER[-1]):
         net, info = digits_nets.load_or_train_recipe(each.recipe, settings)
-        probes[each.name] = (info, dict(zip(digits_nets.LAYERS, probe_layers(_layer_features(net, held_out), labels[test_idx]))))
+        probes[each.name] = (
+            info,
+            dict(zip(digits_nets.LAYERS, probe_layers(_layer_features(net, held_out), labels[test_idx]))),
+        )
     return probes
 
 

@@ -38,8 +38,10 @@ def test_same_seed_gives_bit_identical_results():
     first = permutation_test("jaccard_knn", a, b, n_permutations=10, seed=7)
     second = permutation_test("jaccard_knn", a, b, n_permutations=10, seed=7)
     assert np.array_equal(first.null_values, second.null_values)
-    assert bootstrap_ci("linear_cka", a, b, n_boot=5, seed=1).values.tolist() == \
+    assert (
         bootstrap_ci("linear_cka", a, b, n_boot=5, seed=1).values.tolist()
+        == bootstrap_ci("linear_cka", a, b, n_boot=5, seed=1).values.tolist()
+    )
 
 
 def test_chance_levels():

@@ -17,8 +17,8 @@ from alignscope.core.datasets import get_dataset_spec, load_dataset
 from alignscope.core.errors import InvalidNameError, ModalityError, UploadError
 from alignscope.core.extract import extract_features
 from alignscope.core.models import get_model_spec
-from alignscope.core.user_store import read_representation
 from alignscope.core.settings import Settings, get_settings
+from alignscope.core.user_store import read_representation
 
 
 def _png(seed: int) -> bytes:
@@ -62,7 +62,7 @@ def test_text_uploads_in_every_format_become_datasets(cache_dir):
 
 
 def test_blank_cells_are_left_out_but_a_text_reading_nan_is_kept(cache_dir):
-    csv = b'text,label\nfirst,a\n,b\n   ,a\nNaN,b\nnull,a\nlast,\n'
+    csv = b"text,label\nfirst,a\n,b\n   ,a\nNaN,b\nnull,a\nlast,\n"
     spec = uploads.add_text_dataset("gappy", "t.csv", csv)
     dataset = load_dataset("gappy")
     assert dataset.texts == ("first", "NaN", "null", "last")
@@ -207,12 +207,16 @@ def test_image_folder_and_caption_csv_go_through_the_same_validation(cache_dir, 
     spec = uploads.add_image_folder("folder-set", folder)
     assert spec.modality == "image" and len(load_dataset("folder-set")) == 3
     csv = tmp_path / "pairs.csv"
-    csv.write_text("image,caption\nphotos/sub/p0.png,a red square\nphotos/sub/p1.png,noise\n"
-                   f"{folder / 'sub' / 'p2.png'},more noise\n")
+    csv.write_text(
+        "image,caption\nphotos/sub/p0.png,a red square\nphotos/sub/p1.png,noise\n"
+        f"{folder / 'sub' / 'p2.png'},more noise\n"
+    )
     paired = uploads.add_image_caption_csv("csv-set", csv)
     dataset = load_dataset("csv-set")
     assert paired.modality == "image-text" and dataset.texts == ("a red square", "noise", "more noise")
-    assert np.array_equal(np.asarray(dataset.images[1]), np.asarray(Image.open(folder / "sub" / "p1.png").convert("RGB")))
+    assert np.array_equal(
+        np.asarray(dataset.images[1]), np.asarray(Image.open(folder / "sub" / "p1.png").convert("RGB"))
+    )
     csv.write_text("image,caption\nmissing.png,x\n")
     with pytest.raises(UploadError, match="does not exist"):
         uploads.add_image_caption_csv("csv-bad", csv)

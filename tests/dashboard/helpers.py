@@ -53,8 +53,9 @@ def wait_for_jobs(timeout: float = 300.0) -> bool:
     return True
 
 
-def run_page(page: str, query: dict[str, str] | None = None, *, fast: bool = True, timeout: float = 120,
-             settle: bool = True) -> AppTest:  # fmt: skip
+def run_page(
+    page: str, query: dict[str, str] | None = None, *, fast: bool = True, timeout: float = 120, settle: bool = True
+) -> AppTest:
     """Run page ``page`` (a name in :data:`alignscope.dashboard.pages.PAGES`) with ``query`` in the URL."""
     from alignscope.dashboard.pages import PAGE_BY_NAME
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboard.helpers import no_exception, run_page, url_of
-from tests.dashboard.helpers import random_tampered_query
+from tests.dashboard.helpers import no_exception, random_tampered_query, run_page, url_of
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
@@ -38,10 +37,12 @@ def test_default_render_matches_core():
     assert not app.warning and not app.error
     scores = _metrics(app)
     assert set(scores) == {"mutual_knn", "cknna", "linear_cka"}
-    assert scores["mutual_knn"] == pytest.approx(_core_score("digits-cnn-s0", "digits-cnn-s1", 120, "mutual_knn", k=10),
-                                                 abs=5e-4)  # fmt: skip
-    assert scores["linear_cka"] == pytest.approx(_core_score("digits-cnn-s0", "digits-cnn-s1", 120, "linear_cka"),
-                                                 abs=5e-4)  # fmt: skip
+    assert scores["mutual_knn"] == pytest.approx(
+        _core_score("digits-cnn-s0", "digits-cnn-s1", 120, "mutual_knn", k=10), abs=5e-4
+    )
+    assert scores["linear_cka"] == pytest.approx(
+        _core_score("digits-cnn-s0", "digits-cnn-s1", 120, "linear_cka"), abs=5e-4
+    )
     table = app.dataframe[0].value
     assert list(table.index) == ["mutual_knn", "cknna", "linear_cka"]
     assert (table["p-value"] == "≤ 1/21").all()  # 20 permutations, none as good as the observed pair
@@ -89,8 +90,15 @@ def test_layer_pair_from_the_url_and_the_best_pair_button():
 
 
 def test_url_round_trip_reproduces_the_view():
-    query = {"b": "digits-cnn-s2", "k": "7", "n": "150", "seed": "2", "metrics": "mutual_knn,linear_cka",
-             "la": "2", "lb": "3"}  # fmt: skip
+    query = {
+        "b": "digits-cnn-s2",
+        "k": "7",
+        "n": "150",
+        "seed": "2",
+        "metrics": "mutual_knn,linear_cka",
+        "la": "2",
+        "lb": "3",
+    }
     first = run_page("compare", query)
     url = url_of(first)
     second = run_page("compare", url, fast=False)

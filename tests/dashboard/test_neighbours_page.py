@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from alignscope.dashboard import plots_projection
-from tests.dashboard.helpers import no_exception, run_page, url_of
+from tests.dashboard.helpers import no_exception, random_tampered_query, run_page, url_of
 from tests.dashboard.test_projections_page import captions_features, chart_spec, core_layer, core_overlap  # noqa: F401
-from tests.dashboard.helpers import random_tampered_query
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 

@@ -178,7 +178,6 @@ def test_an_uploaded_representation_opens_without_the_compute_gate(dashboard_cac
 
 
 def test_selection_survives_a_page_switch():
-    from streamlit.testing.v1 import AppTest
 
     root = Path(__file__).resolve().parents[2]
     app = SettlingAppTest(str(root / "dashboard" / "app.py"), default_timeout=60)
@@ -193,7 +192,6 @@ def test_selection_survives_a_page_switch():
 
 
 def test_compare_as_model_b_after_an_upload_opens_the_compare_page(dashboard_cache: Path):
-    from streamlit.testing.v1 import AppTest
 
     from alignscope.core.uploads import add_representation
 

@@ -15,8 +15,15 @@ def _axis_titles(fig: go.Figure) -> tuple[str, str]:
 def test_layer_heatmap_marks_the_best_pair_at_the_argmax():
     values = np.random.default_rng(0).random((4, 6))
     best = np.unravel_index(np.argmax(values), values.shape)
-    fig = plots.layer_heatmap(values, [f"a{i}" for i in range(4)], [f"b{j}" for j in range(6)], metric="m",
-                              model_a="A", model_b="B", best_index=(int(best[0]), int(best[1])))  # fmt: skip
+    fig = plots.layer_heatmap(
+        values,
+        [f"a{i}" for i in range(4)],
+        [f"b{j}" for j in range(6)],
+        metric="m",
+        model_a="A",
+        model_b="B",
+        best_index=(int(best[0]), int(best[1])),
+    )
     x_title, y_title = _axis_titles(fig)
     assert "B" in x_title and "A" in y_title
     heatmap, cells, star = fig.data[0], fig.data[1], fig.data[2]
@@ -29,8 +36,16 @@ def test_layer_heatmap_marks_the_best_pair_at_the_argmax():
 
 def test_layer_heatmap_cells_carry_their_indices_and_show_the_selected_pair():
     values = np.arange(6, dtype=float).reshape(2, 3)
-    fig = plots.layer_heatmap(values, ["x", "y"], ["p", "q", "r"], metric="m", model_a="A", model_b="B",
-                              best_index=(1, 2), selected_index=(0, 1))  # fmt: skip
+    fig = plots.layer_heatmap(
+        values,
+        ["x", "y"],
+        ["p", "q", "r"],
+        metric="m",
+        model_a="A",
+        model_b="B",
+        best_index=(1, 2),
+        selected_index=(0, 1),
+    )
     customdata = np.asarray(fig.data[0].customdata)
     assert customdata[1, 2].tolist() == [1, 2]
     cells = fig.data[1]
@@ -50,9 +65,17 @@ def test_model_matrix_follows_the_order():
 
 
 def test_sweep_draws_a_chance_band_and_titles():
-    fig = plots.sweep([1, 2, 4], [0.5, 0.6, 0.7], chance=[0.1, 0.1, 0.2], chance_std=[0.01, 0.02, 0.01],
-                      x_title="k (count)", metric="mutual_knn", title="t", log_x=True,
-                      series={"best": [0.6, 0.7, 0.8]})  # fmt: skip
+    fig = plots.sweep(
+        [1, 2, 4],
+        [0.5, 0.6, 0.7],
+        chance=[0.1, 0.1, 0.2],
+        chance_std=[0.01, 0.02, 0.01],
+        x_title="k (count)",
+        metric="mutual_knn",
+        title="t",
+        log_x=True,
+        series={"best": [0.6, 0.7, 0.8]},
+    )
     names = [trace.name for trace in fig.data]
     assert "chance band (±2 sd)" in names and "chance level" in names and "best" in names
     band_low = fig.data[1]
@@ -63,8 +86,10 @@ def test_sweep_draws_a_chance_band_and_titles():
 
 
 def test_metric_scores_has_error_bars_only_when_intervals_exist():
-    rows = [{"metric": "a", "score": 0.5, "chance": 0.1, "low": 0.4, "high": 0.6},
-            {"metric": "b", "score": 0.3, "chance": None, "low": None, "high": None}]  # fmt: skip
+    rows = [
+        {"metric": "a", "score": 0.5, "chance": 0.1, "low": 0.4, "high": 0.6},
+        {"metric": "b", "score": 0.3, "chance": None, "low": None, "high": None},
+    ]
     fig = plots.metric_scores(rows)
     assert fig.data[0].error_y.visible
     assert np.allclose(fig.data[0].error_y.array, [0.1, 0.0])
@@ -76,4 +101,4 @@ def test_metric_scores_has_error_bars_only_when_intervals_exist():
 def test_figure_html_is_standalone():
     html = plots.figure_html(plots.metric_scores([{"metric": "a", "score": 0.5, "chance": 0.1}]))
     assert "<html>" in html[:200] and "Plotly.newPlot" in html
-    assert "<script src=\"http" not in html  # plotly.js inlined: works offline
+    assert '<script src="http' not in html  # plotly.js inlined: works offline

@@ -76,10 +76,7 @@ def test_overlap_histogram_counts_every_possible_value_and_marks_mean_and_chance
     bars = fig.data[0]
     assert list(bars.y) == [1, 2, 1, 0, 3]
     assert list(bars.customdata) == [0, 1, 2, 3, 4]
-    assert (
-        bars.marker.color[2] == plots_projection.HIGHLIGHT
-        and bars.marker.color[0] != plots_projection.HIGHLIGHT
-    )
+    assert bars.marker.color[2] == plots_projection.HIGHLIGHT and bars.marker.color[0] != plots_projection.HIGHLIGHT
     mean_line, chance_line = fig.data[1], fig.data[2]
     assert list(mean_line.x) == pytest.approx([overlap.mean()] * 2) and list(chance_line.x) == [0.1, 0.1]
     assert f"{overlap.mean():.3f}" in mean_line.name and chance_line.name.startswith("chance")

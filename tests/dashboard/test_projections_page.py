@@ -10,8 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.dashboard.helpers import no_exception, run_page, url_of
-from tests.dashboard.helpers import random_tampered_query
+from tests.dashboard.helpers import no_exception, random_tampered_query, run_page, url_of
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
@@ -139,8 +138,9 @@ def captions_features(dashboard_cache):
 @pytest.mark.slow
 def test_text_dataset_shows_snippets_on_hover_and_images_of_the_selection(captions_features):
     first = captions_features.sample_ids[0]
-    app = run_page("projections", {"a": "minilm-l6", "b": "e5-small", "data": "captions", "n": "25", "k": "5",
-                                   "sel": first})  # fmt: skip
+    app = run_page(
+        "projections", {"a": "minilm-l6", "b": "e5-small", "data": "captions", "n": "25", "k": "5", "sel": first}
+    )
     no_exception(app)
     data = chart_spec(app, "proj-a")["data"][0]
     assert "customdata[3]" in data["hovertemplate"]
@@ -178,8 +178,9 @@ def test_umap_and_aligned_umap_render_and_match_core():
     feats_a, _ = core_layer("digits-cnn-s0", 60, seed=1)
     feats_b, _ = core_layer("digits-cnn-s1", 60, seed=1)
     spec = chart_spec(app, "proj-a")
-    np.testing.assert_allclose(np.column_stack([spec["data"][0]["x"], spec["data"][0]["y"]]),
-                               umap_2d(feats_a, seed=1), atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(
+        np.column_stack([spec["data"][0]["x"], spec["data"][0]["y"]]), umap_2d(feats_a, seed=1), atol=1e-4
+    )
     assert spec["layout"]["xaxis"]["title"]["text"] == "UMAP 1"
 
     app.radio(key="sel.projection").set_value("aligned_umap").run(timeout=300)

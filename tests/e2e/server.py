@@ -72,37 +72,38 @@ def fill_cache(cache_dir: Path, trained_models: Path | None = None) -> None:
     subprocess.run(command, cwd=ROOT, env=server_env(cache_dir), check=True, capture_output=True, timeout=900)
 
 
-def start_server(
-    cache_dir: Path, port: int, log_path: Path, extra_args: list[str] | None = None
-) -> subprocess.Popen:
+def start_server(cache_dir: Path, port: int, log_path: Path, extra_args: list[str] | None = None) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "streamlit", "run", str(ROOT / "dashboard" / "app.py"),
-        "--server.headless", "true",
-        "--server.port", str(port),
-        "--server.address", "127.0.0.1",
-        "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(ROOT / "dashboard" / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
         *(extra_args or []),
-    ]  # fmt: skip
+    ]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process in stop_server
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=server_env(cache_dir), stdout=log, stderr=subprocess.STDOUT
-    )
+    process = subprocess.Popen(command, cwd=ROOT, env=server_env(cache_dir), stdout=log, stderr=subprocess.STDOUT)
     process.log_file = log  # type: ignore[attr-defined]
     return process
 
 
-def wait_healthy(
-    base_url: str, process: subprocess.Popen, *, timeout: float = 180.0, log_path: Path | None = None
-):
+def wait_healthy(base_url: str, process: subprocess.Popen, *, timeout: float = 180.0, log_path: Path | None = None):
     """Poll ``/_stcore/health`` until it answers ``ok``; fail early if the server process died."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log = log_path.read_text(errors="replace")[-3000:] if log_path else ""
-            raise RuntimeError(
-                f"streamlit exited with code {process.returncode} before it was healthy:\n{log}"
-            )
+            raise RuntimeError(f"streamlit exited with code {process.returncode} before it was healthy:\n{log}")
         try:
             with urllib.request.urlopen(f"{base_url}/_stcore/health", timeout=2) as response:
                 if response.status == 200 and response.read().strip() == b"ok":

@@ -65,9 +65,7 @@ def test_every_page_renders_on_the_embedded_default(page, server, e2e_cache, scr
         if path == "compare":
             wait_plots(page, 1)
             assert _metric_value(page, "mutual_knn") == pytest.approx(score, abs=6e-4)
-            assert re.fullmatch(
-                r"-?\d+\.\d{3}", page.locator('[data-testid="stMetricValue"]').first.inner_text()
-            )
+            assert re.fullmatch(r"-?\d+\.\d{3}", page.locator('[data-testid="stMetricValue"]').first.inner_text())
         elif path == "projections":
             wait_plots(page, 2)
             for index in (0, 1):
@@ -81,9 +79,7 @@ def test_every_page_renders_on_the_embedded_default(page, server, e2e_cache, scr
         page.screenshot(path=str(screenshots / f"{path}.png"), full_page=True)
 
 
-def test_box_selection_is_linked_and_the_link_reopens_the_same_view(
-    page, browser, server, e2e_cache, screenshots
-):
+def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browser, server, e2e_cache, screenshots):
     _, _, sample_ids = _core(e2e_cache)
     open_page(page, f"{server}/projections", title="Projections")
     wait_plots(page, 2)
@@ -169,9 +165,7 @@ def test_clicking_a_histogram_bar_selects_its_samples(page, server, e2e_cache, s
     selected = int(re.search(r"\d+", toggle.inner_text()).group())
     assert selected in counts and selected > 0
     # Bins of equal size are indistinguishable by count: accept any bin with that many samples.
-    expected = [
-        [sample_ids[i] for i in np.flatnonzero(shared == j)] for j in range(11) if counts[j] == selected
-    ]
+    expected = [[sample_ids[i] for i in np.flatnonzero(shared == j)] for j in range(11) if counts[j] == selected]
     assert _linked_ids(page.url) in expected
     no_exceptions(page)
     page.screenshot(path=str(screenshots / "neighbours-bin.png"), full_page=True)

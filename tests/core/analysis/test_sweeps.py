@@ -18,8 +18,9 @@ def gaussian(n: int, d: int, seed: int) -> np.ndarray:
 def test_k_sweep_values_and_closed_form_chance():
     a, b = gaussian(90, 5, 12), gaussian(90, 5, 13)
     b[:, :2] += a[:, :2]
-    x, values, chance, chance_std, analytic = sweep_curve(k_points(a, b, "mutual_knn", {}, ks=[1, 5, 20]),
-                                                          "mutual_knn", seed=0)
+    x, values, chance, chance_std, analytic = sweep_curve(
+        k_points(a, b, "mutual_knn", {}, ks=[1, 5, 20]), "mutual_knn", seed=0
+    )
     assert x.tolist() == [1, 5, 20]
     assert values.tolist() == [compute("mutual_knn", a, b, k=k) for k in (1, 5, 20)]
     assert np.allclose(chance, [k / 89 for k in (1, 5, 20)]) and np.allclose(analytic, chance)

@@ -18,8 +18,10 @@ def test_linear_and_debiased_cka_match_textbook_formulas(n, d_a, d_b):
 def test_feature_form_equals_gram_form_in_prepared_states():
     a, b = ref.gaussian(50, 7, 3), ref.gaussian(50, 4, 4)
     b[:, 0] += a[:, 0]
-    for prepare, compare in ((kernel._prepare_linear, kernel._compare_linear),
-                             (kernel._prepare_debiased, kernel._compare_debiased)):  # fmt: skip
+    for prepare, compare in (
+        (kernel._prepare_linear, kernel._compare_linear),
+        (kernel._prepare_debiased, kernel._compare_debiased),
+    ):
         by_gram = compare(prepare(a, gram=True), prepare(b, gram=True))
         by_features = compare(prepare(a, gram=False), prepare(b, gram=False))
         assert by_gram == pytest.approx(by_features, abs=1e-12)

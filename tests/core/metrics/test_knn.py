@@ -61,9 +61,7 @@ def test_identity_rotation_scale_and_unit_permutation_give_maximum(metric):
     assert metric(a, a[:, perm]) == pytest.approx(1.0, abs=1e-12)
 
 
-@pytest.mark.parametrize(
-    "metric", [knn.mutual_knn, knn.jaccard_knn, knn.cknna, knn.lcs_knn, knn.edit_distance_knn]
-)
+@pytest.mark.parametrize("metric", [knn.mutual_knn, knn.jaccard_knn, knn.cknna, knn.lcs_knn, knn.edit_distance_knn])
 def test_translation_is_not_an_invariance_of_cosine_neighbours(metric):
     a = ref.gaussian(80, 4, 10)
     assert metric(a, a + 3.0) < 0.9

@@ -17,12 +17,26 @@ def _layers(seed, widths, n=45):
 
 @pytest.mark.parametrize(
     "metric,params",
-    [("mutual_knn", {"k": 5}), ("cycle_knn", {"k": 5}), ("jaccard_knn", {}), ("cknna", {"k": 6}),
-     ("linear_cka", {}), ("debiased_cka", {}), ("rbf_cka", {"sigma_factor": 0.8}),
-     ("mean_cca", {}), ("mean_cca", {"reg": 0.3}), ("svcca", {"keep_variance": 0.9}), ("svcca", {"n_components": 3}),
-     ("pwcca", {}), ("pwcca", {"reg": 0.1}), ("procrustes", {}), ("rsa", {}), ("rsa", {"compare": "kendall"}),
-     ("rsa", {"rdm_method": "euclidean", "compare": "pearson"})],
-)  # fmt: skip
+    [
+        ("mutual_knn", {"k": 5}),
+        ("cycle_knn", {"k": 5}),
+        ("jaccard_knn", {}),
+        ("cknna", {"k": 6}),
+        ("linear_cka", {}),
+        ("debiased_cka", {}),
+        ("rbf_cka", {"sigma_factor": 0.8}),
+        ("mean_cca", {}),
+        ("mean_cca", {"reg": 0.3}),
+        ("svcca", {"keep_variance": 0.9}),
+        ("svcca", {"n_components": 3}),
+        ("pwcca", {}),
+        ("pwcca", {"reg": 0.1}),
+        ("procrustes", {}),
+        ("rsa", {}),
+        ("rsa", {"compare": "kendall"}),
+        ("rsa", {"rdm_method": "euclidean", "compare": "pearson"}),
+    ],
+)
 def test_layer_matrix_equals_per_pair_computation(metric, params):
     layers_a, layers_b = _layers(1, [6, 9, 5]), _layers(2, [12, 4])
     result = layer_matrix(layers_a, layers_b, metric, **params)

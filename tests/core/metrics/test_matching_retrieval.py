@@ -100,8 +100,15 @@ def test_class_level_retrieval_matches_slow_reference_and_sklearn_average_precis
     gallery_labels = np.random.default_rng(14).integers(0, 4, 40)
     gallery += 0.8 * np.eye(4, 6)[gallery_labels]  # some class structure, so ranks vary
     queries += 0.8 * np.eye(4, 6)[query_labels]
-    result = retrieval.evaluate_retrieval(queries, gallery, query_labels=query_labels, gallery_labels=gallery_labels,
-                                          ks=(1, 3, 10), max_rank=12, block_size=7)  # fmt: skip
+    result = retrieval.evaluate_retrieval(
+        queries,
+        gallery,
+        query_labels=query_labels,
+        gallery_labels=gallery_labels,
+        ks=(1, 3, 10),
+        max_rank=12,
+        block_size=7,
+    )
     rankings = slow_rankings(queries, gallery)
     recall, mean_ap, cmc, skipped = slow_scores(
         rankings, lambda i, j: query_labels[i] == gallery_labels[j], (1, 3, 10), 12
@@ -131,12 +138,14 @@ def test_leave_one_out_equals_removing_the_query_from_the_gallery():
     feats = ref.gaussian(30, 5, 15)
     labels = np.arange(30) % 3
     feats += 1.5 * np.eye(3, 5)[labels]
-    result = retrieval.evaluate_retrieval(feats, feats, query_labels=labels, gallery_labels=labels,
-                                          exclude_same_id=True, ks=(1, 5))  # fmt: skip
+    result = retrieval.evaluate_retrieval(
+        feats, feats, query_labels=labels, gallery_labels=labels, exclude_same_id=True, ks=(1, 5)
+    )
     for i in (0, 7, 29):
         rest = np.delete(np.arange(30), i)
-        alone = retrieval.evaluate_retrieval(feats[[i]], feats[rest], query_labels=labels[[i]],
-                                             gallery_labels=labels[rest])  # fmt: skip
+        alone = retrieval.evaluate_retrieval(
+            feats[[i]], feats[rest], query_labels=labels[[i]], gallery_labels=labels[rest]
+        )
         assert result.average_precision[i] == pytest.approx(alone.average_precision[0], abs=1e-12)
         assert result.first_relevant_rank[i] == alone.first_relevant_rank[0]
         assert result.n_relevant[i] == 9
@@ -152,11 +161,13 @@ def test_instance_level_recall_equals_top_k_hit_rate_and_queries_without_matches
         assert result.recall_at_k[k] == pytest.approx(slow_topk(queries, gallery, k), abs=1e-12)
     assert result.mean_average_precision == pytest.approx(np.mean(1.0 / result.first_relevant_rank))
     # ids: queries 0..9 are gallery items 40..49, queries 10..11 have no gallery item
-    subset = retrieval.evaluate_retrieval(queries[40:], gallery, relevance="instance", ks=(1,),
-                                          query_ids=np.r_[40:50], gallery_ids=np.arange(50))  # fmt: skip
+    subset = retrieval.evaluate_retrieval(
+        queries[40:], gallery, relevance="instance", ks=(1,), query_ids=np.r_[40:50], gallery_ids=np.arange(50)
+    )
     assert subset.first_relevant_rank.tolist() == result.first_relevant_rank[40:].tolist()
-    skipped = retrieval.evaluate_retrieval(queries[38:], gallery[:40], relevance="instance", ks=(1,),
-                                           query_ids=np.r_[38:50], gallery_ids=np.arange(40))  # fmt: skip
+    skipped = retrieval.evaluate_retrieval(
+        queries[38:], gallery[:40], relevance="instance", ks=(1,), query_ids=np.r_[38:50], gallery_ids=np.arange(40)
+    )
     assert skipped.n_queries == 12 and skipped.n_queries_without_relevant == 10
     assert np.isnan(skipped.average_precision[2:]).all() and skipped.first_relevant_rank[2:].tolist() == [0] * 10
     ranks = slow_rankings(queries[38:40], gallery[:40])
@@ -177,8 +188,9 @@ def test_string_labels_and_a_fitted_map_between_widths():
     labels = np.array(["cat", "dog", "owl"])[np.arange(60) % 3]
     with pytest.raises(InputError, match="width 4 but gallery 7.*query_map"):
         retrieval.evaluate_retrieval(source, target, query_labels=labels, gallery_labels=labels)
-    via_map = retrieval.evaluate_retrieval(source, target, query_labels=labels, gallery_labels=labels,
-                                           query_map=mapping)  # fmt: skip
+    via_map = retrieval.evaluate_retrieval(
+        source, target, query_labels=labels, gallery_labels=labels, query_map=mapping
+    )
     direct = retrieval.evaluate_retrieval(mapping(source), target, query_labels=labels, gallery_labels=labels)
     assert via_map.mean_average_precision == direct.mean_average_precision
 
@@ -230,6 +242,8 @@ def test_match_correlations_is_the_matching_step_of_match_units():
     corr = matching.unit_correlation(a, b)
     for mode in ("one_to_one", "semi"):
         direct, from_corr = matching.match_units(a, b, mode=mode), matching.match_correlations(corr, mode=mode)
-        assert direct.units_b.tolist() == from_corr.units_b.tolist() and direct.curve.tolist() == from_corr.curve.tolist()
+        assert (
+            direct.units_b.tolist() == from_corr.units_b.tolist() and direct.curve.tolist() == from_corr.curve.tolist()
+        )
     with pytest.raises(InputError, match="mode"):
         matching.match_correlations(corr, mode="greedy")

@@ -23,8 +23,10 @@ TOL = 1e-10
 def _dataset(repeats: np.ndarray) -> Dataset:
     """[n_repeats, n, d] as an rsatoolbox Dataset: one observation per (repeat, stimulus)."""
     n_repeats, n_stimuli, n_channels = repeats.shape
-    descriptors = {"stimulus": np.tile(np.arange(n_stimuli), n_repeats),
-                   "run": np.repeat(np.arange(n_repeats), n_stimuli)}  # fmt: skip
+    descriptors = {
+        "stimulus": np.tile(np.arange(n_stimuli), n_repeats),
+        "run": np.repeat(np.arange(n_repeats), n_stimuli),
+    }
     return Dataset(repeats.reshape(-1, n_channels), obs_descriptors=descriptors)
 
 
@@ -50,7 +52,8 @@ def test_plain_distances_match_rsatoolbox(ours, theirs, n_repeats):
     data = repeats[0] if n_repeats == 1 else repeats  # 3-D input: repeats averaged, as rsatoolbox does
     assert compute_rdm(data, ours) == pytest.approx(_reference(repeats, theirs), abs=TOL)
     assert compute_rdm(data, ours, remove_mean=True) == pytest.approx(
-        _reference(repeats, theirs, remove_mean=True), abs=TOL)  # fmt: skip
+        _reference(repeats, theirs, remove_mean=True), abs=TOL
+    )
 
 
 def test_mahalanobis_matches_rsatoolbox_and_covariance_is_its_inverse():
@@ -59,7 +62,8 @@ def test_mahalanobis_matches_rsatoolbox_and_covariance_is_its_inverse():
     expected = _reference(repeats, "mahalanobis", noise=precision)
     assert compute_rdm(repeats, "mahalanobis", noise_precision=precision) == pytest.approx(expected, abs=TOL)
     assert compute_rdm(repeats, "mahalanobis", noise_covariance=np.linalg.inv(precision)) == pytest.approx(
-        expected, abs=1e-8)  # fmt: skip
+        expected, abs=1e-8
+    )
     # no precision: the squared Euclidean distance / d, as in rsatoolbox
     assert compute_rdm(repeats, "mahalanobis") == pytest.approx(compute_rdm(repeats, "squared_euclidean"), abs=TOL)
 
@@ -145,9 +149,18 @@ def test_crossnobis_is_unbiased_where_euclidean_is_not():
 
 # --- comparisons -----------------------------------------------------------------------------------
 
-RSATOOLBOX_NAMES = {"spearman": "spearman", "pearson": "corr", "kendall": "tau-a", "corr": "corr", "tau-a": "tau-a",
-                    "tau-b": "tau-b", "rho-a": "rho-a", "cosine": "cosine", "cosine_cov": "cosine_cov",
-                    "corr_cov": "corr_cov"}  # fmt: skip
+RSATOOLBOX_NAMES = {
+    "spearman": "spearman",
+    "pearson": "corr",
+    "kendall": "tau-a",
+    "corr": "corr",
+    "tau-a": "tau-a",
+    "tau-b": "tau-b",
+    "rho-a": "rho-a",
+    "cosine": "cosine",
+    "cosine_cov": "cosine_cov",
+    "corr_cov": "corr_cov",
+}
 
 
 def _rdm_pair(seed: int, ties: bool) -> tuple[np.ndarray, np.ndarray]:

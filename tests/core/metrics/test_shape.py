@@ -110,9 +110,7 @@ def related_pair(n, width_a, width_b, noise, seed):
 def test_matches_the_paper_formula(alpha, score_method, widths):
     a, b = related_pair(60, *widths, noise=0.7, seed=1)
     expected = paper_distance(a, b, alpha, score_method)
-    assert shape.shape_distance(a, b, alpha=alpha, score_method=score_method) == pytest.approx(
-        expected, abs=1e-9
-    )
+    assert shape.shape_distance(a, b, alpha=alpha, score_method=score_method) == pytest.approx(expected, abs=1e-9)
     assert 0.05 < expected < 1.4  # a value that could be wrong
 
 
@@ -183,9 +181,7 @@ def triples(draw):
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     latent = rng.standard_normal((n, 3))
-    feats = [
-        latent @ rng.standard_normal((3, w)) + s * rng.standard_normal((n, w)) for w, s in zip(widths, noises)
-    ]
+    feats = [latent @ rng.standard_normal((3, w)) + s * rng.standard_normal((n, w)) for w, s in zip(widths, noises)]
     alpha = draw(st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0)))
     return feats, alpha, draw(st.sampled_from(["angular", "euclidean"]))
 
@@ -201,17 +197,17 @@ def test_triangle_inequality_symmetry_and_range(case):
     assert ((matrix >= 0) & (matrix <= high + 1e-12)).all()
     a, b = feats[0], feats[1]
     forward = shape.shape_distance(a, b, alpha=alpha, score_method=score_method)
-    assert forward == pytest.approx(
-        shape.shape_distance(b, a, alpha=alpha, score_method=score_method), abs=ANGLE_NOISE
-    )
+    assert forward == pytest.approx(shape.shape_distance(b, a, alpha=alpha, score_method=score_method), abs=ANGLE_NOISE)
     assert forward == pytest.approx(matrix[0, 1], abs=1e-12)
 
 
 def test_triangle_inequality_on_a_many_model_matrix():
     rng = np.random.default_rng(7)
     latent = rng.standard_normal((40, 5))
-    feats = [latent @ rng.standard_normal((5, w)) + s * rng.standard_normal((40, w))
-             for w, s in zip([3, 5, 8, 12, 5, 2], [0.1, 0.5, 1.0, 2.0, 0.2, 0.05])]  # fmt: skip
+    feats = [
+        latent @ rng.standard_normal((5, w)) + s * rng.standard_normal((40, w))
+        for w, s in zip([3, 5, 8, 12, 5, 2], [0.1, 0.5, 1.0, 2.0, 0.2, 0.05])
+    ]
     for alpha in (0.0, 0.4, 1.0):
         matrix = shape.pairwise_shape_distances(feats, alpha)
         for i, j, k in itertools.permutations(range(len(feats)), 3):
@@ -232,9 +228,7 @@ def test_identity_and_invariances(alpha):
     padded = _pad(b, 9)
     assert shape.shape_distance(a, padded, alpha=alpha) == pytest.approx(value, abs=1e-10)
     held_out = shape.cross_validated_shape_distance(a, b, alpha=alpha, n_folds=4)
-    assert shape.cross_validated_shape_distance(a, padded, alpha=alpha, n_folds=4) == pytest.approx(
-        held_out, abs=1e-10
-    )
+    assert shape.cross_validated_shape_distance(a, padded, alpha=alpha, n_folds=4) == pytest.approx(held_out, abs=1e-10)
 
 
 def test_invertible_linear_maps_only_at_alpha_zero():
@@ -245,10 +239,7 @@ def test_invertible_linear_maps_only_at_alpha_zero():
     )
     assert shape.shape_distance(a, a @ mixing + 3.0, alpha=0.0) < 1e-6
     for alpha in (0.5, 1.0):  # partial or no whitening: the map is visible
-        assert (
-            abs(shape.shape_distance(a @ mixing, b, alpha=alpha) - shape.shape_distance(a, b, alpha=alpha))
-            > 1e-3
-        )
+        assert abs(shape.shape_distance(a @ mixing, b, alpha=alpha) - shape.shape_distance(a, b, alpha=alpha)) > 1e-3
 
 
 # --- (e) held-out distances ------------------------------------------------------------------------------
@@ -295,9 +286,7 @@ def test_cross_validated_is_deterministic_symmetric_and_seeded():
     a, b = related_pair(45, 6, 3, noise=1.0, seed=15)
     first = shape.cross_validated_shape_distance(a, b, alpha=0.5, n_folds=3, seed=1)
     assert first == shape.cross_validated_shape_distance(a, b, alpha=0.5, n_folds=3, seed=1)
-    assert first == pytest.approx(
-        shape.cross_validated_shape_distance(b, a, alpha=0.5, n_folds=3, seed=1), abs=1e-10
-    )
+    assert first == pytest.approx(shape.cross_validated_shape_distance(b, a, alpha=0.5, n_folds=3, seed=1), abs=1e-10)
     assert first != shape.cross_validated_shape_distance(a, b, alpha=0.5, n_folds=3, seed=2)
     assert first == shape.shape_distance(a, b, alpha=0.5, n_folds=3, seed=1)
 
@@ -350,24 +339,26 @@ def test_registered_spec_and_compute():
         shape.shape_distance(a, np.ones((40, 3)))
 
 
-@pytest.mark.parametrize("params", [{"alpha": 0.5}, {"alpha": 0.0, "n_folds": 3, "seed": 2},
-                                    {"alpha": 1.0, "score_method": "euclidean", "n_folds": 4}])  # fmt: skip
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"alpha": 0.5},
+        {"alpha": 0.0, "n_folds": 3, "seed": 2},
+        {"alpha": 1.0, "score_method": "euclidean", "n_folds": 4},
+    ],
+)
 def test_layer_matrix_and_permutation_use_the_split_form_faithfully(params):
     layers_a = [related_pair(36, w, 2, noise=0.5, seed=19 + w)[0] for w in (3, 6)]
     layers_b = [related_pair(36, 2, w, noise=0.5, seed=19 + w)[1] for w in (2, 5, 4)]
     result = layer_matrix(layers_a, layers_b, "shape_distance", **params)
     for i, j in itertools.product(range(2), range(3)):
-        assert result.values[i, j] == pytest.approx(
-            shape.shape_distance(layers_a[i], layers_b[j], **params), abs=1e-12
-        )
+        assert result.values[i, j] == pytest.approx(shape.shape_distance(layers_a[i], layers_b[j], **params), abs=1e-12)
     spec = get_metric("shape_distance")
     resolved = spec.resolve_params(params)
     perm = np.random.default_rng(20).permutation(36)
     state_a, state_b = (spec.prepare(x, **resolved) for x in (layers_a[0], layers_b[1]))
     permuted = spec.compare(state_a, spec.permute(state_b, perm), **resolved)
-    assert permuted == pytest.approx(
-        shape.shape_distance(layers_a[0], layers_b[1][perm], **params), abs=1e-12
-    )
+    assert permuted == pytest.approx(shape.shape_distance(layers_a[0], layers_b[1][perm], **params), abs=1e-12)
 
 
 def test_bootstrap_sample_ids_keep_copies_in_one_fold():
@@ -382,11 +373,7 @@ def test_bootstrap_sample_ids_keep_copies_in_one_fold():
 def test_pairwise_matrix_is_a_distance_matrix_that_clusters():
     rng = np.random.default_rng(23)
     groups = [rng.standard_normal((50, 4)) for _ in range(2)]
-    feats = [
-        g @ rng.standard_normal((4, w)) + 0.1 * rng.standard_normal((50, w))
-        for g in groups
-        for w in (4, 6, 9)
-    ]
+    feats = [g @ rng.standard_normal((4, w)) + 0.1 * rng.standard_normal((50, w)) for g in groups for w in (4, 6, 9)]
     for n_folds in (0, 5):
         matrix = shape.pairwise_shape_distances(feats, 0.5, n_folds=n_folds)
         assert matrix.shape == (6, 6) and np.array_equal(matrix, matrix.T) and (np.diag(matrix) == 0).all()
