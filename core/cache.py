@@ -30,6 +30,7 @@ from alignscope.core.datasets import Dataset
 from alignscope.core.devices import effective_dtype
 from alignscope.core.errors import CacheError
 from alignscope.core.extract import EXTRACT_VERSION, Features, ProgressCallback, extract_features
+from alignscope.core.files import atomic_write_bytes, sha256_file
 from alignscope.core.models import ModelSpec, get_model_spec, load_model
 from alignscope.core.settings import Settings, get_settings
 from alignscope.core.sources import needs_download
@@ -93,14 +94,6 @@ class CacheEntry:
     created: str
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _package_versions() -> dict[str, str]:
     versions = {}
     for package in ("alignscope", "torch", "transformers", "safetensors", "numpy"):
@@ -109,15 +102,6 @@ def _package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return versions
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 class FeatureCache:
@@ -167,7 +151,7 @@ class FeatureCache:
         tensor_path = self.tensor_path(key)
         if sidecar is None or not tensor_path.exists():
             return None
-        if _sha256_file(tensor_path) != sidecar.get("sha256"):
+        if sha256_file(tensor_path) != sidecar.get("sha256"):
             on_corrupt(key)
             return None
         try:
@@ -199,7 +183,7 @@ class FeatureCache:
             save_file(tensors, str(tmp), metadata={"alignscope": f"format={CACHE_FORMAT};key={key}"})
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
-            checksum = _sha256_file(tmp)
+            checksum = sha256_file(tmp)
             tmp.replace(self.tensor_path(key))
         finally:
             tmp.unlink(missing_ok=True)
@@ -219,7 +203,7 @@ class FeatureCache:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "meta": {k: v for k, v in features.meta.items() if k != "cache_key"},
         }
-        _atomic_write_bytes(self.sidecar_path(key), json.dumps(sidecar, indent=1, default=_json_default).encode())
+        atomic_write_bytes(self.sidecar_path(key), json.dumps(sidecar, indent=1, default=_json_default).encode())
         seconds = features.meta.get("seconds")
         if seconds and features.n_samples:
             self._record_throughput(features.model, float(seconds) / features.n_samples)
@@ -234,7 +218,7 @@ class FeatureCache:
         with FileLock(str(path) + ".lock", timeout=30):
             rates = self._read_throughput()
             rates[model] = seconds_per_sample
-            _atomic_write_bytes(path, json.dumps(rates, indent=1, sort_keys=True).encode())
+            atomic_write_bytes(path, json.dumps(rates, indent=1, sort_keys=True).encode())
 
     def _read_throughput(self) -> dict[str, float]:
         try:
@@ -254,7 +238,7 @@ class FeatureCache:
         with self._lock(key):
             sidecar = self.read_sidecar(key)
             tensor = self.tensor_path(key)
-            if sidecar is not None and tensor.exists() and _sha256_file(tensor) == sidecar.get("sha256"):
+            if sidecar is not None and tensor.exists() and sha256_file(tensor) == sidecar.get("sha256"):
                 return
             self._discard(key)
 
@@ -369,7 +353,7 @@ class FeatureCache:
                 report[key] = "sidecar unreadable"
             elif not tensor.exists():
                 report[key] = "tensor file missing"
-            elif _sha256_file(tensor) != sidecar.get("sha256"):
+            elif sha256_file(tensor) != sidecar.get("sha256"):
                 report[key] = "checksum mismatch (corrupt or truncated)"
             else:
                 report[key] = "ok"

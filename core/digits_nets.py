@@ -190,7 +190,7 @@ def _weights_problem(weights: Path, required: Sequence[str] = ()) -> str | None:
     the ``required`` fields)."""
     # The feature cache imports models.py, which loads these nets: importing it here, not at the top,
     # keeps the module dependency one way.
-    from alignscope.core.cache import _sha256_file
+    from alignscope.core.files import sha256_file
 
     if not weights.exists():
         return "weights file missing"
@@ -201,7 +201,7 @@ def _weights_problem(weights: Path, required: Sequence[str] = ()) -> str | None:
         return "sidecar unreadable"
     if not isinstance(sidecar.get("sha256"), str):
         return "no checksum in the sidecar (written before weights were checksummed)"
-    if _sha256_file(weights) != sidecar["sha256"]:
+    if sha256_file(weights) != sidecar["sha256"]:
         return "checksum mismatch (corrupt or changed since it was written)"
     missing = [name for name in required if name not in sidecar]
     if missing:
@@ -211,7 +211,7 @@ def _weights_problem(weights: Path, required: Sequence[str] = ()) -> str | None:
 
 def _store(weights: Path, net: nn.Module, info: dict, metadata: dict[str, str]) -> dict:
     """Write the weights (temp file + rename), then the sidecar with their sha256, which marks them complete."""
-    from alignscope.core.cache import _atomic_write_bytes, _sha256_file
+    from alignscope.core.files import atomic_write_bytes, sha256_file
 
     # The old sidecar no longer describes what is about to be written; without one, a crash before the
     # new sidecar lands leaves weights that are retrained, never trusted.
@@ -225,12 +225,12 @@ def _store(weights: Path, net: nn.Module, info: dict, metadata: dict[str, str]) 
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=metadata)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        checksum = _sha256_file(tmp)
+        checksum = sha256_file(tmp)
         tmp.replace(weights)
     finally:
         tmp.unlink(missing_ok=True)
     sidecar = {**info, "sha256": checksum, "bytes": weights.stat().st_size}
-    _atomic_write_bytes(_sidecar_path(weights), json.dumps(sidecar, indent=2).encode())
+    atomic_write_bytes(_sidecar_path(weights), json.dumps(sidecar, indent=2).encode())
     return sidecar
 
 
@@ -244,7 +244,7 @@ def _load_or_train(
 ) -> tuple[nn.Module, dict]:
     """The net stored at ``weights`` and its sidecar, after checking the checksum; (re)trained under a
     file lock when absent, unreadable, not matching or its sidecar lacks a ``required`` field."""
-    from alignscope.core.cache import _sha256_file
+    from alignscope.core.files import sha256_file
 
     weights.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(weights) + ".lock"):
@@ -256,7 +256,7 @@ def _load_or_train(
                 return net.eval(), _read_sidecar(weights) or {}
             except Exception as error:  # checksum matches but not this architecture: retrain, never serve
                 problem = f"unreadable ({type(error).__name__}: {error})"
-        previous = _sha256_file(weights) if weights.exists() else None
+        previous = sha256_file(weights) if weights.exists() else None
         if previous is not None:
             logger.warning(
                 "%s: %s; retraining it (training is deterministic: intact weights come back unchanged)",

@@ -32,6 +32,7 @@ from alignscope.dashboard.url_state import bound, note_for_next_run, share_url, 
 
 ERROR_ICON = ":material/error:"
 _CLICKED = "_alignscope_clicked"
+_SPENT = "_alignscope_spent"
 # Characters that start Markdown / Streamlit syntax anywhere (links, images, emphasis, code, HTML, LaTeX,
 # :colour[...] and :icon: directives), and those that only do at the start of a line (lists, headings).
 _MARKDOWN_ANYWHERE = re.compile(r"([\\`*_{}\[\]<>~$:&|])")
@@ -100,18 +101,28 @@ def _clicked() -> set[str]:
     return st.session_state.setdefault(_CLICKED, set())
 
 
+def _spent(key: str) -> dict[tuple, float]:
+    """CPU-seconds started without a click, per (page, view): reruns of one view share one budget, so a
+    link can never start more by being rerun (as happens each time one of its jobs finishes)."""
+    return st.session_state.setdefault(_SPENT, {})
+
+
 def fetch(requests: Sequence[Request], *, key: str) -> list[Outcome]:
     """Outcomes of ``requests`` (priority order), starting work within the budget (see module docstring)."""
+    from alignscope.dashboard.url_state import last_query
+
     budget = get_settings().auto_budget_seconds
-    spent = 0.0
+    view = (key, tuple(sorted(last_query().items())))
+    spent = _spent(key)
     outcomes = []
     clicked = _clicked()
     for request in requests:
         outcome = _cached.outcome(request)
         if outcome.state == "needs_click":
-            allowed = outcome.key in clicked or spent + outcome.estimate_seconds <= budget
-            if allowed:
-                spent += outcome.estimate_seconds
+            free = outcome.key in clicked
+            if free or spent.get(view, 0.0) + outcome.estimate_seconds <= budget:
+                if not free:
+                    spent[view] = spent.get(view, 0.0) + outcome.estimate_seconds
                 outcome = _cached.outcome(request, start=True)
         outcomes.append(outcome)
     waiting = [o for o in outcomes if o.state in ("queued", "running") and o.job is not None]

@@ -99,3 +99,31 @@ def chance_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict, shuffl
 def umap_seconds(n: int, d: int, warm: bool) -> float:
     """A UMAP fit: neighbour graph (n²·d) plus the layout, plus the first JIT compile in a process."""
     return seconds(2.0 * n * n * d) + UMAP_SECONDS_PER_SAMPLE * n + (0.0 if warm else UMAP_FIRST_COMPILE_SECONDS)
+
+
+CHANCE_SHUFFLES = 20
+"""Shuffled correspondences averaged for the chance level of metrics without an exact closed form."""
+
+
+def pair_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[int], params: dict, *,
+                 search: bool, permutations: int, bootstrap: int) -> float:  # fmt: skip
+    """One PairRequest: the score (or the whole layer matrix when ``search``), chance, shuffles, resamples.
+
+    ``dims_a`` / ``dims_b``: the widths of every layer when searching, else of the one layer of each.
+    """
+    d_a, d_b = max(dims_a), max(dims_b)
+    if search:
+        total = layer_matrix_seconds(metric, n, dims_a, dims_b, params)
+    else:
+        total = metric_seconds(metric, n, d_a, d_b, params)
+    total += chance_seconds(metric, n, d_a, d_b, params, CHANCE_SHUFFLES)
+    if permutations:
+        total += metric_seconds(metric, n, d_a, d_b, params)
+        total += permutations * shuffle_seconds(metric, n, d_a, d_b, params)
+    return total + bootstrap * resample_seconds(metric, n, d_a, d_b, params)
+
+
+def resample_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """One bootstrap resample: the metric from scratch on resampled rows (copies masked for k-NN)."""
+    extra = 4.0 * n * n if get_metric(metric).takes_sample_ids else 0.0  # the id mask of k-NN blocks
+    return metric_seconds(metric, n, d_a, d_b, params) + seconds(extra, 0)

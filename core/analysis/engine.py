@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from alignscope.core.analysis import cost
+import alignscope.core.analysis.cost as cost
 from alignscope.core.analysis.features import (
     FeaturePlan,
     ViewFeatures,
@@ -371,24 +371,12 @@ def _dims(prepared: Prepared, model: str, layer: int | None = None) -> tuple[int
 
 def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
     request: PairRequest = prepared.request
-    params = dict(request.params)
-    n = request.n
     pair = parse_layers(request.layers)
     dims_a, dims_b = _dims(prepared, request.model_a), _dims(prepared, request.model_b)
-    if pair is None:
-        total = cost.layer_matrix_seconds(request.metric, n, dims_a, dims_b, params)
-        d_a, d_b = max(dims_a), max(dims_b)
-    else:
-        d_a, d_b = dims_a[pair[0]], dims_b[pair[1]]
-        total = cost.metric_seconds(request.metric, n, d_a, d_b, params)
-    from alignscope.core.analysis.scorer import CHANCE_SHUFFLES
-
-    total += cost.chance_seconds(request.metric, n, d_a, d_b, params, CHANCE_SHUFFLES)
-    if request.permutations:
-        total += cost.metric_seconds(request.metric, n, d_a, d_b, params)
-        total += request.permutations * cost.shuffle_seconds(request.metric, n, d_a, d_b, params)
-    total += request.bootstrap * cost.metric_seconds(request.metric, n, d_a, d_b, params)
-    return total
+    if pair is not None:
+        dims_a, dims_b = (dims_a[pair[0]],), (dims_b[pair[1]],)
+    return cost.pair_seconds(request.metric, request.n, dims_a, dims_b, dict(request.params),
+                             search=pair is None, permutations=request.permutations, bootstrap=request.bootstrap)  # fmt: skip
 
 
 def _estimate_matrix(engine: Engine, prepared: Prepared) -> float:
@@ -404,13 +392,11 @@ def _estimate_matrix(engine: Engine, prepared: Prepared) -> float:
 
 def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
     request: SweepRequest = prepared.request
-    from alignscope.core.analysis.scorer import CHANCE_SHUFFLES
-
     d_a = _dims(prepared, request.model_a, request.layer_a)[0]
     d_b = _dims(prepared, request.model_b, request.layer_b)[0]
     params = dict(request.params)
     point = cost.metric_seconds(request.metric, request.n, d_a, d_b, params) + cost.chance_seconds(
-        request.metric, request.n, d_a, d_b, params, CHANCE_SHUFFLES
+        request.metric, request.n, d_a, d_b, params, cost.CHANCE_SHUFFLES
     )
     points = len(_dims(prepared, request.model_a)) if request.sweep == "depth" else 10
     extra = 0.0

@@ -95,7 +95,8 @@ class Job:
         estimate_seconds: the cost estimate it was started with.
         state: one of :data:`JOB_STATES`.
         error: the message of the error that ended it (state ``failed``).
-        cpu_seconds: CPU time its thread spent (work only).
+        cpu_seconds: CPU time the process spent while the job ran, all threads (BLAS and torch work on
+            threads of their own); an upper bound on the job's own when other work overlaps.
     """
 
     key: str
@@ -172,7 +173,7 @@ class LocalRunner:
             return
         job.state = "running"
         job.progress.started = time.monotonic()
-        cpu_start = time.thread_time()
+        cpu_start = time.process_time()
         try:
             job.result = work(job.progress)
             job.state = "done"
@@ -183,7 +184,7 @@ class LocalRunner:
         except Exception as error:  # noqa: BLE001 - a bug must end the job, not the worker thread
             job.state, job.error = "failed", f"unexpected {type(error).__name__}: {error}"
         finally:
-            job.cpu_seconds = time.thread_time() - cpu_start
+            job.cpu_seconds = time.process_time() - cpu_start
             job.finished = time.monotonic()
 
     def _forget_old(self) -> None:

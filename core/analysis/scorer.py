@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from alignscope.core.analysis.cost import CHANCE_SHUFFLES
 from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.jobs import Progress
 from alignscope.core.analysis.requests import MatrixRequest, PairRequest, parse_layers
@@ -23,9 +24,6 @@ from alignscope.core.errors import InputError
 from alignscope.core.metrics.layers import layer_matrix
 from alignscope.core.metrics.registry import MetricSpec, compute, get_metric
 from alignscope.core.stats import bootstrap_ci, chance_level, permutation_test
-
-CHANCE_SHUFFLES = 20
-"""Shuffled correspondences averaged for the chance level of metrics without an exact closed form."""
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from filelock import FileLock
 
 from alignscope.core.analysis.results import decode, encode
 from alignscope.core.errors import CacheError
+from alignscope.core.files import atomic_write_bytes
 from alignscope.core.settings import Settings, get_settings
 
 ANALYSIS_VERSION = 1
@@ -129,7 +129,7 @@ class ResultStore:
             if arrays:
                 blob = save(arrays)
                 arrays_sha = _sha256(blob)
-                _atomic_write(arrays_path, blob)
+                atomic_write_bytes(arrays_path, blob)
             body = {
                 "format": STORE_FORMAT,
                 "version": ANALYSIS_VERSION,
@@ -144,7 +144,7 @@ class ResultStore:
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             sidecar = {"body": body, "body_sha256": _sha256(canonical_json(body).encode())}
-            _atomic_write(sidecar_path, json.dumps(sidecar, allow_nan=True).encode())
+            atomic_write_bytes(sidecar_path, json.dumps(sidecar, allow_nan=True).encode())
 
     def _discard_if_still_bad(self, key: str, seen: str) -> None:
         sidecar_path, arrays_path = self._paths(key)
@@ -189,15 +189,3 @@ class ResultStore:
         for entry in entries:
             self.remove(entry.key)
         return len(entries)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
