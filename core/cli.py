@@ -18,6 +18,7 @@ from pathlib import Path
 
 from alignscope.core.analysis.jobs import Progress
 from alignscope.core.errors import AlignscopeError
+from alignscope.core.files import NoSpaceError
 
 MAX_SEED = 2**31 - 1  # as in dashboard links
 MAX_SAMPLES = 200_000
@@ -132,10 +133,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def _read_upload(path: Path) -> bytes:
+    """The bytes of a local file to upload; one over ALIGNSCOPE_MAX_UPLOAD_MB is refused from its size,
+    before anything is read, and no more than the limit is ever read (a pipe or a growing file)."""
+    from alignscope.core.settings import get_settings
+    from alignscope.core.uploads import check_upload_size
+
+    limit = get_settings().max_upload_bytes
     try:
-        return path.read_bytes()
+        with open(path, "rb") as handle:
+            check_upload_size(os.fstat(handle.fileno()).st_size, path.name, allow_empty=True)
+            data = handle.read(limit + 1)
     except OSError as exc:
         raise AlignscopeError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+    check_upload_size(len(data), path.name, at_least=len(data) > limit)
+    return data
 
 
 def _progress_bar(label: str):
@@ -192,10 +203,16 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.1f} MiB"
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     from alignscope.core.cache import FeatureCache
 
     cache = FeatureCache()
+    if args.action in ("ls", "verify", "gc") and args.keys:
+        raise AlignscopeError(f"`alignscope cache {args.action}` takes no keys (only `cache rm` does)")
     if args.action == "ls":
         entries = cache.entries()
         rows = [
@@ -211,7 +228,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
             for e in entries
         ]
         _print_table(rows, ["key", "model", "dataset", "n", "layers", "MiB", "created"])
-        print(f"{len(entries)} entries, {sum(e.bytes for e in entries) / 2**20:.1f} MiB in {cache.root}")
+        print(f"{len(entries)} entries, {_mib(sum(e.bytes for e in entries))} in {cache.root}")
+        leftovers = cache.leftovers()
+        if leftovers:
+            print(
+                f"plus {len(leftovers)} leftover files, {_mib(sum(item.bytes for item in leftovers))} (temp files of "
+                "killed writers, halves of interrupted entries): `alignscope cache gc` removes them"
+            )
         return 0
     if args.action == "verify":
         report = cache.verify()
@@ -220,14 +243,21 @@ def cmd_cache(args: argparse.Namespace) -> int:
             print(f"{key}  {status}")
         print(f"{len(report) - len(bad)} ok, {len(bad)} bad")
         return 1 if bad else 0
+    if args.action == "gc":
+        removed = cache.gc()
+        for item in removed:
+            print(f"removed  {item.name}  ({item.what}, {_mib(item.bytes)})")
+        freed = sum(item.bytes for item in removed)
+        print(f"freed {_mib(freed)} ({freed} bytes) in {len(removed)} files under {cache.settings.cache_dir}")
+        return 0
     if args.action == "rm":
         if not args.keys:
             raise AlignscopeError("name the keys (or key prefixes of 4+ hex digits) to remove")
         unmatched = []
         for prefix in args.keys:
-            removed = cache.remove(prefix)
-            if removed:
-                print(f"removed {len(removed)} entries matching {prefix}")
+            removed_keys = cache.remove(prefix)
+            if removed_keys:
+                print(f"removed {len(removed_keys)} entries matching {prefix}")
             else:
                 unmatched.append(prefix)
         if unmatched:
@@ -457,8 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     extract.set_defaults(func=cmd_extract)
 
-    cache = sub.add_parser("cache", help="ls | verify | rm KEY...")
-    cache.add_argument("action", choices=["ls", "verify", "rm"])
+    cache = sub.add_parser(
+        "cache",
+        help="ls | verify | gc (remove what killed writers left) | rm KEY...",
+    )
+    cache.add_argument("action", choices=["ls", "verify", "gc", "rm"])
     cache.add_argument("keys", nargs="*")
     cache.set_defaults(func=cmd_cache)
 
@@ -505,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         _bootstrap_registries()
         return args.func(args)
     except AlignscopeError as error:
-        print(f"error: {error}", file=sys.stderr)
+        # The machine is the user's here: a full disk names its folder (the dashboard's message does not).
+        print(f"error: {error.with_folder() if isinstance(error, NoSpaceError) else error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the cache holds only complete entries", file=sys.stderr)

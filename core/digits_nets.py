@@ -211,7 +211,7 @@ def _weights_problem(weights: Path, required: Sequence[str] = ()) -> str | None:
 
 def _store(weights: Path, net: nn.Module, info: dict, metadata: dict[str, str]) -> dict:
     """Write the weights (temp file + rename), then the sidecar with their sha256, which marks them complete."""
-    from alignscope.core.files import atomic_write_bytes, sha256_file
+    from alignscope.core.files import atomic_write_bytes, sha256_file, temp_path
 
     # The old sidecar no longer describes what is about to be written; without one, a crash before the
     # new sidecar lands leaves weights that are retrained, never trusted.
@@ -219,7 +219,7 @@ def _store(weights: Path, net: nn.Module, info: dict, metadata: dict[str, str]) 
     # Writers hold the lock, so a temp file of these weights is a killed writer's leftover.
     for leftover in weights.parent.glob(f".{weights.name}.*.tmp"):
         leftover.unlink(missing_ok=True)
-    tmp = weights.with_name(f".{weights.name}.{os.getpid()}.tmp")
+    tmp = temp_path(weights)  # names this process, so `alignscope cache gc` knows when its writer died
     try:
         # One metadata entry only, so the same weights always give the same bytes (see cache.py).
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=metadata)

@@ -12,6 +12,14 @@
 Every upload is validated before anything is written (size, type, shape, finiteness, names), then
 stored atomically; ``registry.json`` lists them so they come back after a restart. No pickle is ever
 loaded (``np.load(allow_pickle=False)``).
+
+Refused, each with its reason: texts or captions holding NUL bytes (a binary or UTF-16 file read as text;
+nothing is stripped silently), a ``captions.csv`` naming one image twice (sample ids must be unique), zip
+members that clash (``a.png`` and ``a.png/b.png``, the same name twice) or whose names no file system
+takes (a part over 255 bytes, control characters); matrices that are complex, empty, hold NaN/Inf,
+overflow float32, or have every row the same (no metric can compare a constant representation).
+A write that fails (a full disk, a name the file system refuses) leaves nothing behind, and no message
+names a server path.
 """
 
 from __future__ import annotations
@@ -31,6 +39,15 @@ from filelock import FileLock
 
 from alignscope.core.datasets import DATASETS, DatasetSpec, get_dataset_spec, register_dataset
 from alignscope.core.errors import AlignscopeError, UploadError
+from alignscope.core.files import (
+    STAGING_SUFFIX,
+    NoSpaceError,
+    atomic_write_bytes,
+    check_free_space,
+    is_disk_full,
+    remove_quietly,
+    temp_path,
+)
 from alignscope.core.models import MODELS, ModelProperty, ModelSpec, register_model
 from alignscope.core.names import check_name
 from alignscope.core.settings import Settings, get_settings
@@ -40,15 +57,50 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 TEXT_SUFFIXES = (".csv", ".parquet", ".txt")
 REPRESENTATION_SUFFIXES = (".npy", ".safetensors", ".csv")
 MAX_SAMPLES = 200_000
+MAX_NAME_PART_BYTES = 255  # NAME_MAX of every common file system
+MAX_MEMBER_BYTES = 1024  # a member's path inside the upload's folder, well under PATH_MAX
+
+
+def check_upload_size(
+    n_bytes: int,
+    filename: str,
+    settings: Settings | None = None,
+    *,
+    allow_empty: bool = False,
+    at_least: bool = False,
+) -> None:
+    """Refuse an upload of ``n_bytes`` over ALIGNSCOPE_MAX_UPLOAD_MB (or empty, unless ``allow_empty``);
+    ``at_least``: ``n_bytes`` is only what was read so far (a pipe has no size)."""
+    limit = (settings or get_settings()).max_upload_bytes
+    if n_bytes == 0 and not allow_empty:
+        raise UploadError(f"{filename!r} is empty")
+    if n_bytes > limit:
+        size = "over the limit" if at_least else f"{n_bytes / 2**20:.1f} MiB"
+        raise UploadError(f"{filename!r} is {size}; the limit is {limit / 2**20:.0f} MiB (ALIGNSCOPE_MAX_UPLOAD_MB)")
 
 
 def _check_size(data: bytes, settings: Settings, filename: str) -> None:
-    if not data:
-        raise UploadError(f"{filename!r} is empty")
-    if len(data) > settings.max_upload_bytes:
+    check_upload_size(len(data), filename, settings)
+
+
+def _refuse_nul_bytes(data: bytes, where: str) -> None:
+    """NUL bytes in a text file mean a binary (or UTF-16) file: refuse it rather than strip them."""
+    position = data.find(b"\x00")
+    if position >= 0:
+        line = data.count(b"\n", 0, position) + 1
         raise UploadError(
-            f"{filename!r} is {len(data) / 2**20:.1f} MiB; the limit is {settings.max_upload_bytes / 2**20:.0f} MiB "
-            "(ALIGNSCOPE_MAX_UPLOAD_MB)"
+            f"line {line} of {where} contains a NUL byte (\\x00): is it a binary or UTF-16 file? Save it as UTF-8 text"
+        )
+
+
+def _refuse_nul(values: pd.Series, filename: str, what: str) -> None:
+    """NUL bytes in texts mean a binary (or UTF-16) file read as text: refuse rather than strip them."""
+    has_nul = values.astype(str).str.contains("\x00", regex=False)
+    if has_nul.any():
+        first = values.index[has_nul.to_numpy()][0]
+        raise UploadError(
+            f"{what} {int(first) + 1} of {filename!r} contains a NUL byte (\\x00): is it a binary or UTF-16 file? "
+            "Save it as UTF-8 text"
         )
 
 
@@ -67,6 +119,8 @@ def _suffix(filename: str, allowed: tuple[str, ...]) -> str:
 def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
     """Texts upload -> DataFrame with ``text`` and optional ``label``; raises UploadError."""
     suffix = _suffix(filename, TEXT_SUFFIXES)
+    if suffix in (".txt", ".csv"):
+        _refuse_nul_bytes(data, repr(filename))
     try:
         if suffix == ".txt":
             lines = [line.strip() for line in data.decode("utf-8").splitlines()]
@@ -90,6 +144,9 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
     if text_column is None:
         raise UploadError(f"{filename!r} has no text column (name one 'text'); columns: {list(table.columns)}")
     texts = table[text_column]
+    _refuse_nul(texts[texts.notna()], filename, "row")
+    if "label" in table.columns:
+        _refuse_nul(table["label"][table["label"].notna()], filename, "the label of row")
     keep = texts.notna() & (texts.astype(str).str.strip() != "")
     out = pd.DataFrame({"text": texts[keep].astype(str).str.strip()})
     if "label" in table.columns:
@@ -124,16 +181,74 @@ def parse_representation(filename: str, data: bytes) -> np.ndarray:
         raise
     except Exception as exc:
         raise UploadError(f"{filename!r} could not be read as {suffix[1:]}: {type(exc).__name__}: {exc}") from exc
+    return _check_matrix(filename, array)
+
+
+def _check_matrix(filename: str, array: np.ndarray) -> np.ndarray:
+    if np.iscomplexobj(array):
+        raise UploadError(
+            f"{filename!r} holds complex numbers ({array.dtype}); store real features instead "
+            "(e.g. the real and imaginary parts, or the magnitude, as columns)"
+        )
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise UploadError(f"{filename!r} holds non-numeric values ({array.dtype})")
     if array.ndim != 2:
         raise UploadError(f"{filename!r} has shape {array.shape}; expected a 2-D [samples, features] matrix")
-    array = array.astype(np.float32)
+    if 0 in array.shape:
+        missing = "rows (samples)" if array.shape[0] == 0 else "columns (features)"
+        raise UploadError(f"{filename!r} has shape {array.shape}: no {missing}")
     bad = ~np.isfinite(array)
     if bad.any():
         rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
         raise UploadError(f"{filename!r} contains {int(bad.sum())} NaN/Inf values (first rows: {rows})")
+    with np.errstate(over="ignore"):
+        array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise UploadError(f"{filename!r} holds values beyond float32's range (about ±3.4e38); rescale them")
     return array
+
+
+def _refuse_constant(filename: str, array: np.ndarray) -> None:
+    """Checked once the rows are known to be the dataset's (a wrong row count is the likelier mistake)."""
+    if (array == array[0]).all():
+        raise UploadError(
+            f"{filename!r}: every row is the same ({array.shape[0]} copies of one vector); a constant "
+            "representation cannot be compared with anything (every alignment metric is undefined for it)"
+        )
+
+
+def _member_problem(member: PurePosixPath) -> str | None:
+    """Why ``member`` cannot become a file name on the server, or None."""
+    text = str(member)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "has a control character in its name"
+    longest = max(len(part.encode()) for part in member.parts)
+    if longest > MAX_NAME_PART_BYTES:
+        return f"has a name part of {longest} bytes (file systems allow {MAX_NAME_PART_BYTES})"
+    if len(text.encode()) > MAX_MEMBER_BYTES:
+        return f"has a path of {len(text.encode())} bytes (at most {MAX_MEMBER_BYTES})"
+    return None
+
+
+def _shown(member: PurePosixPath | str) -> str:
+    text = str(member)
+    return repr(text if len(text) <= 60 else text[:40] + "…" + text[-12:])
+
+
+def _check_members(members: list[PurePosixPath], filename: str) -> None:
+    """Refuse members that cannot all be written side by side: one name twice, or a file that is also
+    the folder of another (``a.png`` and ``a.png/b.png``, in either order)."""
+    seen: set[PurePosixPath] = set()
+    for member in members:
+        if member in seen:
+            raise UploadError(f"{_shown(member)} appears twice in {filename!r}; each image needs its own name")
+        seen.add(member)
+    for member in members:
+        clash = next((parent for parent in member.parents if parent in seen), None)
+        if clash is not None:
+            raise UploadError(
+                f"{_shown(clash)} in {filename!r} is both an image and the folder of {_shown(member)}; rename one"
+            )
 
 
 def _safe_member(name: str) -> PurePosixPath | None:
@@ -151,10 +266,7 @@ def _safe_member(name: str) -> PurePosixPath | None:
 
 
 def _write_registry(registry: dict, settings: Settings) -> None:
-    path = registry_path(settings)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(registry, indent=1))
-    tmp.replace(path)
+    atomic_write_bytes(registry_path(settings), json.dumps(registry, indent=1).encode())
 
 
 def _record(kind: str, spec: DatasetSpec | ModelSpec, settings: Settings) -> None:
@@ -226,19 +338,55 @@ def _claim_name(kind: str, name: str) -> None:
 
 
 def _write_folder(kind: str, name: str, files: dict[str, bytes], settings: Settings) -> Path:
-    """Write ``files`` into a fresh temp folder and rename it to the upload's folder."""
+    """Write ``files`` into a fresh staging folder of this process and rename it to the upload's folder;
+    on any failure the staging folder is removed and an earlier upload of the name stays as it was.
+
+    Raises:
+        NoSpaceError: the disk is full.
+        UploadError: the file system refused a file (the message names it relative to the upload).
+    """
     final = upload_folder(kind, name, settings)
-    staging = final.with_name(f".{name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for relative, blob in files.items():
-        target = staging / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(blob)
-    if final.exists():
-        shutil.rmtree(final)
-    staging.rename(final)
+    needed = sum(len(blob) for blob in files.values())
+    staging = temp_path(final, STAGING_SUFFIX)
+    relative = "."
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(final.parent, needed)
+        staging.mkdir()
+        for relative, blob in files.items():
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob)
+        relative = "."
+        with FileLock(str(registry_path(settings)) + ".lock"):
+            _swap_into_place(staging, final)
+    except OSError as error:
+        if is_disk_full(error):
+            raise NoSpaceError(settings.uploads_dir, needed) from error
+        which = "" if relative == "." else f": the file system refused {_shown(relative)}"
+        raise UploadError(
+            f"the upload could not be stored{which} ({error.strerror or type(error).__name__}); nothing was written"
+        ) from error
+    finally:
+        remove_quietly(staging)
     return final
+
+
+def _swap_into_place(staging: Path, final: Path) -> None:
+    """Rename ``staging`` to ``final``; an earlier ``final`` is moved aside first and removed after, or put
+    back if the rename fails."""
+    previous = None
+    if final.exists():
+        previous = temp_path(final, STAGING_SUFFIX)
+        final.rename(previous)
+    try:
+        staging.rename(final)
+    except OSError:
+        if previous is not None:
+            previous.rename(final)
+        raise
+    if previous is not None:
+        remove_quietly(previous)
 
 
 def add_text_dataset(name: str, filename: str, data: bytes, settings: Settings | None = None) -> DatasetSpec:
@@ -278,6 +426,7 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
     except zipfile.BadZipFile as exc:
         raise UploadError(f"{filename!r} is not a valid zip file") from exc
     files: dict[str, bytes] = {}
+    members: list[PurePosixPath] = []
     captions_blob = None
     total = 0
     for info in archive.infolist():
@@ -290,6 +439,9 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
         is_captions = member.name.lower() == "captions.csv"
         if not is_captions and member.suffix.lower() not in IMAGE_SUFFIXES:
             continue
+        problem = _member_problem(member)
+        if problem is not None:
+            raise UploadError(f"{_shown(member)} in {filename!r} {problem}; rename it")
         try:
             blob = archive.read(info)
         except (zipfile.BadZipFile, zlib.error, OSError, RuntimeError) as exc:
@@ -302,21 +454,13 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
             raise UploadError(f"{member} in {filename!r} is not a readable image ({exc})") from exc
         files[f"images/{member}"] = blob
+        members.append(member)
+    _check_members(members, filename)
     if len(files) < 3:
         raise UploadError(f"{filename!r} holds {len(files)} readable images; at least 3 are needed")
     table = pd.DataFrame({"image": sorted(k.removeprefix("images/") for k in files)})
     if captions_blob is not None:
-        try:
-            captions = pd.read_csv(io.BytesIO(captions_blob))
-        except (ValueError, UnicodeDecodeError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
-            raise UploadError(f"captions.csv in {filename!r} could not be read: {exc}") from exc
-        if not {"image", "caption"} <= set(captions.columns):
-            raise UploadError(f"captions.csv needs columns 'image' and 'caption'; it has {list(captions.columns)}")
-        captions["image"] = captions["image"].astype(str)
-        missing = sorted(set(captions["image"]) - set(table["image"]))
-        if missing:
-            raise UploadError(f"captions.csv names images that are not in the zip: {missing[:5]}")
-        table = captions[[c for c in ("image", "caption", "label") if c in captions.columns]].reset_index(drop=True)
+        table = _paired_captions(captions_blob, set(table["image"]), filename)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
     files["index.parquet"] = buffer.getvalue()
@@ -335,6 +479,39 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
     return spec
 
 
+def _paired_captions(blob: bytes, images: set[str], filename: str) -> pd.DataFrame:
+    """``captions.csv`` (``image``, ``caption`` [, ``label``]) checked against the zip's ``images``: one row
+    per image (the image is the sample id), every image present, no empty caption, no NUL byte."""
+    _refuse_nul_bytes(blob, f"captions.csv in {filename!r}")
+    try:
+        captions = pd.read_csv(io.BytesIO(blob), keep_default_na=False, na_values=[""], dtype=str)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' EmptyDataError and ParserError are ValueErrors
+        raise UploadError(f"captions.csv in {filename!r} could not be read: {exc}") from exc
+    if not {"image", "caption"} <= set(captions.columns):
+        raise UploadError(f"captions.csv needs columns 'image' and 'caption'; it has {list(captions.columns)}")
+    captions["image"] = captions["image"].fillna("").astype(str)
+    repeated = captions["image"][captions["image"].duplicated(keep=False)]
+    if len(repeated):
+        image = repeated.iloc[0]
+        lines = [int(i) + 2 for i in repeated.index[repeated == image]]  # line 1 is the header
+        raise UploadError(
+            f"captions.csv in {filename!r} lists image {image!r} {len(lines)} times (lines "
+            f"{', '.join(map(str, lines[:5]))}); each image is one sample, so give it one caption"
+        )
+    missing = sorted(set(captions["image"]) - images)
+    if missing:
+        raise UploadError(f"captions.csv names images that are not in the zip: {missing[:5]}")
+    empty = captions.index[captions["caption"].isna() | (captions["caption"].str.strip() == "")]
+    if len(empty):
+        raise UploadError(
+            f"captions.csv in {filename!r} has no caption for image {captions['image'][empty[0]]!r} "
+            f"(line {int(empty[0]) + 2})"
+        )
+    if "label" in captions.columns:
+        captions["label"] = captions["label"].fillna("")
+    return captions[[c for c in ("image", "caption", "label") if c in captions.columns]].reset_index(drop=True)
+
+
 def _zip_bytes(members: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
@@ -348,11 +525,14 @@ def add_image_folder(name: str, folder: str | Path, settings: Settings | None = 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise UploadError(f"{str(folder)!r} is not a folder")
-    members = {
-        str(path.relative_to(folder).as_posix()): path.read_bytes()
+    paths = [
+        path
         for path in sorted(folder.rglob("*"))
         if path.is_file() and (path.suffix.lower() in IMAGE_SUFFIXES or path.name.lower() == "captions.csv")
-    }
+    ]
+    # Sizes first: a folder over the limit is refused before any of it is read.
+    check_upload_size(sum(path.stat().st_size for path in paths), f"{folder.name}/", settings, allow_empty=True)
+    members = {str(path.relative_to(folder).as_posix()): path.read_bytes() for path in paths}
     return add_image_dataset(name, f"{folder.name}.zip", _zip_bytes(members), settings)
 
 
@@ -360,17 +540,23 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
     """A CSV of ``image`` (path, absolute or relative to the CSV) + ``caption`` [+ ``label``] pairs."""
     csv_path = Path(csv_path).expanduser()
     try:
+        check_upload_size(csv_path.stat().st_size, csv_path.name, settings)
         table = pd.read_csv(csv_path)
     except (OSError, ValueError) as exc:
         raise UploadError(f"{str(csv_path)!r} could not be read as CSV: {exc}") from exc
     if not {"image", "caption"} <= set(table.columns):
         raise UploadError(f"{csv_path.name!r} needs columns 'image' and 'caption'; it has {list(table.columns)}")
-    members, rows = {}, []
+    image_paths = []
     for index, row in enumerate(table.itertuples(index=False)):
         image_path = Path(str(row.image)).expanduser()
         image_path = image_path if image_path.is_absolute() else csv_path.parent / image_path
         if not image_path.is_file():
             raise UploadError(f"row {index} of {csv_path.name!r}: image {str(row.image)!r} does not exist")
+        image_paths.append(image_path)
+    # Sizes first: images over the limit are refused before any is read.
+    check_upload_size(sum(path.stat().st_size for path in image_paths), csv_path.name, settings, allow_empty=True)
+    members, rows = {}, []
+    for index, (row, image_path) in enumerate(zip(table.itertuples(index=False), image_paths)):
         member = f"{index:06d}{image_path.suffix.lower()}"
         members[member] = image_path.read_bytes()
         rows.append(
@@ -403,6 +589,7 @@ def add_representation(
             f"{filename!r} has {array.shape[0]} rows but dataset {dataset!r} has {n_total} samples; "
             "row i must be the representation of sample i"
         )
+    _refuse_constant(filename, array)
     blob = save({"features": np.ascontiguousarray(array)})
     digest = hashlib.sha256(blob).hexdigest()
     _write_folder("models", name, {"features.safetensors": blob}, settings)
@@ -438,6 +625,7 @@ def remember_dataset(spec: DatasetSpec, settings: Settings | None = None) -> Dat
 
 __all__ = [
     "AlignscopeError",
+    "check_upload_size",
     "add_image_caption_csv",
     "add_image_dataset",
     "add_image_folder",

@@ -84,6 +84,11 @@ def read_uploaded_samples(name: str, settings: Settings | None = None) -> Upload
         table = pd.read_parquet(folder / "index.parquet")
     except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
         raise DatasetLoadError(f"the files of uploaded dataset {name!r} are missing or unreadable") from exc
+    repeated = table["image"][table["image"].duplicated()] if "image" in table.columns else None
+    if repeated is None or len(repeated):
+        # Stored before captions.csv was checked: the image names are the sample ids and must be unique.
+        problem = "has no image column" if repeated is None else f"lists image {str(repeated.iloc[0])!r} twice"
+        raise DatasetLoadError(f"uploaded dataset {name!r} {problem}; upload it again (one caption per image)")
     return UploadedSamples(
         tuple(str(p) for p in table["image"]),
         tuple(table["caption"].astype(str)) if "caption" in table.columns else None,

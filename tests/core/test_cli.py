@@ -37,7 +37,7 @@ def test_cache_ls_verify_rm(capsys):
     main(["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30"])
     key = next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("miss"))
     assert main(["cache", "ls"]) == 0 and key in capsys.readouterr().out
-    assert main(["cache", "verify"]) == 0 and "1 ok, 0 bad" in capsys.readouterr().out
+    assert main(["cache", "verify"]) == 0 and "4 ok, 0 bad" in capsys.readouterr().out  # the entry + 3 nets
     assert main(["cache", "rm", key[:8]]) == 0
     main(["cache", "ls"])
     assert "0 entries" in capsys.readouterr().out
@@ -331,3 +331,62 @@ def test_pooling_is_part_of_the_cache_key(capsys):
     assert main(base) == 0 and main(base + ["--pooling", "cls"]) == 0
     keys = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith(("hit", "miss"))]
     assert len(keys) == 2 and keys[0] != keys[1]
+
+
+def test_cache_verify_checks_the_trained_weights_too(warm_cache_dir, capsys):
+    """Regression (issue "Hardening", point 4): ``cache verify`` checked feature entries only, so a flipped
+    bit in a trained digits net's weights (served until its next load retrains it) was reported ok."""
+    weights = sorted((warm_cache_dir / "models").glob("digits-cnn-*-seed1.safetensors"))[0]
+    assert main(["cache", "verify"]) == 0
+    assert f"models/{weights.name}  ok" in capsys.readouterr().out
+    blob = bytearray(weights.read_bytes())
+    blob[-7] ^= 0x01
+    weights.write_bytes(bytes(blob))
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"models/{weights.name}  checksum mismatch" in out and "2 ok, 1 bad" in out
+
+
+def test_cache_verify_reports_a_sidecar_that_is_not_an_object_instead_of_crashing(capsys):
+    """Regression (point 3): a sidecar holding ``[]`` crashed ``cache verify`` (and ``ls``) with an
+    AttributeError ("unexpected", exit 1, the same as "found damage")."""
+    assert main(["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "20"]) == 0
+    key = next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("miss"))
+    from alignscope.core.cache import FeatureCache
+
+    FeatureCache().sidecar_path(key).write_text("[]")
+    assert main(["cache", "ls"]) == 0 and key in capsys.readouterr().out
+    assert main(["cache", "verify"]) == 1
+    captured = capsys.readouterr()
+    assert f"{key}  sidecar is not a JSON object (list)" in captured.out and captured.err == ""
+    assert main(["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "20"]) == 0
+    assert "miss  " + key in capsys.readouterr().out  # recomputed under the same key
+    assert main(["cache", "verify"]) == 0
+
+
+def test_an_upload_over_the_limit_is_refused_from_its_size_without_reading_it(tmp_path, cache_dir):
+    """Regression (issue "Hardening", point 9): the CLI read a whole upload into memory before its size
+    check (a 2 GiB file: 2.38 GB peak and 20 s before "over the limit"). Now the size is checked first and
+    at most the limit is ever read: the child's peak memory (its own, from wait4) stays far below 2 GiB."""
+    import os
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.txt"
+    with open(big, "wb") as handle:
+        handle.truncate(2 * 2**30)  # sparse: 2 GiB that takes no disk
+    env = {**os.environ, "ALIGNSCOPE_CACHE_DIR": str(cache_dir)}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "alignscope.core.cli", "datasets", "--upload", str(big)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    err = child.stderr.read().decode()
+    _, status, usage = os.wait4(child.pid, 0)  # this child's own rusage (RUSAGE_CHILDREN sums every child)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    child.stderr.close()
+    assert child.returncode == 2, err[-2000:]
+    assert err.strip() == "error: 'big.txt' is 2048.0 MiB; the limit is 200 MiB (ALIGNSCOPE_MAX_UPLOAD_MB)"
+    peak_mib = usage.ru_maxrss / 1024  # KiB on Linux
+    assert peak_mib < 1024, f"peak {peak_mib:.0f} MiB, {usage.ru_utime + usage.ru_stime:.1f} CPU-s"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import re
+import warnings
 import zipfile
 
 import numpy as np
@@ -91,7 +93,8 @@ def test_uploads_come_back_after_a_restart(cache_dir):
     [
         ("t.csv", b"", "empty"),
         ("t.txt", b"only one line\n", "at least 3"),
-        ("t.csv", b"\xff\xfe\x00garbage\x00\x01", "could not be read|not UTF-8|no text column"),
+        ("t.csv", b"\xff\xfe\x00garbage\x00\x01", "NUL byte"),
+        ("t.csv", b"\xff\xfegarbage\x01", "could not be read|not UTF-8|no text column"),
         ("t.exe", b"MZ....", "expected one of"),
         ("t.csv", b"a,b\n1,2\n3,4\n5,6\n", "no text column"),
     ],
@@ -251,3 +254,173 @@ def test_unreadable_captions_csv_is_an_upload_error(cache_dir, captions):
     files["captions.csv"] = captions
     with pytest.raises(UploadError):
         uploads.add_image_dataset("pics", "p.zip", _zip(files))
+
+
+# -- zips whose members cannot all be written, and failed writes (issue "Hardening", point 7) --------------
+
+
+def _leftovers(settings: Settings) -> list[str]:
+    """Everything under uploads/ besides the registry and its lock: staging folders, temp files, uploads."""
+    root = settings.uploads_dir
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        (["a.png", "a.png/b.png"], "'a.png' in 'p.zip' is both an image and the folder of 'a.png/b.png'"),
+        (["a.png/b.png", "a.png"], "'a.png' in 'p.zip' is both an image and the folder of 'a.png/b.png'"),
+        (["x" * 296 + ".png"], "has a name part of 300 bytes (file systems allow 255)"),
+        (["/".join(["d" * 200] * 6) + ".png"], "has a path of 1209 bytes (at most 1024)"),
+        (["bad\nname.png"], "control character"),
+        (["a.png", "a.png"], "'a.png' appears twice in 'p.zip'"),
+    ],
+)
+def test_zip_members_that_cannot_all_be_written_are_refused_and_nothing_stays(cache_dir, members, message):
+    """Regression (issue "Hardening", point 7). A zip holding both ``a.png`` and ``a.png/b.png`` (either
+    order) or a 300-character member name crashed the upload with FileExistsError / IsADirectoryError /
+    OSError, left a ``.<name>.staging/`` folder behind and showed the server's cache path. Now: a clear
+    UploadError before anything is written, no path of the server in it."""
+    files = {f"ok{i}.png": _png(i) for i in range(3)}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Duplicate name", UserWarning)  # the zip is meant to be bad
+        for name, blob in files.items():
+            archive.writestr(name, blob)
+        for i, member in enumerate(members):
+            archive.writestr(member, _png(10 + i))
+    with pytest.raises(UploadError, match=re.escape(message)) as raised:
+        uploads.add_image_dataset("pics", "p.zip", buffer.getvalue())
+    assert str(cache_dir) not in str(raised.value) and "/tmp" not in str(raised.value)
+    assert _leftovers(get_settings()) == []
+
+
+def test_a_write_the_file_system_refuses_leaves_nothing_and_keeps_the_earlier_upload(cache_dir, monkeypatch):
+    """Regression (point 7): an OSError while writing the staging folder used to escape raw (naming the
+    server's absolute path) and leave the staging folder behind. Now it is an UploadError naming only the
+    member, the staging folder is removed, and an earlier upload of the same name is still served."""
+    import errno
+    from pathlib import Path
+
+    first = {f"img{i}.png": _png(i) for i in range(3)}
+    uploads.add_image_dataset("pics", "p.zip", _zip(first))
+    real_write_bytes = Path.write_bytes
+
+    def refuse_the_second_image(self, data):
+        if self.name == "img1.png" and ".staging" in str(self):
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(self))
+        return real_write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", refuse_the_second_image)
+    with pytest.raises(
+        UploadError, match="the file system refused 'images/img1.png' \\(File name too long\\)"
+    ) as raised:
+        uploads.add_image_dataset("pics", "p.zip", _zip({f"img{i}.png": _png(10 + i) for i in range(3)}))
+    assert str(cache_dir) not in str(raised.value)
+    assert _leftovers(get_settings()) == [
+        "datasets",
+        "datasets/pics",
+        "datasets/pics/images",
+        *[f"datasets/pics/images/img{i}.png" for i in range(3)],
+        "datasets/pics/index.parquet",
+        "registry.json",
+        "registry.json.lock",
+    ]
+    assert np.array_equal(
+        np.asarray(load_dataset("pics").images[1]), np.asarray(Image.open(io.BytesIO(first["img1.png"])).convert("RGB"))
+    )
+
+
+# -- accepted but wrong (point 10) --------------------------------------------------------------------------
+
+
+def _parquet(table: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    table.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "message"),
+    [
+        ("t.txt", b"one\ntwo\x00\nthree\n", "line 2 of 't.txt' contains a NUL byte"),
+        ("t.csv", b"text\none\ntwo\nth\x00ree\n", "line 4 of 't.csv' contains a NUL byte"),
+        (
+            "t.parquet",
+            _parquet(pd.DataFrame({"text": ["one", "t\x00wo", "three"]})),
+            "row 2 of 't.parquet' contains a NUL",
+        ),
+        (
+            "t.parquet",
+            _parquet(pd.DataFrame({"text": ["one", "two", "three"], "label": ["a", "b", "\x00"]})),
+            "the label of row 3 of 't.parquet' contains a NUL",
+        ),
+    ],
+)
+def test_texts_with_nul_bytes_are_refused_by_line(cache_dir, filename, data, message):
+    """Regression (point 10): NUL bytes in texts were accepted (a binary or UTF-16 file read as text).
+    They are refused, naming the line, rather than stripped behind the user's back."""
+    with pytest.raises(UploadError, match=re.escape(message)):
+        uploads.add_text_dataset("nul", filename, data)
+    assert _nothing_written(get_settings())
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_npy(np.ones((1797, 3)) + 1j), "holds complex numbers (complex128)"),
+        (_npy(np.zeros((1797, 0))), "has shape (1797, 0): no columns (features)"),
+        (_npy(np.zeros((0, 4))), "has shape (0, 4): no rows (samples)"),
+        (_npy(np.full((1797, 3), 2.5)), "every row is the same (1797 copies of one vector)"),
+        (_npy(np.tile(np.arange(4.0), (1797, 1))), "every row is the same"),
+        (_npy(np.full((1797, 2), 1e300)), "beyond float32's range"),
+    ],
+)
+def test_matrices_no_metric_can_use_are_refused_with_the_reason(cache_dir, data, message):
+    """Regression (point 10): a complex ``.npy`` was accepted with its imaginary part dropped (a
+    ComplexWarning only), a 1797×0 matrix and an all-constant one were accepted, and 1e300 became inf
+    after the cast to float32 and was reported as "NaN/Inf values"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning on the way to the refusal
+        with pytest.raises(UploadError, match=re.escape(message)):
+            uploads.add_representation("rep", "r.npy", data, dataset="digits")
+    assert _nothing_written(get_settings())
+
+
+@pytest.mark.parametrize(
+    ("captions", "message"),
+    [
+        (
+            b"image,caption\nimg0.png,a\nimg1.png,b\nimg0.png,c\nimg2.png,d\n",
+            "lists image 'img0.png' 2 times (lines 2, 4); each image is one sample",
+        ),
+        (b"image,caption\nimg0.png,a\nimg1.png,\nimg2.png,c\n", "has no caption for image 'img1.png' (line 3)"),
+        (
+            b"image,caption\nimg0.png,a\nimg1.png,b\x00\nimg2.png,c\n",
+            "line 3 of captions.csv in 'p.zip' contains a NUL",
+        ),
+    ],
+)
+def test_captions_that_would_break_the_sample_ids_or_texts_are_refused(cache_dir, captions, message):
+    """Regression (point 10): a ``captions.csv`` listing an image twice was accepted, giving two samples one
+    id (the image name) — every view keyed by sample id broke; an empty caption became the text "nan"."""
+    files = {f"img{i}.png": _png(i) for i in range(3)}
+    files["captions.csv"] = captions
+    with pytest.raises(UploadError, match=re.escape(message)):
+        uploads.add_image_dataset("pics", "p.zip", _zip(files))
+    assert _nothing_written(get_settings())
+
+
+def test_an_upload_stored_with_repeated_images_is_refused_when_loaded(cache_dir):
+    """An images upload stored before captions were checked may list one image twice: loading it says
+    so (upload again) instead of handing out a dataset whose sample ids repeat."""
+    from alignscope.core.errors import DatasetLoadError
+    from alignscope.core.user_store import upload_folder
+
+    files = {f"img{i}.png": _png(i) for i in range(3)}
+    files["captions.csv"] = b"image,caption\nimg0.png,a\nimg1.png,b\nimg2.png,c\n"
+    uploads.add_image_dataset("old-pics", "p.zip", _zip(files))
+    index = upload_folder("datasets", "old-pics") / "index.parquet"
+    pd.DataFrame({"image": ["img0.png", "img1.png", "img0.png"], "caption": ["a", "b", "c"]}).to_parquet(index)
+    with pytest.raises(DatasetLoadError, match="lists image 'img0.png' twice; upload it again"):
+        load_dataset("old-pics")
