@@ -24,7 +24,7 @@ SENTENCES_CSV = _DATA_DIR / "sentences.csv"
 IMAGE_CAPTIONS_CSV = _DATA_DIR / "image_captions.csv"
 
 _SENTENCE_COLUMNS = ["id", "topic", "text"]
-_CAPTION_COLUMNS = ["id", "source", "name", "caption_1", "caption_2", "caption_3"]
+_CAPTION_COLUMNS = ["id", "source", "name", "category", "caption_1", "caption_2", "caption_3"]
 
 # source -> (installed package, folder inside it, {name: file name}).
 # skimage names are the ``skimage.data`` loader names (``motorcycle_left``/``_right`` are the two
@@ -161,7 +161,8 @@ def read_sentences() -> pd.DataFrame:
 
 
 def read_image_captions() -> pd.DataFrame:
-    """The bundled image-caption pairs: ``id``, ``source``, ``name``, ``caption_1..3`` (strings).
+    """The bundled image-caption pairs: ``id``, ``source``, ``name``, ``category`` (what the photo shows:
+    person, animal, object, vehicle, space, biomedical, text, texture, scene), ``caption_1..3`` (strings).
 
     An absent third caption is an empty string. Load each row's image with :func:`load_bundled_image`.
     """

@@ -350,7 +350,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     url = f"http://{shown_host}:{args.port}/"
     if _port_in_use(args.port):
         raise AlignscopeError(f"port {args.port} is already in use; pass --port with a free one")
-    env = {**os.environ, **({"ALIGNSCOPE_READ_ONLY": "1"} if args.read_only else {})}
+    env = {**os.environ, **({"ALIGNSCOPE_READ_ONLY": "1"} if args.read_only else {}),
+           **({"ALIGNSCOPE_PREFETCH_DEFAULT": "1"} if args.prefetch_default else {})}  # fmt: skip
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         print(f"warning: serving on {args.host}: anyone who can reach this machine can use the dashboard"
               + ("" if args.read_only else " (uploads, adding models, deleting cache entries); consider --read-only"),
@@ -526,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dashboard.add_argument(
         "--read-only", action="store_true", help="no uploads, no model adds, no cache deletions (for sharing a server)"
+    )
+    dashboard.add_argument(
+        "--prefetch-default",
+        action="store_true",
+        help="extract the rest of the embedded default in the background once the server runs",
     )
     dashboard.add_argument("--headless", action="store_true")
     dashboard.set_defaults(func=cmd_dashboard)

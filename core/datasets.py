@@ -256,7 +256,7 @@ def _load_captions(spec: DatasetSpec) -> Dataset:
         n_total=n,
         texts=tuple(table["caption_1"].astype(str)),
         images=images,
-        labels=tuple(table["source"].astype(str)),
+        labels=tuple(table["category"].astype(str)),  # what is in the photo, not the package it ships in
     )
 
 

@@ -211,8 +211,10 @@ DATASETS: tuple[DatasetSpec, ...] = (
         name="captions",
         modality="image-text",
         source="bundled:captions",
-        revision="v1",
-        description="~25 photos bundled with scikit-image / scikit-learn / matplotlib, each with a caption",
+        revision="v2",
+        label_column="category",
+        description="25 photos bundled with scikit-image / scikit-learn / matplotlib, each with a caption and "
+        "a label of what it shows (person, animal, object, …)",
     ),
     DatasetSpec(
         name="sentences",

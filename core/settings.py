@@ -12,6 +12,10 @@ Environment variables:
         anything costlier shows its estimate and a Compute button.
     ALIGNSCOPE_WORKERS: background jobs run at once by the dashboard (default 1: on a small machine two
         heavy jobs at once only thrash).
+    ALIGNSCOPE_READ_ONLY: ``1`` turns the dashboard's uploads, model adds and cache deletions off
+        (``alignscope dashboard --read-only``, for a server shared with colleagues).
+    ALIGNSCOPE_PREFETCH_DEFAULT: ``1`` extracts the whole embedded default in the background once the
+        dashboard runs (``--prefetch-default``; the quick start uses it).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class Settings:
     dashboard_local_paths: bool = False
     auto_budget_seconds: float = 30.0
     workers: int = 1
+    read_only: bool = False
+    prefetch_default: bool = False
 
     @property
     def features_dir(self) -> Path:
@@ -80,6 +86,10 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         kwargs["dashboard_local_paths"] = True
     if env.get("ALIGNSCOPE_AUTO_BUDGET_S"):
         kwargs["auto_budget_seconds"] = max(0.0, float(env["ALIGNSCOPE_AUTO_BUDGET_S"]))
+    if env.get("ALIGNSCOPE_READ_ONLY", "").lower() in ("1", "true", "yes"):
+        kwargs["read_only"] = True
+    if env.get("ALIGNSCOPE_PREFETCH_DEFAULT", "").lower() in ("1", "true", "yes"):
+        kwargs["prefetch_default"] = True
     if env.get("ALIGNSCOPE_WORKERS"):
         kwargs["workers"] = max(1, int(env["ALIGNSCOPE_WORKERS"]))
     return Settings(**kwargs)

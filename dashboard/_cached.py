@@ -76,3 +76,26 @@ def package_versions() -> dict[str, str]:
 def show_error(error: Exception | str) -> None:
     """Every AlignscopeError is shown with its own words (as text), never as a traceback."""
     st.error(str(error), icon=":material/error:")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def thumbnails(dataset: str, n: int, seed: int) -> list[str]:
+    """Small base64 PNGs of a view's images, in its sample order (the hover maps show them)."""
+    from alignscope.core.analysis.features import view_dataset
+    from alignscope.dashboard.hover_maps import thumbnail_png
+
+    data = view_dataset(dataset, n, seed)
+    return [] if data.images is None else [thumbnail_png(data.images[i]) for i in range(len(data))]
+
+
+@st.cache_resource(show_spinner=False)
+def _prefetch(cache_dir: str) -> dict:
+    """Start extracting the embedded default once per server and cache dir (see ``--prefetch-default``)."""
+    from alignscope.core.analysis.engine import prefetch_default
+
+    job = prefetch_default(engine())
+    return {"key": None if job is None else job.key}
+
+
+def start_prefetch() -> None:
+    _prefetch(str(get_settings().cache_dir))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from alignscope.dashboard import ui
 from alignscope.dashboard.pages import PAGES, is_script_control
 from alignscope.dashboard.url_state import PAGE_PATH_KEY
 
-st.set_page_config(page_title="Alignscope", layout="wide")
+# A local file: a Material icon as page icon is fetched from an external font host, which fails offline.
+st.set_page_config(page_title="Alignscope", page_icon=str(Path(__file__).resolve().parent / "icon.png"), layout="wide")
 # The default page is served at "/", yet /compare?… (typed by hand, or from a page's own name) must open
 # it too rather than "Page not found" with the settings dropped: a hidden twin holds that path, and the
 # default's reserved (never shown) path is "start".

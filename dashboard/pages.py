@@ -61,6 +61,7 @@ def run_page(name: str) -> None:
 
     _cached.ensure_registries()
     start_warm_up()  # UMAP's JIT compiles in the background while the first pages are looked at
+    ui.background_work()
     selection, warnings = read_selection()
     ui.show_warnings(warnings)
     PAGE_BY_NAME[name].render()(selection)

@@ -6,10 +6,13 @@ titles with units; backgrounds are transparent so the figures read in light and 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+
+from alignscope.core.analysis.results import LayerMatrix
 
 SEQUENTIAL = "Viridis"
 # Okabe-Ito: distinguishable with every common colour-vision deficiency.
@@ -29,85 +32,95 @@ def _layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
     return fig
 
 
-def layer_heatmap(
-    values: np.ndarray,
-    names_a: Sequence[str],
-    names_b: Sequence[str],
-    *,
-    metric: str,
-    model_a: str,
-    model_b: str,
-    best_index: tuple[int, int],
-    selected_index: tuple[int, int] | None = None,
-    value_range: tuple[float, float] | None = None,
-) -> go.Figure:
+DIVERGING = "RdBu"  # around the chance level: blue above, red below, white at chance
+
+
+def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None = None) -> go.Figure:
     """Layer × layer scores: rows = layers of A (input at the top), columns = layers of B.
 
-    The best pair is marked with a star, the selected pair (if any and different) with a square.
-    Cells carry ``customdata`` = (i, j) so a click can be mapped back to the layer pair.
+    Colour is the score's distance from its chance level (diverging, white = chance), so noise never looks
+    like a finding; the numbers printed are the scores. Cells not above chance after the correction for
+    searching every pair are greyed, degenerate or unscorable cells crossed (hover says why). The best pair
+    is starred only when it survives that correction. Cells carry ``customdata`` = (i, j, …) so a click
+    maps back to the layer pair.
     """
-    values = np.asarray(values, dtype=float)
+    values = np.asarray(matrix.values, dtype=float)
     rows, cols = values.shape
-    labels_a = [f"{i}: {name}" for i, name in enumerate(names_a)]
-    labels_b = [f"{j}: {name}" for j, name in enumerate(names_b)]
-    ij = np.dstack(np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij"))
-    low, high = value_range if value_range is not None else (np.nanmin(values), np.nanmax(values))
+    labels_a = [f"{i}: {name}" for i, name in enumerate(matrix.names_a)]
+    labels_b = [f"{j}: {name}" for j, name in enumerate(matrix.names_b)]
+    chance = None if matrix.chance is None else np.asarray(matrix.chance, dtype=float)
+    sign = 1.0 if matrix.higher_is_better else -1.0
+    excess = values if chance is None else sign * (values - chance)
+    finite = excess[np.isfinite(excess)]
+    reach = float(np.abs(finite).max()) if finite.size else 1.0
     fig = go.Figure(
         go.Heatmap(
-            z=values,
-            x=labels_b,
-            y=labels_a,
-            customdata=ij,
-            colorscale=SEQUENTIAL,
-            zmin=low if np.isfinite(low) else None,
-            zmax=high if np.isfinite(high) else None,
-            colorbar={"title": {"text": f"{metric}<br>(score)"}},
-            hoverinfo="skip",
-            texttemplate="%{z:.2f}" if rows * cols <= 100 else None,
+            z=excess, x=labels_b, y=labels_a, text=values, colorscale=DIVERGING if chance is not None else SEQUENTIAL,
+            zmid=0.0 if chance is not None else None, zmin=-reach if chance is not None else None,
+            zmax=reach if chance is not None else None,
+            colorbar={"title": {"text": f"{matrix.metric}<br>{'better than chance by' if chance is not None else 'score'}"}},
+            hoverinfo="skip", texttemplate="%{text:.2f}" if rows * cols <= 100 else None,
         )
-    )
+    )  # fmt: skip
+    reasons = {(i, j): reason for i, j, reason in matrix.problems}
+    p_corr = matrix.p_corrected
+    cell = []
+    for i in range(rows):
+        for j in range(cols):
+            lines = [f"{matrix.metric} = {values[i, j]:.4f}"]
+            if chance is not None:
+                lines.append(f"chance = {chance[i, j]:.4f}")
+            if matrix.p_values is not None and p_corr is not None:
+                lines.append(f"p = {matrix.p_values[i, j]:.4g}; corrected for {rows * cols} pairs: {p_corr[i, j]:.4g}")
+            if (i, j) in reasons:
+                lines.append(html.escape(reasons[(i, j)]))
+            cell.append([i, j, "<br>".join(lines)])
     # Heatmap cells are not selectable in Streamlit; an invisible marker on every cell is, so a click
     # on a cell selects that marker and its customdata (i, j) names the layer pair.
     fig.add_trace(
         go.Scatter(
             x=[labels_b[j] for i in range(rows) for j in range(cols)],
             y=[labels_a[i] for i in range(rows) for j in range(cols)],
-            customdata=[[i, j, values[i, j]] for i in range(rows) for j in range(cols)],
-            mode="markers",
-            name="cells",
-            showlegend=False,
+            customdata=cell, mode="markers", name="cells", showlegend=False,
             marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"},
-            hovertemplate=f"A: %{{y}}<br>B: %{{x}}<br>{metric} = %{{customdata[2]:.4f}}<br>click to select<extra></extra>",
-            selected={"marker": {"opacity": 1}},
-            unselected={"marker": {"opacity": 1}},
+            hovertemplate="A: %{y}<br>B: %{x}<br>%{customdata[2]}<br>click to select<extra></extra>",
+            selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
         )
-    )
-    best_i, best_j = best_index
-    fig.add_trace(
-        go.Scatter(
-            x=[labels_b[best_j]],
-            y=[labels_a[best_i]],
-            mode="markers",
-            name=f"best pair ({values[best_i, best_j]:.3f})",
-            marker={"symbol": "star", "size": 18, "color": "white", "line": {"color": "black", "width": 1.5}},
-            hoverinfo="skip",
-        )
-    )
-    if selected_index is not None and tuple(selected_index) != tuple(best_index):
+    )  # fmt: skip
+    _mark(fig, [(i, j) for i in range(rows) for j in range(cols) if p_corr is not None and p_corr[i, j] > 0.05
+                and np.isfinite(values[i, j])], labels_a, labels_b,
+          "not above chance (corrected p > 0.05)", {"symbol": "square", "size": 26, "color": "rgba(150,150,150,0.75)"})  # fmt: skip
+    flagged = [(i, j) for i, j, _ in matrix.problems]
+    _mark(fig, flagged, labels_a, labels_b, "degenerate or undefined (hover)",
+          {"symbol": "x-thin", "size": 16, "line": {"width": 2, "color": "#444"}})  # fmt: skip
+    best_i, best_j = matrix.best_index
+    if matrix.best_significant:
+        fig.add_trace(
+            go.Scatter(
+                x=[labels_b[best_j]], y=[labels_a[best_i]], mode="markers",
+                name=f"best pair ({values[best_i, best_j]:.3f}, corrected p {p_corr[best_i, best_j]:.2g})",  # type: ignore[index]
+                marker={"symbol": "star", "size": 18, "color": "white", "line": {"color": "black", "width": 1.5}},
+                hoverinfo="skip",
+            )
+        )  # fmt: skip
+    if selected_index is not None and not (matrix.best_significant and tuple(selected_index) == matrix.best_index):
         sel_i, sel_j = selected_index
         fig.add_trace(
             go.Scatter(
-                x=[labels_b[sel_j]],
-                y=[labels_a[sel_i]],
-                mode="markers",
-                name="selected pair",
-                marker={"symbol": "square-open", "size": 26, "color": _MARKER, "line": {"width": 3}},
-                hoverinfo="skip",
+                x=[labels_b[sel_j]], y=[labels_a[sel_i]], mode="markers", name="selected pair",
+                marker={"symbol": "square-open", "size": 26, "color": _MARKER, "line": {"width": 3}}, hoverinfo="skip",
             )
-        )
-    fig.update_xaxes(title_text=f"layer of B = {model_b} (input → output)", tickangle=-30, type="category")
-    fig.update_yaxes(title_text=f"layer of A = {model_a}", autorange="reversed", type="category")
-    return _layout(fig, f"{metric} for every layer pair", height=max(380, 34 * rows + 200))
+        )  # fmt: skip
+    fig.update_xaxes(title_text=f"layer of B = {matrix.model_b} (input → output)", tickangle=-30, type="category")
+    fig.update_yaxes(title_text=f"layer of A = {matrix.model_a}", autorange="reversed", type="category")
+    return _layout(fig, f"{matrix.metric} for every layer pair", height=max(380, 34 * rows + 200))
+
+
+def _mark(fig: go.Figure, cells: list[tuple[int, int]], labels_a: list[str], labels_b: list[str], name: str,
+          marker: dict) -> None:  # fmt: skip
+    if cells:
+        fig.add_trace(go.Scatter(x=[labels_b[j] for _, j in cells], y=[labels_a[i] for i, _ in cells], mode="markers",
+                                 name=name, marker=marker, hoverinfo="skip"))  # fmt: skip
 
 
 def metric_scores(rows: Sequence[dict], *, with_intervals: bool = True) -> go.Figure:

@@ -7,6 +7,7 @@ hover, highlight) is an array over samples (``marker.color``, ``customdata``, ``
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -104,7 +105,16 @@ def projection_scatter(
     label_list = list(labels) if labels is not None else [""] * n_samples
     overlap_list = list(overlap) if overlap is not None else [None] * n_samples
     snippet_list = list(snippets) if snippets is not None else [""] * n_samples
-    customdata = [[sample_ids[i], label_list[i], overlap_list[i], snippet_list[i]] for i in range(n_samples)]
+    # Plotly renders a little HTML in hover labels (links, styles): user text goes in escaped.
+    customdata = [
+        [
+            html.escape(str(sample_ids[i])),
+            html.escape(str(label_list[i])),
+            overlap_list[i],
+            html.escape(str(snippet_list[i])),
+        ]
+        for i in range(n_samples)
+    ]
     hover = "<b>%{customdata[0]}</b>"
     if labels is not None:
         hover += "<br>label: %{customdata[1]}"
@@ -140,7 +150,7 @@ def projection_scatter(
                     {
                         "x": float(x),
                         "y": float(y),
-                        "text": f"<b>{label}</b>",
+                        "text": f"<b>{html.escape(label)}</b>",
                         "showarrow": False,
                         "font": {"size": 13, "color": colour},
                         "bgcolor": "rgba(255,255,255,0.7)",
@@ -236,7 +246,7 @@ def overlap_histogram(
 def label_rollup(rows: Sequence[LabelRollup], *, chance: float, height: int = 360) -> go.Figure:
     """Mean per-sample overlap per label (bars, ± standard error), with the chance level; ``rows`` in
     display order."""
-    labels = [str(row.label) for row in rows]
+    labels = [html.escape(str(row.label)) for row in rows]
     fig = go.Figure(
         go.Bar(
             x=labels,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import streamlit as st
@@ -134,6 +134,20 @@ def fetch(requests: Sequence[Request], *, key: str) -> list[Outcome]:
                 break
         outcomes = [_cached.outcome(r) if o.state in ("queued", "running") else o for r, o in zip(requests, outcomes)]
     return outcomes
+
+
+def background_work() -> None:
+    """The embedded default's extraction in the background (``--prefetch-default``), and a line in the
+    sidebar for every job that runs, whichever page started it."""
+    if get_settings().prefetch_default:
+        _cached.start_prefetch()  # once per server and cache dir
+    runner = _cached.engine().runner
+    running = [job for job in (runner.jobs() if runner is not None else []) if not job.done]
+    if running:
+        with st.sidebar:
+            st.caption(f"{len(running)} background job{'s' if len(running) > 1 else ''}:")
+            for job in running[:4]:
+                st.progress(min(1.0, job.fraction), text=plain(f"{job.label} · {job.fraction:.0%}"))
 
 
 def gate(outcomes: Sequence[Outcome], *, key: str, what: str = "the rest of this view") -> None:
@@ -384,17 +398,48 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
 # --------------------------------------------------------------------------------------------------
 
 
-def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
-    """Model A, model B, dataset, n and seed in the sidebar (call inside ``with st.sidebar``)."""
-    from alignscope.core.datasets import list_datasets
+def models_for(dataset: str, *, keep: Sequence[str] = ()) -> list[str]:
+    """The models that can encode ``dataset``, grouped by modality (image models, then text models, then
+    uploaded representations of this dataset), plus ``keep`` (the current choice) at the end if it cannot."""
     from alignscope.core.models import list_models
 
-    model_names = [spec.name for spec in list_models()]
+    order = {"image": 0, "text": 1, "any": 2}
+    fitting = [spec for spec in list_models() if modality_problem(spec.name, dataset) is None]
+    names = [spec.name for spec in sorted(fitting, key=lambda spec: order.get(spec.modality, 3))]
+    return names + [name for name in keep if name not in names]
+
+
+def picker_label(dataset: str) -> Callable[[str], str]:
+    """Labels for model pickers: modality first (so groups read as groups), not-installed models marked,
+    models that cannot encode the dataset said so."""
+
+    def label(name: str) -> str:
+        from alignscope.core.models import get_model_spec, install_status
+
+        try:
+            spec = get_model_spec(name)
+        except AlignscopeError:
+            return name
+        status = install_status(spec)
+        note = "" if status == "yes" else (" — not installed" if status == "no" else " — downloads on first use")
+        if modality_problem(name, dataset) is not None:
+            note += " — cannot encode this dataset"
+        return f"{spec.modality} · {name}{note}"
+
+    return label
+
+
+def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
+    """Dataset, model A, model B, n and seed in the sidebar (call inside ``with st.sidebar``); the model
+    pickers list the models that can encode the chosen dataset."""
+    from alignscope.core.datasets import list_datasets
+
     dataset_names = [spec.name for spec in list_datasets()]
     size = _cached.dataset_size(sel.dataset) or sel.n
-    bound(st.selectbox, "Model A", sel, "model_a", options=model_names, format_func=model_label)
-    bound(st.selectbox, "Model B", sel, "model_b", options=model_names, format_func=model_label)
     bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=dataset_label)
+    options = models_for(sel.dataset, keep=(sel.model_a, sel.model_b))
+    bound(st.selectbox, "Model A", sel, "model_a", options=options, format_func=picker_label(sel.dataset))
+    bound(st.selectbox, "Model B", sel, "model_b", options=options, format_func=picker_label(sel.dataset))
     bound(
         st.number_input,
         "Samples (n)",

@@ -21,6 +21,7 @@ _LAST_QUERY = "_alignscope_last_query"
 _PENDING_NOTES = "_alignscope_notes"
 _RUN_NOTES = "_alignscope_run_notes"
 _STICKY_NOTES = "_alignscope_sticky_notes"
+_FRESH = "_alignscope_opened_without_link"
 _WIDGET_PREFIX = "sel."
 PAGE_PATH_KEY = "_alignscope_page_path"  # set by app.py: the url path of the page being shown
 
@@ -114,6 +115,8 @@ def read_selection() -> tuple[Selection, list[str]]:
     state survives switching pages.
     """
     params = _query_from_url()
+    if _FRESH not in st.session_state:  # the session's first run: did it come with a link's settings?
+        st.session_state[_FRESH] = not params
     if not params and _LAST_QUERY in st.session_state:
         params = dict(st.session_state[_LAST_QUERY])
     selection, warnings = Selection.from_query(params, context=CONTEXT)
@@ -131,6 +134,11 @@ def read_selection() -> tuple[Selection, list[str]]:
     notes = list(dict.fromkeys(list(st.session_state.pop(_PENDING_NOTES, [])) + warnings))
     st.session_state[_RUN_NOTES] = notes  # kept across an st.rerun by note_for_next_run
     return selection, notes
+
+
+def opened_without_a_link() -> bool:
+    """True when this browser session started on a bare address (a first visit, not a shared link)."""
+    return bool(st.session_state.get(_FRESH, False))
 
 
 def note_for_next_run(notes: list[str], *, keep_this_runs: bool = False) -> None:

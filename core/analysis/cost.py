@@ -10,12 +10,14 @@ Metrics with a split form pay the preparation once and only a cheap comparison p
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from alignscope.core.metrics.registry import MetricSpec, get_metric
 
-SECONDS_PER_FLOP = 1.0 / 1.5e9
-CALL_OVERHEAD_SECONDS = 0.004
+SECONDS_PER_FLOP = 1.0 / 1.0e9
+CALL_OVERHEAD_SECONDS = 0.02
+REQUEST_OVERHEAD_SECONDS = 0.25  # a job's own start: reading its features, first-call warm-ups
 UMAP_SECONDS_PER_SAMPLE = 0.004
 UMAP_FIRST_COMPILE_SECONDS = 60.0
 
@@ -23,8 +25,9 @@ UMAP_FIRST_COMPILE_SECONDS = 60.0
 def _prepare_flops(spec: MetricSpec, n: int, d: int, params: dict) -> float:
     """One input's preparation (neighbour lists, Gram, SVD basis, RDM)."""
     family = spec.family
-    if family == "knn":
-        return 2.0 * n * n * d + 4.0 * n * n  # similarity blocks + top-k
+    if family == "knn":  # similarity blocks + top-k (whose cost grows with k) + ordering the lists
+        k = int(params.get("k", 10))
+        return 2.0 * n * n * d + 4.0 * n * n * (1.0 + math.log2(k + 1)) + 20.0 * n * k * math.log2(k + 1)
     if family in ("kernel", "rsa"):
         return 2.0 * n * n * min(d, n) + 8.0 * n * n * (3 if spec.name.startswith("rbf") else 1)
     if family in ("cca", "shape", "geometry"):
@@ -87,6 +90,18 @@ def layer_matrix_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Seq
     return sum(metric_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b)
 
 
+def matrix_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[int], params: dict,
+                   permutations: int) -> float:  # fmt: skip
+    """A MatrixRequest: every pair once, plus the shuffles that give each cell its chance level and p
+    (``permutations``, or the chance level's shuffles when the metric has no exact closed form); each
+    shuffle scores the whole matrix."""
+    spec = get_metric(metric)
+    closed = spec.chance is not None and spec.chance_exact
+    shuffles = permutations or (0 if closed else CHANCE_SHUFFLES)
+    per_shuffle = sum(shuffle_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b)
+    return REQUEST_OVERHEAD_SECONDS + layer_matrix_seconds(metric, n, dims_a, dims_b, params) + shuffles * per_shuffle
+
+
 def chance_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict, shuffles: int) -> float:
     spec = get_metric(metric)
     if spec.chance is not None and spec.chance_exact:
@@ -112,15 +127,16 @@ def pair_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[in
     ``dims_a`` / ``dims_b``: the widths of every layer when searching, else of the one layer of each.
     """
     d_a, d_b = max(dims_a), max(dims_b)
-    if search:
-        total = layer_matrix_seconds(metric, n, dims_a, dims_b, params)
+    if search:  # the whole matrix with its shuffles: the best pair's p comes from them
+        total = matrix_seconds(metric, n, dims_a, dims_b, params, permutations)
+        permutations = 0
     else:
         total = metric_seconds(metric, n, d_a, d_b, params)
     total += chance_seconds(metric, n, d_a, d_b, params, CHANCE_SHUFFLES)
     if permutations:
         total += metric_seconds(metric, n, d_a, d_b, params)
         total += permutations * shuffle_seconds(metric, n, d_a, d_b, params)
-    return total + bootstrap * resample_seconds(metric, n, d_a, d_b, params)
+    return REQUEST_OVERHEAD_SECONDS + total + bootstrap * resample_seconds(metric, n, d_a, d_b, params)
 
 
 def resample_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:

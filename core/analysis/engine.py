@@ -381,13 +381,8 @@ def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
 
 def _estimate_matrix(engine: Engine, prepared: Prepared) -> float:
     request: MatrixRequest = prepared.request
-    return cost.layer_matrix_seconds(
-        request.metric,
-        request.n,
-        _dims(prepared, request.model_a),
-        _dims(prepared, request.model_b),
-        dict(request.params),
-    )
+    return cost.matrix_seconds(request.metric, request.n, _dims(prepared, request.model_a),
+                               _dims(prepared, request.model_b), dict(request.params), request.permutations)  # fmt: skip
 
 
 def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
@@ -395,16 +390,23 @@ def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
     d_a = _dims(prepared, request.model_a, request.layer_a)[0]
     d_b = _dims(prepared, request.model_b, request.layer_b)[0]
     params = dict(request.params)
-    point = cost.metric_seconds(request.metric, request.n, d_a, d_b, params) + cost.chance_seconds(
-        request.metric, request.n, d_a, d_b, params, cost.CHANCE_SHUFFLES
+    if request.sweep == "k" and "k" in params:
+        from alignscope.core.analysis.sweeps import default_ks
+
+        points = [{**params, "k": k} for k in default_ks(request.metric, request.n)]
+    else:
+        count = len(_dims(prepared, request.model_a)) if request.sweep == "depth" else 10
+        points = [params] * count
+    total = cost.REQUEST_OVERHEAD_SECONDS + sum(
+        cost.metric_seconds(request.metric, request.n, d_a, d_b, point)
+        + cost.chance_seconds(request.metric, request.n, d_a, d_b, point, cost.CHANCE_SHUFFLES)
+        for point in points
     )
-    points = len(_dims(prepared, request.model_a)) if request.sweep == "depth" else 10
-    extra = 0.0
     if request.sweep == "depth":
-        extra = cost.layer_matrix_seconds(
-            request.metric, request.n, _dims(prepared, request.model_a), _dims(prepared, request.model_b), params
+        total += cost.matrix_seconds(
+            request.metric, request.n, _dims(prepared, request.model_a), _dims(prepared, request.model_b), params, 0
         )
-    return points * point + extra
+    return total
 
 
 def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
@@ -414,8 +416,8 @@ def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
     for model_i in request.models:
         for model_j in request.models:
             if request.relative_depth is None:
-                total += cost.layer_matrix_seconds(
-                    request.metric, request.n, _dims(prepared, model_i), _dims(prepared, model_j), params
+                total += cost.matrix_seconds(
+                    request.metric, request.n, _dims(prepared, model_i), _dims(prepared, model_j), params, 0
                 )
             else:
                 total += cost.metric_seconds(
@@ -477,3 +479,17 @@ def _default_engine(cache_dir: str) -> Engine:
 def default_engine() -> Engine:
     """The process-wide engine for the current cache dir (shared by every browser session)."""
     return _default_engine(str(get_settings().cache_dir))
+
+
+def prefetch_default(engine: Engine | None = None) -> Job | None:
+    """Extract, as one background job, every feature of the embedded default not cached yet (the
+    quick start's server starts it, so the first screen does not wait for all of it). None if complete."""
+    from alignscope.core.defaults import DEFAULT_JOBS
+
+    engine = engine or default_engine()
+    plans = []
+    for model, dataset in DEFAULT_JOBS:
+        plan = plan_features(model, dataset, 10**9, 0, engine.cache)
+        if not plan.cached:
+            plans.append(plan)
+    return engine.extract(tuple(plans)) if plans else None

@@ -109,7 +109,8 @@ class PairRequest(Request):
 
 @dataclass(frozen=True)
 class MatrixRequest(Request):
-    """One metric over every layer pair of two models."""
+    """One metric over every layer pair of two models; with ``permutations``, every cell's permutation p
+    and its p corrected for the search over all pairs (max-statistic), from the same shuffles."""
 
     kind: ClassVar[str] = "layer-matrix"
     model_a: str
@@ -119,6 +120,7 @@ class MatrixRequest(Request):
     seed: int = 0
     metric: str = "mutual_knn"
     params: Params = ()
+    permutations: int = 0
 
     def feature_models(self) -> tuple[str, ...]:
         return (self.model_a, self.model_b)

@@ -81,6 +81,11 @@ class LayerMatrix:
     Attributes:
         values: ``[La, Lb]``; NaN where the metric is undefined for that pair (see ``problems``).
         best_index: (i, j) of the best valid, non-degenerate cell; ``best_value`` its score.
+        chance: ``[La, Lb]`` chance level of each cell: the closed form, or the mean of the shuffled null.
+        p_values: ``[La, Lb]`` one-sided permutation p of each cell as if fixed in advance.
+        p_corrected: ``[La, Lb]`` p corrected for the search over every pair: single-step max-T on
+            studentised scores ((score − null mean) / null sd), so cells with different null spreads
+            compete fairly. ``p_corrected[best_index]`` is the honest p of "the best pair".
         degenerate: ``[La, Lb]`` bool: the metric is degenerate there (e.g. CCA with d_a + d_b >= n - 1).
         problems: ``((i, j, reason), ...)`` for cells that could not be scored or are degenerate.
     """
@@ -97,8 +102,19 @@ class LayerMatrix:
     best_value: float
     higher_is_better: bool
     params: dict[str, Any] = field(default_factory=dict)
+    chance: np.ndarray | None = None
+    p_values: np.ndarray | None = None
+    p_corrected: np.ndarray | None = None
+    n_permutations: int = 0
     degenerate: np.ndarray | None = None
     problems: tuple[tuple[int, int, str], ...] = ()
+
+    @property
+    def best_significant(self) -> bool | None:
+        """Whether the best pair survives the correction at 0.05 (None without a permutation test)."""
+        if self.p_corrected is None:
+            return None
+        return bool(self.p_corrected[self.best_index] <= 0.05)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.jobs import Progress
 from alignscope.core.analysis.requests import MatrixRequest, PairRequest, parse_layers
 from alignscope.core.analysis.results import LayerMatrix, PairScore
+from alignscope.core.comparisons import max_stat_test
 from alignscope.core.errors import InputError
 from alignscope.core.metrics.layers import layer_matrix
 from alignscope.core.metrics.registry import MetricSpec, compute, get_metric
@@ -101,51 +102,35 @@ def score_pair(
 
     pair = parse_layers(request.layers)
     matrix = None
-    if pair is None:
+    p_value = p_maxstat = None
+    if pair is None:  # the best of every pair: its p comes from the same shuffles as the whole search's
         scored = layer_matrix_of(
-            MatrixRequest(
-                request.model_a,
-                request.model_b,
-                request.dataset,
-                request.n,
-                request.seed,
-                request.metric,
-                request.params,
-            ),
-            view_a,
-            view_b,
-            progress=stage("matrix"),
-        )
+            MatrixRequest(request.model_a, request.model_b, request.dataset, request.n, request.seed, request.metric,
+                          request.params, request.permutations),
+            view_a, view_b, progress=stage("matrix"),
+        )  # fmt: skip
         if not np.isfinite(scored.best_value):
             raise InputError(f"{request.metric} could not score any layer pair: {scored.problems[0][2]}")
         i, j = scored.best_index
         value, matrix = scored.best_value, scored.values
+        if scored.p_values is not None and scored.p_corrected is not None:
+            p_value, p_maxstat = float(scored.p_values[i, j]), float(scored.p_corrected[i, j])
     else:
         i = resolve_layer(pair[0], len(view_a.values), view_a.model)
         j = resolve_layer(pair[1], len(view_b.values), view_b.model)
         stage("score")
-        value = compute(
-            request.metric, view_a.values[i], view_b.values[j], name_a=view_a.model, name_b=view_b.model, **params
-        )
+        value = compute(request.metric, view_a.values[i], view_b.values[j], name_a=view_a.model,
+                        name_b=view_b.model, **params)  # fmt: skip
     a, b = view_a.values[i], view_b.values[j]
     chance = chance_of(request.metric, a, b, params, seed=request.seed, progress=stage("chance"))
-    p_value = None
-    if request.permutations:
-        p_value = permutation_test(
-            request.metric,
-            a,
-            b,
-            n_permutations=request.permutations,
-            seed=request.seed,
-            progress=stage("permutations"),
-            **params,
-        ).p_value
+    if request.permutations and pair is not None:
+        p_value = permutation_test(request.metric, a, b, n_permutations=request.permutations, seed=request.seed,
+                                   progress=stage("permutations"), **params).p_value  # fmt: skip
     ci_low = ci_high = None
     failed = 0
     if request.bootstrap:
-        interval = bootstrap_ci(
-            request.metric, a, b, n_boot=request.bootstrap, seed=request.seed, progress=stage("bootstrap"), **params
-        )
+        interval = bootstrap_ci(request.metric, a, b, n_boot=request.bootstrap, seed=request.seed,
+                                progress=stage("bootstrap"), **params)  # fmt: skip
         ci_low, ci_high, failed = interval.low, interval.high, interval.n_failed
     searched = 1 if pair is not None else len(view_a.values) * len(view_b.values)
     return PairScore(
@@ -174,6 +159,7 @@ def score_pair(
         interval_method="recentred" if request.bootstrap else None,
         pairs_searched=searched,
         p_bonferroni=None if p_value is None else min(1.0, p_value * searched),
+        p_maxstat=p_maxstat,
         matrix=matrix,
     )
 
@@ -184,35 +170,93 @@ def layer_matrix_of(
     view_b: ViewFeatures,
     progress: Callable[[int, int], None] | None = None,
 ) -> LayerMatrix:
-    """Every layer pair of two models; cells the metric cannot score are NaN with their reason."""
+    """Every layer pair of two models; cells the metric cannot score are NaN with their reason, degenerate
+    cells are flagged and never the best. Each cell's chance level comes from its closed form or from the
+    shuffled null; with ``request.permutations`` every cell gets its p and its search-corrected p."""
     check_same_samples(view_a, view_b)
     spec = get_metric(request.metric)
     params = dict(request.params)
+    resolved = spec.resolve_params(params)
     names_a = [f"{view_a.model}:{name}" for name in view_a.layer_names]
     names_b = [f"{view_b.model}:{name}" for name in view_b.layer_names]
     problems: list[tuple[int, int, str]] = []
+    n = view_a.n_samples
+    degenerate = np.zeros((len(view_a.values), len(view_b.values)), dtype=bool)
+    if spec.degenerate is not None:
+        for i, feats_a in enumerate(view_a.values):
+            for j, feats_b in enumerate(view_b.values):
+                reason = spec.degenerate(n, int(feats_a.shape[1]), int(feats_b.shape[1]), resolved)
+                if reason:
+                    degenerate[i, j] = True
+                    problems.append((i, j, reason))
+    closed = spec.chance(n, **resolved) if spec.chance is not None and spec.chance_exact else None
+    shuffles = request.permutations or (0 if closed is not None else CHANCE_SHUFFLES)
+    chance = p_values = p_corrected = None
     try:
-        values = layer_matrix(
-            view_a.values, view_b.values, request.metric, names_a=names_a, names_b=names_b, progress=progress, **params
-        ).values
-    except InputError:
-        values, problems = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
-    best = best_cell(values, spec.higher_is_better)
+        if shuffles:
+            tested = max_stat_test(view_a.values, view_b.values, request.metric, n_permutations=shuffles,
+                                   seed=request.seed, progress=progress, names_a=names_a, names_b=names_b,
+                                   **params)  # fmt: skip
+            values = np.asarray(tested.observed, dtype=np.float64)
+            chance = np.asarray(tested.null_values).mean(axis=0)
+            if request.permutations:
+                p_values = np.asarray(tested.p_cells_raw, dtype=np.float64)
+                p_corrected = studentised_max_t(values, np.asarray(tested.null_values), spec.higher_is_better,
+                                                valid=~degenerate)  # fmt: skip
+        else:
+            values = layer_matrix(view_a.values, view_b.values, request.metric, names_a=names_a, names_b=names_b,
+                                  progress=progress, **params).values  # fmt: skip
+    except InputError:  # some pair cannot be scored: score the others, one by one
+        values, failed = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
+        problems.extend(failed)
+        chance = p_values = p_corrected = None
+    if closed is not None:
+        chance = np.full(values.shape, float(closed))
+    best = best_cell(values, spec.higher_is_better, valid=~degenerate)
     return LayerMatrix(
         metric=request.metric,
         model_a=request.model_a,
         model_b=request.model_b,
         dataset=request.dataset,
-        n_samples=view_a.n_samples,
+        n_samples=n,
         names_a=tuple(view_a.layer_names),
         names_b=tuple(view_b.layer_names),
         values=values,
         best_index=best,
         best_value=float(values[best]),
         higher_is_better=spec.higher_is_better,
-        params=spec.resolve_params(params),
+        params=resolved,
+        chance=chance,
+        p_values=p_values,
+        p_corrected=p_corrected,
+        n_permutations=request.permutations,
+        degenerate=degenerate,
         problems=tuple(problems),
     )
+
+
+def studentised_max_t(observed: np.ndarray, null: np.ndarray, higher_is_better: bool,
+                      valid: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """Single-step max-T adjusted p of every cell (Westfall & Young 1993), on studentised scores.
+
+    ``observed`` [La, Lb]; ``null`` [P, La, Lb] the same cells under P shuffles. Each cell is put on its
+    null's scale, t = (score − mean) / sd (sign flipped when lower is better), and compared with the
+    distribution of the per-shuffle maximum of t over the ``valid`` cells: p = (1 + #{max_p ≥ t}) / (1 + P).
+    Its floor is 1 / (P + 1) however many cells were searched.
+    """
+    sign = 1.0 if higher_is_better else -1.0
+    mean, sd = null.mean(axis=0), null.std(axis=0, ddof=1)
+    sd = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(mean)), sd, np.inf)  # a constant null: no evidence
+    t_observed = sign * (observed - mean) / sd
+    t_null = sign * (null - mean) / sd
+    mask = np.ones(observed.shape, dtype=bool) if valid is None else valid
+    mask = mask & np.isfinite(observed)
+    if not mask.any():
+        return np.ones(observed.shape)
+    maxima = np.where(mask[None], t_null, -np.inf).reshape(null.shape[0], -1).max(axis=1)
+    exceed = (maxima[:, None, None] >= t_observed[None] - 1e-12).sum(axis=0)
+    p_values = (1.0 + exceed) / (1.0 + null.shape[0])
+    return np.where(np.isfinite(t_observed), p_values, 1.0)
 
 
 def _cell_by_cell(

@@ -71,9 +71,15 @@ def k_points(
         k_metrics = ", ".join(s.name for s in _k_metrics())
         raise InputError(f"{metric} has no parameter k; k sweeps apply to: {k_metrics}")
     if ks is None:
-        low = 2 if any(p.name == "k" and (p.low or 1) >= 2 for p in spec.params) else 1
-        ks = geometric_grid(low, max(low, min(int(np.shape(feats_a)[0]) // 2, 1000)))
+        ks = default_ks(metric, int(np.shape(feats_a)[0]))
     return [SweepPoint(k, feats_a, feats_b, {**params, "k": int(k)}) for k in ks]
+
+
+def default_ks(metric: str, n_samples: int) -> list[int]:
+    """The default k grid: from the metric's smallest k to min(n / 2, 1000)."""
+    spec = get_metric(metric)
+    low = 2 if any(p.name == "k" and (p.low or 1) >= 2 for p in spec.params) else 1
+    return geometric_grid(low, max(low, min(n_samples // 2, 1000)))
 
 
 def _k_metrics():

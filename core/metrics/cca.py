@@ -175,6 +175,25 @@ def pwcca(feats_a: Any, feats_b: Any, *, reg: float = 0.0, name_a: str = "feats_
 
 
 _REG = ParamSpec("reg", 0.0, low=0.0, high=1e6, help="ridge, as a multiple of the mean eigenvalue")
+
+
+def cca_degenerate(n_samples: int, d_a: int, d_b: int, params: dict[str, Any]) -> str | None:
+    """With d_a + d_b >= n - 1 features (and no ridge), the two spans fill the centred sample space and
+    the canonical correlations are all 1 whatever the data: CCA then measures nothing.
+
+    Example:
+        >>> cca_degenerate(500, 1280, 10, {"reg": 0.0}) is not None, cca_degenerate(500, 64, 64, {"reg": 0.0})
+        (True, None)
+    """
+    if float(params.get("reg", 0.0)) > 0:
+        return None
+    rank_a, rank_b = min(d_a, n_samples - 1), min(d_b, n_samples - 1)
+    if rank_a + rank_b >= n_samples - 1:
+        return (f"CCA is degenerate here: {d_a} + {d_b} features for {n_samples} samples, so every canonical "
+                "correlation is 1 whatever the data; use more samples, svcca, or a ridge (reg > 0)")  # fmt: skip
+    return None
+
+
 _CCA_INVARIANCES = ("orthogonal", "isotropic_scale", "translation", "permutation", "invertible_linear", "unit_scale")
 
 register(
@@ -189,6 +208,7 @@ register(
         params=(_REG,),
         prepare=_prepare_cca,
         compare=_compare_mean_cca,
+        degenerate=cca_degenerate,
         reference="Hotelling 1936; as used in Raghu et al. 2017 (SVCCA)",
         summary="mean canonical correlation (overfits when d_a + d_b approaches n; use svcca or reg)",
     )
@@ -226,6 +246,7 @@ register(
         params=(_REG,),
         prepare=_prepare_pwcca,
         compare=_compare_pwcca,
+        degenerate=cca_degenerate,
         reference="Morcos et al. 2018, Insights on representational similarity (PWCCA)",
         summary="CCA correlations weighted by how much of A each canonical direction explains",
     )

@@ -115,6 +115,9 @@ class MetricSpec:
             keeps copies of one sample from counting as separate evidence: k-NN lists exclude the
             query's copies; train/test splits keep all copies on one side.
         requires_equal_dims: both inputs must have the same width (GRAM, unmapped retrieval).
+        degenerate: optional ``degenerate(n_samples, d_a, d_b, params) -> reason | None``: inputs of these
+            shapes give a value that says nothing about alignment (CCA with d_a + d_b >= n - 1: every
+            canonical correlation is 1). Such layer pairs are flagged and never chosen as the best.
         randomized: the value depends on a ``seed`` parameter (held-out splits, random anchors).
     """
 
@@ -137,6 +140,7 @@ class MetricSpec:
     chance_exact: bool = True
     takes_sample_ids: bool = False
     requires_equal_dims: bool = False
+    degenerate: Callable[[int, int, int, dict[str, Any]], str | None] | None = None
     randomized: bool = False
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 

@@ -141,7 +141,8 @@ def retrieval_accuracy(
         if tensor_a.shape[1] != tensor_b.shape[1]:
             raise InputError(
                 f"unmapped retrieval needs equal widths, but {name_a} has {tensor_a.shape[1]} and {name_b} has "
-                f"{tensor_b.shape[1]}; use mapped=True"
+                f"{tensor_b.shape[1]}: compare only layers of equal width, or use retrieval_top1 / retrieval_top5, "
+                "which fit a linear map from A to B first"
             )
         queries = a64[test]
     test_ids = None if sample_ids is None else torch.as_tensor(sample_ids).flatten()[test.cpu()]

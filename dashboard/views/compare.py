@@ -16,9 +16,9 @@ from alignscope.core.analysis.results import LayerMatrix, PairScore
 from alignscope.core.datasets import get_dataset_spec
 from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.core.models import describe, get_model_spec
-from alignscope.dashboard import _cached, plots, ui
+from alignscope.dashboard import _cached, guide, plots, ui
 from alignscope.dashboard.selection import MAX_BOOTSTRAP, MAX_PERMUTATIONS, Selection
-from alignscope.dashboard.url_state import bound, share_url, update_selection
+from alignscope.dashboard.url_state import bound, opened_without_a_link, share_url, update_selection
 
 
 def _sidebar(sel: Selection) -> None:
@@ -130,6 +130,10 @@ def _pick_cell() -> None:
     update_selection(layer_a=i, layer_b=j)
 
 
+def _p_floor_text(p: float, permutations: int) -> str:
+    return f"≤ 1/{permutations + 1}" if p <= 1.0 / (permutations + 1) + 1e-12 else f"{p:.3g}"
+
+
 def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
     st.subheader("Layer × layer")
     if not outcome.ready:
@@ -137,66 +141,60 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
         return None, None
     matrix: LayerMatrix = outcome.result
     spec = get_metric(sel.metric)
-    fig = plots.layer_heatmap(
-        matrix.values,
-        matrix.names_a,
-        matrix.names_b,
-        metric=sel.metric,
-        model_a=sel.model_a,
-        model_b=sel.model_b,
-        best_index=matrix.best_index,
-        selected_index=(layer_a, layer_b),
-    )
-    st.plotly_chart(
-        fig,
-        key="compare-heatmap",
-        on_select=_pick_cell,
-        selection_mode="points",
-        config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}},
-    )
+    fig = plots.layer_heatmap(matrix, selected_index=(layer_a, layer_b))
+    st.plotly_chart(fig, key="compare-heatmap", on_select=_pick_cell, selection_mode="points",
+                    config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}})  # fmt: skip
     best_i, best_j = matrix.best_index
-    st.caption(
-        f"Best pair: A layer {best_i} `{matrix.names_a[best_i]}` × B layer {best_j} `{matrix.names_b[best_j]}` = "
-        f"{matrix.best_value:.3f} ({'max' if spec.higher_is_better else 'min'} of {sel.metric}). PNG: camera icon "
-        "in the figure's toolbar."
+    searched = (
+        matrix.values.size - int(matrix.degenerate.sum()) if matrix.degenerate is not None else matrix.values.size
     )
+    best = (f"A layer {best_i} `{matrix.names_a[best_i]}` × B layer {best_j} `{matrix.names_b[best_j]}` = "
+            f"{matrix.best_value:.3f} ({'max' if spec.higher_is_better else 'min'} of {sel.metric})")  # fmt: skip
+    if matrix.p_corrected is None:
+        verdict = (f"Best-scoring pair: {best}. Permutations are off, so no pair is tested against chance "
+                   "(no star); set permutations above 0 to test the search.")  # fmt: skip
+    elif matrix.best_significant:
+        p = _p_floor_text(float(matrix.p_corrected[best_i, best_j]), matrix.n_permutations)
+        verdict = (f"★ Best pair: {best}, above chance after correcting for the {searched} pairs searched "
+                   f"(max-statistic permutation test, p {p}).")  # fmt: skip
+    else:
+        verdict = (f"No pair stands out: the best-scoring one, {best}, is not above chance after correcting for "
+                   f"the {searched} pairs searched (p = {float(matrix.p_corrected[best_i, best_j]):.3g}).")  # fmt: skip
+    st.caption(verdict + " Colour: how far each score is from its chance level (white = chance); grey cells are "
+               "not above chance after the correction. PNG: camera icon in the toolbar.")  # fmt: skip
     for i, j, reason in matrix.problems[:3]:
-        st.caption(f"Layer pair {i} × {j} could not be scored: {ui.plain(reason)}")
+        st.caption(f"Layer pair {i} × {j}: {ui.plain(reason)}")
+    if len(matrix.problems) > 3:
+        st.caption(f"… and {len(matrix.problems) - 3} more flagged pairs (hover the crossed cells).")
     if (best_i, best_j) != (layer_a, layer_b):
-        st.button(
-            "Use the best pair",
-            on_click=update_selection,
-            kwargs={"layer_a": best_i, "layer_b": best_j},
-            icon=":material/star:",
-        )
+        st.button("Use the best pair", on_click=update_selection, kwargs={"layer_a": best_i, "layer_b": best_j},
+                  icon=":material/star:", key="compare-best")  # fmt: skip
     return matrix, fig
 
 
-def _statistics(sel: Selection, scores: list[PairScore | None], full: list, searched: int) -> pd.DataFrame | None:
+def _statistics(sel: Selection, scores: list[PairScore | None], full: list) -> pd.DataFrame | None:
     rows = []
     for metric, score, outcome in zip(sel.metrics, scores, full or [None] * len(scores)):
         if score is None:
             continue
         stats = outcome.result if outcome is not None and outcome.ready else None
+        waiting = "computing…" if outcome is not None and outcome.state in ("queued", "running") else "—"
         rows.append(
             {
                 "metric": metric,
                 "score": _number(score.value),
                 "chance level": _number(score.chance),
-                "p-value": _p_text(stats) if stats else ("—" if not sel.permutations else "computing…"),
-                f"p if best of {searched} pairs": "—"
-                if stats is None or stats.p_value is None
-                else _number(min(1.0, stats.p_value * searched)),
-                "95% CI": "—"
-                if stats is None or stats.ci_low is None
-                else f"[{stats.ci_low:.4f}, {stats.ci_high:.4f}]",
+                "p-value": _p_text(stats) if stats else (waiting if sel.permutations else "—"),
+                "95% CI": (
+                    f"[{stats.ci_low:.4f}, {stats.ci_high:.4f}]"
+                    if stats is not None and stats.ci_low is not None
+                    else (waiting if sel.bootstrap else "—")
+                ),
             }
         )
     if not rows:
         return None
     table = pd.DataFrame(rows).set_index("metric")
-    if searched == 1:
-        table = table.drop(columns=f"p if best of {searched} pairs")
     st.dataframe(table, width="stretch")
     notes = [
         "Chance level: the metric's closed form where it has one (k-NN overlaps: k/(n−1)), else the mean "
@@ -204,14 +202,14 @@ def _statistics(sel: Selection, scores: list[PairScore | None], full: list, sear
     ]
     if sel.permutations:
         notes.append(
-            f"p-value: one-sided permutation test, {sel.permutations} shuffles, +1 corrected; "
-            f"“≤ 1/{sel.permutations + 1}” means no shuffle scored as well. If you chose this layer pair "
-            f"because it scored best, use the corrected column (p × {searched} pairs searched)."
+            f"p-value: one-sided permutation test of this layer pair as fixed in advance, {sel.permutations} "
+            f"shuffles, +1 corrected; “≤ 1/{sel.permutations + 1}” means no shuffle scored as well. If you chose "
+            "the pair because it scored best, read the corrected p under the heatmap instead."
         )
     else:
         notes.append("Permutations are off (0): no p-values.")
     if sel.bootstrap:
-        notes.append(f"Interval: bootstrap over samples ({sel.bootstrap} resamples), re-centred on the estimate.")
+        notes.append(f"Interval: 95% bootstrap over samples ({sel.bootstrap} resamples), re-centred on the estimate.")
     else:
         notes.append("Bootstrap is off (0): no intervals.")
     notes.append("Metrics measure different things and need not agree.")
@@ -233,6 +231,7 @@ def _snippet(sel: Selection, layers: str) -> str:
 
 def render(sel: Selection) -> None:
     st.title("Compare two models")
+    guide.render_guide(sel, fresh=opened_without_a_link())
     _sidebar(sel)
     pair = ui.load_pair(sel, key="compare", layer_widgets=False)  # the heatmap picks the layers here
     layer_a, layer_b = pair.layer_a, pair.layer_b
@@ -254,14 +253,14 @@ def render(sel: Selection) -> None:
         sel.seed,
         sel.metric,
         metric_params(sel.metric, k=sel.k, similarity=sel.similarity),
+        sel.permutations,
     )
     outcomes = ui.fetch([*quick, matrix_request, *full], key="compare")
     quick_out, matrix_out, full_out = outcomes[: len(quick)], outcomes[len(quick)], outcomes[len(quick) + 1 :]
 
     st.subheader("Headline scores")
     scores = _headlines(sel, quick_out, full_out)
-    searched = len(pair.names_a) * len(pair.names_b)
-    table = _statistics(sel, scores, full_out, searched)
+    table = _statistics(sel, scores, full_out)
     rows = [
         {
             "metric": m,

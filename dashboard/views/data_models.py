@@ -19,7 +19,15 @@ from alignscope.dashboard.selection import Selection
 from alignscope.dashboard.url_state import update_selection
 
 
-def _registries() -> None:
+def _replacing(kind: str, name: str) -> bool:
+    """Whether ``name`` already names an uploaded or added entry of ``kind`` (datasets / models)."""
+    from alignscope.core.datasets import DATASETS
+
+    registry = DATASETS if kind == "datasets" else MODELS
+    return bool(name) and name in registry and not registry.is_builtin(name)
+
+
+def _registries(read_only: bool) -> None:
     st.subheader("Models")
     st.dataframe(
         pd.DataFrame(
@@ -62,7 +70,7 @@ def _registries() -> None:
     added = [("models", s.name) for s in list_models() if not MODELS.is_builtin(s.name)] + [
         ("datasets", s.name) for s in list_datasets() if s.source.startswith(("upload:", "hub:"))
     ]
-    if added:
+    if added and not read_only:
         with st.expander("Remove an uploaded or added entry"):
             kind_name = st.selectbox(
                 "Entry", added, format_func=lambda item: f"{item[1]} ({item[0][:-1]})", key="remove-entry"
@@ -85,11 +93,16 @@ def _upload_dataset() -> None:
     with st.form("upload-dataset", clear_on_submit=False):
         name = st.text_input("Dataset name", placeholder="my-texts", help="letters, digits, '.', '_' or '-'")
         file = st.file_uploader("File", type=["csv", "parquet", "txt", "zip"], key="dataset-file")
+        replace = st.checkbox("Replace the dataset of this name if there is one", key="dataset-replace")
         submitted = st.form_submit_button("Add dataset", icon=":material/upload:")
     if not submitted:
         return
     if file is None or not name:
         ui.show_error("Give a name and choose a file.")
+        return
+    if _replacing("datasets", name) and not replace:
+        st.warning(ui.plain(f"A dataset named {name} exists already. Tick 'Replace' to overwrite it, or choose "
+                            "another name; nothing was written."), icon=":material/warning:")  # fmt: skip
         return
     try:
         with st.spinner("Validating and storing the file…"):
@@ -121,10 +134,14 @@ def _upload_representation(sel: Selection) -> None:
             index=dataset_names.index(sel.dataset) if sel.dataset in dataset_names else 0,
         )
         rep_file = st.file_uploader("Matrix", type=["npy", "csv", "safetensors"], key="representation-file")
+        rep_replace = st.checkbox("Replace the representation of this name if there is one", key="rep-replace")
         rep_submitted = st.form_submit_button("Add representation", icon=":material/upload:")
     if rep_submitted:
         if rep_file is None or not rep_name:
             ui.show_error("Give a name and choose a file.")
+        elif _replacing("models", rep_name) and not rep_replace:
+            st.warning(ui.plain(f"A model named {rep_name} exists already. Tick 'Replace' to overwrite it, or "
+                                "choose another name; nothing was written."), icon=":material/warning:")  # fmt: skip
         else:
             try:
                 with st.spinner("Validating the matrix…"):
@@ -186,7 +203,17 @@ def _hub_model() -> None:
                 ui.show_error(error)
 
 
-def _cache_tab() -> None:
+def _delete_entries(cache: FeatureCache, entries: list) -> None:
+    labels = {e.key: f"{e.key[:8]}… {e.model} / {e.dataset}" for e in entries}
+    to_remove = st.multiselect("Entries to delete", list(labels), format_func=labels.get)
+    if st.button("Delete selected", disabled=not to_remove, icon=":material/delete:"):
+        removed = [key for prefix in to_remove for key in cache.remove(prefix)]
+        LOADED_VIEWS.clear()
+        st.toast(f"Removed {len(removed)} cache entries.", icon=":material/delete:")
+        st.rerun()
+
+
+def _cache_tab(read_only: bool) -> None:
     cache = FeatureCache()
     entries = cache.entries()
     st.subheader("Feature cache")
@@ -218,13 +245,10 @@ def _cache_tab() -> None:
                 else:
                     st.success(f"All {len(report)} entries are intact.", icon=":material/check_circle:")
         with right:
-            labels = {e.key: f"{e.key[:8]}… {e.model} / {e.dataset}" for e in entries}
-            to_remove = st.multiselect("Entries to delete", list(labels), format_func=labels.get)
-            if st.button("Delete selected", disabled=not to_remove, icon=":material/delete:"):
-                removed = [key for prefix in to_remove for key in cache.remove(prefix)]
-                LOADED_VIEWS.clear()
-                st.toast(f"Removed {len(removed)} cache entries.", icon=":material/delete:")
-                st.rerun()
+            if read_only:
+                st.caption("Read-only server: entries cannot be deleted here.")
+            else:
+                _delete_entries(cache, entries)
     store = _cached.engine().store
     results = store.entries() if store is not None else []
     st.subheader("Result store")
@@ -242,18 +266,31 @@ def _cache_tab() -> None:
         )
 
 
+READ_ONLY = (
+    "This server is read-only (`alignscope dashboard --read-only`): uploads, adding models and deleting "
+    "cache entries are switched off. Everything already here can be explored."
+)
+
+
 def render(sel: Selection) -> None:
     st.title("Data & models")
+    read_only = get_settings().read_only
     tab_browse, tab_upload, tab_hub, tab_cache = st.tabs(["Registries", "Upload", "Hub model", "Cache"])
     with tab_browse:
-        _registries()
+        _registries(read_only)
     with tab_upload:
-        _upload_dataset()
-        _upload_representation(sel)
+        if read_only:
+            st.info(READ_ONLY, icon=":material/lock:")
+        else:
+            _upload_dataset()
+            _upload_representation(sel)
     with tab_hub:
-        _hub_model()
+        if read_only:
+            st.info(READ_ONLY, icon=":material/lock:")
+        else:
+            _hub_model()
     with tab_cache:
-        _cache_tab()
+        _cache_tab(read_only)
 
 
 if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py

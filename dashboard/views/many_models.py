@@ -12,16 +12,36 @@ from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest, m
 from alignscope.core.analysis.results import GramVolume, ModelMatrix
 from alignscope.core.datasets import list_datasets
 from alignscope.core.metrics.registry import get_metric, list_metrics
-from alignscope.core.models import list_models
+from alignscope.core.models import get_model_spec, install_status
 from alignscope.dashboard import _cached, plots, ui
 from alignscope.dashboard.selection import MAX_MODELS, Selection
-from alignscope.dashboard.url_state import bound, share_url
+from alignscope.dashboard.url_state import bound, note_for_next_run, share_url, update_selection
 
 BEST, DEPTH = "best layer pair", "fixed relative depth"
 
 
+def _follow_the_dataset(sel: Selection) -> None:
+    """A set with models that cannot encode the dataset (a stale set from another dataset) is replaced by
+    the pair and the other models that can, with a note — never an error for the whole page."""
+    stale = [m for m in sel.models if modality_problem(m, sel.dataset) is not None]
+    if not stale:
+        return
+    fitting = [
+        m for m in dict.fromkeys((sel.model_a, sel.model_b, *sel.models)) if modality_problem(m, sel.dataset) is None
+    ]
+    fitting += [
+        m for m in ui.models_for(sel.dataset) if m not in fitting and install_status(get_model_spec(m)) == "yes"
+    ]
+    chosen = tuple(fitting[:MAX_MODELS])
+    if len(chosen) < 2:
+        return  # nothing better to offer: the page explains the mismatch
+    note_for_next_run([f"{', '.join(stale)} cannot encode {sel.dataset}; showing {', '.join(chosen)} instead"])
+    update_selection(models=chosen)
+    st.rerun()
+
+
 def _sidebar(sel: Selection) -> None:
-    model_names = [spec.name for spec in list_models()]
+    model_names = ui.models_for(sel.dataset, keep=sel.models)
     dataset_names = [spec.name for spec in list_datasets()]
     size = _cached.dataset_size(sel.dataset) or sel.n
     with st.sidebar:
@@ -32,7 +52,7 @@ def _sidebar(sel: Selection) -> None:
             sel,
             "models",
             options=model_names,
-            format_func=ui.model_label,
+            format_func=ui.picker_label(sel.dataset),
             to_widget=list,
             from_widget=tuple,
             max_selections=MAX_MODELS,
@@ -96,6 +116,7 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
 
 def render(sel: Selection) -> None:
     st.title("Many models")
+    _follow_the_dataset(sel)
     _sidebar(sel)
     if len(sel.models) < 2:
         st.info("Choose at least two models (three or more to see clustering).", icon=":material/info:")

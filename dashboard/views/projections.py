@@ -9,11 +9,12 @@ import functools
 import numpy as np
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 
 from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import AlignedProjectionRequest, NeighbourRequest, ProjectionRequest
 from alignscope.core.analysis.results import Projection
-from alignscope.dashboard import plots_projection, ui
+from alignscope.dashboard import _cached, hover_maps, plots_projection, ui
 from alignscope.dashboard.selection import ALIGNMENT_STRENGTHS, COLOR_BY, PROJECTIONS, Selection
 from alignscope.dashboard.url_state import bound, update_selection
 
@@ -168,9 +169,35 @@ def render(sel: Selection) -> None:
     missing = int(np.isnan(coords_a).any(axis=1).sum() + np.isnan(coords_b).any(axis=1).sum())
     if missing:
         st.caption(f"{missing} points that umap left disconnected from its neighbour graph are not drawn.")
+    if n <= hover_maps.MAX_POINTS:
+        with st.expander("Hover the maps for thumbnails and texts; lines link each selected sample's two "
+                         "positions", expanded=data.images is not None or bool(selected)):  # fmt: skip
+            colours = (plots_projection.label_colours(list(data.labels))[0] if data.labels is not None
+                       else ["#4E79A7"] * n)  # fmt: skip
+            components.html(
+                hover_maps.hover_maps_html(
+                    coords_a, coords_b, sample_ids=sample_ids, colours=colours,
+                    titles=(f"A: {sel.model_a} · {pair.names_a[layer_a]}", f"B: {sel.model_b} · {pair.names_b[layer_b]}"),
+                    labels=data.labels, texts=data.texts, selected_indices=selected_indices,
+                    thumbnails=_cached.thumbnails(sel.dataset, sel.n, sel.seed) if data.images is not None else None,
+                ),
+                height=480,
+            )  # fmt: skip
+    _search(sample_ids, data.texts)
     _selection(sel, data, sample_ids, selected, selected_indices, overlap)
     st.subheader("Share")
     ui.share_box(sel)
+
+
+def _search(sample_ids: list[str], texts) -> None:
+    """Select the samples whose id or text contains a query (the maps highlight them)."""
+    from alignscope.dashboard.views.neighbours import matching_samples
+
+    left, right = st.columns([4, 1])
+    query = left.text_input("Find samples by id or text", key="proj-search", placeholder="e.g. digit-0042 or a word")
+    matches = matching_samples(query, sample_ids, texts) if query.strip() else []
+    right.button(f"Select {len(matches)}", disabled=not matches, key="proj-search-select", on_click=update_selection,
+                 kwargs={"selected": tuple(sample_ids[i] for i in matches)}, icon=":material/search:")  # fmt: skip
 
 
 def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> None:
@@ -185,7 +212,9 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         delta=f"{overlap[selected_indices].mean() - overlap.mean():+.3f} vs all samples",
     )
     summary[1].metric("Mean k-NN overlap of all samples", f"{overlap.mean():.3f}")
-    summary[2].button("Clear selection", on_click=update_selection, kwargs={"selected": ()}, icon=":material/close:")
+    summary[2].button(
+        "Clear selection", on_click=update_selection, kwargs={"selected": ()}, icon=":material/close:", key="proj-clear"
+    )
     shown = selected_indices[:MAX_GALLERY]
     if data.images is not None:
         st.image(
@@ -206,6 +235,7 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
     )
     if data.texts is not None:
         frame["text"] = [data.texts[i] for i in selected_indices]
+    ui.csv_download("Export selection (CSV)", frame.set_index("sample"), "alignscope-selection.csv", key="proj-export")
     st.dataframe(
         frame,
         hide_index=True,

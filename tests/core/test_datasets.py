@@ -19,6 +19,11 @@ def test_bundled_defaults_have_their_documented_sizes_and_labels():
     assert len(captions) >= 20
     assert len(captions.texts) == len(captions.images) == len(captions)
     assert captions.images[0].mode == "RGB"
+    # the label says what the photo shows (it used to be the library the file ships in)
+    labels = dict(zip(captions.sample_ids, captions.labels))
+    assert labels["img002"] == labels["img019"] == "animal"  # the cat and the horse
+    assert labels["img000"] == labels["img022"] == "person"  # the astronaut and Grace Hopper
+    assert not set(captions.labels) & {"skimage", "sklearn", "matplotlib"}
 
 
 def test_sample_ids_are_unique_and_stable():

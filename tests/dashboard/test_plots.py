@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from alignscope.core.analysis.results import LayerMatrix
 from alignscope.dashboard import plots
 
 
@@ -12,46 +13,60 @@ def _axis_titles(fig: go.Figure) -> tuple[str, str]:
     return fig.layout.xaxis.title.text, fig.layout.yaxis.title.text
 
 
-def test_layer_heatmap_marks_the_best_pair_at_the_argmax():
+def _matrix(values, *, chance=None, p_corrected=None, problems=(), best=None) -> LayerMatrix:
+    values = np.asarray(values, dtype=float)
+    rows, cols = values.shape
+    best = best or tuple(int(i) for i in np.unravel_index(np.nanargmax(values), values.shape))
+    return LayerMatrix("m", "A", "B", "d", 100, tuple(f"a{i}" for i in range(rows)), tuple(f"b{j}" for j in range(cols)),
+                       values, best, float(values[best]), True, chance=chance, p_corrected=p_corrected,
+                       p_values=p_corrected, n_permutations=0 if p_corrected is None else 99, problems=problems)  # fmt: skip
+
+
+def _trace(fig, name_start):
+    return next((t for t in fig.data if (t.name or "").startswith(name_start)), None)
+
+
+def test_layer_heatmap_stars_the_best_pair_only_when_it_survives_the_correction():
     values = np.random.default_rng(0).random((4, 6))
-    best = np.unravel_index(np.argmax(values), values.shape)
-    fig = plots.layer_heatmap(
-        values,
-        [f"a{i}" for i in range(4)],
-        [f"b{j}" for j in range(6)],
-        metric="m",
-        model_a="A",
-        model_b="B",
-        best_index=(int(best[0]), int(best[1])),
-    )
+    best = tuple(int(i) for i in np.unravel_index(np.argmax(values), values.shape))
+    significant = np.full(values.shape, 0.5)
+    significant[best] = 0.01
+    fig = plots.layer_heatmap(_matrix(values, chance=np.full(values.shape, 0.2), p_corrected=significant))
     x_title, y_title = _axis_titles(fig)
     assert "B" in x_title and "A" in y_title
-    heatmap, cells, star = fig.data[0], fig.data[1], fig.data[2]
+    heatmap, cells = fig.data[0], fig.data[1]
     assert len(cells.x) == values.size
-    assert star.marker.symbol == "star"
-    assert star.x[0] == heatmap.x[best[1]] and star.y[0] == heatmap.y[best[0]]
-    assert len(fig.data) == 3  # no separate "selected" marker when nothing else is selected
-    assert heatmap.colorscale is not None and fig.layout.title.text
+    star = _trace(fig, "best pair")
+    assert star.marker.symbol == "star" and star.x[0] == heatmap.x[best[1]] and star.y[0] == heatmap.y[best[0]]
+    greyed = _trace(fig, "not above chance")
+    assert len(greyed.x) == values.size - 1  # every cell but the significant one
+    none_significant = plots.layer_heatmap(_matrix(values, chance=np.full(values.shape, 0.2),
+                                                   p_corrected=np.full(values.shape, 0.3)))  # fmt: skip
+    assert _trace(none_significant, "best pair") is None  # never a star for what the test does not support
+    untested = plots.layer_heatmap(_matrix(values))
+    assert _trace(untested, "best pair") is None
 
 
-def test_layer_heatmap_cells_carry_their_indices_and_show_the_selected_pair():
+def test_layer_heatmap_colours_by_distance_from_chance_and_centres_it():
+    """Random features at chance used to fill the whole colour scale (min to max), one row bright."""
+    noise = 0.02 + 0.001 * np.random.default_rng(1).random((3, 3))
+    fig = plots.layer_heatmap(_matrix(noise, chance=np.full((3, 3), 0.02)))
+    heatmap = fig.data[0]
+    assert heatmap.zmid == 0.0 and heatmap.zmin == -heatmap.zmax
+    assert np.allclose(np.asarray(heatmap.z), noise - 0.02)  # colour: the (tiny) excess over chance
+    assert np.allclose(np.asarray(heatmap.text), noise)  # numbers: the scores themselves
+
+
+def test_layer_heatmap_cells_carry_their_indices_reasons_and_show_the_selected_pair():
     values = np.arange(6, dtype=float).reshape(2, 3)
-    fig = plots.layer_heatmap(
-        values,
-        ["x", "y"],
-        ["p", "q", "r"],
-        metric="m",
-        model_a="A",
-        model_b="B",
-        best_index=(1, 2),
-        selected_index=(0, 1),
-    )
-    customdata = np.asarray(fig.data[0].customdata)
-    assert customdata[1, 2].tolist() == [1, 2]
+    values[0, 0] = np.nan
+    fig = plots.layer_heatmap(_matrix(values, problems=((0, 0, "needs equal widths <b>"),)), selected_index=(0, 1))
     cells = fig.data[1]
-    assert list(cells.customdata[5][:2]) == [1, 2] and cells.x[5] == "2: r" and cells.y[5] == "1: y"
-    assert fig.data[3].name == "selected pair"
-    assert fig.data[3].x[0] == "1: q" and fig.data[3].y[0] == "0: x"
+    assert list(cells.customdata[5][:2]) == [1, 2] and cells.x[5] == "2: b2" and cells.y[5] == "1: a1"
+    assert "needs equal widths &lt;b&gt;" in cells.customdata[0][2]  # reasons shown escaped, as text
+    assert _trace(fig, "degenerate").x[0] == "0: b0"
+    selected = _trace(fig, "selected pair")
+    assert selected.x[0] == "1: b1" and selected.y[0] == "0: a0"
 
 
 def test_model_matrix_follows_the_order():

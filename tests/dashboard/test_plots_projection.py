@@ -103,3 +103,15 @@ def test_thumbnail_enlarges_small_images_and_frames_them():
     assert thumb.getpixel((0, 0)) == thumb.getpixel((7, 7))
     framed = plots_projection.thumbnail(tiny, 64, border="#FF0000", border_width=3)
     assert framed.size == (70, 70) and framed.getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_user_text_reaches_hover_labels_escaped():
+    """Uploaded texts used to be rendered: Plotly shows links and styled spans from hover text."""
+    hostile = '<a href="http://host">click</a><span style="color:red">x</span>'
+    fig = plots_projection.projection_scatter(
+        np.zeros((2, 2)), sample_ids=["s<b>1", "s2"], title="t", labels=[hostile, "b"], snippets=[hostile, "ok"]
+    )
+    customdata = fig.data[0].customdata
+    assert all("<a" not in str(cell) and "<span" not in str(cell) for row in customdata for cell in row)
+    assert customdata[0][0] == "s&lt;b&gt;1" and "&lt;a href=" in customdata[0][3]
+    assert all("<a" not in a.text for a in fig.layout.annotations)

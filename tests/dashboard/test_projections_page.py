@@ -117,7 +117,7 @@ def test_selected_samples_in_the_link_are_highlighted_in_both_maps():
     overlap = core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10)
     np.testing.assert_allclose(table["k-NN overlap"], overlap[[3, 10, 42]])
     assert len(app.get("image")) == 1  # one gallery of the selected digits
-    app.button[0].click().run()  # Clear selection
+    app.button(key="proj-clear").click().run()
     no_exception(app)
     assert url_of(app)["sel"] == ""
     assert "selectedpoints" not in chart_spec(app, "proj-a")["data"][0]
