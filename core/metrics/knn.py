@@ -44,6 +44,12 @@ similar first, so a shared neighbour counts only where the two spaces also rank 
   (the expected distance depends on where shared neighbours sit, not only on how many there are); the
   permutation null gives it.
 
+Exact or approximate: ``neighbors="exact"`` (default) compares every pair; ``neighbors="approx"`` finds
+the lists with an IVF-Flat index (:mod:`alignscope.core.ann`) and measures their recall@k against exact
+search on seeded queries. Every prepared :class:`NeighborState` keeps the :class:`SearchReport` of its
+search, and :func:`measured_recall` gives the recall the engine reports beside a score (None when exact).
+CKNNA's kernel values are those of the pairs found, so its approximate value uses the same lists.
+
 Degenerate inputs: zero rows have cosine 0 to every row; identical rows tie and ties go to the lower
 sample index, so the value is always defined.
 """
@@ -65,11 +71,13 @@ from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64
 from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
 from alignscope.core.neighbors import (
     DEFAULT_BLOCK_SIZE,
+    NEIGHBOR_MODES,
     SIMILARITIES,
+    SearchReport,
     common_subsequence_lengths,
     edit_distances,
     overlap_counts,
-    topk_similar,
+    search_neighbors,
 )
 
 PLATONIC_REF = "Huh et al. 2024, The Platonic Representation Hypothesis (minyoungg/platonic-rep metrics.py)"
@@ -81,8 +89,9 @@ LIS_EXACT_MAX = 30
 @dataclass(frozen=True)
 class NeighborState:
     """One layer's neighbour lists: indices [n, k] (int64, most similar first), the same lists sorted
-    by index with the sorting order (for binary-search intersections), and for CKNNA the float64 kernel
-    values [n, k] and the self-term HSIC(K∘M_K, K∘M_K)."""
+    by index with the sorting order (for binary-search intersections), for CKNNA the float64 kernel
+    values [n, k] and the self-term HSIC(K∘M_K, K∘M_K), and the :class:`SearchReport` of the search that
+    found the lists (exact, or approximate with its measured recall; see :func:`measured_recall`)."""
 
     indices: torch.Tensor
     sorted_indices: torch.Tensor
@@ -90,6 +99,7 @@ class NeighborState:
     values: torch.Tensor | None = None
     self_hsic: float | None = None
     reverse: torch.Tensor | None = None
+    report: SearchReport | None = None
 
 
 def _state(
@@ -97,9 +107,24 @@ def _state(
     values: torch.Tensor | None = None,
     self_hsic: float | None = None,
     reverse: torch.Tensor | None = None,
+    report: SearchReport | None = None,
 ) -> NeighborState:
     sorted_indices, sort_order = torch.sort(indices, dim=1)
-    return NeighborState(indices, sorted_indices, sort_order, values, self_hsic, reverse)
+    return NeighborState(indices, sorted_indices, sort_order, values, self_hsic, reverse, report)
+
+
+def measured_recall(*states: NeighborState) -> float | None:
+    """The lowest recall@k measured by the approximate searches behind ``states``, or None when every
+    one was exact (nothing to measure). The engine shows it beside a score: "approx, recall@10 = 0.97".
+
+    Example:
+        >>> import torch
+        >>> state = prepare_neighbors(torch.randn(20, 3, generator=torch.Generator().manual_seed(0)), k=3)
+        >>> measured_recall(state) is None, state.report.describe()
+        (True, 'exact (torch_blocks)')
+    """
+    recalls = [state.report.recall for state in states if state.report is not None and state.report.mode == "approx"]
+    return min(recalls) if recalls else None
 
 
 def _reverse_positions(indices: torch.Tensor) -> torch.Tensor:
@@ -131,6 +156,7 @@ def prepare_neighbors(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     name: str = "feats",
@@ -138,10 +164,17 @@ def prepare_neighbors(
 ) -> NeighborState:
     """Neighbour lists of one layer, for mutual / cycle / Jaccard / LCS / edit-distance k-NN."""
     # callers (metric functions, layer_matrix, stats) have validated the features already
-    indices, _values = topk_similar(
-        feats, k, similarity=similarity, sample_ids=sample_ids, block_size=block_size, name=name, check=False
+    found = search_neighbors(
+        feats,
+        k,
+        similarity=similarity,
+        neighbors=neighbors,
+        sample_ids=sample_ids,
+        block_size=block_size,
+        name=name,
+        check=False,
     )
-    return _state(indices)
+    return _state(found.indices, report=found.report)
 
 
 def _pair_states(
@@ -150,13 +183,14 @@ def _pair_states(
     *,
     k: int,
     similarity: str,
+    neighbors: str,
     sample_ids: Any,
     block_size: int,
     name_a: str,
     name_b: str,
 ) -> tuple[NeighborState, NeighborState]:
     tensor_a, tensor_b = _pair(feats_a, feats_b, name_a, name_b, k)
-    common = dict(k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size)
+    common = dict(k=k, similarity=similarity, neighbors=neighbors, sample_ids=sample_ids, block_size=block_size)
     state_a = prepare_neighbors(tensor_a, name=name_a, **common)
     return state_a, prepare_neighbors(tensor_b, name=name_b, **common)
 
@@ -168,7 +202,7 @@ def permute_neighbors(state: NeighborState, perm: torch.Tensor) -> NeighborState
     inverse[perm] = torch.arange(perm.numel(), device=perm.device)
     values = None if state.values is None else state.values[perm]
     reverse = None if state.reverse is None else state.reverse[perm]
-    return _state(inverse[state.indices[perm]], values, state.self_hsic, reverse)
+    return _state(inverse[state.indices[perm]], values, state.self_hsic, reverse, state.report)
 
 
 # --- mutual k-NN -----------------------------------------------------------------------------------
@@ -188,6 +222,7 @@ def mutual_knn_per_sample(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -199,6 +234,7 @@ def mutual_knn_per_sample(
         feats_b,
         k=k,
         similarity=similarity,
+        neighbors=neighbors,
         sample_ids=sample_ids,
         block_size=block_size,
         name_a=name_a,
@@ -213,6 +249,7 @@ def mutual_knn(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -225,6 +262,8 @@ def mutual_knn(
         k: neighbours per sample (self excluded), 1 <= k <= n - 1.
         similarity: ``"cosine"`` (default, rows L2-normalised), ``"ip"`` (raw inner product) or
             ``"euclidean"``; the same for every k-NN metric here.
+        neighbors: ``"exact"`` (default) or ``"approx"`` (IVF-Flat, its recall@k measured and kept on the
+            prepared states: :func:`measured_recall`); the same for every k-NN metric here.
         sample_ids: optional [n] ids; rows with the query's id are excluded (bootstrap duplicates).
 
     Example:
@@ -239,6 +278,7 @@ def mutual_knn(
             feats_b,
             k=k,
             similarity=similarity,
+            neighbors=neighbors,
             name_a=name_a,
             name_b=name_b,
             sample_ids=sample_ids,
@@ -271,6 +311,7 @@ def jaccard_knn_per_sample(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -282,6 +323,7 @@ def jaccard_knn_per_sample(
         feats_b,
         k=k,
         similarity=similarity,
+        neighbors=neighbors,
         name_a=name_a,
         name_b=name_b,
         sample_ids=sample_ids,
@@ -296,6 +338,7 @@ def jaccard_knn(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -308,6 +351,7 @@ def jaccard_knn(
             feats_b,
             k=k,
             similarity=similarity,
+            neighbors=neighbors,
             name_a=name_a,
             name_b=name_b,
             sample_ids=sample_ids,
@@ -352,6 +396,7 @@ def cycle_knn_per_sample(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -363,6 +408,7 @@ def cycle_knn_per_sample(
         feats_b,
         k=k,
         similarity=similarity,
+        neighbors=neighbors,
         sample_ids=sample_ids,
         block_size=block_size,
         name_a=name_a,
@@ -377,6 +423,7 @@ def cycle_knn(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -389,6 +436,7 @@ def cycle_knn(
             feats_b,
             k=k,
             similarity=similarity,
+            neighbors=neighbors,
             name_a=name_a,
             name_b=name_b,
             sample_ids=sample_ids,
@@ -420,6 +468,7 @@ def lcs_knn_per_sample(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -431,6 +480,7 @@ def lcs_knn_per_sample(
         feats_b,
         k=k,
         similarity=similarity,
+        neighbors=neighbors,
         sample_ids=sample_ids,
         block_size=block_size,
         name_a=name_a,
@@ -445,6 +495,7 @@ def lcs_knn(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -457,6 +508,7 @@ def lcs_knn(
         feats_a: [n, d_a]; feats_b: [n, d_b], same samples in the same order.
         k: neighbours per sample (self excluded), 1 <= k <= n - 1.
         similarity: ``"cosine"`` (default), ``"ip"`` or ``"euclidean"``.
+        neighbors: ``"exact"`` (default) or ``"approx"``.
         sample_ids: optional [n] ids; rows with the query's id are excluded (bootstrap duplicates).
 
     Example:
@@ -471,6 +523,7 @@ def lcs_knn(
             feats_b,
             k=k,
             similarity=similarity,
+            neighbors=neighbors,
             name_a=name_a,
             name_b=name_b,
             sample_ids=sample_ids,
@@ -552,6 +605,7 @@ def edit_distance_knn_per_sample(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -563,6 +617,7 @@ def edit_distance_knn_per_sample(
         feats_b,
         k=k,
         similarity=similarity,
+        neighbors=neighbors,
         sample_ids=sample_ids,
         block_size=block_size,
         name_a=name_a,
@@ -577,6 +632,7 @@ def edit_distance_knn(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -589,6 +645,7 @@ def edit_distance_knn(
         feats_a: [n, d_a]; feats_b: [n, d_b], same samples in the same order.
         k: neighbours per sample (self excluded), 1 <= k <= n - 1.
         similarity: ``"cosine"`` (default), ``"ip"`` or ``"euclidean"``.
+        neighbors: ``"exact"`` (default) or ``"approx"``.
         sample_ids: optional [n] ids; rows with the query's id are excluded (bootstrap duplicates).
 
     Example:
@@ -603,6 +660,7 @@ def edit_distance_knn(
             feats_b,
             k=k,
             similarity=similarity,
+            neighbors=neighbors,
             name_a=name_a,
             name_b=name_b,
             sample_ids=sample_ids,
@@ -653,6 +711,7 @@ def prepare_cknna(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     sample_ids: Any = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     name: str = "feats",
@@ -662,23 +721,24 @@ def prepare_cknna(
     feats = as_tensor(feats, name)
     if feats.shape[0] < 4:
         raise InputError(f"{name} has {feats.shape[0]} rows; CKNNA's unbiased HSIC needs at least 4 samples")
-    indices, values = topk_similar(
+    found = search_neighbors(
         feats,
         k,
         similarity=similarity,
+        neighbors=neighbors,
         sample_ids=sample_ids,
         block_size=block_size,
         return_values=True,
         name=name,
         check=False,
     )
-    assert values is not None
+    indices, values = found.indices, present(found.values)
     if similarity == "euclidean":
         # the search returned −‖x_i − x_j‖², and with x̄ the column-centred features the kernel is
         # ⟨x̄_i, x̄_j⟩ = (‖x̄_i‖² + ‖x̄_j‖² − ‖x_i − x_j‖²) / 2: no second pass over the pairs is needed
         sq_norms = centered64(feats).square().sum(dim=1)
         values = (sq_norms[:, None] + sq_norms[indices] + values) / 2
-    return _state(indices, values, _self_hsic(indices, values), _reverse_positions(indices))
+    return _state(indices, values, _self_hsic(indices, values), _reverse_positions(indices), found.report)
 
 
 def _compare_cknna(state_a: NeighborState, state_b: NeighborState, **_: Any) -> float:
@@ -718,6 +778,7 @@ def cknna(
     *,
     k: int = 10,
     similarity: str = "cosine",
+    neighbors: str = "exact",
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     sample_ids: Any = None,
@@ -732,10 +793,12 @@ def cknna(
             default, kernels are cosines), ``"ip"`` (raw features, kernels are inner products) or
             ``"euclidean"`` (mask from Euclidean neighbours, kernels are inner products of the
             column-centred features).
+        neighbors: ``"exact"`` (default) or ``"approx"`` (the mask from approximate lists; near k = n - 1
+            the search is exact anyway).
     """
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b, min_samples=4)
     check_k(k, tensor_a.shape[0])
-    common = dict(k=k, similarity=similarity, sample_ids=sample_ids, block_size=block_size)
+    common = dict(k=k, similarity=similarity, neighbors=neighbors, sample_ids=sample_ids, block_size=block_size)
     state_a = prepare_cknna(tensor_a, name=name_a, **common)
     state_b = prepare_cknna(tensor_b, name=name_b, **common)
     return _compare_cknna(state_a, state_b)
@@ -749,6 +812,14 @@ _SIMILARITY_PARAM = ParamSpec(
     choices=SIMILARITIES,
     help="what makes neighbours: cosine (rows L2-normalised, platonic-rep), raw inner product (ip) or "
     "Euclidean distance",
+)
+_NEIGHBORS_PARAM = ParamSpec(
+    "neighbors",
+    "exact",
+    kind="str",
+    choices=NEIGHBOR_MODES,
+    help="how neighbour lists are found: exact (every pair compared) or approx (IVF-Flat index, much "
+    "faster at large n; its recall@k against exact search is measured on seeded queries and reported)",
 )
 _ORDER_REF = (
     PLATONIC_REF + " @ e8d2075: lcs_knn (l. 88-92, longest_ordinal_sequence l. 288-308) and "
@@ -816,7 +887,7 @@ for _name, _fn, _per_sample, _compare, _chance, _symmetric, _reference, _summary
             symmetric=_symmetric,
             value_range=(0.0, 1.0),
             invariances=("orthogonal", "isotropic_scale", "permutation"),
-            params=(_K_PARAM, _SIMILARITY_PARAM),
+            params=(_K_PARAM, _SIMILARITY_PARAM, _NEIGHBORS_PARAM),
             reference=_reference,
             summary=_summary,
             per_sample=_per_sample,
@@ -841,6 +912,7 @@ register(
         params=(
             ParamSpec("k", 10, kind="int", low=2, help="neighbours per sample, < n; n - 1 gives unbiased CKA"),
             _SIMILARITY_PARAM,
+            _NEIGHBORS_PARAM,
         ),
         reference=PLATONIC_REF + "; unbiased HSIC of Song et al. 2012",
         summary="unbiased CKA restricted to kernel entries that are mutual top-k neighbours",

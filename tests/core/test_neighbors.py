@@ -2,13 +2,19 @@ import numpy as np
 import pytest
 import torch
 
+from alignscope.core import ann, neighbors
 from alignscope.core.errors import InputError
 from alignscope.core.neighbors import (
     SIMILARITIES,
+    SearchReport,
+    _block_topk,
+    _chunked_topk,
+    _full_topk,
     common_subsequence_lengths,
     edit_distances,
     knn_indices,
     per_sample_overlap,
+    search_neighbors,
     topk_similar,
 )
 
@@ -168,3 +174,138 @@ def test_errors():
     for order_measure in (common_subsequence_lengths, edit_distances):
         with pytest.raises(InputError, match="same shape"):
             order_measure(torch.zeros(4, 2, dtype=torch.long), torch.zeros(3, 2, dtype=torch.long))
+
+
+# --- exact backends, the chunked top-k and the search report ----------------------------------------
+
+needs_faiss = pytest.mark.skipif(ann.faiss_module() is None, reason="faiss (faiss-cpu) is not installed")
+
+
+def _tied(n, d, seed):
+    """Small integer features: many exact ties (equal inner products / distances) and zero rows."""
+    return np.random.default_rng(seed).integers(-2, 3, size=(n, d)).astype(np.float32)
+
+
+@needs_faiss
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_faiss_flat_search_gives_the_torch_lists_on_data_full_of_ties(similarity, k):
+    # cosine ties are exact in floating point only for two-term sums, hence two columns there
+    feats = _tied(300, 2 if similarity == "cosine" else 3, k)
+    torch_found = search_neighbors(feats, k, similarity=similarity, exact_backend="torch", return_values=True)
+    faiss_found = search_neighbors(feats, k, similarity=similarity, exact_backend="faiss", return_values=True)
+    assert faiss_found.report.method == "faiss_flat" and torch_found.report.method == "torch_blocks"
+    assert torch.equal(faiss_found.indices, torch_found.indices)
+    assert torch.equal(faiss_found.values, torch_found.values)
+    assert np.array_equal(faiss_found.indices.numpy(), slow_lists(feats, k, similarity))
+
+
+@needs_faiss
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+def test_faiss_flat_search_gives_the_torch_lists_on_continuous_data_and_with_copies(similarity):
+    feats = np.random.default_rng(20).standard_normal((400, 16)).astype(np.float32) + 0.5
+    rows = np.concatenate([np.arange(400), np.arange(0, 400, 3), np.arange(0, 400, 7)])  # up to 3 copies
+    for data, ids in ((feats, None), (feats[rows], torch.from_numpy(rows))):
+        expected = search_neighbors(data, 7, similarity=similarity, sample_ids=ids, exact_backend="torch")
+        found = search_neighbors(data, 7, similarity=similarity, sample_ids=ids, exact_backend="faiss")
+        assert torch.equal(found.indices, expected.indices)
+        if ids is not None:
+            assert not (ids[found.indices] == ids[:, None]).any()
+
+
+@needs_faiss
+def test_faiss_flat_search_repairs_rows_whose_ties_run_past_its_candidates():
+    # 40 copies of one point: each one's 5 neighbours all tie (cosine 1), far more than the k + 2 fetched
+    feats = np.concatenate([np.tile([[1.0, 2.0]], (40, 1)), _tied(60, 2, 21) + 5.0]).astype(np.float32)
+    found = search_neighbors(feats, 5, exact_backend="faiss").indices
+    assert found[0].tolist() == [1, 2, 3, 4, 5] and found[39].tolist() == [0, 1, 2, 3, 4]
+    assert torch.equal(found, search_neighbors(feats, 5, exact_backend="torch").indices)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_chunked_top_k_equals_the_full_pass_with_ties_and_masked_columns(k, seed):
+    rng = np.random.default_rng(seed)
+    n_columns = 4 * k * 128 + 37  # a partial last chunk
+    left = torch.from_numpy(rng.integers(-2, 3, size=(64, 3)).astype(np.float32))
+    right = torch.from_numpy(rng.integers(-2, 3, size=(n_columns, 3)).astype(np.float32))
+    sims = left @ right.T  # integer inner products: ties at every place
+    sims[torch.arange(64), torch.arange(64)] = float("-inf")
+    sims[:5, 100:900] = float("-inf")  # whole chunks masked, as copies of the query would be
+    expected = _full_topk(sims, k)
+    found = _chunked_topk(sims, k)
+    if found is None:  # declined (wide ties of chunk maxima): the full pass answers instead
+        found = _block_topk(sims, k)
+    assert torch.equal(found[1], expected[1]) and torch.equal(found[0], expected[0])
+
+
+def test_the_chunked_top_k_runs_and_agrees_on_continuous_data():
+    generator = torch.Generator().manual_seed(22)
+    sims = torch.randn(32, 4 * 10 * 128 + 5, generator=generator)
+    found = _chunked_topk(sims, 10)
+    assert found is not None  # no ties: it must not decline
+    expected = _full_topk(sims, 10)
+    assert torch.equal(found[1], expected[1]) and torch.equal(found[0], expected[0])
+    assert torch.equal(found[1], torch.sort(sims, dim=1, descending=True, stable=True).indices[:, :10])
+
+
+def matrix_lists(feats, k, similarity):
+    """slow_lists from one float64 score matrix (lexsort by score, then index): for larger n."""
+    feats = np.asarray(feats, dtype=np.float64)
+    if similarity == "cosine":
+        feats = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    if similarity == "euclidean":
+        scores = -((feats[:, None, :] - feats[None, :, :]) ** 2).sum(-1)
+    else:
+        scores = feats @ feats.T
+    np.fill_diagonal(scores, -np.inf)
+    columns = np.arange(len(feats))
+    return np.array([np.lexsort((columns, -row))[:k] for row in scores])
+
+
+def test_exact_searches_wide_enough_for_the_chunked_top_k_give_the_slow_lists(monkeypatch):
+    feats = np.random.default_rng(23).standard_normal((1500, 4)).astype(np.float32)
+    monkeypatch.setattr(neighbors, "_CHUNKED_MIN_COLUMNS", 1024)  # the wide-block path at n = 1500
+    answered = []
+
+    def counted(sims, k):
+        found = _chunked_topk(sims, k)
+        answered.append(found is not None)
+        return found
+
+    monkeypatch.setattr(neighbors, "_chunked_topk", counted)
+    for similarity in SIMILARITIES:
+        found = search_neighbors(feats, 2, similarity=similarity, block_size=256).indices.numpy()
+        assert np.array_equal(found, matrix_lists(feats, 2, similarity))
+    assert answered and all(answered)  # every block went through the chunked path
+    tied = _tied(1500, 3, 26)  # many ties: the chunked path declines or agrees, never differs
+    found = search_neighbors(tied, 2, similarity="ip", block_size=256).indices.numpy()
+    assert np.array_equal(found, matrix_lists(tied, 2, "ip"))
+
+
+def test_the_report_of_an_exact_search_and_bad_choices():
+    feats = np.random.default_rng(24).standard_normal((30, 3))
+    found = search_neighbors(feats, 4)
+    assert found.report == SearchReport("exact", "torch_blocks", 4) and found.recall == 1.0
+    assert found.report.recall_queries == 0 and found.values is None
+    assert found.report.describe() == "exact (torch_blocks)"
+    assert torch.equal(found.indices, knn_indices(feats, 4))
+    assert torch.equal(topk_similar(feats, 4, neighbors="exact")[0], found.indices)
+    with pytest.raises(InputError, match="neighbors must be one of 'exact', 'approx'; got 'fast'"):
+        search_neighbors(feats, 4, neighbors="fast")
+    with pytest.raises(InputError, match="exact_backend must be one of 'auto', 'torch', 'faiss'"):
+        search_neighbors(feats, 4, exact_backend="blas")
+    with pytest.raises(InputError, match="target_recall must be in"):
+        search_neighbors(feats, 4, target_recall=1.5)
+    if ann.faiss_module() is not None:
+        with pytest.raises(InputError, match="float32 features on the CPU; these are torch.float64"):
+            search_neighbors(feats, 4, exact_backend="faiss")  # float64 stays float64: torch only
+
+
+def test_without_faiss_exact_search_still_runs_and_faiss_requests_say_what_to_install(monkeypatch):
+    monkeypatch.setattr(ann, "faiss_module", lambda: None)
+    feats = np.random.default_rng(25).standard_normal((5000, 4)).astype(np.float32)
+    assert search_neighbors(feats, 3).report.method == "torch_blocks"
+    for options in ({"exact_backend": "faiss"}, {"neighbors": "approx"}):
+        with pytest.raises(InputError, match="pip install faiss-cpu"):
+            search_neighbors(feats, 3, **options)

@@ -6,9 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from alignscope.core import ann
 from alignscope.core.errors import InputError
 from alignscope.core.metrics import knn
 from alignscope.core.metrics.kernel import debiased_cka
+from alignscope.core.metrics.registry import compute, get_metric
+from alignscope.core.neighbors import per_sample_overlap
 
 
 @pytest.mark.parametrize("n,d_a,d_b,k", [(30, 5, 7, 3), (41, 3, 12, 10), (25, 8, 2, 24)])
@@ -133,3 +136,63 @@ def test_errors_name_the_inputs():
 def test_identical_rows_give_a_defined_value():
     a = np.ones((10, 3))
     assert knn.mutual_knn(a, a, k=3) == 1.0
+
+
+# --- neighbors="exact" | "approx" ------------------------------------------------------------------
+
+KNN_METRICS = ("mutual_knn", "jaccard_knn", "cycle_knn", "lcs_knn", "edit_distance_knn", "cknna")
+needs_faiss = pytest.mark.skipif(ann.faiss_module() is None, reason="faiss (faiss-cpu) is not installed")
+
+
+def _clustered_pair(n, seed):
+    """Two views of one clustered latent (like two models' embeddings of the same samples)."""
+    rng = np.random.default_rng(seed)
+    latent = rng.standard_normal((40, 6))[rng.integers(40, size=n)] * 2 + rng.standard_normal((n, 6))
+    a = latent @ rng.standard_normal((6, 20)) + 0.1 * rng.standard_normal((n, 20))
+    b = np.tanh(latent) @ rng.standard_normal((6, 16)) + 0.3 * rng.standard_normal((n, 16))
+    return a.astype(np.float32), b.astype(np.float32)
+
+
+def test_every_knn_metric_registers_the_neighbors_choice():
+    for name in KNN_METRICS:
+        spec = get_metric(name)
+        (param,) = [param for param in spec.params if param.name == "neighbors"]
+        assert (param.kind, param.default, param.choices) == ("str", "exact", ("exact", "approx"))
+        assert spec.resolve_params({})["neighbors"] == "exact"
+    with pytest.raises(InputError, match="parameter neighbors must be one of 'exact', 'approx'; got 'hnsw'"):
+        compute("mutual_knn", np.eye(5), np.eye(5), k=2, neighbors="hnsw")
+
+
+def test_exact_states_report_no_measured_recall():
+    a = ref.gaussian(40, 5, 30)
+    state = knn.prepare_neighbors(a, k=4)
+    assert knn.measured_recall(state) is None
+    assert (state.report.mode, state.report.method, state.report.k) == ("exact", "torch_blocks", 4)
+    assert knn.permute_neighbors(state, torch.arange(40).flip(0)).report == state.report
+    assert knn.mutual_knn(a, a[::-1].copy(), k=4, neighbors="exact") == knn.mutual_knn(a, a[::-1].copy(), k=4)
+
+
+@needs_faiss
+def test_approximate_scores_are_close_to_exact_and_their_states_carry_the_recall():
+    a, b = _clustered_pair(6000, 31)
+    spec = get_metric("mutual_knn")
+    params = spec.resolve_params({"neighbors": "approx"})
+    state_a, state_b = spec.prepare(a, **params), spec.prepare(b, **params)
+    recall_a, recall_b = state_a.report.recall, state_b.report.recall
+    assert state_a.report.mode == "approx" and 0.93 <= recall_a < 1.0 and 0.93 <= recall_b < 1.0
+    for name in KNN_METRICS:
+        exact = compute(name, a, b, k=10)
+        approx = compute(name, a, b, k=10, neighbors="approx")
+        assert approx == pytest.approx(exact, abs=0.03), name
+        if name == "mutual_knn":  # each missed neighbour moves one sample's overlap by at most 1/k
+            assert abs(approx - exact) <= (1 - recall_a) + (1 - recall_b) + 0.01
+    assert knn.measured_recall(state_a, state_b) == min(recall_a, recall_b)
+    assert knn.measured_recall(state_a, knn.prepare_neighbors(a, k=10)) == recall_a  # exact states add nothing
+    true_recall = float(per_sample_overlap(state_a.indices, knn.prepare_neighbors(a, k=10).indices).mean())
+    assert recall_a == pytest.approx(true_recall, abs=0.03)
+    shuffled = spec.permute(state_b, torch.randperm(6000, generator=torch.Generator().manual_seed(0)))
+    assert shuffled.report == state_b.report  # a permutation null keeps the recall of the lists it relabels
+    assert spec.compare(state_a, state_b) == compute("mutual_knn", a, b, k=10, neighbors="approx")
+    cknna_state = get_metric("cknna").prepare(a, k=10, neighbors="approx")
+    assert cknna_state.report == state_a.report  # the same search, so the same lists and recall
+    assert torch.equal(cknna_state.indices, state_a.indices)
