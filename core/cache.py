@@ -40,7 +40,7 @@ from alignscope.core.datasets import Dataset
 from alignscope.core.devices import effective_dtype
 from alignscope.core.digits_nets import verify_trained_weights
 from alignscope.core.errors import CacheError
-from alignscope.core.extract import EXTRACT_VERSION, Features, ProgressCallback, extract_features
+from alignscope.core.extract import EXTRACT_VERSION, Features, ProgressCallback, extract_features, record_parameters
 from alignscope.core.files import (
     NoSpaceError,
     atomic_write_bytes,
@@ -538,6 +538,7 @@ class FeatureCache:
             )
             _check_finite(features)
             self.put(key, features, model_spec=spec, dataset=dataset)
+        record_parameters(features)  # after publishing: a failure here never costs the extraction
         return features, CacheResult(key, False, time.perf_counter() - started)
 
     # -- management ----------------------------------------------------------------------------------

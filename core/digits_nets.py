@@ -25,6 +25,7 @@ reproduces :func:`train` bit for bit, so the ladder is a true generalisation of 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -126,6 +127,7 @@ def _fit(seed, images, labels, train_idx, test_idx, generator) -> tuple[DigitsCN
     return net, {"seed": seed, "recipe": RECIPE, "epochs": EPOCHS, "test_accuracy": accuracy}
 
 
+@functools.cache  # the source cannot change within a process; reading it costs ~20 ms per cache-key lookup
 def recipe_fingerprint() -> str:
     """Hash of everything that determines a trained net besides its seed: the architecture's and the
     training loop's source, and the recipe constants. Part of the feature cache key and the file name."""
@@ -370,7 +372,14 @@ class DigitsRecipe:
     def fingerprint(self) -> str:
         """Hash of the recipe's fields and of the code and constants that turn it into weights; stable
         across processes. Part of the weights' file name (and, once registered, of feature-cache keys)."""
-        parts = [
+        parts = [_ladder_code_fingerprint(), json.dumps(asdict(self), sort_keys=True)]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+@functools.cache  # the source cannot change within a process; reading it is most of a cheap lookup
+def _ladder_code_fingerprint() -> str:
+    return "\n".join(
+        [
             inspect.getsource(DigitsCNN),
             inspect.getsource(ScaledDigitsCNN),
             inspect.getsource(digits_arrays),
@@ -379,9 +388,8 @@ class DigitsRecipe:
             inspect.getsource(train_recipe),
             inspect.getsource(_fit_recipe),
             repr((LADDER_FORMAT, TRAIN_FRACTION, SPLIT_SEED, SUBSET_SEED, BASE_CHANNELS, LAYERS)),
-            json.dumps(asdict(self), sort_keys=True),
         ]
-        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+    )
 
 
 @dataclass(frozen=True)

@@ -242,7 +242,14 @@ class HookEncoder:
 
 
 def _stack_inputs(batch: Sequence) -> torch.Tensor:
-    return torch.stack([torch.as_tensor(np.array(item, dtype=np.float32)) for item in batch])
+    return torch.stack(
+        [
+            item.to(torch.float32)
+            if isinstance(item, torch.Tensor)
+            else torch.as_tensor(np.asarray(item, dtype=np.float32))
+            for item in batch
+        ]
+    )
 
 
 class EmbeddingEncoder:
@@ -257,3 +264,11 @@ class EmbeddingEncoder:
     def encode(self, batch: Sequence, layer_indices: Sequence[int], pooling: str) -> list[torch.Tensor]:
         values = torch.as_tensor(np.asarray(self._embed(list(batch)), dtype=np.float32))
         return [values for _ in layer_indices]
+
+
+def count_parameters(encoder: object) -> int | None:
+    """Parameters of a loaded model (a torch module inside the encoder), or None when it has none here."""
+    module = getattr(encoder, "module", None) or getattr(encoder, "model", None)
+    if not isinstance(module, torch.nn.Module):
+        return None
+    return int(sum(parameter.numel() for parameter in module.parameters()))

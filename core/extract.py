@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from alignscope.core.datasets import Dataset
-from alignscope.core.encoders import POOLINGS, Encoder
+from alignscope.core.encoders import POOLINGS, Encoder, count_parameters
 from alignscope.core.errors import InputError, ModalityError
 from alignscope.core.models import ModelSpec, get_model_spec, load_model
 
@@ -183,6 +183,7 @@ def extract_features(
             "pooling": pooling,
             "seconds": round(time.perf_counter() - started, 3),
             "extract_version": EXTRACT_VERSION,
+            "parameters": count_parameters(encoder),
         },
     )
 
@@ -192,3 +193,13 @@ def _batch_order(inputs: Sequence, modality: str) -> list[int]:
     if modality == "text":
         return sorted(range(len(inputs)), key=lambda i: (-len(inputs[i]), i))
     return list(range(len(inputs)))
+
+
+def record_parameters(features: Features) -> None:
+    """Keep the parameter count an extraction measured (``meta["parameters"]``) as the ``params`` property."""
+    from alignscope.core.models import ModelProperty
+    from alignscope.core.properties import record_measured
+
+    count = features.meta.get("parameters")
+    if count:
+        record_measured(features.model, ModelProperty("params", float(count), "count", "counted on load"))

@@ -65,6 +65,11 @@ class Settings:
         return self.cache_dir / "results"
 
     @property
+    def runs_dir(self) -> Path:
+        """Batch runs (``alignscope run``): one folder per run with its table and run card."""
+        return self.cache_dir / "runs"
+
+    @property
     def numba_dir(self) -> Path:
         return self.cache_dir / "numba"
 

@@ -86,6 +86,8 @@ class Factory:
         fingerprint: optional ``fingerprint(options) -> str`` of what else determines the weights
             (a training recipe); default: the package versions only.
         import_names: modules whose presence means "installed" (default: none beyond ``packages``).
+        properties: optional ``properties(options) -> (ModelProperty, ...)`` measured for this model here
+            (the held-out accuracy of a net trained on first use); empty until measured.
     """
 
     name: str
@@ -93,6 +95,7 @@ class Factory:
     build: Callable[[dict[str, str]], Any]
     fingerprint: Callable[[dict[str, str]], str] | None = None
     import_names: tuple[str, ...] = ()
+    properties: Callable[[dict[str, str]], tuple[Any, ...]] | None = None
 
 
 FACTORIES: Registry[Factory] = Registry(

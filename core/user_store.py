@@ -41,15 +41,20 @@ def registry_path(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).uploads_dir / "registry.json"
 
 
-def read_registry(settings: Settings | None = None) -> dict[str, list[dict]]:
-    """The persisted entries ``{"datasets": [...], "models": [...]}`` (empty when absent or unreadable)."""
+def read_registry(settings: Settings | None = None) -> dict:
+    """The persisted entries ``{"datasets": [...], "models": [...], "properties": {model: {name: {...}}},
+    "families": {name: [models]}}`` (empty when absent or unreadable)."""
     try:
         registry = json.loads(registry_path(settings).read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return {"datasets": [], "models": []}
+        registry = {}
     if not isinstance(registry, dict):
-        return {"datasets": [], "models": []}
-    return {kind: [e for e in registry.get(kind, []) if isinstance(e, dict)] for kind in KINDS}
+        registry = {}
+    out: dict = {kind: [e for e in registry.get(kind, []) if isinstance(e, dict)] for kind in KINDS}
+    for key in ("properties", "families"):
+        value = registry.get(key, {})
+        out[key] = value if isinstance(value, dict) else {}
+    return out
 
 
 @dataclass(frozen=True)
