@@ -16,19 +16,19 @@ import time
 import webbrowser
 from pathlib import Path
 
-from alignscope.core.analysis.jobs import Progress
+from alignscope.core.cli_support import (
+    MAX_SEED,
+    BarProgress,
+    ensure_features,
+    int_at_least,
+    print_table,
+    progress_bar,
+    read_upload,
+)
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.files import NoSpaceError
 
-MAX_SEED = 2**31 - 1  # as in dashboard links
 MAX_SAMPLES = 200_000
-
-
-def _print_table(rows: list[dict], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
 
 
 def _bootstrap_registries() -> None:
@@ -38,10 +38,15 @@ def _bootstrap_registries() -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from alignscope.core.models import hub_model_spec, install_status, list_models
+    from alignscope.core.cli_analysis import print_models, set_properties
+    from alignscope.core.models import hub_model_spec, list_models
     from alignscope.core.sources import check_hub_model
     from alignscope.core.uploads import remember_model
 
+    if sum(bool(x) for x in (args.add, args.remove, args.set, args.import_properties)) > 1:
+        raise AlignscopeError("--add, --remove, --set and --import-properties are separate steps; give one")
+    if args.set or args.import_properties:
+        return set_properties(args)
     if args.remove:
         from alignscope.core.uploads import forget
 
@@ -65,19 +70,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"warning: {warning}", file=sys.stderr)
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
-    rows = [
-        {
-            "name": s.name,
-            "family": s.family,
-            "kind": s.kind,
-            "modality": s.modality,
-            "installed": install_status(s),
-            "description": s.description,
-        }
-        for s in list_models()
-    ]
-    _print_table(rows, ["name", "family", "kind", "modality", "installed", "description"])
-    return 0
+    return print_models(args.format)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:
@@ -118,9 +111,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         elif path.suffix.lower() == ".zip":
             from alignscope.core.uploads import add_image_dataset
 
-            spec = add_image_dataset(name, path.name, _read_upload(path))
+            spec = add_image_dataset(name, path.name, read_upload(path))
         else:
-            spec = add_text_dataset(name, path.name, _read_upload(path))
+            spec = add_text_dataset(name, path.name, read_upload(path))
         print(f"added dataset {spec.name!r} ({spec.modality}): {spec.description}")
         return 0
 
@@ -128,41 +121,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         {"name": s.name, "modality": s.modality, "source": s.source, "description": s.description}
         for s in list_datasets()
     ]
-    _print_table(rows, ["name", "modality", "source", "description"])
+    print_table(rows, ["name", "modality", "source", "description"])
     return 0
-
-
-def _read_upload(path: Path) -> bytes:
-    """The bytes of a local file to upload; one over ALIGNSCOPE_MAX_UPLOAD_MB is refused from its size,
-    before anything is read, and no more than the limit is ever read (a pipe or a growing file)."""
-    from alignscope.core.settings import get_settings
-    from alignscope.core.uploads import check_upload_size
-
-    limit = get_settings().max_upload_bytes
-    try:
-        with open(path, "rb") as handle:
-            check_upload_size(os.fstat(handle.fileno()).st_size, path.name, allow_empty=True)
-            data = handle.read(limit + 1)
-    except OSError as exc:
-        raise AlignscopeError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
-    check_upload_size(len(data), path.name, at_least=len(data) > limit)
-    return data
-
-
-def _progress_bar(label: str):
-    from tqdm import tqdm
-
-    bar = None
-
-    def update(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=label, unit="sample", leave=False, file=sys.stderr)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return update
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
@@ -192,7 +152,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             device=args.device,
             batch_size=args.batch_size,
             pooling=args.pooling,
-            progress=_progress_bar(f"{model_name} on {dataset_name}"),
+            progress=progress_bar(f"{model_name} on {dataset_name}"),
         )
         status = "hit " if result.hit else "miss"
         print(
@@ -227,7 +187,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             }
             for e in entries
         ]
-        _print_table(rows, ["key", "model", "dataset", "n", "layers", "MiB", "created"])
+        print_table(rows, ["key", "model", "dataset", "n", "layers", "MiB", "created"])
         print(f"{len(entries)} entries, {_mib(sum(e.bytes for e in entries))} in {cache.root}")
         leftovers = cache.leftovers()
         if leftovers:
@@ -268,33 +228,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
     raise AlignscopeError(f"unknown cache action {args.action!r}")
 
 
-class _BarProgress(Progress):
-    """A job's progress shown as one tqdm bar on stderr (the CLI runs engine jobs in the foreground)."""
-
-    def __init__(self, label: str) -> None:
-        from tqdm import tqdm
-
-        super().__init__()
-        self.bar = tqdm(total=1000, desc=label, leave=False, file=sys.stderr,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
-
-    def update(self, done: float, total: float, message: str | None = None) -> None:
-        super().update(done, total, message)
-        self.bar.update(int(self.fraction * 1000) - self.bar.n)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-def _ensure_features(plans, device: str | None) -> None:
-    """Extract the features the plans miss, in the foreground with a bar each."""
-    from alignscope.core.analysis.features import extract_for_plan
-
-    for plan in plans:
-        if not plan.cached:
-            extract_for_plan(plan, progress=_progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     """``alignscope score``: features from the cache (extracted once if missing), then engine jobs."""
     from alignscope.core.analysis.engine import Engine
@@ -316,17 +249,17 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.n or MAX_SAMPLES,
             args.seed,
             metric,
-            metric_params(metric, k=args.k),
+            metric_params(metric, k=args.k, similarity=args.similarity),
             args.layers,
             args.permutations,
             args.bootstrap,
         )
         for metric in metrics
     ]
-    _ensure_features(engine.prepare(requests[0]).plans, args.device)
+    ensure_features(engine.prepare(requests[0]).plans, args.device)
     scores = []
     for request in requests:
-        progress = _BarProgress(engine.prepare(request).label)
+        progress = BarProgress(engine.prepare(request).label)
         try:
             scores.append(engine.run(request, progress=progress))
         finally:
@@ -418,22 +351,6 @@ def _open_when_ready(process: subprocess.Popen, port: int, url: str, wait_s: flo
         time.sleep(0.25)
 
 
-def _int_at_least(low: int, high: int | None = None):
-    """argparse type: an integer in [low, high], else a clear usage error (never silently clamped)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low or (high is not None and value > high):
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
-        return value
-
-    return parse
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line, like every other error of this CLI."""
 
@@ -454,6 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--trust-remote-code", action="store_true", help="also needs ALIGNSCOPE_TRUST_REMOTE_CODE to list the id"
     )
+    models.add_argument(
+        "--set",
+        nargs="+",
+        metavar="NAME KEY=VALUE",
+        help="set properties of a model, e.g. --set lite2 imagenet_top1=77.6",
+    )
+    models.add_argument("--unit", help="unit of the properties given with --set (e.g. %%, count)")
+    models.add_argument(
+        "--import-properties", metavar="FILE.csv", help="a CSV with columns model, name, value [, unit, source]"
+    )
+    models.add_argument("--format", choices=["table", "json"], default="table")
     models.set_defaults(func=cmd_models)
 
     datasets = sub.add_parser("datasets", help="list datasets, add a hub dataset (--add) or a local file (--upload)")
@@ -477,10 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
     extract = sub.add_parser("extract", help="precompute features into the cache (default: the whole default)")
     extract.add_argument("--model", action="append", help="model name (repeatable)")
     extract.add_argument("--dataset", action="append", help="dataset name (repeatable)")
-    extract.add_argument("--n", type=_int_at_least(3), help="a seeded subset of n samples")
-    extract.add_argument("--seed", type=_int_at_least(0, MAX_SEED), default=0)
+    extract.add_argument("--n", type=int_at_least(3), help="a seeded subset of n samples")
+    extract.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     extract.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
-    extract.add_argument("--batch-size", type=_int_at_least(1), default=32)
+    extract.add_argument("--batch-size", type=int_at_least(1), default=32)
     extract.add_argument(
         "--pooling",
         choices=["mean", "cls", "last"],
@@ -502,24 +430,30 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--dataset", required=True)
     score.add_argument("--metric", action="append", help="metric name (repeatable; default mutual_knn)")
     score.add_argument("--layers", default="all", help="'all', 'last', or 'i,j' for one layer pair")
-    score.add_argument("--k", type=_int_at_least(1), default=10)
-    score.add_argument("--n", type=_int_at_least(3))
-    score.add_argument("--seed", type=_int_at_least(0, MAX_SEED), default=0)
+    score.add_argument("--k", type=int_at_least(1), default=10)
+    score.add_argument(
+        "--similarity",
+        choices=["cosine", "ip", "euclidean"],
+        default=None,
+        help="neighbour similarity of the k-NN metrics (default cosine, platonic-rep's convention)",
+    )
+    score.add_argument("--n", type=int_at_least(3))
+    score.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     score.add_argument(
         "--permutations",
-        type=_int_at_least(0),
+        type=int_at_least(0),
         default=0,
         help="shuffled correspondences for the permutation p-value (0 = off)",
     )
     score.add_argument(
-        "--bootstrap", type=_int_at_least(0), default=0, help="bootstrap resamples for the 95%% interval (0 = off)"
+        "--bootstrap", type=int_at_least(0), default=0, help="bootstrap resamples for the 95%% interval (0 = off)"
     )
     score.add_argument("--device", default=None)
     score.add_argument("--format", choices=["table", "json", "csv"], default="table")
     score.set_defaults(func=cmd_score)
 
     dashboard = sub.add_parser("dashboard", help="start the Streamlit dashboard")
-    dashboard.add_argument("--port", type=_int_at_least(1, 65535), default=8501)
+    dashboard.add_argument("--port", type=int_at_least(1, 65535), default=8501)
     dashboard.add_argument(
         "--host",
         default="127.0.0.1",
@@ -535,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dashboard.add_argument("--headless", action="store_true")
     dashboard.set_defaults(func=cmd_dashboard)
+
+    from alignscope.core.cli_analysis import add_commands
+
+    add_commands(sub)
     return parser
 
 

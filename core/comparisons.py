@@ -123,11 +123,13 @@ class _PairedScorer:
     def __init__(
         self,
         spec: MetricSpec,
-        feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
         params: dict[str, Any],
         names: tuple[str, str, str],
     ) -> None:
+        """``feats`` = (A, B, X for A, X for B); the two X are usually the same tensor (one layer of X)."""
         self.spec, self.params, self.feats, self.names = spec, params, feats, names
+        self.one_x = feats[2] is feats[3]
         prepare = spec.prepare
         # copies must be handled in prepare too; a prepare that cannot take sample_ids goes through fn
         self.split = (
@@ -138,28 +140,34 @@ class _PairedScorer:
 
     def full(self) -> tuple[float, float]:
         """On all samples, through ``spec.fn`` (the same validation and value as ``compute``)."""
-        (feats_a, feats_b, feats_x), (name_a, name_b, name_x) = self.feats, self.names
+        (feats_a, feats_b, feats_x, feats_x_b), (name_a, name_b, name_x) = self.feats, self.names
         fn, params = self.spec.fn, self.params
         return (
             float(fn(feats_a, feats_x, name_a=name_a, name_b=name_x, **params)),
-            float(fn(feats_b, feats_x, name_a=name_b, name_b=name_x, **params)),
+            float(fn(feats_b, feats_x_b, name_a=name_b, name_b=name_x, **params)),
         )
 
     def resampled(self, rows: torch.Tensor) -> tuple[float, float]:
         extra = {"sample_ids": rows} if self.spec.takes_sample_ids else {}
         device_rows = rows.to(self.feats[0].device)
-        feats_a, feats_b, feats_x = (feats[device_rows] for feats in self.feats)
+        feats_a, feats_b = self.feats[0][device_rows], self.feats[1][device_rows]
+        feats_x = self.feats[2][device_rows]
+        feats_x_b = feats_x if self.one_x else self.feats[3][device_rows]
         name_a, name_b, name_x = self.names
         spec, params = self.spec, self.params
-        state_x = spec.prepare(feats_x, name=name_x, **params, **extra) if self.split else None  # type: ignore[misc]
 
-        def score(feats: torch.Tensor, name: str) -> float:
+        def prepared(feats: torch.Tensor, name: str) -> Any:
+            return spec.prepare(feats, name=name, **params, **extra)  # type: ignore[misc]
+
+        state_x = prepared(feats_x, name_x) if self.split else None
+        state_x_b = state_x if self.one_x or not self.split else prepared(feats_x_b, name_x)
+
+        def score(feats: torch.Tensor, name: str, against: torch.Tensor, state_against: Any) -> float:
             if self.split:
-                state = spec.prepare(feats, name=name, **params, **extra)  # type: ignore[misc]
-                return float(spec.compare(state, state_x, **params))  # type: ignore[misc]
-            return float(spec.fn(feats, feats_x, name_a=name, name_b=name_x, **params, **extra))
+                return float(spec.compare(prepared(feats, name), state_against, **params))  # type: ignore[misc]
+            return float(spec.fn(feats, against, name_a=name, name_b=name_x, **params, **extra))
 
-        return score(feats_a, name_a), score(feats_b, name_b)
+        return score(feats_a, name_a, feats_x, state_x), score(feats_b, name_b, feats_x_b, state_x_b)
 
 
 def _paired_bootstrap(scorer: _PairedScorer, n_samples: int, n_boot: int, seed: int) -> tuple[np.ndarray, list[str]]:
@@ -224,6 +232,7 @@ def score_difference(
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     name_x: str = "feats_x",
+    feats_x_for_b: Any = None,
     **params: Any,
 ) -> ScoreDifference:
     """Paired interval and two-sided test of d = score(A, X) − score(B, X) = 0 on the same samples.
@@ -238,6 +247,8 @@ def score_difference(
         method: which test gives ``p_value``: ``"bootstrap"``, ``"sign_flip"`` (exact only for
             independent per-sample values; see the module docstring) or ``"auto"``.
         seed: the bootstrap draws from ``seed``, the sign flips from ``seed + 1``.
+        feats_x_for_b: [n, d_x'] another layer of X for B's score (each model at its own best layer
+            pair of X); by default B is scored against ``feats_x`` too.
         **params: the metric's parameters, validated against the registry.
 
     Returns:
@@ -260,8 +271,11 @@ def score_difference(
     method = _choose_method(spec, method)
     tensor_x, tensor_a = _check_inputs(feats_x, feats_a, name_a=name_x, name_b=name_a)
     tensor_x, tensor_b = _check_inputs(tensor_x, feats_b, name_a=name_x, name_b=name_b)
+    tensor_x_b = tensor_x
+    if feats_x_for_b is not None:
+        tensor_x_b, tensor_b = _check_inputs(feats_x_for_b, tensor_b, name_a=name_x, name_b=name_b)
     n_samples = tensor_x.shape[0]
-    scorer = _PairedScorer(spec, (tensor_a, tensor_b, tensor_x), resolved, (name_a, name_b, name_x))
+    scorer = _PairedScorer(spec, (tensor_a, tensor_b, tensor_x, tensor_x_b), resolved, (name_a, name_b, name_x))
     with _loop_threads(n_samples, tensor_x.device):
         score_a, score_b = scorer.full()
         difference = score_a - score_b
@@ -274,7 +288,7 @@ def score_difference(
             per_sample = spec.per_sample
             assert per_sample is not None  # _choose_method checked it
             per_sample_a = per_sample(tensor_a, tensor_x, name_a=name_a, name_b=name_x, **resolved)
-            per_sample_b = per_sample(tensor_b, tensor_x, name_a=name_b, name_b=name_x, **resolved)
+            per_sample_b = per_sample(tensor_b, tensor_x_b, name_a=name_b, name_b=name_x, **resolved)
             per_sample_differences = torch.as_tensor(per_sample_a) - torch.as_tensor(per_sample_b)
             p_sign_flip = _sign_flip_p(per_sample_differences, flips, seed + 1)
     n_failed = n_boot - values.size

@@ -12,14 +12,47 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from alignscope.core.metrics.registry import MetricSpec, get_metric
 
-SECONDS_PER_FLOP = 1.0 / 1.0e9
-CALL_OVERHEAD_SECONDS = 0.02
+SECONDS_PER_FLOP = 1.0 / 1.5e9
+CALL_OVERHEAD_SECONDS = 0.004
+STATE_OP_OVERHEAD_SECONDS = 0.0012  # permuting or comparing prepared states: a few small tensor ops
 REQUEST_OVERHEAD_SECONDS = 0.25  # a job's own start: reading its features, first-call warm-ups
 UMAP_SECONDS_PER_SAMPLE = 0.004
 UMAP_FIRST_COMPILE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Measured CPU-seconds per estimated second, per part of the work, with a 1.3× margin on the largest
+    ratio seen (``bench/bench_cost.py``: n = 120–1797, d = 16–1280, 2 cores): a whole metric call, one
+    shuffled correspondence, one bootstrap resample."""
+
+    call: float = 1.0
+    shuffle: float = 1.0
+    resample: float = 1.0
+
+
+SCALES = {
+    "knn": Scale(1.2, 0.55, 2.5),
+    "kernel": Scale(0.95, 1.1, 0.65),
+    "cca": Scale(0.9, 0.5, 1.1),
+    "geometry": Scale(0.25, 0.35, 0.75),
+    "gram": Scale(0.65, 0.1, 0.25),
+    "matching": Scale(0.06, 0.06, 0.06),
+    "rsa": Scale(2.3, 2.2, 2.0),
+    "retrieval": Scale(1.0, 1.0, 1.0),
+}
+
+
+# metrics whose own work differs from their family's (CKNNA keeps kernel values and reverse positions)
+METRIC_SCALES = {"cknna": Scale(2.5, 1.5, 2.5)}
+
+
+def _scale(metric: str) -> Scale:
+    return METRIC_SCALES.get(metric) or SCALES.get(get_metric(metric).family, Scale())
 
 
 def _prepare_flops(spec: MetricSpec, n: int, d: int, params: dict) -> float:
@@ -68,17 +101,38 @@ def seconds(flops: float, calls: int = 1) -> float:
     return flops * SECONDS_PER_FLOP + calls * CALL_OVERHEAD_SECONDS
 
 
-def metric_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
-    """One call of ``metric`` on [n, d_a] and [n, d_b]."""
+def _call_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
     return seconds(_whole_flops(get_metric(metric), n, d_a, d_b, params))
 
 
-def shuffle_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
-    """One shuffled correspondence (permutation test, shuffled chance level)."""
+def metric_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """One call of ``metric`` on [n, d_a] and [n, d_b]."""
+    return _scale(metric).call * _call_seconds(metric, n, d_a, d_b, params)
+
+
+def _permutable(metric: str) -> bool:
     spec = get_metric(metric)
-    if spec.prepare is not None and spec.compare is not None and spec.permute is not None:
-        return seconds(_compare_flops(spec, n, d_a, d_b, params) + 4.0 * n * n * (spec.family == "kernel"))
-    return metric_seconds(metric, n, d_a, d_b, params)
+    return spec.prepare is not None and spec.compare is not None and spec.permute is not None
+
+
+def permute_seconds(metric: str, n: int, d: int, params: dict) -> float:
+    """Reordering one prepared state's samples (neighbour lists: n·k; a Gram matrix: n²)."""
+    spec = get_metric(metric)
+    flops = 20.0 * n * int(params.get("k", 10)) if spec.family == "knn" else 4.0 * n * n
+    return _scale(metric).shuffle * (flops * SECONDS_PER_FLOP + STATE_OP_OVERHEAD_SECONDS)
+
+
+def compare_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """Comparing two prepared states once."""
+    flops = _compare_flops(get_metric(metric), n, d_a, d_b, params)
+    return _scale(metric).shuffle * (flops * SECONDS_PER_FLOP + STATE_OP_OVERHEAD_SECONDS)
+
+
+def shuffle_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
+    """One shuffled correspondence of one pair (permutation test, shuffled chance level)."""
+    if _permutable(metric):
+        return permute_seconds(metric, n, d_b, params) + compare_seconds(metric, n, d_a, d_b, params)
+    return _scale(metric).shuffle * _call_seconds(metric, n, d_a, d_b, params)
 
 
 def layer_matrix_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[int], params: dict) -> float:
@@ -86,19 +140,26 @@ def layer_matrix_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Seq
     if spec.prepare is not None and spec.compare is not None:
         prepares = sum(_prepare_flops(spec, n, d, params) for d in (*dims_a, *dims_b))
         compares = sum(_compare_flops(spec, n, da, db, params) for da in dims_a for db in dims_b)
-        return seconds(prepares + compares, len(dims_a) + len(dims_b) + len(dims_a) * len(dims_b))
+        calls = len(dims_a) + len(dims_b) + len(dims_a) * len(dims_b)
+        return _scale(metric).call * seconds(prepares + compares, calls)
     return sum(metric_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b)
 
 
-def matrix_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[int], params: dict,
-                   permutations: int) -> float:  # fmt: skip
+def matrix_seconds(
+    metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[int], params: dict, permutations: int
+) -> float:
     """A MatrixRequest: every pair once, plus the shuffles that give each cell its chance level and p
     (``permutations``, or the chance level's shuffles when the metric has no exact closed form); each
     shuffle scores the whole matrix."""
     spec = get_metric(metric)
     closed = spec.chance is not None and spec.chance_exact
     shuffles = permutations or (0 if closed else CHANCE_SHUFFLES)
-    per_shuffle = sum(shuffle_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b)
+    if _permutable(metric):  # one shuffle reorders each of B's states once and compares every pair
+        per_shuffle = sum(permute_seconds(metric, n, db, params) for db in dims_b) + sum(
+            compare_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b
+        )
+    else:
+        per_shuffle = sum(shuffle_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b)
     return REQUEST_OVERHEAD_SECONDS + layer_matrix_seconds(metric, n, dims_a, dims_b, params) + shuffles * per_shuffle
 
 
@@ -106,9 +167,10 @@ def chance_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict, shuffl
     spec = get_metric(metric)
     if spec.chance is not None and spec.chance_exact:
         return 0.0
-    return seconds(
+    prepares = _scale(metric).call * seconds(
         _prepare_flops(spec, n, d_a, params) + _prepare_flops(spec, n, d_b, params)
-    ) + shuffles * shuffle_seconds(metric, n, d_a, d_b, params)
+    )
+    return prepares + shuffles * shuffle_seconds(metric, n, d_a, d_b, params)
 
 
 def umap_seconds(n: int, d: int, warm: bool) -> float:
@@ -120,8 +182,17 @@ CHANCE_SHUFFLES = 20
 """Shuffled correspondences averaged for the chance level of metrics without an exact closed form."""
 
 
-def pair_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[int], params: dict, *,
-                 search: bool, permutations: int, bootstrap: int) -> float:  # fmt: skip
+def pair_seconds(
+    metric: str,
+    n: int,
+    dims_a: Sequence[int],
+    dims_b: Sequence[int],
+    params: dict,
+    *,
+    search: bool,
+    permutations: int,
+    bootstrap: int,
+) -> float:
     """One PairRequest: the score (or the whole layer matrix when ``search``), chance, shuffles, resamples.
 
     ``dims_a`` / ``dims_b``: the widths of every layer when searching, else of the one layer of each.
@@ -142,4 +213,29 @@ def pair_seconds(metric: str, n: int, dims_a: Sequence[int], dims_b: Sequence[in
 def resample_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict) -> float:
     """One bootstrap resample: the metric from scratch on resampled rows (copies masked for k-NN)."""
     extra = 4.0 * n * n if get_metric(metric).takes_sample_ids else 0.0  # the id mask of k-NN blocks
-    return metric_seconds(metric, n, d_a, d_b, params) + seconds(extra, 0)
+    return _scale(metric).resample * (_call_seconds(metric, n, d_a, d_b, params) + seconds(extra, 0))
+
+
+PROBE_ITERATIONS = 100  # lbfgs iterations a probe fit typically takes on standardised features
+
+
+def probe_seconds(n: int, dims: Sequence[int], n_classes: int = 10, n_folds: int = 5) -> float:
+    """A logistic-regression probe of every layer: per fold ~iterations × (forward + gradient) passes."""
+    return REQUEST_OVERHEAD_SECONDS + sum(
+        seconds(4.0 * PROBE_ITERATIONS * n * (n_folds - 1) / n_folds * d * n_classes * n_folds, 3 * n_folds)
+        for d in dims
+    )
+
+
+def shared_resample_seconds(
+    metric: str, n: int, state_dims: Sequence[int], pair_dims: Sequence[tuple[int, int]], params: dict
+) -> float:
+    """One resample scored for many pairs at once: with a split form each input (``state_dims``) is
+    prepared once and every pair (``pair_dims``) only compared; without one, every pair from scratch."""
+    spec = get_metric(metric)
+    if spec.prepare is None or spec.compare is None:
+        return sum(resample_seconds(metric, n, d_a, d_b, params) for d_a, d_b in pair_dims)
+    extra = 4.0 * n * n if spec.takes_sample_ids else 0.0
+    prepares = sum(_prepare_flops(spec, n, d, params) + extra for d in state_dims)
+    compares = sum(_compare_flops(spec, n, d_a, d_b, params) for d_a, d_b in pair_dims)
+    return _scale(metric).resample * seconds(prepares + compares, len(state_dims) + len(pair_dims))

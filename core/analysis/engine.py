@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import alignscope.core.analysis.cost as cost
+from alignscope.core.analysis.differences import DifferenceRequest
 from alignscope.core.analysis.features import (
     FeaturePlan,
     ViewFeatures,
@@ -30,6 +31,7 @@ from alignscope.core.analysis.features import (
     plan_features,
 )
 from alignscope.core.analysis.jobs import Job, LocalRunner, Progress, Runner, callback
+from alignscope.core.analysis.probes import ProbeRequest
 from alignscope.core.analysis.requests import (
     AlignedProjectionRequest,
     ExtractRequest,
@@ -44,8 +46,10 @@ from alignscope.core.analysis.requests import (
     parse_layers,
 )
 from alignscope.core.analysis.store import ResultStore, result_key
+from alignscope.core.analysis.trends import TrendRequest
 from alignscope.core.cache import FeatureCache
 from alignscope.core.errors import AlignscopeError, InputError
+from alignscope.core.metrics.registry import get_metric
 from alignscope.core.settings import Settings, get_settings
 
 OUTCOME_STATES = ("ready", "queued", "running", "failed", "cancelled", "needs_features", "needs_click")
@@ -114,7 +118,7 @@ class Engine:
         plans = tuple(plan_features(model, dataset, n, request.seed, self.cache) for model in dict.fromkeys(models))
         by_model = {plan.model: plan for plan in plans}
         if all(plan.cached for plan in plans):
-            request = _resolve_layers(request, by_model)
+            request = _resolve_layers(request, by_model).with_cached_features()
             key = result_key(request.to_json(), [by_model[m].cached_key for m in models])  # type: ignore[misc]
         else:
             key = None
@@ -280,6 +284,12 @@ def describe(request: Any) -> str:
         return f"k-NN overlap (k={request.k}) of {request.model_a} and {request.model_b}"
     if isinstance(request, ExtractRequest):
         return f"features of {request.model} on {request.dataset}"
+    if isinstance(request, TrendRequest):
+        return f"{request.metric} of {len(request.models)} models against {request.property}"
+    if isinstance(request, ProbeRequest):
+        return f"linear probe of every layer of {request.model} on {request.dataset}'s labels"
+    if isinstance(request, DifferenceRequest):
+        return f"{request.metric}: {request.model_a} vs {request.model_b}, each against {request.reference}"
     return type(request).__name__
 
 
@@ -351,6 +361,28 @@ def _compute_neighbours(engine: Engine, prepared: Prepared, progress: Progress |
     return neighbour_overlap(prepared.request, *_pair_views(engine, prepared), progress=callback(progress))
 
 
+def _compute_trend(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.trends import compute_trend
+
+    return compute_trend(prepared.request, engine.views(prepared), engine.sub_result, progress=callback(progress))
+
+
+def _compute_difference(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.differences import compute_difference
+
+    return compute_difference(prepared.request, engine.views(prepared), engine.sub_result)
+
+
+def _compute_probes(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.probes import compute_probes
+    from alignscope.core.properties import record_measured
+
+    request = prepared.request
+    result = compute_probes(request, engine.views(prepared)[request.model], progress=callback(progress))
+    record_measured(request.model, result.as_property(), engine.settings)
+    return result
+
+
 _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     PairRequest: _compute_pair,
     MatrixRequest: _compute_matrix,
@@ -360,6 +392,9 @@ _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     ProjectionRequest: _compute_projection,
     AlignedProjectionRequest: _compute_aligned,
     NeighbourRequest: _compute_neighbours,
+    TrendRequest: _compute_trend,
+    DifferenceRequest: _compute_difference,
+    ProbeRequest: _compute_probes,
 }
 
 
@@ -375,14 +410,28 @@ def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
     dims_a, dims_b = _dims(prepared, request.model_a), _dims(prepared, request.model_b)
     if pair is not None:
         dims_a, dims_b = (dims_a[pair[0]],), (dims_b[pair[1]],)
-    return cost.pair_seconds(request.metric, request.n, dims_a, dims_b, dict(request.params),
-                             search=pair is None, permutations=request.permutations, bootstrap=request.bootstrap)  # fmt: skip
+    return cost.pair_seconds(
+        request.metric,
+        request.n,
+        dims_a,
+        dims_b,
+        dict(request.params),
+        search=pair is None,
+        permutations=request.permutations,
+        bootstrap=request.bootstrap,
+    )
 
 
 def _estimate_matrix(engine: Engine, prepared: Prepared) -> float:
     request: MatrixRequest = prepared.request
-    return cost.matrix_seconds(request.metric, request.n, _dims(prepared, request.model_a),
-                               _dims(prepared, request.model_b), dict(request.params), request.permutations)  # fmt: skip
+    return cost.matrix_seconds(
+        request.metric,
+        request.n,
+        _dims(prepared, request.model_a),
+        _dims(prepared, request.model_b),
+        dict(request.params),
+        request.permutations,
+    )
 
 
 def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
@@ -459,6 +508,43 @@ def _estimate_neighbours(engine: Engine, prepared: Prepared) -> float:
     return cost.seconds(2.0 * request.n * request.n * d + 8.0 * request.n * request.n)
 
 
+def _estimate_trend(engine: Engine, prepared: Prepared) -> float:
+    request = prepared.request
+    params = dict(request.params)
+    symmetric = get_metric(request.metric).symmetric
+    total = cost.REQUEST_OVERHEAD_SECONDS
+    pair_dims, seen = [], set()
+    for model in request.models:
+        for reference in request.references_of(model):
+            dims_a, dims_b = _dims(prepared, model), _dims(prepared, reference)
+            pair_dims.append((max(dims_a), max(dims_b)))
+            if request.relative_depth is None and not (symmetric and (reference, model) in seen):
+                total += cost.matrix_seconds(request.metric, request.n, dims_a, dims_b, params, 0)
+            seen.add((model, reference))
+    state_dims = [max(_dims(prepared, model)) for model in request.feature_models()]
+    return total + request.bootstrap * cost.shared_resample_seconds(
+        request.metric, request.n, state_dims, pair_dims, params
+    )
+
+
+def _estimate_difference(engine: Engine, prepared: Prepared) -> float:
+    """The layer search of each pair (when ``best``), then every resample scores both pairs on the same
+    rows, the reference's state shared by the two (the widest layers stand for the ones picked)."""
+    request: DifferenceRequest = prepared.request
+    params = dict(request.params)
+    total = cost.REQUEST_OVERHEAD_SECONDS
+    dims_x = _dims(prepared, request.reference)
+    dims_a, dims_b = _dims(prepared, request.model_a), _dims(prepared, request.model_b)
+    if request.layers == "best":
+        for dims in (dims_a, dims_b):
+            total += cost.matrix_seconds(request.metric, request.n, dims, dims_x, params, 0)
+    d_a, d_b, d_x = max(dims_a), max(dims_b), max(dims_x)
+    per_resample = cost.shared_resample_seconds(
+        request.metric, request.n, (d_a, d_b, d_x), ((d_a, d_x), (d_b, d_x)), params
+    )
+    return total + (1 + request.bootstrap) * per_resample
+
+
 _ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
     PairRequest: _estimate_pair,
     MatrixRequest: _estimate_matrix,
@@ -468,6 +554,11 @@ _ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
     ProjectionRequest: _estimate_projection,
     AlignedProjectionRequest: _estimate_aligned,
     NeighbourRequest: _estimate_neighbours,
+    TrendRequest: _estimate_trend,
+    DifferenceRequest: _estimate_difference,
+    ProbeRequest: lambda engine, prepared: cost.probe_seconds(
+        prepared.request.n, _dims(prepared, prepared.request.model)
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -51,13 +52,17 @@ def model_matrix(
     spec = get_metric(request.metric)
     count = len(request.models)
     values = np.full((count, count), np.nan)
+    chance = np.full((count, count), np.nan)
     layers = np.zeros((count, count, 2), dtype=np.int64)
     params = dict(request.params)
+    closed = (
+        spec.chance(views[0].n_samples, **spec.resolve_params(params)) if spec.chance and spec.chance_exact else None
+    )
     done, total = 0, count * count
     for i, model_i in enumerate(request.models):
         for j, model_j in enumerate(request.models):
             if j < i and spec.symmetric:
-                values[i, j], layers[i, j] = values[j, i], layers[j, i][::-1]
+                values[i, j], layers[i, j], chance[i, j] = values[j, i], layers[j, i][::-1], chance[j, i]
             elif request.relative_depth is None:
                 result = layer_matrix(
                     MatrixRequest(
@@ -65,6 +70,8 @@ def model_matrix(
                     )
                 )
                 values[i, j], layers[i, j] = result.best_value, result.best_index
+                if result.chance is not None:
+                    chance[i, j] = result.chance[result.best_index]
             else:
                 check_same_samples(views[i], views[j])
                 li = depth_layer(request.relative_depth, len(views[i].values))
@@ -73,6 +80,7 @@ def model_matrix(
                     request.metric, views[i].values[li], views[j].values[lj], name_a=model_i, name_b=model_j, **params
                 )
                 layers[i, j] = (li, lj)
+                chance[i, j] = math.nan if closed is None else float(closed)
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -87,6 +95,7 @@ def model_matrix(
         higher_is_better=spec.higher_is_better,
         relative_depth=request.relative_depth,
         params=spec.resolve_params(params),
+        chance=chance,
     )
 
 

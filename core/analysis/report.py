@@ -24,6 +24,7 @@ TABLE_COLUMNS = (
     "ci_low",
     "ci_high",
     "pairs_searched",
+    "p_maxstat",
     "p_bonferroni",
 )
 
@@ -57,6 +58,7 @@ def score_row(score: PairScore) -> dict[str, Any]:
         "ci_low": score.ci_low,
         "ci_high": score.ci_high,
         "pairs_searched": score.pairs_searched,
+        "p_maxstat": score.p_maxstat,
         "p_bonferroni": score.p_bonferroni,
     }
 
@@ -110,8 +112,13 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
                 else "."
             )
             notes.append(
-                f"p_bonferroni = min(1, p x {searched} layer pairs searched); its smallest possible "
-                f"value is {floor:.4g}{advice}"
+                f"p_maxstat: the best pair's score against the per-shuffle maximum over all {searched} layer "
+                "pairs (the same shuffles), the honest p of a pair chosen because it scored best; it can reach "
+                f"1/{permutations + 1} however many pairs were searched."
+            )
+            notes.append(
+                f"p_bonferroni = min(1, p x {searched} layer pairs searched), more conservative; its smallest "
+                f"possible value is {floor:.4g}{advice}"
             )
     if any(s.n_bootstrap for s in scores):
         boot = next(s for s in scores if s.n_bootstrap)

@@ -66,6 +66,25 @@ def parse_layers(layers: str) -> tuple[int, int] | None:
     return first, second
 
 
+def parse_layer_choice(text: str) -> str | float:
+    """How a batch or a comparison picks each pair's layers: ``"best"``, ``"last"`` or ``"depth:x"`` -> x.
+
+    Example:
+        >>> parse_layer_choice("best"), parse_layer_choice("depth:0.5")
+        ('best', 0.5)
+    """
+    if text in ("best", "last"):
+        return text
+    if text.startswith("depth:"):
+        try:
+            depth = float(text.removeprefix("depth:"))
+        except ValueError:
+            depth = -1.0
+        if 0.0 <= depth <= 1.0:
+            return depth
+    raise InputError(f"layers must be 'best', 'last' or 'depth:<0..1>' (e.g. depth:0.5), not {text!r}")
+
+
 class Request:
     """Base of every request: its ``kind`` and the models whose features it reads."""
 
@@ -77,6 +96,11 @@ class Request:
 
     def feature_models(self) -> tuple[str, ...]:
         raise NotImplementedError
+
+    def with_cached_features(self) -> Request:
+        """The request completed from what exists once its features are cached (a trend looks up the
+        property values that training measures); most requests are complete as made."""
+        return self
 
     def to_json(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)  # type: ignore[call-overload]

@@ -156,6 +156,8 @@ class ModelMatrix:
         values: ``[m, m]``; cell (i, j) compares model i (as A) with model j (as B).
         layers: ``[m, m, 2]`` int: the layer pair behind each cell.
         order: leaf order of average-linkage clustering of the symmetrised scores.
+        chance: ``[m, m]`` the chance level of each cell's layer pair (NaN where the metric has none
+            without shuffles at a fixed depth); None in results stored before it was kept.
     """
 
     metric: str
@@ -168,6 +170,7 @@ class ModelMatrix:
     higher_is_better: bool
     relative_depth: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    chance: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

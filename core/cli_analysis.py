@@ -1,0 +1,380 @@
+"""``alignscope`` commands over families of models: model properties, families, trends, paired
+differences, probes, batch runs, and uploaded representations.
+
+Every command goes through the engine (:mod:`alignscope.core.analysis.engine`), so its numbers are the
+dashboard's, stored once and read back on the next call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from alignscope.core.cli_support import MAX_SEED, BarProgress, ensure_features, int_at_least, print_table, read_upload
+from alignscope.core.errors import InputError
+
+
+def _engine():
+    from alignscope.core.analysis.engine import Engine
+
+    return Engine()
+
+
+def _run_with_bar(engine, request) -> Any:
+    """Features first (a bar each), then the request as one engine job with a bar and ETA."""
+    prepared = engine.prepare(request)
+    ensure_features(prepared.missing, None)
+    progress = BarProgress(engine.prepare(request).label)
+    try:
+        return engine.run(request, progress=progress)
+    finally:
+        progress.close()
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    import math
+
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:.{digits}f}"
+
+
+# -- models: properties ---------------------------------------------------------------------------
+
+
+def model_rows(with_properties: bool) -> list[dict[str, Any]]:
+    """One row per registered model (``alignscope models``), with its properties when asked."""
+    from alignscope.core.models import install_status, list_models
+    from alignscope.core.properties import model_properties
+
+    rows = []
+    for spec in list_models():
+        row: dict[str, Any] = {
+            "name": spec.name,
+            "family": spec.family,
+            "kind": spec.kind,
+            "modality": spec.modality,
+            "installed": install_status(spec),
+            "description": spec.description,
+        }
+        if with_properties:
+            row["properties"] = {
+                name: {"value": prop.value, "unit": prop.unit, "source": prop.source}
+                for name, prop in sorted(model_properties(spec.name).items())
+            }
+        rows.append(row)
+    return rows
+
+
+def set_properties(args: argparse.Namespace) -> int:
+    """``alignscope models --set NAME key=value ...`` and ``--import-properties FILE.csv``."""
+    from alignscope.core.properties import import_properties_csv, parse_assignment, set_user_property
+
+    if args.import_properties:
+        path = Path(args.import_properties).expanduser()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {str(path)!r}: {exc.strerror}") from None
+        count = import_properties_csv(data)
+        print(f"set {count} properties from {path.name}")
+        return 0
+    model, *assignments = args.set
+    if not assignments:
+        raise InputError("give the properties after the model: --set NAME key=value [key=value ...]")
+    parsed = [parse_assignment(text) for text in assignments]  # all checked before any is written
+    for key, value in parsed:
+        prop = set_user_property(model, key, value, unit=args.unit or "")
+        print(f"{model}: {prop.name} = {prop.value:g}{' ' + prop.unit if prop.unit else ''}")
+    return 0
+
+
+def print_models(fmt: str) -> int:
+    rows = model_rows(with_properties=True)
+    if fmt == "json":
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return 0
+    for row in rows:
+        props = row.pop("properties")
+        row["properties"] = ", ".join(f"{name}={entry['value']:g}" for name, entry in props.items())
+    print_table(rows, ["name", "family", "kind", "modality", "installed", "properties", "description"])
+    return 0
+
+
+# -- families ---------------------------------------------------------------------------------------
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from alignscope.core.properties import families, save_family
+
+    if args.models and not args.add:
+        raise InputError("--models names the members of a new family: give its name with --add NAME")
+    if args.add:
+        members = save_family(args.add, [m.strip() for m in (args.models or "").split(",") if m.strip()])
+        print(f"saved family {args.add!r}: {', '.join(members)}")
+        return 0
+    rows = [{"family": name, "models": ", ".join(members)} for name, members in sorted(families().items())]
+    print_table(rows, ["family", "models"])
+    return 0
+
+
+# -- trend ------------------------------------------------------------------------------------------
+
+
+def trend_request_from_args(args: argparse.Namespace):
+    from alignscope.core.analysis.trends import PRESETS, trend_request
+
+    preset = PRESETS.get(args.preset) if args.preset else None
+    if args.preset and preset is None:
+        raise InputError(f"no trend preset {args.preset!r}; presets: {', '.join(PRESETS)}")
+    models = _names(args.models) or (preset.models if preset else ())
+    if not models:
+        raise InputError("name the models (--models a,b,c or family:NAME) or a --preset")
+    reference = _names(args.reference) if args.reference is not None else (preset.reference if preset else ())
+    return trend_request(
+        models,
+        reference,
+        args.dataset or (preset.dataset if preset else "digits"),
+        n=args.n or (preset.n if preset else 500),
+        seed=args.seed,
+        metric=args.metric or (preset.metric if preset else "mutual_knn"),
+        k=args.k or (preset.k if preset else 10),
+        layers=args.layers or (preset.layers if preset else "best"),
+        prop=args.property or (preset.property if preset else "test_accuracy"),
+        bootstrap=args.bootstrap,
+        similarity=args.similarity,
+    )
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
+
+
+def trend_rows(trend) -> list[dict[str, Any]]:
+    rows = []
+    for index, model in enumerate(trend.models):
+        layers = [f"{ref}@{a},{b}" for m, ref, a, b in trend.pairs if m == model]
+        rows.append(
+            {
+                "model": model,
+                trend.property: _number(trend.x[index], 4),
+                trend.metric: _number(trend.y[index]),
+                "ci_low": _number(trend.ci_low[index]),
+                "ci_high": _number(trend.ci_high[index]),
+                "chance": _number(trend.chance[index]),
+                "layers": " ".join(layers),
+            }
+        )
+    return rows
+
+
+def cmd_trend(args: argparse.Namespace) -> int:
+    from alignscope.core.analysis.report import jsonable
+
+    trend = _run_with_bar(_engine(), trend_request_from_args(args))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(jsonable(trend), indent=2) + "\n")
+        return 0
+    rows = trend_rows(trend)
+    if args.format == "csv":
+        import csv
+
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    print_table(rows, list(rows[0]))
+    # With no reference set, trend.references is the models themselves: each against the others.
+    against = "the other models" if tuple(trend.references) == tuple(trend.models) else ", ".join(trend.references)
+    rho = "—" if trend.rho is None else f"{trend.rho:+.3f}"
+    p = "—" if trend.p_value is None else f"{trend.p_value:.3g}"
+    print(
+        f"\n{trend.metric} against {against} on {trend.dataset} (n = {trend.n_samples}), "
+        f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
+        f"permutation p = {p} ({trend.n_orderings} orderings)"
+    )
+    return 0
+
+
+# -- difference, probe ------------------------------------------------------------------------------
+
+
+def cmd_difference(args: argparse.Namespace) -> int:
+    from alignscope.core.analysis.differences import DifferenceRequest
+    from alignscope.core.analysis.report import jsonable
+    from alignscope.core.analysis.requests import metric_params
+
+    request = DifferenceRequest(
+        args.model_a,
+        args.model_b,
+        args.reference,
+        args.dataset,
+        args.n or 10**9,
+        args.seed,
+        args.metric,
+        metric_params(args.metric, k=args.k, similarity=args.similarity),
+        args.layers,
+        args.bootstrap,
+        args.method,
+    )
+    result = _run_with_bar(_engine(), request)
+    test = result.test
+    if args.format == "json":
+        sys.stdout.write(json.dumps(jsonable(result), indent=2) + "\n")
+        return 0
+    print(
+        f"{test.metric}({result.model_a}, {result.reference}) = {test.score_a:.4f}  at {' ~ '.join(result.layer_names_a)}"
+    )
+    print(
+        f"{test.metric}({result.model_b}, {result.reference}) = {test.score_b:.4f}  at {' ~ '.join(result.layer_names_b)}"
+    )
+    print(
+        f"difference = {test.difference:+.4f}, {test.confidence:.0%} paired interval [{test.ci_low:+.4f}, "
+        f"{test.ci_high:+.4f}], p = {test.p_value:.3g} ({test.method}, {test.n_resamples} resamples, n = {test.n_samples})"
+    )
+    return 0
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from alignscope.core.analysis.probes import ProbeRequest
+
+    result = _run_with_bar(_engine(), ProbeRequest(args.model, args.dataset, args.n or 10**9, args.seed, args.folds))
+    rows = [
+        {"layer": name, "accuracy": f"{probe.accuracy:.4f}", "± folds": f"{probe.accuracy_std_over_folds:.4f}"}
+        for name, probe in zip(result.layer_names, result.layers)
+    ]
+    print_table(rows, ["layer", "accuracy", "± folds"])
+    prop = result.as_property()
+    print(f"\nset {args.model}: {prop.name} = {prop.value:.4f} (chance {result.layers[0].chance:.3f})")
+    return 0
+
+
+# -- batch runs -------------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from alignscope.core.analysis.features import extract_for_plan
+    from alignscope.core.analysis.plans import execute, parse_plan
+    from alignscope.core.cli_support import progress_bar
+    from alignscope.core.settings import get_settings
+
+    path = Path(args.plan).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the plan {str(path)!r}: {exc}") from None
+    plan = parse_plan(text)
+    out = Path(args.out).expanduser() if args.out else get_settings().runs_dir / plan.name
+    bar = tqdm(
+        total=1000,
+        desc=f"run {plan.name}",
+        file=sys.stderr,
+        leave=False,
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} {elapsed}<{remaining}",
+    )
+
+    def on_progress(done: float, total: float, cells_done: int, cells: int) -> None:
+        bar.set_postfix_str(f"{cells_done}/{cells} cells", refresh=False)
+        bar.update(int(1000 * (done / total if total else cells_done / cells)) - bar.n)
+
+    def extract(feature_plan) -> None:
+        extract_for_plan(feature_plan, progress=progress_bar(f"{feature_plan.model} on {feature_plan.dataset}"))
+
+    try:
+        report = execute(plan, out, engine=_engine(), extract=extract, on_progress=on_progress)
+    finally:
+        bar.close()
+    print(
+        f"{report.cells} cells ({report.cached} already stored, {report.computed} computed) in "
+        f"{report.seconds:.1f}s; table: {report.folder / 'table.csv'}"
+    )
+    return 0
+
+
+# -- uploads ----------------------------------------------------------------------------------------
+
+
+def cmd_upload_representation(args: argparse.Namespace) -> int:
+    """A precomputed ``[N, D]`` matrix (.npy, .csv, .safetensors) whose rows are a dataset's samples."""
+    from alignscope.core.properties import parse_assignment, set_user_property
+    from alignscope.core.uploads import add_representation
+
+    path = Path(args.file).expanduser()
+    assignments = [parse_assignment(text) for text in args.set or []]
+    spec = add_representation(args.name or path.stem, path.name, read_upload(path), dataset=args.dataset)
+    for key, value in assignments:
+        set_user_property(spec.name, key, value)
+    print(f"added model {spec.name!r}: {spec.description}")
+    return 0
+
+
+# -- the parsers ------------------------------------------------------------------------------------
+
+
+def _add_metric_arguments(parser: argparse.ArgumentParser, metric_default: str | None) -> None:
+    parser.add_argument("--metric", default=metric_default, help="a registered metric (default mutual_knn)")
+    parser.add_argument("--k", type=int_at_least(1), help="neighbours for k-NN metrics")
+    parser.add_argument(
+        "--similarity",
+        choices=["cosine", "ip", "euclidean"],
+        help="how k-NN metrics rank neighbours (default cosine)",
+    )
+    parser.add_argument("--n", type=int_at_least(3))
+    parser.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
+
+
+def add_commands(sub: Any) -> None:
+    """Register this module's subcommands on the main parser's subparsers."""
+    families = sub.add_parser("families", help="list families of models, or save one (--add NAME --models a,b)")
+    families.add_argument("--add", metavar="NAME")
+    families.add_argument("--models", help="comma-separated model names")
+    families.set_defaults(func=cmd_families)
+
+    trend = sub.add_parser("trend", help="each model's alignment to a reference set against a model property")
+    trend.add_argument("--preset", help="prh (vision -> language vs ImageNet top-1) or ladder (digits ladder)")
+    trend.add_argument("--models", help="comma-separated names or family:NAME")
+    trend.add_argument("--reference", help="comma-separated names or family:NAME (default: the other models)")
+    trend.add_argument("--dataset")
+    trend.add_argument("--layers", help="best (default), last, or depth:0.5")
+    trend.add_argument("--property", help="x axis: a model property, e.g. imagenet_top1, test_accuracy, params")
+    trend.add_argument("--bootstrap", type=int_at_least(0), default=100)
+    trend.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    _add_metric_arguments(trend, None)
+    trend.set_defaults(func=cmd_trend)
+
+    difference = sub.add_parser("difference", help="is A more aligned to a reference than B is? (paired test)")
+    difference.add_argument("--model-a", required=True)
+    difference.add_argument("--model-b", required=True)
+    difference.add_argument("--reference", required=True)
+    difference.add_argument("--dataset", required=True)
+    difference.add_argument("--layers", default="best", help="best (default), last, or depth:0.5")
+    difference.add_argument("--bootstrap", type=int_at_least(2), default=1000)
+    difference.add_argument("--method", choices=["auto", "bootstrap", "sign_flip"], default="auto")
+    difference.add_argument("--format", choices=["table", "json"], default="table")
+    _add_metric_arguments(difference, "mutual_knn")
+    difference.set_defaults(func=cmd_difference)
+
+    probe = sub.add_parser("probe", help="cross-validated linear probe of every layer on a dataset's labels")
+    probe.add_argument("--model", required=True)
+    probe.add_argument("--dataset", required=True)
+    probe.add_argument("--n", type=int_at_least(10))
+    probe.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
+    probe.add_argument("--folds", type=int_at_least(2), default=5)
+    probe.set_defaults(func=cmd_probe)
+
+    run = sub.add_parser("run", help="a batch run from a plan (TOML): models x datasets x metrics x params")
+    run.add_argument("plan", metavar="PLAN.toml")
+    run.add_argument("--out", help="output folder (default: <cache>/runs/<plan name>, listed on the Results page)")
+    run.set_defaults(func=cmd_run)
+
+    upload = sub.add_parser("upload-representation", help="add a precomputed [N, D] matrix as a one-layer model")
+    upload.add_argument("file", metavar="FILE", help=".npy, .csv or .safetensors; row i = sample i of --dataset")
+    upload.add_argument("--dataset", required=True)
+    upload.add_argument("--name")
+    upload.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="properties of the new model")
+    upload.set_defaults(func=cmd_upload_representation)

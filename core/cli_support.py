@@ -1,0 +1,101 @@
+"""What every ``alignscope`` command shares: tables, progress bars, argument types, features on demand."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from alignscope.core.analysis.jobs import Progress
+from alignscope.core.errors import AlignscopeError
+
+MAX_SEED = 2**31 - 1  # as in dashboard links
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def progress_bar(label: str):
+    from tqdm import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc=label, unit="sample", leave=False, file=sys.stderr)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+class BarProgress(Progress):
+    """A job's progress shown as one tqdm bar on stderr (the CLI runs engine jobs in the foreground)."""
+
+    def __init__(self, label: str) -> None:
+        from tqdm import tqdm
+
+        super().__init__()
+        self.bar = tqdm(
+            total=1000,
+            desc=label,
+            leave=False,
+            file=sys.stderr,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+        )
+
+    def update(self, done: float, total: float, message: str | None = None) -> None:
+        super().update(done, total, message)
+        self.bar.update(int(self.fraction * 1000) - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def ensure_features(plans, device: str | None) -> None:
+    """Extract the features the plans miss, in the foreground with a bar each."""
+    from alignscope.core.analysis.features import extract_for_plan
+
+    for plan in plans:
+        if not plan.cached:
+            extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
+
+
+def int_at_least(low: int, high: int | None = None):
+    """argparse type: an integer in [low, high], else a clear usage error (never silently clamped)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def read_upload(path: Path) -> bytes:
+    """The bytes of a local file to upload; one over ALIGNSCOPE_MAX_UPLOAD_MB is refused from its size,
+    before anything is read, and no more than the limit is ever read (a pipe or a growing file)."""
+    from alignscope.core.settings import get_settings
+    from alignscope.core.uploads import check_upload_size
+
+    limit = get_settings().max_upload_bytes
+    try:
+        with open(path, "rb") as handle:
+            check_upload_size(os.fstat(handle.fileno()).st_size, path.name, allow_empty=True)
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise AlignscopeError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+    check_upload_size(len(data), path.name, at_least=len(data) > limit)
+    return data
