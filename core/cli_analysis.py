@@ -259,7 +259,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from alignscope.core.analysis.features import extract_for_plan
-    from alignscope.core.analysis.plans import execute, parse_plan
+    from alignscope.core.analysis.plans import RayOptions, execute, parse_plan
     from alignscope.core.cli_support import progress_bar
     from alignscope.core.settings import get_settings
 
@@ -286,7 +286,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         extract_for_plan(feature_plan, progress=progress_bar(f"{feature_plan.model} on {feature_plan.dataset}"))
 
     try:
-        report = execute(plan, out, engine=_engine(), extract=extract, on_progress=on_progress)
+        ray = None
+        if args.ray is not None:
+            ray = RayOptions(None if args.ray == "local" else args.ray, args.ray_cpus)
+        report = execute(plan, out, engine=_engine(), extract=extract, on_progress=on_progress, ray=ray)
     finally:
         bar.close()
     print(
@@ -370,6 +373,16 @@ def add_commands(sub: Any) -> None:
     run = sub.add_parser("run", help="a batch run from a plan (TOML): models x datasets x metrics x params")
     run.add_argument("plan", metavar="PLAN.toml")
     run.add_argument("--out", help="output folder (default: <cache>/runs/<plan name>, listed on the Results page)")
+    run.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="compute the cells as Ray tasks: a local Ray instance, or the cluster at ADDRESS ('auto': the one "
+        "`ray start` runs here); workers must see the same cache directory",
+    )
+    run.add_argument("--ray-cpus", type=int_at_least(1), default=None, help="workers of a local Ray instance")
     run.set_defaults(func=cmd_run)
 
     upload = sub.add_parser("upload-representation", help="add a precomputed [N, D] matrix as a one-layer model")

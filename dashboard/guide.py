@@ -9,8 +9,6 @@ import streamlit as st
 from alignscope.dashboard.selection import Selection
 from alignscope.dashboard.url_state import update_selection
 
-SEEN = "_alignscope_seen_guide"
-
 
 @dataclass(frozen=True)
 class Preset:
@@ -85,8 +83,8 @@ NEXT_STEPS = (
 
 def render_guide(sel: Selection, *, fresh: bool) -> None:
     """The guide, open on a first visit without a link's settings, one line otherwise."""
-    first = fresh and not st.session_state.get(SEEN)
-    st.session_state[SEEN] = True
+    # open for a first visit until something is chosen (a preset or any setting)
+    first = fresh and sel == Selection()
     with st.expander("What Alignscope answers, and where to start", expanded=first, icon=":material/explore:"):
         st.markdown(
             "How similarly do two neural networks represent the same inputs? Alignscope extracts every layer of "

@@ -35,9 +35,11 @@ class PageEntry:
 PAGES: tuple[PageEntry, ...] = (
     PageEntry("compare", "Compare", ":material/compare_arrows:", "compare", "compare"),
     PageEntry("many_models", "Many models", ":material/grid_view:", "many-models", "many_models"),
+    PageEntry("trends", "Trends", ":material/trending_up:", "trends", "trends"),
     PageEntry("sweeps", "Sweeps", ":material/show_chart:", "sweeps", "sweeps"),
     PageEntry("projections", "Projections", ":material/scatter_plot:", "projections", "projections"),
     PageEntry("neighbours", "Neighbours", ":material/hub:", "neighbours", "neighbours"),
+    PageEntry("results", "Results", ":material/table_view:", "results", "results"),
     PageEntry("data_models", "Data & models", ":material/database:", "data-models", "data_models"),
 )
 PAGE_BY_NAME = {page.name: page for page in PAGES}

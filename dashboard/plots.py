@@ -174,8 +174,12 @@ def model_matrix(
     metric: str,
     order: Sequence[int] | None = None,
     value_range: tuple[float, float] | None = None,
+    chance: np.ndarray | None = None,
+    layers: np.ndarray | None = None,
 ) -> go.Figure:
-    """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering).
+    """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering); the hover adds
+    each cell's chance level and layer pair (``chance`` [m, m], ``layers`` [m, m, 2]), and every cell
+    carries ``customdata`` = (row model index, column model index, layer i, layer j) for a click.
 
     The colour scale spans ``value_range`` (the Many models page passes a bounded metric's own range),
     else the off-diagonal values: a model against itself would otherwise set the scale alone.
@@ -192,17 +196,26 @@ def model_matrix(
         low, high = float(finite.min()), float(finite.max())
     else:
         low, high = np.nanmin(values), np.nanmax(values)
+    count = len(names)
+    chance_of = np.full((count, count), np.nan) if chance is None else np.asarray(chance, dtype=float)
+    layers_of = np.zeros((count, count, 2), dtype=int) if layers is None else np.asarray(layers, dtype=int)
+    customdata = [
+        [[i, j, int(layers_of[i, j, 0]), int(layers_of[i, j, 1]), float(chance_of[i, j])] for j in order] for i in order
+    ]
+    chance_line = "<br>chance = %{customdata[4]:.4f}" if chance is not None else ""
     fig = go.Figure(
         go.Heatmap(
             z=ordered,
             x=labels,
             y=labels,
+            customdata=customdata,
             colorscale=SEQUENTIAL,
             zmin=low if np.isfinite(low) else None,
             zmax=high if np.isfinite(high) else None,
             colorbar={"title": {"text": f"{metric}<br>(score)"}},
             texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
-            hovertemplate=f"%{{y}} vs %{{x}}<br>{metric} = %{{z:.4f}}<extra></extra>",
+            hovertemplate=f"%{{y}} vs %{{x}}<br>{metric} = %{{z:.4f}}{chance_line}"
+            "<br>layers %{customdata[2]} × %{customdata[3]}<br>click: open the pair in Compare<extra></extra>",
         )
     )
     fig.update_xaxes(title_text="model", type="category")

@@ -30,6 +30,8 @@ PROJECTIONS = ("pca", "umap", "aligned_umap")
 COLOR_BY = ("label", "alignment")
 SWEEPS = ("k", "n", "prefix", "depth")
 SIMILARITIES = ("cosine", "ip", "euclidean")
+X_SCALES = ("linear", "log")
+LADDER = tuple(f"digits-ladder-{i}" for i in range(1, 8))  # the default trend: the ladder preset
 ALIGNMENT_STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MAX_SAMPLES = 200_000
 MAX_K = 1000
@@ -40,6 +42,8 @@ MAX_BOOTSTRAP = 2000
 MAX_SEED = 2**31 - 1
 MAX_LAYER = 999
 MAX_SELECTION_CHARS = 6000  # longer selections are kept on the server (every browser keeps 8 KB URLs)
+_PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-\[\]]{0,79}$")
+_RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _SAMPLE_ID = re.compile(r"^[^\x00-\x1f\x7f,]{1,200}$")
 _INT = re.compile(r"^[+-]?\d{1,12}$")
 _STASH_KEY = re.compile(r"^[0-9a-f]{32}$")
@@ -102,6 +106,13 @@ FIELDS: tuple[Field, ...] = (
     Field("color_by", "color", "choice", "colour of the map's points", choices=COLOR_BY),
     Field("selected", "sel", "samples", "selected samples: ids, r:ranges, b:bitset or s:stashed"),
     Field("inspected", "inspect", "sample", "the sample inspected on the Neighbours page"),
+    Field("versus", "vs", "model_or_none", "the third model of a paired difference (A vs B, both against it)"),
+    Field("trend_models", "tm", "models", "comma-separated, the models of a trend (one point each)", 2, 24),
+    Field("reference", "ref", "models", "comma-separated, a trend's reference set (empty: the others)", 0, 24),
+    Field("prop", "prop", "name", "the model property on a trend's x axis (or a Results plot's)"),
+    Field("x_scale", "xs", "choice", "a trend's x axis", choices=X_SCALES),
+    Field("run", "run", "run", "the batch run shown on the Results page"),
+    Field("column", "col", "name", "the Results table column plotted against the property"),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 QUERY_KEYS: dict[str, str] = {f.name: f.key for f in FIELDS}
@@ -147,6 +158,13 @@ class Selection:
     color_by: str = "label"
     selected: tuple[str, ...] = ()
     inspected: str | None = None
+    versus: str | None = None
+    trend_models: tuple[str, ...] = LADDER
+    reference: tuple[str, ...] = ()
+    prop: str = "test_accuracy"
+    x_scale: str = "linear"
+    run: str = ""
+    column: str = "score"
 
     def to_query(self, context: LinkContext | None = None) -> dict[str, str]:
         """Every field as a string, keyed by its short URL name (selections encoded compactly)."""
@@ -399,7 +417,10 @@ class _Parser:
 
     def fix(self, field: Field, reason: str) -> None:
         shown = getattr(self.default, field.name)
-        shown = ",".join(shown) if isinstance(shown, tuple) else ("best" if shown is None else shown)
+        if isinstance(shown, tuple):
+            shown = ",".join(shown)
+        elif shown is None:
+            shown = "best" if field.kind == "depth" else "(none)"
         self.warnings.append(f"{field.key}={_show(self.raw.get(field.key, ''))}: {reason}; using {field.key}={shown}")
 
     def parse(self) -> tuple[Selection, list[str]]:
@@ -432,6 +453,8 @@ class _Parser:
             else:
                 listing = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
                 self.fix(field, f"unknown {'value' if kind == 'choice' else kind} (choose from {listing})")
+        elif kind in ("model_or_none", "name", "run"):
+            self._parse_optional_name(field, raw, names["model"])
         elif kind in ("models", "metrics"):
             self._parse_list(field, raw, names["model" if kind == "models" else "metric"])
         elif kind in ("int", "boot"):
@@ -459,6 +482,20 @@ class _Parser:
                 else:
                     self.fix(field, "depth must be 'best' or a number in [0, 1]")
 
+    def _parse_optional_name(self, field: Field, raw: str, models: list[str]) -> None:
+        """A model or nothing (``vs``), a property or column name, a run folder's name (or nothing)."""
+        if field.kind == "model_or_none":
+            if raw == "" or raw in models:
+                self.values[field.name] = raw or None
+            else:
+                self.fix(field, "unknown model")
+        elif raw == "" and field.kind == "run":
+            self.values[field.name] = ""
+        elif (_RUN_NAME if field.kind == "run" else _PROPERTY).match(raw):
+            self.values[field.name] = raw
+        else:
+            self.fix(field, "letters, digits and _ . - [ ] only, starting with a letter or digit")
+
     def _parse_int(self, field: Field, raw: str) -> None:
         if not _INT.match(raw):
             self.fix(field, f"{field.meaning} must be a whole number")
@@ -482,7 +519,8 @@ class _Parser:
                 f"{field.key}: ignored unknown {what} {', '.join(_show(u, 30) for u in unknown[:5])}"
                 + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
             )
-        low, high = int(field.low or 1), int(field.high or 1)
+        low = 1 if field.low is None else int(field.low)
+        high = int(field.high or 1)
         if len(kept) > high:
             self.warnings.append(f"{field.key}: at most {high} {what}s; kept the first {high}")
             kept = kept[:high]

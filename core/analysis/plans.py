@@ -356,6 +356,14 @@ class RunReport:
 ProgressCallback = Callable[[float, float, int, int], None]  # (done s, total s, cells done, cells)
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """Where a run's cells go: ``address`` None starts a local Ray with ``num_cpus`` workers."""
+
+    address: str | None = None
+    num_cpus: int | None = None
+
+
 def execute(
     plan: Plan,
     out: Path,
@@ -363,10 +371,12 @@ def execute(
     engine: Engine,
     extract: Callable[[Any], None],
     on_progress: ProgressCallback | None = None,
+    ray: RayOptions | None = None,
 ) -> RunReport:
     """Run every cell (features first), writing ``table.{parquet,csv}``, ``differences.csv`` and
     ``run.json`` into ``out``. A cell already in the result store is read, not recomputed, so a run
-    killed at any point resumes where it stopped. Progress is weighed by each cell's cost estimate."""
+    killed at any point resumes where it stopped. Progress is weighed by each cell's cost estimate.
+    With ``ray`` the cells not yet stored run as Ray tasks (:mod:`alignscope.core.analysis.ray_cells`)."""
     import pandas as pd
 
     started = time.perf_counter()
@@ -378,8 +388,27 @@ def execute(
     hits = [engine.cached(item) is not None for item in prepared]
     estimates = [0.0 if hit else engine.estimate(item) for item, hit in zip(prepared, hits)]
     rows, differences, done = [], [], 0.0
+    todo = [index for index, hit in enumerate(hits) if not hit]
+    if ray is not None and todo:  # every cell stored: no cluster to start
+        from alignscope.core.analysis.ray_cells import run_cells_on_ray
+
+        finished: list[int] = []
+
+        def on_done(position: int) -> None:
+            finished.append(todo[position])
+            if on_progress is not None:
+                seconds = sum(estimates[i] for i in finished)
+                on_progress(seconds, sum(estimates), len(requests) - len(todo) + len(finished), len(requests))
+
+        run_cells_on_ray(
+            [requests[i] for i in todo],
+            engine.settings.cache_dir,
+            address=ray.address,
+            num_cpus=ray.num_cpus,
+            on_done=on_done,
+        )
     for index, (request, item) in enumerate(zip(requests, prepared)):
-        result = engine.run(request)
+        result = engine.run(request)  # from the store when a Ray worker computed it
         if isinstance(request, DifferenceRequest):
             differences.append(difference_row(result, request, item.key))
         else:

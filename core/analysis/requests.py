@@ -30,7 +30,7 @@ def metric_params(metric: str, **available: Any) -> Params:
 
     Example:
         >>> metric_params("cknna", k=1, permutations=5)
-        (('k', 2), ('similarity', 'cosine'))
+        (('k', 2), ('neighbors', 'exact'), ('similarity', 'cosine'))
         >>> metric_params("linear_cka", k=10)
         ()
     """

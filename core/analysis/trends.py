@@ -117,7 +117,7 @@ def spearman_with_permutation_p(x: Sequence[float], y: Sequence[float], *, seed:
 
     Example:
         >>> rho, p, count = spearman_with_permutation_p([1, 2, 3, 4, 5], [2, 4, 5, 8, 9])
-        >>> rho, round(p, 4), count
+        >>> round(rho, 12), round(p, 4), count
         (1.0, 0.0167, 120)
     """
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)

@@ -17,6 +17,7 @@ from alignscope.core.datasets import get_dataset_spec
 from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.core.models import describe, get_model_spec
 from alignscope.dashboard import _cached, guide, plots, ui
+from alignscope.dashboard.difference_view import paired_difference
 from alignscope.dashboard.selection import MAX_BOOTSTRAP, MAX_PERMUTATIONS, Selection
 from alignscope.dashboard.url_state import bound, opened_without_a_link, share_url, update_selection
 
@@ -276,6 +277,16 @@ def render(sel: Selection) -> None:
         st.plotly_chart(plots.metric_scores(rows, with_intervals=bool(sel.bootstrap)), key="compare-scores")
     matrix, fig = _heatmap(sel, matrix_out, layer_a, layer_b)
     ui.gate(outcomes, key="compare-gate", what="p-values and intervals")
+    sel = paired_difference(
+        sel,
+        [sel.model_a, sel.model_b],
+        ui.models_for(sel.dataset),
+        default_a=sel.model_a,
+        default_b=sel.model_b,
+        key="compare-diff",
+        fixed_pair=True,
+        optional=True,
+    )
 
     st.subheader("Share and export")
     ui.share_box(sel)

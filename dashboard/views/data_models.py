@@ -15,6 +15,7 @@ from alignscope.core.settings import get_settings
 from alignscope.core.sources import check_hub_model
 from alignscope.core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
 from alignscope.dashboard import _cached, ui
+from alignscope.dashboard.properties_view import render_properties
 from alignscope.dashboard.selection import Selection
 from alignscope.dashboard.url_state import update_selection
 
@@ -275,9 +276,13 @@ READ_ONLY = (
 def render(sel: Selection) -> None:
     st.title("Data & models")
     read_only = get_settings().read_only
-    tab_browse, tab_upload, tab_hub, tab_cache = st.tabs(["Registries", "Upload", "Hub model", "Cache"])
+    tab_browse, tab_properties, tab_upload, tab_hub, tab_cache = st.tabs(
+        ["Registries", "Properties", "Upload", "Hub model", "Cache"]
+    )
     with tab_browse:
         _registries(read_only)
+    with tab_properties:
+        render_properties(sel, read_only)
     with tab_upload:
         if read_only:
             st.info(READ_ONLY, icon=":material/lock:")

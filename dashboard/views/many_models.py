@@ -86,6 +86,23 @@ def _sidebar(sel: Selection) -> None:
             )
 
 
+def _clicked_cell() -> None:
+    """on_select of the matrix: remember the clicked cell (the page opens it, see :func:`_open_clicked`)."""
+    points = st.session_state.get("many-matrix", {}).get("selection", {}).get("points", [])
+    if points:
+        st.session_state["many-open"] = tuple(int(v) for v in points[0]["customdata"][:4])
+
+
+def _open_clicked(sel: Selection) -> None:
+    """A clicked off-diagonal cell opens its two models, at that cell's layer pair, in Compare."""
+    cell = st.session_state.pop("many-open", None)
+    if cell is None or cell[0] == cell[1] or max(cell[:2]) >= len(sel.models):
+        return
+    i, j, layer_i, layer_j = cell
+    update_selection(model_a=sel.models[i], model_b=sel.models[j], layer_a=layer_i, layer_b=layer_j)
+    ui.switch_to_compare()
+
+
 def _gram(sel: Selection, outcome) -> GramVolume | None:
     st.subheader("GRAM volume of the whole set")
     if not outcome.ready:
@@ -117,6 +134,7 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
 def render(sel: Selection) -> None:
     st.title("Many models")
     _follow_the_dataset(sel)
+    _open_clicked(sel)
     _sidebar(sel)
     if len(sel.models) < 2:
         st.info("Choose at least two models (three or more to see clustering).", icon=":material/info:")
@@ -150,15 +168,17 @@ def render(sel: Selection) -> None:
             metric=sel.metric,
             order=list(result.order),
             value_range=spec.value_range if bounded else None,
+            chance=result.chance,
+            layers=result.layers,
         )
-        st.plotly_chart(fig, key="many-matrix")
+        st.plotly_chart(fig, key="many-matrix", on_select=_clicked_cell, selection_mode="points")
         where = (
             "each pair's best layer pair" if sel.relative_depth is None else f"relative depth {sel.relative_depth:.2f}"
         )
         st.caption(
             f"{sel.metric} ({'higher' if spec.higher_is_better else 'lower'} is more aligned) at {where}, on "
             f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). Rows and columns are ordered by "
-            "average-linkage clustering."
+            "average-linkage clustering. Click a cell to open the pair in Compare."
         )
         frame = pd.DataFrame(result.values, index=list(sel.models), columns=list(sel.models))
         layer_frame = pd.DataFrame(

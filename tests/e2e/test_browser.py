@@ -53,7 +53,8 @@ def test_a_deep_link_as_a_fresh_servers_first_request_runs_the_app(page, fresh_s
     # the default page by its own name keeps the link's settings (no "Page not found", no reset)
     open_page(page, f"{fresh_server}/compare?b=digits-cnn-s2&n=120&perm=0&boot=0", title="Compare two models")
     assert page.get_by_text("Page not found").count() == 0
-    assert "digits-cnn-s2 layer" in page.locator('[data-testid="stCaptionContainer"]').first.inner_text()
+    captions = page.locator('[data-testid="stCaptionContainer"]').filter(has_text="digits-cnn-s2 layer")
+    assert "vs digits-cnn-s2 layer" in captions.first.inner_text()  # the view's own caption, after the guide
     assert _query(page.url)["b"] == "digits-cnn-s2" and _query(page.url)["n"] == "120"
 
 

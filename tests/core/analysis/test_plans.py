@@ -416,3 +416,20 @@ def test_list_runs_lists_finished_runs_newest_first_and_read_run_refuses_a_broke
     assert read_run(tmp_path / "newer").card == {"name": "newer"}
     with pytest.raises(InputError, match="run 'broken' cannot be read"):
         read_run(tmp_path / "broken")
+
+
+# -- on a real local Ray instance -----------------------------------------------------------------------
+
+
+def test_the_cells_computed_by_ray_workers_equal_the_local_run(run_cache, template: Template, tmp_path):
+    pytest.importorskip("ray")
+    from alignscope.core.analysis.plans import RayOptions
+
+    plan = parse_plan(PLAN)
+    report = execute(plan, tmp_path / "ray", engine=Engine(), extract=no_extraction, ray=RayOptions(num_cpus=2))
+    assert report.cells == CELLS and report.cached == 0  # nothing was stored before: the workers computed all
+    ours, clean = read_run(tmp_path / "ray"), read_run(template.clean)
+    pd.testing.assert_frame_equal(ours.table, clean.table)
+    pd.testing.assert_frame_equal(ours.differences, clean.differences)
+    again = execute(plan, tmp_path / "again", engine=Engine(), extract=no_extraction, ray=RayOptions(num_cpus=2))
+    assert again.cached == CELLS and again.computed == 0  # the workers' results are in the shared store

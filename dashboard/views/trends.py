@@ -1,0 +1,299 @@
+"""Trends: alignment across a family of models against a model property (the Platonic Representation
+Hypothesis figure), with Spearman's ρ and its permutation p, and a paired test of two of the models."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from alignscope.core.analysis.features import modality_problem, plan_features
+from alignscope.core.analysis.requests import metric_params, parse_layer_choice
+from alignscope.core.analysis.trends import PRESETS, Trend, TrendPreset, TrendRequest
+from alignscope.core.datasets import list_datasets
+from alignscope.core.errors import AlignscopeError
+from alignscope.core.metrics.registry import list_metrics
+from alignscope.core.properties import families, model_properties, resolve_models
+from alignscope.dashboard import _cached, ui
+from alignscope.dashboard.difference_view import paired_difference
+from alignscope.dashboard.plots_trends import trend_figure
+from alignscope.dashboard.selection import X_SCALES, Selection
+from alignscope.dashboard.url_state import bound, opened_without_a_link, share_url, update_selection
+
+BEST, DEPTH = "best layer pair", "fixed relative depth"
+DEFAULT_SHOWN = "_alignscope_trends_default_shown"
+
+
+def _depth(layers: str) -> float | None:
+    choice = parse_layer_choice(layers)
+    return None if choice == "best" else 1.0 if choice == "last" else float(choice)
+
+
+def _preset_changes(preset: TrendPreset) -> dict:
+    return dict(
+        trend_models=resolve_models(list(preset.models)),
+        reference=resolve_models(list(preset.reference)) if preset.reference else (),
+        dataset=preset.dataset,
+        n=preset.n,
+        metric=preset.metric,
+        k=preset.k,
+        prop=preset.property,
+        relative_depth=_depth(preset.layers),
+        x_scale="log" if preset.log_x else "linear",
+    )
+
+
+def _current_preset(sel: Selection) -> TrendPreset | None:
+    for preset in PRESETS.values():
+        changes = _preset_changes(preset)
+        if all(getattr(sel, name) == value for name, value in changes.items()):
+            return preset
+    return None
+
+
+def _presets(sel: Selection) -> None:
+    current = _current_preset(sel)
+    columns = st.columns(len(PRESETS))
+    for column, preset in zip(columns, PRESETS.values()):
+        with column, st.container(border=True):
+            st.markdown(f"**{ui.plain(preset.title)}**")
+            st.caption(ui.plain(preset.question))
+            if preset is current:
+                st.caption("Shown below.")
+            elif st.button("Show this preset", key=f"preset-{preset.name}", icon=":material/trending_up:"):
+                update_selection(**_preset_changes(preset))
+                st.rerun()
+
+
+def _property_names(models: tuple[str, ...], keep: str) -> list[str]:
+    names: dict[str, None] = {}
+    for model in models:
+        for name in model_properties(model):
+            names[name] = None
+    return sorted(names) + ([keep] if keep not in names else [])
+
+
+def _sidebar(sel: Selection) -> None:
+    model_names = ui.models_for(sel.dataset, keep=(*sel.trend_models, *sel.reference))
+    with st.sidebar:
+        st.header("Trend")
+        bound(
+            st.multiselect,
+            "Models (one point each)",
+            sel,
+            "trend_models",
+            options=model_names,
+            format_func=ui.picker_label(sel.dataset),
+            to_widget=list,
+            from_widget=tuple,
+            max_selections=24,
+        )
+        groups = families()
+        if groups:
+            family = st.selectbox("Add a family", ["—", *groups], key="trend-family")
+            if family != "—" and st.button(f"Add the {len(groups[family])} models of {family}", key="trend-add"):
+                update_selection(trend_models=tuple(dict.fromkeys((*sel.trend_models, *groups[family])))[:24])
+                st.rerun()
+        bound(
+            st.multiselect,
+            "Reference models (empty: each against the others)",
+            sel,
+            "reference",
+            options=model_names,
+            format_func=ui.picker_label(sel.dataset),
+            to_widget=list,
+            from_widget=tuple,
+            max_selections=24,
+            help="y of each point = its mean alignment to these models; empty = to the other models of the trend.",
+        )
+        bound(
+            st.selectbox,
+            "Property (x)",
+            sel,
+            "prop",
+            options=_property_names(sel.trend_models, sel.prop),
+            help="Published numbers come with the model; `params` is counted on load; probe accuracies are "
+            "measured here (Data & models); set your own with `alignscope models --set`.",
+        )
+        bound(st.radio, "x axis", sel, "x_scale", options=list(X_SCALES), horizontal=True)
+        st.header("Scoring")
+        bound(st.selectbox, "Dataset", sel, "dataset", options=[s.name for s in list_datasets()])
+        size = _cached.dataset_size(sel.dataset) or sel.n
+        bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50)
+        bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
+        bound(st.selectbox, "Metric", sel, "metric", options=[s.name for s in list_metrics()])
+        ui.k_widget(sel)
+        bound(
+            st.radio,
+            "Layers",
+            sel,
+            "relative_depth",
+            options=[BEST, DEPTH],
+            key_suffix=".mode",
+            to_widget=lambda depth: BEST if depth is None else DEPTH,
+            from_widget=lambda mode: None if mode == BEST else 1.0,
+        )
+        if sel.relative_depth is not None:
+            bound(st.slider, "Relative depth", sel, "relative_depth", min_value=0.0, max_value=1.0, step=0.05)
+        bound(st.number_input, "Bootstrap resamples", sel, "bootstrap", min_value=0, max_value=2000, step=50)
+
+
+def _request(sel: Selection) -> TrendRequest:
+    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity)
+    return TrendRequest(
+        tuple(sel.trend_models),
+        tuple(sel.reference),
+        sel.dataset,
+        sel.n,
+        sel.seed,
+        sel.metric,
+        params,
+        sel.relative_depth,
+        sel.prop,
+        (),
+        sel.bootstrap,
+    )
+
+
+def _layer_names(models, sel: Selection) -> dict[str, tuple[str, ...]]:
+    return {m: plan_features(m, sel.dataset, sel.n, sel.seed).layer_names for m in models}
+
+
+def points_frame(trend: Trend) -> pd.DataFrame:
+    """One row per model: property, mean alignment, its interval, chance, the layer pairs."""
+    layers: dict[str, list[str]] = {m: [] for m in trend.models}
+    for model, reference, i, j in trend.pairs:
+        layers[model].append(f"{reference}:{i}×{j}")
+    return pd.DataFrame(
+        {
+            trend.property: trend.x,
+            f"mean {trend.metric}": trend.y,
+            "ci_low": trend.ci_low,
+            "ci_high": trend.ci_high,
+            "chance": trend.chance,
+            "layers (reference:layer×layer)": [" ".join(layers[m]) for m in trend.models],
+        },
+        index=pd.Index(trend.models, name="model"),
+    )
+
+
+def _summary(trend: Trend, sel: Selection) -> None:
+    against = ", ".join(trend.references) if sel.reference else "the other models of the trend"
+    where = "each pair's best layer pair" if sel.relative_depth is None else f"relative depth {sel.relative_depth:.2f}"
+    if trend.rho is None:
+        rank = f"Spearman ρ needs at least 3 models with {trend.property}."
+    else:
+        rank = (
+            f"Spearman ρ = {trend.rho:+.2f} across the models with {trend.property}, permutation p = "
+            f"{trend.p_value:.3g} ({trend.n_orderings} orderings"
+            f"{', all of them' if trend.n_orderings == math.factorial(int(sum(~pd.isna(trend.x)))) else ''})."
+        )
+    st.markdown(ui.plain(rank))
+    st.caption(
+        ui.plain(
+            f"y: mean {trend.metric} of each model to {against} at {where}, on {trend.dataset}, n = "
+            f"{trend.n_samples} (seed {sel.seed}); bars: 95% bootstrap intervals over samples ({trend.n_bootstrap} "
+            "resamples, the same rows for every pair); grey band and dotted line: the chance level of the same "
+            "pairs."
+            + (
+                " Picking each pair's best layer pair raises every point a little above a fixed layer's score."
+                if sel.relative_depth is None
+                else ""
+            )
+        )
+    )
+
+
+def _difference(sel: Selection, trend: Trend) -> Selection:
+    """A paired test of two of the trend's models against a third (default: the strongest vs the weakest
+    by the property, against the first reference)."""
+    models = list(trend.models)
+    ranked = sorted(range(len(models)), key=lambda i: (math.isnan(trend.x[i]), trend.x[i]))
+    return paired_difference(
+        sel,
+        models,
+        list(trend.references),
+        default_a=models[ranked[-1]],
+        default_b=models[ranked[0]],
+        key="trend-diff",
+    )
+
+
+def _open_the_default_preset(sel: Selection) -> None:
+    """Opened without a link's settings, the page shows the ladder preset (the embedded default)."""
+    if opened_without_a_link() and _current_preset(sel) is None and not st.session_state.get(DEFAULT_SHOWN):
+        st.session_state[DEFAULT_SHOWN] = True
+        update_selection(**_preset_changes(PRESETS["ladder"]))
+        st.rerun()
+
+
+def render(sel: Selection) -> None:
+    _open_the_default_preset(sel)
+    st.title("Trends")
+    st.caption("How alignment changes across a family of models, against a property of the models.")
+    _presets(sel)
+    _sidebar(sel)
+    models = tuple(dict.fromkeys((*sel.trend_models, *sel.reference)))
+    problems = [p for p in (modality_problem(m, sel.dataset) for m in models) if p]
+    for problem in problems:
+        ui.show_error(problem)
+    if problems or len(sel.trend_models) + len(sel.reference) < 2:
+        if not problems:
+            st.info("Choose at least two models (or one and a reference).", icon=":material/info:")
+        ui.share_box(sel)
+        st.stop()
+    if not ui.features_ready(models, sel.dataset, sel.n, sel.seed, key="trend"):
+        ui.share_box(sel)
+        st.stop()
+    try:
+        request = _request(sel)
+    except AlignscopeError as error:
+        ui.show_error(error)
+        st.stop()
+    (outcome,) = ui.fetch([request], key="trend")
+    trend: Trend | None = outcome.result if outcome.ready else None
+    fig = frame = None
+    if trend is None:
+        ui.status_note(outcome, f"the trend over {len(sel.trend_models)} models")
+        ui.gate([outcome], key="trend-gate", what="the trend")
+    else:
+        preset = _current_preset(sel)
+        fig = trend_figure(
+            trend, _layer_names(models, sel), log_x=sel.x_scale == "log", title=preset.title if preset else None
+        )
+        st.plotly_chart(fig, key="trend-figure", config={"toImageButtonOptions": {"filename": "alignscope-trend"}})
+        _summary(trend, sel)
+        frame = points_frame(trend)
+        with st.expander("Points, intervals and the layers behind each"):
+            st.dataframe(frame, width="stretch")
+        sel = _difference(sel, trend)
+    st.subheader("Share and export")
+    ui.share_box(sel)
+    columns = st.columns(3)
+    if frame is not None:
+        with columns[0]:
+            ui.csv_download("Points (CSV)", frame, "alignscope-trend.csv", key="trend-csv")
+        with columns[1]:
+            ui.html_download(fig, "alignscope-trend.html", key="trend-html")
+    with columns[2]:
+        ui.json_download(
+            "Result card (JSON)",
+            {
+                "alignscope_result": 2,
+                "page": "trends",
+                "config": sel.to_query(),
+                "trend": trend,
+                "packages": _cached.package_versions(),
+                "link": share_url(sel),
+            },
+            "alignscope-trend.json",
+            key="trend-card",
+        )
+    st.caption("PNG: the camera button in the figure's toolbar.")
+
+
+if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py
+    from alignscope.dashboard.pages import run_page
+
+    run_page("trends")

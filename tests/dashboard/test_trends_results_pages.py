@@ -1,0 +1,97 @@
+"""The Trends and Results pages through AppTest: the numbers drawn are the engine's, the view is a link."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.dashboard.helpers import no_exception, run_page, url_of
+
+pytestmark = pytest.mark.usefixtures("dashboard_cache")
+NETS = "digits-cnn-s0,digits-cnn-s1,digits-cnn-s2"
+TREND = {"tm": NETS, "prop": "test_accuracy", "n": "120", "boot": "10", "k": "5"}
+
+
+def _engine_trend():
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.requests import metric_params
+    from alignscope.core.analysis.trends import TrendRequest
+
+    request = TrendRequest(
+        tuple(NETS.split(",")), (), "digits", 120, 0, "mutual_knn", metric_params("mutual_knn", k=5), None,
+        "test_accuracy", (), 10,
+    )  # fmt: skip
+    return default_engine().run(request)
+
+
+def test_the_trend_points_are_the_engines():
+    app = run_page("trends", TREND, fast=False)
+    no_exception(app)
+    points = app.dataframe[0].value
+    trend = _engine_trend()
+    assert list(points.index) == list(trend.models)
+    assert np.allclose(points["mean mutual_knn"].to_numpy(), trend.y)
+    assert np.allclose(points["ci_low"].to_numpy(), trend.ci_low)
+    assert any("Spearman ρ" in m.value and "6 orderings" in m.value for m in app.markdown)
+    assert url_of(app)["tm"] == NETS and url_of(app)["prop"] == "test_accuracy"
+
+
+def test_the_paired_difference_defaults_to_the_strongest_against_the_weakest():
+    from alignscope.core.properties import model_properties
+
+    # the link's pair is not in the trend: the test takes the extremes of the property
+    app = run_page("trends", {**TREND, "a": "efficientnet-lite0", "b": "minilm-l6"}, fast=False)
+    accuracy = {m: model_properties(m)["test_accuracy"].value for m in NETS.split(",")}
+    ranked = sorted(accuracy, key=accuracy.get)
+    assert url_of(app)["a"] == ranked[-1] and url_of(app)["b"] == ranked[0]
+    assert url_of(app)["vs"] not in (ranked[0], ranked[-1])
+
+
+def test_a_tampered_trend_link_is_fixed_with_a_warning():
+    app = run_page("trends", {**TREND, "prop": "<script>x</script>", "xs": "cubic", "tm": "nope,digits-cnn-s0"})
+    no_exception(app)
+    warnings = " ".join(w.value for w in app.warning)
+    assert "ignored unknown model 'nope'" in warnings and "using xs=linear" in warnings
+    assert "using prop=test\\_accuracy" in warnings  # shown as text: Markdown characters escaped
+    assert url_of(app)["xs"] == "linear" and url_of(app)["prop"] == "test_accuracy"
+    assert not any("<script>" in m.value for m in app.markdown)
+
+
+def test_results_page_shows_a_run_table_and_its_plot(dashboard_cache, tmp_path):
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.plans import execute, parse_plan
+    from alignscope.core.settings import get_settings
+
+    plan = parse_plan(
+        'name = "three-nets"\ndataset = "digits"\nn = 120\nmodels = ["digits-cnn-s0", "digits-cnn-s1", '
+        '"digits-cnn-s2"]\nmetrics = ["linear_cka"]\nlayers = "last"\n'
+    )
+    report = execute(plan, get_settings().runs_dir / "three-nets", engine=default_engine(), extract=lambda plans: None)
+    assert report.cells == 3
+    app = run_page("results", {"run": "three-nets"}, fast=False)
+    no_exception(app)
+    table = app.dataframe[0].value
+    assert len(table) == 3 and set(table["metric"]) == {"linear_cka"}
+    assert url_of(app)["run"] == "three-nets"
+    app.selectbox(key="results-metric").set_value("linear_cka").run()
+    assert len(app.dataframe[0].value) == 3
+
+
+def test_data_and_models_lists_properties_and_sets_one_as_text():
+    from alignscope.core.properties import model_properties
+
+    app = run_page("data_models", fast=False)
+    no_exception(app)
+    frames = [d.value for d in app.dataframe if "property" in d.value.columns]
+    rows = frames[0].set_index(["model", "property"])
+    assert rows.loc[("efficientnet-lite0", "imagenet_top1"), "value"] == 75.1
+    model = next(box for box in app.selectbox if box.label == "Model")
+    model.set_value("digits-cnn-s1")
+    next(box for box in app.text_input if box.label == "Property").input("my_score")
+    next(box for box in app.number_input if box.label == "Value").set_value(0.25)
+    next(box for box in app.text_input if box.label == "Unit").input("<b>au</b>")
+    next(button for button in app.button if button.label == "Set").click().run()
+    no_exception(app)
+    prop = model_properties("digits-cnn-s1")["my_score"]
+    assert prop.value == 0.25 and prop.unit == "<b>au</b>"  # kept as text
+    assert not any("<b>au</b>" in m.value for m in app.markdown)  # never rendered as HTML
