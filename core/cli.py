@@ -18,6 +18,8 @@ from pathlib import Path
 
 from alignscope.core.cli_support import (
     MAX_SEED,
+    NEIGHBOR_MODES,
+    NEIGHBORS_HELP,
     BarProgress,
     ensure_features,
     int_at_least,
@@ -249,7 +251,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.n or MAX_SAMPLES,
             args.seed,
             metric,
-            metric_params(metric, k=args.k, similarity=args.similarity),
+            metric_params(metric, k=args.k, similarity=args.similarity, neighbors=args.neighbors),
             args.layers,
             args.permutations,
             args.bootstrap,
@@ -437,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="neighbour similarity of the k-NN metrics (default cosine, platonic-rep's convention)",
     )
+    score.add_argument("--neighbors", choices=NEIGHBOR_MODES, help=NEIGHBORS_HELP)
     score.add_argument("--n", type=int_at_least(3))
     score.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     score.add_argument(

@@ -13,7 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from alignscope.core.cli_support import MAX_SEED, BarProgress, ensure_features, int_at_least, print_table, read_upload
+from alignscope.core.cli_support import (
+    MAX_SEED,
+    NEIGHBOR_MODES,
+    NEIGHBORS_HELP,
+    BarProgress,
+    ensure_features,
+    int_at_least,
+    print_table,
+    read_upload,
+)
 from alignscope.core.errors import InputError
 
 
@@ -146,6 +155,7 @@ def trend_request_from_args(args: argparse.Namespace):
         prop=args.property or (preset.property if preset else "test_accuracy"),
         bootstrap=args.bootstrap,
         similarity=args.similarity,
+        neighbors=args.neighbors,
     )
 
 
@@ -215,7 +225,7 @@ def cmd_difference(args: argparse.Namespace) -> int:
         args.n or 10**9,
         args.seed,
         args.metric,
-        metric_params(args.metric, k=args.k, similarity=args.similarity),
+        metric_params(args.metric, k=args.k, similarity=args.similarity, neighbors=args.neighbors),
         args.layers,
         args.bootstrap,
         args.method,
@@ -327,6 +337,7 @@ def _add_metric_arguments(parser: argparse.ArgumentParser, metric_default: str |
         choices=["cosine", "ip", "euclidean"],
         help="how k-NN metrics rank neighbours (default cosine)",
     )
+    parser.add_argument("--neighbors", choices=NEIGHBOR_MODES, help=NEIGHBORS_HELP)
     parser.add_argument("--n", type=int_at_least(3))
     parser.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
 

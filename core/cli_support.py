@@ -10,6 +10,11 @@ from pathlib import Path
 from alignscope.core.analysis.jobs import Progress
 from alignscope.core.errors import AlignscopeError
 
+NEIGHBOR_MODES = ("exact", "approx")
+NEIGHBORS_HELP = (
+    "k-NN metrics: exact (default) or approx (an IVF-Flat index over faiss for n >= 10,000; the recall@k "
+    "measured against exact search is reported beside the score)"
+)
 MAX_SEED = 2**31 - 1  # as in dashboard links
 
 

@@ -65,7 +65,7 @@ def paired_difference(
     if (a, b, versus) != (sel.model_a, sel.model_b, sel.versus):
         sel = update_selection(model_a=a, model_b=b, versus=versus)
     layers = "best" if sel.relative_depth is None else f"depth:{sel.relative_depth}"
-    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity)
+    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors)
     resamples = max(sel.bootstrap, 200)
     try:
         request = DifferenceRequest(a, b, versus, sel.dataset, sel.n, sel.seed, sel.metric, params, layers, resamples)

@@ -30,6 +30,7 @@ PROJECTIONS = ("pca", "umap", "aligned_umap")
 COLOR_BY = ("label", "alignment")
 SWEEPS = ("k", "n", "prefix", "depth")
 SIMILARITIES = ("cosine", "ip", "euclidean")
+NEIGHBORS = ("exact", "approx")
 X_SCALES = ("linear", "log")
 LADDER = tuple(f"digits-ladder-{i}" for i in range(1, 8))  # the default trend: the ladder preset
 ALIGNMENT_STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -93,6 +94,7 @@ FIELDS: tuple[Field, ...] = (
     Field("metrics", "metrics", "metrics", "comma-separated, the headline metrics side by side", 1, MAX_METRICS),
     Field("k", "k", "k", "neighbours for k-NN metrics, 1..min(n-1, 1000)", 1, MAX_K),
     Field("similarity", "sim", "choice", "similarity of the k-NN metrics", choices=SIMILARITIES),
+    Field("neighbors", "nbr", "choice", "k-NN search: exact, or approx (IVF-Flat, recall reported)", choices=NEIGHBORS),
     Field("layer_a", "la", "int", "layer index of A, -1 = last", -MAX_LAYER, MAX_LAYER),
     Field("layer_b", "lb", "int", "layer index of B, -1 = last", -MAX_LAYER, MAX_LAYER),
     Field("relative_depth", "depth", "depth", "'best' (best layer pair) or a relative depth in [0, 1]"),
@@ -145,6 +147,7 @@ class Selection:
     metrics: tuple[str, ...] = DEFAULT_SELECTION.metrics
     k: int = 10
     similarity: str = "cosine"
+    neighbors: str = "exact"
     layer_a: int = -1
     layer_b: int = -1
     relative_depth: float | None = None  # None = best layer pair

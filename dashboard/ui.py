@@ -461,8 +461,9 @@ def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
 
 def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = None) -> None:
     """k, and the neighbour similarity when a metric of the page takes one."""
+    from alignscope.core.ann import APPROX_MIN_SAMPLES
     from alignscope.core.metrics.registry import get_metric
-    from alignscope.dashboard.selection import SIMILARITIES
+    from alignscope.dashboard.selection import NEIGHBORS, SIMILARITIES
 
     bound(st.number_input, label, sel, "k", min_value=1, max_value=max(1, min(1000, sel.n - 1)), help=help)
     if any("similarity" in {p.name for p in get_metric(m).params} for m in (sel.metric, *sel.metrics)):
@@ -475,6 +476,17 @@ def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = N
             help="How k-NN metrics rank neighbours: cosine (platonic-rep's convention), raw inner product "
             "(ip), or Euclidean distance.",
         )
+        if sel.n >= APPROX_MIN_SAMPLES or sel.neighbors != "exact":
+            bound(
+                st.radio,
+                "Neighbour search",
+                sel,
+                "neighbors",
+                options=list(NEIGHBORS),
+                horizontal=True,
+                help="approx: an IVF-Flat index (faiss), many times faster at 10^4-10^5 samples; the recall@k it "
+                "measured against exact search is shown beside the score.",
+            )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -120,6 +120,13 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
                 f"p_bonferroni = min(1, p x {searched} layer pairs searched), more conservative; its smallest "
                 f"possible value is {floor:.4g}{advice}"
             )
+    approximate = [s for s in scores if s.recall is not None]
+    if approximate:
+        notes.append(
+            "Neighbours: approximate (IVF-Flat over faiss); recall@k against exact search on seeded queries: "
+            + ", ".join(f"{s.metric} {s.recall:.3f}" for s in approximate)
+            + ". --neighbors exact gives the exact lists."
+        )
     if any(s.n_bootstrap for s in scores):
         boot = next(s for s in scores if s.n_bootstrap)
         notes.append(

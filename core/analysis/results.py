@@ -32,6 +32,8 @@ class PairScore:
         p_bonferroni: min(1, p × pairs_searched); ``p_maxstat``: the max-statistic permutation p of the
             best pair (family-wise over the whole layer matrix), when searched with permutations.
         matrix: ``[La, Lb]`` scores of every layer pair when the pair was searched, else None.
+        recall: with ``neighbors="approx"``, the lowest recall@k of the approximate neighbour searches
+            behind the score, measured against exact search on seeded queries; None when exact.
     """
 
     metric: str
@@ -62,6 +64,7 @@ class PairScore:
     p_bonferroni: float | None = None
     p_maxstat: float | None = None
     matrix: np.ndarray | None = None
+    recall: float | None = None
 
     @property
     def p_floor(self) -> float | None:

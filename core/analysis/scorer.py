@@ -84,6 +84,17 @@ def _stages(request: PairRequest, spec: MetricSpec) -> dict[str, float]:
     return {name: weight / total for name, weight in weights.items()}
 
 
+def approximate_recall(spec: MetricSpec, a: Any, b: Any, params: dict[str, Any]) -> float | None:
+    """The recall@k of the approximate neighbour lists behind a k-NN score (None when exact): the lists
+    of both inputs are found as the metric finds them, and each search measures its own recall."""
+    if params.get("neighbors") != "approx" or spec.prepare is None:
+        return None
+    from alignscope.core.metrics.knn import measured_recall
+
+    states = [spec.prepare(values, name=name, **params) for values, name in ((a, "a"), (b, "b"))]
+    return measured_recall(*states)
+
+
 def score_pair(
     request: PairRequest, view_a: ViewFeatures, view_b: ViewFeatures, progress: Progress | None = None
 ) -> PairScore:
@@ -122,6 +133,7 @@ def score_pair(
         value = compute(request.metric, view_a.values[i], view_b.values[j], name_a=view_a.model,
                         name_b=view_b.model, **params)  # fmt: skip
     a, b = view_a.values[i], view_b.values[j]
+    recall = approximate_recall(spec, a, b, params)
     chance = chance_of(request.metric, a, b, params, seed=request.seed, progress=stage("chance"))
     if request.permutations and pair is not None:
         p_value = permutation_test(request.metric, a, b, n_permutations=request.permutations, seed=request.seed,
@@ -161,6 +173,7 @@ def score_pair(
         p_bonferroni=None if p_value is None else min(1.0, p_value * searched),
         p_maxstat=p_maxstat,
         matrix=matrix,
+        recall=recall,
     )
 
 

@@ -365,6 +365,7 @@ def trend_request(
     prop: str = "imagenet_top1",
     bootstrap: int = 100,
     similarity: str | None = None,
+    neighbors: str | None = None,
 ) -> TrendRequest:
     """A :class:`TrendRequest` from model names and families; each model's ``prop`` is looked up once
     its features are cached (a model without it gets x = None and is left out of ρ)."""
@@ -376,7 +377,7 @@ def trend_request(
     choice = parse_layer_choice(layers)
     if choice == "last":
         choice = 1.0
-    params = metric_params(metric, k=k, similarity=similarity)
+    params = metric_params(metric, k=k, similarity=similarity, neighbors=neighbors)
     return TrendRequest(
         members,
         references,

@@ -71,7 +71,7 @@ def pair_request(sel: Selection, metric: str, layers: str, *, with_stats: bool) 
         sel.n,
         sel.seed,
         metric,
-        metric_params(metric, k=sel.k, similarity=sel.similarity),
+        metric_params(metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors),
         layers,
         sel.permutations if with_stats else 0,
         sel.bootstrap if with_stats else 0,
@@ -195,6 +195,10 @@ def _statistics(sel: Selection, scores: list[PairScore | None], full: list) -> p
         )
     if not rows:
         return None
+    recalls = {s.metric: s.recall for s in scores if s is not None and s.recall is not None}
+    if recalls:
+        for row in rows:
+            row["recall@k (approx)"] = _number(recalls.get(row["metric"]), 3)
     table = pd.DataFrame(rows).set_index("metric")
     st.dataframe(table, width="stretch")
     notes = [
@@ -213,6 +217,8 @@ def _statistics(sel: Selection, scores: list[PairScore | None], full: list) -> p
         notes.append(f"Interval: 95% bootstrap over samples ({sel.bootstrap} resamples), re-centred on the estimate.")
     else:
         notes.append("Bootstrap is off (0): no intervals.")
+    if recalls:
+        notes.append("Neighbours: approximate (IVF-Flat); recall@k is measured against exact search on seeded queries.")
     notes.append("Metrics measure different things and need not agree.")
     st.caption(" ".join(notes))
     return table
@@ -224,7 +230,7 @@ def _snippet(sel: Selection, layers: str) -> str:
 
         for metric in {tuple(sel.metrics)!r}:
             score = run(PairRequest({sel.model_a!r}, {sel.model_b!r}, {sel.dataset!r}, n={sel.n}, seed={sel.seed},
-                                    metric=metric, params=metric_params(metric, k={sel.k}, similarity={sel.similarity!r}),
+                                    metric=metric, params=metric_params(metric, k={sel.k}, similarity={sel.similarity!r}, neighbors={sel.neighbors!r}),
                                     layers={layers!r}, permutations={sel.permutations}, bootstrap={sel.bootstrap}))
             print(metric, score.value, score.chance, score.p_value, score.ci_low, score.ci_high)
         """)
@@ -253,7 +259,7 @@ def render(sel: Selection) -> None:
         sel.n,
         sel.seed,
         sel.metric,
-        metric_params(sel.metric, k=sel.k, similarity=sel.similarity),
+        metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors),
         sel.permutations,
     )
     outcomes = ui.fetch([*quick, matrix_request, *full], key="compare")

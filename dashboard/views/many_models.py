@@ -148,7 +148,7 @@ def render(sel: Selection) -> None:
     if not ui.features_ready(sel.models, sel.dataset, sel.n, sel.seed, key="many"):
         ui.share_box(sel)
         st.stop()
-    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity)
+    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors)
     matrix_request = ModelMatrixRequest(
         tuple(sel.models), sel.dataset, sel.n, sel.seed, sel.metric, params, sel.relative_depth
     )

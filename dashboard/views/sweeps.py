@@ -43,7 +43,7 @@ def render(sel: Selection) -> None:
         sel.n,
         sel.seed,
         sel.metric,
-        metric_params(sel.metric, k=sel.k, similarity=sel.similarity),
+        metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors),
         pair.layer_a,
         pair.layer_b,
     )

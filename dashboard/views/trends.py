@@ -140,7 +140,7 @@ def _sidebar(sel: Selection) -> None:
 
 
 def _request(sel: Selection) -> TrendRequest:
-    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity)
+    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors)
     return TrendRequest(
         tuple(sel.trend_models),
         tuple(sel.reference),
