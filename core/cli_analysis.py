@@ -262,6 +262,37 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_identify_layers(args: argparse.Namespace) -> int:
+    from alignscope.core.analysis.identification import identification_request
+    from alignscope.core.properties import resolve_models
+
+    models = resolve_models(list(_names(args.models)))
+    request = identification_request(
+        models,
+        args.dataset,
+        args.n or 10**9,
+        tuple(args.metric or ("mutual_knn", "mutual_knn:ip", "cknna", "linear_cka", "debiased_cka", "svcca")),
+        seed=args.seed,
+        k=args.k,
+        similarity=args.similarity,
+    )
+    result = _run_with_bar(_engine(), request)
+    rows = [
+        {
+            "metric": label,
+            "accuracy": f"{accuracy:.3f}",
+            "per layer": " ".join(f"{v:.2f}" for v in result.per_layer[label]),
+        }
+        for label, accuracy in sorted(result.accuracy.items(), key=lambda item: -item[1])
+    ]
+    print_table(rows, ["metric", "accuracy", "per layer"])
+    print(
+        f"\n{result.n_nets} nets, {result.n_ordered_pairs} ordered pairs x {result.n_layers} layers; a hit: the metric's "
+        f"best layer of the other net is the same layer. Chance {result.chance:.3f}."
+    )
+    return 0
+
+
 # -- batch runs -------------------------------------------------------------------------------------
 
 
@@ -380,6 +411,20 @@ def add_commands(sub: Any) -> None:
     probe.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     probe.add_argument("--folds", type=int_at_least(2), default=5)
     probe.set_defaults(func=cmd_probe)
+
+    identify = sub.add_parser(
+        "identify-layers", help="how often each metric matches layer i of one seed to layer i of another"
+    )
+    identify.add_argument("--models", required=True, help="nets of one architecture: a,b,c or family:NAME")
+    identify.add_argument("--dataset", required=True)
+    identify.add_argument(
+        "--metric", action="append", help="repeatable; metric or metric:similarity (e.g. mutual_knn:ip)"
+    )
+    identify.add_argument("--k", type=int_at_least(1), help="neighbours for k-NN metrics")
+    identify.add_argument("--similarity", choices=["cosine", "ip", "euclidean"])
+    identify.add_argument("--n", type=int_at_least(3))
+    identify.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
+    identify.set_defaults(func=cmd_identify_layers)
 
     run = sub.add_parser("run", help="a batch run from a plan (TOML): models x datasets x metrics x params")
     run.add_argument("plan", metavar="PLAN.toml")

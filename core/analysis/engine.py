@@ -30,6 +30,7 @@ from alignscope.core.analysis.features import (
     load_view,
     plan_features,
 )
+from alignscope.core.analysis.identification import IdentificationRequest
 from alignscope.core.analysis.jobs import Job, LocalRunner, Progress, Runner, callback
 from alignscope.core.analysis.probes import ProbeRequest
 from alignscope.core.analysis.requests import (
@@ -290,6 +291,8 @@ def describe(request: Any) -> str:
         return f"linear probe of every layer of {request.model} on {request.dataset}'s labels"
     if isinstance(request, DifferenceRequest):
         return f"{request.metric}: {request.model_a} vs {request.model_b}, each against {request.reference}"
+    if isinstance(request, IdentificationRequest):
+        return f"layer identification of {len(request.models)} nets by {len(request.metrics)} metrics"
     return type(request).__name__
 
 
@@ -383,6 +386,13 @@ def _compute_probes(engine: Engine, prepared: Prepared, progress: Progress | Non
     return result
 
 
+def _compute_identification(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.identification import compute_identification
+
+    counts = {plan.model: len(plan.layer_names) for plan in prepared.plans}
+    return compute_identification(prepared.request, counts, engine.sub_result, progress=callback(progress))
+
+
 _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     PairRequest: _compute_pair,
     MatrixRequest: _compute_matrix,
@@ -395,6 +405,7 @@ _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     TrendRequest: _compute_trend,
     DifferenceRequest: _compute_difference,
     ProbeRequest: _compute_probes,
+    IdentificationRequest: _compute_identification,
 }
 
 
@@ -456,6 +467,17 @@ def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
             request.metric, request.n, _dims(prepared, request.model_a), _dims(prepared, request.model_b), params, 0
         )
     return total
+
+
+def _estimate_identification(engine: Engine, prepared: Prepared) -> float:
+    request: IdentificationRequest = prepared.request
+    return sum(
+        cost.matrix_seconds(metric, request.n, _dims(prepared, a), _dims(prepared, b), dict(params), 0)
+        for _, metric, params in request.metrics
+        for a in request.models
+        for b in request.models
+        if a != b
+    )
 
 
 def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
@@ -559,6 +581,7 @@ _ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
     ProbeRequest: lambda engine, prepared: cost.probe_seconds(
         prepared.request.n, _dims(prepared, prepared.request.model)
     ),
+    IdentificationRequest: _estimate_identification,
 }
 
 

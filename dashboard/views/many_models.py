@@ -7,9 +7,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from alignscope.core.analysis.features import modality_problem
+from alignscope.core.analysis.features import modality_problem, plan_features
+from alignscope.core.analysis.identification import identification_request
 from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest, metric_params
 from alignscope.core.analysis.results import GramVolume, ModelMatrix
+from alignscope.core.convergent import LayerIdentification
 from alignscope.core.datasets import list_datasets
 from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.core.models import get_model_spec, install_status
@@ -131,6 +133,35 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
     return gram
 
 
+def _identification(sel: Selection) -> LayerIdentification | None:
+    """Kornblith et al.'s sanity check on the set, when its nets share one architecture (layer count)."""
+    st.subheader("Layer identification")
+    counts = {m: len(plan_features(m, sel.dataset, sel.n, sel.seed).layer_names) for m in sel.models}
+    if len(set(counts.values())) != 1:
+        st.caption("Needs nets of one architecture (the same number of layers), e.g. the digits CNNs from three seeds.")
+        return None
+    metrics = tuple(dict.fromkeys((sel.metric, *sel.metrics)))
+    request = identification_request(
+        tuple(sel.models), sel.dataset, sel.n, metrics, seed=sel.seed, k=sel.k, similarity=sel.similarity
+    )
+    (outcome,) = ui.fetch([request], key="many-identify")
+    if not outcome.ready:
+        ui.status_note(outcome, "layer identification")
+        ui.gate([outcome], key="many-identify-gate", what="layer identification")
+        return None
+    result: LayerIdentification = outcome.result
+    frame = pd.DataFrame(
+        {label: [result.accuracy[label], *result.per_layer[label]] for label in result.accuracy},
+        index=["all layers", *(f"layer {i}" for i in range(result.n_layers))],
+    ).T
+    st.dataframe(frame.style.format("{:.2f}"), width="stretch")
+    st.caption(
+        f"How often each metric's best layer of another net is the same layer (Kornblith et al. 2019, Table 2): "
+        f"{result.n_ordered_pairs} ordered pairs × {result.n_layers} layers; chance {result.chance:.2f}."
+    )
+    return result
+
+
 def render(sel: Selection) -> None:
     st.title("Many models")
     _follow_the_dataset(sel)
@@ -191,6 +222,7 @@ def render(sel: Selection) -> None:
             st.dataframe(layer_frame, width="stretch")
     gram = _gram(sel, gram_out)
     ui.gate([matrix_out, gram_out], key="many-gate", what="the model matrix")
+    identification = _identification(sel)
 
     st.subheader("Share and export")
     ui.share_box(sel)
@@ -209,6 +241,7 @@ def render(sel: Selection) -> None:
                 "config": sel.to_query(),
                 "matrix": result,
                 "gram": gram,
+                "layer_identification": identification,
                 "packages": _cached.package_versions(),
                 "link": share_url(sel),
             },
