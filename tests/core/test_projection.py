@@ -156,3 +156,23 @@ def test_aligned_umap_pulls_identical_inputs_together():
 @pytest.mark.slow
 def test_warm_up_runs():
     assert projection.warm_up() > 0
+
+
+def test_umap_on_alignscopes_own_neighbour_graph_is_as_faithful_as_on_nn_descent():
+    from sklearn.manifold import trustworthiness
+
+    from alignscope.core.neighbors import knn_indices
+    from alignscope.core.projection import neighbour_graph, umap_2d
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=4, size=(6, 20))
+    x = centres[rng.integers(0, 6, 400)] + rng.normal(size=(400, 20))
+    indices, distances = neighbour_graph(x, 15, "cosine")
+    assert (indices[:, 0] == np.arange(400)).all() and (distances[:, 0] == 0).all()
+    assert np.array_equal(indices[:, 1:], knn_indices(torch.as_tensor(x), 14).numpy())
+    assert (np.diff(distances, axis=1) >= -1e-6).all()  # nearest first
+    ours = umap_2d(x, graph_from=0, n_epochs=100)
+    assert np.array_equal(ours, umap_2d(x, graph_from=0, n_epochs=100))  # seeded: reproducible
+    theirs = umap_2d(x, n_epochs=100)
+    assert trustworthiness(x, ours, n_neighbors=10) > 0.9
+    assert abs(trustworthiness(x, ours, n_neighbors=10) - trustworthiness(x, theirs, n_neighbors=10)) < 0.02
