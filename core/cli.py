@@ -146,6 +146,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
         get_dataset_spec(dataset_name)
     cache = FeatureCache()
     started = time.perf_counter()
+    if args.ray is not None:
+        return _extract_on_ray(args, jobs, cache, started)
     for model_name, dataset_name in jobs:
         dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
         features, result = cache.get_or_extract(
@@ -162,6 +164,27 @@ def cmd_extract(args: argparse.Namespace) -> int:
             f"layers={features.n_layers:<3} {result.seconds:7.2f}s"
         )
     print(f"done in {time.perf_counter() - started:.1f}s; cache at {cache.root}")
+    return 0
+
+
+def _extract_on_ray(args: argparse.Namespace, jobs: list[tuple[str, str]], cache, started: float) -> int:
+    """``alignscope extract --ray``: one Ray task per (model, dataset), into this cache directory."""
+    from alignscope.core.analysis.ray_tasks import ExtractJob, RayOptions, extract_on_ray
+
+    options = RayOptions(None if args.ray == "local" else args.ray, args.ray_cpus)
+    tasks = [ExtractJob(m, d, args.n, args.seed, args.batch_size, args.pooling, args.device) for m, d in jobs]
+
+    def report(index: int, outcome: tuple) -> None:
+        key, hit, n_samples, n_layers, seconds = outcome
+        print(
+            f"{'hit ' if hit else 'miss'}  {key}  {tasks[index].model:<20} {tasks[index].dataset:<10} "
+            f"n={n_samples:<6} layers={n_layers:<3} {seconds:7.2f}s  (ray)"
+        )
+
+    from alignscope.core.settings import get_settings
+
+    extract_on_ray(tasks, get_settings().cache_dir, options, on_done=report)
+    print(f"done in {time.perf_counter() - started:.1f}s on Ray; cache at {cache.root}")
     return 0
 
 
@@ -416,6 +439,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["mean", "cls", "last"],
         help="token pooling (default: the model's own, e.g. mean for MiniLM, cls for ViT)",
     )
+    extract.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="one Ray task per (model, dataset), a GPU each where the cluster has them: a local Ray instance, "
+        "or the cluster at ADDRESS ('auto': the one `ray start` runs here); workers must see this cache directory",
+    )
+    extract.add_argument("--ray-cpus", type=int_at_least(1), default=None, help="workers of a local Ray instance")
     extract.set_defaults(func=cmd_extract)
 
     cache = sub.add_parser(

@@ -300,7 +300,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from alignscope.core.analysis.features import extract_for_plan
-    from alignscope.core.analysis.plans import RayOptions, execute, parse_plan
+    from alignscope.core.analysis.plans import execute, parse_plan
+    from alignscope.core.analysis.ray_tasks import RayOptions
     from alignscope.core.cli_support import progress_bar
     from alignscope.core.settings import get_settings
 

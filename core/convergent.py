@@ -379,7 +379,7 @@ class LayerIdentification:
         return 1.0 / self.n_layers
 
 
-def identification_hits(matrices: Mapping[tuple[int, int], np.ndarray], *, higher_is_better: bool) -> np.ndarray:
+def identification_hits(matrices: Mapping[tuple[Any, Any], np.ndarray], *, higher_is_better: bool) -> np.ndarray:
     """float64 [L]: per layer i, the fraction of matrices whose best column in row i is column i.
 
     ``matrices`` maps each ordered pair (a, b) to the [L, L] scores of layer i of a against layer j of

@@ -208,6 +208,7 @@ def neighbour_graph(data: np.ndarray, n_neighbors: int, metric: str) -> tuple[np
     found = search_neighbors(
         data.astype(np.float32), n_neighbors - 1, similarity=metric, neighbors=mode, return_values=True
     )
+    assert found.values is not None  # asked for with return_values
     values = found.values.numpy()
     distances = 1.0 - values if metric == "cosine" else np.sqrt(np.maximum(-values, 0.0))
     n = data.shape[0]

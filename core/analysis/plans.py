@@ -35,6 +35,7 @@ from typing import Any
 
 from alignscope.core.analysis.differences import Difference, DifferenceRequest
 from alignscope.core.analysis.engine import Engine
+from alignscope.core.analysis.ray_tasks import RayOptions
 from alignscope.core.analysis.requests import PairRequest, Request, metric_params, parse_layer_choice
 from alignscope.core.analysis.results import PairScore
 from alignscope.core.analysis.sweeps import depth_layer
@@ -356,14 +357,6 @@ class RunReport:
 ProgressCallback = Callable[[float, float, int, int], None]  # (done s, total s, cells done, cells)
 
 
-@dataclass(frozen=True)
-class RayOptions:
-    """Where a run's cells go: ``address`` None starts a local Ray with ``num_cpus`` workers."""
-
-    address: str | None = None
-    num_cpus: int | None = None
-
-
 def execute(
     plan: Plan,
     out: Path,
@@ -376,7 +369,7 @@ def execute(
     """Run every cell (features first), writing ``table.{parquet,csv}``, ``differences.csv`` and
     ``run.json`` into ``out``. A cell already in the result store is read, not recomputed, so a run
     killed at any point resumes where it stopped. Progress is weighed by each cell's cost estimate.
-    With ``ray`` the cells not yet stored run as Ray tasks (:mod:`alignscope.core.analysis.ray_cells`)."""
+    With ``ray`` the cells not yet stored run as Ray tasks (:mod:`alignscope.core.analysis.ray_tasks`)."""
     import pandas as pd
 
     started = time.perf_counter()
@@ -390,7 +383,7 @@ def execute(
     rows, differences, done = [], [], 0.0
     todo = [index for index, hit in enumerate(hits) if not hit]
     if ray is not None and todo:  # every cell stored: no cluster to start
-        from alignscope.core.analysis.ray_cells import run_cells_on_ray
+        from alignscope.core.analysis.ray_tasks import run_cells_on_ray
 
         finished: list[int] = []
 
@@ -400,13 +393,7 @@ def execute(
                 seconds = sum(estimates[i] for i in finished)
                 on_progress(seconds, sum(estimates), len(requests) - len(todo) + len(finished), len(requests))
 
-        run_cells_on_ray(
-            [requests[i] for i in todo],
-            engine.settings.cache_dir,
-            address=ray.address,
-            num_cpus=ray.num_cpus,
-            on_done=on_done,
-        )
+        run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
     for index, (request, item) in enumerate(zip(requests, prepared)):
         result = engine.run(request)  # from the store when a Ray worker computed it
         if isinstance(request, DifferenceRequest):

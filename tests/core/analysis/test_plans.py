@@ -423,7 +423,7 @@ def test_list_runs_lists_finished_runs_newest_first_and_read_run_refuses_a_broke
 
 def test_the_cells_computed_by_ray_workers_equal_the_local_run(run_cache, template: Template, tmp_path):
     pytest.importorskip("ray")
-    from alignscope.core.analysis.plans import RayOptions
+    from alignscope.core.analysis.ray_tasks import RayOptions
 
     plan = parse_plan(PLAN)
     report = execute(plan, tmp_path / "ray", engine=Engine(), extract=no_extraction, ray=RayOptions(num_cpus=2))
