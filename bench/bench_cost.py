@@ -54,8 +54,9 @@ def main() -> None:
             for permutations, bootstrap in stats:
                 params = metric_params(spec.name, k=10)
                 request = PairRequest("a", "b", "synthetic", n, 0, spec.name, params, "0,0", permutations, bootstrap)
-                estimate = pair_seconds(spec.name, n, (d,), (d,), dict(params), search=False,
-                                        permutations=permutations, bootstrap=bootstrap)  # fmt: skip
+                estimate = pair_seconds(
+                    spec.name, n, (d,), (d,), dict(params), search=False, permutations=permutations, bootstrap=bootstrap
+                )
                 if estimate > 120:  # far above any budget: what matters is the range a link may start
                     continue
                 started, wall = time.process_time(), time.perf_counter()
@@ -65,9 +66,19 @@ def main() -> None:
                     rows.append({"metric": spec.name, "n": n, "d": d, "error": str(error)[:120]})
                     continue
                 cpu, elapsed = time.process_time() - started, time.perf_counter() - wall
-                rows.append({"metric": spec.name, "n": n, "d": d, "permutations": permutations, "bootstrap": bootstrap,
-                             "estimate_s": round(estimate, 4), "cpu_s": round(cpu, 4), "wall_s": round(elapsed, 4),
-                             "ratio": round(estimate / max(cpu, 1e-4), 2)})  # fmt: skip
+                rows.append(
+                    {
+                        "metric": spec.name,
+                        "n": n,
+                        "d": d,
+                        "permutations": permutations,
+                        "bootstrap": bootstrap,
+                        "estimate_s": round(estimate, 4),
+                        "cpu_s": round(cpu, 4),
+                        "wall_s": round(elapsed, 4),
+                        "ratio": round(estimate / max(cpu, 1e-4), 2),
+                    }
+                )
                 print(json.dumps(rows[-1]), flush=True)
     scored = [r for r in rows if "ratio" in r and r["cpu_s"] > 0.05]
     under = [r for r in scored if r["ratio"] < 1.0]
@@ -82,8 +93,10 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(summary, indent=1))
-    print(f"{len(scored)} cases; min ratio {summary['min_ratio']}, median {summary['median_ratio']}; "
-          f"{len(under)} underestimated")  # fmt: skip
+    print(
+        f"{len(scored)} cases; min ratio {summary['min_ratio']}, median {summary['median_ratio']}; "
+        f"{len(under)} underestimated"
+    )
 
 
 if __name__ == "__main__":

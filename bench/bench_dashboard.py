@@ -75,8 +75,15 @@ def main() -> None:
     for round_name in ("first", "again"):
         for page, what, query in INTERACTIONS:
             script, filled = _run(page, query)
-            rows.append({"round": round_name, "page": page, "interaction": what, "script_s": round(script, 3),
-                         "filled_s": round(filled, 3)})  # fmt: skip
+            rows.append(
+                {
+                    "round": round_name,
+                    "page": page,
+                    "interaction": what,
+                    "script_s": round(script, 3),
+                    "filled_s": round(filled, 3),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
     again = [r for r in rows if r["round"] == "again"]
     summary = {

@@ -301,19 +301,38 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import signal
 
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    command = [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(args.port),
-               "--server.address", args.host, "--server.headless", "true", "--browser.gatherUsageStats",
-               "false", "--client.showErrorDetails", "none"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(args.port),
+        "--server.address",
+        args.host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.showErrorDetails",
+        "none",
+    ]
     shown_host = "localhost" if args.host in ("127.0.0.1", "::1", "localhost") else args.host
     url = f"http://{shown_host}:{args.port}/"
     if _port_in_use(args.port):
         raise AlignscopeError(f"port {args.port} is already in use; pass --port with a free one")
-    env = {**os.environ, **({"ALIGNSCOPE_READ_ONLY": "1"} if args.read_only else {}),
-           **({"ALIGNSCOPE_PREFETCH_DEFAULT": "1"} if args.prefetch_default else {})}  # fmt: skip
+    env = {
+        **os.environ,
+        **({"ALIGNSCOPE_READ_ONLY": "1"} if args.read_only else {}),
+        **({"ALIGNSCOPE_PREFETCH_DEFAULT": "1"} if args.prefetch_default else {}),
+    }
     if args.host not in ("127.0.0.1", "::1", "localhost"):
-        print(f"warning: serving on {args.host}: anyone who can reach this machine can use the dashboard"
-              + ("" if args.read_only else " (uploads, adding models, deleting cache entries); consider --read-only"),
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"warning: serving on {args.host}: anyone who can reach this machine can use the dashboard"
+            + ("" if args.read_only else " (uploads, adding models, deleting cache entries); consider --read-only"),
+            file=sys.stderr,
+        )
     print(f"starting the dashboard at {url}  (Ctrl+C stops it)")
     process = subprocess.Popen(command, env=env, preexec_fn=_die_with_parent)
     received: list[int] = []

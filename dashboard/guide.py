@@ -35,7 +35,7 @@ PRESETS: tuple[Preset, ...] = (
             "metric": "mutual_knn",
             "selected": (),
             "inspected": None,
-        },  # fmt: skip
+        },
     ),
     Preset(
         "Same architecture, different seeds",
@@ -52,7 +52,7 @@ PRESETS: tuple[Preset, ...] = (
             "metric": "mutual_knn",
             "selected": (),
             "inspected": None,
-        },  # fmt: skip
+        },
     ),
     Preset(
         "Two text models on topic sentences",
@@ -69,7 +69,7 @@ PRESETS: tuple[Preset, ...] = (
             "metric": "mutual_knn",
             "selected": (),
             "inspected": None,
-        },  # fmt: skip
+        },
     ),
 )
 
@@ -97,8 +97,17 @@ def render_guide(sel: Selection, *, fresh: bool) -> None:
             with column, st.container(border=True):
                 st.markdown(f"**{preset.title}**")
                 st.caption(preset.question)
-                active = all(getattr(sel, name) == value for name, value in preset.settings.items()
-                             if name not in ("selected", "inspected"))  # fmt: skip
-                st.button("Open" if not active else "Shown now", key=f"preset-{index}", disabled=active,
-                          on_click=update_selection, kwargs=preset.settings, type="primary" if not active else "secondary")  # fmt: skip
+                active = all(
+                    getattr(sel, name) == value
+                    for name, value in preset.settings.items()
+                    if name not in ("selected", "inspected")
+                )
+                st.button(
+                    "Open" if not active else "Shown now",
+                    key=f"preset-{index}",
+                    disabled=active,
+                    on_click=update_selection,
+                    kwargs=preset.settings,
+                    type="primary" if not active else "secondary",
+                )
         st.markdown("Then:\n\n" + "\n".join(f"- {step}" for step in NEXT_STEPS))

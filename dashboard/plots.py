@@ -55,13 +55,21 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
     reach = float(np.abs(finite).max()) if finite.size else 1.0
     fig = go.Figure(
         go.Heatmap(
-            z=excess, x=labels_b, y=labels_a, text=values, colorscale=DIVERGING if chance is not None else SEQUENTIAL,
-            zmid=0.0 if chance is not None else None, zmin=-reach if chance is not None else None,
+            z=excess,
+            x=labels_b,
+            y=labels_a,
+            text=values,
+            colorscale=DIVERGING if chance is not None else SEQUENTIAL,
+            zmid=0.0 if chance is not None else None,
+            zmin=-reach if chance is not None else None,
             zmax=reach if chance is not None else None,
-            colorbar={"title": {"text": f"{matrix.metric}<br>{'better than chance by' if chance is not None else 'score'}"}},
-            hoverinfo="skip", texttemplate="%{text:.2f}" if rows * cols <= 100 else None,
+            colorbar={
+                "title": {"text": f"{matrix.metric}<br>{'better than chance by' if chance is not None else 'score'}"}
+            },
+            hoverinfo="skip",
+            texttemplate="%{text:.2f}" if rows * cols <= 100 else None,
         )
-    )  # fmt: skip
+    )
     reasons = {(i, j): reason for i, j, reason in matrix.problems}
     p_corr = matrix.p_corrected
     cell = []
@@ -81,46 +89,81 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
         go.Scatter(
             x=[labels_b[j] for i in range(rows) for j in range(cols)],
             y=[labels_a[i] for i in range(rows) for j in range(cols)],
-            customdata=cell, mode="markers", name="cells", showlegend=False,
+            customdata=cell,
+            mode="markers",
+            name="cells",
+            showlegend=False,
             marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"},
             hovertemplate="A: %{y}<br>B: %{x}<br>%{customdata[2]}<br>click to select<extra></extra>",
-            selected={"marker": {"opacity": 1}}, unselected={"marker": {"opacity": 1}},
+            selected={"marker": {"opacity": 1}},
+            unselected={"marker": {"opacity": 1}},
         )
-    )  # fmt: skip
-    _mark(fig, [(i, j) for i in range(rows) for j in range(cols) if p_corr is not None and p_corr[i, j] > 0.05
-                and np.isfinite(values[i, j])], labels_a, labels_b,
-          "not above chance (corrected p > 0.05)", {"symbol": "square", "size": 26, "color": "rgba(150,150,150,0.75)"})  # fmt: skip
+    )
+    _mark(
+        fig,
+        [
+            (i, j)
+            for i in range(rows)
+            for j in range(cols)
+            if p_corr is not None and p_corr[i, j] > 0.05 and np.isfinite(values[i, j])
+        ],
+        labels_a,
+        labels_b,
+        "not above chance (corrected p > 0.05)",
+        {"symbol": "square", "size": 26, "color": "rgba(150,150,150,0.75)"},
+    )
     flagged = [(i, j) for i, j, _ in matrix.problems]
-    _mark(fig, flagged, labels_a, labels_b, "degenerate or undefined (hover)",
-          {"symbol": "x-thin", "size": 16, "line": {"width": 2, "color": "#444"}})  # fmt: skip
+    _mark(
+        fig,
+        flagged,
+        labels_a,
+        labels_b,
+        "degenerate or undefined (hover)",
+        {"symbol": "x-thin", "size": 16, "line": {"width": 2, "color": "#444"}},
+    )
     best_i, best_j = matrix.best_index
     if matrix.best_significant:
         fig.add_trace(
             go.Scatter(
-                x=[labels_b[best_j]], y=[labels_a[best_i]], mode="markers",
+                x=[labels_b[best_j]],
+                y=[labels_a[best_i]],
+                mode="markers",
                 name=f"best pair ({values[best_i, best_j]:.3f}, corrected p {p_corr[best_i, best_j]:.2g})",  # type: ignore[index]
                 marker={"symbol": "star", "size": 18, "color": "white", "line": {"color": "black", "width": 1.5}},
                 hoverinfo="skip",
             )
-        )  # fmt: skip
+        )
     if selected_index is not None and not (matrix.best_significant and tuple(selected_index) == matrix.best_index):
         sel_i, sel_j = selected_index
         fig.add_trace(
             go.Scatter(
-                x=[labels_b[sel_j]], y=[labels_a[sel_i]], mode="markers", name="selected pair",
-                marker={"symbol": "square-open", "size": 26, "color": _MARKER, "line": {"width": 3}}, hoverinfo="skip",
+                x=[labels_b[sel_j]],
+                y=[labels_a[sel_i]],
+                mode="markers",
+                name="selected pair",
+                marker={"symbol": "square-open", "size": 26, "color": _MARKER, "line": {"width": 3}},
+                hoverinfo="skip",
             )
-        )  # fmt: skip
+        )
     fig.update_xaxes(title_text=f"layer of B = {matrix.model_b} (input → output)", tickangle=-30, type="category")
     fig.update_yaxes(title_text=f"layer of A = {matrix.model_a}", autorange="reversed", type="category")
     return _layout(fig, f"{matrix.metric} for every layer pair", height=max(380, 34 * rows + 200))
 
 
-def _mark(fig: go.Figure, cells: list[tuple[int, int]], labels_a: list[str], labels_b: list[str], name: str,
-          marker: dict) -> None:  # fmt: skip
+def _mark(
+    fig: go.Figure, cells: list[tuple[int, int]], labels_a: list[str], labels_b: list[str], name: str, marker: dict
+) -> None:
     if cells:
-        fig.add_trace(go.Scatter(x=[labels_b[j] for _, j in cells], y=[labels_a[i] for i, _ in cells], mode="markers",
-                                 name=name, marker=marker, hoverinfo="skip"))  # fmt: skip
+        fig.add_trace(
+            go.Scatter(
+                x=[labels_b[j] for _, j in cells],
+                y=[labels_a[i] for i, _ in cells],
+                mode="markers",
+                name=name,
+                marker=marker,
+                hoverinfo="skip",
+            )
+        )
 
 
 def metric_scores(rows: Sequence[dict], *, with_intervals: bool = True) -> go.Figure:

@@ -26,8 +26,12 @@ def _imports(path: Path, known: set[str]) -> set[str]:
     """Every alignscope module ``path`` imports, at any depth of the file (function-level included),
     except under ``if TYPE_CHECKING:``."""
     tree = ast.parse(path.read_text())
-    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-               and "TYPE_CHECKING" in ast.unparse(block.test) for node in ast.walk(block)}  # fmt: skip
+    skipped = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+    }
     found = set()
     for node in ast.walk(tree):
         if id(node) in skipped:
@@ -82,8 +86,10 @@ def test_alignscope_imports_from_outside_the_checkout(tmp_path):
 def test_the_wheel_holds_one_top_level_package(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("alignscope-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -116,10 +116,20 @@ def score_pair(
     p_value = p_maxstat = None
     if pair is None:  # the best of every pair: its p comes from the same shuffles as the whole search's
         scored = layer_matrix_of(
-            MatrixRequest(request.model_a, request.model_b, request.dataset, request.n, request.seed, request.metric,
-                          request.params, request.permutations),
-            view_a, view_b, progress=stage("matrix"),
-        )  # fmt: skip
+            MatrixRequest(
+                request.model_a,
+                request.model_b,
+                request.dataset,
+                request.n,
+                request.seed,
+                request.metric,
+                request.params,
+                request.permutations,
+            ),
+            view_a,
+            view_b,
+            progress=stage("matrix"),
+        )
         if not np.isfinite(scored.best_value):
             raise InputError(f"{request.metric} could not score any layer pair: {scored.problems[0][2]}")
         i, j = scored.best_index
@@ -130,19 +140,28 @@ def score_pair(
         i = resolve_layer(pair[0], len(view_a.values), view_a.model)
         j = resolve_layer(pair[1], len(view_b.values), view_b.model)
         stage("score")
-        value = compute(request.metric, view_a.values[i], view_b.values[j], name_a=view_a.model,
-                        name_b=view_b.model, **params)  # fmt: skip
+        value = compute(
+            request.metric, view_a.values[i], view_b.values[j], name_a=view_a.model, name_b=view_b.model, **params
+        )
     a, b = view_a.values[i], view_b.values[j]
     recall = approximate_recall(spec, a, b, params)
     chance = chance_of(request.metric, a, b, params, seed=request.seed, progress=stage("chance"))
     if request.permutations and pair is not None:
-        p_value = permutation_test(request.metric, a, b, n_permutations=request.permutations, seed=request.seed,
-                                   progress=stage("permutations"), **params).p_value  # fmt: skip
+        p_value = permutation_test(
+            request.metric,
+            a,
+            b,
+            n_permutations=request.permutations,
+            seed=request.seed,
+            progress=stage("permutations"),
+            **params,
+        ).p_value
     ci_low = ci_high = None
     failed = 0
     if request.bootstrap:
-        interval = bootstrap_ci(request.metric, a, b, n_boot=request.bootstrap, seed=request.seed,
-                                progress=stage("bootstrap"), **params)  # fmt: skip
+        interval = bootstrap_ci(
+            request.metric, a, b, n_boot=request.bootstrap, seed=request.seed, progress=stage("bootstrap"), **params
+        )
         ci_low, ci_high, failed = interval.low, interval.high, interval.n_failed
     searched = 1 if pair is not None else len(view_a.values) * len(view_b.values)
     return PairScore(
@@ -207,18 +226,34 @@ def layer_matrix_of(
     chance = p_values = p_corrected = None
     try:
         if shuffles:
-            tested = max_stat_test(view_a.values, view_b.values, request.metric, n_permutations=shuffles,
-                                   seed=request.seed, progress=progress, names_a=names_a, names_b=names_b,
-                                   **params)  # fmt: skip
+            tested = max_stat_test(
+                view_a.values,
+                view_b.values,
+                request.metric,
+                n_permutations=shuffles,
+                seed=request.seed,
+                progress=progress,
+                names_a=names_a,
+                names_b=names_b,
+                **params,
+            )
             values = np.asarray(tested.observed, dtype=np.float64)
             chance = np.asarray(tested.null_values).mean(axis=0)
             if request.permutations:
                 p_values = np.asarray(tested.p_cells_raw, dtype=np.float64)
-                p_corrected = studentised_max_t(values, np.asarray(tested.null_values), spec.higher_is_better,
-                                                valid=~degenerate)  # fmt: skip
+                p_corrected = studentised_max_t(
+                    values, np.asarray(tested.null_values), spec.higher_is_better, valid=~degenerate
+                )
         else:
-            values = layer_matrix(view_a.values, view_b.values, request.metric, names_a=names_a, names_b=names_b,
-                                  progress=progress, **params).values  # fmt: skip
+            values = layer_matrix(
+                view_a.values,
+                view_b.values,
+                request.metric,
+                names_a=names_a,
+                names_b=names_b,
+                progress=progress,
+                **params,
+            ).values
     except InputError:  # some pair cannot be scored: score the others, one by one
         values, failed = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
         problems.extend(failed)
@@ -248,8 +283,9 @@ def layer_matrix_of(
     )
 
 
-def studentised_max_t(observed: np.ndarray, null: np.ndarray, higher_is_better: bool,
-                      valid: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+def studentised_max_t(
+    observed: np.ndarray, null: np.ndarray, higher_is_better: bool, valid: np.ndarray | None = None
+) -> np.ndarray:
     """Single-step max-T adjusted p of every cell (Westfall & Young 1993), on studentised scores.
 
     ``observed`` [La, Lb]; ``null`` [P, La, Lb] the same cells under P shuffles. Each cell is put on its

@@ -189,8 +189,10 @@ def cca_degenerate(n_samples: int, d_a: int, d_b: int, params: dict[str, Any]) -
         return None
     rank_a, rank_b = min(d_a, n_samples - 1), min(d_b, n_samples - 1)
     if rank_a + rank_b >= n_samples - 1:
-        return (f"CCA is degenerate here: {d_a} + {d_b} features for {n_samples} samples, so every canonical "
-                "correlation is 1 whatever the data; use more samples, svcca, or a ridge (reg > 0)")  # fmt: skip
+        return (
+            f"CCA is degenerate here: {d_a} + {d_b} features for {n_samples} samples, so every canonical "
+            "correlation is 1 whatever the data; use more samples, svcca, or a ridge (reg > 0)"
+        )
     return None
 
 

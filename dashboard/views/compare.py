@@ -143,33 +143,53 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
     matrix: LayerMatrix = outcome.result
     spec = get_metric(sel.metric)
     fig = plots.layer_heatmap(matrix, selected_index=(layer_a, layer_b))
-    st.plotly_chart(fig, key="compare-heatmap", on_select=_pick_cell, selection_mode="points",
-                    config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}})  # fmt: skip
+    st.plotly_chart(
+        fig,
+        key="compare-heatmap",
+        on_select=_pick_cell,
+        selection_mode="points",
+        config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}},
+    )
     best_i, best_j = matrix.best_index
     searched = (
         matrix.values.size - int(matrix.degenerate.sum()) if matrix.degenerate is not None else matrix.values.size
     )
-    best = (f"A layer {best_i} `{matrix.names_a[best_i]}` × B layer {best_j} `{matrix.names_b[best_j]}` = "
-            f"{matrix.best_value:.3f} ({'max' if spec.higher_is_better else 'min'} of {sel.metric})")  # fmt: skip
+    best = (
+        f"A layer {best_i} `{matrix.names_a[best_i]}` × B layer {best_j} `{matrix.names_b[best_j]}` = "
+        f"{matrix.best_value:.3f} ({'max' if spec.higher_is_better else 'min'} of {sel.metric})"
+    )
     if matrix.p_corrected is None:
-        verdict = (f"Best-scoring pair: {best}. Permutations are off, so no pair is tested against chance "
-                   "(no star); set permutations above 0 to test the search.")  # fmt: skip
+        verdict = (
+            f"Best-scoring pair: {best}. Permutations are off, so no pair is tested against chance "
+            "(no star); set permutations above 0 to test the search."
+        )
     elif matrix.best_significant:
         p = _p_floor_text(float(matrix.p_corrected[best_i, best_j]), matrix.n_permutations)
-        verdict = (f"★ Best pair: {best}, above chance after correcting for the {searched} pairs searched "
-                   f"(max-statistic permutation test, p {p}).")  # fmt: skip
+        verdict = (
+            f"★ Best pair: {best}, above chance after correcting for the {searched} pairs searched "
+            f"(max-statistic permutation test, p {p})."
+        )
     else:
-        verdict = (f"No pair stands out: the best-scoring one, {best}, is not above chance after correcting for "
-                   f"the {searched} pairs searched (p = {float(matrix.p_corrected[best_i, best_j]):.3g}).")  # fmt: skip
-    st.caption(verdict + " Colour: how far each score is from its chance level (white = chance); grey cells are "
-               "not above chance after the correction. PNG: camera icon in the toolbar.")  # fmt: skip
+        verdict = (
+            f"No pair stands out: the best-scoring one, {best}, is not above chance after correcting for "
+            f"the {searched} pairs searched (p = {float(matrix.p_corrected[best_i, best_j]):.3g})."
+        )
+    st.caption(
+        verdict + " Colour: how far each score is from its chance level (white = chance); grey cells are "
+        "not above chance after the correction. PNG: camera icon in the toolbar."
+    )
     for i, j, reason in matrix.problems[:3]:
         st.caption(f"Layer pair {i} × {j}: {ui.plain(reason)}")
     if len(matrix.problems) > 3:
         st.caption(f"… and {len(matrix.problems) - 3} more flagged pairs (hover the crossed cells).")
     if (best_i, best_j) != (layer_a, layer_b):
-        st.button("Use the best pair", on_click=update_selection, kwargs={"layer_a": best_i, "layer_b": best_j},
-                  icon=":material/star:", key="compare-best")  # fmt: skip
+        st.button(
+            "Use the best pair",
+            on_click=update_selection,
+            kwargs={"layer_a": best_i, "layer_b": best_j},
+            icon=":material/star:",
+            key="compare-best",
+        )
     return matrix, fig
 
 

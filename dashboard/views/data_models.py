@@ -102,8 +102,13 @@ def _upload_dataset() -> None:
         ui.show_error("Give a name and choose a file.")
         return
     if _replacing("datasets", name) and not replace:
-        st.warning(ui.plain(f"A dataset named {name} exists already. Tick 'Replace' to overwrite it, or choose "
-                            "another name; nothing was written."), icon=":material/warning:")  # fmt: skip
+        st.warning(
+            ui.plain(
+                f"A dataset named {name} exists already. Tick 'Replace' to overwrite it, or choose "
+                "another name; nothing was written."
+            ),
+            icon=":material/warning:",
+        )
         return
     try:
         with st.spinner("Validating and storing the file…"):
@@ -141,8 +146,13 @@ def _upload_representation(sel: Selection) -> None:
         if rep_file is None or not rep_name:
             ui.show_error("Give a name and choose a file.")
         elif _replacing("models", rep_name) and not rep_replace:
-            st.warning(ui.plain(f"A model named {rep_name} exists already. Tick 'Replace' to overwrite it, or "
-                                "choose another name; nothing was written."), icon=":material/warning:")  # fmt: skip
+            st.warning(
+                ui.plain(
+                    f"A model named {rep_name} exists already. Tick 'Replace' to overwrite it, or "
+                    "choose another name; nothing was written."
+                ),
+                icon=":material/warning:",
+            )
         else:
             try:
                 with st.spinner("Validating the matrix…"):

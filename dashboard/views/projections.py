@@ -170,19 +170,30 @@ def render(sel: Selection) -> None:
     if missing:
         st.caption(f"{missing} points that umap left disconnected from its neighbour graph are not drawn.")
     if n <= hover_maps.MAX_POINTS:
-        with st.expander("Hover the maps for thumbnails and texts; lines link each selected sample's two "
-                         "positions", expanded=data.images is not None or bool(selected)):  # fmt: skip
-            colours = (plots_projection.label_colours(list(data.labels))[0] if data.labels is not None
-                       else ["#4E79A7"] * n)  # fmt: skip
+        with st.expander(
+            "Hover the maps for thumbnails and texts; lines link each selected sample's two positions",
+            expanded=data.images is not None or bool(selected),
+        ):
+            colours = (
+                plots_projection.label_colours(list(data.labels))[0] if data.labels is not None else ["#4E79A7"] * n
+            )
             components.html(
                 hover_maps.hover_maps_html(
-                    coords_a, coords_b, sample_ids=sample_ids, colours=colours,
-                    titles=(f"A: {sel.model_a} · {pair.names_a[layer_a]}", f"B: {sel.model_b} · {pair.names_b[layer_b]}"),
-                    labels=data.labels, texts=data.texts, selected_indices=selected_indices,
+                    coords_a,
+                    coords_b,
+                    sample_ids=sample_ids,
+                    colours=colours,
+                    titles=(
+                        f"A: {sel.model_a} · {pair.names_a[layer_a]}",
+                        f"B: {sel.model_b} · {pair.names_b[layer_b]}",
+                    ),
+                    labels=data.labels,
+                    texts=data.texts,
+                    selected_indices=selected_indices,
                     thumbnails=_cached.thumbnails(sel.dataset, sel.n, sel.seed) if data.images is not None else None,
                 ),
                 height=480,
-            )  # fmt: skip
+            )
     _search(sample_ids, data.texts)
     _selection(sel, data, sample_ids, selected, selected_indices, overlap)
     st.subheader("Share")
@@ -196,8 +207,14 @@ def _search(sample_ids: list[str], texts) -> None:
     left, right = st.columns([4, 1])
     query = left.text_input("Find samples by id or text", key="proj-search", placeholder="e.g. digit-0042 or a word")
     matches = matching_samples(query, sample_ids, texts) if query.strip() else []
-    right.button(f"Select {len(matches)}", disabled=not matches, key="proj-search-select", on_click=update_selection,
-                 kwargs={"selected": tuple(sample_ids[i] for i in matches)}, icon=":material/search:")  # fmt: skip
+    right.button(
+        f"Select {len(matches)}",
+        disabled=not matches,
+        key="proj-search-select",
+        on_click=update_selection,
+        kwargs={"selected": tuple(sample_ids[i] for i in matches)},
+        icon=":material/search:",
+    )
 
 
 def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> None:

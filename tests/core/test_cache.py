@@ -239,8 +239,11 @@ def test_a_hub_models_first_extraction_is_stored_under_the_key_later_lookups_com
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setattr(sources, "check_hub_id", lambda *args, **kwargs: None)  # the hub says: it exists
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        _fake_hub_download(hub_cache, save_tiny_bert(tmp_path / "bert"), "c0ffee" * 6 + "abcd"))  # fmt: skip
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        _fake_hub_download(hub_cache, save_tiny_bert(tmp_path / "bert"), "c0ffee" * 6 + "abcd"),
+    )
     spec = hub_model_spec("org/tiny-bert", modality="text")
     dataset = load_dataset("sentences", n=10)
     before_download = feature_key(spec, dataset)

@@ -43,9 +43,11 @@ def test_stopping_the_dashboard_command_stops_its_server(tmp_path, stop):
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "alignscope.core.cli", "dashboard", "--port", str(port), "--headless"],
-        env=server_env(tmp_path / "cache"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=server_env(tmp_path / "cache"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own process group: the finally below can always clean up
-    )  # fmt: skip
+    )
     try:
         assert _wait(lambda: _healthy(port), 120), "the dashboard never answered"
         process.send_signal(stop)

@@ -57,8 +57,9 @@ def test_trained_nets_get_a_starred_best_pair_with_its_corrected_p():
 def test_degenerate_cca_pairs_are_flagged_and_never_the_best():
     """PWCCA with more features than samples scores 1.000 for every such pair."""
     _upload_noise("wide-a", 150, 3)
-    app = run_page("compare", {"a": "wide-a", "b": "digits-cnn-s1", "metric": "pwcca", "n": "120", "perm": "0",
-                               "metrics": "pwcca"})  # fmt: skip
+    app = run_page(
+        "compare", {"a": "wide-a", "b": "digits-cnn-s1", "metric": "pwcca", "n": "120", "perm": "0", "metrics": "pwcca"}
+    )
     no_exception(app)
     assert any("degenerate" in c.value for c in app.caption)  # explained, not starred
     assert not any(c.value.startswith("★") for c in app.caption)
@@ -137,8 +138,14 @@ def test_the_hover_maps_carry_user_text_as_data_never_as_markup():
     from alignscope.dashboard.hover_maps import hover_maps_html
 
     hostile = "</script><img src=x onerror=alert(1)> ![x](http://host/p.png)"
-    page = hover_maps_html(np.zeros((2, 2)), np.ones((2, 2)), sample_ids=["a", "b"], colours=["#000", "#111"],
-                           titles=("A", "B"), texts=[hostile, "NaN"])  # fmt: skip
+    page = hover_maps_html(
+        np.zeros((2, 2)),
+        np.ones((2, 2)),
+        sample_ids=["a", "b"],
+        colours=["#000", "#111"],
+        titles=("A", "B"),
+        texts=[hostile, "NaN"],
+    )
     assert "</script><img" not in page  # the data cannot close the script
     assert "textContent" in page and "innerHTML" not in page
     data = json.loads(page.split("const D = ", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))

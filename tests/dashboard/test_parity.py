@@ -11,23 +11,75 @@ from tests.dashboard.helpers import no_exception, run_page
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
-SETTINGS = {"a": "digits-cnn-s0", "b": "digits-cnn-s1", "data": "digits", "n": "200", "seed": "1", "k": "10",
-            "perm": "50", "boot": "20", "la": "-1", "lb": "-1", "metrics": "mutual_knn,linear_cka"}  # fmt: skip
+SETTINGS = {
+    "a": "digits-cnn-s0",
+    "b": "digits-cnn-s1",
+    "data": "digits",
+    "n": "200",
+    "seed": "1",
+    "k": "10",
+    "perm": "50",
+    "boot": "20",
+    "la": "-1",
+    "lb": "-1",
+    "metrics": "mutual_knn,linear_cka",
+}
 
 
 def _api(metric: str):
     from alignscope.core.analysis import PairRequest, metric_params, run
 
-    return run(PairRequest("digits-cnn-s0", "digits-cnn-s1", "digits", 200, 1, metric, metric_params(metric, k=10),
-                           "last", permutations=50, bootstrap=20))  # fmt: skip
+    return run(
+        PairRequest(
+            "digits-cnn-s0",
+            "digits-cnn-s1",
+            "digits",
+            200,
+            1,
+            metric,
+            metric_params(metric, k=10),
+            "last",
+            permutations=50,
+            bootstrap=20,
+        )
+    )
 
 
 def _cli(capsys) -> dict:
     from alignscope.core.cli import main
 
-    assert main(["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits",
-                 "--n", "200", "--seed", "1", "--k", "10", "--metric", "mutual_knn", "--metric", "linear_cka",
-                 "--layers", "last", "--permutations", "50", "--bootstrap", "20", "--format", "json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "score",
+                "--model-a",
+                "digits-cnn-s0",
+                "--model-b",
+                "digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--n",
+                "200",
+                "--seed",
+                "1",
+                "--k",
+                "10",
+                "--metric",
+                "mutual_knn",
+                "--metric",
+                "linear_cka",
+                "--layers",
+                "last",
+                "--permutations",
+                "50",
+                "--bootstrap",
+                "20",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     return {score["metric"]: score for score in json.loads(capsys.readouterr().out)}
 
 
@@ -55,8 +107,11 @@ def test_the_neighbours_many_models_and_sweeps_pages_show_the_same_score():
     shown = {m.label: m.value for m in neighbours.metric}
     assert shown["Mutual k-NN (mean overlap)"] == f"{api.value:.3f}"
     assert shown["Chance level k/(n−1)"] == f"{api.chance:.3f}"
-    many = run_page("many_models", {**SETTINGS, "models": "digits-cnn-s0,digits-cnn-s1", "depth": "1.0",
-                                    "metric": "mutual_knn"}, fast=False)  # fmt: skip
+    many = run_page(
+        "many_models",
+        {**SETTINGS, "models": "digits-cnn-s0,digits-cnn-s1", "depth": "1.0", "metric": "mutual_knn"},
+        fast=False,
+    )
     no_exception(many)
     assert many.dataframe[0].value.loc["digits-cnn-s0", "digits-cnn-s1"] == pytest.approx(api.value, abs=1e-12)
     sweeps = run_page("sweeps", {**SETTINGS, "sweep": "k", "metric": "mutual_knn"}, fast=False)

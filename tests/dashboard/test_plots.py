@@ -17,9 +17,24 @@ def _matrix(values, *, chance=None, p_corrected=None, problems=(), best=None) ->
     values = np.asarray(values, dtype=float)
     rows, cols = values.shape
     best = best or tuple(int(i) for i in np.unravel_index(np.nanargmax(values), values.shape))
-    return LayerMatrix("m", "A", "B", "d", 100, tuple(f"a{i}" for i in range(rows)), tuple(f"b{j}" for j in range(cols)),
-                       values, best, float(values[best]), True, chance=chance, p_corrected=p_corrected,
-                       p_values=p_corrected, n_permutations=0 if p_corrected is None else 99, problems=problems)  # fmt: skip
+    return LayerMatrix(
+        "m",
+        "A",
+        "B",
+        "d",
+        100,
+        tuple(f"a{i}" for i in range(rows)),
+        tuple(f"b{j}" for j in range(cols)),
+        values,
+        best,
+        float(values[best]),
+        True,
+        chance=chance,
+        p_corrected=p_corrected,
+        p_values=p_corrected,
+        n_permutations=0 if p_corrected is None else 99,
+        problems=problems,
+    )
 
 
 def _trace(fig, name_start):
@@ -40,8 +55,9 @@ def test_layer_heatmap_stars_the_best_pair_only_when_it_survives_the_correction(
     assert star.marker.symbol == "star" and star.x[0] == heatmap.x[best[1]] and star.y[0] == heatmap.y[best[0]]
     greyed = _trace(fig, "not above chance")
     assert len(greyed.x) == values.size - 1  # every cell but the significant one
-    none_significant = plots.layer_heatmap(_matrix(values, chance=np.full(values.shape, 0.2),
-                                                   p_corrected=np.full(values.shape, 0.3)))  # fmt: skip
+    none_significant = plots.layer_heatmap(
+        _matrix(values, chance=np.full(values.shape, 0.2), p_corrected=np.full(values.shape, 0.3))
+    )
     assert _trace(none_significant, "best pair") is None  # never a star for what the test does not support
     untested = plots.layer_heatmap(_matrix(values))
     assert _trace(untested, "best pair") is None

@@ -56,8 +56,13 @@ def test_a_restarted_server_shows_a_umap_computed_before_without_computing_it_ag
     )
     import os
 
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "ALIGNSCOPE_CACHE_DIR": str(dashboard_cache)})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "ALIGNSCOPE_CACHE_DIR": str(dashboard_cache)},
+    )
     assert done.returncode == 0, done.stderr
     state, _, coords = done.stdout.strip().partition(" ")
     assert state == "ready"

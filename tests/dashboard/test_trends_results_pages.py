@@ -18,9 +18,18 @@ def _engine_trend():
     from alignscope.core.analysis.trends import TrendRequest
 
     request = TrendRequest(
-        tuple(NETS.split(",")), (), "digits", 120, 0, "mutual_knn", metric_params("mutual_knn", k=5), None,
-        "test_accuracy", (), 10,
-    )  # fmt: skip
+        tuple(NETS.split(",")),
+        (),
+        "digits",
+        120,
+        0,
+        "mutual_knn",
+        metric_params("mutual_knn", k=5),
+        None,
+        "test_accuracy",
+        (),
+        10,
+    )
     return default_engine().run(request)
 
 
