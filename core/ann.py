@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from alignscope.core.devices import torch_threads
 from alignscope.core.errors import InputError
 
 # Below this many samples an exact search takes well under a second and beats building an index.
@@ -66,18 +67,6 @@ def require_faiss(purpose: str) -> Any:
             "(pip install faiss-cpu); use neighbors='exact'"
         )
     return faiss
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run many small torch operations on one thread: on a busy machine each multi-threaded small op
-    waits for a descheduled thread (the list-by-list scan measured 3-4x slower on 2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @contextlib.contextmanager
@@ -290,7 +279,7 @@ def ivf_candidates(
     columns = torch.zeros((grouped.numel(), k), dtype=torch.long, device=device)
     probes = probe_sets(index, n_probe).tolist()
     sorted_ids = None if sample_ids is None else sample_ids[index.order]
-    with one_torch_thread() if device.type == "cpu" else contextlib.nullcontext():
+    with torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
         for list_id in range(index.n_lists):
             first, last = query_offsets[list_id], query_offsets[list_id + 1]
             if first < last:

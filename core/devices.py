@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from alignscope.core.errors import ModelLoadError
@@ -41,3 +44,16 @@ def effective_dtype(dtype: str, device: str = "auto") -> str:
         'float32'
     """
     return str(resolve_dtype(dtype, resolve_device(device))).removeprefix("torch.")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int = 1) -> Iterator[None]:
+    """Run the block on ``count`` torch intra-op threads, restoring the setting after. Many small ops on
+    2 busy cores run faster on one thread (a multi-threaded small op waits for a descheduled thread), and
+    one thread keeps float reductions identical across machines with different core counts."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -32,8 +32,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import cast
@@ -44,6 +43,7 @@ from filelock import FileLock
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from alignscope.core.devices import torch_threads
 from alignscope.core.errors import InputError
 from alignscope.core.settings import Settings, get_settings
 
@@ -462,18 +462,6 @@ def training_subset(train_idx: np.ndarray, train_size: int | None) -> np.ndarray
     return np.sort(train_idx[order[:train_size]])
 
 
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    # As in train(): one thread is fastest for these tiny convolutions and keeps the float reductions,
-    # hence the weights, identical across machines with different core counts.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def train_recipe(recipe: DigitsRecipe) -> tuple[ScaledDigitsCNN, TrainedInfo]:
     """Train one net as ``recipe`` says; deterministic, and the caller's global torch RNG is left as it was.
 
@@ -483,7 +471,10 @@ def train_recipe(recipe: DigitsRecipe) -> tuple[ScaledDigitsCNN, TrainedInfo]:
     train_idx, test_idx = train_test_split_indices(len(labels))
     train_idx = training_subset(train_idx, recipe.train_size)
     started = time.perf_counter()
-    with torch.random.fork_rng(devices=[]), _one_thread():
+    with (
+        torch.random.fork_rng(devices=[]),
+        torch_threads(1),
+    ):  # as in train(): fastest for tiny convolutions, identical weights across machines
         torch.manual_seed(recipe.seed)
         net = ScaledDigitsCNN(recipe.channels)
         generator = torch.Generator().manual_seed(recipe.seed)

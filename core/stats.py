@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignscope.core.devices import torch_threads
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs
 from alignscope.core.metrics.registry import MetricSpec, get_metric
@@ -107,12 +108,8 @@ def _loop_threads(n_samples: int, device: torch.device) -> Iterator[None]:
     if device.type != "cpu" or n_samples > SINGLE_THREAD_MAX_SAMPLES:
         yield
         return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _null_values(

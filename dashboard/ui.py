@@ -507,6 +507,28 @@ def share_box(selection: Selection) -> None:
     st.code(share_url(selection), language=None, wrap_lines=True)
 
 
+def export_row(
+    sel: Selection, *, page: str, table: tuple[str, object] | None, fig, results: dict[str, object], stem: str
+) -> None:
+    """The share box, then a table as CSV (``(label, frame)``), the figure as HTML, and a JSON result
+    card (``results`` with the link, the settings and the package versions) side by side."""
+    from alignscope.dashboard import _cached
+
+    st.subheader("Share and export")
+    share_box(sel)
+    columns = st.columns(3)
+    if table is not None:
+        with columns[0]:
+            csv_download(table[0], table[1], f"{stem}.csv", key=f"{page}-csv")
+    if fig is not None:
+        with columns[1]:
+            html_download(fig, f"{stem}.html", key=f"{page}-html")
+    card = {"alignscope_result": 2, "page": page, "config": sel.to_query(), **results}
+    card.update(packages=_cached.package_versions(), link=share_url(sel))
+    with columns[2]:
+        json_download("Result card (JSON)", card, f"{stem}.json", key=f"{page}-card")
+
+
 def json_download(label: str, payload: dict, file_name: str, key: str) -> None:
     from alignscope.core.analysis.report import jsonable
 

@@ -17,7 +17,7 @@ from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.core.models import get_model_spec, install_status
 from alignscope.dashboard import _cached, plots, ui
 from alignscope.dashboard.selection import MAX_MODELS, Selection
-from alignscope.dashboard.url_state import bound, note_for_next_run, share_url, update_selection
+from alignscope.dashboard.url_state import bound, note_for_next_run, update_selection
 
 BEST, DEPTH = "best layer pair", "fixed relative depth"
 
@@ -224,30 +224,14 @@ def render(sel: Selection) -> None:
     ui.gate([matrix_out, gram_out], key="many-gate", what="the model matrix")
     identification = _identification(sel)
 
-    st.subheader("Share and export")
-    ui.share_box(sel)
-    columns = st.columns(3)
-    if frame is not None:
-        with columns[0]:
-            ui.csv_download("Matrix (CSV)", frame, "alignscope-models.csv", key="many-csv")
-        with columns[1]:
-            ui.html_download(fig, "alignscope-models.html", key="many-html")
-    with columns[2]:
-        ui.json_download(
-            "Result card (JSON)",
-            {
-                "alignscope_result": 2,
-                "page": "many-models",
-                "config": sel.to_query(),
-                "matrix": result,
-                "gram": gram,
-                "layer_identification": identification,
-                "packages": _cached.package_versions(),
-                "link": share_url(sel),
-            },
-            "alignscope-models.json",
-            key="many-card",
-        )
+    ui.export_row(
+        sel,
+        page="many-models",
+        table=("Matrix (CSV)", frame) if frame is not None else None,
+        fig=fig,
+        results={"matrix": result, "gram": gram, "layer_identification": identification},
+        stem="alignscope-models",
+    )
 
 
 if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py

@@ -19,7 +19,7 @@ from alignscope.dashboard import _cached, ui
 from alignscope.dashboard.difference_view import paired_difference
 from alignscope.dashboard.plots_trends import trend_figure
 from alignscope.dashboard.selection import X_SCALES, Selection
-from alignscope.dashboard.url_state import bound, opened_without_a_link, share_url, update_selection
+from alignscope.dashboard.url_state import bound, opened_without_a_link, update_selection
 
 BEST, DEPTH = "best layer pair", "fixed relative depth"
 DEFAULT_SHOWN = "_alignscope_trends_default_shown"
@@ -268,28 +268,14 @@ def render(sel: Selection) -> None:
         with st.expander("Points, intervals and the layers behind each"):
             st.dataframe(frame, width="stretch")
         sel = _difference(sel, trend)
-    st.subheader("Share and export")
-    ui.share_box(sel)
-    columns = st.columns(3)
-    if frame is not None:
-        with columns[0]:
-            ui.csv_download("Points (CSV)", frame, "alignscope-trend.csv", key="trend-csv")
-        with columns[1]:
-            ui.html_download(fig, "alignscope-trend.html", key="trend-html")
-    with columns[2]:
-        ui.json_download(
-            "Result card (JSON)",
-            {
-                "alignscope_result": 2,
-                "page": "trends",
-                "config": sel.to_query(),
-                "trend": trend,
-                "packages": _cached.package_versions(),
-                "link": share_url(sel),
-            },
-            "alignscope-trend.json",
-            key="trend-card",
-        )
+    ui.export_row(
+        sel,
+        page="trends",
+        table=("Points (CSV)", frame) if frame is not None else None,
+        fig=fig,
+        results={"trend": trend},
+        stem="alignscope-trend",
+    )
     st.caption("PNG: the camera button in the figure's toolbar.")
 
 
