@@ -127,19 +127,19 @@ def _fit(seed, images, labels, train_idx, test_idx, generator) -> tuple[DigitsCN
     return net, {"seed": seed, "recipe": RECIPE, "epochs": EPOCHS, "test_accuracy": accuracy}
 
 
-@functools.cache  # the source cannot change within a process; reading it costs ~20 ms per cache-key lookup
+@functools.cache  # source cannot change within a process; reading it cost ~20 ms per cache-key lookup
+def _seed_net_source() -> str:
+    import inspect
+
+    return "\n".join(inspect.getsource(item) for item in (DigitsCNN, train, _fit))
+
+
 def recipe_fingerprint() -> str:
     """Hash of everything that determines a trained net besides its seed: the architecture's and the
     training loop's source, and the recipe constants. Part of the feature cache key and the file name."""
     import hashlib
-    import inspect
 
-    parts = [
-        inspect.getsource(DigitsCNN),
-        inspect.getsource(train),
-        inspect.getsource(_fit),
-        repr((RECIPE, EPOCHS, TRAIN_FRACTION, SPLIT_SEED, LAYERS)),
-    ]
+    parts = [_seed_net_source(), repr((RECIPE, EPOCHS, TRAIN_FRACTION, SPLIT_SEED, LAYERS))]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
@@ -376,20 +376,15 @@ class DigitsRecipe:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
-@functools.cache  # the source cannot change within a process; reading it is most of a cheap lookup
+@functools.cache  # source cannot change within a process; reading it is most of a cheap lookup
+def _ladder_source() -> str:
+    items = (DigitsCNN, ScaledDigitsCNN, digits_arrays, train_test_split_indices, training_subset, train_recipe)
+    return "\n".join(inspect.getsource(item) for item in (*items, _fit_recipe))
+
+
 def _ladder_code_fingerprint() -> str:
-    return "\n".join(
-        [
-            inspect.getsource(DigitsCNN),
-            inspect.getsource(ScaledDigitsCNN),
-            inspect.getsource(digits_arrays),
-            inspect.getsource(train_test_split_indices),
-            inspect.getsource(training_subset),
-            inspect.getsource(train_recipe),
-            inspect.getsource(_fit_recipe),
-            repr((LADDER_FORMAT, TRAIN_FRACTION, SPLIT_SEED, SUBSET_SEED, BASE_CHANNELS, LAYERS)),
-        ]
-    )
+    constants = repr((LADDER_FORMAT, TRAIN_FRACTION, SPLIT_SEED, SUBSET_SEED, BASE_CHANNELS, LAYERS))
+    return _ladder_source() + "\n" + constants
 
 
 @dataclass(frozen=True)
