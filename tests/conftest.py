@@ -53,3 +53,13 @@ def warm_cache_dir(cache_dir: Path, trained_models_dir: Path) -> Path:
         if path.suffix in (".safetensors", ".json"):
             (models / path.name).write_bytes(path.read_bytes())
     return cache_dir
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One real local Ray instance (2 CPUs) for the session's Ray tests; Alignscope's Ray paths use an
+    instance that is already running and leave it running."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -3,7 +3,6 @@ extraction, and a rerun is a cache hit."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from alignscope.core.cache import FeatureCache
@@ -11,10 +10,8 @@ from alignscope.core.cli import main
 from alignscope.core.datasets import load_dataset
 from alignscope.core.extract import extract_features
 
-pytest.importorskip("ray")
 
-
-def test_ray_workers_write_the_entries_a_local_extraction_computes(warm_cache_dir, capsys):
+def test_ray_workers_write_the_entries_a_local_extraction_computes(local_ray, warm_cache_dir, capsys):
     command = ["extract", "--model", "digits-cnn-s0", "--model", "digits-cnn-s1", "--dataset", "digits", "--n", "120"]
     assert main([*command, "--ray", "--ray-cpus", "2"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("hit", "miss"))]

@@ -421,8 +421,7 @@ def test_list_runs_lists_finished_runs_newest_first_and_read_run_refuses_a_broke
 # -- on a real local Ray instance -----------------------------------------------------------------------
 
 
-def test_the_cells_computed_by_ray_workers_equal_the_local_run(run_cache, template: Template, tmp_path):
-    pytest.importorskip("ray")
+def test_the_cells_computed_by_ray_workers_equal_the_local_run(local_ray, run_cache, template: Template, tmp_path):
     from alignscope.core.analysis.ray_tasks import RayOptions
 
     plan = parse_plan(PLAN)
