@@ -39,11 +39,28 @@ INTERACTIONS = [
 ]
 
 
+_COMPONENTS = []
+
+
+def _components():
+    """Streamlit's component registry, built once: a server scans every installed package's metadata for
+    components once at start, but each new AppTest does it again (~2.5 s with this environment's ~150
+    packages), which is no part of a page's script run."""
+    if not _COMPONENTS:
+        from streamlit.components.v2.component_manager import BidiComponentManager
+
+        manager = BidiComponentManager()
+        manager.discover_and_register_components(start_file_watching=False)
+        _COMPONENTS.append(manager)
+    return _COMPONENTS[0]
+
+
 def _run(page: str, query: dict[str, str]) -> tuple[float, float]:
     from alignscope.dashboard.pages import PAGE_BY_NAME
     from tests.dashboard.helpers import SettlingAppTest, wait_for_jobs
 
     app = SettlingAppTest(str(PAGE_BY_NAME[page].script), default_timeout=600)
+    app._bidi_component_manager = _components()  # scanned once, as a server does at start
     app.settle = False
     for key, value in {**BASE, **query}.items():
         app.query_params[key] = value
