@@ -5,7 +5,8 @@ worst latency while they run, and the server's memory.
 default at once, on loopback; a page counts as shown when its title is drawn and its script run has
 finished. Meanwhile a thread polls ``/_stcore/health`` every 0.25 s and the server's resident memory
 (``/proc/<pid>/status``, the Streamlit process and its children) is sampled. Everything is bounded (each
-page has a 240 s limit), so the benchmark stops by itself. Results: ``bench/results/load.json``.
+page has a 240 s limit), so the benchmark stops by itself. Results: ``bench/results/load.json`` (other sizes:
+``load-<sessions>x<links>.json``).
 
     python bench/bench_load.py [--sessions 20] [--links 3]     # a few minutes on 2 cores
 """
@@ -178,8 +179,10 @@ def main() -> None:
         "health_mean_seconds": round(statistics.fmean(monitor.health), 4) if monitor.health else None,
         "server_rss_mib": {"idle": round(idle_rss, 1), "peak": round(max(monitor.rss, default=0.0), 1)},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    default = (args.sessions, args.links) == (20, 3)
+    out = RESULTS if default else RESULTS.with_name(f"load-{args.sessions}x{args.links}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print(
         json.dumps(
             {
