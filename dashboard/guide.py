@@ -78,6 +78,7 @@ NEXT_STEPS = (
     "**Which samples do the models agree on?** The Neighbours page lists them, most and least aligned.",
     "**Does it depend on k or n?** Sweeps draws the score against k, n, prefix length or depth.",
     "**More than two models?** Many models clusters a whole set; Projections shows both maps side by side.",
+    "**Does alignment grow with model strength?** Trends plots a family against a property (accuracy, size).",
 )
 
 
