@@ -461,6 +461,46 @@ def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
     bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1, help=seed_help)
 
 
+BEST_LAYERS, FIXED_DEPTH = "best layer pair", "fixed relative depth"
+
+
+def scoring_widgets(sel: Selection) -> None:
+    """Dataset, n, seed, metric, k (and similarity), and best layer pair vs a relative depth — the
+    scoring settings of the pages over many models (call inside ``with st.sidebar``)."""
+    from alignscope.core.datasets import list_datasets
+    from alignscope.core.metrics.registry import list_metrics
+    from alignscope.dashboard import _cached
+
+    names = [spec.name for spec in list_datasets()]
+    bound(st.selectbox, "Dataset", sel, "dataset", options=names, format_func=dataset_label)
+    size = _cached.dataset_size(sel.dataset) or sel.n
+    bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50)
+    bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
+    bound(st.selectbox, "Metric", sel, "metric", options=[spec.name for spec in list_metrics()])
+    k_widget(sel)
+    bound(
+        st.radio,
+        "Layers",
+        sel,
+        "relative_depth",
+        options=[BEST_LAYERS, FIXED_DEPTH],
+        key_suffix=".mode",
+        to_widget=lambda depth: BEST_LAYERS if depth is None else FIXED_DEPTH,
+        from_widget=lambda mode: None if mode == BEST_LAYERS else 1.0,
+        help="Best: each pair's best-scoring layer pair. Depth: the layer at the same relative depth in each.",
+    )
+    if sel.relative_depth is not None:
+        bound(
+            st.slider,
+            "Relative depth (0 = first layer, 1 = last)",
+            sel,
+            "relative_depth",
+            min_value=0.0,
+            max_value=1.0,
+            step=0.05,
+        )
+
+
 def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = None) -> None:
     """k, and the neighbour similarity when a metric of the page takes one."""
     from alignscope.core.ann import APPROX_MIN_SAMPLES

@@ -12,14 +12,11 @@ from alignscope.core.analysis.identification import identification_request
 from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest, metric_params
 from alignscope.core.analysis.results import GramVolume, ModelMatrix
 from alignscope.core.convergent import LayerIdentification
-from alignscope.core.datasets import list_datasets
-from alignscope.core.metrics.registry import get_metric, list_metrics
+from alignscope.core.metrics.registry import get_metric
 from alignscope.core.models import get_model_spec, install_status
-from alignscope.dashboard import _cached, plots, ui
+from alignscope.dashboard import plots, ui
 from alignscope.dashboard.selection import MAX_MODELS, Selection
 from alignscope.dashboard.url_state import bound, note_for_next_run, update_selection
-
-BEST, DEPTH = "best layer pair", "fixed relative depth"
 
 
 def _follow_the_dataset(sel: Selection) -> None:
@@ -44,8 +41,6 @@ def _follow_the_dataset(sel: Selection) -> None:
 
 def _sidebar(sel: Selection) -> None:
     model_names = ui.models_for(sel.dataset, keep=sel.models)
-    dataset_names = [spec.name for spec in list_datasets()]
-    size = _cached.dataset_size(sel.dataset) or sel.n
     with st.sidebar:
         st.header("Model set")
         bound(
@@ -60,32 +55,7 @@ def _sidebar(sel: Selection) -> None:
             max_selections=MAX_MODELS,
             help="Two or more models of the dataset's modality.",
         )
-        bound(st.selectbox, "Dataset", sel, "dataset", options=dataset_names, format_func=ui.dataset_label)
-        bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50)
-        bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
-        bound(st.selectbox, "Metric", sel, "metric", options=[s.name for s in list_metrics()])
-        ui.k_widget(sel)
-        bound(
-            st.radio,
-            "Layers",
-            sel,
-            "relative_depth",
-            options=[BEST, DEPTH],
-            key_suffix=".mode",
-            to_widget=lambda depth: BEST if depth is None else DEPTH,
-            from_widget=lambda mode: None if mode == BEST else 1.0,
-            help="Best: each pair's best-scoring layer pair. Depth: the layer at the same relative depth in each.",
-        )
-        if sel.relative_depth is not None:
-            bound(
-                st.slider,
-                "Relative depth (0 = first layer, 1 = last)",
-                sel,
-                "relative_depth",
-                min_value=0.0,
-                max_value=1.0,
-                step=0.05,
-            )
+        ui.scoring_widgets(sel)
 
 
 def _clicked_cell() -> None:

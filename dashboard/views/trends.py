@@ -11,17 +11,14 @@ import streamlit as st
 from alignscope.core.analysis.features import modality_problem, plan_features
 from alignscope.core.analysis.requests import metric_params, parse_layer_choice
 from alignscope.core.analysis.trends import PRESETS, Trend, TrendPreset, TrendRequest
-from alignscope.core.datasets import list_datasets
 from alignscope.core.errors import AlignscopeError
-from alignscope.core.metrics.registry import list_metrics
 from alignscope.core.properties import families, model_properties, resolve_models
-from alignscope.dashboard import _cached, ui
+from alignscope.dashboard import ui
 from alignscope.dashboard.difference_view import paired_difference
 from alignscope.dashboard.plots_trends import trend_figure
 from alignscope.dashboard.selection import X_SCALES, Selection
 from alignscope.dashboard.url_state import bound, opened_without_a_link, update_selection
 
-BEST, DEPTH = "best layer pair", "fixed relative depth"
 DEFAULT_SHOWN = "_alignscope_trends_default_shown"
 
 
@@ -118,24 +115,7 @@ def _sidebar(sel: Selection) -> None:
         )
         bound(st.radio, "x axis", sel, "x_scale", options=list(X_SCALES), horizontal=True)
         st.header("Scoring")
-        bound(st.selectbox, "Dataset", sel, "dataset", options=[s.name for s in list_datasets()])
-        size = _cached.dataset_size(sel.dataset) or sel.n
-        bound(st.number_input, "Samples (n)", sel, "n", min_value=3, max_value=max(3, size), step=50)
-        bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
-        bound(st.selectbox, "Metric", sel, "metric", options=[s.name for s in list_metrics()])
-        ui.k_widget(sel)
-        bound(
-            st.radio,
-            "Layers",
-            sel,
-            "relative_depth",
-            options=[BEST, DEPTH],
-            key_suffix=".mode",
-            to_widget=lambda depth: BEST if depth is None else DEPTH,
-            from_widget=lambda mode: None if mode == BEST else 1.0,
-        )
-        if sel.relative_depth is not None:
-            bound(st.slider, "Relative depth", sel, "relative_depth", min_value=0.0, max_value=1.0, step=0.05)
+        ui.scoring_widgets(sel)
         bound(st.number_input, "Bootstrap resamples", sel, "bootstrap", min_value=0, max_value=2000, step=50)
 
 
