@@ -55,9 +55,7 @@ def model_matrix(
     chance = np.full((count, count), np.nan)
     layers = np.zeros((count, count, 2), dtype=np.int64)
     params = dict(request.params)
-    closed = (
-        spec.chance(views[0].n_samples, **spec.resolve_params(params)) if spec.chance and spec.chance_exact else None
-    )
+    closed = spec.exact_chance(views[0].n_samples, params)
     done, total = 0, count * count
     for i, model_i in enumerate(request.models):
         for j, model_j in enumerate(request.models):
@@ -80,7 +78,7 @@ def model_matrix(
                     request.metric, views[i].values[li], views[j].values[lj], name_a=model_i, name_b=model_j, **params
                 )
                 layers[i, j] = (li, lj)
-                chance[i, j] = math.nan if closed is None else float(closed)
+                chance[i, j] = math.nan if closed is None else closed
             done += 1
             if progress is not None:
                 progress(done, total)

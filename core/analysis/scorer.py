@@ -49,10 +49,9 @@ def chance_of(
 ) -> Chance:
     """The chance level of ``metric`` for these inputs (closed form where exact, else shuffled)."""
     spec = get_metric(metric)
-    if spec.chance is not None and spec.chance_exact:
-        value = spec.chance(int(np.shape(feats_a)[0]), **spec.resolve_params(params))
-        if value is not None:
-            return Chance(float(value), "analytic", 0.0, 0)
+    value = spec.exact_chance(int(np.shape(feats_a)[0]), params)
+    if value is not None:
+        return Chance(value, "analytic", 0.0, 0)
     level = chance_level(metric, feats_a, feats_b, n_shuffles=n_shuffles, seed=seed, progress=progress, **params)
     return Chance(level.empirical, "shuffled", level.empirical_std, n_shuffles)
 
@@ -221,7 +220,7 @@ def layer_matrix_of(
                 if reason:
                     degenerate[i, j] = True
                     problems.append((i, j, reason))
-    closed = spec.chance(n, **resolved) if spec.chance is not None and spec.chance_exact else None
+    closed = spec.exact_chance(n, resolved)
     shuffles = request.permutations or (0 if closed is not None else CHANCE_SHUFFLES)
     chance = p_values = p_corrected = None
     try:

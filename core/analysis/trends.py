@@ -157,8 +157,8 @@ def _pair_layers(
     i = depth_layer(request.relative_depth, len(view_a.values))
     j = depth_layer(request.relative_depth, len(view_b.values))
     value = compute(request.metric, view_a.values[i], view_b.values[j], **dict(request.params))
-    closed = spec.chance(view_a.n_samples, **spec.resolve_params(dict(request.params))) if spec.chance else None
-    return i, j, float(value), math.nan if closed is None or not spec.chance_exact else float(closed)
+    closed = spec.exact_chance(view_a.n_samples, dict(request.params))
+    return i, j, float(value), math.nan if closed is None else closed
 
 
 def compute_trend(

@@ -156,6 +156,13 @@ class MetricSpec:
     def defaults(self) -> dict[str, Any]:
         return {param.name: param.default for param in self.params}
 
+    def exact_chance(self, n_samples: int, params: dict[str, Any]) -> float | None:
+        """The closed-form chance level at ``n_samples`` when the metric has an exact one, else None."""
+        if self.chance is None or not self.chance_exact:
+            return None
+        value = self.chance(n_samples, **self.resolve_params(params))
+        return None if value is None else float(value)
+
     def resolve_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """Defaults overlaid with ``params``, each validated; unknown names raise InputError."""
         by_name = {param.name: param for param in self.params}
