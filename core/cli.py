@@ -284,9 +284,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     ensure_features(engine.prepare(requests[0]).plans, args.device)
     scores = []
     for request in requests:
-        progress = BarProgress(engine.prepare(request).label)
+        prepared = engine.prepare(request)
+        progress = BarProgress(prepared.label)
         try:
-            scores.append(engine.run(request, progress=progress))
+            scores.append(engine.run_prepared(prepared, progress=progress))
         finally:
             progress.close()
     sys.stdout.write(format_scores(scores, args.format) + "\n")

@@ -35,10 +35,12 @@ def _engine():
 def _run_with_bar(engine, request) -> Any:
     """Features first (a bar each), then the request as one engine job with a bar and ETA."""
     prepared = engine.prepare(request)
-    ensure_features(prepared.missing, None)
-    progress = BarProgress(engine.prepare(request).label)
+    if prepared.missing:  # prepared again once they are cached: the key names the features read
+        ensure_features(prepared.missing, None)
+        prepared = engine.prepare(request)
+    progress = BarProgress(prepared.label)
     try:
-        return engine.run(request, progress=progress)
+        return engine.run_prepared(prepared, progress=progress)
     finally:
         progress.close()
 

@@ -181,7 +181,10 @@ class Engine:
 
     def run(self, request: Request, progress: Progress | None = None) -> Any:
         """The result, from the store or computed here and now (features must be cached, see :meth:`extract`)."""
-        prepared = self.prepare(request)
+        return self.run_prepared(self.prepare(request), progress)
+
+    def run_prepared(self, prepared: Prepared, progress: Progress | None = None) -> Any:
+        """:meth:`run` for a request already prepared (a batch run prepares every cell up front)."""
         if prepared.missing:
             names = ", ".join(f"{p.model} on {p.dataset}" for p in prepared.missing)
             raise InputError(f"features of {names} are not cached yet; extract them first")

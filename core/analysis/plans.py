@@ -395,7 +395,7 @@ def execute(
 
         run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
     for index, (request, item) in enumerate(zip(requests, prepared)):
-        result = engine.run(request)  # from the store when a Ray worker computed it
+        result = engine.run_prepared(item)  # from the store when a Ray worker computed it
         if isinstance(request, DifferenceRequest):
             differences.append(difference_row(result, request, item.key))
         else:
