@@ -437,6 +437,24 @@ def picker_label(dataset: str) -> Callable[[str], str]:
     return label
 
 
+def models_picker(
+    sel: Selection, field: str, label: str, *, options: Sequence[str], max_selections: int, help: str | None = None
+) -> None:
+    """A multiselect of models bound to the tuple field ``field``, labelled as the model pickers are."""
+    bound(
+        st.multiselect,
+        label,
+        sel,
+        field,
+        options=list(options),
+        format_func=picker_label(sel.dataset),
+        to_widget=list,
+        from_widget=tuple,
+        max_selections=max_selections,
+        help=help,
+    )
+
+
 def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
     """Dataset, model A, model B, n and seed in the sidebar (call inside ``with st.sidebar``); the model
     pickers list the models that can encode the chosen dataset."""

@@ -16,7 +16,7 @@ from alignscope.core.metrics.registry import get_metric
 from alignscope.core.models import get_model_spec, install_status
 from alignscope.dashboard import plots, ui
 from alignscope.dashboard.selection import MAX_MODELS, Selection
-from alignscope.dashboard.url_state import bound, note_for_next_run, update_selection
+from alignscope.dashboard.url_state import note_for_next_run, update_selection
 
 
 def _follow_the_dataset(sel: Selection) -> None:
@@ -43,15 +43,11 @@ def _sidebar(sel: Selection) -> None:
     model_names = ui.models_for(sel.dataset, keep=sel.models)
     with st.sidebar:
         st.header("Model set")
-        bound(
-            st.multiselect,
-            "Models",
+        ui.models_picker(
             sel,
             "models",
+            "Models",
             options=model_names,
-            format_func=ui.picker_label(sel.dataset),
-            to_widget=list,
-            from_widget=tuple,
             max_selections=MAX_MODELS,
             help="Two or more models of the dataset's modality.",
         )

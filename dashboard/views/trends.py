@@ -75,32 +75,18 @@ def _sidebar(sel: Selection) -> None:
     model_names = ui.models_for(sel.dataset, keep=(*sel.trend_models, *sel.reference))
     with st.sidebar:
         st.header("Trend")
-        bound(
-            st.multiselect,
-            "Models (one point each)",
-            sel,
-            "trend_models",
-            options=model_names,
-            format_func=ui.picker_label(sel.dataset),
-            to_widget=list,
-            from_widget=tuple,
-            max_selections=24,
-        )
+        ui.models_picker(sel, "trend_models", "Models (one point each)", options=model_names, max_selections=24)
         groups = families()
         if groups:
             family = st.selectbox("Add a family", ["—", *groups], key="trend-family")
             if family != "—" and st.button(f"Add the {len(groups[family])} models of {family}", key="trend-add"):
                 update_selection(trend_models=tuple(dict.fromkeys((*sel.trend_models, *groups[family])))[:24])
                 st.rerun()
-        bound(
-            st.multiselect,
-            "Reference models (empty: each against the others)",
+        ui.models_picker(
             sel,
             "reference",
+            "Reference models (empty: each against the others)",
             options=model_names,
-            format_func=ui.picker_label(sel.dataset),
-            to_widget=list,
-            from_widget=tuple,
             max_selections=24,
             help="y of each point = its mean alignment to these models; empty = to the other models of the trend.",
         )
