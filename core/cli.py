@@ -526,9 +526,10 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--headless", action="store_true")
     dashboard.set_defaults(func=cmd_dashboard)
 
-    from alignscope.core.cli_analysis import add_commands
+    from alignscope.core import cli_analysis, cli_convergence
 
-    add_commands(sub)
+    cli_analysis.add_commands(sub)
+    cli_convergence.add_commands(sub)
     return parser
 
 

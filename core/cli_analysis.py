@@ -17,32 +17,14 @@ from alignscope.core.cli_support import (
     MAX_SEED,
     NEIGHBOR_MODES,
     NEIGHBORS_HELP,
-    BarProgress,
-    ensure_features,
     int_at_least,
+    new_engine,
     print_table,
     read_upload,
+    run_with_bar,
+    split_names,
 )
 from alignscope.core.errors import InputError
-
-
-def _engine():
-    from alignscope.core.analysis.engine import Engine
-
-    return Engine()
-
-
-def _run_with_bar(engine, request) -> Any:
-    """Features first (a bar each), then the request as one engine job with a bar and ETA."""
-    prepared = engine.prepare(request)
-    if prepared.missing:  # prepared again once they are cached: the key names the features read
-        ensure_features(prepared.missing, None)
-        prepared = engine.prepare(request)
-    progress = BarProgress(prepared.label)
-    try:
-        return engine.run_prepared(prepared, progress=progress)
-    finally:
-        progress.close()
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -141,10 +123,10 @@ def trend_request_from_args(args: argparse.Namespace):
     preset = PRESETS.get(args.preset) if args.preset else None
     if args.preset and preset is None:
         raise InputError(f"no trend preset {args.preset!r}; presets: {', '.join(PRESETS)}")
-    models = _names(args.models) or (preset.models if preset else ())
+    models = split_names(args.models) or (preset.models if preset else ())
     if not models:
         raise InputError("name the models (--models a,b,c or family:NAME) or a --preset")
-    reference = _names(args.reference) if args.reference is not None else (preset.reference if preset else ())
+    reference = split_names(args.reference) if args.reference is not None else (preset.reference if preset else ())
     return trend_request(
         models,
         reference,
@@ -159,10 +141,6 @@ def trend_request_from_args(args: argparse.Namespace):
         similarity=args.similarity,
         neighbors=args.neighbors,
     )
-
-
-def _names(text: str | None) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
 
 def trend_rows(trend) -> list[dict[str, Any]]:
@@ -186,7 +164,7 @@ def trend_rows(trend) -> list[dict[str, Any]]:
 def cmd_trend(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.report import jsonable
 
-    trend = _run_with_bar(_engine(), trend_request_from_args(args))
+    trend = run_with_bar(new_engine(), trend_request_from_args(args))
     if args.format == "json":
         sys.stdout.write(json.dumps(jsonable(trend), indent=2) + "\n")
         return 0
@@ -232,7 +210,7 @@ def cmd_difference(args: argparse.Namespace) -> int:
         args.bootstrap,
         args.method,
     )
-    result = _run_with_bar(_engine(), request)
+    result = run_with_bar(new_engine(), request)
     test = result.test
     if args.format == "json":
         sys.stdout.write(json.dumps(jsonable(result), indent=2) + "\n")
@@ -253,7 +231,7 @@ def cmd_difference(args: argparse.Namespace) -> int:
 def cmd_probe(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.probes import ProbeRequest
 
-    result = _run_with_bar(_engine(), ProbeRequest(args.model, args.dataset, args.n or 10**9, args.seed, args.folds))
+    result = run_with_bar(new_engine(), ProbeRequest(args.model, args.dataset, args.n or 10**9, args.seed, args.folds))
     rows = [
         {"layer": name, "accuracy": f"{probe.accuracy:.4f}", "± folds": f"{probe.accuracy_std_over_folds:.4f}"}
         for name, probe in zip(result.layer_names, result.layers)
@@ -268,7 +246,7 @@ def cmd_identify_layers(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.identification import identification_request
     from alignscope.core.properties import resolve_models
 
-    models = resolve_models(list(_names(args.models)))
+    models = resolve_models(list(split_names(args.models)))
     request = identification_request(
         models,
         args.dataset,
@@ -278,7 +256,7 @@ def cmd_identify_layers(args: argparse.Namespace) -> int:
         k=args.k,
         similarity=args.similarity,
     )
-    result = _run_with_bar(_engine(), request)
+    result = run_with_bar(new_engine(), request)
     rows = [
         {
             "metric": label,
@@ -333,7 +311,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         ray = None
         if args.ray is not None:
             ray = RayOptions(None if args.ray == "local" else args.ray, args.ray_cpus)
-        report = execute(plan, out, engine=_engine(), extract=extract, on_progress=on_progress, ray=ray)
+        report = execute(plan, out, engine=new_engine(), extract=extract, on_progress=on_progress, ray=ray)
     finally:
         bar.close()
     print(

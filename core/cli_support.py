@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from alignscope.core.analysis.jobs import Progress
 from alignscope.core.errors import AlignscopeError
@@ -104,3 +105,28 @@ def read_upload(path: Path) -> bytes:
         raise AlignscopeError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
     check_upload_size(len(data), path.name, at_least=len(data) > limit)
     return data
+
+
+def split_names(text: str | None) -> tuple[str, ...]:
+    """``"a, b,,c"`` -> ``("a", "b", "c")``."""
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
+
+
+def new_engine():
+    """An engine on the current settings (the CLI's: one process, one run)."""
+    from alignscope.core.analysis.engine import Engine
+
+    return Engine()
+
+
+def run_with_bar(engine, request) -> Any:
+    """Features first (a bar each), then the request as one engine job with a bar and ETA."""
+    prepared = engine.prepare(request)
+    if prepared.missing:  # prepared again once they are cached: the key names the features read
+        ensure_features(prepared.missing, None)
+        prepared = engine.prepare(request)
+    progress = BarProgress(prepared.label)
+    try:
+        return engine.run_prepared(prepared, progress=progress)
+    finally:
+        progress.close()

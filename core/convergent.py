@@ -149,7 +149,8 @@ def seed_pairs(n_nets: int, *, symmetric: bool) -> tuple[tuple[int, int], ...]:
     return tuple(combinations(range(n_nets), 2) if symmetric else permutations(range(n_nets), 2))
 
 
-def _std(values: np.ndarray) -> np.ndarray:
+def std_over_first_axis(values: np.ndarray) -> np.ndarray:
+    """sd over axis 0 with ddof = 1; NaN where there is a single entry."""
     if values.shape[0] < 2:
         return np.full(values.shape[1:], np.nan)
     return values.std(axis=0, ddof=1)
@@ -205,7 +206,7 @@ def family_layer_matrices(nets: Sequence[Sequence[Any]], metric: str, **params: 
     """
     _check_family(nets)
     spec = get_metric(metric)
-    pairs = seed_pairs(len(nets), symmetric=spec.symmetric)
+    pairs = seed_pairs(len(nets), symmetric=spec.symmetric_for(params))
     matrices, resolved = [], spec.resolve_params(params)
     for a, b in pairs:
         names_a = [f"net {a} layer {i}" for i in range(len(nets[a]))]
@@ -213,16 +214,25 @@ def family_layer_matrices(nets: Sequence[Sequence[Any]], metric: str, **params: 
         result = layer_matrix(nets[a], nets[b], metric, names_a=names_a, names_b=names_b, **params)
         matrices.append(result.values)
         resolved = result.params
-    values = np.stack(matrices)
+    return stack_family_matrices(metric, resolved, matrices, len(nets))
+
+
+def stack_family_matrices(
+    metric: str, params: dict[str, Any], matrices: Sequence[np.ndarray], n_nets: int
+) -> FamilyLayerMatrices:
+    """:class:`FamilyLayerMatrices` from one [L, L] matrix per seed pair of ``n_nets`` nets, in the order
+    of :func:`seed_pairs`."""
+    spec = get_metric(metric)
+    values = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
     return FamilyLayerMatrices(
         metric=metric,
-        params=resolved,
+        params=dict(params),
         values=values,
         mean=values.mean(axis=0),
-        std=_std(values),
-        pairs=pairs,
+        std=std_over_first_axis(values),
+        pairs=seed_pairs(n_nets, symmetric=spec.symmetric_for(params)),
         higher_is_better=spec.higher_is_better,
-        symmetric=spec.symmetric,
+        symmetric=spec.symmetric_for(params),
     )
 
 
@@ -274,7 +284,7 @@ def curve_band(curves: Sequence[np.ndarray], n_points: int | None = None) -> Cur
             for array in arrays
         ]
     )
-    return CurveBand(grid=grid, curves=resampled, mean=resampled.mean(axis=0), std=_std(resampled))
+    return CurveBand(grid=grid, curves=resampled, mean=resampled.mean(axis=0), std=std_over_first_axis(resampled))
 
 
 @dataclass(frozen=True)
@@ -306,7 +316,7 @@ class FamilyMatchingCurves:
 
 def _fraction_stats(curves: Sequence[np.ndarray], levels: tuple[float, ...]):
     table = np.array([[np.mean(curve > t) for t in levels] for curve in curves], dtype=np.float64)
-    std = _std(table)
+    std = std_over_first_axis(table)
     return ({t: float(v) for t, v in zip(levels, table.mean(axis=0))}, {t: float(v) for t, v in zip(levels, std)})
 
 

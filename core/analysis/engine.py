@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import alignscope.core.analysis.cost as cost
+from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
 from alignscope.core.analysis.differences import DifferenceRequest
 from alignscope.core.analysis.features import (
     FeaturePlan,
@@ -263,7 +264,9 @@ def _resolve_layers(request: Any, plans: dict[str, FeaturePlan]) -> Any:
 
 
 def describe(request: Any) -> str:
-    """One line for people: what the request computes."""
+    """One line for people: what the request computes (a request may say it itself: ``describe()``)."""
+    if isinstance(request, Request) and request.describe():
+        return request.describe()
     if isinstance(request, PairRequest):
         where = "best layer pair" if request.layers == "all" else f"layers {request.layers}"
         stats = [f"{request.permutations} permutations"] * bool(request.permutations) + [
@@ -294,8 +297,6 @@ def describe(request: Any) -> str:
         return f"linear probe of every layer of {request.model} on {request.dataset}'s labels"
     if isinstance(request, DifferenceRequest):
         return f"{request.metric}: {request.model_a} vs {request.model_b}, each against {request.reference}"
-    if isinstance(request, IdentificationRequest):
-        return f"layer identification of {len(request.models)} nets by {len(request.metrics)} metrics"
     return type(request).__name__
 
 
@@ -396,6 +397,18 @@ def _compute_identification(engine: Engine, prepared: Prepared, progress: Progre
     return compute_identification(prepared.request, counts, engine.sub_result, progress=callback(progress))
 
 
+def _compute_unit_matching(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.convergence import compute_unit_matching
+
+    return compute_unit_matching(prepared.request, engine.views(prepared))
+
+
+def _compute_family_matrix(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.convergence import compute_family_matrix
+
+    return compute_family_matrix(prepared.request, engine.views(prepared), engine.sub_result, callback(progress))
+
+
 _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     PairRequest: _compute_pair,
     MatrixRequest: _compute_matrix,
@@ -409,6 +422,8 @@ _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     DifferenceRequest: _compute_difference,
     ProbeRequest: _compute_probes,
     IdentificationRequest: _compute_identification,
+    UnitMatchingRequest: _compute_unit_matching,
+    FamilyMatrixRequest: _compute_family_matrix,
 }
 
 
@@ -483,6 +498,26 @@ def _estimate_identification(engine: Engine, prepared: Prepared) -> float:
     )
 
 
+def _estimate_unit_matching(engine: Engine, prepared: Prepared) -> float:
+    """One unit correlation [d, d] per pair and net, and one Hungarian matching (d³) per unordered pair."""
+    request: UnitMatchingRequest = prepared.request
+    d = max(_dims(prepared, m, request.layer_index)[0] for m in request.models)
+    nets = len(request.models)
+    flops = (nets * nets) * (2.0 * request.n * d * d) + nets * (nets - 1) / 2 * 50.0 * d**3
+    return cost.REQUEST_OVERHEAD_SECONDS + cost.seconds(flops)
+
+
+def _estimate_family_matrix(engine: Engine, prepared: Prepared) -> float:
+    request: FamilyMatrixRequest = prepared.request
+    params = dict(request.params)
+    return sum(
+        cost.matrix_seconds(
+            request.metric, request.n, _dims(prepared, p.model_a), _dims(prepared, p.model_b), params, 0
+        )
+        for p in request.pair_requests()
+    )
+
+
 def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
     request: ModelMatrixRequest = prepared.request
     params = dict(request.params)
@@ -536,7 +571,7 @@ def _estimate_neighbours(engine: Engine, prepared: Prepared) -> float:
 def _estimate_trend(engine: Engine, prepared: Prepared) -> float:
     request = prepared.request
     params = dict(request.params)
-    symmetric = get_metric(request.metric).symmetric
+    symmetric = get_metric(request.metric).symmetric_for(params)
     total = cost.REQUEST_OVERHEAD_SECONDS
     pair_dims, seen = [], set()
     for model in request.models:
@@ -585,6 +620,8 @@ _ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
         prepared.request.n, _dims(prepared, prepared.request.model)
     ),
     IdentificationRequest: _estimate_identification,
+    UnitMatchingRequest: _estimate_unit_matching,
+    FamilyMatrixRequest: _estimate_family_matrix,
 }
 
 

@@ -50,6 +50,7 @@ def model_matrix(
     (``layer_matrix`` computes or fetches it), or the layers at ``relative_depth``. Symmetric metrics
     fill the lower triangle from the upper one."""
     spec = get_metric(request.metric)
+    symmetric = spec.symmetric_for(dict(request.params))
     count = len(request.models)
     values = np.full((count, count), np.nan)
     chance = np.full((count, count), np.nan)
@@ -59,7 +60,7 @@ def model_matrix(
     done, total = 0, count * count
     for i, model_i in enumerate(request.models):
         for j, model_j in enumerate(request.models):
-            if j < i and spec.symmetric:
+            if j < i and symmetric:
                 values[i, j], layers[i, j], chance[i, j] = values[j, i], layers[j, i][::-1], chance[j, i]
             elif request.relative_depth is None:
                 result = layer_matrix(

@@ -40,6 +40,9 @@ class IdentificationRequest(Request):
     def feature_models(self) -> tuple[str, ...]:
         return self.models
 
+    def describe(self) -> str:
+        return f"layer identification of {len(self.models)} nets by {len(self.metrics)} metrics"
+
 
 def identification_request(
     models: tuple[str, ...], dataset: str, n: int, metrics: tuple[str, ...], *, seed: int = 0, **available: object

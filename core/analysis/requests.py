@@ -102,6 +102,10 @@ class Request:
         property values that training measures); most requests are complete as made."""
         return self
 
+    def describe(self) -> str:
+        """One line for people: what the request computes ("" = the engine's generic description)."""
+        return ""
+
     def to_json(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)  # type: ignore[call-overload]
         return {"kind": self.kind, **fields}

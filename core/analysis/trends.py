@@ -181,7 +181,7 @@ def compute_trend(
         for column, reference in enumerate(references):
             if reference not in request.references_of(model):
                 continue
-            if spec.symmetric and (reference, model) in scored:
+            if spec.symmetric_for(dict(request.params)) and (reference, model) in scored:
                 j, i, value, chance = scored[(reference, model)]
             else:
                 i, j, value, chance = _pair_layers(request, views[model], views[reference], matrix)
@@ -249,7 +249,7 @@ class _ResampleScorer:
             return states[model, layer]
 
         for model, reference, i, j in pairs:
-            if self.spec.symmetric and (reference, model, j, i) in out:
+            if self.spec.symmetric_for(self.params) and (reference, model, j, i) in out:
                 out[model, reference, i, j] = out[reference, model, j, i]
                 continue
             try:

@@ -100,6 +100,7 @@ register(
         fn=unit_match,
         higher_is_better=True,
         symmetric=True,
+        asymmetric_when=(("mode", "semi"),),
         value_range=(0.0, 1.0),
         invariances=("isotropic_scale", "translation", "permutation", "unit_scale"),
         params=(ParamSpec("mode", "one_to_one", kind="str", choices=("one_to_one", "semi"), help="matching"),),

@@ -96,7 +96,8 @@ class MetricSpec:
         family: module family, e.g. ``"knn"``, ``"kernel"``.
         fn: ``fn(feats_a, feats_b, **params) -> float``.
         higher_is_better: whether a larger value means more aligned.
-        symmetric: ``fn(a, b) == fn(b, a)``.
+        symmetric: ``fn(a, b) == fn(b, a)`` at the default parameters; ``asymmetric_when`` lists the
+            ``(param, value)`` settings that break it (semi unit matching). Ask :meth:`symmetric_for`.
         value_range: (low, high) of the values; ``-inf``/``inf`` where unbounded.
         invariances: transformations of one input that leave the value unchanged, from
             :data:`INVARIANCES`; ``"unit_scale"`` is per-feature rescaling.
@@ -142,6 +143,7 @@ class MetricSpec:
     requires_equal_dims: bool = False
     degenerate: Callable[[int, int, int, dict[str, Any]], str | None] | None = None
     randomized: bool = False
+    asymmetric_when: tuple[tuple[str, Any], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +157,13 @@ class MetricSpec:
 
     def defaults(self) -> dict[str, Any]:
         return {param.name: param.default for param in self.params}
+
+    def symmetric_for(self, params: dict[str, Any]) -> bool:
+        """Whether ``fn(a, b, **params) == fn(b, a, **params)`` (model matrices reuse (a, b) for (b, a))."""
+        if not self.symmetric:
+            return False
+        resolved = self.resolve_params(params)
+        return not any(resolved.get(name) == value for name, value in self.asymmetric_when)
 
     def exact_chance(self, n_samples: int, params: dict[str, Any]) -> float | None:
         """The closed-form chance level at ``n_samples`` when the metric has an exact one, else None."""

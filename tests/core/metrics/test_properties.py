@@ -84,3 +84,28 @@ def test_independent_data_scores_like_its_own_shuffled_null(name):
     if spec.chance is not None:
         analytic = spec.chance(300, **spec.defaults())
         assert abs(analytic - null_mean) <= 4 * null_std + 0.01, (analytic, null_mean, null_std)
+
+
+def _choice_settings(spec):
+    """Every value of each choice parameter of ``spec``, one at a time (the defaults elsewhere)."""
+    yield {}
+    for param in spec.params:
+        for choice in param.choices or ():
+            yield {param.name: choice}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_symmetry_is_claimed_only_for_the_parameters_it_holds_for(name):
+    """``symmetric_for(params)`` is what model matrices and trends trust to reuse (a, b) for (b, a):
+    semi unit matching (each unit of A to its best unit of B) is not symmetric though one-to-one is."""
+    spec = get_metric(name)
+    a, b = data(spec)
+    for params in _choice_settings(spec):
+        if spec.symmetric_for(params):
+            assert compute(name, b, a, **params) == pytest.approx(compute(name, a, b, **params), abs=1e-10), params
+
+
+def test_semi_unit_matching_is_not_claimed_symmetric():
+    spec = get_metric("unit_match")
+    assert spec.symmetric_for({}) and spec.symmetric_for({"mode": "one_to_one"})
+    assert not spec.symmetric_for({"mode": "semi"})

@@ -1,0 +1,127 @@
+"""Convergent learning on the engine (Li et al. 2016): a family of nets of one architecture trained from
+different seeds, compared unit by unit and layer by layer, aggregated over every seed pair.
+
+* :class:`UnitMatchingRequest` -> :class:`~alignscope.core.convergent.FamilyMatchingCurves`: the sorted
+  one-to-one and semi-matching curves of one layer with the within-network baseline beside them, mean ± sd
+  over the seed pairs (two nets are a family of one pair).
+* :class:`FamilyMatrixRequest` -> :class:`~alignscope.core.convergent.FamilyLayerMatrices`: a metric's
+  layer × layer matrix, mean ± sd over the seed pairs; each pair's matrix is the engine's
+  :class:`MatrixRequest` (stored, shared with Compare, Many models and layer identification).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar
+
+from alignscope.core.analysis.features import ViewFeatures
+from alignscope.core.analysis.requests import MatrixRequest, Params, Request
+from alignscope.core.analysis.results import LayerMatrix, register_result_type
+from alignscope.core.convergent import (
+    DEFAULT_THRESHOLDS,
+    CurveBand,
+    FamilyLayerMatrices,
+    FamilyMatchingCurves,
+    family_matching_curves,
+    seed_pairs,
+    stack_family_matrices,
+)
+from alignscope.core.errors import InputError
+from alignscope.core.metrics.registry import get_metric
+
+for _type in (CurveBand, FamilyMatchingCurves, FamilyLayerMatrices):
+    register_result_type(_type)
+
+
+def _check_family_models(models: tuple[str, ...]) -> None:
+    if len(models) < 2 or len(set(models)) != len(models):
+        raise InputError("a family needs at least two different nets of one architecture (e.g. three seeds)")
+
+
+@dataclass(frozen=True)
+class UnitMatchingRequest(Request):
+    """Matching curves of layer ``layer_index`` (0-based; negative counts from the end) of every net in ``models``."""
+
+    kind: ClassVar[str] = "unit-matching"
+    models: tuple[str, ...]
+    dataset: str
+    n: int
+    seed: int = 0
+    layer_index: int = 0
+    thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+
+    def __post_init__(self) -> None:
+        _check_family_models(self.models)
+
+    def feature_models(self) -> tuple[str, ...]:
+        return self.models
+
+    def describe(self) -> str:
+        return f"unit matching of layer {self.layer_index} over {len(self.models)} nets"
+
+
+@dataclass(frozen=True)
+class FamilyMatrixRequest(Request):
+    """``metric``'s layer × layer matrix over the seed pairs of ``models`` (unordered pairs when symmetric)."""
+
+    kind: ClassVar[str] = "family-matrix"
+    models: tuple[str, ...]
+    dataset: str
+    n: int
+    seed: int = 0
+    metric: str = "linear_cka"
+    params: Params = ()
+
+    def __post_init__(self) -> None:
+        _check_family_models(self.models)
+
+    def feature_models(self) -> tuple[str, ...]:
+        return self.models
+
+    def describe(self) -> str:
+        return f"{self.metric} layer matrices over the seed pairs of {len(self.models)} nets"
+
+    def pair_requests(self) -> tuple[MatrixRequest, ...]:
+        """The layer matrix of each seed pair, in the order of ``seed_pairs``."""
+        pairs = seed_pairs(len(self.models), symmetric=get_metric(self.metric).symmetric_for(dict(self.params)))
+        return tuple(
+            MatrixRequest(self.models[a], self.models[b], self.dataset, self.n, self.seed, self.metric, self.params)
+            for a, b in pairs
+        )
+
+
+def _same_depth(views: Mapping[str, ViewFeatures], models: tuple[str, ...]) -> int:
+    depths = {m: len(views[m].layer_names) for m in models}
+    if len(set(depths.values())) != 1:
+        shown = ", ".join(f"{m}: {d}" for m, d in depths.items())
+        raise InputError(f"the nets of a family need the same number of layers (one architecture; {shown})")
+    return depths[models[0]]
+
+
+def compute_unit_matching(request: UnitMatchingRequest, views: Mapping[str, ViewFeatures]) -> FamilyMatchingCurves:
+    """:func:`family_matching_curves` on the cached features of the request's layer."""
+    depth = _same_depth(views, request.models)
+    if not -depth <= request.layer_index < depth:
+        raise InputError(f"layer {request.layer_index} is out of range: the nets have {depth} layers (0..{depth - 1})")
+    nets = [list(views[m].values) for m in request.models]
+    return family_matching_curves(nets, request.layer_index, thresholds=request.thresholds)
+
+
+def compute_family_matrix(
+    request: FamilyMatrixRequest,
+    views: Mapping[str, ViewFeatures],
+    matrix: Callable[[MatrixRequest], LayerMatrix],
+    progress: Callable[[int, int], None] | None = None,
+) -> FamilyLayerMatrices:
+    """Each seed pair's stored layer matrix, stacked: ``values`` [n_pairs, L, L], mean and sd over pairs."""
+    _same_depth(views, request.models)
+    parts = request.pair_requests()
+    matrices, params = [], dict(request.params)
+    for done, part in enumerate(parts, start=1):
+        scored = matrix(part)
+        matrices.append(scored.values)
+        params = dict(scored.params)
+        if progress is not None:
+            progress(done, len(parts))
+    return stack_family_matrices(request.metric, params, matrices, len(request.models))
