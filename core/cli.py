@@ -16,10 +16,12 @@ import time
 import webbrowser
 from pathlib import Path
 
+from alignscope.core.analysis.requests import parse_param_items
 from alignscope.core.cli_support import (
     MAX_SEED,
     NEIGHBOR_MODES,
     NEIGHBORS_HELP,
+    PARAM_HELP,
     BarProgress,
     ensure_features,
     int_at_least,
@@ -264,6 +266,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     metrics = args.metric or ["mutual_knn"]
     for metric in metrics:
         get_metric(metric)  # fail on a typo before extracting anything
+    extra = parse_param_items(args.param, metrics)
     get_dataset_spec(args.dataset)
     engine = Engine()
     requests = [
@@ -274,7 +277,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.n or MAX_SAMPLES,
             args.seed,
             metric,
-            metric_params(metric, k=args.k, similarity=args.similarity, neighbors=args.neighbors),
+            metric_params(metric, k=args.k, similarity=args.similarity, neighbors=args.neighbors, **extra[metric]),
             args.layers,
             args.permutations,
             args.bootstrap,
@@ -493,6 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="neighbour similarity of the k-NN metrics (default cosine, platonic-rep's convention)",
     )
     score.add_argument("--neighbors", choices=NEIGHBOR_MODES, help=NEIGHBORS_HELP)
+    score.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     score.add_argument("--n", type=int_at_least(3))
     score.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     score.add_argument(

@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from alignscope.core.analysis.requests import parse_param_items
 from alignscope.core.cli_support import (
     MAX_SEED,
     NEIGHBOR_MODES,
     NEIGHBORS_HELP,
+    PARAM_HELP,
     int_at_least,
     new_engine,
     print_table,
@@ -140,6 +142,7 @@ def trend_request_from_args(args: argparse.Namespace):
         bootstrap=args.bootstrap,
         similarity=args.similarity,
         neighbors=args.neighbors,
+        extra_params=tuple(args.param or ()),
     )
 
 
@@ -205,7 +208,13 @@ def cmd_difference(args: argparse.Namespace) -> int:
         args.n or 10**9,
         args.seed,
         args.metric,
-        metric_params(args.metric, k=args.k, similarity=args.similarity, neighbors=args.neighbors),
+        metric_params(
+            args.metric,
+            k=args.k,
+            similarity=args.similarity,
+            neighbors=args.neighbors,
+            **parse_param_items(args.param, [args.metric])[args.metric],
+        ),
         args.layers,
         args.bootstrap,
         args.method,
@@ -350,6 +359,7 @@ def _add_metric_arguments(parser: argparse.ArgumentParser, metric_default: str |
         help="how k-NN metrics rank neighbours (default cosine)",
     )
     parser.add_argument("--neighbors", choices=NEIGHBOR_MODES, help=NEIGHBORS_HELP)
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     parser.add_argument("--n", type=int_at_least(3))
     parser.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
 

@@ -13,7 +13,15 @@ import json
 
 import numpy as np
 
-from alignscope.core.cli_support import MAX_SEED, int_at_least, new_engine, print_table, run_with_bar, split_names
+from alignscope.core.cli_support import (
+    MAX_SEED,
+    PARAM_HELP,
+    int_at_least,
+    new_engine,
+    print_table,
+    run_with_bar,
+    split_names,
+)
 from alignscope.core.convergent import CurveBand, FamilyLayerMatrices, FamilyMatchingCurves
 from alignscope.core.errors import InputError
 
@@ -78,7 +86,7 @@ def family_matrix_rows(family: FamilyLayerMatrices, names: tuple[str, ...]) -> l
 
 def cmd_convergent(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
-    from alignscope.core.analysis.requests import metric_params
+    from alignscope.core.analysis.requests import metric_params, parse_param_items
     from alignscope.core.properties import resolve_models
 
     models = resolve_models(list(split_names(args.models)))
@@ -87,7 +95,7 @@ def cmd_convergent(args: argparse.Namespace) -> int:
     curves: FamilyMatchingCurves = run_with_bar(
         engine, UnitMatchingRequest(models, args.dataset, n, args.seed, args.layer, _thresholds(args.thresholds))
     )
-    params = metric_params(args.metric, k=args.k)
+    params = metric_params(args.metric, k=args.k, **parse_param_items(args.param, [args.metric])[args.metric])
     family: FamilyLayerMatrices = run_with_bar(
         engine, FamilyMatrixRequest(models, args.dataset, n, args.seed, args.metric, params)
     )
@@ -133,6 +141,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     convergent.add_argument("--thresholds", default="0.5,0.7,0.9", help="|corr| levels, e.g. 0.5,0.7,0.9")
     convergent.add_argument("--metric", default="linear_cka", help="metric of the layer × layer matrices")
     convergent.add_argument("--k", type=int_at_least(1), help="neighbours for k-NN metrics")
+    convergent.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     convergent.add_argument("--n", type=int_at_least(3))
     convergent.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     convergent.add_argument("--json", action="store_true", help="print the curves and matrix as JSON")

@@ -130,3 +130,6 @@ def run_with_bar(engine, request) -> Any:
         return engine.run_prepared(prepared, progress=progress)
     finally:
         progress.close()
+
+
+PARAM_HELP = "a metric parameter NAME=VALUE, repeatable (e.g. alpha=0.5 n_folds=5 for shape_distance)"

@@ -54,7 +54,7 @@ adjusted p it can reach is about La · Lb / (P + 1), so it needs P ≫ La · Lb 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,7 +64,7 @@ import torch
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs, check_features
 from alignscope.core.metrics.registry import MetricSpec, get_metric
-from alignscope.core.stats import _count, _generator, _loop_threads
+from alignscope.core.stats import _count, _generator, _loop_threads, merged_params
 
 DIFFERENCE_METHODS = ("auto", "bootstrap", "sign_flip")
 MAX_STAT_ADJUSTMENTS = ("max", "min_p")
@@ -233,6 +233,7 @@ def score_difference(
     name_b: str = "feats_b",
     name_x: str = "feats_x",
     feats_x_for_b: Any = None,
+    metric_params: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> ScoreDifference:
     """Paired interval and two-sided test of d = score(A, X) − score(B, X) = 0 on the same samples.
@@ -264,7 +265,7 @@ def score_difference(
         ('bootstrap', True, True)
     """
     spec = get_metric(metric)
-    resolved = spec.resolve_params(params)
+    resolved = spec.resolve_params(merged_params(params, metric_params))
     n_boot = _count(n_boot, "n_boot", low=2)
     if not 0.0 < float(confidence) < 1.0:
         raise InputError(f"confidence must be in (0, 1), got {confidence!r}")
@@ -466,6 +467,7 @@ def max_stat_test(
     progress: Callable[[int, int], None] | None = None,
     names_a: Sequence[str] | None = None,
     names_b: Sequence[str] | None = None,
+    metric_params: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> MaxStatResult:
     """Family-wise corrected permutation test of a search over all La × Lb layer pairs.
@@ -496,7 +498,7 @@ def max_stat_test(
         ((1, 1), 0.01)
     """
     spec = get_metric(metric)
-    resolved = spec.resolve_params(params)
+    resolved = spec.resolve_params(merged_params(params, metric_params))
     n_permutations = _count(n_permutations, "n_permutations")
     if adjustment not in MAX_STAT_ADJUSTMENTS:
         raise InputError(f"adjustment must be one of {', '.join(MAX_STAT_ADJUSTMENTS)}, got {adjustment!r}")

@@ -31,7 +31,7 @@ or a NaN) is dropped and counted (``BootstrapResult.n_failed``); more than half 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,15 @@ from alignscope.core.metrics.registry import MetricSpec, get_metric
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(done, total)`` after each shuffle or resample (a job's progress; it may raise to cancel)."""
+
+
+def merged_params(params: dict[str, Any], metric_params: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The metric's parameters: ``**params`` and ``metric_params`` (the way to pass a metric its own
+    ``seed``, which as a keyword would be the shuffles' seed)."""
+    both = set(params) & set(metric_params or {})
+    if both:
+        raise TypeError(f"parameters given twice: {sorted(both)}")
+    return {**params, **(metric_params or {})}
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -162,6 +171,7 @@ def chance_level(
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     progress: ProgressCallback | None = None,
+    metric_params: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> ChanceLevel:
     """Analytic and empirical chance level of ``metric``.
@@ -177,7 +187,7 @@ def chance_level(
         0.01
     """
     spec = get_metric(metric)
-    resolved = spec.resolve_params(params)
+    resolved = spec.resolve_params(merged_params(params, metric_params))
     empirical = empirical_std = None
     if feats_a is not None and feats_b is not None:
         tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
@@ -223,6 +233,7 @@ def permutation_test(
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     progress: ProgressCallback | None = None,
+    metric_params: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> PermutationResult:
     """One-sided permutation test of "A and B are aligned beyond chance" for ``metric``.
@@ -231,7 +242,7 @@ def permutation_test(
     so it is never 0.
     """
     spec = get_metric(metric)
-    resolved = spec.resolve_params(params)
+    resolved = spec.resolve_params(merged_params(params, metric_params))
     n_permutations = _count(n_permutations, "n_permutations")
     tensor_a, tensor_b = _check_inputs(feats_a, feats_b, name_a=name_a, name_b=name_b)
     scorer = _Scorer(spec, tensor_a, tensor_b, resolved, name_a, name_b)
@@ -282,6 +293,7 @@ def bootstrap_ci(
     name_a: str = "feats_a",
     name_b: str = "feats_b",
     progress: ProgressCallback | None = None,
+    metric_params: Mapping[str, Any] | None = None,
     **params: Any,
 ) -> BootstrapResult:
     """Bootstrap confidence interval of ``metric`` over samples (seeded).
@@ -292,7 +304,7 @@ def bootstrap_ci(
     module docstring for why copies bias the raw interval). The interval is clipped to the metric's range.
     """
     spec = get_metric(metric)
-    resolved = spec.resolve_params(params)
+    resolved = spec.resolve_params(merged_params(params, metric_params))
     n_boot = _count(n_boot, "n_boot", low=2)
     if not 0.0 < float(confidence) < 1.0:
         raise InputError(f"confidence must be in (0, 1), got {confidence!r}")

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import streamlit as st
 
 from alignscope.core.analysis.differences import Difference, DifferenceRequest
-from alignscope.core.analysis.requests import metric_params
 from alignscope.core.errors import AlignscopeError
 from alignscope.dashboard import ui
 from alignscope.dashboard.selection import Selection
@@ -65,7 +64,7 @@ def paired_difference(
     if (a, b, versus) != (sel.model_a, sel.model_b, sel.versus):
         sel = update_selection(model_a=a, model_b=b, versus=versus)
     layers = "best" if sel.relative_depth is None else f"depth:{sel.relative_depth}"
-    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors)
+    params = sel.metric_params()
     resamples = max(sel.bootstrap, 200)
     try:
         request = DifferenceRequest(a, b, versus, sel.dataset, sel.n, sel.seed, sel.metric, params, layers, resamples)

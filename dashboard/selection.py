@@ -115,6 +115,9 @@ FIELDS: tuple[Field, ...] = (
     Field("x_scale", "xs", "choice", "a trend's x axis", choices=X_SCALES),
     Field("run", "run", "run", "the batch run shown on the Results page"),
     Field("column", "col", "name", "the Results table column plotted against the property"),
+    Field("unit_layer", "ul", "int", "the layer of unit matching on Many models, -1 = last", -MAX_LAYER, MAX_LAYER),
+    Field("shape_alpha", "alpha", "float", "shape distance: 0 = CCA (whitened) .. 1 = Procrustes", 0.0, 1.0),
+    Field("shape_folds", "folds", "int", "shape distance: 0 = fit in-sample, >= 2 = cross-validated folds", 0, 20),
 )
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
 QUERY_KEYS: dict[str, str] = {f.name: f.key for f in FIELDS}
@@ -168,6 +171,23 @@ class Selection:
     x_scale: str = "linear"
     run: str = ""
     column: str = "score"
+    unit_layer: int = 0
+    shape_alpha: float = 1.0
+    shape_folds: int = 0
+
+    def metric_params(self, metric: str | None = None) -> tuple[tuple[str, Any], ...]:
+        """The view's parameters for ``metric`` (default: the page metric): k, similarity, neighbour
+        search, shape α and folds, each taken by the metrics that have it (clamped to their bounds)."""
+        from alignscope.core.analysis.requests import metric_params
+
+        return metric_params(
+            metric or self.metric,
+            k=self.k,
+            similarity=self.similarity,
+            neighbors=self.neighbors,
+            alpha=self.shape_alpha,
+            n_folds=self.shape_folds,
+        )
 
     def to_query(self, context: LinkContext | None = None) -> dict[str, str]:
         """Every field as a string, keyed by its short URL name (selections encoded compactly)."""

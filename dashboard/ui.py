@@ -496,6 +496,7 @@ def scoring_widgets(sel: Selection) -> None:
     bound(st.number_input, "Seed", sel, "seed", min_value=0, step=1)
     bound(st.selectbox, "Metric", sel, "metric", options=[spec.name for spec in list_metrics()])
     k_widget(sel)
+    shape_widgets(sel)
     bound(
         st.radio,
         "Layers",
@@ -517,6 +518,33 @@ def scoring_widgets(sel: Selection) -> None:
             max_value=1.0,
             step=0.05,
         )
+
+
+def shape_widgets(sel: Selection) -> None:
+    """Shape distance's α (CCA … Procrustes) and cross-validation folds, when a metric of the page is it."""
+    if "shape_distance" not in (sel.metric, *sel.metrics):
+        return
+    bound(
+        st.slider,
+        "Shape distance α",
+        sel,
+        "shape_alpha",
+        min_value=0.0,
+        max_value=1.0,
+        step=0.05,
+        help="Williams et al. 2021: 0 = CCA (fully whitened), 1 = Procrustes (rotation only), between: partial "
+        "whitening. Every α gives a true distance (the triangle inequality holds).",
+    )
+    bound(
+        st.number_input,
+        "Shape distance folds",
+        sel,
+        "shape_folds",
+        min_value=0,
+        max_value=20,
+        help="0: the rotation is fitted and scored on all samples. >= 2: fitted on the other folds and scored on "
+        "each held-out fold (cross-validated, so a flexible fit cannot score well by overfitting).",
+    )
 
 
 def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = None) -> None:

@@ -115,7 +115,7 @@ def compute_difference(
         name_a=request.model_a,
         name_b=request.model_b,
         name_x=request.reference,
-        **dict(request.params),
+        metric_params=dict(request.params),
     )
     return Difference(
         request.model_a,

@@ -48,6 +48,48 @@ def metric_params(metric: str, **available: Any) -> Params:
     return tuple(sorted(spec.resolve_params(params).items()))
 
 
+def parse_param_items(items: list[str] | None, metrics: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--param NAME=VALUE`` items -> {metric: {name: typed value}} for the metrics that take each name.
+
+    A name that none of ``metrics`` takes, or a value of the wrong type, is an InputError naming it.
+
+    Example:
+        >>> parse_param_items(["alpha=0.5", "n_folds=3"], ["shape_distance", "linear_cka"])
+        {'shape_distance': {'alpha': 0.5, 'n_folds': 3}, 'linear_cka': {}}
+    """
+    specs = {metric: get_metric(metric) for metric in metrics}
+    out: dict[str, dict[str, Any]] = {metric: {} for metric in metrics}
+    for item in items or ():
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError(f"--param takes NAME=VALUE, not {item!r}")
+        takers = [(m, p) for m, spec in specs.items() for p in spec.params if p.name == name]
+        if not takers:
+            raise InputError(f"--param {name}: none of {', '.join(metrics)} takes a parameter {name!r}")
+        for metric, param in takers:
+            out[metric][name] = param.validate(_typed(text.strip(), param.kind), metric)
+    return out
+
+
+def _typed(text: str, kind: str) -> Any:
+    if kind == "bool":
+        return {"true": True, "1": True, "false": False, "0": False}.get(text.lower(), text)
+    if kind in ("int", "int_or_none"):
+        if kind == "int_or_none" and text.lower() in ("none", ""):
+            return None
+        try:
+            return int(text)
+        except ValueError:
+            return text
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
 def parse_layers(layers: str) -> tuple[int, int] | None:
     """``"all"`` -> None (search every pair); ``"last"`` -> (-1, -1); ``"i,j"`` -> (i, j).
 

@@ -52,7 +52,9 @@ def chance_of(
     value = spec.exact_chance(int(np.shape(feats_a)[0]), params)
     if value is not None:
         return Chance(value, "analytic", 0.0, 0)
-    level = chance_level(metric, feats_a, feats_b, n_shuffles=n_shuffles, seed=seed, progress=progress, **params)
+    level = chance_level(
+        metric, feats_a, feats_b, n_shuffles=n_shuffles, seed=seed, progress=progress, metric_params=params
+    )
     return Chance(level.empirical, "shuffled", level.empirical_std, n_shuffles)
 
 
@@ -153,13 +155,19 @@ def score_pair(
             n_permutations=request.permutations,
             seed=request.seed,
             progress=stage("permutations"),
-            **params,
+            metric_params=params,
         ).p_value
     ci_low = ci_high = None
     failed = 0
     if request.bootstrap:
         interval = bootstrap_ci(
-            request.metric, a, b, n_boot=request.bootstrap, seed=request.seed, progress=stage("bootstrap"), **params
+            request.metric,
+            a,
+            b,
+            n_boot=request.bootstrap,
+            seed=request.seed,
+            progress=stage("bootstrap"),
+            metric_params=params,
         )
         ci_low, ci_high, failed = interval.low, interval.high, interval.n_failed
     searched = 1 if pair is not None else len(view_a.values) * len(view_b.values)
@@ -234,7 +242,7 @@ def layer_matrix_of(
                 progress=progress,
                 names_a=names_a,
                 names_b=names_b,
-                **params,
+                metric_params=params,
             )
             values = np.asarray(tested.observed, dtype=np.float64)
             chance = np.asarray(tested.null_values).mean(axis=0)

@@ -149,7 +149,9 @@ def sweep_curve(
             chance.append(float(closed))
             chance_std.append(0.0)
         else:
-            level = chance_level(metric, point.feats_a, point.feats_b, n_shuffles=n_shuffles, seed=seed, **point.params)
+            level = chance_level(
+                metric, point.feats_a, point.feats_b, n_shuffles=n_shuffles, seed=seed, metric_params=point.params
+            )
             chance.append(float(level.empirical if level.empirical is not None else np.nan))
             chance_std.append(float(level.empirical_std or 0.0))
         if progress is not None:

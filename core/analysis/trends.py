@@ -366,10 +366,12 @@ def trend_request(
     bootstrap: int = 100,
     similarity: str | None = None,
     neighbors: str | None = None,
+    extra_params: Sequence[str] = (),
 ) -> TrendRequest:
     """A :class:`TrendRequest` from model names and families; each model's ``prop`` is looked up once
-    its features are cached (a model without it gets x = None and is left out of ρ)."""
-    from alignscope.core.analysis.requests import metric_params, parse_layer_choice
+    its features are cached (a model without it gets x = None and is left out of ρ). ``extra_params``:
+    ``NAME=VALUE`` items for the metric (the CLI's ``--param``)."""
+    from alignscope.core.analysis.requests import metric_params, parse_layer_choice, parse_param_items
     from alignscope.core.properties import resolve_models
 
     members = resolve_models(list(models))
@@ -377,7 +379,8 @@ def trend_request(
     choice = parse_layer_choice(layers)
     if choice == "last":
         choice = 1.0
-    params = metric_params(metric, k=k, similarity=similarity, neighbors=neighbors)
+    extra = parse_param_items(list(extra_params), [metric])[metric]
+    params = metric_params(metric, k=k, similarity=similarity, neighbors=neighbors, **extra)
     return TrendRequest(
         members,
         references,

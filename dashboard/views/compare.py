@@ -11,7 +11,7 @@ import textwrap
 import pandas as pd
 import streamlit as st
 
-from alignscope.core.analysis.requests import MatrixRequest, PairRequest, metric_params
+from alignscope.core.analysis.requests import MatrixRequest, PairRequest
 from alignscope.core.analysis.results import LayerMatrix, PairScore
 from alignscope.core.datasets import get_dataset_spec
 from alignscope.core.metrics.registry import get_metric, list_metrics
@@ -40,6 +40,7 @@ def _sidebar(sel: Selection) -> None:
         )
         bound(st.selectbox, "Heatmap metric", sel, "metric", options=metric_names)
         ui.k_widget(sel, help="Used by the k-NN metrics only.")
+        ui.shape_widgets(sel)
         bound(
             st.number_input,
             "Permutations (p-value)",
@@ -71,7 +72,7 @@ def pair_request(sel: Selection, metric: str, layers: str, *, with_stats: bool) 
         sel.n,
         sel.seed,
         metric,
-        metric_params(metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors),
+        sel.metric_params(metric),
         layers,
         sel.permutations if with_stats else 0,
         sel.bootstrap if with_stats else 0,
@@ -250,7 +251,7 @@ def _snippet(sel: Selection, layers: str) -> str:
 
         for metric in {tuple(sel.metrics)!r}:
             score = run(PairRequest({sel.model_a!r}, {sel.model_b!r}, {sel.dataset!r}, n={sel.n}, seed={sel.seed},
-                                    metric=metric, params=metric_params(metric, k={sel.k}, similarity={sel.similarity!r}, neighbors={sel.neighbors!r}),
+                                    metric=metric, params=metric_params(metric, k={sel.k}, similarity={sel.similarity!r}, neighbors={sel.neighbors!r}, alpha={sel.shape_alpha!r}, n_folds={sel.shape_folds}),
                                     layers={layers!r}, permutations={sel.permutations}, bootstrap={sel.bootstrap}))
             print(metric, score.value, score.chance, score.p_value, score.ci_low, score.ci_high)
         """)
@@ -279,7 +280,7 @@ def render(sel: Selection) -> None:
         sel.n,
         sel.seed,
         sel.metric,
-        metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors),
+        sel.metric_params(),
         sel.permutations,
     )
     outcomes = ui.fetch([*quick, matrix_request, *full], key="compare")

@@ -9,12 +9,13 @@ import streamlit as st
 
 from alignscope.core.analysis.features import modality_problem, plan_features
 from alignscope.core.analysis.identification import identification_request
-from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest, metric_params
+from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest
 from alignscope.core.analysis.results import GramVolume, ModelMatrix
 from alignscope.core.convergent import LayerIdentification
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.models import get_model_spec, install_status
 from alignscope.dashboard import plots, ui
+from alignscope.dashboard.convergence_view import convergent_learning
 from alignscope.dashboard.selection import MAX_MODELS, Selection
 from alignscope.dashboard.url_state import note_for_next_run, update_selection
 
@@ -99,13 +100,15 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
     return gram
 
 
+def _family_layers(sel: Selection) -> tuple[str, ...] | None:
+    """The set's layer names when its nets share one architecture (the same layer count), else None."""
+    names = [plan_features(m, sel.dataset, sel.n, sel.seed).layer_names for m in sel.models]
+    return names[0] if len({len(n) for n in names}) == 1 else None
+
+
 def _identification(sel: Selection) -> LayerIdentification | None:
-    """Kornblith et al.'s sanity check on the set, when its nets share one architecture (layer count)."""
+    """Kornblith et al.'s sanity check on the set (its nets share one architecture)."""
     st.subheader("Layer identification")
-    counts = {m: len(plan_features(m, sel.dataset, sel.n, sel.seed).layer_names) for m in sel.models}
-    if len(set(counts.values())) != 1:
-        st.caption("Needs nets of one architecture (the same number of layers), e.g. the digits CNNs from three seeds.")
-        return None
     metrics = tuple(dict.fromkeys((sel.metric, *sel.metrics)))
     request = identification_request(
         tuple(sel.models), sel.dataset, sel.n, metrics, seed=sel.seed, k=sel.k, similarity=sel.similarity
@@ -145,7 +148,7 @@ def render(sel: Selection) -> None:
     if not ui.features_ready(sel.models, sel.dataset, sel.n, sel.seed, key="many"):
         ui.share_box(sel)
         st.stop()
-    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors)
+    params = sel.metric_params()
     matrix_request = ModelMatrixRequest(
         tuple(sel.models), sel.dataset, sel.n, sel.seed, sel.metric, params, sel.relative_depth
     )
@@ -188,14 +191,23 @@ def render(sel: Selection) -> None:
             st.dataframe(layer_frame, width="stretch")
     gram = _gram(sel, gram_out)
     ui.gate([matrix_out, gram_out], key="many-gate", what="the model matrix")
-    identification = _identification(sel)
+    layer_names = _family_layers(sel)
+    identification, convergent = None, {}
+    if layer_names is None:
+        st.caption(
+            "Layer identification and convergent learning need nets of one architecture (the same number of "
+            "layers), e.g. the digits CNNs from three seeds."
+        )
+    else:
+        identification = _identification(sel)
+        convergent = convergent_learning(sel, layer_names)
 
     ui.export_row(
         sel,
         page="many-models",
         table=("Matrix (CSV)", frame) if frame is not None else None,
         fig=fig,
-        results={"matrix": result, "gram": gram, "layer_identification": identification},
+        results={"matrix": result, "gram": gram, "layer_identification": identification, **convergent},
         stem="alignscope-models",
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from alignscope.core.analysis.requests import SweepRequest, metric_params
+from alignscope.core.analysis.requests import SweepRequest
 from alignscope.core.analysis.results import Sweep
 from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.dashboard import _cached, plots, ui
@@ -29,6 +29,7 @@ def render(sel: Selection) -> None:
         ui.pair_widgets(sel)
         bound(st.selectbox, "Metric", sel, "metric", options=[s.name for s in list_metrics()])
         ui.k_widget(sel, label="k (neighbours, when not swept)")
+        ui.shape_widgets(sel)
     pair = ui.load_pair(sel, key="sweeps", layer_widgets=False)  # the layer pair is the Compare page's
     if sel.sweep == "k" and "k" not in get_metric(sel.metric).param_names:
         k_metrics = ", ".join(s.name for s in list_metrics() if "k" in s.param_names)
@@ -43,7 +44,7 @@ def render(sel: Selection) -> None:
         sel.n,
         sel.seed,
         sel.metric,
-        metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors),
+        sel.metric_params(),
         pair.layer_a,
         pair.layer_b,
     )

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from alignscope.core.analysis.features import modality_problem, plan_features
-from alignscope.core.analysis.requests import metric_params, parse_layer_choice
+from alignscope.core.analysis.requests import parse_layer_choice
 from alignscope.core.analysis.trends import PRESETS, Trend, TrendPreset, TrendRequest
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.properties import families, model_properties, resolve_models
@@ -106,7 +106,7 @@ def _sidebar(sel: Selection) -> None:
 
 
 def _request(sel: Selection) -> TrendRequest:
-    params = metric_params(sel.metric, k=sel.k, similarity=sel.similarity, neighbors=sel.neighbors)
+    params = sel.metric_params()
     return TrendRequest(
         tuple(sel.trend_models),
         tuple(sel.reference),

@@ -67,6 +67,42 @@ def test_many_models_needs_two_models_and_round_trips():
     assert single.warning  # one model is not a set: the link is fixed to the default set
 
 
+def _frame_with(app, column: str):
+    return next(frame.value for frame in app.dataframe if column in frame.value.columns)
+
+
+def test_many_models_convergent_learning_matches_the_family_curves_and_keeps_its_layer_in_the_url():
+    from alignscope.core.convergent import family_matching_curves
+
+    app = run_page("many_models", {"metric": "linear_cka", "ul": "3"})
+    no_exception(app)
+    table = _frame_with(app, "units with a match in another net")
+    nets = [[_features(m, 120, i) for i in range(5)] for m in ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")]
+    expected = family_matching_curves(nets, 3)
+    mean, sd = expected.fraction_above_mean[0.7], expected.fraction_above_std[0.7]
+    assert table.loc["|corr| > 0.7", "units with a match in another net"] == f"{mean:.2f} ± {sd:.2f}"
+    within = expected.within_fraction_above_mean[0.9]
+    assert table.loc["|corr| > 0.9", "units with a match in their own net (baseline)"].startswith(f"{within:.2f} ± ")
+    assert app.selectbox(key="sel.unit_layer").value == 3
+    app.selectbox(key="sel.unit_layer").set_value(0).run()
+    no_exception(app)
+    assert url_of(app)["ul"] == "0"
+    again = _frame_with(app, "units with a match in another net")
+    assert not again.equals(table)  # conv1 is matched differently from fc1
+
+
+def test_many_models_without_one_architecture_explains_why_there_is_no_unit_matching():
+    from alignscope.core.uploads import add_representation
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.random.default_rng(2).normal(size=(1797, 6)).astype(np.float32))
+    add_representation("one-layer-rep", "one.npy", buffer.getvalue(), dataset="digits")
+    app = run_page("many_models", {"models": "digits-cnn-s0,one-layer-rep"})
+    no_exception(app)
+    assert any("need nets of one architecture" in c.value for c in app.caption)
+    assert not any("units with a match in another net" in f.value.columns for f in app.dataframe)
+
+
 def test_gram_with_different_widths_is_explained():
     from alignscope.core.uploads import add_representation
 
