@@ -78,8 +78,8 @@ class CompatibilityReport:
         passed: the criterion, ``difference.estimate > 0`` (strict, as BCT states it).
         confident: ``difference.low > 0``: the interval excludes "no better than the old model".
         update_gain: (M(new, old) − M(old, old)) / (M(new, new) − M(old, old)), the share of the new
-            model's improvement kept without re-indexing; None without a new gallery or when the
-            denominator is 0.
+            model's improvement kept without re-indexing; None without a new gallery or when the new
+            model is no better than the old one (denominator <= 0: there is no improvement to keep).
         pairwise: the two pairwise inequalities (:class:`PairwiseCompatibility`).
         n_queries: queries scored (those with a relevant gallery item); n_gallery: gallery items.
         confidence, n_boot, seed: the bootstrap settings.
@@ -108,7 +108,7 @@ class CompatibilityReport:
     new_new_result: RetrievalResult | None
 
 
-def _parse_measure(measure: str) -> int | None:
+def parse_measure(measure: str) -> int | None:
     """None for mean average precision, else the k of ``"recall@k"``."""
     if measure == "mean_average_precision":
         return None
@@ -120,7 +120,7 @@ def _parse_measure(measure: str) -> int | None:
 
 def per_query_values(result: RetrievalResult, measure: str) -> np.ndarray:
     """float64 [n_scored]: the per-query values whose mean is ``measure`` (AP, or 1.0 / 0.0 hits at k)."""
-    top_k = _parse_measure(measure)
+    top_k = parse_measure(measure)
     scored = result.scored
     if top_k is None:
         return result.average_precision[scored]
@@ -276,7 +276,7 @@ def compatibility_report(
         >>> report.passed, report.confident, report.new_old.estimate > report.old_old.estimate
         (True, True, True)
     """
-    top_k = _parse_measure(measure)
+    top_k = parse_measure(measure)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
         raise InputError(f"n_boot must be an integer >= 2, got {n_boot!r}")
     if not 0.0 < float(confidence) < 1.0:
@@ -332,7 +332,7 @@ def compatibility_report(
     if new_g is not None:
         reindexing_gain = _interval(estimates[2] - estimates[0], resampled[:, 2] - resampled[:, 0], level)
         denominator = estimates[2] - estimates[1]
-        update_gain = float((estimates[0] - estimates[1]) / denominator) if denominator != 0 else None
+        update_gain = float((estimates[0] - estimates[1]) / denominator) if denominator > 0 else None
     pairwise = pairwise_compatibility(old_q, new_q, old_g, query_map=query_map, **shared)
     return CompatibilityReport(
         measure=measure,

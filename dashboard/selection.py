@@ -31,6 +31,7 @@ COLOR_BY = ("label", "alignment")
 SWEEPS = ("k", "n", "prefix", "depth")
 SIMILARITIES = ("cosine", "ip", "euclidean")
 NEIGHBORS = ("exact", "approx")
+COMPATIBILITY_MEASURES = ("off", "mean_average_precision", "recall@1", "recall@5", "recall@10")
 X_SCALES = ("linear", "log")
 LADDER = tuple(f"digits-ladder-{i}" for i in range(1, 8))  # the default trend: the ladder preset
 ALIGNMENT_STRENGTHS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -116,6 +117,13 @@ FIELDS: tuple[Field, ...] = (
     Field("run", "run", "run", "the batch run shown on the Results page"),
     Field("column", "col", "name", "the Results table column plotted against the property"),
     Field("unit_layer", "ul", "int", "the layer of unit matching on Many models, -1 = last", -MAX_LAYER, MAX_LAYER),
+    Field(
+        "compatibility",
+        "compat",
+        "choice",
+        "Compare: can B replace A without re-indexing (BCT), by this measure; off",
+        choices=COMPATIBILITY_MEASURES,
+    ),
     Field("shape_alpha", "alpha", "float", "shape distance: 0 = CCA (whitened) .. 1 = Procrustes", 0.0, 1.0),
     Field("shape_folds", "folds", "int", "shape distance: 0 = fit in-sample, >= 2 = cross-validated folds", 0, 20),
 )
@@ -172,6 +180,7 @@ class Selection:
     run: str = ""
     column: str = "score"
     unit_layer: int = 0
+    compatibility: str = "off"
     shape_alpha: float = 1.0
     shape_folds: int = 0
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import alignscope.core.analysis.cost as cost
+from alignscope.core.analysis.compatibility import CompatibilityRequest
 from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
 from alignscope.core.analysis.differences import DifferenceRequest
 from alignscope.core.analysis.features import (
@@ -409,6 +410,12 @@ def _compute_family_matrix(engine: Engine, prepared: Prepared, progress: Progres
     return compute_family_matrix(prepared.request, engine.views(prepared), engine.sub_result, callback(progress))
 
 
+def _compute_compatibility(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.compatibility import compute_compatibility
+
+    return compute_compatibility(prepared.request, engine.views(prepared))
+
+
 _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     PairRequest: _compute_pair,
     MatrixRequest: _compute_matrix,
@@ -424,6 +431,7 @@ _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     IdentificationRequest: _compute_identification,
     UnitMatchingRequest: _compute_unit_matching,
     FamilyMatrixRequest: _compute_family_matrix,
+    CompatibilityRequest: _compute_compatibility,
 }
 
 
@@ -516,6 +524,19 @@ def _estimate_family_matrix(engine: Engine, prepared: Prepared) -> float:
         )
         for p in request.pair_requests()
     )
+
+
+def _estimate_compatibility(engine: Engine, prepared: Prepared) -> float:
+    """Three rankings of the gallery for every query (n_q × n_g × d each, plus the sort) and the bootstrap."""
+    request: CompatibilityRequest = prepared.request
+    d = max(
+        _dims(prepared, request.old_model, request.layer_old)[0],
+        _dims(prepared, request.new_model, request.layer_new)[0],
+    )
+    n_q = request.query_fraction * request.n
+    n_g = request.n - n_q
+    flops = 3 * (2.0 * n_q * n_g * d + 30.0 * n_q * n_g) + request.bootstrap * 3 * n_q * 4
+    return cost.REQUEST_OVERHEAD_SECONDS + cost.seconds(flops)
 
 
 def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
@@ -622,6 +643,7 @@ _ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
     IdentificationRequest: _estimate_identification,
     UnitMatchingRequest: _estimate_unit_matching,
     FamilyMatrixRequest: _estimate_family_matrix,
+    CompatibilityRequest: _estimate_compatibility,
 }
 
 

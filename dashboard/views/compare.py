@@ -17,6 +17,7 @@ from alignscope.core.datasets import get_dataset_spec
 from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.core.models import describe, get_model_spec
 from alignscope.dashboard import _cached, guide, plots, ui
+from alignscope.dashboard.compatibility_view import compatibility_section
 from alignscope.dashboard.difference_view import paired_difference
 from alignscope.dashboard.selection import MAX_BOOTSTRAP, MAX_PERMUTATIONS, Selection
 from alignscope.dashboard.url_state import bound, opened_without_a_link, share_url, update_selection
@@ -314,6 +315,7 @@ def render(sel: Selection) -> None:
         fixed_pair=True,
         optional=True,
     )
+    compatibility = compatibility_section(sel, layer_a, layer_b)
 
     st.subheader("Share and export")
     ui.share_box(sel)
@@ -324,6 +326,7 @@ def render(sel: Selection) -> None:
         "dataset": {"name": sel.dataset, "revision": get_dataset_spec(sel.dataset).revision},
         "scores": [o.result for o in (full_out or quick_out) if o.ready],
         "heatmap": matrix,
+        "compatibility": compatibility,
         "cache_keys": {sel.model_a: pair.view_a.cache_key, sel.model_b: pair.view_b.cache_key},
         "packages": _cached.package_versions(),
         "link": share_url(sel),

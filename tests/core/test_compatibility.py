@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from alignscope.core.compatibility import compatibility_report, pairwise_compatibility, per_query_values
 from alignscope.core.errors import InputError
@@ -125,3 +126,21 @@ def test_pairwise_inequalities_match_a_brute_force_count():
         old_g, embed(g_labels, 1.0, 4), old_g, query_labels=g_labels, gallery_labels=g_labels, exclude_same_id=True
     )
     assert shared.n_positive == 15 * 4 and shared.n_negative == 15 * 10
+
+
+def test_update_gain_is_none_when_the_new_model_is_no_better():
+    """(new,old − old,old) / (new,new − old,old) only means "share of the improvement kept" when there is
+    an improvement; a worse new model would give a ratio of arbitrary sign and size."""
+    generator = torch.Generator().manual_seed(3)
+    centres = torch.randn(4, 6, generator=generator)
+    labels = torch.arange(60) % 4
+
+    def embed(noise):
+        return centres[labels] + noise * torch.randn(60, 6, generator=generator)
+
+    good, bad = embed(0.3), embed(3.0)
+    report = compatibility_report(
+        good, bad, good, bad, query_labels=labels, gallery_labels=labels, exclude_same_id=True, n_boot=50
+    )
+    assert report.new_new.estimate < report.old_old.estimate
+    assert report.update_gain is None

@@ -152,3 +152,25 @@ def test_uncached_view_waits_for_a_click_then_computes(dashboard_cache):
     scores = _metrics(app)
     # two ImageNet nets on the same 25 photos: clearly above the shuffled level (~0.04 for 25 samples)
     assert 0.3 < scores["linear_cka"] <= 1.0
+
+
+def test_compatibility_is_opt_in_and_shows_the_engine_verdict():
+    from alignscope.core.analysis.compatibility import CompatibilityRequest
+    from alignscope.core.analysis.engine import default_engine
+
+    app = run_page("compare")
+    no_exception(app)
+    assert app.selectbox(key="sel.compatibility").value == "off"
+    assert not any("queries → gallery" == f.value.index.name for f in app.dataframe)
+    app.selectbox(key="sel.compatibility").set_value("recall@1").run()
+    no_exception(app)
+    assert url_of(app)["compat"] == "recall@1"
+    expected = default_engine().run(
+        CompatibilityRequest("digits-cnn-s0", "digits-cnn-s1", "digits", 120, 0, 4, 4, "recall@1")
+    )
+    table = next(f.value for f in app.dataframe if f.value.index.name == "queries → gallery")
+    d = expected.report.new_old
+    assert table.loc["new → old gallery", "recall@1"] == f"{d.estimate:.3f} [{d.low:.3f}, {d.high:.3f}]"
+    shown = [*app.success, *app.warning, *app.error]
+    assert len(shown) == 1 and f"{expected.report.difference.estimate:+.3f}" in shown[0].value
+    assert ("not compatible" in shown[0].value) == (not expected.report.passed)
