@@ -530,11 +530,10 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--headless", action="store_true")
     dashboard.set_defaults(func=cmd_dashboard)
 
-    from alignscope.core import cli_analysis, cli_compatibility, cli_convergence
+    from alignscope.core import cli_analysis, cli_compatibility, cli_convergence, cli_rsa
 
-    cli_analysis.add_commands(sub)
-    cli_convergence.add_commands(sub)
-    cli_compatibility.add_commands(sub)
+    for module in (cli_analysis, cli_convergence, cli_compatibility, cli_rsa):
+        module.add_commands(sub)
     return parser
 
 

@@ -48,6 +48,7 @@ from alignscope.core.analysis.requests import (
     SweepRequest,
     parse_layers,
 )
+from alignscope.core.analysis.rsa import RdmRequest, RsaRequest
 from alignscope.core.analysis.store import ResultStore, result_key
 from alignscope.core.analysis.trends import TrendRequest
 from alignscope.core.cache import FeatureCache
@@ -416,6 +417,18 @@ def _compute_compatibility(engine: Engine, prepared: Prepared, progress: Progres
     return compute_compatibility(prepared.request, engine.views(prepared))
 
 
+def _compute_rdm(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.rsa import compute_rdm_view
+
+    return compute_rdm_view(prepared.request, engine.views(prepared)[prepared.request.model])
+
+
+def _compute_rsa(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
+    from alignscope.core.analysis.rsa import compute_rsa
+
+    return compute_rsa(prepared.request, engine.views(prepared)[prepared.request.model], callback(progress))
+
+
 _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     PairRequest: _compute_pair,
     MatrixRequest: _compute_matrix,
@@ -432,6 +445,8 @@ _COMPUTE: dict[type, Callable[[Engine, Prepared, Progress | None], Any]] = {
     UnitMatchingRequest: _compute_unit_matching,
     FamilyMatrixRequest: _compute_family_matrix,
     CompatibilityRequest: _compute_compatibility,
+    RdmRequest: _compute_rdm,
+    RsaRequest: _compute_rsa,
 }
 
 
@@ -539,6 +554,14 @@ def _estimate_compatibility(engine: Engine, prepared: Prepared) -> float:
     return cost.REQUEST_OVERHEAD_SECONDS + cost.seconds(flops)
 
 
+def _estimate_rsa(engine: Engine, prepared: Prepared) -> float:
+    """Per layer: the model RDM (n² d) and, per bootstrap resample, the resampled RDMs ranked and compared."""
+    request: RsaRequest = prepared.request
+    n, dims = request.n, _dims(prepared, request.model)
+    per_layer = [2.0 * n * n * d + request.bootstrap * 40.0 * n * n for d in dims]
+    return cost.REQUEST_OVERHEAD_SECONDS + cost.seconds(sum(per_layer), len(dims) * request.bootstrap)
+
+
 def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
     request: ModelMatrixRequest = prepared.request
     params = dict(request.params)
@@ -644,6 +667,11 @@ _ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
     UnitMatchingRequest: _estimate_unit_matching,
     FamilyMatrixRequest: _estimate_family_matrix,
     CompatibilityRequest: _estimate_compatibility,
+    RdmRequest: lambda engine, prepared: (
+        cost.REQUEST_OVERHEAD_SECONDS
+        + cost.seconds(3.0 * prepared.request.n**2 * _dims(prepared, prepared.request.model, prepared.request.layer)[0])
+    ),
+    RsaRequest: _estimate_rsa,
 }
 
 

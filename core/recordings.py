@@ -1,0 +1,206 @@
+"""Recordings: measured responses to a dataset's stimuli (brain data), stored for model-vs-data RSA.
+
+A recording is one float array with stimuli on axis -2 (see
+:func:`alignscope.core.brain.rdms_from_measurements`): ``[n, d]`` (one subject), ``[n_units, n, d]``
+(subjects, or repeats of one subject with ``over="repeats"``) or ``[n_subjects, n_repeats, n, d]``
+(repeats per subject: crossnobis folds, else averaged), and the sample id of each stimulus: a subset of
+the dataset's samples in any order (all of them, in the dataset's order, when no ids are given).
+
+Stored as ``<cache>/uploads/recordings/<name>.safetensors``: the tensor ``measurements`` and, in the
+header, the dataset, ``over`` and the sample ids. Its sha256 (:attr:`Recording.digest`) keys the results
+computed from it, so replacing a recording never serves a score of the old one. No pickle is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from alignscope.core.errors import InputError, UploadError
+from alignscope.core.files import atomic_write_bytes
+from alignscope.core.names import check_name
+from alignscope.core.settings import Settings, get_settings
+
+SUFFIXES = (".npy", ".safetensors")
+OVER = ("subjects", "repeats")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A stored recording.
+
+    Attributes:
+        measurements: float32 [..., n, d], stimuli on axis -2.
+        sample_ids: the dataset sample id of each stimulus [n].
+        over: what the leading axis of a 3-D array is: ``"subjects"`` or ``"repeats"``.
+        digest: sha256 of the stored file (part of every result key computed from it).
+    """
+
+    name: str
+    dataset: str
+    over: str
+    sample_ids: tuple[str, ...]
+    digest: str
+    measurements: np.ndarray = field(repr=False, compare=False)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.measurements.shape)
+
+    def describe(self) -> str:
+        """e.g. ``"3 subjects × 4 repeats × 120 stimuli × 50 channels"``."""
+        shape = self.shape
+        names = {
+            2: ("stimuli", "channels"),
+            3: (self.over, "stimuli", "channels"),
+            4: ("subjects", "repeats", "stimuli", "channels"),
+        }
+        return " × ".join(f"{size} {name}" for size, name in zip(shape, names[len(shape)]))
+
+
+def recordings_dir(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).uploads_dir / "recordings"
+
+
+def _path(name: str, settings: Settings | None) -> Path:
+    return recordings_dir(settings) / f"{check_name(name, what='recording')}.safetensors"
+
+
+def _read_array(filename: str, data: bytes) -> np.ndarray:
+    suffix = Path(filename).suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UploadError(
+            f"{Path(filename).name!r}: a recording is a .npy or .safetensors array (got {suffix or 'no suffix'})"
+        )
+    try:
+        if suffix == ".npy":
+            array = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            from safetensors.numpy import load
+
+            tensors = load(data)
+            if len(tensors) != 1:
+                raise UploadError(f"{Path(filename).name!r} holds {len(tensors)} tensors; expected exactly one")
+            array = next(iter(tensors.values()))
+    except UploadError:
+        raise
+    except Exception as exc:
+        raise UploadError(f"{Path(filename).name!r} could not be read: {type(exc).__name__}: {exc}") from exc
+    if array.dtype.kind not in "fiu" or array.ndim not in (2, 3, 4) or 0 in array.shape:
+        raise UploadError(
+            f"a recording is a real array [n, d], [units, n, d] or [subjects, repeats, n, d]; got {array.dtype} "
+            f"of shape {array.shape}"
+        )
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise UploadError("the recording holds NaN or infinite values; fill or drop them before uploading")
+    return np.ascontiguousarray(array)
+
+
+def parse_sample_ids(filename: str, data: bytes) -> tuple[str, ...]:
+    """A CSV with a ``sample_id`` column, or one id per line (a text file or a one-column CSV)."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False)
+    except Exception as exc:
+        raise UploadError(f"{Path(filename).name!r}: the sample ids could not be read: {exc}") from exc
+    if "sample_id" in frame.columns:
+        values = frame["sample_id"].tolist()
+    else:
+        values = [line.strip() for line in data.decode("utf-8", errors="replace").splitlines() if line.strip()]
+    return tuple(str(value) for value in values)
+
+
+def add_recording(
+    name: str,
+    filename: str,
+    data: bytes,
+    *,
+    dataset: str,
+    sample_ids: tuple[str, ...] | None = None,
+    over: str = "subjects",
+    settings: Settings | None = None,
+) -> Recording:
+    """Validate and store a recording of ``dataset``'s stimuli; refuse ids the dataset does not hold."""
+    from safetensors.numpy import save
+
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.uploads import check_upload_size
+
+    settings = settings or get_settings()
+    path = _path(name, settings)
+    check_upload_size(len(data), Path(filename).name, settings)
+    if over not in OVER:
+        raise UploadError(f"over must be one of {', '.join(OVER)}, got {over!r}")
+    array = _read_array(filename, data)
+    known = load_dataset(dataset).sample_ids
+    ids = tuple(known) if sample_ids is None else tuple(sample_ids)
+    if len(ids) != array.shape[-2]:
+        raise UploadError(
+            f"the recording has {array.shape[-2]} stimuli (axis -2 of shape {array.shape}) but {len(ids)} sample ids "
+            f"{'(the whole dataset)' if sample_ids is None else 'were given'}; give one id per stimulus"
+        )
+    if len(set(ids)) != len(ids):
+        raise UploadError("the sample ids hold duplicates; each stimulus needs its own id")
+    unknown = sorted(set(ids) - set(known))
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:3])
+        raise UploadError(
+            f"{len(unknown)} sample ids are not in {dataset!r} (e.g. {shown}); ids look like {known[0]!r}"
+        )
+    metadata = {"dataset": dataset, "over": over, "sample_ids": json.dumps(list(ids))}
+    blob = save({"measurements": array}, metadata=metadata)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, blob)
+    return load_recording(name, settings)
+
+
+def load_recording(name: str, settings: Settings | None = None) -> Recording:
+    """The stored recording ``name`` (InputError naming the stored ones when there is none)."""
+    from safetensors import safe_open
+    from safetensors.numpy import load
+
+    path = _path(name, settings)
+    if not path.is_file():
+        stored = ", ".join(list_recordings(settings)) or "none"
+        raise InputError(f"no recording named {name!r} (stored: {stored})")
+    blob = path.read_bytes()
+    with safe_open(str(path), framework="numpy") as handle:
+        metadata = handle.metadata() or {}
+    array = load(blob)["measurements"]
+    return Recording(
+        name=name,
+        dataset=metadata.get("dataset", ""),
+        over=metadata.get("over", "subjects"),
+        sample_ids=tuple(json.loads(metadata.get("sample_ids", "[]"))),
+        digest=hashlib.sha256(blob).hexdigest(),
+        measurements=array,
+    )
+
+
+def list_recordings(settings: Settings | None = None, *, dataset: str | None = None) -> list[str]:
+    """Names of the stored recordings (of ``dataset`` only, when given), sorted."""
+    folder = recordings_dir(settings)
+    names = sorted(path.stem for path in folder.glob("*.safetensors")) if folder.is_dir() else []
+    if dataset is None:
+        return names
+    return [name for name in names if _dataset_of(name, settings) == dataset]
+
+
+def _dataset_of(name: str, settings: Settings | None) -> str:
+    from safetensors import safe_open
+
+    with safe_open(str(_path(name, settings)), framework="numpy") as handle:
+        return (handle.metadata() or {}).get("dataset", "")
+
+
+def remove_recording(name: str, settings: Settings | None = None) -> None:
+    path = _path(name, settings)
+    if not path.is_file():
+        raise InputError(f"no recording named {name!r}")
+    path.unlink()
