@@ -183,6 +183,17 @@ def load_recording(name: str, settings: Settings | None = None) -> Recording:
     )
 
 
+def recording_size(name: str, settings: Settings | None = None) -> int:
+    """Stimuli in the stored recording ``name`` (a header read; 0 when there is none)."""
+    from safetensors import safe_open
+
+    path = _path(name, settings)
+    if not path.is_file():
+        return 0
+    with safe_open(str(path), framework="numpy") as handle:
+        return len(json.loads((handle.metadata() or {}).get("sample_ids", "[]")))
+
+
 def list_recordings(settings: Settings | None = None, *, dataset: str | None = None) -> list[str]:
     """Names of the stored recordings (of ``dataset`` only, when given), sorted."""
     folder = recordings_dir(settings)

@@ -39,6 +39,7 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("sweeps", "Sweeps", ":material/show_chart:", "sweeps", "sweeps"),
     PageEntry("projections", "Projections", ":material/scatter_plot:", "projections", "projections"),
     PageEntry("neighbours", "Neighbours", ":material/hub:", "neighbours", "neighbours"),
+    PageEntry("rsa", "RSA", ":material/blur_on:", "rsa", "rsa"),
     PageEntry("results", "Results", ":material/table_view:", "results", "results"),
     PageEntry("data_models", "Data & models", ":material/database:", "data-models", "data_models"),
 )

@@ -31,6 +31,20 @@ COLOR_BY = ("label", "alignment")
 SWEEPS = ("k", "n", "prefix", "depth")
 SIMILARITIES = ("cosine", "ip", "euclidean")
 NEIGHBORS = ("exact", "approx")
+MODEL_RDMS = ("correlation", "euclidean", "squared_euclidean", "cosine")
+DATA_RDMS = (*MODEL_RDMS, "mahalanobis", "crossnobis")
+RDM_COMPARISONS = (
+    "spearman",
+    "pearson",
+    "kendall",
+    "corr",
+    "tau-a",
+    "tau-b",
+    "rho-a",
+    "cosine",
+    "cosine_cov",
+    "corr_cov",
+)
 COMPATIBILITY_MEASURES = ("off", "mean_average_precision", "recall@1", "recall@5", "recall@10")
 X_SCALES = ("linear", "log")
 LADDER = tuple(f"digits-ladder-{i}" for i in range(1, 8))  # the default trend: the ladder preset
@@ -124,6 +138,12 @@ FIELDS: tuple[Field, ...] = (
         "Compare: can B replace A without re-indexing (BCT), by this measure; off",
         choices=COMPATIBILITY_MEASURES,
     ),
+    Field("recording", "rec", "run", "RSA: the stored recording the model is scored against (empty: none)"),
+    Field("model_rdm", "rdm", "choice", "RSA: the model's RDM distance", choices=MODEL_RDMS),
+    Field(
+        "data_rdm", "drdm", "choice", "RSA: the recording's RDM distance (crossnobis needs repeats)", choices=DATA_RDMS
+    ),
+    Field("rdm_comparison", "rsam", "choice", "RSA: how two RDMs are compared", choices=RDM_COMPARISONS),
     Field("shape_alpha", "alpha", "float", "shape distance: 0 = CCA (whitened) .. 1 = Procrustes", 0.0, 1.0),
     Field("shape_folds", "folds", "int", "shape distance: 0 = fit in-sample, >= 2 = cross-validated folds", 0, 20),
 )
@@ -181,6 +201,10 @@ class Selection:
     column: str = "score"
     unit_layer: int = 0
     compatibility: str = "off"
+    recording: str = ""
+    model_rdm: str = "correlation"
+    data_rdm: str = "correlation"
+    rdm_comparison: str = "spearman"
     shape_alpha: float = 1.0
     shape_folds: int = 0
 

@@ -8,7 +8,7 @@ import pytest
 from tests.dashboard.helpers import no_exception, random_tampered_query, run_page, wait_for_jobs
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
-PAGES = ("compare", "many_models", "sweeps", "projections", "neighbours")
+PAGES = ("compare", "many_models", "sweeps", "projections", "neighbours", "rsa")
 
 
 def _jobs():

@@ -1,0 +1,62 @@
+"""The RSA page through AppTest: the model RDM ordered by label, a stored recording scored per layer as
+the engine scores it, the settings in the URL, and a recording uploaded on the page."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from tests.dashboard.helpers import no_exception, run_page, url_of
+
+pytestmark = pytest.mark.usefixtures("dashboard_cache")
+MODEL = "digits-cnn-s0"
+
+
+def _recording(name: str, n: int = 90) -> tuple[bytes, tuple[str, ...]]:
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
+
+    features, _ = FeatureCache().get_or_extract(MODEL, load_dataset("digits"))
+    rng = np.random.default_rng(7)
+    rows = rng.choice(len(features.sample_ids), n, replace=False)
+    signal = np.asarray(features.values[0])[rows]
+    data = signal @ rng.standard_normal((signal.shape[1], 20)) + 0.3 * rng.standard_normal((3, n, 20))
+    buffer = io.BytesIO()
+    np.save(buffer, data.astype(np.float32))
+    return buffer.getvalue(), tuple(features.sample_ids[i] for i in rows)
+
+
+def test_the_model_rdm_is_drawn_ordered_by_label_without_a_recording():
+    app = run_page("rsa", {"a": MODEL, "la": "2"})
+    no_exception(app)
+    assert app.title[0].value.startswith("Representational similarity")
+    assert any("grouped by label" in c.value for c in app.caption)
+    assert any("Choose a recording" in c.value for c in app.caption)
+    assert url_of(app)["rec"] == ""
+
+
+def test_a_recording_is_scored_per_layer_as_the_engine_scores_it():
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.rsa import RsaRequest
+    from alignscope.core.recordings import add_recording
+
+    data, ids = _recording("page-rec")
+    add_recording("page-rec", "r.npy", data, dataset="digits", sample_ids=ids)
+    app = run_page("rsa", {"a": MODEL, "rec": "page-rec", "rsam": "pearson"})
+    no_exception(app)
+    table = next(f.value for f in app.dataframe if "ceiling_low" in f.value.columns)
+    expected = default_engine().run(RsaRequest(MODEL, "page-rec", "digits", 10**9, 0, method="pearson"))
+    assert np.allclose(table["pearson"].to_numpy(), [s.value for s in expected.scores])
+    assert table["ceiling_high"].iloc[0] == pytest.approx(expected.scores[0].noise_ceiling_high)
+    assert any("90 stimuli shared" in c.value for c in app.caption)
+    app.selectbox(key="sel.data_rdm").set_value("euclidean").run()
+    no_exception(app)
+    assert url_of(app)["drdm"] == "euclidean"
+
+
+def test_an_unknown_recording_in_a_link_is_a_warning_not_a_crash():
+    app = run_page("rsa", {"a": MODEL, "rec": "not-there"})
+    no_exception(app)
+    assert any("No recording named not-there" in w.value for w in app.warning)
