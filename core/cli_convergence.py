@@ -93,7 +93,17 @@ def cmd_convergent(args: argparse.Namespace) -> int:
     n = args.n or 10**9
     engine = new_engine()
     curves: FamilyMatchingCurves = run_with_bar(
-        engine, UnitMatchingRequest(models, args.dataset, n, args.seed, args.layer, _thresholds(args.thresholds))
+        engine,
+        UnitMatchingRequest(
+            models,
+            args.dataset,
+            n,
+            args.seed,
+            args.layer,
+            _thresholds(args.thresholds),
+            positions=args.positions,
+            activation=args.activation,
+        ),
     )
     params = metric_params(args.metric, k=args.k, **parse_param_items(args.param, [args.metric])[args.metric])
     family: FamilyLayerMatrices = run_with_bar(
@@ -104,7 +114,12 @@ def cmd_convergent(args: argparse.Namespace) -> int:
         print(json.dumps(_as_json(curves, family, names), indent=2))
         return 0
     layer = names[curves.layer_index]
-    print(f"Unit matching of layer {curves.layer_index} ({layer}) over {curves.n_nets} nets (Li et al. 2016):")
+    over = "images × spatial positions" if args.positions else "images"
+    after = ", after ReLU" if args.activation == "relu" else ""
+    print(
+        f"Unit matching of layer {curves.layer_index} ({layer}{after}) over {curves.n_nets} nets (Li et al. 2016), "
+        f"correlations over {curves.n_rows} {over}:"
+    )
     print_table(matching_rows(curves), ["|corr| >", "best match in another net", "best other unit of its own net"])
     print("\nSorted |corr| curves (mean ± sd over seed pairs; rank 0 = best-matched unit):")
     print_table(curve_rows(curves), ["rank", "one-to-one", "semi", "within net"])
@@ -137,6 +152,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     convergent.add_argument("--dataset", required=True)
     convergent.add_argument(
         "--layer", type=int, default=0, help="layer index for unit matching (negative: from the end)"
+    )
+    convergent.add_argument(
+        "--positions", action="store_true", help="conv units over images x spatial positions (Li et al.), not pooled"
+    )
+    convergent.add_argument(
+        "--activation", choices=["output", "relu"], default="output", help="the hooked output, or after a ReLU"
     )
     convergent.add_argument("--thresholds", default="0.5,0.7,0.9", help="|corr| levels, e.g. 0.5,0.7,0.9")
     convergent.add_argument("--metric", default="linear_cka", help="metric of the layer × layer matrices")

@@ -301,6 +301,7 @@ class FamilyMatchingCurves:
         within_fraction_above_mean, within_fraction_above_std: the same for the best other unit of the
             unit's own net, over nets.
         n_nets: nets in the family.
+        n_rows: the samples each correlation is over (images, or images × positions).
     """
 
     layer_index: int
@@ -312,6 +313,7 @@ class FamilyMatchingCurves:
     within_fraction_above_mean: dict[float, float]
     within_fraction_above_std: dict[float, float]
     n_nets: int
+    n_rows: int = 0
 
 
 def _fraction_stats(curves: Sequence[np.ndarray], levels: tuple[float, ...]):
@@ -361,6 +363,7 @@ def family_matching_curves(
         within_fraction_above_mean=within_mean,
         within_fraction_above_std=within_std,
         n_nets=len(nets),
+        n_rows=int(layers[0].shape[0]),
     )
 
 

@@ -230,6 +230,13 @@ class HookEncoder:
 
         return capture
 
+    def encode_maps(self, batch: Sequence, layer_indices: Sequence[int]) -> list[torch.Tensor]:
+        """The hooked outputs as they are: ``[b, c, h, w]`` conv maps, ``[b, t, d]`` or ``[b, d]``."""
+        self._captured.clear()
+        inputs = self.preprocess(batch).to(self.device, self.dtype)
+        self.module(inputs)
+        return [self._captured[self.layer_names[i]] for i in layer_indices]
+
     def encode(self, batch: Sequence, layer_indices: Sequence[int], pooling: str) -> list[torch.Tensor]:
         self._captured.clear()
         inputs = self.preprocess(batch).to(self.device, self.dtype)

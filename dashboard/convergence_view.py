@@ -12,7 +12,7 @@ import streamlit as st
 from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
 from alignscope.core.convergent import FamilyLayerMatrices, FamilyMatchingCurves
 from alignscope.dashboard import plots_convergence, ui
-from alignscope.dashboard.selection import Selection
+from alignscope.dashboard.selection import UNIT_ACTIVATIONS, UNIT_ROWS, Selection
 from alignscope.dashboard.url_state import bound
 
 
@@ -48,10 +48,39 @@ def convergent_learning(sel: Selection, layer_names: Sequence[str]) -> dict[str,
             format_func=lambda i: f"{i}: {layer_names[i]}",
             help="Li et al. 2016 match the units of one layer across nets by |correlation| over the samples.",
         )
+        bound(
+            st.radio,
+            "Units correlated over",
+            sel,
+            "unit_rows",
+            options=list(UNIT_ROWS),
+            format_func={"images": "images (pooled)", "positions": "images × positions"}.get,
+            horizontal=True,
+            help="Li et al. treat each spatial position of a conv map as a sample (at most 64 seeded positions "
+            "per image); pooled: the cached features, averaged over positions.",
+        )
+        bound(
+            st.radio,
+            "Activation",
+            sel,
+            "unit_activation",
+            options=list(UNIT_ACTIVATIONS),
+            format_func={"output": "layer output", "relu": "after ReLU"}.get,
+            horizontal=True,
+            help="The hooked module's output (pre-activation of a conv / linear layer), or the ReLU of it.",
+        )
     layer = sel.unit_layer % len(layer_names)
     models = tuple(sel.models)
     params = sel.metric_params()
-    matching_request = UnitMatchingRequest(models, sel.dataset, sel.n, sel.seed, layer)
+    matching_request = UnitMatchingRequest(
+        models,
+        sel.dataset,
+        sel.n,
+        sel.seed,
+        layer,
+        positions=sel.unit_rows == "positions",
+        activation=sel.unit_activation,
+    )
     family_request = FamilyMatrixRequest(models, sel.dataset, sel.n, sel.seed, sel.metric, params)
     matching_out, family_out = ui.fetch([matching_request, family_request], key="many-convergent")
     curves: FamilyMatchingCurves | None = matching_out.result if matching_out.ready else None
@@ -65,7 +94,8 @@ def convergent_learning(sel: Selection, layer_names: Sequence[str]) -> dict[str,
             "Each unit's best |Pearson correlation| over the samples, sorted: with a unit of another net "
             "(one-to-one: the Hungarian matching; semi: its best partner, repeats allowed) and, as Li et al.'s "
             "baseline, with another unit of its own net. Where the cross-net curve reaches the baseline, the "
-            f"unit is learned reliably across seeds. Mean ± sd over {curves.one_to_one.n_curves} seed pair(s)."
+            f"unit is learned reliably across seeds. Mean ± sd over {curves.one_to_one.n_curves} seed pair(s); "
+            f"correlations over {curves.n_rows} {'images × positions' if sel.unit_rows == 'positions' else 'images'}."
         )
     if family is None:
         ui.status_note(family_out, f"{sel.metric} over the seed pairs")

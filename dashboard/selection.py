@@ -31,6 +31,8 @@ COLOR_BY = ("label", "alignment")
 SWEEPS = ("k", "n", "prefix", "depth")
 SIMILARITIES = ("cosine", "ip", "euclidean")
 NEIGHBORS = ("exact", "approx")
+UNIT_ROWS = ("images", "positions")
+UNIT_ACTIVATIONS = ("output", "relu")
 MODEL_RDMS = ("correlation", "euclidean", "squared_euclidean", "cosine")
 DATA_RDMS = (*MODEL_RDMS, "mahalanobis", "crossnobis")
 RDM_COMPARISONS = (
@@ -131,6 +133,14 @@ FIELDS: tuple[Field, ...] = (
     Field("run", "run", "run", "the batch run shown on the Results page"),
     Field("column", "col", "name", "the Results table column plotted against the property"),
     Field("unit_layer", "ul", "int", "the layer of unit matching on Many models, -1 = last", -MAX_LAYER, MAX_LAYER),
+    Field("unit_rows", "ur", "choice", "unit matching over images, or images x spatial positions", choices=UNIT_ROWS),
+    Field(
+        "unit_activation",
+        "ua",
+        "choice",
+        "unit matching on the hooked output, or after a ReLU",
+        choices=UNIT_ACTIVATIONS,
+    ),
     Field(
         "compatibility",
         "compat",
@@ -200,6 +210,8 @@ class Selection:
     run: str = ""
     column: str = "score"
     unit_layer: int = 0
+    unit_rows: str = "images"
+    unit_activation: str = "output"
     compatibility: str = "off"
     recording: str = ""
     model_rdm: str = "correlation"

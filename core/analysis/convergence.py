@@ -11,9 +11,12 @@ different seeds, compared unit by unit and layer by layer, aggregated over every
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
+
+import numpy as np
 
 from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.requests import MatrixRequest, Params, Request
@@ -29,6 +32,7 @@ from alignscope.core.convergent import (
 )
 from alignscope.core.errors import InputError
 from alignscope.core.metrics.registry import get_metric
+from alignscope.core.unit_activations import ACTIVATIONS
 
 for _type in (CurveBand, FamilyMatchingCurves, FamilyLayerMatrices):
     register_result_type(_type)
@@ -41,7 +45,10 @@ def _check_family_models(models: tuple[str, ...]) -> None:
 
 @dataclass(frozen=True)
 class UnitMatchingRequest(Request):
-    """Matching curves of layer ``layer_index`` (0-based; negative counts from the end) of every net in ``models``."""
+    """Matching curves of layer ``layer_index`` (0-based; negative counts from the end) of every net in
+    ``models``. ``positions``: conv units over images × spatial positions (Li et al.), not averaged over
+    positions; ``activation``: ``"output"`` (the hooked output, as cached) or ``"relu"`` (after a ReLU),
+    see :mod:`alignscope.core.unit_activations`."""
 
     kind: ClassVar[str] = "unit-matching"
     models: tuple[str, ...]
@@ -50,15 +57,26 @@ class UnitMatchingRequest(Request):
     seed: int = 0
     layer_index: int = 0
     thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS
+    positions: bool = False
+    activation: str = "output"
 
     def __post_init__(self) -> None:
         _check_family_models(self.models)
+        if self.activation not in ACTIVATIONS:
+            raise InputError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+
+    @property
+    def reads_the_model(self) -> bool:
+        """Spatial positions or post-activations are not in the feature cache: the nets run again."""
+        return self.positions or self.activation != "output"
 
     def feature_models(self) -> tuple[str, ...]:
         return self.models
 
     def describe(self) -> str:
-        return f"unit matching of layer {self.layer_index} over {len(self.models)} nets"
+        where = " over images × positions" if self.positions else ""
+        after = " after ReLU" if self.activation == "relu" else ""
+        return f"unit matching of layer {self.layer_index}{after}{where} over {len(self.models)} nets"
 
 
 @dataclass(frozen=True)
@@ -100,12 +118,33 @@ def _same_depth(views: Mapping[str, ViewFeatures], models: tuple[str, ...]) -> i
 
 
 def compute_unit_matching(request: UnitMatchingRequest, views: Mapping[str, ViewFeatures]) -> FamilyMatchingCurves:
-    """:func:`family_matching_curves` on the cached features of the request's layer."""
+    """:func:`family_matching_curves` on the cached features of the request's layer, or on unit
+    activations read from the nets again (spatial positions, post-activation)."""
     depth = _same_depth(views, request.models)
     if not -depth <= request.layer_index < depth:
         raise InputError(f"layer {request.layer_index} is out of range: the nets have {depth} layers (0..{depth - 1})")
-    nets = [list(views[m].values) for m in request.models]
-    return family_matching_curves(nets, request.layer_index, thresholds=request.thresholds)
+    if not request.reads_the_model:
+        nets = [list(views[m].values) for m in request.models]
+        return family_matching_curves(nets, request.layer_index, thresholds=request.thresholds)
+    index = request.layer_index % depth
+    layers = [_read_units(request, views[m], index) for m in request.models]
+    curves = family_matching_curves([[layer] for layer in layers], 0, thresholds=request.thresholds)
+    return dataclasses.replace(curves, layer_index=index)
+
+
+def _read_units(request: UnitMatchingRequest, view: ViewFeatures, index: int) -> np.ndarray:
+    """One net's unit activations of layer ``index`` on the view's samples (in the view's order)."""
+    from alignscope.core.analysis.features import full_dataset
+    from alignscope.core.models import load_model
+    from alignscope.core.unit_activations import unit_activations
+
+    subset = full_dataset(request.dataset).subset(view.n_samples, request.seed)
+    if tuple(subset.sample_ids) != tuple(view.sample_ids):
+        raise InputError("the samples changed since the features were cached; extract them again")
+    encoder = load_model(view.model, device="cpu")
+    return unit_activations(
+        encoder, subset, index, positions=request.positions, activation=request.activation, seed=request.seed
+    )
 
 
 def compute_family_matrix(

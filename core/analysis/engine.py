@@ -523,10 +523,15 @@ def _estimate_identification(engine: Engine, prepared: Prepared) -> float:
 
 def _estimate_unit_matching(engine: Engine, prepared: Prepared) -> float:
     """One unit correlation [d, d] per pair and net, and one Hungarian matching (d³) per unordered pair."""
+    from alignscope.core.unit_activations import MAX_POSITIONS
+
     request: UnitMatchingRequest = prepared.request
     d = max(_dims(prepared, m, request.layer_index)[0] for m in request.models)
     nets = len(request.models)
-    flops = (nets * nets) * (2.0 * request.n * d * d) + nets * (nets - 1) / 2 * 50.0 * d**3
+    rows = request.n * (MAX_POSITIONS if request.positions else 1)
+    flops = (nets * nets) * (2.0 * rows * d * d) + nets * (nets - 1) / 2 * 50.0 * d**3
+    if request.reads_the_model:  # each net runs over the samples again (digits CNNs: ~0.1 ms per sample)
+        return 2.0 * cost.REQUEST_OVERHEAD_SECONDS * nets + 1e-4 * request.n * nets + cost.seconds(flops)
     return cost.REQUEST_OVERHEAD_SECONDS + cost.seconds(flops)
 
 
@@ -560,7 +565,9 @@ def _estimate_rsa(engine: Engine, prepared: Prepared) -> float:
 
     request: RsaRequest = prepared.request
     n, dims = min(request.n, recording_size(request.recording) or request.n), _dims(prepared, request.model)
-    per_layer = [2.0 * n * n * d + request.bootstrap * 80.0 * n * n for d in dims]  # measured: ~3 s at n=200, 5 layers, 50 resamples
+    per_layer = [
+        2.0 * n * n * d + request.bootstrap * 80.0 * n * n for d in dims
+    ]  # measured: ~3 s at n=200, 5 layers, 50 resamples
     return cost.REQUEST_OVERHEAD_SECONDS + cost.seconds(sum(per_layer), len(dims) * request.bootstrap)
 
 

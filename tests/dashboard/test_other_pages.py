@@ -89,6 +89,10 @@ def test_many_models_convergent_learning_matches_the_family_curves_and_keeps_its
     assert url_of(app)["ul"] == "0"
     again = _frame_with(app, "units with a match in another net")
     assert not again.equals(table)  # conv1 is matched differently from fc1
+    app.radio(key="sel.unit_rows").set_value("positions").run()
+    no_exception(app)
+    assert url_of(app)["ur"] == "positions"
+    assert any(f"correlations over {120 * 64} images × positions" in c.value for c in app.caption)
 
 
 def test_many_models_without_one_architecture_explains_why_there_is_no_unit_matching():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
 from alignscope.core.analysis.engine import Engine
@@ -95,3 +96,45 @@ def test_convergent_command_prints_matching_against_the_within_baseline(engine, 
     assert main(["convergent", "--models", NETS[0], "--dataset", "digits"]) == 2
     assert "at least two different nets" in capsys.readouterr().err
     assert main(["convergent", "--models", ",".join(NETS), "--dataset", "digits", "--thresholds", "2"]) == 2
+
+
+def _conv1_maps(model: str, n: int) -> torch.Tensor:
+    """The raw [n, 16, 8, 8] output of conv1 of a digits CNN, called directly (no hooks)."""
+    from alignscope.core.analysis.features import full_dataset
+    from alignscope.core.models import load_model
+
+    encoder = load_model(model, device="cpu")
+    images = encoder.preprocess(list(full_dataset("digits").subset(n, 0).inputs("image")))
+    with torch.inference_mode():
+        return encoder.module.conv1(images)
+
+
+def test_positions_as_samples_correlate_units_over_images_times_positions(engine):
+    """Li et al.: each of the 8 × 8 positions of conv1 is a sample; ReLU gives the post-activation."""
+    from alignscope.core.metrics.matching import unit_correlation
+    from alignscope.core.unit_activations import position_index
+
+    n = 60
+    result = engine.run(UnitMatchingRequest(NETS[:2], "digits", n, layer_index=0, positions=True, activation="relu"))
+    rows = []
+    for model in NETS[:2]:
+        maps = torch.relu(_conv1_maps(model, n))
+        b, c, h, w = maps.shape
+        keep = position_index(h, w, 64, 0)
+        rows.append(maps.reshape(b, c, h * w)[:, :, keep].permute(0, 2, 1).reshape(-1, c).numpy())
+    assert result.n_rows == n * 64
+    corr = np.abs(unit_correlation(rows[0], rows[1]))
+    assert np.allclose(np.sort(corr.max(axis=1))[::-1], result.semi.curves[0], atol=1e-6)
+    pooled = engine.run(UnitMatchingRequest(NETS[:2], "digits", n, layer_index=0))
+    assert pooled.n_rows == n and not np.allclose(pooled.semi.mean, result.semi.mean, atol=1e-3)
+
+
+def test_a_fully_connected_layer_has_no_positions_and_relu_changes_only_the_activation(engine):
+    n = 80
+    plain = engine.run(UnitMatchingRequest(NETS, "digits", n, layer_index=3))
+    as_read = engine.run(UnitMatchingRequest(NETS, "digits", n, layer_index=3, positions=True))
+    assert as_read.n_rows == n and np.allclose(as_read.semi.curves, plain.semi.curves, atol=1e-6)
+    after = engine.run(UnitMatchingRequest(NETS, "digits", n, layer_index=3, activation="relu"))
+    assert not np.allclose(after.semi.mean, plain.semi.mean, atol=1e-3)
+    with pytest.raises(InputError, match="activation must be one of"):
+        UnitMatchingRequest(NETS, "digits", n, activation="tanh")
