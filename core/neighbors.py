@@ -21,8 +21,13 @@ similar. Ties are broken by the lower sample index, so the same features always 
   have lower-index ties beyond them and is searched again on torch blocks, so ties go to the lower index
   exactly as there. ``"auto"`` takes torch blocks (see ``bench/results/neighbors.json``: faiss's flat
   search was not faster on 2 cores at n = 1,000 ... 100,000, and it needs float32 features on the CPU).
-  Both rank by float32 arithmetic: exact ties (small integer features, duplicate rows) are broken
-  identically, but faiss's BLAS (OpenBLAS) and torch's (MKL) round some products differently, so two
+  Float64 cosines are compared on a grid of 2^-30 (~1e-9; :data:`COSINE_GRID`): two cosines closer than
+  that are a tie, broken by index — so an exact tie stays one whatever the rounding of the row
+  normalisation and of the BLAS's summation order (orthogonal rows, a zero row next to an orthogonal one,
+  parallel rows of different lengths). Float32 cosines are ranked as computed: their rounding (~1e-7) is
+  coarser than any such grid could be without merging distinct neighbours. Both backends rank by float32
+  arithmetic: exact ties (small integer features,
+  duplicate rows) are broken identically, but faiss's BLAS (OpenBLAS) and torch's (MKL) round some products differently, so two
   neighbours whose similarities agree to float32 rounding may swap: on the bench data 1 row in 30,000
   and 2 in 100,000 differed, each by two neighbours whose cosines differ by ~4e-7.
 - ``"approx"``: IVF-Flat (:mod:`alignscope.core.ann`, which states how its parameters follow from n).
@@ -141,6 +146,17 @@ class _Prepared:
         return int(self.rows.shape[0])
 
 
+COSINE_GRID = 2.0**30  # cosines are ranked at a resolution of 2^-30 (see the module docstring)
+
+
+def snap_cosines(values: torch.Tensor) -> torch.Tensor:
+    """Round float64 cosines (in place) to the grid of :data:`COSINE_GRID`; -inf (excluded pairs) stays
+    -inf; float32 values are left as they are (see the module docstring)."""
+    if values.dtype != torch.float64:
+        return values
+    return values.mul_(COSINE_GRID).round_().div_(COSINE_GRID)
+
+
 def _order_candidates(values: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Sort each row of candidates by similarity (descending), ties by lower index."""
     by_index = torch.argsort(indices, dim=1)
@@ -254,6 +270,8 @@ def _exact_search(
             query_rows = rows[query_index]
         sims = buffer[: stop - start]
         torch.matmul(query_rows, columns, out=sims)
+        if prepared.similarity == "cosine":
+            snap_cosines(sims)
         if sq_norms is not None:  # −‖x_i − x_j‖², in place; rounding must not make a distance negative
             sims.mul_(2).sub_(sq_norms[query_index, None]).sub_(sq_norms[None, :]).clamp_(max=0.0)
         sims[torch.arange(stop - start, device=rows.device), query_index] = float("-inf")
@@ -293,6 +311,8 @@ def _faiss_flat_search(prepared: _Prepared, k: int, block_size: int) -> tuple[to
     # the sample and its copies come first (or tie there), then k neighbours and one to check the k-th by
     n_candidates = min(n_samples, k + _max_copies(prepared.sample_ids) + 1)
     values, indices = ann.flat_candidates(prepared.rows, n_candidates, euclidean=prepared.similarity == "euclidean")
+    if prepared.similarity == "cosine":
+        snap_cosines(values)
     last_fetched = values[:, -1].clone()
     excluded = indices == torch.arange(n_samples)[:, None]
     if prepared.sample_ids is not None:
@@ -337,6 +357,8 @@ def _ivf_lists(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Approximate (values, indices) [q, k] of the query rows (all when None), ties to the lower index."""
     values, indices = ann.ivf_candidates(index, queries, n_probe, k, prepared.sample_ids)
+    if prepared.similarity == "cosine":
+        snap_cosines(values)
     values, indices = _order_candidates(values, indices)
     # a query whose probed lists hold fewer than k other samples is searched exactly
     _repair_rows(prepared, k, block_size, values, indices, torch.isinf(values[:, -1]), queries)
@@ -463,7 +485,19 @@ def search_neighbors(
         search = _faiss_flat_search if method == "faiss_flat" else _exact_search
         values, indices = search(prepared, k, block_size)
         report = SearchReport("exact", method, k)
+    if return_values and similarity == "cosine":
+        values = _pair_values(prepared.rows, indices, block_size)  # the cosines themselves, not their grid
     return NeighborSearch(indices, values.to(torch.float64) if return_values else None, report)
+
+
+def _pair_values(rows: torch.Tensor, indices: torch.Tensor, block_size: int) -> torch.Tensor:
+    """⟨rows_i, rows_j⟩ for each listed pair [n, k], in row blocks (memory O(block · k · d))."""
+    out = torch.empty(indices.shape, dtype=rows.dtype, device=rows.device)
+    step = max(1, block_size // max(1, indices.shape[1]))
+    for start in range(0, indices.shape[0], step):
+        stop = min(start + step, indices.shape[0])
+        out[start:stop] = torch.einsum("nd,nkd->nk", rows[start:stop], rows[indices[start:stop]])
+    return out
 
 
 def topk_similar(

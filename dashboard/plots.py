@@ -219,10 +219,13 @@ def model_matrix(
     value_range: tuple[float, float] | None = None,
     chance: np.ndarray | None = None,
     layers: np.ndarray | None = None,
+    statistics: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> go.Figure:
     """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering); the hover adds
-    each cell's chance level and layer pair (``chance`` [m, m], ``layers`` [m, m, 2]), and every cell
-    carries ``customdata`` = (row model index, column model index, layer i, layer j) for a click.
+    each cell's chance level and layer pair (``chance`` [m, m], ``layers`` [m, m, 2]) and, with
+    ``statistics`` = (p, ci_low, ci_high) [m, m] each, its permutation p and bootstrap interval (NaN:
+    not computed yet). Every cell carries ``customdata`` = (row model index, column model index, layer i,
+    layer j, …) for a click.
 
     The colour scale spans ``value_range`` (the Many models page passes a bounded metric's own range),
     else the off-diagonal values: a model against itself would otherwise set the scale alone.
@@ -242,8 +245,25 @@ def model_matrix(
     count = len(names)
     chance_of = np.full((count, count), np.nan) if chance is None else np.asarray(chance, dtype=float)
     layers_of = np.zeros((count, count, 2), dtype=int) if layers is None else np.asarray(layers, dtype=int)
+    p_of, low_of, high_of = (
+        (np.full((count, count), np.nan),) * 3
+        if statistics is None
+        else (np.asarray(a, dtype=float) for a in statistics)
+    )
+
+    def stats_text(i: int, j: int) -> str:
+        if statistics is None or i == j:
+            return ""
+        p_text = "…" if np.isnan(p_of[i, j]) else f"{p_of[i, j]:.4f}"
+        ci = "…" if np.isnan(low_of[i, j]) else f"[{low_of[i, j]:.4f}, {high_of[i, j]:.4f}]"
+        return f"<br>p = {p_text} (permutation)<br>95% interval {ci}"
+
     customdata = [
-        [[i, j, int(layers_of[i, j, 0]), int(layers_of[i, j, 1]), float(chance_of[i, j])] for j in order] for i in order
+        [
+            [i, j, int(layers_of[i, j, 0]), int(layers_of[i, j, 1]), float(chance_of[i, j]), stats_text(i, j)]
+            for j in order
+        ]
+        for i in order
     ]
     chance_line = "<br>chance = %{customdata[4]:.4f}" if chance is not None else ""
     fig = go.Figure(
@@ -257,7 +277,7 @@ def model_matrix(
             zmax=high if np.isfinite(high) else None,
             colorbar={"title": {"text": f"{metric}<br>(score)"}},
             texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
-            hovertemplate=f"%{{y}} vs %{{x}}<br>{metric} = %{{z:.4f}}{chance_line}"
+            hovertemplate=f"%{{y}} vs %{{x}}<br>{metric} = %{{z:.4f}}{chance_line}%{{customdata[5]}}"
             "<br>layers %{customdata[2]} × %{customdata[3]}<br>click: open the pair in Compare<extra></extra>",
         )
     )

@@ -9,7 +9,7 @@ import streamlit as st
 
 from alignscope.core.analysis.features import modality_problem, plan_features
 from alignscope.core.analysis.identification import identification_request
-from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest
+from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest, PairRequest
 from alignscope.core.analysis.results import GramVolume, ModelMatrix
 from alignscope.core.convergent import LayerIdentification
 from alignscope.core.metrics.registry import get_metric
@@ -100,6 +100,56 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
     return gram
 
 
+def _cell_requests(sel: Selection, result: ModelMatrix) -> dict[tuple[int, int], PairRequest]:
+    """One PairRequest per scored cell at the cell's own layer pair, with the page's permutations and
+    bootstrap (a symmetric metric: the upper triangle only; the lower one mirrors it). The same requests
+    Compare makes for that pair and layers, so each is computed once for both pages."""
+    symmetric = get_metric(sel.metric).symmetric_for(dict(result.params))
+    cells = {}
+    for i, model_i in enumerate(sel.models):
+        for j, model_j in enumerate(sel.models):
+            if i == j or (symmetric and j < i):
+                continue
+            layer_i, layer_j = (int(v) for v in result.layers[i, j])
+            cells[i, j] = PairRequest(
+                model_i,
+                model_j,
+                sel.dataset,
+                sel.n,
+                sel.seed,
+                sel.metric,
+                sel.metric_params(),
+                f"{layer_i},{layer_j}",
+                sel.permutations,
+                sel.bootstrap,
+            )
+    return cells
+
+
+def _cell_statistics(sel: Selection, result: ModelMatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """[m, m] p-values and interval bounds of every cell (NaN where not computed yet), or None when the
+    page asks for no permutations and no bootstrap. Over the budget: a button, as everywhere."""
+    if not (sel.permutations or sel.bootstrap):
+        return None
+    cells = _cell_requests(sel, result)
+    outcomes = dict(zip(cells, ui.fetch(list(cells.values()), key="many-cells")))
+    count = len(sel.models)
+    p, low, high = (np.full((count, count), np.nan) for _ in range(3))
+    for (i, j), outcome in outcomes.items():
+        if not outcome.ready:
+            continue
+        score = outcome.result
+        for a, b in ((i, j), (j, i)) if (j, i) not in cells else ((i, j),):
+            p[a, b] = np.nan if score.p_value is None else score.p_value
+            low[a, b] = np.nan if score.ci_low is None else score.ci_low
+            high[a, b] = np.nan if score.ci_high is None else score.ci_high
+    waiting = [o for o in outcomes.values() if not o.ready]
+    if waiting:
+        st.caption(f"Per-cell p-values and intervals: {len(outcomes) - len(waiting)} of {len(outcomes)} pairs ready.")
+    ui.gate(list(outcomes.values()), key="many-cells-gate", what="per-cell p-values and intervals")
+    return p, low, high
+
+
 def _family_layers(sel: Selection) -> tuple[str, ...] | None:
     """The set's layer names when its nets share one architecture (the same layer count), else None."""
     names = [plan_features(m, sel.dataset, sel.n, sel.seed).layer_names for m in sel.models]
@@ -162,6 +212,7 @@ def render(sel: Selection) -> None:
         ui.status_note(matrix_out, f"{sel.metric} for {len(sel.models) ** 2} model pairs")
     else:
         bounded = all(np.isfinite(spec.value_range))
+        statistics = _cell_statistics(sel, result)
         fig = plots.model_matrix(
             result.values,
             list(sel.models),
@@ -170,6 +221,7 @@ def render(sel: Selection) -> None:
             value_range=spec.value_range if bounded else None,
             chance=result.chance,
             layers=result.layers,
+            statistics=statistics,
         )
         st.plotly_chart(fig, key="many-matrix", on_select=_clicked_cell, selection_mode="points")
         where = (

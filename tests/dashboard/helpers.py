@@ -25,18 +25,32 @@ class SettlingAppTest(AppTest):
     _settling = False
 
     def _run(self, widget_state=None, timeout: float | None = None) -> AppTest:
+        finished = finished_jobs()
         result = super()._run(widget_state, timeout)
         if self._settling or not self.settle:
             return result
         self._settling = True
         try:
             for _ in range(10):
-                if not wait_for_jobs():
+                wait_for_jobs()
+                # a job that finished after the run drew its progress (even one done before this check)
+                # changes what the page shows: run again until a run leaves every job as it found it
+                now = finished_jobs()
+                if now == finished:
                     break
+                finished = now
                 result = super().run(timeout=timeout)  # a rerun with the widgets as they are now
         finally:
             self._settling = False
         return result
+
+
+def finished_jobs() -> frozenset[str]:
+    """Keys of the engine's finished background jobs."""
+    from alignscope.core.analysis.engine import default_engine
+
+    runner = default_engine().runner
+    return frozenset() if runner is None else frozenset(job.key for job in runner.jobs() if job.done)
 
 
 def wait_for_jobs(timeout: float = 300.0) -> bool:

@@ -265,3 +265,25 @@ def test_an_uploaded_representation_can_be_removed_on_the_page(dashboard_cache: 
     app.button(key="remove-entry-button").click().run()
     no_exception(app)
     assert "doomed-rep" not in [spec.name for spec in list_models()]
+
+
+def test_many_models_cells_carry_their_own_p_and_interval_in_the_hover():
+    import json
+
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.requests import PairRequest, metric_params
+
+    app = run_page("many_models", {"metric": "linear_cka", "depth": "1.0"})
+    no_exception(app)
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    heatmap = next(trace for trace in figure["data"] if trace["type"] == "heatmap")
+    cells = {(int(c[0]), int(c[1])): c for row in heatmap["customdata"] for c in row}
+    nets = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
+    expected = default_engine().run(
+        PairRequest(nets[0], nets[2], "digits", 120, 0, "linear_cka", metric_params("linear_cka"), "4,4", 20, 5)
+    )
+    text = cells[0, 2][5]
+    assert f"p = {expected.p_value:.4f}" in text
+    assert f"[{expected.ci_low:.4f}, {expected.ci_high:.4f}]" in text
+    assert cells[2, 0][5] == text  # a symmetric metric: the mirrored cell is the same pair's statistics
+    assert cells[1, 1][5] == ""  # a model against itself has none

@@ -15,16 +15,30 @@ def unit_rows(feats):
     return feats / np.maximum(norms, 1e-12)
 
 
+def _exact_cosine_key(x, y):
+    """A key that orders pairs by cos(x, y) exactly (rational arithmetic on the float values): equal
+    cosines give equal keys, so mathematical ties stay ties. A zero row has cosine 0."""
+    from fractions import Fraction
+
+    dot = sum(Fraction(float(a)) * Fraction(float(b)) for a, b in zip(x, y))
+    norms = sum(Fraction(float(a)) ** 2 for a in x) * sum(Fraction(float(b)) ** 2 for b in y)
+    if norms == 0 or dot == 0:
+        return Fraction(0)
+    return (1 if dot > 0 else -1) * dot * dot / norms  # sign(cos) · cos²: monotone in cos
+
+
 def knn_lists(feats, k, normalize=True):
-    """For each i: the k other rows with the largest cosine, ties to the lower index."""
-    feats = unit_rows(feats) if normalize else np.asarray(feats, dtype=np.float64)
+    """For each i: the k other rows with the largest cosine (exactly, so ties are ties), ties to the
+    lower index; ``normalize=False``: the largest raw inner product."""
+    feats = np.asarray(feats, dtype=np.float64)
     n = feats.shape[0]
     lists = []
     for i in range(n):
         scored = []
         for j in range(n):
             if j != i:
-                scored.append((-float(np.dot(feats[i], feats[j])), j))
+                key = _exact_cosine_key(feats[i], feats[j]) if normalize else float(np.dot(feats[i], feats[j]))
+                scored.append((-key, j))
         scored.sort()
         lists.append([j for _, j in scored[:k]])
     return lists
