@@ -78,7 +78,7 @@ def feature_key(
 ) -> str:
     """A stable hex key for (model, dataset samples, layers, pooling, dtype); no time or ``id()`` in it."""
     texts_digest = (
-        hashlib.sha256("\x1e".join(dataset.texts).encode()).hexdigest()
+        hashlib.sha256("\x1e".join(dataset.texts_at(spec.text_index)).encode()).hexdigest()
         if dataset.texts is not None and spec.modality == "text"
         else None
     )

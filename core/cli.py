@@ -47,10 +47,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     from alignscope.core.sources import check_hub_model
     from alignscope.core.uploads import remember_model
 
-    if sum(bool(x) for x in (args.add, args.remove, args.set, args.import_properties)) > 1:
-        raise AlignscopeError("--add, --remove, --set and --import-properties are separate steps; give one")
+    steps = (args.add, args.remove, args.set, args.import_properties, args.text_variant)
+    if sum(bool(x) for x in steps) > 1:
+        raise AlignscopeError(
+            "--add, --remove, --set, --import-properties and --text-variant are separate steps; give one"
+        )
     if args.set or args.import_properties:
         return set_properties(args)
+    if args.text_variant:
+        from alignscope.core.models import get_model_spec, text_variant
+
+        name, text = args.text_variant
+        if not text.isdigit():
+            raise AlignscopeError(f"--text-variant takes a model name and a text number, not {text!r}")
+        spec = remember_model(text_variant(get_model_spec(name), int(text)))
+        print(f"added {spec.name}: {spec.description}")
+        return 0
     if args.remove:
         from alignscope.core.uploads import forget
 
@@ -428,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--unit", help="unit of the properties given with --set (e.g. %%, count)")
     models.add_argument(
         "--import-properties", metavar="FILE.csv", help="a CSV with columns model, name, value [, unit, source]"
+    )
+    models.add_argument(
+        "--text-variant",
+        nargs=2,
+        metavar=("NAME", "TEXT"),
+        help="add NAME.textTEXT: the text model NAME encoding each sample's TEXT-th text (e.g. minilm-l6 3)",
     )
     models.add_argument("--format", choices=["table", "json"], default="table")
     models.set_defaults(func=cmd_models)

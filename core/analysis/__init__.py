@@ -7,14 +7,23 @@
     >>> score.value, score.chance, score.p_value, (score.ci_low, score.ci_high)  # doctest: +SKIP
 
 ``run`` extracts the features a request reads if they are not cached yet, then computes (or reads from
-the result store) exactly what the CLI and the dashboard show for the same settings.
+the result store) exactly what the CLI and the dashboard show for the same settings. The analyses of the
+papers are requests too: :class:`UnitMatchingRequest` and :class:`FamilyMatrixRequest` (convergent
+learning), :class:`IdentificationRequest` (layer identification), :class:`CompatibilityRequest`
+(model-version compatibility), :class:`RdmRequest` and :class:`RsaRequest` (RSA against a recording),
+:class:`TrendRequest`, :class:`DifferenceRequest` and :class:`ProbeRequest` (families).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from alignscope.core.analysis.compatibility import CompatibilityRequest
+from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
+from alignscope.core.analysis.differences import DifferenceRequest
 from alignscope.core.analysis.engine import Engine, Outcome, default_engine
+from alignscope.core.analysis.identification import IdentificationRequest
+from alignscope.core.analysis.probes import ProbeRequest
 from alignscope.core.analysis.requests import (
     AlignedProjectionRequest,
     GramRequest,
@@ -27,6 +36,8 @@ from alignscope.core.analysis.requests import (
     SweepRequest,
     metric_params,
 )
+from alignscope.core.analysis.rsa import RdmRequest, RsaRequest
+from alignscope.core.analysis.trends import TrendRequest
 
 
 def run(request: Request, *, engine: Engine | None = None, device: str | None = None) -> Any:
@@ -41,16 +52,25 @@ def run(request: Request, *, engine: Engine | None = None, device: str | None = 
 
 __all__ = [
     "AlignedProjectionRequest",
+    "CompatibilityRequest",
+    "DifferenceRequest",
     "Engine",
+    "FamilyMatrixRequest",
     "GramRequest",
+    "IdentificationRequest",
     "MatrixRequest",
     "ModelMatrixRequest",
     "NeighbourRequest",
     "Outcome",
     "PairRequest",
+    "ProbeRequest",
     "ProjectionRequest",
+    "RdmRequest",
     "Request",
+    "RsaRequest",
     "SweepRequest",
+    "TrendRequest",
+    "UnitMatchingRequest",
     "default_engine",
     "metric_params",
     "run",

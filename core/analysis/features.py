@@ -242,6 +242,13 @@ def modality_problem(model: str, dataset: str) -> str | None:
             f"{dataset!r}. Pick dataset {bound_to!r} or another model."
         )
     if data_spec.supports(spec.modality):
+        if spec.modality == "text" and spec.text_index > 1:
+            held = full_dataset(dataset).n_texts
+            if spec.text_index > held:
+                return (
+                    f"{model!r} encodes text {spec.text_index} of each sample, but dataset {dataset!r} holds "
+                    f"{held} text(s) per sample. Pick a dataset with several captions (captions) or another model."
+                )
         return None
     fitting = [d.name for d in list_datasets(spec.modality)]
     kind = data_spec.modality.split("-")[0]

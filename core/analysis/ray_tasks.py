@@ -20,6 +20,8 @@ from typing import Any
 from alignscope.core.analysis.requests import Request
 from alignscope.core.errors import InputError
 
+MAX_RETRIES = 2  # a task whose worker dies runs again, up to this many times
+
 
 @dataclass(frozen=True)
 class RayOptions:
@@ -98,7 +100,7 @@ def run_on_ray(
         )
     try:
         gpus = 1 if gpus_if_any and ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(function)
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES)(function)
         pending = {task.remote(item, str(cache_dir)): index for index, item in enumerate(items)}
         results: list[Any] = [None] * len(items)
         while pending:
@@ -110,6 +112,11 @@ def run_on_ray(
                 except ray.exceptions.RayTaskError as error:
                     cause = error.cause if isinstance(error.cause, Exception) else error
                     raise InputError(f"task {index + 1} ({items[index]}) failed on Ray: {cause}") from None
+                except ray.exceptions.RayError as error:  # the worker died every time (killed, out of memory)
+                    raise InputError(
+                        f"task {index + 1} ({items[index]}) failed on Ray after {MAX_RETRIES} retries: "
+                        f"{type(error).__name__}. Nothing it half-wrote is served; run again to resume."
+                    ) from None
                 if on_done is not None:
                     on_done(index, results[index])
         return results

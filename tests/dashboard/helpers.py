@@ -39,6 +39,9 @@ class SettlingAppTest(AppTest):
                 if now == finished:
                     break
                 finished = now
+                # a rerun stays on the page the run finished on, as in a browser (a page the script
+                # switched to with st.switch_page), not the one a test's switch_page() asked for before
+                self._page_hash = ""
                 result = super().run(timeout=timeout)  # a rerun with the widgets as they are now
         finally:
             self._settling = False
