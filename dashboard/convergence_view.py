@@ -38,14 +38,11 @@ def convergent_learning(sel: Selection, layer_names: Sequence[str]) -> dict[str,
     """The section; ``layer_names`` are the family's (one architecture). Returns its results for export."""
     st.subheader("Convergent learning: do the nets learn the same units?")
     with st.sidebar:
-        bound(
-            st.selectbox,
+        ui.layer_picker(
             "Layer for unit matching",
             sel,
             "unit_layer",
-            options=list(range(len(layer_names))),
-            to_widget=lambda v: v % len(layer_names),
-            format_func=lambda i: f"{i}: {layer_names[i]}",
+            layer_names,
             help="Li et al. 2016 match the units of one layer across nets by |correlation| over the samples.",
         )
         bound(

@@ -24,7 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from alignscope.core.analysis.rsa import MODEL_RDM_METHODS
 from alignscope.core.defaults import DEFAULT_SELECTION
+from alignscope.core.metrics.rdm import COMPARE_METHODS, RDM_METHODS
+from alignscope.core.unit_activations import ACTIVATIONS
 
 PROJECTIONS = ("pca", "umap", "aligned_umap")
 COLOR_BY = ("label", "alignment")
@@ -32,21 +35,10 @@ SWEEPS = ("k", "n", "prefix", "depth")
 SIMILARITIES = ("cosine", "ip", "euclidean")
 NEIGHBORS = ("exact", "approx")
 UNIT_ROWS = ("images", "positions")
-UNIT_ACTIVATIONS = ("output", "relu")
-MODEL_RDMS = ("correlation", "euclidean", "squared_euclidean", "cosine")
-DATA_RDMS = (*MODEL_RDMS, "mahalanobis", "crossnobis")
-RDM_COMPARISONS = (
-    "spearman",
-    "pearson",
-    "kendall",
-    "corr",
-    "tau-a",
-    "tau-b",
-    "rho-a",
-    "cosine",
-    "cosine_cov",
-    "corr_cov",
-)
+UNIT_ACTIVATIONS = ACTIVATIONS
+MODEL_RDMS = MODEL_RDM_METHODS
+DATA_RDMS = RDM_METHODS
+RDM_COMPARISONS = COMPARE_METHODS
 COMPATIBILITY_MEASURES = ("off", "mean_average_precision", "recall@1", "recall@5", "recall@10")
 X_SCALES = ("linear", "log")
 LADDER = tuple(f"digits-ladder-{i}" for i in range(1, 8))  # the default trend: the ladder preset

@@ -354,6 +354,21 @@ def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
         st.rerun()
 
 
+def layer_picker(label: str, sel: Selection, field: str, layer_names: Sequence[str], help: str | None = None) -> None:
+    """A selectbox of ``layer_names`` ("i: name") bound to the layer index ``field`` (-1 shows as the last)."""
+    count = len(layer_names)
+    bound(
+        st.selectbox,
+        label,
+        sel,
+        field,
+        options=list(range(count)),
+        to_widget=lambda v: v % count,
+        format_func=lambda i: f"{i}: {layer_names[i]}",
+        help=help,
+    )
+
+
 def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> LoadedPair:
     """Everything before a single-pair page can draw, stopping the page with a message when it cannot:
     a model that cannot encode the dataset, features not cached yet (ask before computing), a load
@@ -380,24 +395,8 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
     layer_a, layer_b = sel.layer_a % len(names_a), sel.layer_b % len(names_b)
     if layer_widgets:
         with st.sidebar:
-            bound(
-                st.selectbox,
-                "Layer of A",
-                sel,
-                "layer_a",
-                options=list(range(len(names_a))),
-                to_widget=lambda v: v % len(names_a),
-                format_func=lambda i: f"{i}: {names_a[i]}",
-            )
-            bound(
-                st.selectbox,
-                "Layer of B",
-                sel,
-                "layer_b",
-                options=list(range(len(names_b))),
-                to_widget=lambda v: v % len(names_b),
-                format_func=lambda i: f"{i}: {names_b[i]}",
-            )
+            layer_picker("Layer of A", sel, "layer_a", names_a)
+            layer_picker("Layer of B", sel, "layer_b", names_b)
     return LoadedPair(plan_a.n, view_a, view_b, layer_a, layer_b)
 
 

@@ -146,7 +146,8 @@ class RsaRequest(Request):
 @dataclass(frozen=True)
 class RsaProfile:
     """Attributes: ``scores[l]`` the :class:`BrainScore` of layer l (all share the noise ceiling);
-    ``data_rdm`` float32 [n_shared, n_shared], the recording's mean RDM over units, rows in ``order``;
+    ``data_rdm_view`` float32 [n_shared, n_shared], the recording's mean RDM over units, rows in
+    ``order`` (empty above :data:`MAX_RDM_VIEW` stimuli);
     ``labels`` in that order; ``n_shared`` stimuli the model view and the recording share."""
 
     model: str

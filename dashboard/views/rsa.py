@@ -24,15 +24,7 @@ NONE = "—"
 def _sidebar(sel: Selection, layer_names: tuple[str, ...], recordings: list[str]) -> None:
     with st.sidebar:
         st.header("RDM")
-        bound(
-            st.selectbox,
-            "Layer",
-            sel,
-            "layer_a",
-            options=list(range(len(layer_names))),
-            to_widget=lambda v: v % len(layer_names),
-            format_func=lambda i: f"{i}: {layer_names[i]}",
-        )
+        ui.layer_picker("Layer", sel, "layer_a", layer_names)
         bound(
             st.selectbox, "Model RDM", sel, "model_rdm", options=list(MODEL_RDMS), help="dissimilarity of two stimuli"
         )

@@ -20,16 +20,6 @@ OLD, NEW = "digits-cnn-s0", "digits-cnn-s1"
 N = 300
 
 
-@pytest.fixture
-def engine(warm_cache_dir):
-    from alignscope.core.datasets import load_dataset
-
-    engine = Engine()
-    for model in (OLD, NEW):
-        engine.cache.get_or_extract(model, load_dataset("digits"))
-    return engine
-
-
 def _view(engine, model, seed=0):
     return load_view(plan_features(model, "digits", N, seed, engine.cache), engine.cache)
 

@@ -18,16 +18,6 @@ NETS = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
 N = 200
 
 
-@pytest.fixture
-def engine(warm_cache_dir):
-    from alignscope.core.datasets import load_dataset
-
-    engine = Engine()
-    for model in NETS:
-        engine.cache.get_or_extract(model, load_dataset("digits"))
-    return engine
-
-
 def _nets(engine: Engine) -> list[list[np.ndarray]]:
     return [list(load_view(plan_features(m, "digits", N, 0, engine.cache), engine.cache).values) for m in NETS]
 

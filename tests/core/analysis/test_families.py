@@ -6,21 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alignscope.core.analysis.engine import Engine
 from alignscope.core.analysis.requests import MatrixRequest, ModelMatrixRequest, metric_params
 
 NETS = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
 N = 150
-
-
-@pytest.fixture
-def engine(warm_cache_dir):
-    from alignscope.core.datasets import load_dataset
-
-    engine = Engine()
-    for model in NETS:
-        engine.cache.get_or_extract(model, load_dataset("digits"))
-    return engine
 
 
 @pytest.mark.parametrize("mode", ["one_to_one", "semi"])

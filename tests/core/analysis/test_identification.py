@@ -15,16 +15,6 @@ NETS = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
 N = 150
 
 
-@pytest.fixture
-def engine(warm_cache_dir):
-    from alignscope.core.datasets import load_dataset
-
-    engine = Engine()
-    for model in NETS:
-        engine.cache.get_or_extract(model, load_dataset("digits"))
-    return engine
-
-
 def test_the_engine_table_equals_identify_layers_on_the_same_features(engine):
     request = identification_request(NETS, "digits", N, ("mutual_knn", "mutual_knn:ip", "linear_cka"), k=5)
     result = engine.run(request)

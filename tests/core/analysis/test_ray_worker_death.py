@@ -45,16 +45,6 @@ def _dies_while_writing(deaths: int):
     return task
 
 
-@pytest.fixture
-def engine(warm_cache_dir):
-    from alignscope.core.datasets import load_dataset
-
-    engine = Engine()
-    for model in NETS:
-        engine.cache.get_or_extract(model, load_dataset("digits"))
-    return engine
-
-
 def test_a_worker_killed_mid_write_is_retried_and_the_entry_is_complete(local_ray, engine):
     request = MatrixRequest(*NETS, "digits", 100, 0, "linear_cka")
     cache_dir = get_settings().cache_dir

@@ -23,15 +23,6 @@ N_FULL = 1797
 SOURCE = 0  # conv1: the layer the simulated recording reads out (unlike the later ones)
 
 
-@pytest.fixture
-def engine(warm_cache_dir):
-    from alignscope.core.datasets import load_dataset
-
-    engine = Engine()
-    engine.cache.get_or_extract(MODEL, load_dataset("digits"))
-    return engine
-
-
 def _full_view(engine):
     return load_view(plan_features(MODEL, "digits", N_FULL, 0, engine.cache), engine.cache)
 

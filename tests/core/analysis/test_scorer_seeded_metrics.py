@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from alignscope.core.analysis.engine import Engine
 from alignscope.core.analysis.requests import PairRequest, metric_params
 from alignscope.core.metrics.registry import compute, list_metrics
 
@@ -14,16 +13,6 @@ NETS = ("digits-cnn-s0", "digits-cnn-s1")
 REFERENCE = "digits-cnn-s2"
 N = 120
 SEEDED = [spec.name for spec in list_metrics() if "seed" in spec.param_names]
-
-
-@pytest.fixture
-def engine(warm_cache_dir):
-    from alignscope.core.datasets import load_dataset
-
-    engine = Engine()
-    for model in (*NETS, REFERENCE):
-        engine.cache.get_or_extract(model, load_dataset("digits"))
-    return engine
 
 
 def test_there_are_seeded_metrics():
