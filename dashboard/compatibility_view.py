@@ -65,12 +65,9 @@ def compatibility_section(sel: Selection, layer_a: int, layer_b: int) -> Compati
     request = CompatibilityRequest(
         sel.model_a, sel.model_b, sel.dataset, sel.n, sel.seed, layer_a, layer_b, sel.compatibility
     )
-    (outcome,) = ui.fetch([request], key="compare-compat")
-    if not outcome.ready:
-        ui.status_note(outcome, "compatibility")
-        ui.gate([outcome], key="compare-compat-gate", what="compatibility")
+    result: Compatibility | None = ui.fetch_one(request, key="compare-compat", what="compatibility")
+    if result is None:
         return None
-    result: Compatibility = outcome.result
     report = result.report
     words = result.verdict()
     (st.success if report.confident else st.warning if report.passed else st.error)(ui.plain(words))

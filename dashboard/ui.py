@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import streamlit as st
 
@@ -142,6 +143,16 @@ def fetch(requests: Sequence[Request], *, key: str) -> list[Outcome]:
                 break
         outcomes = [_cached.outcome(r) if o.state in ("queued", "running") else o for r, o in zip(requests, outcomes)]
     return outcomes
+
+
+def fetch_one(request: Request, *, key: str, what: str) -> Any | None:
+    """One request's result, or None after saying where it stands (computing, or its Compute button)."""
+    (outcome,) = fetch([request], key=key)
+    if outcome.ready:
+        return outcome.result
+    status_note(outcome, what)
+    gate([outcome], key=f"{key}-gate", what=what)
+    return None
 
 
 def background_work() -> None:

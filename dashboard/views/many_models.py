@@ -163,12 +163,9 @@ def _identification(sel: Selection) -> LayerIdentification | None:
     request = identification_request(
         tuple(sel.models), sel.dataset, sel.n, metrics, seed=sel.seed, k=sel.k, similarity=sel.similarity
     )
-    (outcome,) = ui.fetch([request], key="many-identify")
-    if not outcome.ready:
-        ui.status_note(outcome, "layer identification")
-        ui.gate([outcome], key="many-identify-gate", what="layer identification")
+    result: LayerIdentification | None = ui.fetch_one(request, key="many-identify", what="layer identification")
+    if result is None:
         return None
-    result: LayerIdentification = outcome.result
     frame = pd.DataFrame(
         {label: [result.accuracy[label], *result.per_layer[label]] for label in result.accuracy},
         index=["all layers", *(f"layer {i}" for i in range(result.n_layers))],

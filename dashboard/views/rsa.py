@@ -55,14 +55,10 @@ def _model_rdm(sel: Selection) -> RdmView | None:
     if sel.n > MAX_RDM_VIEW:
         st.info(f"The RDM view draws at most {MAX_RDM_VIEW} stimuli; lower n to see it.", icon=":material/info:")
         return None
-    (outcome,) = ui.fetch(
-        [RdmRequest(sel.model_a, sel.dataset, sel.n, sel.seed, sel.layer_a, sel.model_rdm)], key="rsa-rdm"
-    )
-    if not outcome.ready:
-        ui.status_note(outcome, "the RDM")
-        ui.gate([outcome], key="rsa-rdm-gate", what="the RDM")
+    request = RdmRequest(sel.model_a, sel.dataset, sel.n, sel.seed, sel.layer_a, sel.model_rdm)
+    view: RdmView | None = ui.fetch_one(request, key="rsa-rdm", what="the RDM")
+    if view is None:
         return None
-    view: RdmView = outcome.result
     fig, stride = plots_rsa.rdm_heatmap(view.values, view.labels, f"{sel.model_a} · {view.layer_name}", view.method)
     st.plotly_chart(fig, key="rsa-model-rdm")
     drawn = "" if stride == 1 else f" Drawn with every {stride}th stimulus (the RDM holds all {len(view.order)})."
@@ -79,12 +75,9 @@ def _profile(sel: Selection) -> RsaProfile | None:
     request = RsaRequest(
         sel.model_a, sel.recording, sel.dataset, 10**9, sel.seed, sel.model_rdm, sel.data_rdm, sel.rdm_comparison
     )
-    (outcome,) = ui.fetch([request], key="rsa-profile")
-    if not outcome.ready:
-        ui.status_note(outcome, "RSA against the recording")
-        ui.gate([outcome], key="rsa-profile-gate", what="RSA against the recording")
+    profile: RsaProfile | None = ui.fetch_one(request, key="rsa-profile", what="RSA against the recording")
+    if profile is None:
         return None
-    profile: RsaProfile = outcome.result
     st.plotly_chart(plots_rsa.layer_profile(profile), key="rsa-layers")
     first = profile.scores[0]
     frame = pd.DataFrame(
