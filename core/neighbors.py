@@ -485,7 +485,7 @@ def search_neighbors(
         search = _faiss_flat_search if method == "faiss_flat" else _exact_search
         values, indices = search(prepared, k, block_size)
         report = SearchReport("exact", method, k)
-    if return_values and similarity == "cosine":
+    if return_values and similarity == "cosine" and values.dtype == torch.float64:
         values = _pair_values(prepared.rows, indices, block_size)  # the cosines themselves, not their grid
     return NeighborSearch(indices, values.to(torch.float64) if return_values else None, report)
 

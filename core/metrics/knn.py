@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -203,6 +203,44 @@ def permute_neighbors(state: NeighborState, perm: torch.Tensor) -> NeighborState
     values = None if state.values is None else state.values[perm]
     reverse = None if state.reverse is None else state.reverse[perm]
     return _state(inverse[state.indices[perm]], values, state.self_hsic, reverse, state.report)
+
+
+# --- all layer pairs at once (layer matrices) ------------------------------------------------------
+
+# A batched comparison stacks B's lists in groups of at most this many entries (layers · n · k).
+_STACK_ENTRIES = 1 << 22
+
+
+def _stacked_groups(states_b: list[NeighborState], *fields: str) -> Iterator[tuple[int, list[torch.Tensor]]]:
+    """B's states in consecutive groups, each named field stacked to [g, n, k]; yields (first, stacks)."""
+    n_samples, k = states_b[0].indices.shape
+    size = max(1, _STACK_ENTRIES // max(1, n_samples * k))
+    for start in range(0, len(states_b), size):
+        group = states_b[start : start + size]
+        yield start, [torch.stack([present(getattr(state, name)) for state in group]) for name in fields]
+
+
+def _matched_entries(idx_a: torch.Tensor, sorted_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A's lists [n, k] against g stacked sorted B lists [g, n, k]: ``hit`` [g, n, k] (A's j-th neighbour
+    of i is also in B's list of i) and its position in B's sorted list (valid where ``hit``)."""
+    query = idx_a.expand_as(sorted_b).contiguous()
+    position = torch.searchsorted(sorted_b, query).clamp(max=sorted_b.shape[2] - 1)
+    return torch.gather(sorted_b, 2, position) == query, position
+
+
+def _compare_all_overlaps(
+    states_a: list[NeighborState], states_b: list[NeighborState], *, jaccard: bool = False, **_: Any
+) -> np.ndarray:
+    """Mutual (or Jaccard) k-NN of every layer pair [La, Lb], B's lists stacked: one binary search per
+    A layer and group of B layers instead of one per pair. Equal to :func:`_compare_mutual` per pair."""
+    values = np.empty((len(states_a), len(states_b)), dtype=np.float64)
+    k = states_a[0].indices.shape[1]
+    for start, (sorted_b,) in _stacked_groups(states_b, "sorted_indices"):
+        for i, state_a in enumerate(states_a):
+            overlap = _matched_entries(state_a.indices, sorted_b)[0].sum(dim=2).to(torch.float64) / k
+            per_sample = _jaccard_from_overlap(overlap, k) if jaccard else overlap
+            values[i, start : start + sorted_b.shape[0]] = per_sample.mean(dim=1).cpu().numpy()
+    return values
 
 
 # --- mutual k-NN -----------------------------------------------------------------------------------
@@ -772,6 +810,40 @@ def _compare_cknna(state_a: NeighborState, state_b: NeighborState, **_: Any) -> 
     return float(hsic_ab) / float(np.sqrt(self_a * self_b))
 
 
+def _compare_all_cknna(states_a: list[NeighborState], states_b: list[NeighborState], **_: Any) -> np.ndarray:
+    """CKNNA of every layer pair [La, Lb]: :func:`_compare_cknna` with B's lists, values and reverse
+    positions stacked, so each A layer meets a group of B layers in one pass of [g, n, k] tensors."""
+    values = np.zeros((len(states_a), len(states_b)), dtype=np.float64)
+    n, k = states_a[0].indices.shape
+    self_b_all = np.array([present(state.self_hsic) for state in states_b])
+    fields = ("sorted_indices", "sort_order", "values", "reverse")
+    for start, (sorted_b, order_b, values_b, reverse_b_all) in _stacked_groups(states_b, *fields):
+        group = sorted_b.shape[0]
+        self_b = self_b_all[start : start + group]
+        layer = torch.arange(group, device=sorted_b.device)[:, None, None]
+        for i, state_a in enumerate(states_a):
+            self_a = present(state_a.self_hsic)
+            if self_a <= 0:
+                continue
+            idx_a = state_a.indices
+            hit, position = _matched_entries(idx_a, sorted_b)
+            column_b = torch.gather(order_b, 2, position)  # where j sits in B's list of i
+            k_vals = torch.where(hit, present(state_a.values), 0.0)
+            l_vals = torch.where(hit, torch.gather(values_b, 2, column_b), 0.0)
+            col_sum_k = torch.zeros(group, n, dtype=torch.float64, device=idx_a.device)
+            col_sum_k.scatter_add_(1, idx_a.flatten().expand(group, -1), k_vals.view(group, -1))
+            cross = (col_sum_k * l_vals.sum(dim=2)).sum(dim=1)
+            reverse_b = torch.gather(reverse_b_all, 2, column_b)
+            transposed = hit & (present(state_a.reverse) >= 0) & (reverse_b >= 0)
+            l_transposed = values_b[layer, idx_a, reverse_b.clamp(min=0)]  # L̃_ji, valid where `transposed`
+            trace = torch.where(transposed, k_vals * l_transposed, 0.0).sum(dim=(1, 2))
+            sums = k_vals.sum(dim=(1, 2)) * l_vals.sum(dim=(1, 2))
+            hsic = ((trace + sums / ((n - 1) * (n - 2)) - 2 * cross / (n - 2)) / (n * (n - 3))).cpu().numpy()
+            positive = self_b > 0
+            values[i, start : start + group][positive] = hsic[positive] / np.sqrt(self_a * self_b[positive])
+    return values
+
+
 def cknna(
     feats_a: Any,
     feats_b: Any,
@@ -825,6 +897,11 @@ _ORDER_REF = (
     PLATONIC_REF + " @ e8d2075: lcs_knn (l. 88-92, longest_ordinal_sequence l. 288-308) and "
     "edit_distance_knn (l. 164-176, torchaudio edit_distance)"
 )
+
+_COMPARE_ALL: dict[str, Callable[..., np.ndarray]] = {
+    "mutual_knn": _compare_all_overlaps,
+    "jaccard_knn": functools.partial(_compare_all_overlaps, jaccard=True),
+}
 
 for _name, _fn, _per_sample, _compare, _chance, _symmetric, _reference, _summary in (
     (
@@ -894,6 +971,7 @@ for _name, _fn, _per_sample, _compare, _chance, _symmetric, _reference, _summary
             prepare=prepare_neighbors,
             compare=_compare,
             permute=permute_neighbors,
+            compare_all=_COMPARE_ALL.get(_name),
             chance=_chance,
             chance_exact=_name != "cycle_knn",  # cycle's closed form treats the k lists as independent
             takes_sample_ids=True,
@@ -919,6 +997,7 @@ register(
         prepare=prepare_cknna,
         compare=_compare_cknna,
         permute=permute_neighbors,
+        compare_all=_compare_all_cknna,
         takes_sample_ids=True,
     )
 )
