@@ -483,7 +483,6 @@ def score_shared(
             ``noise_covariance`` / ``remove_mean`` apply to the data's only.
         method, over, n_boot, confidence, resample, seed: as for :func:`brain_score`.
     """
-    check_choice(data_kind, DATA_KINDS, "data_kind")
     feats = _as_float64(model_feats, "model_feats")
     model_list = _id_list(model_ids, "model_ids")
     if feats.ndim != 2 or feats.shape[0] != len(model_list):
@@ -491,6 +490,60 @@ def score_shared(
             f"model_feats has shape {feats.shape} but there are {len(model_list)} model_ids; "
             "it must be [n_model, d] with one row per id"
         )
+    shared_data = prepare_shared_data(
+        model_list,
+        data,
+        data_ids,
+        data_kind=data_kind,
+        data_rdm=data_rdm,
+        over=over,
+        noise_precision=noise_precision,
+        noise_covariance=noise_covariance,
+        remove_mean=remove_mean,
+    )
+    return score_prepared(
+        feats,
+        shared_data,
+        model_rdm=model_rdm,
+        method=method,
+        over=over,
+        n_boot=n_boot,
+        confidence=confidence,
+        resample=resample,
+        seed=seed,
+    )
+
+
+@dataclass(frozen=True)
+class SharedData:
+    """The data side of :func:`score_shared`, built once for every layer of a model.
+
+    Attributes:
+        shared: the samples the model and the data share, in the data's order.
+        rdms: condensed data RDMs [n_units, n_pairs] over those samples.
+        n_repeats: repeats behind each RDM (4-D or crossnobis measurements), else None.
+    """
+
+    shared: SharedSamples
+    rdms: np.ndarray
+    n_repeats: int | None
+
+
+def prepare_shared_data(
+    model_ids: Sequence[Hashable],
+    data: Any,
+    data_ids: Sequence[Hashable],
+    *,
+    data_kind: str = "measurements",
+    data_rdm: str = "correlation",
+    over: str = "subjects",
+    noise_precision: Any = None,
+    noise_covariance: Any = None,
+    remove_mean: bool = False,
+) -> SharedData:
+    """The data RDMs over the samples shared with ``model_ids`` (arguments as for :func:`score_shared`)."""
+    check_choice(data_kind, DATA_KINDS, "data_kind")
+    model_list = _id_list(model_ids, "model_ids")
     data_list = _id_list(data_ids, "data_ids")
     array = _as_float64(data, "data")
     if data_kind == "rdms":
@@ -517,20 +570,48 @@ def score_shared(
         )
         if array.ndim == 4 or (array.ndim == 3 and data_rdm == "crossnobis"):
             n_repeats = array.shape[-3]
-    model = compute_rdm(feats[shared.model_index], model_rdm, name="model_feats")
+    return SharedData(shared, rdms, n_repeats)
+
+
+def score_prepared(
+    model_feats: Any,
+    shared_data: SharedData,
+    *,
+    model_rdm: str = "correlation",
+    method: str = "spearman",
+    over: str = "subjects",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    resample: str = "auto",
+    seed: int = 0,
+) -> BrainScore:
+    """:func:`brain_score` of one layer [n_model, d] (rows in the ids' order given to
+    :func:`prepare_shared_data`) against data RDMs built once."""
+    feats = _as_float64(model_feats, "model_feats")
+    model = compute_rdm(feats[shared_data.shared.model_index], model_rdm, name="model_feats")
     score = brain_score(
-        model, rdms, method=method, over=over, n_boot=n_boot, confidence=confidence, resample=resample, seed=seed
+        model,
+        shared_data.rdms,
+        method=method,
+        over=over,
+        n_boot=n_boot,
+        confidence=confidence,
+        resample=resample,
+        seed=seed,
     )
-    return score if n_repeats is None else dataclasses.replace(score, n_repeats=n_repeats)
+    return score if shared_data.n_repeats is None else dataclasses.replace(score, n_repeats=shared_data.n_repeats)
 
 
 __all__ = [
     "BrainScore",
     "NoiseCeiling",
+    "SharedData",
     "SharedSamples",
     "brain_score",
     "noise_ceiling",
+    "prepare_shared_data",
     "rdms_from_measurements",
+    "score_prepared",
     "score_shared",
     "shared_samples",
 ]

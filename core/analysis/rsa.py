@@ -5,7 +5,8 @@ scored against a stored recording (brain data) with the noise ceiling and a boot
 * :class:`RdmRequest` -> :class:`RdmView`: the square RDM of one layer, rows ordered by label (stable,
   then by the subset's order) so class structure shows as blocks.
 * :class:`RsaRequest` -> :class:`RsaProfile`: :func:`alignscope.core.brain.score_shared` for each layer
-  on the samples the model view and the recording share, plus the recording's mean RDM for display.
+  on the samples the model view and the recording share (the recording's RDMs built once for all
+  layers), plus the recording's mean RDM for display.
   The recording's sha256 is part of the request (filled in once features are cached), so a replaced
   recording is never served an old score.
 """
@@ -22,7 +23,7 @@ import numpy as np
 from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.requests import Request
 from alignscope.core.analysis.results import register_result_type
-from alignscope.core.brain import BrainScore, rdms_from_measurements, score_shared, shared_samples
+from alignscope.core.brain import BrainScore, prepare_shared_data, score_prepared
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import check_choice
 from alignscope.core.metrics.rdm import COMPARE_METHODS, RDM_METHODS, compute_rdm, square_rdm
@@ -178,16 +179,17 @@ def compute_rsa(
     recording = load_recording(request.recording)
     if recording.digest != request.recording_digest:
         raise InputError(f"recording {request.recording!r} changed while this was computed; run it again")
+    # the recording's RDMs over the shared samples are the same for every layer: built once
+    shared_data = prepare_shared_data(
+        view.sample_ids, recording.measurements, recording.sample_ids, data_rdm=request.data_rdm, over=recording.over
+    )
     scores = []
     for layer in range(len(view.values)):
         scores.append(
-            score_shared(
+            score_prepared(
                 view.values[layer],
-                view.sample_ids,
-                recording.measurements,
-                recording.sample_ids,
+                shared_data,
                 model_rdm=request.model_rdm,
-                data_rdm=request.data_rdm,
                 method=request.method,
                 over=recording.over,
                 n_boot=request.bootstrap,
@@ -196,9 +198,8 @@ def compute_rsa(
         )
         if progress is not None:
             progress(layer + 1, len(view.values))
-    shared = shared_samples(view.sample_ids, recording.sample_ids)
-    data = np.take(recording.measurements, shared.data_index, axis=-2)
-    mean_rdm = rdms_from_measurements(data, request.data_rdm, over=recording.over).mean(axis=0)
+    shared = shared_data.shared
+    mean_rdm = shared_data.rdms.mean(axis=0)
     labels = None if view.labels is None else tuple(view.labels[i] for i in shared.model_index)
     order = label_order(labels, len(shared.ids))
     shown = (
