@@ -20,6 +20,12 @@ LINE_COLOURS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00"
 _MARKER = "#FF4B4B"
 
 
+def level_text(value: float) -> str:
+    """A score or chance level for a label: 3 decimals, or 2 significant digits below 0.001 (the chance
+    k/(n−1) of 10 neighbours among 100,000 samples is 1.0e-04, not 0.000)."""
+    return f"{value:.3f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.1e}"
+
+
 def _layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"},

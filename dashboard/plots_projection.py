@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from alignscope.core.analysis.results import LabelRollup
-from alignscope.dashboard.plots import SEQUENTIAL, _layout
+from alignscope.dashboard.plots import SEQUENTIAL, _layout, level_text
 
 # Tableau 10, then Alphabet for datasets with more labels (colours repeat beyond 36 labels).
 LABEL_COLOURS = (
@@ -57,6 +57,9 @@ LABEL_COLOURS = (
 )
 HIGHLIGHT = "#FF4B4B"
 MAX_LABEL_ANNOTATIONS = 30
+# Above this many points a map's hover shows id, label and overlap but not the sample's text (the
+# texts of 100,000 samples are megabytes the browser would parse on every rerun).
+MAX_HOVER_TEXTS = 20_000
 
 
 def label_colours(labels: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -103,18 +106,15 @@ def projection_scatter(
     if len(sample_ids) != n_samples:
         raise ValueError(f"{len(sample_ids)} sample ids for {n_samples} points")
     label_list = list(labels) if labels is not None else [""] * n_samples
-    overlap_list = list(overlap) if overlap is not None else [None] * n_samples
-    snippet_list = list(snippets) if snippets is not None else [""] * n_samples
-    # Plotly renders a little HTML in hover labels (links, styles): user text goes in escaped.
-    customdata = [
-        [
-            html.escape(str(sample_ids[i])),
-            html.escape(str(label_list[i])),
-            overlap_list[i],
-            html.escape(str(snippet_list[i])),
-        ]
-        for i in range(n_samples)
-    ]
+    if snippets is not None and n_samples > MAX_HOVER_TEXTS:
+        snippets = None  # the texts stay searchable on the page; the browser is spared n of them
+    # Plotly renders a little HTML in hover labels (links, styles): user text goes in escaped. An object
+    # array [n, 4], not a list of lists: plotly validates and serialises it without a Python loop per point.
+    customdata = np.empty((n_samples, 4), dtype=object)
+    customdata[:, 0] = [html.escape(str(sample_id)) for sample_id in sample_ids]
+    customdata[:, 1] = [html.escape(str(label)) for label in label_list]
+    customdata[:, 2] = np.asarray(overlap, dtype=float) if overlap is not None else None
+    customdata[:, 3] = [html.escape(str(text)) for text in snippets] if snippets is not None else ""
     hover = "<b>%{customdata[0]}</b>"
     if labels is not None:
         hover += "<br>label: %{customdata[1]}"
@@ -128,7 +128,7 @@ def projection_scatter(
     annotations = []
     if color_values is not None:
         marker.update(
-            color=[float(v) for v in color_values],
+            color=np.asarray(color_values, dtype=float),
             colorscale=SEQUENTIAL,
             showscale=True,
             colorbar={"title": {"text": color_title, "side": "right"}, "thickness": 12},
@@ -136,8 +136,20 @@ def projection_scatter(
         if color_range is not None:
             marker.update(cmin=color_range[0], cmax=color_range[1])
     elif labels is not None:
-        colours, mapping = label_colours(label_list)
-        marker["color"] = colours
+        _, mapping = label_colours(label_list)
+        # each point's colour as the index of its label on a stepwise colour scale: plotly checks a
+        # numeric array at once, where n colour strings are validated one by one (seconds at 100,000)
+        code = {label: i for i, label in enumerate(mapping)}
+        steps = len(mapping)
+        marker.update(
+            color=np.array([code[label] for label in label_list], dtype=np.int32),
+            colorscale=[
+                [edge, colour] for i, colour in enumerate(mapping.values()) for edge in (i / steps, (i + 1) / steps)
+            ],
+            cmin=-0.5,
+            cmax=steps - 0.5,
+            showscale=False,
+        )
         if len(mapping) <= MAX_LABEL_ANNOTATIONS:
             label_array = np.asarray(label_list)
             for label, colour in mapping.items():
@@ -157,7 +169,7 @@ def projection_scatter(
                     }
                 )
     else:
-        marker["color"] = ["#4E79A7"] * n_samples
+        marker["color"] = "#4E79A7"
 
     trace = go.Scattergl(
         x=coords[:, 0],
@@ -226,7 +238,7 @@ def overlap_histogram(
     # The two reference lines are traces with legend entries: labels never overlap bars or get clipped.
     for x, label, line in (
         (mean, f"mean = mutual k-NN = {mean:.3f}", {"color": "#000000", "width": 2}),
-        (chance, f"chance k/(n−1) = {chance:.3f}", {"color": "#D55E00", "width": 2, "dash": "dash"}),
+        (chance, f"chance k/(n−1) = {level_text(chance)}", {"color": "#D55E00", "width": 2, "dash": "dash"}),
     ):
         fig.add_trace(go.Scatter(x=[x, x], y=[0, top], mode="lines", line=line, name=label, hoverinfo="name"))
     _layout(fig, title, height=height)
@@ -265,7 +277,7 @@ def label_rollup(rows: Sequence[LabelRollup], *, chance: float, height: int = 36
             y=[chance, chance],
             mode="lines",
             line={"color": "#D55E00", "dash": "dash", "width": 2},
-            name=f"chance = {chance:.3f}",
+            name=f"chance = {level_text(chance)}",
             hoverinfo="name",
         )
     )

@@ -11,7 +11,7 @@ import streamlit as st
 from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import NeighbourRequest
 from alignscope.core.analysis.results import Neighbours
-from alignscope.dashboard import plots_projection, ui
+from alignscope.dashboard import plots, plots_projection, ui
 from alignscope.dashboard.selection import Selection
 from alignscope.dashboard.url_state import update_selection
 
@@ -88,7 +88,7 @@ def render(sel: Selection) -> None:
     )
     columns[1].metric(
         "Chance level k/(n−1)",
-        f"{result.chance:.3f}",
+        plots.level_text(result.chance),
         help="Expected overlap if B's neighbours were a random k of the other n−1 samples.",
     )
     columns[2].metric("Samples sharing no neighbour", f"{int((shared_counts == 0).sum())}")

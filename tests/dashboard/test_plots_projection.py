@@ -30,7 +30,11 @@ def test_scatter_has_one_webgl_trace_with_one_point_per_sample():
 def test_label_colours_are_per_sample_and_consistent():
     labels = ["2", "10", "1", "2", "1", "10"] * 2
     trace = _scatter(labels=labels).data[0]
-    colours = list(trace.marker.color)
+    # each point holds its label's step on a stepwise colour scale (cmin/cmax centre the steps)
+    scale, codes = trace.marker.colorscale, list(trace.marker.color)
+    assert (trace.marker.cmin, trace.marker.cmax) == (-0.5, len(scale) / 2 - 0.5) and not trace.marker.showscale
+    assert all(scale[2 * c][1] == scale[2 * c + 1][1] for c in codes)
+    colours = [scale[2 * c][1] for c in codes]
     assert len(colours) == 12
     assert len({c for c, label in zip(colours, labels) if label == "2"}) == 1
     assert len(set(colours)) == 3
@@ -60,6 +64,13 @@ def test_text_snippets_go_on_hover():
     fig = _scatter(snippets=[f"sentence {i}" for i in range(12)])
     assert fig.data[0].customdata[3][3] == "sentence 3"
     assert "customdata[3]" in fig.data[0].hovertemplate
+
+
+def test_texts_leave_the_hover_of_very_large_maps(monkeypatch):
+    monkeypatch.setattr(plots_projection, "MAX_HOVER_TEXTS", 11)
+    fig = _scatter(snippets=[f"sentence {i}" for i in range(12)])
+    assert "customdata[3]" not in fig.data[0].hovertemplate and fig.data[0].customdata[3][3] == ""
+    assert fig.data[0].customdata[3][0] == "s3"
 
 
 def test_scatter_rejects_wrong_shapes():
@@ -115,3 +126,12 @@ def test_user_text_reaches_hover_labels_escaped():
     assert all("<a" not in str(cell) and "<span" not in str(cell) for row in customdata for cell in row)
     assert customdata[0][0] == "s&lt;b&gt;1" and "&lt;a href=" in customdata[0][3]
     assert all("<a" not in a.text for a in fig.layout.annotations)
+
+
+def test_small_chance_levels_keep_their_digits():
+    from alignscope.dashboard.plots import level_text
+
+    assert level_text(10 / 99_999) == "1.0e-04"  # k = 10 among 100,000 samples; "0.000" before
+    assert level_text(0.208) == "0.208" and level_text(0.0) == "0.000"
+    fig = plots_projection.overlap_histogram(np.array([0.0, 0.1]), k=10, chance=10 / 99_999)
+    assert any("1.0e-04" in (trace.name or "") for trace in fig.data)

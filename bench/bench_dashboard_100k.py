@@ -1,0 +1,197 @@
+"""The dashboard at 100,000 samples in headless Chromium: bench/results/dashboard_100k.json and
+docs/screenshots/scale-*.png.
+
+Data: sklearn's 1,797 digits, each shifted by up to one pixel and given seeded pixel noise, 100,000 images;
+the penultimate layer (fc1, 64 units) of the embedded default's trained nets digits-cnn-s0 and -s1 on them,
+uploaded with the real CLI as two representations of an uploaded 100,000-sample dataset (its texts say
+which digit, copy and shift each sample is). The pages then run as they do for any user's upload.
+
+Measured, each from navigation (a fresh browser page) until the page's script run is over and its plots
+are drawn:
+- Projections at n = 100,000 (PCA, one Scattergl trace per map), first paint and a second visit;
+- a box selection's round trip (mouse up until the other map highlights the same points);
+- Neighbours at n = 100,000 with approximate neighbours (`nbr=approx`), first visit (computes the lists
+  in a background job) and a second visit (from the result store).
+
+Usage:
+    python bench/bench_dashboard_100k.py [--n 100000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.server import (  # noqa: E402
+    APP_IDLE,
+    free_port,
+    launch_browser,
+    no_exceptions,
+    plot_data,
+    server_env,
+    start_server,
+    stop_server,
+    wait_healthy,
+)
+
+RESULTS = ROOT / "bench" / "results" / "dashboard_100k.json"
+SHOTS = ROOT / "docs" / "screenshots"
+DATASET = "digits-augmented"
+MODELS = ("digits-cnn-s0-fc1", "digits-cnn-s1-fc1")
+
+
+def augmented_digits(n: int, seed: int = 0) -> tuple[np.ndarray, list[str], list[str]]:
+    """``n`` images [n, 8, 8] in [0, 1]: digit i % 1797, shifted by (dy, dx) in {-1, 0, 1}², noise σ = 0.05."""
+    from alignscope.core.digits_nets import digits_arrays
+
+    images, labels = digits_arrays()
+    rng = np.random.default_rng(seed)
+    source = np.arange(n) % len(images)
+    shifts = rng.integers(-1, 2, size=(n, 2))
+    out = np.empty((n, 8, 8), dtype=np.float32)
+    texts, digit_labels = [], []
+    for i, (j, (dy, dx)) in enumerate(zip(source, shifts)):
+        digit_labels.append(str(labels[j]))
+        out[i] = np.roll(images[j], (dy, dx), axis=(0, 1))
+        texts.append(f"digit {labels[j]}, copy {i // len(images)} of image {j}, shift ({dy:+d}, {dx:+d})")
+    out += rng.normal(0.0, 0.05, size=out.shape).astype(np.float32)
+    return np.clip(out, 0.0, 1.0), texts, digit_labels
+
+
+def fc1_features(images: np.ndarray, seed: int, cache_dir: Path) -> np.ndarray:
+    """fc1 (after ReLU) of the trained digits-cnn-s<seed> on ``images``, [n, 64] float32."""
+    from alignscope.core.digits_nets import load_or_train
+    from alignscope.core.settings import Settings
+
+    net = load_or_train(seed, Settings(cache_dir=cache_dir)).eval()
+    captured: list[torch.Tensor] = []
+    hook = net.fc1.register_forward_hook(lambda _m, _i, out: captured.append(torch.relu(out)))
+    with torch.no_grad():
+        for start in range(0, len(images), 4096):
+            net(torch.from_numpy(images[start : start + 4096]).unsqueeze(1))
+    hook.remove()
+    return torch.cat(captured).numpy().astype(np.float32)
+
+
+def prepare(cache_dir: Path, n: int, work: Path) -> None:
+    import pandas as pd
+
+    images, texts, labels = augmented_digits(n)
+    csv = work / f"{DATASET}.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(csv, index=False)
+    env = server_env(cache_dir)
+    cli = [str(Path(sys.executable).parent / "alignscope")]
+    subprocess.run([*cli, "datasets", "--upload", str(csv), "--name", DATASET], env=env, check=True)
+    for seed, model in enumerate(MODELS):
+        path = work / f"{model}.npy"
+        np.save(path, fc1_features(images, seed, cache_dir))
+        subprocess.run(
+            [*cli, "upload-representation", str(path), "--dataset", DATASET, "--name", model], env=env, check=True
+        )
+
+
+PLOTS_DRAWN = (
+    "(count) => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+    ".filter(p => p._fullData && p._fullData.length).length >= count"
+)
+
+
+def timed_visit(page, url: str, plots: int, timeout_s: float = 900.0) -> dict:
+    """Seconds from navigation until ``plots`` figures are drawn and the script is idle, pressing a
+    Compute button if the page asks for one (work above the auto budget); also whether it asked."""
+    start = time.perf_counter()
+    page.goto(url)
+    clicked = 0
+    while time.perf_counter() - start < timeout_s:
+        idle = page.locator(APP_IDLE).count() > 0
+        if idle and page.evaluate(PLOTS_DRAWN, plots):
+            return {"seconds": round(time.perf_counter() - start, 2), "compute_clicks": clicked}
+        button = page.get_by_role("button", name=re.compile(r"^Compute"))
+        if idle and button.count() > 0 and button.first.is_enabled():
+            button.first.click()
+            clicked += 1
+        page.wait_for_timeout(100)  # a benchmark polling the browser, not a test
+    raise TimeoutError(f"{url} did not draw {plots} plots in {timeout_s} s")
+
+
+def box_select(page) -> float:
+    plot_a = page.locator(".js-plotly-plot").nth(0)
+    surface = plot_a.locator(".nsewdrag").first.bounding_box()
+    start = (surface["x"] + 0.45 * surface["width"], surface["y"] + 0.45 * surface["height"])
+    stop = (surface["x"] + 0.55 * surface["width"], surface["y"] + 0.55 * surface["height"])
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(*stop, steps=8)
+    began = time.perf_counter()
+    page.mouse.up()
+    page.get_by_text(re.compile(r"^\d+ selected samples$")).wait_for(timeout=120_000)
+    page.wait_for_function(
+        "() => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
+        " return p && p.data && p.data[0].selectedpoints && p.data[0].selectedpoints.length > 0; }",
+        timeout=120_000,
+    )
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--keep", type=Path, help="cache dir to use (and keep); default a temp dir")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp(prefix="alignscope-100k-"))
+    cache_dir = args.keep or work / "cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    marker = cache_dir / f".bench-100k-{args.n}"
+    if not marker.exists():
+        prepare(cache_dir, args.n, work)
+        marker.touch()
+    prepare_s = time.perf_counter() - began
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    query = f"data={DATASET}&a={MODELS[0]}&b={MODELS[1]}&n={args.n}"
+    server = start_server(cache_dir, port, work / "server.log")
+    results: dict = {"n_samples": args.n, "prepare_s": round(prepare_s, 1)}
+    try:
+        wait_healthy(base, server, log_path=work / "server.log")
+        with sync_playwright() as playwright:
+            browser = launch_browser(playwright)
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            results["projections_first"] = timed_visit(page, f"{base}/projections?{query}", 2)
+            results["projections_points"] = [plot_data(page, 0)["n"], plot_data(page, 1)["n"]]
+            results["projections_trace"] = plot_data(page, 0)["type"]
+            no_exceptions(page)
+            page.screenshot(path=str(SHOTS / "scale-projections.png"))
+            results["projections_again"] = timed_visit(page, f"{base}/projections?{query}", 2)
+            results["box_selection_round_trip_s"] = round(box_select(page), 2)
+            results["selected"] = len(plot_data(page, 1)["selectedpoints"] or [])
+            no_exceptions(page)
+            page.screenshot(path=str(SHOTS / "scale-selection.png"))
+            neighbours = f"{base}/neighbours?{query}&nbr=approx"
+            results["neighbours_first"] = timed_visit(page, neighbours, 1)
+            no_exceptions(page)
+            page.screenshot(path=str(SHOTS / "scale-neighbours.png"), full_page=True)
+            results["neighbours_again"] = timed_visit(page, neighbours, 1)
+            browser.close()
+    finally:
+        stop_server(server)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
