@@ -126,6 +126,15 @@ def timed_visit(page, url: str, plots: int, timeout_s: float = 900.0) -> dict:
     raise TimeoutError(f"{url} did not draw {plots} plots in {timeout_s} s")
 
 
+def screenshot(page, name: str, full_page: bool = False) -> None:
+    """A palette PNG under docs/screenshots (as scripts/screenshots.py writes them)."""
+    from PIL import Image
+
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
+
+
 def box_select(page) -> float:
     plot_a = page.locator(".js-plotly-plot").nth(0)
     surface = plot_a.locator(".nsewdrag").first.bounding_box()
@@ -175,16 +184,16 @@ def main() -> None:
             results["projections_points"] = [plot_data(page, 0)["n"], plot_data(page, 1)["n"]]
             results["projections_trace"] = plot_data(page, 0)["type"]
             no_exceptions(page)
-            page.screenshot(path=str(SHOTS / "scale-projections.png"))
+            screenshot(page, "scale-projections")
             results["projections_again"] = timed_visit(page, f"{base}/projections?{query}", 2)
             results["box_selection_round_trip_s"] = round(box_select(page), 2)
             results["selected"] = len(plot_data(page, 1)["selectedpoints"] or [])
             no_exceptions(page)
-            page.screenshot(path=str(SHOTS / "scale-selection.png"))
+            screenshot(page, "scale-selection")
             neighbours = f"{base}/neighbours?{query}&nbr=approx"
             results["neighbours_first"] = timed_visit(page, neighbours, 1)
             no_exceptions(page)
-            page.screenshot(path=str(SHOTS / "scale-neighbours.png"), full_page=True)
+            screenshot(page, "scale-neighbours", full_page=True)
             results["neighbours_again"] = timed_visit(page, neighbours, 1)
             browser.close()
     finally:
