@@ -780,39 +780,19 @@ def prepare_cknna(
 
 
 def _compare_cknna(state_a: NeighborState, state_b: NeighborState, **_: Any) -> float:
-    """Unbiased HSIC of K∘M and L∘M, M = top-k(K) AND top-k(L), from the two neighbour lists: O(n·k).
-
-    Mask entries are A's entries (i, a) whose neighbour j is also in B's list of i (at column b).
-    The transposed entry (j, i) is in M when i is in both of j's lists (the precomputed reverse
-    positions), which gives eq. 5's Σ K̃_ij L̃_ji without building M.
-    """
-    self_a, self_b = present(state_a.self_hsic), present(state_b.self_hsic)
-    if self_a <= 0 or self_b <= 0:
-        return 0.0
-    values_a, values_b = present(state_a.values), present(state_b.values)
-    reverse_a, reverse_b_all = present(state_a.reverse), present(state_b.reverse)
-    idx_a = state_a.indices
-    n, k = idx_a.shape
-    sorted_position = torch.searchsorted(state_b.sorted_indices, idx_a).clamp(max=k - 1)
-    hit = torch.gather(state_b.sorted_indices, 1, sorted_position) == idx_a
-    column_b = torch.gather(state_b.sort_order, 1, sorted_position)  # where j sits in B's list of i
-    k_vals = torch.where(hit, values_a, 0.0)
-    l_vals = torch.where(hit, torch.gather(values_b, 1, column_b), 0.0)
-    zeros = torch.zeros(n, dtype=torch.float64, device=idx_a.device)
-    col_sum_k = zeros.index_add(0, idx_a.flatten(), k_vals.flatten())
-    row_sum_l = l_vals.sum(dim=1)
-    cross = torch.dot(col_sum_k, row_sum_l)
-    reverse_b = torch.gather(reverse_b_all, 1, column_b)
-    transposed = hit & (reverse_a >= 0) & (reverse_b >= 0)
-    l_transposed = values_b[idx_a, reverse_b.clamp(min=0)]  # L̃_ji, valid where `transposed`
-    trace = torch.where(transposed, k_vals * l_transposed, 0.0).sum()
-    hsic_ab = (trace + k_vals.sum() * l_vals.sum() / ((n - 1) * (n - 2)) - 2 * cross / (n - 2)) / (n * (n - 3))
-    return float(hsic_ab) / float(np.sqrt(self_a * self_b))
+    """CKNNA of one pair: :func:`_compare_all_cknna` of one layer against one."""
+    return float(_compare_all_cknna([state_a], [state_b])[0, 0])
 
 
 def _compare_all_cknna(states_a: list[NeighborState], states_b: list[NeighborState], **_: Any) -> np.ndarray:
-    """CKNNA of every layer pair [La, Lb]: :func:`_compare_cknna` with B's lists, values and reverse
-    positions stacked, so each A layer meets a group of B layers in one pass of [g, n, k] tensors."""
+    """CKNNA of every layer pair [La, Lb]: the unbiased HSIC of K∘M and L∘M, M = top-k(K) AND top-k(L),
+    from the neighbour lists alone, O(n·k) per pair; B's lists, values and reverse positions stacked, so
+    each A layer meets a group of B layers in one pass of [g, n, k] tensors.
+
+    Mask entries are A's entries (i, a) whose neighbour j is also in B's list of i (at column b). The
+    transposed entry (j, i) is in M when i is in both of j's lists (the precomputed reverse positions),
+    which gives eq. 5's Σ K̃_ij L̃_ji without building M.
+    """
     values = np.zeros((len(states_a), len(states_b)), dtype=np.float64)
     n, k = states_a[0].indices.shape
     self_b_all = np.array([present(state.self_hsic) for state in states_b])
