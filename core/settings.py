@@ -16,6 +16,9 @@ Environment variables:
         (``alignscope dashboard --read-only``, for a server shared with colleagues).
     ALIGNSCOPE_PREFETCH_DEFAULT: ``1`` extracts the whole embedded default in the background once the
         dashboard runs (``--prefetch-default``; the quick start uses it).
+    ALIGNSCOPE_MAP_POINTS: points a projection map sends to the browser (default 20,000); a larger map
+        draws a fixed random layer of that many, with the selection, over the density of all points,
+        and its box and lasso selections are computed exactly over all of them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Settings:
     workers: int = 1
     read_only: bool = False
     prefetch_default: bool = False
+    map_points: int = 20_000
 
     @property
     def features_dir(self) -> Path:
@@ -97,6 +101,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
         kwargs["prefetch_default"] = True
     if env.get("ALIGNSCOPE_WORKERS"):
         kwargs["workers"] = max(1, int(env["ALIGNSCOPE_WORKERS"]))
+    if env.get("ALIGNSCOPE_MAP_POINTS"):
+        kwargs["map_points"] = max(100, int(env["ALIGNSCOPE_MAP_POINTS"]))
     return Settings(**kwargs)
 
 

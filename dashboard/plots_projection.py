@@ -14,6 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from alignscope.core.analysis.results import LabelRollup
+from alignscope.dashboard import map_reduction
 from alignscope.dashboard.plots import SEQUENTIAL, _layout, level_text
 
 # Tableau 10, then Alphabet for datasets with more labels (colours repeat beyond 36 labels).
@@ -82,9 +83,10 @@ def projection_scatter(
     overlap: Sequence[float] | None = None,
     snippets: Sequence[str] | None = None,
     selected_indices: Sequence[int] | None = None,
+    drawn: np.ndarray | None = None,
     height: int = 520,
 ) -> go.Figure:
-    """A 2-D map of the samples: one ``Scattergl`` trace, point i = sample i.
+    """A 2-D map of the samples: one ``Scattergl`` trace, point i = sample i (or ``drawn[i]``).
 
     Args:
         coords: [n, 2] coordinates (NaN rows are left out of the picture by plotly).
@@ -95,6 +97,9 @@ def projection_scatter(
         overlap: n per-sample overlaps, shown on hover when given.
         snippets: n short texts shown on hover (text datasets).
         selected_indices: samples to highlight (the others are dimmed); ``None`` or empty: no highlight.
+        drawn: ascending sample indices the trace holds when it cannot hold all n (see
+            ``map_reduction.drawn_samples``, which keeps the selected ones); a second trace then shows the
+            density of all n points beneath. Label colours and names are those of all n samples.
 
     Returns:
         The figure; ``dragmode`` is box select, so a drag selects.
@@ -106,6 +111,21 @@ def projection_scatter(
     if len(sample_ids) != n_samples:
         raise ValueError(f"{len(sample_ids)} sample ids for {n_samples} points")
     label_list = list(labels) if labels is not None else [""] * n_samples
+    annotations = _label_annotations(coords, label_list) if labels is not None and color_values is None else []
+    mapping = label_colours(label_list)[1] if labels is not None else {}
+    density = None
+    highlighted = sorted({int(i) for i in selected_indices}) if selected_indices else []
+    if drawn is not None and len(drawn) < n_samples:
+        take = np.asarray(drawn, dtype=np.int64)
+        density = map_reduction.density_image(coords)
+        positions = np.searchsorted(take, highlighted)
+        highlighted = [int(p) for p, i in zip(positions, highlighted) if p < len(take) and take[p] == i]
+        coords, sample_ids = coords[take], [sample_ids[i] for i in take]
+        label_list = [label_list[i] for i in take]
+        color_values = None if color_values is None else np.asarray(color_values, dtype=float)[take]
+        overlap = None if overlap is None else np.asarray(overlap, dtype=float)[take]
+        snippets = None if snippets is None else [snippets[i] for i in take]
+        n_samples = len(take)
     if snippets is not None and n_samples > MAX_HOVER_TEXTS:
         snippets = None  # the texts stay searchable on the page; the browser is spared n of them
     # Plotly renders a little HTML in hover labels (links, styles): user text goes in escaped. An object
@@ -125,7 +145,6 @@ def projection_scatter(
     hover += "<extra></extra>"
 
     marker: dict = {"size": 7, "line": {"width": 0}}
-    annotations = []
     if color_values is not None:
         marker.update(
             color=np.asarray(color_values, dtype=float),
@@ -136,7 +155,6 @@ def projection_scatter(
         if color_range is not None:
             marker.update(cmin=color_range[0], cmax=color_range[1])
     elif labels is not None:
-        _, mapping = label_colours(label_list)
         # each point's colour as the index of its label on a stepwise colour scale: plotly checks a
         # numeric array at once, where n colour strings are validated one by one (seconds at 100,000)
         code = {label: i for i, label in enumerate(mapping)}
@@ -150,24 +168,6 @@ def projection_scatter(
             cmax=steps - 0.5,
             showscale=False,
         )
-        if len(mapping) <= MAX_LABEL_ANNOTATIONS:
-            label_array = np.asarray(label_list)
-            for label, colour in mapping.items():
-                points = coords[label_array == label]
-                points = points[np.isfinite(points).all(axis=1)]
-                if len(points) == 0:
-                    continue
-                x, y = np.median(points, axis=0)
-                annotations.append(
-                    {
-                        "x": float(x),
-                        "y": float(y),
-                        "text": f"<b>{html.escape(label)}</b>",
-                        "showarrow": False,
-                        "font": {"size": 13, "color": colour},
-                        "bgcolor": "rgba(255,255,255,0.7)",
-                    }
-                )
     else:
         marker["color"] = "#4E79A7"
 
@@ -183,9 +183,10 @@ def projection_scatter(
         selected={"marker": {"opacity": 1.0, "size": 10}},
         unselected={"marker": {"opacity": 0.12}},
     )
-    highlighted = sorted({int(i) for i in selected_indices}) if selected_indices else []
     trace.selectedpoints = highlighted or None
     fig = go.Figure(trace)
+    if density is not None:
+        fig.add_trace(_density_trace(density))
     _layout(fig, title, height=height)
     fig.update_layout(
         dragmode="select",
@@ -197,6 +198,49 @@ def projection_scatter(
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False, showgrid=True)
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False, showgrid=True)
     return fig
+
+
+def _label_annotations(coords: np.ndarray, label_list: list[str]) -> list[dict]:
+    """Each label's name at the median of its points (none above ``MAX_LABEL_ANNOTATIONS`` labels)."""
+    mapping = label_colours(label_list)[1]
+    if len(mapping) > MAX_LABEL_ANNOTATIONS:
+        return []
+    label_array = np.asarray(label_list)
+    annotations = []
+    for label, colour in mapping.items():
+        points = coords[label_array == label]
+        points = points[np.isfinite(points).all(axis=1)]
+        if len(points) == 0:
+            continue
+        x, y = np.median(points, axis=0)
+        annotations.append(
+            {
+                "x": float(x),
+                "y": float(y),
+                "text": f"<b>{html.escape(label)}</b>",
+                "showarrow": False,
+                "font": {"size": 13, "color": colour},
+                "bgcolor": "rgba(255,255,255,0.7)",
+            }
+        )
+    return annotations
+
+
+def _density_trace(density: map_reduction.DensityImage) -> go.Heatmap:
+    """All points' density as a grey image beneath a reduced map (empty cells transparent, log counts)."""
+    counts = density.counts.astype(float)
+    shade = np.where(counts > 0, np.log1p(counts), np.nan)
+    return go.Heatmap(
+        x=density.x_centres,
+        y=density.y_centres,
+        z=shade,
+        customdata=density.counts,
+        colorscale=[[0.0, "#ECECEC"], [1.0, "#6B6B6B"]],
+        showscale=False,
+        hovertemplate="%{customdata} samples here<extra>density of all samples</extra>",
+        name="density",
+        showlegend=False,
+    )
 
 
 def overlap_histogram(

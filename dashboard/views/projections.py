@@ -14,7 +14,8 @@ import streamlit.components.v1 as components
 from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import AlignedProjectionRequest, NeighbourRequest, ProjectionRequest
 from alignscope.core.analysis.results import Projection
-from alignscope.dashboard import _cached, hover_maps, plots_projection, ui
+from alignscope.core.settings import get_settings
+from alignscope.dashboard import _cached, hover_maps, map_reduction, plots_projection, ui
 from alignscope.dashboard.selection import ALIGNMENT_STRENGTHS, COLOR_BY, PROJECTIONS, Selection
 from alignscope.dashboard.url_state import bound, update_selection
 
@@ -68,12 +69,11 @@ def _umap_settings(sel: Selection) -> None:
         )
 
 
-def _on_select(chart_key: str, sample_ids: list[str]) -> None:
-    """Box / lasso in one map -> the selected sample ids (point index = sample index), in the URL."""
-    state = st.session_state.get(chart_key) or {}
-    indices = state.get("selection", {}).get("point_indices", []) if state else []
-    chosen = [sample_ids[i] for i in sorted({int(i) for i in indices}) if 0 <= i < len(sample_ids)]
-    update_selection(selected=tuple(chosen))
+def _on_select(chart_key: str, sample_ids: list[str], coords: np.ndarray, drawn: np.ndarray) -> None:
+    """Box / lasso in one map -> the selected sample ids, in the URL (exact over all samples when the map
+    draws only a layer of them: see map_reduction)."""
+    chosen = map_reduction.selected_samples(st.session_state.get(chart_key), coords, drawn)
+    update_selection(selected=tuple(sample_ids[i] for i in chosen))
 
 
 def _pca_axes(projection: Projection) -> tuple[str, str]:
@@ -115,6 +115,8 @@ def render(sel: Selection) -> None:
     selected = [s for s in sel.selected if s in position]
     selected_indices = [position[s] for s in selected]
     snippets = None if data.texts is None else [t if len(t) <= 80 else t[:79] + "…" for t in data.texts]
+    # the same samples in both maps: a reduced map's layer is one seeded sample plus the selection
+    drawn = map_reduction.drawn_samples(n, selected_indices, budget=get_settings().map_points)
 
     st.caption(
         f"**{sel.model_a}** layer {layer_a} `{pair.names_a[layer_a]}` (left) and **{sel.model_b}** layer {layer_b} "
@@ -135,6 +137,7 @@ def render(sel: Selection) -> None:
             overlap=overlap,
             snippets=snippets,
             selected_indices=selected_indices,
+            drawn=drawn,
         )
 
     maps = outcomes[3:]
@@ -163,8 +166,14 @@ def render(sel: Selection) -> None:
         column.plotly_chart(
             figure(coords, side, model, layer, names, axes),
             key=key,
-            on_select=functools.partial(_on_select, key, sample_ids),
+            on_select=functools.partial(_on_select, key, sample_ids, coords, drawn),
             selection_mode=("box", "lasso"),
+        )
+    if len(drawn) < n:
+        st.caption(
+            f"Each map draws {len(drawn):,} of the {n:,} samples (a fixed random layer, with every selected "
+            "sample) over the grey density of all of them. A box or lasso selects exactly among all "
+            f"{n:,} samples, drawn or not."
         )
     missing = int(np.isnan(coords_a).any(axis=1).sum() + np.isnan(coords_b).any(axis=1).sum())
     if missing:

@@ -40,6 +40,9 @@ def e2e_cache(tmp_path_factory: pytest.TempPathFactory, trained_models_dir: Path
     return cache_dir
 
 
+REDUCED_MAP_POINTS = 150
+
+
 @contextlib.contextmanager
 def running_server(cache_dir: Path, log_dir: Path):
     """A fresh ``streamlit run dashboard/app.py`` on a free port, healthy; its base URL."""
@@ -69,6 +72,15 @@ def server(e2e_cache: Path, tmp_path_factory: pytest.TempPathFactory, browser):
 @pytest.fixture
 def fresh_server(e2e_cache: Path, tmp_path: Path):
     """A server nobody has visited yet."""
+    with running_server(e2e_cache, tmp_path) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def reduced_server(e2e_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A server whose maps send at most REDUCED_MAP_POINTS points to the browser (as 100,000-sample maps do
+    with the default budget): they draw a layer over the density and select on the server."""
+    monkeypatch.setenv("ALIGNSCOPE_MAP_POINTS", str(REDUCED_MAP_POINTS))
     with running_server(e2e_cache, tmp_path) as base_url:
         yield base_url
 

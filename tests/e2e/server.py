@@ -176,6 +176,16 @@ def plot_data(page, index: int) -> dict:
     )
 
 
+def drag_box(page, plot_index: int, start: float, stop: float, steps: int = 12) -> None:
+    """Drag a box selection on the ``plot_index``-th plotly figure from (start, start) to (stop, stop), as
+    fractions of its plot area (dragmode = select); returns as the mouse is released."""
+    surface = page.locator(".js-plotly-plot").nth(plot_index).locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(surface["x"] + start * surface["width"], surface["y"] + start * surface["height"])
+    page.mouse.down()
+    page.mouse.move(surface["x"] + stop * surface["width"], surface["y"] + stop * surface["height"], steps=steps)
+    page.mouse.up()
+
+
 def no_exceptions(page) -> None:
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()

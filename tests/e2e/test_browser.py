@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pytest
 
-from tests.e2e.server import PAGES, no_exceptions, open_page, plot_data, wait_plots
+from tests.e2e.server import PAGES, drag_box, no_exceptions, open_page, plot_data, wait_plots
 
 pytestmark = pytest.mark.e2e
 DEFAULT_N = 500  # the Selection's default subset
@@ -84,15 +84,7 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
     _, _, sample_ids = _core(e2e_cache)
     open_page(page, f"{server}/projections", title="Projections")
     wait_plots(page, 2)
-    plot_a = page.locator(".js-plotly-plot").nth(0)
-    # Plotly's drag surface: a mouse drag on it draws a box selection (dragmode = select).
-    surface = plot_a.locator(".nsewdrag").first.bounding_box()
-    start = (surface["x"] + 0.30 * surface["width"], surface["y"] + 0.30 * surface["height"])
-    stop = (surface["x"] + 0.70 * surface["width"], surface["y"] + 0.70 * surface["height"])
-    page.mouse.move(*start)
-    page.mouse.down()
-    page.mouse.move(*stop, steps=12)
-    page.mouse.up()
+    drag_box(page, 0, 0.30, 0.70)  # on Plotly's drag surface: a box selection (dragmode = select)
     page.wait_for_function("() => /[?&]sel=[^&]/.test(location.search)")
     page.get_by_text(re.compile(r"^\d+ selected samples$")).wait_for()
     page.wait_for_function(
@@ -131,6 +123,54 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
         other.screenshot(path=str(screenshots / "projections-from-link.png"), full_page=True)
     finally:
         fresh.close()
+
+
+def test_a_reduced_maps_box_selects_every_sample_inside_drawn_or_not(page, reduced_server, e2e_cache, screenshots):
+    """Maps over the point budget (here 150 of 500; at 100,000 samples with the default 20,000) draw a
+    layer over the density of all points; a box selects, on the server, every sample inside it."""
+    from alignscope.core.analysis.engine import Engine
+    from alignscope.core.analysis.requests import ProjectionRequest
+    from alignscope.core.settings import Settings
+    from alignscope.dashboard.map_reduction import samples_in_box
+    from tests.e2e.conftest import REDUCED_MAP_POINTS
+
+    _, _, sample_ids = _core(e2e_cache)
+    coords = (
+        Engine(settings=Settings(cache_dir=e2e_cache))
+        .run(ProjectionRequest("digits-cnn-s0", "digits", DEFAULT_N))
+        .coords
+    )
+    open_page(page, f"{reduced_server}/projections", title="Projections")
+    wait_plots(page, 2)
+    assert plot_data(page, 0)["n"] == plot_data(page, 1)["n"] == REDUCED_MAP_POINTS
+    assert page.evaluate("() => document.querySelectorAll('.js-plotly-plot')[0].data[1].type") == "heatmap"
+    drawn_before = page.evaluate(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')[0]._fullData[0].customdata || [])"
+        ".map(row => row[0])"
+    )
+    # the box as plotly reports it to Streamlit (its ``selections``), in data coordinates
+    page.evaluate(
+        "() => document.querySelectorAll('.js-plotly-plot')[0]"
+        ".on('plotly_selected', (event) => { window.boxSelected = event.selections[0]; })"
+    )
+    drag_box(page, 0, 0.35, 0.65)
+    page.get_by_text(re.compile(r"^\d+ selected samples$")).wait_for()
+    box = page.evaluate("() => window.boxSelected")
+    expected = [sample_ids[i] for i in samples_in_box(coords, [box["x0"], box["x1"]], [box["y0"], box["y1"]])]
+    no_exceptions(page)
+    assert _linked_ids(page.url) == expected
+    # more samples selected than were drawn inside the box: the selection is not the drawn layer's
+    assert len(expected) > len(set(expected) & set(drawn_before)) > 0
+    page.get_by_text(f"{len(expected)} selected samples", exact=True).wait_for()
+    # both maps now draw every selected sample (fewer than the budget here), highlighted
+    assert len(expected) < REDUCED_MAP_POINTS
+    page.wait_for_function(
+        "(count) => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
+        " return p && p.data[0].selectedpoints && p.data[0].selectedpoints.length === count; }",
+        arg=len(expected),
+        timeout=60_000,
+    )
+    page.screenshot(path=str(screenshots / "projections-reduced-selection.png"), full_page=True)
 
 
 def _linked_ids(url: str) -> list[str]:

@@ -1,0 +1,154 @@
+"""A reduced map (a sampled layer over the density of all points) and exact selections from its boxes and
+lassos, without Streamlit."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from alignscope.dashboard import plots_projection
+from alignscope.dashboard.map_reduction import (
+    density_image,
+    drawn_samples,
+    samples_in_box,
+    samples_in_lasso,
+    selected_samples,
+)
+
+
+def test_small_maps_draw_every_sample():
+    assert drawn_samples(500, budget=1000).tolist() == list(range(500))
+
+
+def test_a_reduced_layer_is_seeded_and_keeps_every_selected_sample():
+    selected = [3, 99_998, 50_000]
+    drawn = drawn_samples(100_000, selected, budget=2_000)
+    assert np.all(np.diff(drawn) > 0)  # ascending, no repeats
+    assert set(selected) <= set(drawn.tolist())
+    assert 2_000 <= len(drawn) <= 2_003
+    assert np.array_equal(drawn, drawn_samples(100_000, selected, budget=2_000))  # the same on every rerun
+    # the base layer does not move when the selection changes: a rerun after a selection keeps the picture
+    base = set(drawn_samples(100_000, budget=2_000).tolist())
+    assert base <= set(drawn.tolist())
+
+
+def test_a_huge_selection_is_drawn_as_a_sample_of_itself():
+    selected = np.arange(0, 100_000, 2)  # 50,000 selected
+    drawn = drawn_samples(100_000, selected, budget=1_000)
+    assert len(drawn) <= 2_000 and np.isin(drawn, selected).sum() >= 1_000
+
+
+def test_density_counts_every_finite_point_once():
+    coords = np.random.default_rng(0).normal(size=(5_000, 2))
+    coords[:7] = np.nan
+    image = density_image(coords, bins=20)
+    assert image.counts.shape == (20, 20) and image.counts.sum() == 4_993
+    # rows are y bins, columns x bins: the highest point lands in the top row, the leftmost in column 0
+    finite = coords[np.isfinite(coords).all(axis=1)]
+    highest, leftmost = finite[finite[:, 1].argmax()], finite[finite[:, 0].argmin()]
+    assert image.counts[-1].sum() >= 1 and image.counts[:, 0].sum() >= 1
+    assert abs(image.x_centres[np.abs(image.x_centres - highest[0]).argmin()] - highest[0]) < 0.5
+    assert np.abs(image.y_centres - leftmost[1]).min() < 0.5
+    assert image.x_centres[0] < image.x_centres[-1] and image.y_centres[0] < image.y_centres[-1]
+
+
+def test_box_selects_exactly_the_points_inside_whatever_the_drag_direction():
+    coords = np.random.default_rng(1).uniform(-1, 1, size=(10_000, 2))
+    expected = np.flatnonzero((np.abs(coords[:, 0] - 0.1) <= 0.3) & (np.abs(coords[:, 1] + 0.2) <= 0.25))
+    assert np.array_equal(samples_in_box(coords, [0.4, -0.2], [-0.45, 0.05]), expected)
+    assert np.array_equal(samples_in_box(coords, [-0.2, 0.4], [0.05, -0.45]), expected)
+
+
+def test_lasso_selects_the_points_inside_the_polygon():
+    coords = np.random.default_rng(2).uniform(-1, 1, size=(20_000, 2))
+    # a triangle with vertices (0, 0), (1, 0), (0, 1): inside iff x > 0, y > 0, x + y < 1
+    picked = samples_in_lasso(coords, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+    inside = np.flatnonzero((coords[:, 0] > 0) & (coords[:, 1] > 0) & (coords.sum(axis=1) < 1))
+    assert np.array_equal(picked, inside) and 2_000 < len(picked) < 3_000  # area 1/2 of 4: ~2,500
+    # a concave polygon (an L): the notch is outside
+    ell_x, ell_y = [0, 1, 1, 0.5, 0.5, 0], [0, 0, 0.5, 0.5, 1, 1]
+    picked = set(samples_in_lasso(coords, ell_x, ell_y).tolist())
+    notch = np.flatnonzero(
+        (coords[:, 0] > 0.55) & (coords[:, 0] < 0.95) & (coords[:, 1] > 0.55) & (coords[:, 1] < 0.95)
+    )
+    body = np.flatnonzero((coords[:, 0] > 0.05) & (coords[:, 0] < 0.45) & (coords[:, 1] > 0.05) & (coords[:, 1] < 0.95))
+    assert not picked & set(notch.tolist()) and set(body.tolist()) <= picked
+    assert samples_in_lasso(coords, [0, 1], [0, 1]).size == 0  # a line encloses nothing
+
+
+def test_a_reduced_maps_box_selects_among_all_samples_not_only_the_drawn():
+    coords = np.random.default_rng(3).normal(size=(50_000, 2))
+    drawn = drawn_samples(50_000, budget=1_000)
+    state = {"selection": {"point_indices": [0, 1], "box": [{"x": [0.0, 0.5], "y": [0.0, 0.5]}], "lasso": []}}
+    picked = selected_samples(state, coords, drawn)
+    expected = samples_in_box(coords, [0.0, 0.5], [0.0, 0.5])
+    assert np.array_equal(picked, expected)
+    assert len(picked) > 10 * np.isin(picked, drawn).sum() / 2  # most selected samples were never drawn
+    # two shapes (shift-drag) select their union
+    state["selection"]["lasso"] = [{"x": [-1.0, -0.5, -1.0], "y": [-1.0, -1.0, -0.5]}]
+    union = np.union1d(expected, samples_in_lasso(coords, [-1.0, -0.5, -1.0], [-1.0, -1.0, -0.5]))
+    assert np.array_equal(selected_samples(state, coords, drawn), union)
+
+
+def test_a_full_map_takes_the_browsers_point_indices_and_a_reduced_one_maps_them_through_drawn():
+    coords = np.random.default_rng(4).normal(size=(100, 2))
+    state = {"selection": {"point_indices": [5, 2, 2, 999, -1], "box": [{"x": [9, 10], "y": [9, 10]}], "lasso": []}}
+    assert selected_samples(state, coords, np.arange(100)).tolist() == [2, 5]
+    drawn = np.array([10, 20, 30, 40, 50, 60])
+    no_shape = {"selection": {"point_indices": [1, 3]}}
+    assert selected_samples(no_shape, coords, drawn).tolist() == [20, 40]
+    assert selected_samples(None, coords, drawn).size == 0 and selected_samples({}, coords, drawn).size == 0
+
+
+def _reduced_figure(n=30_000, budget=2_000, selected=(7, 29_999), **kwargs) -> tuple[go.Figure, np.ndarray]:
+    rng = np.random.default_rng(5)
+    coords = rng.normal(size=(n, 2))
+    drawn = drawn_samples(n, selected, budget=budget)
+    fig = plots_projection.projection_scatter(
+        coords,
+        sample_ids=[f"s{i}" for i in range(n)],
+        title="A",
+        labels=[str(i % 4) for i in range(n)],
+        overlap=np.linspace(0, 1, n),
+        selected_indices=list(selected),
+        drawn=drawn,
+        **kwargs,
+    )
+    return fig, drawn
+
+
+def test_a_reduced_figure_draws_the_layer_over_the_density_of_all_points():
+    fig, drawn = _reduced_figure()
+    scatter, density = fig.data
+    assert isinstance(scatter, go.Scattergl) and isinstance(density, go.Heatmap)
+    assert len(scatter.x) == len(drawn) < 30_000
+    # point j is sample drawn[j]: its id and its overlap follow it
+    ids = [row[0] for row in scatter.customdata]
+    assert ids == [f"s{i}" for i in drawn]
+    assert np.allclose([row[2] for row in scatter.customdata], np.linspace(0, 1, 30_000)[drawn])
+    # the selected samples are highlighted at their positions in the layer
+    assert [ids[j] for j in scatter.selectedpoints] == ["s7", "s29999"]
+    assert np.asarray(density.customdata).sum() == 30_000
+    # label colours and names come from all samples: four labels, each named once
+    assert len(fig.layout.annotations) == 4 and len(set(np.asarray(scatter.marker.color).tolist())) == 4
+
+
+def test_an_unreduced_figure_has_no_density_trace():
+    fig, drawn = _reduced_figure(n=500, budget=1_000)
+    assert len(fig.data) == 1 and len(fig.data[0].x) == 500
+
+
+@pytest.mark.parametrize("n", [1_000, 1_001])
+def test_a_map_is_reduced_only_above_its_budget(n):
+    assert (len(drawn_samples(n, budget=1_000)) < n) is (n > 1_000)
+
+
+def test_the_budget_is_a_setting(monkeypatch):
+    from alignscope.core.settings import Settings, settings_from_env
+
+    assert Settings().map_points == 20_000
+    monkeypatch.setenv("ALIGNSCOPE_MAP_POINTS", "5000")
+    assert settings_from_env().map_points == 5_000
+    monkeypatch.setenv("ALIGNSCOPE_MAP_POINTS", "3")
+    assert settings_from_env().map_points == 100  # never a map of nothing
