@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import statistics
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -55,5 +58,36 @@ def torch_threads(count: int = 1) -> Iterator[None]:
     torch.set_num_threads(count)
     try:
         yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def free_cores(loadavg: Path = Path("/proc/loadavg"), reads: int = 5) -> int:
+    """CPUs this process may use that no other task is running on right now: the usable CPUs minus the
+    other runnable tasks (the ``R`` of /proc/loadavg's ``R/T`` field counts the reader itself; median of
+    ``reads`` reads). All usable CPUs where /proc/loadavg cannot be read (not Linux)."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    counts = []
+    for _ in range(reads):
+        try:
+            counts.append(int(loadavg.read_text().split()[3].split("/")[0]))
+        except (OSError, IndexError, ValueError):
+            return usable
+    others = max(0, int(statistics.median(counts)) - 1)
+    return max(0, usable - others)
+
+
+@contextlib.contextmanager
+def threads_for_load(free: int | None = None) -> Iterator[int]:
+    """Run the block on as many torch intra-op threads as cores are free (at least one, at most torch's
+    own count), restoring the setting after; yields the count. On a loaded machine a multi-threaded op
+    waits at every barrier for a descheduled thread (bench/results/contention.json: one thread degrades
+    about half as much under load); idle, every core is used. ``free``: the free-core count to assume
+    instead of reading the machine."""
+    threads = torch.get_num_threads()
+    count = max(1, min(threads, free_cores() if free is None else free))
+    torch.set_num_threads(count)
+    try:
+        yield count
     finally:
         torch.set_num_threads(threads)
