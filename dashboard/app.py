@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from alignscope.dashboard import ui
-from alignscope.dashboard.pages import PAGES, is_script_control
+from alignscope.dashboard.pages import PAGES, is_script_control, script_slot
 from alignscope.dashboard.url_state import PAGE_PATH_KEY
 
 # A local file: a Material icon as page icon is fetched from an external font host, which fails offline.
@@ -36,7 +36,8 @@ try:
     current = st.navigation(pages)
     # share links name the page that is shown, never a mistyped path the browser asked for
     st.session_state[PAGE_PATH_KEY] = "" if current is pages[0] else current.url_path
-    current.run()
+    with script_slot():
+        current.run()
 except Exception as error:  # last resort: pages show AlignscopeErrors themselves; anything else is a bug
     if is_script_control(error):
         raise

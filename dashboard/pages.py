@@ -6,7 +6,10 @@ invalid), then the page's view draws it with ``render(selection)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +47,20 @@ PAGES: tuple[PageEntry, ...] = (
     PageEntry("data_models", "Data & models", ":material/database:", "data-models", "data_models"),
 )
 PAGE_BY_NAME = {page.name: page for page in PAGES}
+
+
+# Page scripts running at once in this server process (one per core): the others wait without holding
+# the GIL, so the server's event loop (websockets, /_stcore/health) stays responsive under many sessions,
+# and the runs finish one after another instead of all slowly together (bench/results/load.json).
+SCRIPT_SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+_script_slots = threading.BoundedSemaphore(SCRIPT_SLOTS)
+
+
+@contextlib.contextmanager
+def script_slot() -> Iterator[None]:
+    """Hold one of the server's ``SCRIPT_SLOTS`` while a page script runs (waiting for one if all are taken)."""
+    with _script_slots:
+        yield
 
 
 def is_script_control(error: BaseException) -> bool:

@@ -20,3 +20,65 @@ def test_every_page_has_a_script_and_a_render_function():
     for page in PAGES:
         assert page.script.is_file()
         assert callable(page.render())
+
+
+def test_no_more_page_scripts_run_at_once_than_there_are_script_slots():
+    """Under many sessions the extra scripts wait (without the GIL) instead of all running slowly together
+    while the server's event loop starves (issue: /_stcore/health stalled for 30 s under 20 sessions)."""
+    import threading
+
+    from alignscope.dashboard.pages import SCRIPT_SLOTS, script_slot
+
+    sessions = SCRIPT_SLOTS + 3
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    all_started = threading.Barrier(sessions + 1)
+    release = threading.Event()
+
+    def session() -> None:
+        all_started.wait()
+        with script_slot():
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+                if inside[0] == SCRIPT_SLOTS:
+                    full.set()
+            release.wait(30)
+            with lock:
+                inside[0] -= 1
+
+    full = threading.Event()
+    threads = [threading.Thread(target=session) for _ in range(sessions)]
+    for thread in threads:
+        thread.start()
+    all_started.wait()
+    assert full.wait(30)  # the slots fill up ...
+    with lock:
+        assert inside[0] == SCRIPT_SLOTS  # ... and nobody else gets in
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert most[0] == SCRIPT_SLOTS and inside[0] == 0
+
+
+def test_a_page_that_stops_or_fails_gives_its_script_slot_back(dashboard_cache):
+    """A slot kept by a run that ended with st.stop() (a page waiting for a Compute click) would hang the
+    server after a few such runs."""
+    from pathlib import Path
+
+    from alignscope.dashboard import pages
+    from tests.dashboard.helpers import SettlingAppTest
+
+    root = Path(__file__).resolve().parents[2]
+    # the first: a page drawn in full; the second stops at its Compute button (work above the budget)
+    for query in ({"n": "120", "perm": "0", "boot": "0"}, {"n": "1797", "perm": "5000", "boot": "2000"}):
+        for _ in range(pages.SCRIPT_SLOTS + 1):
+            app = SettlingAppTest(str(root / "dashboard" / "app.py"), default_timeout=120)
+            for key, value in query.items():
+                app.query_params[key] = value
+            app.run()
+            assert not app.exception
+        taken = [pages._script_slots.acquire(blocking=False) for _ in range(pages.SCRIPT_SLOTS)]
+        for _ in range(sum(taken)):
+            pages._script_slots.release()
+        assert all(taken)  # every slot is free again
