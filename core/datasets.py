@@ -72,6 +72,19 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True, eq=False)
+class MetadataColumn:
+    """One more column of a dataset's samples (an uploaded table's other columns): ``values[i]`` is
+    sample i's, a float (NaN where missing) when ``numeric``, else a string ("" where missing)."""
+
+    name: str
+    values: tuple
+    numeric: bool
+
+    def take(self, indices: Sequence[int]) -> MetadataColumn:
+        return dataclasses.replace(self, values=tuple(self.values[i] for i in indices))
+
+
+@dataclass(frozen=True, eq=False)
 class Dataset:
     """Loaded samples. ``rows[i]`` is sample i's row in the full dataset (subsets keep them).
 
@@ -84,6 +97,7 @@ class Dataset:
         images: a sequence of RGB ``PIL.Image`` (possibly lazy), or ``None``.
         labels: one label string per sample, or ``None``.
         n_total: rows in the full dataset (precomputed representations must have this many).
+        metadata: further per-sample columns (colour a map by one), in the uploaded table's order.
     """
 
     spec: DatasetSpec
@@ -94,6 +108,7 @@ class Dataset:
     images: Sequence | None = None
     labels: tuple[str, ...] | None = None
     more_texts: tuple[tuple[str, ...], ...] = ()
+    metadata: tuple[MetadataColumn, ...] = ()
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -146,7 +161,12 @@ class Dataset:
             more_texts=tuple(tuple(texts[i] for i in idx) for texts in self.more_texts),
             images=None if self.images is None else _Subsequence(self.images, idx),
             labels=None if self.labels is None else tuple(self.labels[i] for i in idx),
+            metadata=tuple(column.take(idx) for column in self.metadata),
         )
+
+    def metadata_column(self, name: str) -> MetadataColumn | None:
+        """The metadata column called ``name``, or None."""
+        return next((column for column in self.metadata if column.name == name), None)
 
     def ids_digest(self) -> str:
         """Hash of the sample ids: part of every cache key."""
@@ -353,7 +373,16 @@ def _load_uploaded(spec: DatasetSpec) -> Dataset:
     n = len(stored.sample_ids)
     paths = stored.image_paths
     images = None if paths is None else LazyImages(n, lambda i: Image.open(paths[i]))
-    return Dataset(spec, stored.sample_ids, tuple(range(n)), n, texts=stored.texts, images=images, labels=stored.labels)
+    return Dataset(
+        spec,
+        stored.sample_ids,
+        tuple(range(n)),
+        n,
+        texts=stored.texts,
+        images=images,
+        labels=stored.labels,
+        metadata=stored.metadata,
+    )
 
 
 _BUNDLED: dict[str, Callable[[DatasetSpec], Dataset]] = {

@@ -27,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path, PurePosixPath
 
@@ -104,6 +106,39 @@ def _refuse_nul(values: pd.Series, filename: str, what: str) -> None:
         )
 
 
+MAX_METADATA_COLUMNS = 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _metadata(table: pd.DataFrame, known: Sequence[str], filename: str) -> pd.DataFrame:
+    """A table's columns other than ``known`` as metadata (index reset): a column whose every non-empty
+    cell is a number becomes float (NaN where empty), any other text ("" where empty). Refused: more than
+    MAX_METADATA_COLUMNS, names that are empty, over 64 characters, repeated or hold control characters,
+    and NUL bytes in values."""
+    extra = [c for c in table.columns if c not in known]
+    if len(extra) > MAX_METADATA_COLUMNS:
+        raise UploadError(
+            f"{filename!r} has {len(extra)} columns besides {', '.join(known)}; at most {MAX_METADATA_COLUMNS} "
+            "metadata columns are kept — drop the others"
+        )
+    out = pd.DataFrame(index=range(len(table)))
+    for column in extra:
+        name = str(column).strip()
+        if not name or len(name) > 64 or _CONTROL.search(name) or name.startswith("Unnamed: "):
+            raise UploadError(f"{filename!r}: column name {name[:70]!r} must be 1–64 printable characters")
+        if name in out.columns or name in known:
+            raise UploadError(f"{filename!r} has two columns named {name!r}")
+        values = table[column].reset_index(drop=True)
+        present = values.notna() & (values.astype(str).str.strip() != "")
+        numbers = pd.to_numeric(values.where(present), errors="coerce")
+        if present.any() and numbers[present].notna().all():
+            out[name] = numbers.astype(float)
+        else:
+            _refuse_nul(values[values.notna()], filename, f"column {name!r} of row")
+            out[name] = values.where(present, "").astype(str)
+    return out
+
+
 def _suffix(filename: str, allowed: tuple[str, ...]) -> str:
     suffix = PurePosixPath(filename).suffix.lower()
     if suffix not in allowed:
@@ -152,6 +187,7 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
     if "label" in table.columns:
         out["label"] = table["label"][keep].fillna("").astype(str)
     out = out.reset_index(drop=True)
+    out = pd.concat([out, _metadata(table[keep], (text_column, "label"), filename)], axis=1)
     out.attrs["dropped_rows"] = int((~keep).sum())  # blank or missing texts, left out
     if len(out) < 3:
         raise UploadError(f"{filename!r} holds {len(out)} non-empty texts; at least 3 are needed")
@@ -509,7 +545,10 @@ def _paired_captions(blob: bytes, images: set[str], filename: str) -> pd.DataFra
         )
     if "label" in captions.columns:
         captions["label"] = captions["label"].fillna("")
-    return captions[[c for c in ("image", "caption", "label") if c in captions.columns]].reset_index(drop=True)
+    known = [c for c in ("image", "caption", "label") if c in captions.columns]
+    return pd.concat(
+        [captions[known].reset_index(drop=True), _metadata(captions, ("image", "caption", "label"), filename)], axis=1
+    )
 
 
 def _zip_bytes(members: dict[str, bytes]) -> bytes:

@@ -3,8 +3,8 @@
 Layout (written by :mod:`alignscope.core.uploads`, which validates every upload first)::
 
     uploads/registry.json                      uploaded and run-time-added specs, restored at start
-    uploads/datasets/<name>/texts.parquet      a texts upload: ``text`` [, ``label``]
-    uploads/datasets/<name>/index.parquet      an images upload: ``image`` [, ``caption``, ``label``]
+    uploads/datasets/<name>/texts.parquet      a texts upload: ``text`` [, ``label``, metadata columns]
+    uploads/datasets/<name>/index.parquet      an images upload: ``image`` [, ``caption``, ``label``, metadata]
     uploads/datasets/<name>/images/...         its image files
     uploads/models/<name>/features.safetensors an uploaded representation ``features`` [N, D]
 
@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from alignscope.core.datasets import MetadataColumn
 from alignscope.core.errors import DatasetLoadError, ModelLoadError
 from alignscope.core.names import check_name
 from alignscope.core.settings import Settings, get_settings
@@ -66,12 +68,28 @@ class UploadedSamples:
         texts: one string per sample, or None.
         image_paths: one absolute path per sample, or None.
         labels: one label per sample, or None.
+        metadata: the table's other columns (see :func:`metadata_columns`).
     """
 
     sample_ids: tuple[str, ...]
     texts: tuple[str, ...] | None
     image_paths: tuple[Path, ...] | None
     labels: tuple[str, ...] | None
+    metadata: tuple[MetadataColumn, ...] = ()
+
+
+def metadata_columns(table: pd.DataFrame, known: Sequence[str]) -> tuple[MetadataColumn, ...]:
+    """The columns of a stored table other than ``known`` ones: numeric columns as floats, others as text."""
+    columns = []
+    for name in table.columns:
+        if name in known:
+            continue
+        values = table[name]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            columns.append(MetadataColumn(str(name), tuple(values.astype(float)), numeric=True))
+        else:
+            columns.append(MetadataColumn(str(name), tuple(values.fillna("").astype(str)), numeric=False))
+    return tuple(columns)
 
 
 def read_uploaded_samples(name: str, settings: Settings | None = None) -> UploadedSamples:
@@ -85,6 +103,7 @@ def read_uploaded_samples(name: str, settings: Settings | None = None) -> Upload
                 tuple(table["text"].astype(str)),
                 None,
                 tuple(table["label"].astype(str)) if "label" in table.columns else None,
+                metadata_columns(table, ("text", "label")),
             )
         table = pd.read_parquet(folder / "index.parquet")
     except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
@@ -99,6 +118,7 @@ def read_uploaded_samples(name: str, settings: Settings | None = None) -> Upload
         tuple(table["caption"].astype(str)) if "caption" in table.columns else None,
         tuple(folder / "images" / str(p) for p in table["image"]),
         tuple(table["label"].astype(str)) if "label" in table.columns else None,
+        metadata_columns(table, ("image", "caption", "label")),
     )
 
 

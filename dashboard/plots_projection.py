@@ -77,6 +77,7 @@ def projection_scatter(
     title: str,
     axis_titles: tuple[str, str] = ("component 1", "component 2"),
     labels: Sequence[str] | None = None,
+    label_title: str = "label",
     color_values: Sequence[float] | None = None,
     color_title: str = "k-NN overlap",
     color_range: tuple[float, float] | None = (0.0, 1.0),
@@ -93,6 +94,7 @@ def projection_scatter(
         sample_ids: n ids, shown on hover and carried in ``customdata[:, 0]``.
         labels: n label strings; without ``color_values`` the points are coloured by label and each
             label's name is written at the median of its points.
+        label_title: what ``labels`` are (a metadata column's name), in the hover.
         color_values: n numbers to colour by instead (e.g. per-sample k-NN overlap), with a colour bar.
         overlap: n per-sample overlaps, shown on hover when given.
         snippets: n short texts shown on hover (text datasets).
@@ -137,7 +139,7 @@ def projection_scatter(
     customdata[:, 3] = [html.escape(str(text)) for text in snippets] if snippets is not None else ""
     hover = "<b>%{customdata[0]}</b>"
     if labels is not None:
-        hover += "<br>label: %{customdata[1]}"
+        hover += f"<br>{html.escape(label_title)}: %{{customdata[1]}}"
     if overlap is not None:
         hover += "<br>k-NN overlap: %{customdata[2]:.2f}"
     if snippets is not None:
@@ -150,7 +152,7 @@ def projection_scatter(
             color=np.asarray(color_values, dtype=float),
             colorscale=SEQUENTIAL,
             showscale=True,
-            colorbar={"title": {"text": color_title, "side": "right"}, "thickness": 12},
+            colorbar={"title": {"text": html.escape(color_title), "side": "right"}, "thickness": 12},
         )
         if color_range is not None:
             marker.update(cmin=color_range[0], cmax=color_range[1])

@@ -31,6 +31,7 @@ from alignscope.core.unit_activations import ACTIVATIONS
 
 PROJECTIONS = ("pca", "umap", "aligned_umap")
 COLOR_BY = ("label", "alignment")
+METADATA_PREFIX = "meta:"  # color=meta:<column>: one of the dataset's metadata columns
 SWEEPS = ("k", "n", "prefix", "depth")
 SIMILARITIES = ("cosine", "ip", "euclidean")
 NEIGHBORS = ("exact", "approx")
@@ -114,7 +115,9 @@ FIELDS: tuple[Field, ...] = (
     Field("umap_neighbors", "nn", "int", "UMAP n_neighbors", 2, 100),
     Field("umap_min_dist", "md", "float", "UMAP min_dist", 0.0, 1.0),
     Field("alignment", "align", "alignment", "aligned UMAP alignment_regularisation"),
-    Field("color_by", "color", "choice", "colour of the map's points", choices=COLOR_BY),
+    Field(
+        "color_by", "color", "color", "colour of the map's points: label, alignment or meta:<column>", choices=COLOR_BY
+    ),
     Field("selected", "sel", "samples", "selected samples: ids, r:ranges, b:bitset or s:stashed"),
     Field("inspected", "inspect", "sample", "the sample inspected on the Neighbours page"),
     Field("versus", "vs", "model_or_none", "the third model of a paired difference (A vs B, both against it)"),
@@ -513,6 +516,8 @@ class _Parser:
             else:
                 listing = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
                 self.fix(field, f"unknown {'value' if kind == 'choice' else kind} (choose from {listing})")
+        elif kind == "color":
+            self._parse_colour(field, raw)
         elif kind in ("model_or_none", "name", "run"):
             self._parse_optional_name(field, raw, names["model"])
         elif kind in ("models", "metrics"):
@@ -541,6 +546,14 @@ class _Parser:
                     self.values[field.name] = value
                 else:
                     self.fix(field, "depth must be 'best' or a number in [0, 1]")
+
+    def _parse_colour(self, field: Field, raw: str) -> None:
+        """label, alignment, or meta:<column> (the page checks the column against the dataset's)."""
+        column = raw.removeprefix(METADATA_PREFIX)
+        if raw in COLOR_BY or (raw.startswith(METADATA_PREFIX) and 0 < len(column) <= 64 and column.isprintable()):
+            self.values[field.name] = raw
+        else:
+            self.fix(field, f"choose {', '.join(COLOR_BY)} or {METADATA_PREFIX}<column>")
 
     def _parse_optional_name(self, field: Field, raw: str, models: list[str]) -> None:
         """A model or nothing (``vs``), a property or column name, a run folder's name (or nothing)."""

@@ -4,6 +4,7 @@ lasso selection in one map highlights the same samples in the other and goes int
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -14,9 +15,16 @@ import streamlit.components.v1 as components
 from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import AlignedProjectionRequest, NeighbourRequest, ProjectionRequest
 from alignscope.core.analysis.results import Projection
+from alignscope.core.errors import AlignscopeError
 from alignscope.core.settings import get_settings
 from alignscope.dashboard import _cached, hover_maps, map_reduction, plots_projection, ui
-from alignscope.dashboard.selection import ALIGNMENT_STRENGTHS, COLOR_BY, PROJECTIONS, Selection
+from alignscope.dashboard.selection import (
+    ALIGNMENT_STRENGTHS,
+    COLOR_BY,
+    METADATA_PREFIX,
+    PROJECTIONS,
+    Selection,
+)
 from alignscope.dashboard.url_state import bound, update_selection
 
 PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP"}
@@ -24,7 +32,27 @@ COLOR_NAMES = {"label": "Label", "alignment": "Per-sample alignment (k-NN overla
 MAX_GALLERY = 60
 
 
-def _sidebar(sel: Selection) -> None:
+def _colour_options(sel: Selection) -> list[str]:
+    """Label, alignment, and ``meta:<column>`` for each metadata column of the dataset."""
+    try:
+        metadata = view_dataset(sel.dataset, sel.n, sel.seed).metadata
+    except AlignscopeError:
+        metadata = ()
+    return [*COLOR_BY, *(METADATA_PREFIX + column.name for column in metadata)]
+
+
+def _colour_name(option: str) -> str:
+    return COLOR_NAMES.get(option) or f"{option.removeprefix(METADATA_PREFIX)} (metadata)"
+
+
+def _sidebar(sel: Selection) -> Selection:
+    options = _colour_options(sel)
+    if sel.color_by not in options:
+        note = (
+            f"This dataset has no metadata column {sel.color_by.removeprefix(METADATA_PREFIX)!r}; colouring by label."
+        )
+        st.warning(ui.plain(note), icon=":material/warning:")  # on every run while the link says so
+        sel = dataclasses.replace(sel, color_by="label")
     with st.sidebar:
         st.header("Projections")
         ui.pair_widgets(sel, seed_help="Subset and UMAP seed.")
@@ -38,12 +66,22 @@ def _sidebar(sel: Selection) -> None:
             help="PCA is exact and instant. UMAP keeps neighbourhoods; aligned UMAP fits both maps together so "
             "that the same sample sits at about the same place in both.",
         )
-        bound(st.radio, "Colour by", sel, "color_by", options=list(COLOR_BY), format_func=COLOR_NAMES.get)
+        bound(
+            st.radio,
+            "Colour by",
+            sel,
+            "color_by",
+            options=options,
+            format_func=_colour_name,
+            help="A label, each sample's k-NN overlap, or a column of the uploaded table (numbers on a colour "
+            "scale, text as categories).",
+        )
         ui.k_widget(
             sel,
             help="For the per-sample alignment: the fraction of each sample's k nearest neighbours "
             "(in the original spaces) that A and B share.",
         )
+    return sel
 
 
 def _umap_settings(sel: Selection) -> None:
@@ -81,9 +119,23 @@ def _pca_axes(projection: Projection) -> tuple[str, str]:
     return (f"PC 1 ({explained[0]:.1%} of variance)", f"PC 2 ({explained[1]:.1%} of variance)")
 
 
+def _colour_arguments(color_by: str, data, overlap: np.ndarray, k: int) -> dict:
+    """projection_scatter's colour arguments: labels, the per-sample overlap, or a metadata column (numbers
+    on a colour scale over their own range, text as categories)."""
+    if color_by == "alignment":
+        return {"labels": data.labels, "color_values": overlap, "color_title": f"k-NN overlap (k={k})"}
+    column = data.metadata_column(color_by.removeprefix(METADATA_PREFIX))
+    if column is None:
+        return {"labels": data.labels}
+    if column.numeric:
+        values = np.asarray(column.values, dtype=float)
+        return {"labels": data.labels, "color_values": values, "color_title": column.name, "color_range": None}
+    return {"labels": column.values, "label_title": column.name}
+
+
 def render(sel: Selection) -> None:
     st.title("Projections")
-    _sidebar(sel)
+    sel = _sidebar(sel)
     pair = ui.load_pair(sel, key="projections")
     _umap_settings(sel)
     n, layer_a, layer_b = pair.n, pair.layer_a, pair.layer_b
@@ -125,15 +177,15 @@ def render(sel: Selection) -> None:
         "select samples; they light up in both. The per-sample alignment is computed in the original spaces."
     )
 
+    colour = _colour_arguments(sel.color_by, data, overlap, k)
+
     def figure(coords: np.ndarray, side: str, model: str, layer: int, names: tuple[str, ...], axes: tuple[str, str]):
         return plots_projection.projection_scatter(
             coords,
             sample_ids=sample_ids,
             title=f"{side}: {model} · layer {layer} {names[layer]}",
             axis_titles=axes,
-            labels=data.labels,
-            color_values=overlap if sel.color_by == "alignment" else None,
-            color_title=f"k-NN overlap (k={k})",
+            **colour,
             overlap=overlap,
             snippets=snippets,
             selected_indices=selected_indices,
@@ -261,6 +313,10 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
     )
     if data.texts is not None:
         frame["text"] = [data.texts[i] for i in selected_indices]
+    for column in data.metadata:
+        frame[column.name if column.name not in frame.columns else f"{column.name} (metadata)"] = [
+            column.values[i] for i in selected_indices
+        ]
     ui.csv_download("Export selection (CSV)", frame.set_index("sample"), "alignscope-selection.csv", key="proj-export")
     st.dataframe(
         frame,

@@ -424,3 +424,57 @@ def test_an_upload_stored_with_repeated_images_is_refused_when_loaded(cache_dir)
     pd.DataFrame({"image": ["img0.png", "img1.png", "img0.png"], "caption": ["a", "b", "c"]}).to_parquet(index)
     with pytest.raises(DatasetLoadError, match="lists image 'img0.png' twice; upload it again"):
         load_dataset("old-pics")
+
+
+def test_an_uploaded_tables_other_columns_are_metadata_typed_and_subset_with_the_samples(cache_dir):
+    table = pd.DataFrame(
+        {
+            "text": ["alpha", "beta", " ", "gamma", "delta"],
+            "label": ["x", "y", "x", "y", "x"],
+            "source": ["web", "book", "web", "", "web"],
+            "length": [5, 4, 1, 5, None],
+            "mixed": ["1", "two", "3", "4", "5"],
+        }
+    )
+    uploads.add_text_dataset("meta", "m.csv", table.to_csv(index=False).encode())
+    dataset = load_dataset("meta")  # the blank text (row 3) is left out, with its metadata
+    assert [c.name for c in dataset.metadata] == ["source", "length", "mixed"]
+    source, length, mixed = dataset.metadata
+    assert source.values == ("web", "book", "", "web") and not source.numeric
+    assert length.numeric and length.values[:3] == (5.0, 4.0, 5.0) and np.isnan(length.values[3])
+    assert not mixed.numeric and mixed.values == ("1", "two", "4", "5")  # one non-number: all text
+    subset = dataset.subset(3, seed=1)
+    rows = [dataset.sample_ids.index(s) for s in subset.sample_ids]
+    assert subset.metadata_column("source").values == tuple(source.values[r] for r in rows)
+    assert subset.metadata_column("nope") is None
+    # an images upload's captions.csv keeps its other columns too
+    files = {f"img{i}.png": _png(i) for i in range(3)}
+    files["captions.csv"] = b"image,caption,site,depth\nimg0.png,a,north,1.5\nimg1.png,b,south,2\nimg2.png,c,north,3\n"
+    uploads.add_image_dataset("pics-meta", "p.zip", _zip(files))
+    pictures = load_dataset("pics-meta")
+    assert pictures.metadata_column("site").values == ("north", "south", "north")
+    assert pictures.metadata_column("depth").values == (1.5, 2.0, 3.0)
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({f"c{i}": [1, 2, 3] for i in range(17)}, "at most 16 metadata columns"),
+        ({"bad\u0007name": [1, 2, 3]}, "printable"),
+        ({"x" * 65: [1, 2, 3]}, "printable"),
+        ({"note": ["a", "b\x00", "c"]}, "NUL"),
+    ],
+)
+def test_bad_metadata_columns_are_refused_by_name_and_nothing_is_written(cache_dir, columns, message):
+    table = pd.DataFrame({"text": ["a", "b", "c"], **columns})
+    with pytest.raises(UploadError, match=message):
+        uploads.add_text_dataset("bad-meta", "m.parquet" if "NUL" in message else "m.csv", _table_bytes(table, message))
+    assert _nothing_written(get_settings())
+
+
+def _table_bytes(table: pd.DataFrame, message: str) -> bytes:
+    if "NUL" in message:  # a CSV with a NUL byte is refused as binary before its columns are read
+        buffer = io.BytesIO()
+        table.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    return table.to_csv(index=False).encode()

@@ -190,3 +190,58 @@ def test_umap_and_aligned_umap_render_and_match_core():
     for key, expected in (("proj-a", expected_a), ("proj-b", expected_b)):
         data = chart_spec(app, key)["data"][0]
         np.testing.assert_allclose(np.column_stack([data["x"], data["y"]]), expected, atol=1e-4)
+
+
+def _metadata_upload(name: str = "meta-texts", n: int = 40) -> None:
+    import io
+
+    import pandas as pd
+
+    from alignscope.core.uploads import add_representation, add_text_dataset
+
+    table = pd.DataFrame(
+        {
+            "text": [f"sentence number {i}" for i in range(n)],
+            "label": [str(i % 2) for i in range(n)],
+            "source": [("web", "book", "news")[i % 3] for i in range(n)],
+            "length": [float(i) for i in range(n)],
+            "<b>odd</b>": ["<i>x</i>"] * n,
+        }
+    )
+    add_text_dataset(name, "t.csv", table.to_csv(index=False).encode())
+    rng = np.random.default_rng(0)
+    for model in ("meta-rep-a", "meta-rep-b"):
+        buffer = io.BytesIO()
+        np.save(buffer, rng.standard_normal((n, 6)).astype(np.float32))
+        add_representation(model, f"{model}.npy", buffer.getvalue(), dataset=name)
+
+
+def test_a_map_is_coloured_by_any_metadata_column_of_the_dataset():
+    _metadata_upload()
+    query = {"data": "meta-texts", "a": "meta-rep-a", "b": "meta-rep-b", "n": "40", "perm": "0", "boot": "0"}
+    app = run_page("projections", {**query, "color": "meta:source"}, fast=False)
+    no_exception(app)
+    options = next((r.options for r in app.radio if r.label == "Colour by"), None)
+    trace = chart_spec(app, "proj-a")["data"][0]
+    # text metadata: one colour step per value, the value in the hover under the column's name
+    assert [row[1] for row in trace["customdata"]] == [("web", "book", "news")[i % 3] for i in range(40)]
+    assert "source: %{customdata[1]}" in trace["hovertemplate"]
+    assert len({c for c in trace["marker"]["color"]}) == 3
+    # numbers: a colour scale over their own range with the column's name on the bar
+    trace = chart_spec(run_page("projections", {**query, "color": "meta:length"}, fast=False), "proj-a")["data"][0]
+    assert trace["marker"]["color"] == [float(i) for i in range(40)]
+    assert trace["marker"]["colorbar"]["title"]["text"] == "length" and "cmin" not in trace["marker"]
+    # a hostile column name is shown as text
+    trace = chart_spec(run_page("projections", {**query, "color": "meta:<b>odd</b>"}, fast=False), "proj-a")["data"][0]
+    assert "&lt;b&gt;odd&lt;/b&gt;: %{customdata[1]}" in trace["hovertemplate"]
+    assert {row[1] for row in trace["customdata"]} == {"&lt;i&gt;x&lt;/i&gt;"}
+    assert options is not None and {"source (metadata)", "length (metadata)"} <= set(options)
+
+
+def test_a_link_to_a_metadata_column_the_dataset_lacks_says_so_and_colours_by_label():
+    _metadata_upload("meta-texts-2")
+    query = {"data": "meta-texts-2", "a": "meta-rep-a", "b": "meta-rep-b", "n": "40", "color": "meta:nope"}
+    app = run_page("projections", query, fast=False)
+    no_exception(app)
+    assert any("no metadata column 'nope'" in w.value for w in app.warning)
+    assert "label: %{customdata[1]}" in chart_spec(app, "proj-a")["data"][0]["hovertemplate"]
