@@ -9,7 +9,9 @@ which digit, copy and shift each sample is). The pages then run as they do for a
 Measured, each from navigation (a fresh browser page) until the page's script run is over and its plots
 are drawn:
 - Projections at n = 100,000 (PCA, one Scattergl trace per map), first paint and a second visit;
-- a box selection's round trip (mouse up until the other map highlights the same points);
+- the same page at n = 500 of the same data (a floor: what any Projections page takes here), in the run;
+- a box selection's round trip (mouse up until the other map highlights every selected sample; above
+  ALIGNSCOPE_MAP_POINTS the maps draw a layer and the server selects over all points);
 - Neighbours at n = 100,000 with approximate neighbours (`nbr=approx`), first visit (computes the lists
   in a background job) and a second visit (from the result store).
 
@@ -144,10 +146,10 @@ def screenshot(page, name: str, full_page: bool = False) -> None:
     Image.open(path).convert("RGB").quantize(colors=128).save(path, optimize=True)
 
 
-def box_select(page) -> tuple[float, int]:
+def box_select(page, start: float = 0.45, stop: float = 0.55) -> tuple[float, int]:
     """Seconds from releasing a box drag in map A until map B highlights the selection; and how many
     samples the page says are selected (computed on the server over all points)."""
-    drag_box(page, 0, 0.45, 0.55, steps=8)
+    drag_box(page, 0, start, stop, steps=8)
     released = time.perf_counter()
     heading = page.get_by_text(re.compile(r"^[\d,]+ selected samples$"))
     heading.wait_for(timeout=120_000)
@@ -197,8 +199,19 @@ def main() -> None:
             no_exceptions(page)
             screenshot(page, "scale-projections")
             results["projections_again"] = timed_visit(page, f"{base}/projections?{query}", 2)
+            # the same page on 500 of the same samples, as a floor: what this browser and server take for
+            # any Projections page (the first visit computes its PCA and overlaps, the second is timed)
+            small = query.replace(f"n={args.n}", "n=500")
+            timed_visit(page, f"{base}/projections?{small}", 2)
+            results["projections_500_again"] = timed_visit(page, f"{base}/projections?{small}", 2)
+            results["box_selection_round_trip_500_s"] = round(box_select(page, 0.3, 0.7)[0], 2)
+            results["projections_again_vs_500"] = round(
+                results["projections_again"]["seconds"] / results["projections_500_again"]["seconds"], 2
+            )
+            timed_visit(page, f"{base}/projections?{query}", 2)
             seconds, selected = box_select(page)
             results["box_selection_round_trip_s"] = round(seconds, 2)
+            results["box_selection_vs_500"] = round(seconds / results["box_selection_round_trip_500_s"], 2)
             results["selected"] = selected
             results["selected_highlighted_in_b"] = len(plot_data(page, 1)["selectedpoints"] or [])
             no_exceptions(page)
