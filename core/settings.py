@@ -16,7 +16,7 @@ Environment variables:
         (``alignscope dashboard --read-only``, for a server shared with colleagues).
     ALIGNSCOPE_PREFETCH_DEFAULT: ``1`` extracts the whole embedded default in the background once the
         dashboard runs (``--prefetch-default``; the quick start uses it).
-    ALIGNSCOPE_MAP_POINTS: points a projection map sends to the browser (default 20,000); a larger map
+    ALIGNSCOPE_MAP_POINTS: points a projection map sends to the browser (default 10,000); a larger map
         draws a fixed random layer of that many, with the selection, over the density of all points,
         and its box and lasso selections are computed exactly over all of them.
 """
@@ -48,7 +48,7 @@ class Settings:
     workers: int = 1
     read_only: bool = False
     prefetch_default: bool = False
-    map_points: int = 20_000
+    map_points: int = 10_000
 
     @property
     def features_dir(self) -> Path:

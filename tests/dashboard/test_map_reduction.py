@@ -147,7 +147,7 @@ def test_a_map_is_reduced_only_above_its_budget(n):
 def test_the_budget_is_a_setting(monkeypatch):
     from alignscope.core.settings import Settings, settings_from_env
 
-    assert Settings().map_points == 20_000
+    assert Settings().map_points == 10_000
     monkeypatch.setenv("ALIGNSCOPE_MAP_POINTS", "5000")
     assert settings_from_env().map_points == 5_000
     monkeypatch.setenv("ALIGNSCOPE_MAP_POINTS", "3")

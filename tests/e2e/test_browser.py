@@ -126,7 +126,7 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
 
 
 def test_a_reduced_maps_box_selects_every_sample_inside_drawn_or_not(page, reduced_server, e2e_cache, screenshots):
-    """Maps over the point budget (here 150 of 500; at 100,000 samples with the default 20,000) draw a
+    """Maps over the point budget (here 150 of 500; at 100,000 samples with the default 10,000) draw a
     layer over the density of all points; a box selects, on the server, every sample inside it."""
     from alignscope.core.analysis.engine import Engine
     from alignscope.core.analysis.requests import ProjectionRequest
