@@ -62,19 +62,34 @@ def torch_threads(count: int = 1) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def free_cores(loadavg: Path = Path("/proc/loadavg"), reads: int = 5) -> int:
-    """CPUs this process may use that no other task is running on right now: the usable CPUs minus the
-    other runnable tasks (the ``R`` of /proc/loadavg's ``R/T`` field counts the reader itself; median of
-    ``reads`` reads). All usable CPUs where /proc/loadavg cannot be read (not Linux)."""
+def free_cores(loadavg: Path = Path("/proc/loadavg"), tasks: Path = Path("/proc/self/task"), reads: int = 5) -> int:
+    """CPUs this process may use that other processes are not running on right now: the usable CPUs minus
+    the runnable tasks of other processes (the ``R`` of /proc/loadavg's ``R/T`` field, less this process's
+    own running threads, e.g. OpenMP workers still spinning after a parallel region; median of ``reads``
+    reads). All usable CPUs where /proc cannot be read (not Linux)."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    counts = []
+    others = []
     for _ in range(reads):
         try:
-            counts.append(int(loadavg.read_text().split()[3].split("/")[0]))
+            running = int(loadavg.read_text().split()[3].split("/")[0])
         except (OSError, IndexError, ValueError):
             return usable
-    others = max(0, int(statistics.median(counts)) - 1)
-    return max(0, usable - others)
+        others.append(max(0, running - _own_running_threads(tasks)))
+    return max(0, usable - int(statistics.median(others)))
+
+
+def _own_running_threads(tasks: Path) -> int:
+    """Threads of this process in state R (``/proc/self/task/<tid>/stat``: the state follows the ``(comm)``)."""
+    count = 0
+    try:
+        for stat in tasks.glob("*/stat"):
+            try:
+                count += stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+            except (OSError, IndexError):
+                continue
+    except OSError:
+        return 1
+    return max(1, count)  # the reader itself is running
 
 
 @contextlib.contextmanager

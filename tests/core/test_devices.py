@@ -17,12 +17,24 @@ def _usable() -> int:
     return len(os.sched_getaffinity(0))
 
 
-@pytest.mark.parametrize(("runnable", "free"), [(1, "all"), (2, "all-1"), (50, 0)])
-def test_free_cores_subtracts_the_other_runnable_tasks(tmp_path, runnable, free):
+def _tasks(folder, states: str):
+    """A fake /proc/self/task: one thread per letter of ``states`` (R running, S sleeping)."""
+    for tid, state in enumerate(states, start=100):
+        (folder / str(tid)).mkdir(parents=True)
+        (folder / str(tid) / "stat").write_text(f"{tid} (pt_main thread) {state} 1 2 3 4\n")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("runnable", "own", "free"),
+    [(1, "R", "all"), (2, "RS", "all-1"), (2, "RRS", "all"), (3, "RRS", "all-1"), (50, "RSSS", 0)],
+)
+def test_free_cores_subtracts_the_runnable_tasks_of_other_processes(tmp_path, runnable, own, free):
     loadavg = tmp_path / "loadavg"
     loadavg.write_text(f"0.72 2.29 2.03 {runnable}/244 11645\n")
     expected = {"all": _usable(), "all-1": _usable() - 1, 0: 0}[free]
-    assert free_cores(loadavg) == max(0, expected)
+    # our own running threads (OpenMP workers spinning after a parallel region) are not load
+    assert free_cores(loadavg, _tasks(tmp_path / "task", own)) == max(0, expected)
 
 
 def test_free_cores_without_proc_loadavg_is_every_usable_cpu(tmp_path):
@@ -30,6 +42,7 @@ def test_free_cores_without_proc_loadavg_is_every_usable_cpu(tmp_path):
     garbled = tmp_path / "garbled"
     garbled.write_text("not a loadavg")
     assert free_cores(garbled) == _usable()
+    assert free_cores() >= 0  # the real /proc
 
 
 def test_threads_for_load_uses_the_free_cores_and_restores_the_setting():
