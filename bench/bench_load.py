@@ -18,12 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -76,28 +76,45 @@ def _rss_mib(pid: int) -> float:
     return total / 1024
 
 
-class Monitor(threading.Thread):
-    """Health latency and server memory, sampled until stopped."""
+def _poll(base: str, pid: int, done, out_path: str) -> None:
+    """Poll the health endpoint every 0.25 s and sample the server's memory until ``done``; write JSON."""
+    health: list[float] = []
+    rss: list[float] = []
+    failures = 0
+    while not done.is_set():
+        started = time.perf_counter()
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=30) as response:
+                response.read()
+            health.append(time.perf_counter() - started)
+        except OSError:
+            failures += 1
+        rss.append(_rss_mib(pid))
+        done.wait(0.25)
+    Path(out_path).write_text(json.dumps({"health": health, "failures": failures, "rss": rss}))
 
-    def __init__(self, base: str, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.base, self.pid = base, pid
+
+class Monitor:
+    """Health latency and server memory, sampled from a process of its own (its own GIL: the Playwright
+    driver of this process cannot delay the polls) until stopped."""
+
+    def __init__(self, base: str, pid: int, out_path: Path) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.done = context.Event()
+        self.out_path = out_path
+        self.process = context.Process(target=_poll, args=(base, pid, self.done, str(out_path)), daemon=True)
         self.health: list[float] = []
         self.failures = 0
         self.rss: list[float] = []
-        self.done = threading.Event()
 
-    def run(self) -> None:
-        while not self.done.is_set():
-            started = time.perf_counter()
-            try:
-                with urllib.request.urlopen(f"{self.base}/_stcore/health", timeout=30) as response:
-                    response.read()
-                self.health.append(time.perf_counter() - started)
-            except OSError:
-                self.failures += 1
-            self.rss.append(_rss_mib(self.pid))
-            self.done.wait(0.25)
+    def start(self) -> None:
+        self.process.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.process.join(60)
+        data = json.loads(self.out_path.read_text())
+        self.health, self.failures, self.rss = data["health"], data["failures"], data["rss"]
 
 
 async def _session(browser, base: str, links: list[tuple[str, str]], latencies: list, errors: list) -> None:
@@ -173,12 +190,11 @@ def main() -> None:
         try:
             wait_healthy(base, process, log_path=log)
             idle_rss = _rss_mib(process.pid)
-            monitor = Monitor(base, process.pid)
+            monitor = Monitor(base, process.pid, Path(tmp) / "monitor.json")
             monitor.start()
             executable = _niced_chromium(Path(tmp), args.client_nice) if args.client_nice else CHROMIUM
             latencies, errors, wall = asyncio.run(_load(base, args.sessions, args.links, executable))
-            monitor.done.set()
-            monitor.join()
+            monitor.stop()
         finally:
             stop_server(process)
     by_page: dict[str, list[float]] = {}
