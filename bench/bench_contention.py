@@ -2,10 +2,9 @@
 
 The layer matrix (mutual k-NN and debiased CKA, 10 x 10 layers, n = 1024, d = 768) and platonic-rep's
 naive per-pair loop (the baseline of bench_metrics.py) are timed on an idle machine and again while
-``--competitors`` processes (default: one per core) spin on the CPU: with Alignscope's thread policy
-(``threads_for_load``: as many threads as cores are free when the matrix starts), and with the thread
-count fixed at torch's default and at one. Reports each slowdown (busy / idle), so "Alignscope degrades
-no worse than the baseline" is a ratio measured in one run.
+``--competitors`` processes (default: one per core) spin on the CPU, each at torch's default thread
+count and on one thread. Reports each slowdown (busy / idle), so "Alignscope degrades no worse than the
+baseline" is a ratio measured in one run.
 
 Usage:
     python bench/bench_contention.py
@@ -14,7 +13,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
@@ -30,7 +28,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_metrics import naive_layer_matrix, synthetic_layers  # noqa: E402
 
-import alignscope.core.metrics.layers as layers_module  # noqa: E402
 from alignscope.core.metrics.layers import layer_matrix  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "contention.json"
@@ -52,29 +49,16 @@ def _best_of(repeats: int, run) -> float:
     return best
 
 
-def _measure(layers_a, layers_b, metric: str, threads: int | None, repeats: int) -> dict[str, float]:
-    """Best-of times of the layer matrix and one naive loop; ``threads`` None: the policy as shipped,
-    else that many threads fixed (the policy switched off)."""
+def _measure(layers_a, layers_b, metric: str, threads: int, repeats: int) -> dict[str, float]:
     params = {"k": 10} if metric == "mutual_knn" else {}
-    policy = layers_module.threads_for_load
     previous = torch.get_num_threads()
-    used: list[int] = []
-
-    @contextlib.contextmanager
-    def recorded(free=None):
-        with policy(free=threads if threads is not None else free) as count:
-            used.append(count)
-            yield count
-
-    layers_module.threads_for_load = recorded
+    torch.set_num_threads(threads)
     try:
         fast = _best_of(repeats, lambda: layer_matrix(layers_a, layers_b, metric, **params))
-        torch.set_num_threads(threads or previous)
         slow = _best_of(1, lambda: naive_layer_matrix(layers_a, layers_b, metric, 10))
     finally:
-        layers_module.threads_for_load = policy
         torch.set_num_threads(previous)
-    return {"layer_matrix_s": round(fast, 3), "naive_per_pair_s": round(slow, 3), "threads_used": sorted(set(used))}
+    return {"layer_matrix_s": round(fast, 3), "naive_per_pair_s": round(slow, 3)}
 
 
 def main() -> None:
@@ -86,7 +70,7 @@ def main() -> None:
     layers_b = synthetic_layers(args.layers, 1024, 768, seed=1)
     layer_matrix(layers_a[:2], layers_b[:2], "mutual_knn", k=10)  # first-call costs
     default_threads = torch.get_num_threads()
-    settings: list[int | None] = [None, *sorted({default_threads, 1}, reverse=True)]
+    settings = sorted({default_threads, 1}, reverse=True)
     results: dict[str, dict] = {}
     for metric in ("mutual_knn", "debiased_cka"):
         for threads in settings:
@@ -104,14 +88,14 @@ def main() -> None:
                     process.terminate()
                     process.join()
             record = {
-                "threads": "policy" if threads is None else threads,
+                "threads": threads,
                 "idle": idle,
                 "busy": busy,
                 "layer_matrix_slowdown": round(busy["layer_matrix_s"] / idle["layer_matrix_s"], 2),
                 "naive_slowdown": round(busy["naive_per_pair_s"] / idle["naive_per_pair_s"], 2),
                 "layer_matrix_speedup_busy": round(busy["naive_per_pair_s"] / busy["layer_matrix_s"], 1),
             }
-            results[f"{metric}@" + ("policy" if threads is None else f"{threads}_threads")] = record
+            results[f"{metric}@{threads}_threads"] = record
             print(metric, record, flush=True)
     RESULTS.write_text(
         json.dumps(

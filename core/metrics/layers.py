@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from alignscope.core.devices import threads_for_load
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import check_features
 from alignscope.core.metrics.registry import get_metric
@@ -102,15 +101,14 @@ def layer_matrix(
         if progress is not None:
             progress(done, total)
 
-    with threads_for_load():  # one thread when the other cores are busy (see core/devices.py)
-        if split:
-            values = _split_matrix(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, tick)
-        else:
-            values = np.empty((n_a, n_b), dtype=np.float64)
-            for i, (tensor_a, label_a) in enumerate(zip(tensors_a, labels_a)):
-                for j, (tensor_b, label_b) in enumerate(zip(tensors_b, labels_b)):
-                    values[i, j] = spec.fn(tensor_a, tensor_b, name_a=label_a, name_b=label_b, **resolved)
-                    tick()
+    if split:
+        values = _split_matrix(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, tick)
+    else:
+        values = np.empty((n_a, n_b), dtype=np.float64)
+        for i, (tensor_a, label_a) in enumerate(zip(tensors_a, labels_a)):
+            for j, (tensor_b, label_b) in enumerate(zip(tensors_b, labels_b)):
+                values[i, j] = spec.fn(tensor_a, tensor_b, name_a=label_a, name_b=label_b, **resolved)
+                tick()
     if np.isnan(values).all():
         raise InputError(f"{metric} is undefined (NaN) for every layer pair; the features may be constant")
     flat = int(np.nanargmax(values) if spec.higher_is_better else np.nanargmin(values))

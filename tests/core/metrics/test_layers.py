@@ -92,3 +92,23 @@ def test_batched_knn_layer_matrix_is_the_same_in_any_grouping(metric, similarity
     per_pair = np.array([[compute(metric, a, b, **params) for b in layers_b] for a in layers_a])
     assert np.array_equal(whole, one_by_one)
     assert np.allclose(whole, per_pair, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("metric", ["mutual_knn", "debiased_cka", "linear_cka", "cknna"])
+def test_a_layer_matrix_is_the_same_on_one_thread_as_on_all(metric):
+    """A stored result is keyed by its inputs, not by the machine's core count: neighbour lists are
+    identical on one thread and on all, float64 sums agree to rounding (a parallel reduction adds in
+    another order)."""
+    from alignscope.core.devices import torch_threads
+
+    generator = torch.Generator().manual_seed(0)
+    layers_a = [torch.randn(300, 96, generator=generator) for _ in range(3)]
+    layers_b = [torch.randn(300, 64, generator=generator) @ torch.randn(64, 80, generator=generator) for _ in range(2)]
+    params = {"k": 10} if metric in ("mutual_knn", "cknna") else {}
+    with torch_threads(1):
+        one = layer_matrix(layers_a, layers_b, metric, **params).values
+    everything = layer_matrix(layers_a, layers_b, metric, **params).values
+    if metric == "debiased_cka":
+        np.testing.assert_allclose(one, everything, rtol=1e-12, atol=1e-15)
+    else:
+        assert np.array_equal(one, everything)
