@@ -57,11 +57,18 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
     chance = None if matrix.chance is None else np.asarray(matrix.chance, dtype=float)
     sign = 1.0 if matrix.higher_is_better else -1.0
     excess = values if chance is None else sign * (values - chance)
-    finite = excess[np.isfinite(excess)]
+    p_corr = matrix.p_corrected
+    # cells not above chance after the search correction are grey, not coloured: a diverging scale
+    # stretched over noise-sized differences would paint them deep blue or red
+    at_chance = np.zeros(values.shape, dtype=bool) if p_corr is None else (np.asarray(p_corr) > 0.05)
+    at_chance &= np.isfinite(values)
+    coloured = np.where(at_chance, np.nan, excess)
+    finite = coloured[np.isfinite(coloured)]
     reach = float(np.abs(finite).max()) if finite.size else 1.0
+    texts = "%{text:.2f}" if rows * cols <= 100 else None
     fig = go.Figure(
         go.Heatmap(
-            z=excess,
+            z=coloured,
             x=labels_b,
             y=labels_a,
             text=values,
@@ -73,11 +80,10 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
                 "title": {"text": f"{matrix.metric}<br>{'better than chance by' if chance is not None else 'score'}"}
             },
             hoverinfo="skip",
-            texttemplate="%{text:.2f}" if rows * cols <= 100 else None,
+            texttemplate=texts,
         )
     )
     reasons = {(i, j): reason for i, j, reason in matrix.problems}
-    p_corr = matrix.p_corrected
     cell = []
     for i in range(rows):
         for j in range(cols):
@@ -103,6 +109,19 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
             hovertemplate="A: %{y}<br>B: %{x}<br>%{customdata[2]}<br>click to select<extra></extra>",
             selected={"marker": {"opacity": 1}},
             unselected={"marker": {"opacity": 1}},
+        )
+    )
+    fig.add_trace(  # the grey cells (disjoint from the coloured ones), scores still printed
+        go.Heatmap(
+            z=np.where(at_chance, 1.0, np.nan),
+            x=labels_b,
+            y=labels_a,
+            text=values,
+            colorscale=[[0.0, "#C8C8C8"], [1.0, "#C8C8C8"]],
+            showscale=False,
+            hoverinfo="skip",
+            texttemplate=texts,
+            name="grey cells (not above chance)",
         )
     )
     _mark(

@@ -55,6 +55,13 @@ def test_layer_heatmap_stars_the_best_pair_only_when_it_survives_the_correction(
     assert star.marker.symbol == "star" and star.x[0] == heatmap.x[best[1]] and star.y[0] == heatmap.y[best[0]]
     greyed = _trace(fig, "not above chance")
     assert len(greyed.x) == values.size - 1  # every cell but the significant one
+    # the grey cells are grey, not coloured by a scale stretched over noise (random features at chance
+    # painted deep blue and red): only the significant cell keeps a colour, and sets the scale's reach
+    coloured = np.asarray(heatmap.z, dtype=float)
+    grey = np.asarray(_trace(fig, "grey cells").z, dtype=float)
+    assert np.isfinite(coloured).sum() == 1 and np.isfinite(coloured[best])
+    assert np.isnan(grey[best]) and np.isfinite(grey).sum() == values.size - 1
+    assert heatmap.zmax == coloured[best] == values[best] - 0.2
     none_significant = plots.layer_heatmap(
         _matrix(values, chance=np.full(values.shape, 0.2), p_corrected=np.full(values.shape, 0.3))
     )
