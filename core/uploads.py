@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import shutil
 import zipfile
 import zlib
@@ -107,24 +106,19 @@ def _refuse_nul(values: pd.Series, filename: str, what: str) -> None:
 
 
 MAX_METADATA_COLUMNS = 16
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _metadata(table: pd.DataFrame, known: Sequence[str], filename: str) -> pd.DataFrame:
     """A table's columns other than ``known`` as metadata (index reset): a column whose every non-empty
-    cell is a number becomes float (NaN where empty), any other text ("" where empty). Refused: more than
-    MAX_METADATA_COLUMNS, names that are empty, over 64 characters, repeated or hold control characters,
-    and NUL bytes in values."""
-    extra = [c for c in table.columns if c not in known]
-    if len(extra) > MAX_METADATA_COLUMNS:
-        raise UploadError(
-            f"{filename!r} has {len(extra)} columns besides {', '.join(known)}; at most {MAX_METADATA_COLUMNS} "
-            "metadata columns are kept — drop the others"
-        )
+    cell is a number becomes float (NaN where empty), any other text ("" where empty). Refused: column
+    names that are empty, over 64 characters, repeated or not printable (control, bidi, zero-width),
+    and NUL bytes in values. Left out: pandas' unnamed columns (a written index, a trailing comma) and any
+    columns past the first MAX_METADATA_COLUMNS."""
+    extra = [c for c in table.columns if c not in known and not str(c).startswith("Unnamed: ")]
     out = pd.DataFrame(index=range(len(table)))
-    for column in extra:
+    for column in extra[:MAX_METADATA_COLUMNS]:
         name = str(column).strip()
-        if not name or len(name) > 64 or _CONTROL.search(name) or name.startswith("Unnamed: "):
+        if not name or len(name) > 64 or not name.isprintable():
             raise UploadError(f"{filename!r}: column name {name[:70]!r} must be 1–64 printable characters")
         if name in out.columns or name in known:
             raise UploadError(f"{filename!r} has two columns named {name!r}")

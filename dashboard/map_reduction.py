@@ -76,6 +76,20 @@ def samples_in_lasso(coords: np.ndarray, xs: Sequence[float], ys: Sequence[float
     return np.flatnonzero(inside)
 
 
+def _finite_outline(shape: Mapping[str, Any]) -> bool:
+    """A box's ranges or a lasso's vertices: at least two finite numbers on each axis."""
+    try:
+        xs, ys = np.asarray(shape.get("x"), dtype=float), np.asarray(shape.get("y"), dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return (
+        xs.ndim == ys.ndim == 1
+        and len(xs) >= 2
+        and len(ys) >= 2
+        and bool(np.isfinite(xs).all() & np.isfinite(ys).all())
+    )
+
+
 def selected_samples(state: Mapping[str, Any] | None, coords: np.ndarray, drawn: np.ndarray) -> np.ndarray:
     """The sample indices a plotly selection event picks, ascending.
 
@@ -88,13 +102,10 @@ def selected_samples(state: Mapping[str, Any] | None, coords: np.ndarray, drawn:
     if len(drawn) < len(coords):
         shapes = [(samples_in_box, shape) for shape in selection.get("box") or []]
         shapes += [(samples_in_lasso, shape) for shape in selection.get("lasso") or []]
-        picked = [
-            inside(coords, shape["x"], shape["y"])
-            for inside, shape in shapes
-            if len(shape.get("x") or []) >= 2 and len(shape.get("y") or []) >= 2
-        ]
-        if picked:
-            return np.unique(np.concatenate(picked))
+        if shapes and all(_finite_outline(shape) for _, shape in shapes):
+            return np.unique(np.concatenate([inside(coords, shape["x"], shape["y"]) for inside, shape in shapes]))
+        # no shape, or one this code cannot read exactly (a missing end, a multi-part path): what the
+        # browser itself selected among the drawn points
     positions = np.unique(np.asarray([int(i) for i in selection.get("point_indices") or []], dtype=np.int64))
     positions = positions[(positions >= 0) & (positions < len(drawn))]
     return np.asarray(drawn, dtype=np.int64)[positions]

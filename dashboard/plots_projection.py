@@ -139,7 +139,8 @@ def projection_scatter(
     customdata[:, 3] = [html.escape(str(text)) for text in snippets] if snippets is not None else ""
     hover = "<b>%{customdata[0]}</b>"
     if labels is not None:
-        hover += f"<br>{html.escape(label_title)}: %{{customdata[1]}}"
+        # escaped, and '%' too: a name like "%{customdata[0]}" must not pull in another field
+        hover += f"<br>{html.escape(label_title).replace('%', '&#37;')}: %{{customdata[1]}}"
     if overlap is not None:
         hover += "<br>k-NN overlap: %{customdata[2]:.2f}"
     if snippets is not None:

@@ -33,12 +33,15 @@ MAX_GALLERY = 60
 
 
 def _colour_options(sel: Selection) -> list[str]:
-    """Label, alignment, and ``meta:<column>`` for each metadata column of the dataset."""
+    """Label, alignment, and ``meta:<column>`` for each numeric metadata column of the dataset and each text
+    column with at most as many values as there are label colours."""
     try:
         metadata = view_dataset(sel.dataset, sel.n, sel.seed).metadata
     except AlignscopeError:
         metadata = ()
-    return [*COLOR_BY, *(METADATA_PREFIX + column.name for column in metadata)]
+    # text columns with more values than colours (ids, captions) would be one colour step per sample
+    shown = [c for c in metadata if c.numeric or len(set(c.values)) <= len(plots_projection.LABEL_COLOURS)]
+    return [*COLOR_BY, *(METADATA_PREFIX + column.name for column in shown)]
 
 
 def _colour_name(option: str) -> str:
@@ -72,7 +75,7 @@ def _sidebar(sel: Selection) -> Selection:
             sel,
             "color_by",
             options=options,
-            format_func=_colour_name,
+            format_func=lambda option: ui.plain(_colour_name(option)),
             help="A label, each sample's k-NN overlap, or a column of the uploaded table (numbers on a colour "
             "scale, text as categories).",
         )

@@ -82,3 +82,25 @@ def test_a_page_that_stops_or_fails_gives_its_script_slot_back(dashboard_cache):
         for _ in range(sum(taken)):
             pages._script_slots.release()
         assert all(taken)  # every slot is free again
+
+
+def test_the_entry_point_runs_every_page_inside_a_script_slot(dashboard_cache, monkeypatch):
+    import contextlib
+    from pathlib import Path
+
+    from alignscope.dashboard import pages
+    from tests.dashboard.helpers import SettlingAppTest
+
+    entered = []
+
+    @contextlib.contextmanager
+    def counting_slot():
+        entered.append(1)
+        yield
+
+    monkeypatch.setattr(pages, "script_slot", counting_slot)
+    app = SettlingAppTest(str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py"), default_timeout=120)
+    for key, value in {"n": "120", "perm": "0", "boot": "0"}.items():
+        app.query_params[key] = value
+    app.run()
+    assert not app.exception and len(entered) >= 1

@@ -152,3 +152,17 @@ def test_the_budget_is_a_setting(monkeypatch):
     assert settings_from_env().map_points == 5_000
     monkeypatch.setenv("ALIGNSCOPE_MAP_POINTS", "3")
     assert settings_from_env().map_points == 100  # never a map of nothing
+
+
+def test_a_shape_that_cannot_be_read_exactly_falls_back_to_the_browsers_own_selection():
+    """A box with a missing end, or a lasso path Streamlit parsed into NaN vertices (several sub-paths),
+    must not crash the callback or quietly drop edges: the drawn points the browser selected are used."""
+    coords = np.random.default_rng(6).normal(size=(5_000, 2))
+    drawn = drawn_samples(5_000, budget=500)
+    for shape_kind, shape in (
+        ("box", {"x": [0.0, None], "y": [0.0, 1.0]}),
+        ("lasso", {"x": [0.0, 1.0, float("nan"), 0.0], "y": [0.0, 0.0, 1.0, 1.0]}),
+        ("box", {"x": "garbage", "y": [0.0, 1.0]}),
+    ):
+        state = {"selection": {"point_indices": [3, 1], shape_kind: [shape]}}
+        assert selected_samples(state, coords, drawn).tolist() == [drawn[1], drawn[3]]

@@ -206,6 +206,8 @@ def _metadata_upload(name: str = "meta-texts", n: int = 40) -> None:
             "source": [("web", "book", "news")[i % 3] for i in range(n)],
             "length": [float(i) for i in range(n)],
             "<b>odd</b>": ["<i>x</i>"] * n,
+            "[x](http://host/)": ["a", "b"] * (n // 2),
+            "caption": [f"unique {i}" for i in range(n)],  # more values than colours: not offered
         }
     )
     add_text_dataset(name, "t.csv", table.to_csv(index=False).encode())
@@ -236,6 +238,8 @@ def test_a_map_is_coloured_by_any_metadata_column_of_the_dataset():
     assert "&lt;b&gt;odd&lt;/b&gt;: %{customdata[1]}" in trace["hovertemplate"]
     assert {row[1] for row in trace["customdata"]} == {"&lt;i&gt;x&lt;/i&gt;"}
     assert options is not None and {"source (metadata)", "length (metadata)"} <= set(options)
+    # option labels are shown as text (Streamlit renders Markdown in them): the link stays a bracket
+    assert "\\[x\\](http\\://host/) (metadata)" in options and not any("caption" in o for o in options)
 
 
 def test_a_link_to_a_metadata_column_the_dataset_lacks_says_so_and_colours_by_label():
