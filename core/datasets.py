@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from alignscope.core.errors import DatasetLoadError, InputError, ModalityError, UnknownDatasetError
+from alignscope.core.metadata import MetadataColumn
 from alignscope.core.names import check_name
 from alignscope.core.registry import Registry
 
@@ -69,19 +70,6 @@ class DatasetSpec:
 
     def supports(self, model_modality: str) -> bool:
         return model_modality == "any" or model_modality in self.modality.split("-")
-
-
-@dataclass(frozen=True, eq=False)
-class MetadataColumn:
-    """One more column of a dataset's samples (an uploaded table's other columns): ``values[i]`` is
-    sample i's, a float (NaN where missing) when ``numeric``, else a string ("" where missing)."""
-
-    name: str
-    values: tuple
-    numeric: bool
-
-    def take(self, indices: Sequence[int]) -> MetadataColumn:
-        return dataclasses.replace(self, values=tuple(self.values[i] for i in indices))
 
 
 @dataclass(frozen=True, eq=False)

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from alignscope.core.datasets import MetadataColumn
 from alignscope.core.errors import DatasetLoadError, ModelLoadError
+from alignscope.core.metadata import MetadataColumn
 from alignscope.core.names import check_name
 from alignscope.core.settings import Settings, get_settings
 
