@@ -143,10 +143,14 @@ def random_orthogonal(d, seed):
 
 
 def similarity_lists(feats, k, similarity="cosine"):
-    """For each i: the k other rows ranked by cosine, raw inner product, or (smallest first) Euclidean
-    distance computed from the coordinate differences; ties to the lower index."""
+    """For each i: the k other rows ranked by cosine (exactly, in rational arithmetic: a float dot product
+    of unit rows may be fused-multiply-added into a tiny non-zero where the cosine is exactly 0), raw inner
+    product, or (smallest first) Euclidean distance computed from the coordinate differences; ties to the
+    lower index."""
     feats = np.asarray(feats, dtype=np.float64)
-    rows = unit_rows(feats) if similarity == "cosine" else feats
+    if similarity == "cosine":
+        return knn_lists(feats, k)
+    rows = feats
     n = rows.shape[0]
     lists = []
     for i in range(n):
