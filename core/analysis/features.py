@@ -51,8 +51,15 @@ def full_dataset(name: str) -> Dataset:
 
 
 def view_dataset(name: str, n: int, seed: int) -> Dataset:
-    """The samples of a view: the seeded subset of ``min(n, size)`` samples, in dataset order."""
-    full = full_dataset(name)
+    """The samples of a view: the seeded subset of ``min(n, size)`` samples, in dataset order (made once per
+    process and dataset revision: a page run asks for it several times)."""
+    spec = get_dataset_spec(name)
+    return _view(name, spec.revision, spec.source, n, seed)
+
+
+@functools.lru_cache(maxsize=16)
+def _view(name: str, revision: str | None, source: str, n: int, seed: int) -> Dataset:
+    full = _load_full(name, revision, source)
     return full.subset(min(n, len(full)), seed)
 
 
