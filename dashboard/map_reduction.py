@@ -2,9 +2,10 @@
 it selects exactly among all points.
 
 Up to a budget (``Settings.map_points``, ALIGNSCOPE_MAP_POINTS) a map draws every sample (trace point i =
-sample i). Above that it draws a fixed random layer of that many samples plus the selected ones, over a density image of all n points
-(``density_image``); a selection is then computed here from the box's ranges or the lasso's polygon over
-all n coordinates (``selected_samples``), so it holds every sample inside, drawn or not.
+sample i). Above that it draws a fixed random layer of that many samples plus the selected ones, over a
+density image of all n points (``density_image``); a selection is then computed here from the box's ranges
+or the lasso's polygon over all n coordinates (``selected_samples``), so it holds every sample inside,
+drawn or not.
 """
 
 from __future__ import annotations

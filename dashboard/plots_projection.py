@@ -113,8 +113,8 @@ def projection_scatter(
     if len(sample_ids) != n_samples:
         raise ValueError(f"{len(sample_ids)} sample ids for {n_samples} points")
     label_list = list(labels) if labels is not None else [""] * n_samples
-    annotations = _label_annotations(coords, label_list) if labels is not None and color_values is None else []
     mapping = label_colours(label_list)[1] if labels is not None else {}
+    annotations = _label_annotations(coords, label_list, mapping) if labels is not None and color_values is None else []
     density = None
     highlighted = sorted({int(i) for i in selected_indices}) if selected_indices else []
     if drawn is not None and len(drawn) < n_samples:
@@ -203,9 +203,9 @@ def projection_scatter(
     return fig
 
 
-def _label_annotations(coords: np.ndarray, label_list: list[str]) -> list[dict]:
-    """Each label's name at the median of its points (none above ``MAX_LABEL_ANNOTATIONS`` labels)."""
-    mapping = label_colours(label_list)[1]
+def _label_annotations(coords: np.ndarray, label_list: list[str], mapping: dict[str, str]) -> list[dict]:
+    """Each label's name at the median of its points, in its colour from ``mapping`` (label -> colour); none
+    above ``MAX_LABEL_ANNOTATIONS`` labels."""
     if len(mapping) > MAX_LABEL_ANNOTATIONS:
         return []
     label_array = np.asarray(label_list)
