@@ -44,13 +44,12 @@ def test_density_counts_every_finite_point_once():
     coords[:7] = np.nan
     image = density_image(coords, bins=20)
     assert image.counts.shape == (20, 20) and image.counts.sum() == 4_993
-    # rows are y bins, columns x bins: the highest point lands in the top row, the leftmost in column 0
-    finite = coords[np.isfinite(coords).all(axis=1)]
-    highest, leftmost = finite[finite[:, 1].argmax()], finite[finite[:, 0].argmin()]
-    assert image.counts[-1].sum() >= 1 and image.counts[:, 0].sum() >= 1
-    assert abs(image.x_centres[np.abs(image.x_centres - highest[0]).argmin()] - highest[0]) < 0.5
-    assert np.abs(image.y_centres - leftmost[1]).min() < 0.5
-    assert image.x_centres[0] < image.x_centres[-1] and image.y_centres[0] < image.y_centres[-1]
+    # rows are y bins, columns x bins: two points at (0, 0), three at (1, 0) (right, bottom), one at (0, 2)
+    # (left, top) on a 2 x 2 grid over x in [0, 1], y in [0, 2]; transposed it would read [[2, 1], [3, 0]]
+    known = np.array([[0, 0]] * 2 + [[1, 0]] * 3 + [[0, 2]], dtype=float)
+    image = density_image(known, bins=2)
+    assert image.counts.tolist() == [[2, 3], [1, 0]]
+    assert image.x_centres.tolist() == [0.25, 0.75] and image.y_centres.tolist() == [0.5, 1.5]
 
 
 def test_box_selects_exactly_the_points_inside_whatever_the_drag_direction():

@@ -151,7 +151,8 @@ def test_a_reduced_maps_box_selects_every_sample_inside_drawn_or_not(page, reduc
     # the box as plotly reports it to Streamlit (its ``selections``), in data coordinates
     page.evaluate(
         "() => document.querySelectorAll('.js-plotly-plot')[0]"
-        ".on('plotly_selected', (event) => { window.boxSelected = event.selections[0]; })"
+        ".on('plotly_selected', (event) => { window.boxSelected = event.selections[0];"
+        " window.boxPoints = event.points.filter(p => p.curveNumber === 0).map(p => p.customdata[0]); })"
     )
     drag_box(page, 0, 0.35, 0.65)
     page.get_by_text(re.compile(r"^\d+ selected samples$")).wait_for()
@@ -159,8 +160,11 @@ def test_a_reduced_maps_box_selects_every_sample_inside_drawn_or_not(page, reduc
     expected = [sample_ids[i] for i in samples_in_box(coords, [box["x0"], box["x1"]], [box["y0"], box["y1"]])]
     no_exceptions(page)
     assert _linked_ids(page.url) == expected
-    # more samples selected than were drawn inside the box: the selection is not the drawn layer's
-    assert len(expected) > len(set(expected) & set(drawn_before)) > 0
+    # among the drawn points the server's selection is exactly plotly's own; and it holds more samples
+    # than were drawn inside the box: the selection is not the drawn layer's
+    browser_picked = page.evaluate("() => window.boxPoints")
+    assert set(browser_picked) == set(expected) & set(drawn_before)
+    assert len(expected) > len(browser_picked) > 0
     page.get_by_text(f"{len(expected)} selected samples", exact=True).wait_for()
     # both maps now draw every selected sample (fewer than the budget here), highlighted
     assert len(expected) < REDUCED_MAP_POINTS
