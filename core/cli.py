@@ -309,6 +309,25 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def streamlit_command(port: int, host: str) -> list[str]:
+    """The command line that serves the dashboard: headless, no usage stats, no tracebacks in the page,
+    and no full garbage collection after every script run (Streamlit's ``runner.postScriptGC``: ~0.2 s
+    holding the GIL per run in a warmed server, which under 20 sessions stalled the event loop —
+    /_stcore/health — for seconds; Python's own generational collection still runs)."""
+    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    options = {
+        "server.port": str(port),
+        "server.address": host,
+        "server.headless": "true",
+        "browser.gatherUsageStats": "false",
+        "client.showErrorDetails": "none",
+        "runner.postScriptGC": "false",
+    }
+    return [sys.executable, "-m", "streamlit", "run", str(app)] + [
+        part for name, value in options.items() for part in (f"--{name}", value)
+    ]
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     """Run Streamlit headless (no first-run e-mail prompt, no credentials file) on ``--host`` (loopback
     unless asked) and, unless ``--headless``, open the browser once the server answers. SIGTERM, SIGINT
@@ -316,24 +335,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     ``alignscope dashboard`` always frees the port."""
     import signal
 
-    app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(app),
-        "--server.port",
-        str(args.port),
-        "--server.address",
-        args.host,
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--client.showErrorDetails",
-        "none",
-    ]
+    command = streamlit_command(args.port, args.host)
     shown_host = "localhost" if args.host in ("127.0.0.1", "::1", "localhost") else args.host
     url = f"http://{shown_host}:{args.port}/"
     if _port_in_use(args.port):

@@ -66,3 +66,19 @@ def test_the_dashboard_listens_on_loopback_only_by_default():
 
     args = build_parser().parse_args(["dashboard"])
     assert args.host == "127.0.0.1" and not args.read_only
+
+
+def test_the_server_command_turns_off_the_full_collection_after_every_script_run():
+    """Streamlit ran gc.collect(2) after every script run (~0.2 s holding the GIL in a warmed server);
+    under 20 sessions that stalled /_stcore/health for seconds (bench/results/load.json)."""
+    from streamlit import config
+
+    from alignscope.core.cli import streamlit_command
+
+    command = streamlit_command(8501, "127.0.0.1")
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("app.py")
+    pairs = dict(zip(command[5::2], command[6::2], strict=True))
+    known = config.get_config_options()
+    assert all(flag.startswith("--") and flag[2:] in known for flag in pairs), pairs
+    assert pairs["--runner.postScriptGC"] == "false"
+    assert pairs["--server.address"] == "127.0.0.1" and pairs["--server.port"] == "8501"

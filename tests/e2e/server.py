@@ -73,24 +73,9 @@ def fill_cache(cache_dir: Path, trained_models: Path | None = None) -> None:
 
 
 def start_server(cache_dir: Path, port: int, log_path: Path, extra_args: list[str] | None = None) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "dashboard" / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        *(extra_args or []),
-    ]
+    from alignscope.core.cli import streamlit_command
+
+    command = [*streamlit_command(port, "127.0.0.1"), "--server.fileWatcherType", "none", *(extra_args or [])]
     log = open(log_path, "wb")  # noqa: SIM115 - closed with the process in stop_server
     process = subprocess.Popen(command, cwd=ROOT, env=server_env(cache_dir), stdout=log, stderr=subprocess.STDOUT)
     process.log_file = log  # type: ignore[attr-defined]
