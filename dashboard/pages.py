@@ -52,7 +52,20 @@ PAGE_BY_NAME = {page.name: page for page in PAGES}
 # Page scripts running at once in this server process (one per core): the others wait without holding
 # the GIL, so the server's event loop (websockets, /_stcore/health) stays responsive under many sessions,
 # and the runs finish one after another instead of all slowly together (bench/results/load.json).
-SCRIPT_SLOTS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: its affinity, capped by a container's cgroup-v2 quota (``cpu.max``:
+    ``"<quota> <period>"`` in microseconds, ``"max ..."`` when unlimited; a quota of 1.5 CPUs gives 1)."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            affinity = min(affinity, int(quota) // int(period))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 file (or an unreadable one): the affinity alone
+    return max(1, affinity)
+
+
+SCRIPT_SLOTS = usable_cpus()
 _script_slots = threading.BoundedSemaphore(SCRIPT_SLOTS)
 
 

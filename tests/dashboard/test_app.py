@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
+
 from alignscope.dashboard.pages import PAGES, is_script_control
 
 
@@ -104,3 +108,18 @@ def test_the_entry_point_runs_every_page_inside_a_script_slot(dashboard_cache, m
         app.query_params[key] = value
     app.run()
     assert not app.exception and len(entered) >= 1
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cap"),
+    [("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 1), ("50000 100000\n", 1), ("x", None)],
+)
+def test_script_slots_follow_a_containers_cpu_quota(tmp_path, cpu_max, cap):
+    """SCRIPT_SLOTS followed the CPU affinity only: a container limited to 1 CPU on a 64-core host got 64."""
+    from alignscope.dashboard.pages import usable_cpus
+
+    quota = tmp_path / "cpu.max"
+    quota.write_text(cpu_max)
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cpus(quota) == (affinity if cap is None else max(1, min(affinity, cap)))
+    assert usable_cpus(tmp_path / "missing") == affinity
