@@ -49,9 +49,6 @@ PAGES: tuple[PageEntry, ...] = (
 PAGE_BY_NAME = {page.name: page for page in PAGES}
 
 
-# Page scripts running at once in this server process (one per core): the others wait without holding
-# the GIL, so the server's event loop (websockets, /_stcore/health) stays responsive under many sessions,
-# and the runs finish one after another instead of all slowly together (bench/results/load.json).
 def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """CPUs this process may use: its affinity, capped by a container's cgroup-v2 quota (``cpu.max``:
     ``"<quota> <period>"`` in microseconds, ``"max ..."`` when unlimited; a quota of 1.5 CPUs gives 1)."""
@@ -65,6 +62,9 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, affinity)
 
 
+# Page scripts running at once in this server process (one per usable core): the others wait without
+# holding the GIL, so the server's event loop (websockets, /_stcore/health) stays responsive under many
+# sessions, and the runs finish one after another instead of all slowly together (bench/results/load.json).
 SCRIPT_SLOTS = usable_cpus()
 _script_slots = threading.BoundedSemaphore(SCRIPT_SLOTS)
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from alignscope.core.analysis.results import LayerMatrix
+from alignscope.core.analysis.results import SIGNIFICANCE, LayerMatrix
 
 SEQUENTIAL = "Viridis"
 # Okabe-Ito: distinguishable with every common colour-vision deficiency.
@@ -60,8 +60,7 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
     p_corr = matrix.p_corrected
     # cells not above chance after the search correction are grey, not coloured: a diverging scale
     # stretched over noise-sized differences would paint them deep blue or red
-    at_chance = np.zeros(values.shape, dtype=bool) if p_corr is None else (np.asarray(p_corr) > 0.05)
-    at_chance &= np.isfinite(values)
+    at_chance = matrix.not_above_chance
     coloured = np.where(at_chance, np.nan, excess)
     finite = coloured[np.isfinite(coloured)]
     reach = float(np.abs(finite).max()) if finite.size else 1.0
@@ -126,15 +125,10 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
     )
     _mark(
         fig,
-        [
-            (i, j)
-            for i in range(rows)
-            for j in range(cols)
-            if p_corr is not None and p_corr[i, j] > 0.05 and np.isfinite(values[i, j])
-        ],
+        [(int(i), int(j)) for i, j in np.argwhere(at_chance)],
         labels_a,
         labels_b,
-        "not above chance (corrected p > 0.05)",
+        f"not above chance (corrected p > {SIGNIFICANCE:g})",
         {"symbol": "square", "size": 26, "color": "rgba(150,150,150,0.75)"},
     )
     flagged = [(i, j) for i, j, _ in matrix.problems]

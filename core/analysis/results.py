@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+# A layer pair counts as above chance when its p, corrected for the search over every pair, is at most this.
+SIGNIFICANCE = 0.05
+
 
 @dataclass(frozen=True)
 class PairScore:
@@ -114,10 +117,18 @@ class LayerMatrix:
 
     @property
     def best_significant(self) -> bool | None:
-        """Whether the best pair survives the correction at 0.05 (None without a permutation test)."""
+        """Whether the best pair survives the correction at SIGNIFICANCE (None without a permutation test)."""
         if self.p_corrected is None:
             return None
-        return bool(self.p_corrected[self.best_index] <= 0.05)
+        return bool(self.p_corrected[self.best_index] <= SIGNIFICANCE)
+
+    @property
+    def not_above_chance(self) -> np.ndarray:
+        """``[La, Lb]`` bool: scored cells whose corrected p is above SIGNIFICANCE (all False without a test)."""
+        values = np.asarray(self.values, dtype=float)
+        if self.p_corrected is None:
+            return np.zeros(values.shape, dtype=bool)
+        return (np.asarray(self.p_corrected, dtype=float) > SIGNIFICANCE) & np.isfinite(values)
 
 
 @dataclass(frozen=True)

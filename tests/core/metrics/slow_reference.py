@@ -150,8 +150,7 @@ def similarity_lists(feats, k, similarity="cosine"):
     feats = np.asarray(feats, dtype=np.float64)
     if similarity == "cosine":
         return knn_lists(feats, k)
-    rows = feats
-    n = rows.shape[0]
+    n = feats.shape[0]
     lists = []
     for i in range(n):
         scored = []
@@ -159,9 +158,9 @@ def similarity_lists(feats, k, similarity="cosine"):
             if j == i:
                 continue
             if similarity == "euclidean":
-                score = -float(((rows[i] - rows[j]) ** 2).sum())
+                score = -float(((feats[i] - feats[j]) ** 2).sum())
             else:
-                score = float(np.dot(rows[i], rows[j]))
+                score = float(np.dot(feats[i], feats[j]))
             scored.append((-score, j))
         scored.sort()
         lists.append([j for _, j in scored[:k]])
