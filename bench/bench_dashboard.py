@@ -82,12 +82,15 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from alignscope.core.cache import FeatureCache
     from alignscope.core.datasets import load_dataset
-    from alignscope.core.projection import warm_up
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.worker import wait_warm
 
     digits = load_dataset("digits")
     for model in ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"):
         FeatureCache().get_or_extract(model, digits)
-    warm_up()  # as the server does in the background at start
+    worker = default_engine().worker
+    worker.start()  # as the server does at start: its UMAP jobs run in this worker, compiled once
+    wait_warm(worker, 600)
     rows = []
     for round_name in ("first", "again"):
         for page, what, query in INTERACTIONS:

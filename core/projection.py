@@ -7,14 +7,15 @@ deterministic: PCA is an exact eigendecomposition with a fixed sign convention, 
 
 UMAP (umap-learn) JIT-compiles with numba on first use, ~45 s on a laptop. ``import umap`` happens only
 inside these functions, after :func:`core.settings.get_settings` has pointed ``NUMBA_CACHE_DIR`` at the
-cache, so the compiled code is reused across processes; :func:`warm_up` pays the cost once on tiny data.
+cache, so pynndescent's compiled code (``cache=True``) is reused across processes; umap's own layout code
+is compiled anew in each process, so :func:`warm_up` pays for it once on tiny data in a process that stays
+up (the dashboard's worker, :mod:`alignscope.core.analysis.worker`).
 UMAP and aligned UMAP use the cosine metric by default, the similarity :mod:`core.neighbors` ranks by.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -343,31 +344,3 @@ def warm_up(*, metric: str = "cosine", seed: int = 0) -> float:
     umap_2d(tiny_a, n_neighbors=5, metric=metric, n_epochs=10, seed=seed)
     aligned_umap_2d(tiny_a, tiny_b, n_neighbors=5, metric=metric, n_epochs=10, seed=seed)
     return time.perf_counter() - started
-
-
-_WARM_UP_LOCK = threading.Lock()
-_WARM_UP: dict[str, threading.Thread | float] = {}
-
-
-def start_warm_up() -> None:
-    """Compile umap's code in a background thread once per process (no-op when started already)."""
-    with _WARM_UP_LOCK:
-        if "thread" in _WARM_UP:
-            return
-
-        def run() -> None:
-            try:
-                _WARM_UP["seconds"] = warm_up()
-            except Exception:  # noqa: BLE001 - a failed warm-up only means the first fit compiles instead
-                _WARM_UP["seconds"] = -1.0
-
-        thread = threading.Thread(target=run, name="alignscope-umap-warm-up", daemon=True)
-        _WARM_UP["thread"] = thread
-        thread.start()
-
-
-def warm_up_state() -> str:
-    """``"cold"`` (never started), ``"warming"`` (compiling now) or ``"warm"``."""
-    if "seconds" in _WARM_UP:
-        return "warm"
-    return "warming" if "thread" in _WARM_UP else "cold"

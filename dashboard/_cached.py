@@ -36,6 +36,13 @@ def engine() -> Engine:
     return default_engine()
 
 
+def start_worker() -> None:
+    """Start the engine's worker process for GIL-bound jobs (a no-op while it runs)."""
+    worker = engine().worker
+    if worker is not None:
+        worker.start()
+
+
 def outcome(request: Request, *, start: bool = False) -> Outcome:
     """Where ``request`` stands (see :meth:`Engine.request`); never blocks on work."""
     return engine().request(request, start=start)

@@ -88,12 +88,11 @@ def is_script_control(error: BaseException) -> bool:
 
 def run_page(name: str) -> None:
     """Read the Selection from the URL, show what had to be fixed, and draw page ``name``."""
-    from alignscope.core.projection import start_warm_up
     from alignscope.dashboard import _cached, ui
     from alignscope.dashboard.url_state import read_selection
 
     _cached.ensure_registries()
-    start_warm_up()  # UMAP's JIT compiles in the background while the first pages are looked at
+    _cached.start_worker()  # it compiles UMAP's code while the first pages are looked at
     ui.background_work()
     selection, warnings = read_selection()
     ui.show_warnings(warnings)

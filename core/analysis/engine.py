@@ -51,6 +51,7 @@ from alignscope.core.analysis.requests import (
 from alignscope.core.analysis.rsa import RdmRequest, RsaRequest
 from alignscope.core.analysis.store import ResultStore, result_key
 from alignscope.core.analysis.trends import TrendRequest
+from alignscope.core.analysis.worker import ProcessWorker, shared_worker
 from alignscope.core.cache import FeatureCache
 from alignscope.core.errors import AlignscopeError, InputError
 from alignscope.core.metrics.registry import get_metric
@@ -104,6 +105,9 @@ class Engine:
     store: ResultStore | None = None
     cache: FeatureCache | None = None
     umap_warm: bool = False
+    worker: ProcessWorker | None = None
+    """Where background jobs that hold the GIL (UMAP) run, so they cannot stall the server (None: on
+    the runner's threads like every other job)."""
 
     def __post_init__(self) -> None:
         self.store = self.store or ResultStore(settings=self.settings)
@@ -174,9 +178,10 @@ class Engine:
             return Outcome(job.state, prepared, job=job, estimate_seconds=estimate, error=job.error)
         if not start:
             return Outcome("needs_click", prepared, estimate_seconds=estimate)
+        compute = self._compute_in_worker if self.worker is not None and holds_gil(prepared.request) else None
         job = runner.submit(
             prepared.key,
-            functools.partial(self._compute_and_store, prepared),
+            functools.partial(compute or self._compute_and_store, prepared),
             label=prepared.label,
             estimate_seconds=estimate,
         )
@@ -244,9 +249,28 @@ class Engine:
             self._memory[prepared.key] = result
         return result
 
+    def _compute_in_worker(self, prepared: Prepared, progress: Progress | None = None) -> Any:
+        """:meth:`_compute_and_store` in the worker process; the result is read back from the store."""
+        assert self.worker is not None and self.store is not None and prepared.key is not None
+        self.worker.compute(prepared, self.settings, progress)
+        result = self.store.get(prepared.key)
+        if result is None:
+            raise AlignscopeError(f"{prepared.label}: the worker process ended without storing a result")
+        with self._memory_lock:
+            self._memory[prepared.key] = result
+        return result
+
     def sub_result(self, request: Request) -> Any:
         """A part of a larger job (a layer matrix of a model matrix), from the store or computed now."""
         return self.run(request)
+
+
+def holds_gil(request: Request) -> bool:
+    """Whether computing ``request`` holds the GIL for long stretches: UMAP (numba's compiled code and
+    its compiler), which the dashboard therefore runs in its worker process."""
+    return isinstance(request, AlignedProjectionRequest) or (
+        isinstance(request, ProjectionRequest) and request.method == "umap"
+    )
 
 
 def _resolve_layers(request: Any, plans: dict[str, FeaturePlan]) -> Any:
@@ -604,9 +628,9 @@ def _estimate_projection(engine: Engine, prepared: Prepared) -> float:
 
 def _umap_warm(engine: Engine) -> bool:
     """Whether a UMAP job would find umap compiled (or compiling already: its cost is being paid)."""
-    from alignscope.core.projection import warm_up_state
-
-    return engine.umap_warm or warm_up_state() != "cold"
+    if engine.worker is not None:
+        return engine.worker.state != "cold"
+    return engine.umap_warm
 
 
 def _estimate_aligned(engine: Engine, prepared: Prepared) -> float:
@@ -686,7 +710,7 @@ _ESTIMATES: dict[type, Callable[[Engine, Prepared], float]] = {
 
 @functools.lru_cache(maxsize=4)
 def _default_engine(cache_dir: str) -> Engine:
-    return Engine()
+    return Engine(worker=shared_worker())
 
 
 def default_engine() -> Engine:

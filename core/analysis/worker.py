@@ -1,0 +1,216 @@
+"""A child process for the jobs that hold the GIL: UMAP maps (numba-compiled code and its compiler).
+
+The dashboard's server runs every browser session's script, its event loop and its job threads in one
+interpreter. Torch, BLAS and faiss release the GIL while they work; numba's compiled code and numba's
+compiler do not, so a UMAP job — or umap's first compile, ~45 s — on a thread of the server stalled
+every session and the health endpoint for seconds at a time. Such jobs run here instead: one long-lived
+child process (spawned, so it shares no locks or threads with the server), which imports and compiles
+umap once when it starts (:func:`alignscope.core.projection.warm_up`; umap's layout code is not cached on
+disk, so only a process that stays up keeps it) and then computes one job at a time.
+
+Protocol, over a private :func:`multiprocessing.Pipe` (tuples of plain values and the frozen
+``Prepared`` the parent built; nothing read from disk or from users is unpickled):
+
+* parent → child: ``("job", settings, prepared)``, ``("cancel",)``
+* child → parent: ``("warm", seconds)`` once, then per job ``("progress", done, total)`` …, ending with
+  ``("done",)`` (the result is in the result store under ``prepared.key``), ``("failed", message)`` or
+  ``("cancelled",)``.
+
+A worker that dies (killed, out of memory) fails the job it was running with a message; the next job
+starts a new one.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from alignscope.core.analysis.jobs import JobCancelled, Progress
+from alignscope.core.errors import AlignscopeError
+
+if TYPE_CHECKING:
+    from alignscope.core.analysis.engine import Prepared
+    from alignscope.core.settings import Settings
+
+WORKER_STATES = ("cold", "warming", "warm")
+POLL_SECONDS = 0.2  # how often a waiting job thread looks at its own cancel flag and the child's liveness
+
+
+class _PipeProgress(Progress):
+    """Progress inside the child: each update goes to the parent, and a cancel from it stops the job."""
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self._conn = conn
+
+    def update(self, done: float, total: float, message: str | None = None) -> None:
+        while self._conn.poll():
+            if self._conn.recv()[0] == "cancel":
+                self.cancel()
+        self.check()
+        self._conn.send(("progress", float(done), float(total)))
+
+
+def _serve(conn: Connection) -> None:
+    """The child's main loop: warm up, then compute jobs until the parent closes the pipe."""
+    import torch
+
+    from alignscope.core.analysis.engine import Engine
+    from alignscope.core.projection import warm_up
+
+    torch.set_num_threads(1)  # seeded UMAP is single-threaded; the server's own jobs keep the other cores
+    try:
+        seconds = warm_up()
+    except Exception:  # noqa: BLE001 - a failed warm-up only means the first job compiles instead
+        seconds = -1.0
+    conn.send(("warm", seconds))
+    engines: dict[Any, Engine] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        if message[0] != "job":
+            continue  # a cancel that arrived after its job had ended
+        _, settings, prepared = message
+        engine = engines.setdefault(settings, Engine(settings=settings))
+        try:
+            engine.run_prepared(prepared, _PipeProgress(conn))
+            reply: tuple[Any, ...] = ("done",)
+        except JobCancelled:
+            reply = ("cancelled",)
+        except AlignscopeError as error:
+            reply = ("failed", str(error))
+        except Exception as error:  # noqa: BLE001 - a bug fails the job, not the worker
+            reply = ("failed", f"unexpected {type(error).__name__}: {error}")
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class ProcessWorker:
+    """The parent's handle on the child: start it (it warms up), and compute one job at a time in it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # one job at a time (held while a job runs)
+        self._start_lock = threading.Lock()
+        self._process: Any = None
+        self._conn: Connection | None = None
+        self._warm = False
+
+    def start(self) -> None:
+        """Spawn the child if none is running (it starts compiling umap at once); returns immediately."""
+        with self._start_lock:
+            if self._process is not None and self._process.is_alive():
+                return
+            context = multiprocessing.get_context("spawn")
+            parent_end, child_end = context.Pipe(duplex=True)
+            process = context.Process(target=_serve, args=(child_end,), name="alignscope-worker", daemon=True)
+            process.start()
+            child_end.close()
+            self._process, self._conn, self._warm = process, parent_end, False
+
+    @property
+    def state(self) -> str:
+        """``"cold"`` (not started), ``"warming"`` (starting, compiling umap) or ``"warm"``."""
+        if self._process is None or not self._process.is_alive():
+            return "cold"
+        if not self._warm and self._conn is not None and self._lock.acquire(blocking=False):
+            try:  # between jobs only: a running job's thread reads the pipe itself
+                self._drain_warm()
+            finally:
+                self._lock.release()
+        return "warm" if self._warm else "warming"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    def _drain_warm(self) -> None:
+        """Read a pending ``("warm", …)`` (the only message the child sends between jobs)."""
+        assert self._conn is not None
+        try:
+            while self._conn.poll():
+                if self._conn.recv()[0] == "warm":
+                    self._warm = True
+        except (EOFError, OSError):
+            pass
+
+    def compute(self, prepared: Prepared, settings: Settings, progress: Progress | None = None) -> None:
+        """Compute ``prepared`` in the child, which stores the result under ``prepared.key``; blocks the
+        calling thread (without the GIL) until then, relaying progress. Raises :class:`JobCancelled` when
+        ``progress`` is cancelled, :class:`AlignscopeError` when the job fails or the child dies."""
+        with self._lock:
+            self.start()
+            assert self._conn is not None
+            conn, process = self._conn, self._process
+            try:
+                conn.send(("job", settings, prepared))
+                self._relay(conn, process, progress)
+            except (EOFError, BrokenPipeError, ConnectionResetError) as error:
+                process.join(timeout=5)
+                raise AlignscopeError(
+                    f"the map worker process stopped while computing {prepared.label} "
+                    f"(exit code {process.exitcode}); try again, or with fewer samples"
+                ) from error
+
+    def _relay(self, conn: Connection, process: Any, progress: Progress | None) -> None:
+        cancel_sent = False
+        while True:
+            if progress is not None and progress.cancelled and not cancel_sent:
+                conn.send(("cancel",))
+                cancel_sent = True
+            if not conn.poll(POLL_SECONDS):
+                if not process.is_alive():
+                    raise EOFError("the worker process is gone")
+                continue
+            message = conn.recv()
+            kind = message[0]
+            if kind == "warm":
+                self._warm = True
+            elif kind == "progress" and progress is not None and not progress.cancelled:
+                try:
+                    progress.update(message[1], message[2])
+                except JobCancelled:
+                    pass  # sent to the child on the next pass; its answer ends the job
+            elif kind == "done":
+                return
+            elif kind == "cancelled":
+                raise JobCancelled("cancelled")
+            elif kind == "failed":
+                raise AlignscopeError(message[1])
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close the pipe (the child exits at its next read) and wait for it; kill it after ``timeout``."""
+        with self._start_lock:
+            process, conn = self._process, self._conn
+            self._process, self._conn, self._warm = None, None, False
+        if conn is not None:
+            conn.close()
+        if process is not None:
+            process.join(timeout)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout)
+
+
+_SHARED = ProcessWorker()
+
+
+def shared_worker() -> ProcessWorker:
+    """The one worker of this process (every engine and cache dir share it: one umap compile)."""
+    return _SHARED
+
+
+def wait_warm(worker: ProcessWorker, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``worker`` to finish warming up (tests, benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.state == "warm":
+            return True
+        time.sleep(0.2)
+    return worker.state == "warm"

@@ -1,0 +1,129 @@
+"""The worker process for GIL-bound jobs (UMAP): the dashboard's process never runs umap itself, the maps
+are the ones computed in the foreground, and a cancelled job or a killed worker leaves a usable engine
+and nothing half-stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from alignscope.core.analysis.engine import holds_gil
+from alignscope.core.analysis.requests import AlignedProjectionRequest, ProjectionRequest
+
+UMAP = ProjectionRequest("digits-cnn-s0", "digits", 60, seed=3, method="umap")
+
+_SERVER_LIKE = """
+import json, sys
+from alignscope.core.analysis.engine import default_engine
+from alignscope.core.analysis.requests import ProjectionRequest
+engine = default_engine()
+outcome = engine.request(ProjectionRequest("digits-cnn-s0", "digits", 60, seed=3, method="umap"), start=True)
+outcome.job.wait(600)
+print(json.dumps({
+    "state": outcome.job.state,
+    "error": outcome.job.error,
+    "coords": None if outcome.job.result is None else outcome.job.result.coords.tolist(),
+    "umap_here": "umap" in sys.modules,
+    "numba_here": "numba" in sys.modules,
+    "worker_pid": engine.worker.pid,
+}))
+"""
+
+
+def test_only_umap_requests_hold_the_gil():
+    assert holds_gil(UMAP)
+    assert holds_gil(AlignedProjectionRequest("digits-cnn-s0", "digits-cnn-s1", "digits", 60))
+    assert not holds_gil(UMAP.replace(method="pca"))
+
+
+@pytest.mark.slow
+def test_the_dashboards_engine_computes_umap_in_its_worker_and_never_imports_umap(engine):
+    """A process like the dashboard's server (the default engine, a background job) gets the same map as
+    the foreground computation, while umap and numba are never imported into it."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _SERVER_LIKE], env=env, capture_output=True, text=True, timeout=900, check=True
+    )
+    reported = json.loads(done.stdout.strip().splitlines()[-1])
+    assert reported["state"] == "done", reported["error"]
+    assert reported["umap_here"] is False and reported["numba_here"] is False
+    assert reported["worker_pid"] not in (None, os.getpid())
+    assert np.asarray(reported["coords"]).shape == (60, 2)
+    np.testing.assert_allclose(np.asarray(reported["coords"]), _in_this_process(engine, UMAP), atol=1e-4)
+    np.testing.assert_array_equal(engine.run(UMAP).coords, np.asarray(reported["coords"]))  # stored, not redone
+
+
+def _in_this_process(engine, request):
+    """The map computed here and now by the function the worker calls (not read from the store)."""
+    from alignscope.core.analysis.maps import project
+
+    prepared = engine.prepare(request)
+    return project(prepared.request, engine.views(prepared)[request.model]).coords
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_job_stores_nothing_and_the_next_job_gets_a_new_worker(engine):
+    from alignscope.core.analysis.worker import ProcessWorker
+
+    worker = engine.worker = ProcessWorker()
+    request = ProjectionRequest("digits-cnn-s1", "digits", 1797, seed=5, method="umap")
+    try:
+        outcome = engine.request(request, start=True)
+        job = outcome.job
+        assert _wait_for(lambda: worker.pid is not None, 60)
+        first_pid = worker.pid
+        os.kill(first_pid, signal.SIGKILL)
+        assert job.wait(120)
+        assert job.state == "failed"
+        assert "worker process stopped" in job.error and "exit code -9" in job.error
+        assert engine.store.get(outcome.prepared.key) is None
+
+        retried = engine.request(request, start=True)
+        assert retried.job is not job and retried.job.wait(600)
+        assert retried.job.state == "done", retried.job.error
+        assert worker.pid != first_pid and worker.state == "warm"
+        assert retried.job.result.coords.shape == (1797, 2)
+        assert np.isfinite(retried.job.result.coords).all()
+    finally:
+        worker.stop()
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_stops_in_the_worker_which_then_serves_the_next_job(engine):
+    from alignscope.core.analysis.worker import ProcessWorker
+
+    worker = engine.worker = ProcessWorker()
+    long_job = ProjectionRequest("digits-cnn-s2", "digits", 1797, seed=6, method="umap")
+    try:
+        outcome = engine.request(long_job, start=True)
+        job = outcome.job
+        # cancelled once it reports epochs from the worker (after the warm-up and the neighbour graph)
+        assert _wait_for(lambda: job.progress.fraction > 0.0 or job.done, 600), "no progress from the worker"
+        job.cancel()
+        assert job.wait(120)
+        assert job.state == "cancelled"
+        assert engine.store.get(outcome.prepared.key) is None
+        pid = worker.pid
+
+        short = engine.request(UMAP, start=True)
+        assert short.job.wait(300) and short.job.state == "done", short.job.error
+        assert worker.pid == pid  # the same worker, still warm
+        np.testing.assert_allclose(short.job.result.coords, _in_this_process(engine, UMAP), atol=1e-4)
+    finally:
+        worker.stop()
