@@ -627,33 +627,29 @@ def export_row(
         json_download("Result card (JSON)", card, f"{stem}.json", key=f"{page}-card")
 
 
+def lazy_download(label: str, make: Callable[[], str | bytes], file_name: str, mime: str, key: str) -> None:
+    """A download button whose file ``make()`` builds when it is clicked, on a thread of its own, not on
+    every run of the page: a figure's HTML or a table's CSV held the GIL for up to a second per run,
+    stalling every other session's page and the server's event loop. A click does not rerun the page
+    (``on_click="ignore"``): nothing on it changes, and a rerun would replace the file being fetched."""
+    st.download_button(
+        label, make, file_name=file_name, mime=mime, key=key, icon=":material/download:", on_click="ignore"
+    )
+
+
 def json_download(label: str, payload: dict, file_name: str, key: str) -> None:
     from alignscope.core.analysis.report import jsonable
 
-    st.download_button(
-        label,
-        json.dumps(jsonable(payload), indent=1, default=str),
-        file_name=file_name,
-        mime="application/json",
-        key=key,
-        icon=":material/download:",
+    lazy_download(
+        label, lambda: json.dumps(jsonable(payload), indent=1, default=str), file_name, "application/json", key
     )
 
 
 def html_download(fig, file_name: str, key: str) -> None:
     from alignscope.dashboard.plots import figure_html
 
-    st.download_button(
-        "Figure (HTML)", figure_html(fig), file_name=file_name, mime="text/html", key=key, icon=":material/download:"
-    )
+    lazy_download("Figure (HTML)", lambda: figure_html(fig), file_name, "text/html", key)
 
 
 def csv_download(label: str, frame, file_name: str, key: str) -> None:
-    st.download_button(
-        label,
-        frame.to_csv(index=True, float_format="%.6g").encode(),
-        file_name=file_name,
-        mime="text/csv",
-        key=key,
-        icon=":material/download:",
-    )
+    lazy_download(label, lambda: frame.to_csv(index=True, float_format="%.6g").encode(), file_name, "text/csv", key)

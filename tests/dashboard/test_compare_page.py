@@ -174,3 +174,21 @@ def test_compatibility_is_opt_in_and_shows_the_engine_verdict():
     shown = [*app.success, *app.warning, *app.error]
     assert len(shown) == 1 and f"{expected.report.difference.estimate:+.3f}" in shown[0].value
     assert ("not compatible" in shown[0].value) == (not expected.report.passed)
+
+
+def test_a_page_run_builds_no_export_file_until_its_button_is_clicked(monkeypatch):
+    """The figure's HTML, the tables' CSV and the result card are made on click, not on every run (each
+    held the GIL while every other session waited)."""
+    import pandas as pd
+
+    from alignscope.dashboard import plots
+
+    built: list[str] = []
+    monkeypatch.setattr(plots, "figure_html", lambda fig: built.append("html") or "<html></html>")
+    to_csv = pd.DataFrame.to_csv
+    monkeypatch.setattr(pd.DataFrame, "to_csv", lambda self, *a, **k: built.append("csv") or to_csv(self, *a, **k))
+    app = run_page("compare")
+    no_exception(app)
+    labels = {b.label for b in app.get("download_button")}
+    assert {"Result card (JSON)", "Heatmap (CSV)", "Figure (HTML)", "Scores (CSV)"} <= labels
+    assert built == []

@@ -214,3 +214,25 @@ def test_clicking_a_histogram_bar_selects_its_samples(page, server, e2e_cache, s
     assert _linked_ids(page.url) in expected
     no_exceptions(page)
     page.screenshot(path=str(screenshots / "neighbours-bin.png"), full_page=True)
+
+
+def test_the_exports_are_made_when_clicked_and_hold_the_views_data(page, server):
+    """The download buttons build their files on click (deferred): each click yields the whole file."""
+    import json
+
+    open_page(page, f"{server}/compare?n=120&perm=0&boot=0", title="Compare two models")
+    wait_plots(page, 1)
+    files = {}
+    for label in ("Figure (HTML)", "Result card (JSON)", "Heatmap (CSV)"):
+        button = page.get_by_role("button", name=label).first
+        button.wait_for(state="visible", timeout=60_000)
+        with page.expect_download(timeout=60_000) as download:
+            button.click()
+        files[label] = open(download.value.path(), encoding="utf-8").read()  # noqa: SIM115
+    html = files["Figure (HTML)"]
+    assert html.lstrip().lower().startswith("<!doctype html>") and html.rstrip().endswith("</html>")
+    assert "plotly" in html and "A:" in html  # plotly.js inlined, and the heatmap's own layer names
+    card = json.loads(files["Result card (JSON)"])
+    assert card["config"]["n_effective"] == 120 and "n=120" in card["link"]
+    header, *rows = files["Heatmap (CSV)"].strip().splitlines()
+    assert len(rows) == 5 and len(header.split(",")) == 6  # digits CNN: 5 x 5 layers, with the index column
