@@ -123,3 +123,21 @@ def test_script_slots_follow_a_containers_cpu_quota(tmp_path, cpu_max, cap):
     affinity = len(os.sched_getaffinity(0))
     assert usable_cpus(quota) == (affinity if cap is None else max(1, min(affinity, cap)))
     assert usable_cpus(tmp_path / "missing") == affinity
+
+
+def test_a_page_run_shortens_the_gil_switch_interval_for_the_servers_event_loop(dashboard_cache):
+    """A page script building a figure kept the GIL 5 ms at a time (CPython's default) from the event
+    loop, which needs it back after every socket call: the health endpoint stalled for seconds."""
+    import sys
+
+    from alignscope.dashboard import pages
+    from tests.dashboard.helpers import run_page
+
+    default = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        app = run_page("data_models")
+        assert not app.exception
+        assert sys.getswitchinterval() == pytest.approx(pages.GIL_SWITCH_SECONDS) == pytest.approx(0.001)
+    finally:
+        sys.setswitchinterval(default)
