@@ -80,10 +80,10 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(ROOT))
-    from alignscope.core.cache import FeatureCache
-    from alignscope.core.datasets import load_dataset
     from alignscope.core.analysis.engine import default_engine
     from alignscope.core.analysis.worker import wait_warm
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
 
     digits = load_dataset("digits")
     for model in ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"):

@@ -252,7 +252,7 @@ class Engine:
     def _compute_in_worker(self, prepared: Prepared, progress: Progress | None = None) -> Any:
         """:meth:`_compute_and_store` in the worker process; the result is read back from the store."""
         assert self.worker is not None and self.store is not None and prepared.key is not None
-        self.worker.compute(prepared, self.settings, progress)
+        self.worker.call(compute_stored, (self.settings, prepared), progress, prepared.label)
         result = self.store.get(prepared.key)
         if result is None:
             raise AlignscopeError(f"{prepared.label}: the worker process ended without storing a result")
@@ -263,6 +263,11 @@ class Engine:
     def sub_result(self, request: Request) -> Any:
         """A part of a larger job (a layer matrix of a model matrix), from the store or computed now."""
         return self.run(request)
+
+
+def compute_stored(settings: Settings, prepared: Prepared, progress: Progress | None) -> None:
+    """Compute ``prepared`` into the result store of ``settings`` (what the worker process runs)."""
+    Engine(settings=settings).run_prepared(prepared, progress)
 
 
 def holds_gil(request: Request) -> bool:

@@ -8,12 +8,13 @@ child process (spawned, so it shares no locks or threads with the server), which
 umap once when it starts (:func:`alignscope.core.projection.warm_up`; umap's layout code is not cached on
 disk, so only a process that stays up keeps it) and then computes one job at a time.
 
-Protocol, over a private :func:`multiprocessing.Pipe` (tuples of plain values and the frozen
-``Prepared`` the parent built; nothing read from disk or from users is unpickled):
+Protocol, over a private :func:`multiprocessing.Pipe` (tuples of plain values and the frozen requests
+the parent built; nothing read from disk or from users is unpickled):
 
-* parent → child: ``("job", settings, prepared)``, ``("cancel",)``
+* parent → child: ``("job", function, args)`` (``function(*args, progress)`` is a module-level function,
+  sent by name), ``("cancel",)``
 * child → parent: ``("warm", seconds)`` once, then per job ``("progress", done, total)`` …, ending with
-  ``("done",)`` (the result is in the result store under ``prepared.key``), ``("failed", message)`` or
+  ``("done",)`` (the function stored its result, e.g. in the result store), ``("failed", message)`` or
   ``("cancelled",)``.
 
 A worker that dies (killed, out of memory) fails the job it was running with a message; the next job
@@ -25,15 +26,12 @@ from __future__ import annotations
 import multiprocessing
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from alignscope.core.analysis.jobs import JobCancelled, Progress
 from alignscope.core.errors import AlignscopeError
-
-if TYPE_CHECKING:
-    from alignscope.core.analysis.engine import Prepared
-    from alignscope.core.settings import Settings
 
 WORKER_STATES = ("cold", "warming", "warm")
 POLL_SECONDS = 0.2  # how often a waiting job thread looks at its own cancel flag and the child's liveness
@@ -58,7 +56,6 @@ def _serve(conn: Connection) -> None:
     """The child's main loop: warm up, then compute jobs until the parent closes the pipe."""
     import torch
 
-    from alignscope.core.analysis.engine import Engine
     from alignscope.core.projection import warm_up
 
     torch.set_num_threads(1)  # seeded UMAP is single-threaded; the server's own jobs keep the other cores
@@ -67,7 +64,6 @@ def _serve(conn: Connection) -> None:
     except Exception:  # noqa: BLE001 - a failed warm-up only means the first job compiles instead
         seconds = -1.0
     conn.send(("warm", seconds))
-    engines: dict[Any, Engine] = {}
     while True:
         try:
             message = conn.recv()
@@ -75,10 +71,9 @@ def _serve(conn: Connection) -> None:
             return  # the server is gone
         if message[0] != "job":
             continue  # a cancel that arrived after its job had ended
-        _, settings, prepared = message
-        engine = engines.setdefault(settings, Engine(settings=settings))
+        _, function, args = message
         try:
-            engine.run_prepared(prepared, _PipeProgress(conn))
+            function(*args, _PipeProgress(conn))
             reply: tuple[Any, ...] = ("done",)
         except JobCancelled:
             reply = ("cancelled",)
@@ -140,21 +135,22 @@ class ProcessWorker:
         except (EOFError, OSError):
             pass
 
-    def compute(self, prepared: Prepared, settings: Settings, progress: Progress | None = None) -> None:
-        """Compute ``prepared`` in the child, which stores the result under ``prepared.key``; blocks the
-        calling thread (without the GIL) until then, relaying progress. Raises :class:`JobCancelled` when
-        ``progress`` is cancelled, :class:`AlignscopeError` when the job fails or the child dies."""
+    def call(self, function: Callable[..., None], args: tuple, progress: Progress | None, label: str) -> None:
+        """``function(*args, progress)`` in the child (``function`` module-level; it stores what it
+        computes); blocks the calling thread (without the GIL) until it returns, relaying progress. Raises
+        :class:`JobCancelled` when ``progress`` is cancelled, :class:`AlignscopeError` when the call fails or
+        the child dies (``label`` names the work in that message)."""
         with self._lock:
             self.start()
             assert self._conn is not None
             conn, process = self._conn, self._process
             try:
-                conn.send(("job", settings, prepared))
+                conn.send(("job", function, args))
                 self._relay(conn, process, progress)
             except (EOFError, BrokenPipeError, ConnectionResetError) as error:
                 process.join(timeout=5)
                 raise AlignscopeError(
-                    f"the map worker process stopped while computing {prepared.label} "
+                    f"the map worker process stopped while computing {label} "
                     f"(exit code {process.exitcode}); try again, or with fewer samples"
                 ) from error
 
