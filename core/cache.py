@@ -27,7 +27,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from alignscope.core.files import (
 from alignscope.core.models import ModelSpec, get_model_spec, load_model
 from alignscope.core.settings import Settings, get_settings
 from alignscope.core.sources import needs_download
+from alignscope.core.versions import versions_of
 
 CACHE_FORMAT = 1  # part of every key: bump when the features stored under a key change
 SIDECAR_FORMAT = 2  # 2: the sidecar carries a sha256 of its own content; older sidecars are recomputed
@@ -199,16 +199,6 @@ class Leftover:
     what: str
     bytes: int
     key: str | None = None
-
-
-def _package_versions() -> dict[str, str]:
-    versions = {}
-    for package in ("alignscope", "torch", "transformers", "safetensors", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def _load_json(path: Path) -> Any:
@@ -426,7 +416,7 @@ class FeatureCache:
             "sample_ids": list(features.sample_ids),
             "sha256": checksum,
             "bytes": size,
-            "packages": _package_versions(),
+            "packages": versions_of("alignscope", "torch", "transformers", "safetensors", "numpy"),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "meta": {k: v for k, v in features.meta.items() if k != "cache_key"},
         }

@@ -39,6 +39,7 @@ import torch
 from alignscope.core.errors import InvalidNameError, ModelLoadError, UnknownModelError
 from alignscope.core.registry import Registry
 from alignscope.core.settings import get_settings
+from alignscope.core.versions import installed_version
 
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 # What a hub snapshot needs for transformers to load it: configs, tokenizers, safetensors weights.
@@ -107,15 +108,8 @@ RUNTIME_MODULES: dict[str, tuple[Callable[[], torch.nn.Module], tuple[str, ...],
 
 
 def package_versions(*distributions: str) -> str:
-    from importlib import metadata
-
-    versions = []
-    for name in distributions:
-        try:
-            versions.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            versions.append(f"{name}==missing")
-    return ",".join(versions)
+    """``"name==version,..."`` of ``distributions`` (``missing`` for one not installed), for fingerprints."""
+    return ",".join(f"{name}=={installed_version(name) or 'missing'}" for name in distributions)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,8 +8,6 @@ jobs, and the registries' bootstrap.
 
 from __future__ import annotations
 
-from importlib import metadata
-
 import streamlit as st
 
 from alignscope.core.analysis.engine import Engine, Outcome, default_engine
@@ -17,6 +15,7 @@ from alignscope.core.analysis.features import full_dataset
 from alignscope.core.analysis.requests import Request
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.settings import get_settings
+from alignscope.core.versions import versions_of
 
 
 @st.cache_resource(show_spinner=False)
@@ -71,13 +70,8 @@ def dataset_size(name: str) -> int | None:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {}
-    for package in ("alignscope", "torch", "numpy", "scipy", "streamlit", "plotly", "transformers"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    """The versions a result card records."""
+    return versions_of("alignscope", "torch", "numpy", "scipy", "streamlit", "plotly", "transformers")
 
 
 def show_error(error: Exception | str) -> None:

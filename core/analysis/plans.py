@@ -45,6 +45,7 @@ from alignscope.core.files import atomic_write_bytes
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.names import check_name
 from alignscope.core.properties import resolve_models
+from alignscope.core.versions import versions_of
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -428,22 +429,10 @@ def execute(
         "computed": len(requests) - cached,
         "seconds": round(seconds, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": _versions(),
+        "versions": versions_of("alignscope", "torch", "numpy"),
     }
     atomic_write_bytes(out / "run.json", json.dumps(card, indent=1, default=str).encode())
     return RunReport(out, len(requests), cached, len(requests) - cached, seconds)
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for package in ("alignscope", "torch", "numpy"):
-        try:
-            out[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 @dataclass(frozen=True)
