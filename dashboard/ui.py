@@ -254,9 +254,12 @@ def features_ready(models: Sequence[str], dataset: str, n: int, seed: int, *, ke
     reads = [plan for plan in missing if _is_file_read(plan.model)]
     if reads:
         job = engine.extract(tuple(reads), encoders=None)
-        job.wait(10.0)
+        job.wait(0.4)  # a small file is read before the page is drawn; a large one shows its progress
         if job.state == "failed":
             show_error(job.error or "could not read the uploaded representation")
+            return False
+        if not job.done:  # the page script gives its slot back and reruns when the read has finished
+            _watch((job.key,), key)
             return False
         st.rerun()
     from alignscope.core.models import get_model_spec, install_status

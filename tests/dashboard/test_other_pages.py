@@ -287,3 +287,38 @@ def test_many_models_cells_carry_their_own_p_and_interval_in_the_hover():
     assert f"[{expected.ci_low:.4f}, {expected.ci_high:.4f}]" in text
     assert cells[2, 0][5] == text  # a symmetric metric: the mirrored cell is the same pair's statistics
     assert cells[1, 1][5] == ""  # a model against itself has none
+
+
+def test_a_slow_representation_read_shows_its_progress_instead_of_holding_the_page(monkeypatch):
+    """Reading an uploaded representation is a background job; a page waiting for it returned only after
+    10 s (holding one of the server's script slots) and then reran in a loop until the read was done."""
+    import threading
+
+    from alignscope.core.analysis import engine as engine_module
+    from alignscope.core.uploads import add_representation
+    from tests.dashboard.helpers import wait_for_jobs
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.random.default_rng(3).normal(size=(1797, 5)).astype(np.float32))
+    add_representation("slow-rep", "slow.npy", buffer.getvalue(), dataset="digits")
+    release = threading.Event()
+    read = engine_module.extract_for_plan
+
+    def held_read(plan, **kwargs):
+        assert release.wait(120), "the test never released the read"
+        return read(plan, **kwargs)
+
+    monkeypatch.setattr(engine_module, "extract_for_plan", held_read)
+    query = {"models": "digits-cnn-s0,slow-rep"}
+    try:
+        app = run_page("many_models", query, settle=False, timeout=30)
+        no_exception(app)
+        bars = app.get("progress")
+        assert len(bars) == 1 and "slow-rep on digits" in bars[0].proto.text
+        assert not app.dataframe  # nothing drawn from features that are not read yet
+    finally:
+        release.set()
+    assert wait_for_jobs()
+    app = run_page("many_models", query)
+    no_exception(app)
+    assert app.dataframe[0].value.shape == (2, 2)
