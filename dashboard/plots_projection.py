@@ -8,6 +8,7 @@ hover, highlight) is an array over samples (``marker.color``, ``customdata``, ``
 from __future__ import annotations
 
 import html
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,6 +71,18 @@ def label_colours(labels: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return [mapping[label] for label in labels], mapping
 
 
+def top_categories(values: Sequence[str], keep: int) -> list[str]:
+    """``values`` with all but the ``keep - 1`` most frequent ones (ties: in sorted order) replaced by
+    ``"other (<m> values)"``, so a text column with more values than there are colours still colours
+    its main categories; at most ``keep`` values result."""
+    counts = Counter(values)
+    if len(counts) <= keep:
+        return list(values)
+    kept = {value for value, _ in sorted(counts.items(), key=lambda item: (-item[1], item[0]))[: keep - 1]}
+    other = f"other ({len(counts) - len(kept)} values)"
+    return [value if value in kept else other for value in values]
+
+
 def projection_scatter(
     coords: np.ndarray,
     *,
@@ -81,6 +94,7 @@ def projection_scatter(
     color_values: Sequence[float] | None = None,
     color_title: str = "k-NN overlap",
     color_range: tuple[float, float] | None = (0.0, 1.0),
+    color_in_hover: bool = False,
     overlap: Sequence[float] | None = None,
     snippets: Sequence[str] | None = None,
     selected_indices: Sequence[int] | None = None,
@@ -96,6 +110,8 @@ def projection_scatter(
             label's name is written at the median of its points.
         label_title: what ``labels`` are (a metadata column's name), in the hover.
         color_values: n numbers to colour by instead (e.g. per-sample k-NN overlap), with a colour bar.
+        color_in_hover: also show each point's ``color_values`` number (NaN for a missing one) on hover,
+            under ``color_title``.
         overlap: n per-sample overlaps, shown on hover when given.
         snippets: n short texts shown on hover (text datasets).
         selected_indices: samples to highlight (the others are dimmed); ``None`` or empty: no highlight.
@@ -141,6 +157,8 @@ def projection_scatter(
     if labels is not None:
         # escaped, and '%' too: a name like "%{customdata[0]}" must not pull in another field
         hover += f"<br>{html.escape(label_title).replace('%', '&#37;')}: %{{customdata[1]}}"
+    if color_values is not None and color_in_hover:
+        hover += f"<br>{html.escape(color_title).replace('%', '&#37;')}: %{{marker.color:.4g}}"
     if overlap is not None:
         hover += "<br>k-NN overlap: %{customdata[2]:.2f}"
     if snippets is not None:

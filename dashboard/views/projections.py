@@ -34,14 +34,24 @@ MAX_GALLERY = 60
 
 def _colour_options(sel: Selection) -> list[str]:
     """Label, alignment, and ``meta:<column>`` for each numeric metadata column of the dataset and each text
-    column with at most as many values as there are label colours."""
+    column whose values are categories: at most as many as there are label colours, or repeated (at most
+    half as many values as samples; the most frequent get colours, the rest one "other")."""
     try:
         metadata = view_dataset(sel.dataset, sel.n, sel.seed).metadata
     except AlignscopeError:
         metadata = ()
-    # text columns with more values than colours (ids, captions) would be one colour step per sample
-    shown = [c for c in metadata if c.numeric or len(set(c.values)) <= len(plots_projection.LABEL_COLOURS)]
+    # text columns whose values are mostly distinct (ids, captions) are no categories to colour by
+    shown = [c for c in metadata if c.numeric or _categories(c.values) is not None]
     return [*COLOR_BY, *(METADATA_PREFIX + column.name for column in shown)]
+
+
+def _categories(values: tuple[str, ...]) -> list[str] | None:
+    """A text column's values as colour categories, or None when they are mostly distinct."""
+    distinct = len(set(values))
+    colours = len(plots_projection.LABEL_COLOURS)
+    if distinct > colours and distinct > len(values) // 2:
+        return None
+    return plots_projection.top_categories(values, colours)
 
 
 def _colour_name(option: str) -> str:
@@ -132,8 +142,14 @@ def _colour_arguments(color_by: str, data, overlap: np.ndarray, k: int) -> dict:
         return {"labels": data.labels}
     if column.numeric:
         values = np.asarray(column.values, dtype=float)
-        return {"labels": data.labels, "color_values": values, "color_title": column.name, "color_range": None}
-    return {"labels": column.values, "label_title": column.name}
+        return {
+            "labels": data.labels,
+            "color_values": values,
+            "color_title": column.name,
+            "color_range": None,
+            "color_in_hover": True,
+        }
+    return {"labels": _categories(column.values) or column.values, "label_title": column.name}
 
 
 def render(sel: Selection) -> None:

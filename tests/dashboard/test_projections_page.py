@@ -249,3 +249,46 @@ def test_a_link_to_a_metadata_column_the_dataset_lacks_says_so_and_colours_by_la
     no_exception(app)
     assert any("no metadata column 'nope'" in w.value for w in app.warning)
     assert "label: %{customdata[1]}" in chart_spec(app, "proj-a")["data"][0]["hovertemplate"]
+
+
+def test_a_text_column_with_more_values_than_colours_colours_its_main_categories_and_numbers_show_on_hover():
+    import io
+
+    import pandas as pd
+
+    from alignscope.core.uploads import add_representation, add_text_dataset
+    from alignscope.dashboard.plots_projection import LABEL_COLOURS
+
+    n = 120
+    table = pd.DataFrame(
+        {
+            "text": [f"sentence number {i}" for i in range(n)],
+            "city": [f"city {i % 50:02d}" for i in range(n)],  # 50 values, each 2-3 times: categories
+            "caption": [f"unique {i}" for i in range(n)],  # all distinct: no categories
+            "length": [float("nan") if i == 7 else float(i) for i in range(n)],
+        }
+    )
+    add_text_dataset("many-cities", "t.csv", table.to_csv(index=False).encode())
+    rng = np.random.default_rng(1)
+    for model in ("city-rep-a", "city-rep-b"):
+        buffer = io.BytesIO()
+        np.save(buffer, rng.standard_normal((n, 5)).astype(np.float32))
+        add_representation(model, f"{model}.npy", buffer.getvalue(), dataset="many-cities")
+    query = {"data": "many-cities", "a": "city-rep-a", "b": "city-rep-b", "n": str(n), "perm": "0", "boot": "0"}
+    app = run_page("projections", {**query, "color": "meta:city"}, fast=False)
+    no_exception(app)
+    options = next(r.options for r in app.radio if r.label == "Colour by")
+    assert "city (metadata)" in options and not any("caption" in o for o in options)
+    trace = chart_spec(app, "proj-a")["data"][0]
+    shown = [row[1] for row in trace["customdata"]]
+    # the 35 most frequent keep their names (20 seen 3 times, then 15 of those seen twice, in order);
+    # the other 15 are one category
+    assert len(LABEL_COLOURS) == 36
+    kept = [f"city {i:02d}" for i in range(35)]
+    assert shown == [f"city {i % 50:02d}" if i % 50 < 35 else "other (15 values)" for i in range(n)]
+    assert set(shown) == {*kept, "other (15 values)"} and len(set(trace["marker"]["color"])) == 36
+    # numbers: each point's value on hover, a missing one too
+    trace = chart_spec(run_page("projections", {**query, "color": "meta:length"}, fast=False), "proj-a")["data"][0]
+    assert "length: %{marker.color:.4g}" in trace["hovertemplate"]
+    colours = trace["marker"]["color"]
+    assert colours[8] == 8.0 and (colours[7] is None or np.isnan(colours[7]))
