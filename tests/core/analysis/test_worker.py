@@ -77,53 +77,51 @@ def _wait_for(condition, timeout: float) -> bool:
     return condition()
 
 
-@pytest.mark.slow
-def test_a_killed_worker_fails_its_job_stores_nothing_and_the_next_job_gets_a_new_worker(engine):
+@pytest.fixture
+def worker(engine):
+    """A worker process of the test's own, for ``engine`` (stopped after the test)."""
     from alignscope.core.analysis.worker import ProcessWorker
 
-    worker = engine.worker = ProcessWorker()
+    engine.worker = ProcessWorker()
+    yield engine.worker
+    engine.worker.stop()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_its_job_stores_nothing_and_the_next_job_gets_a_new_worker(engine, worker):
     request = ProjectionRequest("digits-cnn-s1", "digits", 1797, seed=5, method="umap")
-    try:
-        outcome = engine.request(request, start=True)
-        job = outcome.job
-        assert _wait_for(lambda: worker.pid is not None, 60)
-        first_pid = worker.pid
-        os.kill(first_pid, signal.SIGKILL)
-        assert job.wait(120)
-        assert job.state == "failed"
-        assert "worker process stopped" in job.error and "exit code -9" in job.error
-        assert engine.store.get(outcome.prepared.key) is None
+    outcome = engine.request(request, start=True)
+    job = outcome.job
+    assert _wait_for(lambda: worker.pid is not None, 60)
+    first_pid = worker.pid
+    os.kill(first_pid, signal.SIGKILL)
+    assert job.wait(120)
+    assert job.state == "failed"
+    assert "worker process stopped" in job.error and "exit code -9" in job.error
+    assert engine.store.get(outcome.prepared.key) is None
 
-        retried = engine.request(request, start=True)
-        assert retried.job is not job and retried.job.wait(600)
-        assert retried.job.state == "done", retried.job.error
-        assert worker.pid != first_pid and worker.state == "warm"
-        assert retried.job.result.coords.shape == (1797, 2)
-        assert np.isfinite(retried.job.result.coords).all()
-    finally:
-        worker.stop()
+    retried = engine.request(request, start=True)
+    assert retried.job is not job and retried.job.wait(600)
+    assert retried.job.state == "done", retried.job.error
+    assert worker.pid != first_pid and worker.state == "warm"
+    assert retried.job.result.coords.shape == (1797, 2)
+    assert np.isfinite(retried.job.result.coords).all()
 
 
 @pytest.mark.slow
-def test_a_cancelled_job_stops_in_the_worker_which_then_serves_the_next_job(engine):
-    from alignscope.core.analysis.worker import ProcessWorker
-
-    worker = engine.worker = ProcessWorker()
+def test_a_cancelled_job_stops_in_the_worker_which_then_serves_the_next_job(engine, worker):
     long_job = ProjectionRequest("digits-cnn-s2", "digits", 1797, seed=6, method="umap")
-    try:
-        outcome = engine.request(long_job, start=True)
-        job = outcome.job
-        # cancelled once it reports epochs from the worker (after the warm-up and the neighbour graph)
-        assert _wait_for(lambda: job.progress.fraction > 0.0 or job.done, 600), "no progress from the worker"
-        job.cancel()
-        assert job.wait(120)
-        assert job.state == "cancelled"
-        assert engine.store.get(outcome.prepared.key) is None
-        pid = worker.pid
+    outcome = engine.request(long_job, start=True)
+    job = outcome.job
+    # cancelled once it reports epochs from the worker (after the warm-up and the neighbour graph)
+    assert _wait_for(lambda: job.progress.fraction > 0.0 or job.done, 600), "no progress from the worker"
+    job.cancel()
+    assert job.wait(120)
+    assert job.state == "cancelled"
+    assert engine.store.get(outcome.prepared.key) is None
+    pid = worker.pid
 
-        short = engine.request(UMAP, start=True)
-        assert short.job.wait(300) and short.job.state == "done", short.job.error
-        assert worker.pid == pid  # the same worker, still warm
-        np.testing.assert_allclose(short.job.result.coords, _in_this_process(engine, UMAP), atol=1e-4)
-    finally:
-        worker.stop()
+    short = engine.request(UMAP, start=True)
+    assert short.job.wait(300) and short.job.state == "done", short.job.error
+    assert worker.pid == pid  # the same worker, still warm
+    np.testing.assert_allclose(short.job.result.coords, _in_this_process(engine, UMAP), atol=1e-4)
