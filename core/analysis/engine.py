@@ -633,9 +633,7 @@ def _estimate_projection(engine: Engine, prepared: Prepared) -> float:
 
 def _umap_warm(engine: Engine) -> bool:
     """Whether a UMAP job would find umap compiled (or compiling already: its cost is being paid)."""
-    if engine.worker is not None:
-        return engine.worker.state != "cold"
-    return engine.umap_warm
+    return engine.umap_warm or (engine.worker is not None and engine.worker.state != "cold")
 
 
 def _estimate_aligned(engine: Engine, prepared: Prepared) -> float:

@@ -23,10 +23,13 @@ starts a new one.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import sys
 import threading
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -87,6 +90,20 @@ def _serve(conn: Connection) -> None:
             return
 
 
+@contextlib.contextmanager
+def _plain_main() -> Iterator[None]:
+    """A plain ``__main__`` while the child is spawned. Spawning re-imports the parent's main file in the
+    child, and in a Streamlit server that is the app script (Streamlit puts it in ``sys.modules``), which
+    would run the whole dashboard inside the worker before it starts."""
+    main = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if main is not None:
+            sys.modules["__main__"] = main
+
+
 class ProcessWorker:
     """The parent's handle on the child: start it (it warms up), and compute one job at a time in it."""
 
@@ -105,7 +122,8 @@ class ProcessWorker:
             context = multiprocessing.get_context("spawn")
             parent_end, child_end = context.Pipe(duplex=True)
             process = context.Process(target=_serve, args=(child_end,), name="alignscope-worker", daemon=True)
-            process.start()
+            with _plain_main():
+                process.start()
             child_end.close()
             self._process, self._conn, self._warm = process, parent_end, False
 
@@ -140,19 +158,26 @@ class ProcessWorker:
         computes); blocks the calling thread (without the GIL) until it returns, relaying progress. Raises
         :class:`JobCancelled` when ``progress`` is cancelled, :class:`AlignscopeError` when the call fails or
         the child dies (``label`` names the work in that message)."""
-        with self._lock:
+        while not self._lock.acquire(timeout=POLL_SECONDS):  # another job runs: wait, but stay cancellable
+            if progress is not None and progress.cancelled:
+                raise JobCancelled("cancelled")
+        try:
+            if progress is not None and progress.cancelled:
+                raise JobCancelled("cancelled")
             self.start()
             assert self._conn is not None
             conn, process = self._conn, self._process
             try:
                 conn.send(("job", function, args))
                 self._relay(conn, process, progress)
-            except (EOFError, BrokenPipeError, ConnectionResetError) as error:
+            except (EOFError, OSError) as error:  # the child died, or stop() closed the pipe
                 process.join(timeout=5)
                 raise AlignscopeError(
                     f"the map worker process stopped while computing {label} "
                     f"(exit code {process.exitcode}); try again, or with fewer samples"
                 ) from error
+        finally:
+            self._lock.release()
 
     def _relay(self, conn: Connection, process: Any, progress: Progress | None) -> None:
         cancel_sent = False

@@ -19,21 +19,25 @@ from alignscope.core.analysis.requests import AlignedProjectionRequest, Projecti
 
 UMAP = ProjectionRequest("digits-cnn-s0", "digits", 60, seed=3, method="umap")
 
+# run as a script file, as Streamlit runs the app script: spawning must not run its top level again
 _SERVER_LIKE = """
-import json, sys
-from alignscope.core.analysis.engine import default_engine
-from alignscope.core.analysis.requests import ProjectionRequest
-engine = default_engine()
-outcome = engine.request(ProjectionRequest("digits-cnn-s0", "digits", 60, seed=3, method="umap"), start=True)
-outcome.job.wait(600)
-print(json.dumps({
-    "state": outcome.job.state,
-    "error": outcome.job.error,
-    "coords": None if outcome.job.result is None else outcome.job.result.coords.tolist(),
-    "umap_here": "umap" in sys.modules,
-    "numba_here": "numba" in sys.modules,
-    "worker_pid": engine.worker.pid,
-}))
+import json, os, sys
+with open(os.environ["RAN_TOP_LEVEL"], "a") as log:
+    log.write(f"{os.getpid()}\\n")
+if __name__ == "__main__":
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.requests import ProjectionRequest
+    engine = default_engine()
+    outcome = engine.request(ProjectionRequest("digits-cnn-s0", "digits", 60, seed=3, method="umap"), start=True)
+    outcome.job.wait(600)
+    print(json.dumps({
+        "state": outcome.job.state,
+        "error": outcome.job.error,
+        "coords": None if outcome.job.result is None else outcome.job.result.coords.tolist(),
+        "umap_here": "umap" in sys.modules,
+        "numba_here": "numba" in sys.modules,
+        "worker_pid": engine.worker.pid,
+    }))
 """
 
 
@@ -44,17 +48,21 @@ def test_only_umap_requests_hold_the_gil():
 
 
 @pytest.mark.slow
-def test_the_dashboards_engine_computes_umap_in_its_worker_and_never_imports_umap(engine):
+def test_the_dashboards_engine_computes_umap_in_its_worker_and_never_imports_umap(engine, tmp_path):
     """A process like the dashboard's server (the default engine, a background job) gets the same map as
-    the foreground computation, while umap and numba are never imported into it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    the foreground computation, while umap and numba are never imported into it, and the worker does not
+    run the server's main script."""
+    script, ran = tmp_path / "server_like.py", tmp_path / "ran.txt"
+    script.write_text(_SERVER_LIKE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "RAN_TOP_LEVEL": str(ran)}
     done = subprocess.run(
-        [sys.executable, "-c", _SERVER_LIKE], env=env, capture_output=True, text=True, timeout=900, check=True
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=900, check=True
     )
     reported = json.loads(done.stdout.strip().splitlines()[-1])
     assert reported["state"] == "done", reported["error"]
     assert reported["umap_here"] is False and reported["numba_here"] is False
     assert reported["worker_pid"] not in (None, os.getpid())
+    assert len(ran.read_text().split()) == 1  # the script's top level ran once: in the server, not the worker
     assert np.asarray(reported["coords"]).shape == (60, 2)
     np.testing.assert_allclose(np.asarray(reported["coords"]), _in_this_process(engine, UMAP), atol=1e-4)
     np.testing.assert_array_equal(engine.run(UMAP).coords, np.asarray(reported["coords"]))  # stored, not redone
@@ -125,3 +133,25 @@ def test_a_cancelled_job_stops_in_the_worker_which_then_serves_the_next_job(engi
     assert short.job.wait(300) and short.job.state == "done", short.job.error
     assert worker.pid == pid  # the same worker, still warm
     np.testing.assert_allclose(short.job.result.coords, _in_this_process(engine, UMAP), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_job_waiting_for_the_busy_worker_can_be_cancelled_before_its_turn(engine, worker):
+    from alignscope.core.analysis.engine import Engine
+
+    running = engine.request(ProjectionRequest("digits-cnn-s0", "digits", 1797, seed=7, method="umap"), start=True)
+    assert _wait_for(lambda: running.job.progress.fraction > 0.0 or running.job.done, 600)
+    waiting = Engine(worker=worker).request(UMAP.replace(seed=8), start=True)  # another engine, same worker
+    waiting.job.cancel()
+    assert waiting.job.wait(60) and waiting.job.state == "cancelled"
+    assert not running.job.done  # it ended while the other still held the worker, not after its turn
+    assert running.job.wait(600) and running.job.state == "done", running.job.error
+
+
+def test_a_umap_computed_in_this_process_counts_as_warm_even_before_the_worker_starts():
+    from alignscope.core.analysis.engine import Engine, _umap_warm
+    from alignscope.core.analysis.worker import ProcessWorker
+
+    assert not _umap_warm(Engine(worker=ProcessWorker()))  # not started: the first job pays the compile
+    assert _umap_warm(Engine(worker=ProcessWorker(), umap_warm=True))  # compiled here already (CLI, API)
+    assert _umap_warm(Engine(umap_warm=True)) and not _umap_warm(Engine())
