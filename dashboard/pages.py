@@ -69,9 +69,9 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 SCRIPT_SLOTS = usable_cpus()
 # How long a thread holding the GIL keeps it while another waits (CPython's default is 5 ms). The server's
 # event loop gives the GIL up at every socket call and waits up to this long to get it back from a page
-# script building a figure, so a request needing many socket calls waited seconds under 20 sessions.
-# At 1 ms (bench_load, 20 sessions x 3 links, same box): health p99 4.1 -> 2.9 s, max 7.9 -> 3.4 s,
-# page p50 48 -> 34 s.
+# script building a figure, so a request needing many socket calls waited longer. At 1 ms, bench_load
+# (20 sessions x 3 links) gave health p99 2.9-4.6 s, max 3.4-6.6 s over three runs (with the worker process
+# and deferred downloads), against 3.6-4.6 s and 6.2-6.4 s without them: within the spread, not a proven win.
 GIL_SWITCH_SECONDS = 0.001
 _script_slots = threading.BoundedSemaphore(SCRIPT_SLOTS)
 

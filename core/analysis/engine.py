@@ -253,11 +253,9 @@ class Engine:
         """:meth:`_compute_and_store` in the worker process; the result is read back from the store."""
         assert self.worker is not None and self.store is not None and prepared.key is not None
         self.worker.call(compute_stored, (self.settings, prepared), progress, prepared.label)
-        result = self.store.get(prepared.key)
+        result = self.cached(prepared)
         if result is None:
             raise AlignscopeError(f"{prepared.label}: the worker process ended without storing a result")
-        with self._memory_lock:
-            self._memory[prepared.key] = result
         return result
 
     def sub_result(self, request: Request) -> Any:

@@ -41,17 +41,21 @@ def _colour_options(sel: Selection) -> list[str]:
     except AlignscopeError:
         metadata = ()
     # text columns whose values are mostly distinct (ids, captions) are no categories to colour by
-    shown = [c for c in metadata if c.numeric or _categories(c.values) is not None]
+    shown = [c for c in metadata if c.numeric or _are_categories(c.values)]
     return [*COLOR_BY, *(METADATA_PREFIX + column.name for column in shown)]
+
+
+def _are_categories(values: tuple[str, ...]) -> bool:
+    """Whether a text column's values can colour a map: few, or repeated (not mostly distinct)."""
+    distinct = len(set(values))
+    return distinct <= len(plots_projection.LABEL_COLOURS) or distinct <= len(values) // 2
 
 
 def _categories(values: tuple[str, ...]) -> list[str] | None:
     """A text column's values as colour categories, or None when they are mostly distinct."""
-    distinct = len(set(values))
-    colours = len(plots_projection.LABEL_COLOURS)
-    if distinct > colours and distinct > len(values) // 2:
+    if not _are_categories(values):
         return None
-    return plots_projection.top_categories(values, colours)
+    return plots_projection.top_categories(values, len(plots_projection.LABEL_COLOURS))
 
 
 def _colour_name(option: str) -> str:
