@@ -15,7 +15,8 @@ similar. Ties are broken by the lower sample index, so the same features always 
 
 - ``"exact"`` (default): every pair is compared. Two backends give the same lists (``exact_backend``):
   torch row blocks (only a ``block_size`` x n block of similarities is ever held, so n = 100,000 works on
-  a laptop), or faiss's flat search (:func:`alignscope.core.ann.flat_candidates`: IndexFlatIP's inner
+  a laptop; on the CPU each pair's similarity is computed once, for i < j, and read for both rows: half
+  the products, see :func:`_symmetric_search`), or faiss's flat search (:func:`alignscope.core.ann.flat_candidates`: IndexFlatIP's inner
   products, IndexFlatL2's distances) whose k + c + 1 best candidates per row (c the most copies of one
   sample) are re-sorted by (−similarity, index); a row whose k-th value equals the last fetched one may
   have lower-index ties beyond them and is searched again on torch blocks, so ties go to the lower index
@@ -53,6 +54,7 @@ import torch.nn.functional as F
 from alignscope.core import ann
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import as_tensor, check_choice, check_features, check_k
+from alignscope.core.metrics.self_gram import self_gram
 
 DEFAULT_BLOCK_SIZE = 1024
 SIMILARITIES = ("cosine", "ip", "euclidean")
@@ -68,6 +70,9 @@ _CHUNKED_MIN_COLUMNS = 32_768
 _REFERENCE_BLOCK = 256
 # columns per torch.median call when shifting features for the Euclidean search (bounds its copy)
 _MEDIAN_ELEMENTS = 1 << 24
+# columns of a row block read transposed at a time by the symmetric search (bounds that copy: 32 MiB at
+# 1024 float32 rows)
+_TRANSPOSED_COLUMNS = 8192
 
 
 @dataclass(frozen=True)
@@ -249,11 +254,27 @@ def _search_rows(feats: torch.Tensor, similarity: str) -> tuple[torch.Tensor, to
     return shifted, (shifted * shifted).sum(dim=1)
 
 
+def _mask_block(sims: torch.Tensor, prepared: _Prepared, query_index: torch.Tensor, first_column: int = 0) -> None:
+    """In place, on the similarities of rows ``query_index`` [b] to the columns from ``first_column`` on
+    [b, n - first_column]: snap cosines, turn inner products into −‖x_i − x_j‖² (Euclidean), and exclude
+    each row's own column and its copies' (-inf). Every query row's own column is in the block."""
+    sq_norms, sample_ids = prepared.sq_norms, prepared.sample_ids
+    if prepared.similarity == "cosine":
+        snap_cosines(sims)
+    if sq_norms is not None:  # −‖x_i − x_j‖², in place; rounding must not make a distance negative
+        sims.mul_(2).sub_(sq_norms[query_index, None]).sub_(sq_norms[None, first_column:]).clamp_(max=0.0)
+    sims[torch.arange(sims.shape[0], device=sims.device), query_index - first_column] = float("-inf")
+    if sample_ids is not None:
+        sims.masked_fill_(sample_ids[query_index, None] == sample_ids[None, first_column:], float("-inf"))
+
+
 def _exact_search(
     prepared: _Prepared, k: int, block_size: int, queries: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact (values, indices) [q, k] of the query rows (all rows when ``queries`` is None), torch blocks."""
-    rows, sq_norms, sample_ids = prepared.rows, prepared.sq_norms, prepared.sample_ids
+    rows = prepared.rows
+    if queries is None and block_size < prepared.n_samples and rows.device.type == "cpu":
+        return _symmetric_search(prepared, k, block_size)
     n_queries = prepared.n_samples if queries is None else int(queries.numel())
     out_indices = torch.empty((n_queries, k), dtype=torch.long, device=rows.device)
     out_values = torch.empty((n_queries, k), dtype=rows.dtype, device=rows.device)
@@ -269,17 +290,60 @@ def _exact_search(
             query_index = queries[start:stop]
             query_rows = rows[query_index]
         sims = buffer[: stop - start]
-        torch.matmul(query_rows, columns, out=sims)
-        if prepared.similarity == "cosine":
-            snap_cosines(sims)
-        if sq_norms is not None:  # −‖x_i − x_j‖², in place; rounding must not make a distance negative
-            sims.mul_(2).sub_(sq_norms[query_index, None]).sub_(sq_norms[None, :]).clamp_(max=0.0)
-        sims[torch.arange(stop - start, device=rows.device), query_index] = float("-inf")
-        if sample_ids is not None:
-            sims.masked_fill_(sample_ids[query_index, None] == sample_ids[None, :], float("-inf"))
+        if queries is None and stop - start == prepared.n_samples:
+            self_gram(rows, out=sims)  # the whole Gram in one block: only its upper block triangle
+        else:
+            torch.matmul(query_rows, columns, out=sims)
+        _mask_block(sims, prepared, query_index)
         values, indices = _block_topk(sims, k)
         out_indices[start:stop] = indices
         out_values[start:stop] = values
+    return out_values, out_indices
+
+
+def _symmetric_search(prepared: _Prepared, k: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_exact_search` of every row from the upper block triangle of the similarities (half the
+    products; the similarity of i and j is that of j and i).
+
+    Row block [s, e) meets the columns from s on, [e - s, n - s]. Its rows' k + 1 best among those
+    columns, merged with the k + 1 best their columns before s gave (the same products read transposed
+    in earlier blocks), are those rows' k + 1 best; its columns from e on, read transposed, give the later
+    rows their k + 1 best among rows [s, e), merged into running lists. Each merge keeps the k + 1 largest
+    values of the union exactly, but among equal values any index may stay: a row whose k-th and
+    (k + 1)-th values tie may have lost a lower index, and is searched again with the plain blocks (as the
+    faiss path's rows are), so the lists and the tie rule are those of :func:`_exact_search`.
+    """
+    rows = prepared.rows
+    n_samples, keep = prepared.n_samples, k + 1
+    device, dtype = rows.device, rows.dtype
+    # the best k + 1 of each row among the columns of the row blocks before its own
+    earlier_values = torch.full((n_samples, keep), float("-inf"), dtype=dtype, device=device)
+    earlier_indices = torch.zeros((n_samples, keep), dtype=torch.long, device=device)
+    out_values = torch.empty((n_samples, k), dtype=dtype, device=device)
+    out_indices = torch.empty((n_samples, k), dtype=torch.long, device=device)
+    unsure = torch.zeros(n_samples, dtype=torch.bool, device=device)
+    buffer = torch.empty(block_size * n_samples, dtype=dtype, device=device)  # flat: each block contiguous
+    for start in range(0, n_samples, block_size):
+        stop = min(start + block_size, n_samples)
+        sims = buffer[: (stop - start) * (n_samples - start)].view(stop - start, n_samples - start)
+        torch.matmul(rows[start:stop], rows[start:].T, out=sims)
+        _mask_block(sims, prepared, torch.arange(start, stop, device=device), first_column=start)
+        values, columns = _block_topk(sims, min(keep, sims.shape[1]))
+        values = torch.cat([values, earlier_values[start:stop]], dim=1)
+        indices = torch.cat([columns + start, earlier_indices[start:stop]], dim=1)
+        values, indices = _order_candidates(values, indices)
+        out_values[start:stop], out_indices[start:stop] = values[:, :k], indices[:, :k]
+        unsure[start:stop] = values[:, k] == values[:, k - 1]
+        for first in range(stop - start, sims.shape[1], _TRANSPOSED_COLUMNS):
+            last = min(first + _TRANSPOSED_COLUMNS, sims.shape[1])
+            found = torch.topk(sims[:, first:last].T.contiguous(), min(keep, stop - start), dim=1)
+            later = slice(start + first, start + last)
+            merged_values = torch.cat([earlier_values[later], found.values], dim=1)
+            merged_indices = torch.cat([earlier_indices[later], found.indices + start], dim=1)
+            best = torch.topk(merged_values, keep, dim=1)
+            earlier_values[later] = best.values
+            earlier_indices[later] = torch.gather(merged_indices, 1, best.indices)
+    _repair_rows(prepared, k, block_size, out_values, out_indices, unsure)
     return out_values, out_indices
 
 

@@ -26,6 +26,7 @@ import torch
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs, as_tensor, centered64, check_positive, present
 from alignscope.core.metrics.registry import MetricSpec, ParamSpec, register
+from alignscope.core.metrics.self_gram import self_gram
 
 KORNBLITH_REF = "Kornblith et al. 2019, Similarity of Neural Network Representations Revisited"
 SONG_REF = "Song et al. 2012 (JMLR 13), unbiased HSIC eq. 5; debiased CKA as in Nguyen et al. 2021"
@@ -102,7 +103,7 @@ def _prepare_linear(feats: Any, *, name: str = "feats", gram: bool | None = None
     if gram is None:
         gram = feats.shape[0] <= GRAM_MAX_SAMPLES
     if gram:
-        kernel = (centred @ centred.T).flatten()
+        kernel = self_gram(centred).flatten()
         norm = float(torch.linalg.vector_norm(kernel))
         return KernelState(gram_unit=kernel.div_(norm), self_hsic=norm**2)
     cov = centred.T @ centred
@@ -146,7 +147,7 @@ def _prepare_debiased(feats: Any, *, name: str = "feats", gram: bool | None = No
     if gram is None:
         gram = feats.shape[0] <= GRAM_MAX_SAMPLES
     if gram:
-        kernel = u_center_gram(centred @ centred.T, inplace=True).flatten()
+        kernel = u_center_gram(self_gram(centred), inplace=True).flatten()
         self_term = float(torch.dot(kernel, kernel))
         if self_term > 0:
             kernel.div_(np.sqrt(self_term))
@@ -185,7 +186,7 @@ def rbf_gram(feats: torch.Tensor, sigma_factor: float = 1.0, name: str = "feats"
     """exp(-‖x_i - x_j‖² / 2σ²) with σ = sigma_factor × median off-diagonal distance; float64 [n, n]."""
     feats64 = centered64(feats)
     sq_norms = (feats64 * feats64).sum(dim=1)
-    sq_dist = (sq_norms[:, None] + sq_norms[None, :] - 2 * feats64 @ feats64.T).clamp_min(0.0)
+    sq_dist = (sq_norms[:, None] + sq_norms[None, :] - 2 * self_gram(feats64)).clamp_min(0.0)
     sq_dist.fill_diagonal_(0.0)
     n = feats.shape[0]
     upper = torch.triu_indices(n, n, offset=1, device=feats.device)

@@ -264,8 +264,8 @@ def matrix_lists(feats, k, similarity):
 
 
 def test_exact_searches_wide_enough_for_the_chunked_top_k_give_the_slow_lists(monkeypatch):
-    feats = np.random.default_rng(23).standard_normal((1500, 4)).astype(np.float32)
-    monkeypatch.setattr(neighbors, "_CHUNKED_MIN_COLUMNS", 1024)  # the wide-block path at n = 1500
+    feats = np.random.default_rng(23).standard_normal((2000, 4)).astype(np.float32)
+    monkeypatch.setattr(neighbors, "_CHUNKED_MIN_COLUMNS", 1024)  # the wide-block path at n = 2000
     answered = []
 
     def counted(sims, k):
@@ -277,8 +277,8 @@ def test_exact_searches_wide_enough_for_the_chunked_top_k_give_the_slow_lists(mo
     for similarity in SIMILARITIES:
         found = search_neighbors(feats, 2, similarity=similarity, block_size=256).indices.numpy()
         assert np.array_equal(found, matrix_lists(feats, 2, similarity))
-    assert answered and all(answered)  # every block went through the chunked path
-    tied = _tied(1500, 3, 26)  # many ties: the chunked path declines or agrees, never differs
+    assert answered and all(answered)  # the wide blocks went through the chunked path
+    tied = _tied(2000, 3, 26)  # many ties: the chunked path declines or agrees, never differs
     found = search_neighbors(tied, 2, similarity="ip", block_size=256).indices.numpy()
     assert np.array_equal(found, matrix_lists(tied, 2, "ip"))
 
@@ -309,3 +309,23 @@ def test_without_faiss_exact_search_still_runs_and_faiss_requests_say_what_to_in
     for options in ({"exact_backend": "faiss"}, {"neighbors": "approx"}):
         with pytest.raises(InputError, match="pip install faiss-cpu"):
             search_neighbors(feats, 3, **options)
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+@pytest.mark.parametrize(("n_samples", "block_size", "k"), [(65, 64, 3), (200, 48, 9), (30, 7, 28)])
+def test_the_symmetric_search_gives_the_row_block_lists(similarity, n_samples, block_size, k):
+    """Half the products (upper block triangle, transposed reads, merged lists, tied rows searched
+    again) give exactly the lists of the plain row blocks, ties, copies and a one-row last block included.
+    Cosines in float64, which are ranked on a grid (float32 cosines of tied rows differ by rounding)."""
+    feats = torch.as_tensor(_tied(n_samples, 3, n_samples))
+    feats = feats.double() if similarity == "cosine" else feats
+    ids = torch.arange(n_samples) // 2  # bootstrap copies: each sample twice
+    for sample_ids in (None, ids):
+        if sample_ids is not None and k > n_samples // 2 - 1:
+            continue
+        prepared = neighbors._prepare(feats, similarity, sample_ids, k, "feats")
+        every_row = torch.arange(n_samples)
+        values, indices = neighbors._symmetric_search(prepared, k, block_size)
+        plain_values, plain_indices = neighbors._exact_search(prepared, k, block_size, queries=every_row)
+        assert torch.equal(indices, plain_indices)
+        assert torch.equal(values, plain_values)
