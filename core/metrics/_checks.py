@@ -46,7 +46,8 @@ def check_features(feats: Any, name: str = "feats", *, min_samples: int = MIN_SA
         raise InputError(f"{name} has no feature columns (shape {tuple(tensor.shape)})")
     if n_samples < min_samples:
         raise InputError(f"{name} has {n_samples} rows; at least {min_samples} samples are needed")
-    if not bool(torch.isfinite(tensor).all()):
+    # one NaN or Inf makes the sum non-finite (a finite overflow only costs the elementwise check)
+    if not bool(torch.isfinite(tensor.sum())) and not bool(torch.isfinite(tensor).all()):
         n_bad = int((~torch.isfinite(tensor)).sum())
         raise InputError(f"{name} contains {n_bad} NaN or Inf values; clean or drop those samples first")
     return tensor

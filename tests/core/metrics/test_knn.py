@@ -196,3 +196,21 @@ def test_approximate_scores_are_close_to_exact_and_their_states_carry_the_recall
     cknna_state = get_metric("cknna").prepare(a, k=10, neighbors="approx")
     assert cknna_state.report == state_a.report  # the same search, so the same lists and recall
     assert torch.equal(cknna_state.indices, state_a.indices)
+
+
+def test_finite_features_whose_sum_overflows_pass_and_one_inf_among_them_does_not():
+    """The finiteness check sums first (one NaN or Inf makes the sum non-finite): a float32 matrix of
+    finite values near the float32 maximum overflows that sum and must still pass."""
+    from alignscope.core.metrics._checks import check_features
+
+    huge = torch.full((6, 3), 3e38, dtype=torch.float32)
+    huge[:, 1] = torch.linspace(-3e38, -0.5e38, 6)
+    assert not torch.isfinite(huge.sum())  # the sum overflows ...
+    assert check_features(huge) is not None  # ... and nothing is refused
+    huge[2, 2] = float("inf")
+    with pytest.raises(InputError, match="contains 1 NaN or Inf"):
+        check_features(huge)
+    offsetting = torch.ones(6, 3)
+    offsetting[0, 0], offsetting[1, 0] = float("inf"), float("-inf")  # their sum is NaN, still caught
+    with pytest.raises(InputError, match="contains 2 NaN or Inf"):
+        check_features(offsetting)
