@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,12 +280,27 @@ def ivf_candidates(
     columns = torch.zeros((grouped.numel(), k), dtype=torch.long, device=device)
     probes = probe_sets(index, n_probe).tolist()
     sorted_ids = None if sample_ids is None else sample_ids[index.order]
-    with torch_threads(1) if device.type == "cpu" else contextlib.nullcontext():
-        for list_id in range(index.n_lists):
+
+    def scan(list_ids: list[int]) -> None:
+        for list_id in list_ids:
             first, last = query_offsets[list_id], query_offsets[list_id + 1]
-            if first < last:
-                scan = _Scan(index, probes[list_id], sorted_ids)
-                values[first:last], columns[first:last] = scan.best(grouped[first:last], k)
+            values[first:last], columns[first:last] = _Scan(index, probes[list_id], sorted_ids).best(
+                grouped[first:last], k
+            )
+
+    busy = [list_id for list_id in range(index.n_lists) if query_offsets[list_id] < query_offsets[list_id + 1]]
+    if device.type != "cpu":
+        scan(busy)
+    else:
+        # many small products: each on one thread, the lists shared out over as many threads as torch
+        # had (the products release the GIL; each list's result is the same on any thread)
+        workers = min(torch.get_num_threads(), len(busy))
+        with torch_threads(1):
+            if workers > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    list(pool.map(scan, [busy[worker::workers] for worker in range(workers)]))
+            else:
+                scan(busy)
     out_values, out_indices = torch.empty_like(values), torch.empty_like(columns)
     out_values[by_home], out_indices[by_home] = values, index.order[columns]
     return out_values, out_indices

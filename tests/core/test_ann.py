@@ -124,3 +124,18 @@ def test_too_few_samples_for_an_index_give_an_exact_search_that_says_so():
     assert (found.report.mode, found.report.method, found.report.recall) == ("exact", "torch_blocks", 1.0)
     assert "too few for an approximate index" in found.report.describe()
     assert torch.equal(found.indices, search_neighbors(feats, 5).indices)
+
+
+def test_lists_scanned_on_several_threads_are_those_of_one_thread():
+    """The lists are shared out over torch's threads (each product on one thread): the candidates are
+    exactly those of a single-threaded scan."""
+    from alignscope.core.devices import torch_threads
+
+    rows = torch.nn.functional.normalize(clustered(3000, seed=4), dim=1)
+    params = ann.IvfParams(n_lists=24, n_probe=3, max_probe=6, n_train=1000)
+    index = ann.build_ivf(rows, None, params, spherical=True)
+    with torch_threads(1):
+        alone = ann.ivf_candidates(index, None, 3, 5)
+    with torch_threads(3):
+        shared = ann.ivf_candidates(index, None, 3, 5)
+    assert torch.equal(alone[0], shared[0]) and torch.equal(alone[1], shared[1])
