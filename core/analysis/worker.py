@@ -18,7 +18,8 @@ the parent built; nothing read from disk or from users is unpickled):
   ``("cancelled",)``.
 
 A worker that dies (killed, out of memory) fails the job it was running with a message; the next job
-starts a new one.
+starts a new one. A job that does not stop within :data:`CANCEL_GRACE_SECONDS` of its cancel is killed
+with its worker, so a cancelled map never holds the worker for the rest of its fit.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from alignscope.core.errors import AlignscopeError
 
 WORKER_STATES = ("cold", "warming", "warm")
 POLL_SECONDS = 0.2  # how often a waiting job thread looks at its own cancel flag and the child's liveness
+# a job still running this long after its cancel (one with no progress steps to stop at, such as umap's
+# AlignedUMAP fit) is stopped by killing the worker; a new one starts warming up at once
+CANCEL_GRACE_SECONDS = 5.0
 
 
 class _PipeProgress(Progress):
@@ -113,6 +117,7 @@ class ProcessWorker:
         self._process: Any = None
         self._conn: Connection | None = None
         self._warm = False
+        self.cancel_grace = CANCEL_GRACE_SECONDS
 
     def start(self) -> None:
         """Spawn the child if none is running (it starts compiling umap at once); returns immediately."""
@@ -180,14 +185,17 @@ class ProcessWorker:
             self._lock.release()
 
     def _relay(self, conn: Connection, process: Any, progress: Progress | None) -> None:
-        cancel_sent = False
+        cancel_sent: float | None = None
         while True:
-            if progress is not None and progress.cancelled and not cancel_sent:
+            if progress is not None and progress.cancelled and cancel_sent is None:
                 conn.send(("cancel",))
-                cancel_sent = True
+                cancel_sent = time.monotonic()
             if not conn.poll(POLL_SECONDS):
                 if not process.is_alive():
                     raise EOFError("the worker process is gone")
+                if cancel_sent is not None and time.monotonic() - cancel_sent > self.cancel_grace:
+                    self._replace(process)
+                    raise JobCancelled("cancelled")
                 continue
             message = conn.recv()
             kind = message[0]
@@ -204,6 +212,17 @@ class ProcessWorker:
                 raise JobCancelled("cancelled")
             elif kind == "failed":
                 raise AlignscopeError(message[1])
+
+    def _replace(self, process: Any) -> None:
+        """Kill ``process`` (a job that ignored its cancel) and start a new worker in its place."""
+        with self._start_lock:
+            if self._process is process:
+                conn, self._process, self._conn, self._warm = self._conn, None, None, False
+                if conn is not None:
+                    conn.close()
+        process.kill()
+        process.join(5)
+        self.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the pipe (the child exits at its next read) and wait for it; kill it after ``timeout``."""

@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +157,42 @@ def test_a_umap_computed_in_this_process_counts_as_warm_even_before_the_worker_s
     assert not _umap_warm(Engine(worker=ProcessWorker()))  # not started: the first job pays the compile
     assert _umap_warm(Engine(worker=ProcessWorker(), umap_warm=True))  # compiled here already (CLI, API)
     assert _umap_warm(Engine(umap_warm=True)) and not _umap_warm(Engine())
+
+
+def _ignores_its_cancel(marker: str, progress) -> None:
+    """A job with no progress step to stop at (like umap's AlignedUMAP fit): it never looks at ``progress``."""
+    Path(marker).write_text("started")
+    time.sleep(600)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+def test_a_job_that_ignores_its_cancel_is_killed_with_its_worker_and_a_new_worker_starts(worker, tmp_path):
+    from alignscope.core.analysis.jobs import JobCancelled, Progress
+
+    worker.cancel_grace = 0.5
+    marker, progress, outcome = tmp_path / "started", Progress(), []
+
+    def run() -> None:
+        try:
+            worker.call(_ignores_its_cancel, (str(marker),), progress, "a test job")
+            outcome.append("returned")
+        except JobCancelled:
+            outcome.append("cancelled")
+
+    caller = threading.Thread(target=run, daemon=True)
+    caller.start()
+    assert _wait_for(marker.exists, 600), "the worker never started the job"
+    first = worker.pid
+    progress.cancel()
+    caller.join(120)  # the job itself would run for 600 s
+    assert not caller.is_alive() and outcome == ["cancelled"]
+    assert not _alive(first)
+    assert worker.pid not in (None, first)  # a fresh worker is already warming up for the next job
