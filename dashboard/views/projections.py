@@ -51,11 +51,16 @@ def _are_categories(values: tuple[str, ...]) -> bool:
     return distinct <= len(plots_projection.LABEL_COLOURS) or distinct <= len(values) // 2
 
 
+MISSING_CATEGORY = "(no value)"
+
+
 def _categories(values: tuple[str, ...]) -> list[str] | None:
-    """A text column's values as colour categories, or None when they are mostly distinct."""
+    """A text column's values as colour categories (a missing value, "", is :data:`MISSING_CATEGORY`), or
+    None when they are mostly distinct."""
     if not _are_categories(values):
         return None
-    return plots_projection.top_categories(values, len(plots_projection.LABEL_COLOURS))
+    named = [value if value.strip() else MISSING_CATEGORY for value in values]
+    return plots_projection.top_categories(named, len(plots_projection.LABEL_COLOURS))
 
 
 def _colour_name(option: str) -> str:

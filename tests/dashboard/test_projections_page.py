@@ -264,6 +264,7 @@ def test_a_text_column_with_more_values_than_colours_colours_its_main_categories
         {
             "text": [f"sentence number {i}" for i in range(n)],
             "city": [f"city {i % 50:02d}" for i in range(n)],  # 50 values, each 2-3 times: categories
+            "team": ["red" if i % 3 else "" for i in range(n)],  # a third of the samples have none
             "caption": [f"unique {i}" for i in range(n)],  # all distinct: no categories
             "length": [float("nan") if i == 7 else float(i) for i in range(n)],
         }
@@ -287,6 +288,9 @@ def test_a_text_column_with_more_values_than_colours_colours_its_main_categories
     kept = [f"city {i:02d}" for i in range(35)]
     assert shown == [f"city {i % 50:02d}" if i % 50 < 35 else "other (15 values)" for i in range(n)]
     assert set(shown) == {*kept, "other (15 values)"} and len(set(trace["marker"]["color"])) == 36
+    # a missing text value is a named category, not a blank one
+    trace = chart_spec(run_page("projections", {**query, "color": "meta:team"}, fast=False), "proj-a")["data"][0]
+    assert [row[1] for row in trace["customdata"]] == ["red" if i % 3 else "(no value)" for i in range(n)]
     # numbers: each point's value on hover, a missing one too
     trace = chart_spec(run_page("projections", {**query, "color": "meta:length"}, fast=False), "proj-a")["data"][0]
     assert "length: %{marker.color:.4g}" in trace["hovertemplate"]
