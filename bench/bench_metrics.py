@@ -5,7 +5,9 @@
    recomputed for every pair, dense n x n masks, float32 as there), in the same run. Reports the
    speed-up, the ratio to the matmul bound (one n x n Gram per layer, timed in the same run: float32,
    and float64 for the kernel metrics, which build their Grams in float64), and the largest absolute
-   difference between the two matrices.
+   difference between the two matrices. The bound is one plain ``x @ x.T`` per layer; Alignscope builds
+   each Gram from its upper block triangle (``core/metrics/self_gram.py``, 10 of 16 blocks), so the Gram
+   itself takes about 0.8 of the bound.
 2. Mutual k-NN at n = 10,000 and 100,000, d = 768: wall time and peak resident memory, each in a fresh
    subprocess (VmHWM, i.e. ru_maxrss of the child alone; tracemalloc does not see torch).
 3. Split forms of the CCA family, Procrustes and RSA: 8 x 8 layers, n = 1024, d = 768, layer_matrix
