@@ -66,6 +66,8 @@ def usable_cpus(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 # Page scripts running at once in this server process (one per usable core): the others wait without
 # holding the GIL, so the server's event loop (websockets, /_stcore/health) stays responsive under many
 # sessions, and the runs finish one after another instead of all slowly together (bench/results/load.json).
+# One slot on this 2-core box was worse (bench_load, same day: health p99 3.6 s against 2.3, page p50 42 s
+# against 34): a script waiting on I/O or on a torch kernel leaves its core idle.
 SCRIPT_SLOTS = usable_cpus()
 # How long a thread holding the GIL keeps it while another waits (CPython's default is 5 ms). The server's
 # event loop gives the GIL up at every socket call and waits up to this long to get it back from a page
