@@ -297,7 +297,8 @@ def ivf_candidates(
         workers = min(torch.get_num_threads(), len(busy))
         with torch_threads(1):
             if workers > 1:
-                with ThreadPoolExecutor(workers) as pool:
+                # each pool thread sets its own count (another thread may restore the shared one meanwhile)
+                with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
                     list(pool.map(scan, [busy[worker::workers] for worker in range(workers)]))
             else:
                 scan(busy)

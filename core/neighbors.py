@@ -44,6 +44,7 @@ similar. Ties are broken by the lower sample index, so the same features always 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -52,8 +53,10 @@ import torch
 import torch.nn.functional as F
 
 from alignscope.core import ann
+from alignscope.core.devices import torch_threads
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import as_tensor, check_choice, check_features, check_k
+from alignscope.core.metrics.self_gram import MIN_ROWS as SELF_GRAM_MIN_ROWS
 from alignscope.core.metrics.self_gram import self_gram
 
 DEFAULT_BLOCK_SIZE = 1024
@@ -273,8 +276,11 @@ def _exact_search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact (values, indices) [q, k] of the query rows (all rows when ``queries`` is None), torch blocks."""
     rows = prepared.rows
-    if queries is None and block_size < prepared.n_samples and rows.device.type == "cpu":
-        return _symmetric_search(prepared, k, block_size)
+    if queries is None and rows.device.type == "cpu":
+        if block_size < prepared.n_samples:
+            return _symmetric_search(prepared, k, block_size)
+        if prepared.n_samples >= SELF_GRAM_MIN_ROWS:
+            return _one_block_search(prepared, k, block_size)
     n_queries = prepared.n_samples if queries is None else int(queries.numel())
     out_indices = torch.empty((n_queries, k), dtype=torch.long, device=rows.device)
     out_values = torch.empty((n_queries, k), dtype=rows.dtype, device=rows.device)
@@ -290,15 +296,52 @@ def _exact_search(
             query_index = queries[start:stop]
             query_rows = rows[query_index]
         sims = buffer[: stop - start]
-        if queries is None and stop - start == prepared.n_samples:
-            self_gram(rows, out=sims)  # the whole Gram in one block: only its upper block triangle
-        else:
-            torch.matmul(query_rows, columns, out=sims)
+        torch.matmul(query_rows, columns, out=sims)
         _mask_block(sims, prepared, query_index)
         values, indices = _block_topk(sims, k)
         out_indices[start:stop] = indices
         out_values[start:stop] = values
     return out_values, out_indices
+
+
+def _tie_tolerance(prepared: _Prepared) -> torch.Tensor:
+    """[n] per row: how far apart two of its similarities may be and still be a tie to the searches that
+    read a pair's similarity from another product than the row's own (BLAS rounds a product's entries by
+    its shape and place: a few ulps of the row's scale; this allows 2^5 machine epsilons of it, and two
+    grid steps for float64 cosines)."""
+    rows = prepared.rows
+    relative = torch.finfo(rows.dtype).eps * 2**5
+    if prepared.sq_norms is not None:  # −‖x_i − x_j‖² = 2⟨x_i, x_j⟩ − ‖x_i‖² − ‖x_j‖²
+        tolerance = relative * (prepared.sq_norms + prepared.sq_norms.max())
+    else:
+        norms = torch.linalg.vector_norm(rows, dim=1)
+        tolerance = relative * norms * norms.max()
+    if prepared.similarity == "cosine" and rows.dtype == torch.float64:
+        tolerance = tolerance + 2 / COSINE_GRID
+    return tolerance
+
+
+def _near_ties(values: torch.Tensor, tolerance: torch.Tensor) -> torch.Tensor:
+    """[m] bool: rows of ``values`` [m, k + 1] (best first) with two neighbouring values within the row's
+    ``tolerance`` [m], or with equal k-th and (k + 1)-th values (-inf included)."""
+    gaps = values[:, :-1] - values[:, 1:]  # >= 0; NaN between two -inf
+    return (gaps <= tolerance[:, None]).any(dim=1) | (values[:, -1] == values[:, -2])
+
+
+def _one_block_search(prepared: _Prepared, k: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_exact_search` of every row when all fit one block: the similarities from the upper block
+    triangle of the Gram (:func:`~alignscope.core.metrics.self_gram.self_gram`). The entries below it are
+    copies of entries above, so a row's values come from several products, and equal similarities (copies of
+    one sample) may differ in the last bits: a row with a near tie among its k + 1 best is searched again
+    in one product (as the plain blocks do), so ties still go to the lower index."""
+    n_samples = prepared.n_samples
+    sims = self_gram(prepared.rows)
+    _mask_block(sims, prepared, torch.arange(n_samples, device=sims.device))
+    values, indices = _block_topk(sims, k + 1)
+    unsure = _near_ties(values, _tie_tolerance(prepared))
+    values, indices = values[:, :k].contiguous(), indices[:, :k].contiguous()
+    _repair_rows(prepared, k, block_size, values, indices, unsure)
+    return values, indices
 
 
 def _symmetric_search(prepared: _Prepared, k: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,9 +352,11 @@ def _symmetric_search(prepared: _Prepared, k: int, block_size: int) -> tuple[tor
     columns, merged with the k + 1 best their columns before s gave (the same products read transposed
     in earlier blocks), are those rows' k + 1 best; its columns from e on, read transposed, give the later
     rows their k + 1 best among rows [s, e), merged into running lists. Each merge keeps the k + 1 largest
-    values of the union exactly, but among equal values any index may stay: a row whose k-th and
-    (k + 1)-th values tie may have lost a lower index, and is searched again with the plain blocks (as the
-    faiss path's rows are), so the lists and the tie rule are those of :func:`_exact_search`.
+    values of the union exactly, but among equal values any index may stay, and a pair read transposed
+    comes from another product than the row's own, so equal similarities (copies of one sample) may differ
+    in the last bits. A row with a near tie among its k + 1 best (:func:`_tie_tolerance`) is searched again
+    in one product (as the plain blocks and the faiss path's unsure rows are), so ties go to the lower index
+    as there; the other rows' lists are separated by more than any rounding.
     """
     rows = prepared.rows
     n_samples, keep = prepared.n_samples, k + 1
@@ -322,6 +367,7 @@ def _symmetric_search(prepared: _Prepared, k: int, block_size: int) -> tuple[tor
     out_values = torch.empty((n_samples, k), dtype=dtype, device=device)
     out_indices = torch.empty((n_samples, k), dtype=torch.long, device=device)
     unsure = torch.zeros(n_samples, dtype=torch.bool, device=device)
+    tolerance = _tie_tolerance(prepared)
     buffer = torch.empty(block_size * n_samples, dtype=dtype, device=device)  # flat: each block contiguous
     for start in range(0, n_samples, block_size):
         stop = min(start + block_size, n_samples)
@@ -333,7 +379,7 @@ def _symmetric_search(prepared: _Prepared, k: int, block_size: int) -> tuple[tor
         indices = torch.cat([columns + start, earlier_indices[start:stop]], dim=1)
         values, indices = _order_candidates(values, indices)
         out_values[start:stop], out_indices[start:stop] = values[:, :k], indices[:, :k]
-        unsure[start:stop] = values[:, k] == values[:, k - 1]
+        unsure[start:stop] = _near_ties(values[:, :keep], tolerance[start:stop])
         for first in range(stop - start, sims.shape[1], _TRANSPOSED_COLUMNS):
             last = min(first + _TRANSPOSED_COLUMNS, sims.shape[1])
             found = torch.topk(sims[:, first:last].T.contiguous(), min(keep, stop - start), dim=1)
@@ -366,7 +412,9 @@ def _repair_rows(
     if bool(unsure.any()):
         rows = torch.nonzero(unsure).flatten()
         targets = rows if queries is None else queries[rows]
-        values[rows], indices[rows] = _exact_search(prepared, k, block_size, targets.to(prepared.rows.device))
+        with torch_threads(1) if prepared.rows.device.type == "cpu" else contextlib.nullcontext():
+            found = _exact_search(prepared, k, block_size, targets.to(prepared.rows.device))
+        values[rows], indices[rows] = found
 
 
 def _faiss_flat_search(prepared: _Prepared, k: int, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -135,7 +135,8 @@ class ProcessWorker:
     @property
     def state(self) -> str:
         """``"cold"`` (not started), ``"warming"`` (starting, compiling umap) or ``"warm"``."""
-        if self._process is None or not self._process.is_alive():
+        process = self._process  # read once: a replaced worker sets it to None from a job thread
+        if process is None or not process.is_alive():
             return "cold"
         if not self._warm and self._conn is not None and self._lock.acquire(blocking=False):
             try:  # between jobs only: a running job's thread reads the pipe itself
@@ -146,7 +147,8 @@ class ProcessWorker:
 
     @property
     def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
+        process = self._process
+        return None if process is None else process.pid
 
     def _drain_warm(self) -> None:
         """Read a pending ``("warm", …)`` (the only message the child sends between jobs)."""
@@ -216,13 +218,15 @@ class ProcessWorker:
     def _replace(self, process: Any) -> None:
         """Kill ``process`` (a job that ignored its cancel) and start a new worker in its place."""
         with self._start_lock:
-            if self._process is process:
+            replaced = self._process is process  # else stop() ran meanwhile: no new worker after a stop
+            if replaced:
                 conn, self._process, self._conn, self._warm = self._conn, None, None, False
                 if conn is not None:
                     conn.close()
         process.kill()
         process.join(5)
-        self.start()
+        if replaced:
+            self.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the pipe (the child exits at its next read) and wait for it; kill it after ``timeout``."""

@@ -55,8 +55,8 @@ MISSING_CATEGORY = "(no value)"
 
 
 def _categories(values: tuple[str, ...]) -> list[str] | None:
-    """A text column's values as colour categories (a missing value, "", is :data:`MISSING_CATEGORY`), or
-    None when they are mostly distinct."""
+    """A text column's values as colour categories (a missing or blank value is :data:`MISSING_CATEGORY`),
+    or None when they are mostly distinct."""
     if not _are_categories(values):
         return None
     named = [value if value.strip() else MISSING_CATEGORY for value in values]

@@ -329,3 +329,18 @@ def test_the_symmetric_search_gives_the_row_block_lists(similarity, n_samples, b
         plain_values, plain_indices = neighbors._exact_search(prepared, k, block_size, queries=every_row)
         assert torch.equal(indices, plain_indices)
         assert torch.equal(values, plain_values)
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_copies_of_samples_give_the_plain_lists_in_every_block_layout(similarity, dtype):
+    """Real-valued features with exact copies of rows: a pair read transposed from another product may
+    differ from the row's own product in the last bits, so rows with near ties are searched again, and the
+    one-block (upper-triangle Gram) and symmetric searches give the plain row blocks' lists."""
+    generator = torch.Generator().manual_seed(31)
+    feats = torch.randn(400, 96, generator=generator, dtype=dtype) + 0.2
+    feats[300:] = feats[:100]  # rows 300..399 are copies of rows 0..99
+    prepared = neighbors._prepare(feats, similarity, None, 10, "feats")
+    plain = neighbors._exact_search(prepared, 10, 1024, queries=torch.arange(400))[1]
+    for block_size in (64, 128, 1024):
+        assert torch.equal(neighbors._exact_search(prepared, 10, block_size)[1], plain), block_size
