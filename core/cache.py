@@ -23,8 +23,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,6 +161,43 @@ def _tensor_problem(sidecar: dict, shapes: dict[str, list[int]]) -> str | None:
 
 
 @dataclass(frozen=True)
+class EntryLayout:
+    """What a well-formed sidecar says of its entry's layers: names and widths (features per sample)."""
+
+    layer_names: tuple[str, ...]
+    widths: tuple[int, ...]
+
+
+class _LayoutMemo:
+    """Layouts of sidecars already parsed and checked, by file version (path, inode, size, mtime, ctime).
+
+    A page run plans its features several times, and a sidecar of 100,000 samples takes ~0.2 s to parse
+    and check; a replaced sidecar (writers rename a new file into place) is another version and read
+    again. Only plans read this: :meth:`FeatureCache.get` checks both checksums before serving anything.
+    """
+
+    def __init__(self, capacity: int = 512) -> None:
+        self._items: OrderedDict[tuple, EntryLayout | None] = OrderedDict()
+        self._lock = threading.Lock()
+        self._capacity = capacity
+
+    def get(self, version: tuple, read: Callable[[], EntryLayout | None]) -> EntryLayout | None:
+        with self._lock:
+            if version in self._items:
+                self._items.move_to_end(version)
+                return self._items[version]
+        layout = read()
+        with self._lock:
+            self._items[version] = layout
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+        return layout
+
+
+_LAYOUTS = _LayoutMemo()
+
+
+@dataclass(frozen=True)
 class CacheResult:
     """How a :meth:`FeatureCache.get_or_extract` call was served."""
 
@@ -289,6 +327,24 @@ class FeatureCache:
         """The sidecar of ``key`` if it is well formed and its checksum matches, else None (cheap)."""
         sidecar = _load_json(self.sidecar_path(key))
         return sidecar if sidecar_problem(key, sidecar) is None else None
+
+    def layout(self, key: str) -> EntryLayout | None:
+        """:meth:`read_sidecar`'s layer names and widths, parsed once per version of the sidecar file;
+        None when there is no well-formed sidecar."""
+        path = self.sidecar_path(key)
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        version = (str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+        def read() -> EntryLayout | None:
+            sidecar = self.read_sidecar(key)
+            if sidecar is None:
+                return None
+            return EntryLayout(tuple(sidecar["layer_names"]), tuple(shape[1] for shape in sidecar["shapes"]))
+
+        return _LAYOUTS.get(version, read)
 
     def get(self, key: str) -> Features | None:
         """The entry for ``key`` if complete and intact; a damaged one is removed and ``None`` returned."""

@@ -19,6 +19,7 @@ Samples of one modality are what a model encodes: strings for ``text``, RGB ``PI
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -157,7 +158,11 @@ class Dataset:
         return next((column for column in self.metadata if column.name == name), None)
 
     def ids_digest(self) -> str:
-        """Hash of the sample ids: part of every cache key."""
+        """Hash of the sample ids: part of every cache key (computed once per dataset object)."""
+        return self._ids_digest
+
+    @functools.cached_property
+    def _ids_digest(self) -> str:
         return hashlib.sha256("\n".join(self.sample_ids).encode()).hexdigest()
 
 

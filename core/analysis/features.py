@@ -116,20 +116,20 @@ def extraction_estimate(model: str, n_samples: int, cache: FeatureCache | None =
 
 
 def plan_features(model: str, dataset: str, n: int, seed: int, cache: FeatureCache | None = None) -> FeaturePlan:
-    """Cheap: at most two sidecar reads; never loads a model or a tensor file."""
+    """Cheap: at most two sidecar reads (none for a sidecar already read); never loads a model or a tensor file."""
     cache = cache or FeatureCache()
     spec = get_model_spec(model)
     full = full_dataset(dataset)
-    sub = full.subset(min(n, len(full)), seed)
+    sub = view_dataset(dataset, n, seed)
     dtype = effective_dtype(spec.dtype, get_settings().device)
     full_key = feature_key(spec, full, dtype=dtype)
     subset_key = full_key if len(sub) == len(full) else feature_key(spec, sub, dtype=dtype)
     for key in dict.fromkeys((full_key, subset_key)):
-        sidecar = cache.read_sidecar(key)
-        if sidecar is not None and cache.tensor_path(key).exists():
-            names = tuple(str(name) for name in sidecar.get("layer_names", ()))
-            dims = tuple(int(shape[1]) for shape in sidecar.get("shapes", ()) if len(shape) == 2)
-            return FeaturePlan(model, dataset, len(sub), seed, full_key, subset_key, key, 0, 0.0, names, dims)
+        layout = cache.layout(key)
+        if layout is not None and cache.tensor_path(key).exists():
+            return FeaturePlan(
+                model, dataset, len(sub), seed, full_key, subset_key, key, 0, 0.0, layout.layer_names, layout.widths
+            )
     whole = len(full) <= FULL_EXTRACT_LIMIT and extraction_estimate(model, len(full), cache) <= FULL_EXTRACT_SECONDS
     extract_n = len(full) if whole else len(sub)
     estimate = extraction_estimate(model, extract_n, cache)

@@ -583,3 +583,26 @@ def test_a_disk_that_fills_while_the_sidecar_is_written_leaves_no_orphan(tmp_pat
     assert not [p for p in cache.root.rglob("*") if p.is_file() and ".locks" not in p.parts]
     _, again = cache.get_or_extract("digits-cnn-s0", dataset)
     assert not again.hit and cache.verify() == {again.key: "ok"}
+
+
+def test_a_sidecars_layout_is_parsed_once_per_version_of_the_file(tmp_path, monkeypatch):
+    """Plans read an entry's layers from its sidecar several times per page run; at 100,000 samples each
+    read parsed and checked ~0.2 s of JSON. The layout is remembered per version of the file (a rename
+    into place, or an edit, is a new version): read again then, and an edited sidecar is not cached."""
+    from alignscope.core import cache as cache_module
+
+    cache = FeatureCache(tmp_path)
+    features, first = cache.get_or_extract("digits-cnn-s0", load_dataset("digits", n=40))
+    parses = []
+    original = cache_module._load_json
+    monkeypatch.setattr(cache_module, "_load_json", lambda path: parses.append(path) or original(path))
+    layouts = [cache.layout(first.key) for _ in range(5)]
+    assert len(parses) == 1 and all(layout == layouts[0] for layout in layouts)
+    assert layouts[0].layer_names == features.layer_names
+    assert layouts[0].widths == tuple(int(values.shape[1]) for values in features.values)
+    _rewrite_sidecar(cache, first.key, lambda s: {**s, "layer_names": s["layer_names"][::-1]})
+    assert cache.layout(first.key) is None and len(parses) == 2  # the edit broke its checksum
+    cache.sidecar_path(first.key).unlink()
+    assert cache.layout(first.key) is None
+    again, second = cache.get_or_extract("digits-cnn-s0", load_dataset("digits", n=40))
+    assert not second.hit and cache.layout(first.key) == layouts[0] and len(parses) == 3
