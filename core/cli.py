@@ -311,9 +311,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def streamlit_command(port: int, host: str) -> list[str]:
     """The command line that serves the dashboard: headless, no usage stats, no tracebacks in the page,
-    and no full garbage collection after every script run (Streamlit's ``runner.postScriptGC``: ~0.2 s
+    no full garbage collection after every script run (Streamlit's ``runner.postScriptGC``: ~0.2 s
     holding the GIL per run in a warmed server, which under 20 sessions stalled the event loop —
-    /_stcore/health — for seconds; Python's own generational collection still runs)."""
+    /_stcore/health — for seconds; Python's own generational collection still runs), and no "magic"
+    (the pages call ``st.*`` for everything they show; magic re-parses each page's source whenever the
+    last session leaves, as Streamlit then clears its compiled scripts: ~0.1 s of the next page open)."""
     app = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
     options = {
         "server.port": str(port),
@@ -322,6 +324,7 @@ def streamlit_command(port: int, host: str) -> list[str]:
         "browser.gatherUsageStats": "false",
         "client.showErrorDetails": "none",
         "runner.postScriptGC": "false",
+        "runner.magicEnabled": "false",
     }
     return [sys.executable, "-m", "streamlit", "run", str(app)] + [
         part for name, value in options.items() for part in (f"--{name}", value)

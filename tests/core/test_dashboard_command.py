@@ -81,4 +81,5 @@ def test_the_server_command_turns_off_the_full_collection_after_every_script_run
     known = config.get_config_options()
     assert all(flag.startswith("--") and flag[2:] in known for flag in pairs), pairs
     assert pairs["--runner.postScriptGC"] == "false"
+    assert pairs["--runner.magicEnabled"] == "false"
     assert pairs["--server.address"] == "127.0.0.1" and pairs["--server.port"] == "8501"

@@ -102,9 +102,13 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
     assert heading == f"{len(highlighted_b)} selected samples"
     page.screenshot(path=str(screenshots / "projections-selection.png"), full_page=True)
 
-    # Copy the link and open it in a fresh browser context (no shared session): the same view.
-    link = page.url
-    assert page.locator('[data-testid="stCode"]').filter(has_text="sel=").count() >= 1
+    # Copy the link from the share popover and open it in a fresh browser context (no shared session):
+    # the same view.
+    page.get_by_role("button", name=re.compile("Link to this exact view")).first.click()
+    code = page.locator('[data-testid="stCode"]').filter(has_text="sel=").first
+    code.wait_for()
+    link = code.inner_text().strip()
+    assert _linked_ids(link) == linked
     fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
     fresh.set_default_timeout(240_000)
     try:
