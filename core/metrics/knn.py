@@ -208,75 +208,80 @@ def permute_neighbors(state: NeighborState, perm: torch.Tensor) -> NeighborState
 
 # --- all layer pairs at once (layer matrices) ------------------------------------------------------
 
-# A batched comparison stacks B's lists in groups of at most this many entries (layers · n · k).
+# A batched comparison stacks B's lists in groups of at most this many entries (layers · n · k) ...
 _STACK_ENTRIES = 1 << 22
-# ... and, while one layer's n x n table of list positions fits, finds A's entries in B's lists by one
-# lookup in such tables of at most this many bytes per group (a binary search in B's sorted lists else)
+# ... and finds B's entries in one A layer's lists by a lookup in that layer's n x n table of list
+# positions while the table takes at most this many bytes (n <= 5,792; a binary search in A's sorted
+# lists above). One table, read by every B layer of a group, stays in cache where a table per B layer
+# (the former way round) did not: the lookups were a quarter of a CKNNA layer matrix at n = 1024.
 _TABLE_BYTES = 1 << 26
 
 
 @dataclass(frozen=True)
 class _StackedLists:
     """g of B's layers stacked for batched comparisons: the first layer's place, and [g, n, k] stacks of
-    the fields asked for. ``table`` [g, n·n] int16 holds 1 + the column of j in B's list of i at i·n + j
-    (0 where j is not listed); None when too large, then ``sorted_indices`` and ``sort_order`` are used."""
+    the fields asked for (``indices`` always)."""
 
     start: int
     size: int
     fields: dict[str, torch.Tensor]
-    table: torch.Tensor | None
-
-    def find(self, idx_a: torch.Tensor) -> torch.Tensor:
-        """A's lists [n, k] in the g B lists: [g, n, k] int64, 1 + the column of A's a-th neighbour j of i
-        in B's list of i, 0 where B's list of i does not hold j."""
-        n_samples, k = idx_a.shape
-        if self.table is not None:
-            rows = torch.arange(n_samples, device=idx_a.device)[:, None]
-            keys = (rows * n_samples + idx_a).view(1, -1).expand(self.size, -1)
-            return torch.gather(self.table, 1, keys).view(self.size, n_samples, k).long()
-        sorted_b = self.fields["sorted_indices"]
-        query = idx_a.expand_as(sorted_b).contiguous()
-        position = torch.searchsorted(sorted_b, query).clamp_(max=k - 1)
-        hit = torch.gather(sorted_b, 2, position) == query
-        return torch.where(hit, torch.gather(self.fields["sort_order"], 2, position) + 1, 0)
 
 
 def _stacked_groups(states_b: list[NeighborState], *fields: str) -> Iterator[_StackedLists]:
-    """B's states in consecutive groups, each with its stacked fields and position tables (when small)."""
+    """B's states in consecutive groups of at most :data:`_STACK_ENTRIES` list entries."""
     n_samples, k = states_b[0].indices.shape
-    dense = n_samples * n_samples * 2 <= _TABLE_BYTES and k < 2**15 - 1
     size = max(1, _STACK_ENTRIES // max(1, n_samples * k))
-    if dense:
-        size = min(size, _TABLE_BYTES // (n_samples * n_samples * 2))
-    wanted = fields if dense else (*fields, "sorted_indices", "sort_order")
     for start in range(0, len(states_b), size):
         group = states_b[start : start + size]
-        stacks = {name: torch.stack([present(getattr(state, name)) for state in group]) for name in wanted}
-        table = _position_tables([state.indices for state in group]) if dense else None
-        yield _StackedLists(start, len(group), stacks, table)
+        stacks = {name: torch.stack([present(getattr(state, name)) for state in group]) for name in ("indices", *fields)}
+        yield _StackedLists(start, len(group), stacks)
 
 
-def _position_tables(lists: list[torch.Tensor]) -> torch.Tensor:
-    """[g, n·n] int16: 1 + the column of j in list i at i·n + j, 0 where absent, for g lists [n, k]."""
-    n_samples, k = lists[0].shape
-    device = lists[0].device
-    rows = torch.arange(n_samples, device=device)[:, None]
-    keys = torch.stack([(rows * n_samples + indices).flatten() for indices in lists])
-    columns = torch.arange(1, k + 1, dtype=torch.int16, device=device).repeat(n_samples)
-    table = torch.zeros((len(lists), n_samples * n_samples), dtype=torch.int16, device=device)
-    return table.scatter_(1, keys, columns.expand(len(lists), -1))
+@dataclass(frozen=True)
+class _ListLookup:
+    """Where a sample sits in one layer's neighbour lists. ``table`` [n·n] int16 holds 1 + the column of j
+    in the list of i at i·n + j (0 where j is not listed); None when larger than :data:`_TABLE_BYTES`,
+    then the sorted lists are searched."""
+
+    state: NeighborState
+    table: torch.Tensor | None
+
+    @classmethod
+    def of(cls, state: NeighborState) -> _ListLookup:
+        n_samples, k = state.indices.shape
+        if n_samples * n_samples * 2 > _TABLE_BYTES or k >= 2**15 - 1:
+            return cls(state, None)
+        rows = torch.arange(n_samples, device=state.indices.device)[:, None]
+        keys = (rows * n_samples + state.indices).flatten()
+        columns = torch.arange(1, k + 1, dtype=torch.int16, device=keys.device).repeat(n_samples)
+        table = torch.zeros(n_samples * n_samples, dtype=torch.int16, device=keys.device)
+        return cls(state, table.scatter_(0, keys, columns))
+
+    def find(self, lists: torch.Tensor) -> torch.Tensor:
+        """For stacked lists [g, n, k] (j = lists[., i, b]): 1 + the column of j in this layer's list of
+        i, 0 where that list does not hold j; [g, n, k], int16 from the table, int64 from the search."""
+        size, n_samples, k = lists.shape
+        if self.table is not None:
+            rows = torch.arange(n_samples, device=lists.device)[:, None]
+            return _read(self.table, rows * n_samples + lists)
+        sorted_a = self.state.sorted_indices.expand(size, -1, -1).contiguous()
+        position = torch.searchsorted(sorted_a, lists).clamp_(max=k - 1)
+        hit = torch.gather(sorted_a, 2, position) == lists
+        order = torch.gather(self.state.sort_order.expand(size, -1, -1), 2, position)
+        return torch.where(hit, order + 1, 0)
 
 
 def _compare_all_overlaps(
     states_a: list[NeighborState], states_b: list[NeighborState], *, jaccard: bool = False, **_: Any
 ) -> np.ndarray:
     """Mutual (or Jaccard) k-NN of every layer pair [La, Lb], B's lists stacked: one lookup per A layer
-    and group of B layers instead of one per pair. Equal to :func:`_compare_mutual` per pair."""
+    and group of B layers instead of one per pair (the overlap |N_A(i) ∩ N_B(i)| is the same counted from
+    either side). Equal to :func:`_compare_mutual` per pair."""
     values = np.empty((len(states_a), len(states_b)), dtype=np.float64)
     k = states_a[0].indices.shape[1]
     for group in _stacked_groups(states_b):
         for i, state_a in enumerate(states_a):
-            overlap = (group.find(state_a.indices) > 0).sum(dim=2).to(torch.float64) / k
+            overlap = (_ListLookup.of(state_a).find(group.fields["indices"]) > 0).sum(dim=2).to(torch.float64) / k
             per_sample = _jaccard_from_overlap(overlap, k) if jaccard else overlap
             values[i, group.start : group.start + group.size] = per_sample.mean(dim=1).cpu().numpy()
     return values
@@ -817,38 +822,38 @@ def _compare_all_cknna(states_a: list[NeighborState], states_b: list[NeighborSta
     from the neighbour lists alone, O(n·k) per pair; B's lists, values and reverse positions stacked, so
     each A layer meets a group of B layers in one pass of [g, n, k] tensors.
 
-    Mask entries are A's entries (i, a) whose neighbour j is also in B's list of i (at column b). The
-    transposed entry (j, i) is in M when i is in both of j's lists (the precomputed reverse positions),
-    which gives eq. 5's Σ K̃_ij L̃_ji without building M. B's values and reverse positions get a leading
-    column of zeros, so that "not in the list" (position 0) reads a zero without a mask.
+    Mask entries are B's entries (i, b) whose neighbour j is also in A's list of i (found by A's
+    :class:`_ListLookup`). K is read from A's lists, whose values and reverse positions get a leading
+    column of zeros, so that "not in the list" (position 0) reads a zero without a mask. The transposed
+    entry (j, i) is in M when i is in both of j's lists (the precomputed reverse positions), which gives
+    eq. 5's Σ K̃_ij L̃_ji = Σ K̃_ji L̃_ij without building M.
     """
     values = np.zeros((len(states_a), len(states_b)), dtype=np.float64)
     n, k = states_a[0].indices.shape
     self_b_all = np.array([present(state.self_hsic) for state in states_b])
-    rows = torch.arange(n, device=states_a[0].indices.device)[:, None]
+    row_start = torch.arange(n, device=states_a[0].indices.device)[:, None] * (k + 1)
     for group in _stacked_groups(states_b, "values", "reverse"):
-        # [g, n, k + 1], flattened: column 0 reads zero; reverse + 1 is 0 where i is not in j's list
-        values_b = F.pad(group.fields["values"], (1, 0)).view(-1)
-        reverse_b = F.pad(group.fields["reverse"] + 1, (1, 0)).view(-1)
-        layer_start = torch.arange(group.size, device=values_b.device)[:, None, None] * (n * (k + 1))
-        row_start = layer_start + rows * (k + 1)
+        idx_b, values_b = group.fields["indices"], group.fields["values"]
+        l_both = torch.where(group.fields["reverse"] >= 0, values_b, 0.0)  # L_ij where (j, i) in M_L
+        j_start = idx_b * (k + 1)
         self_b = self_b_all[group.start : group.start + group.size]
         for i, state_a in enumerate(states_a):
             self_a = present(state_a.self_hsic)
             if self_a <= 0:
                 continue
-            idx_a, values_a = state_a.indices, present(state_a.values)
-            found = group.find(idx_a)  # 1 + where j sits in B's list of i, 0 if absent
+            # [n, k + 1], flattened: column 0 reads zero; reverse + 1 is 0 where i is not in j's list
+            values_a = F.pad(present(state_a.values), (1, 0)).view(-1)
+            reverse_a = F.pad(present(state_a.reverse) + 1, (1, 0)).view(-1)
+            found = _ListLookup.of(state_a).find(idx_b)  # 1 + where j sits in A's list of i, 0 if absent
             at_ij = row_start + found
-            l_vals = _read(values_b, at_ij)  # L̃_ij, 0 outside M
-            k_vals = values_a * (found > 0)  # K̃_ij, 0 outside M
-            l_transposed = _read(values_b, layer_start + idx_a * (k + 1) + _read(reverse_b, at_ij))  # L̃_ji
-            k_both = torch.where(present(state_a.reverse) >= 0, values_a, 0.0)  # K_ij where (j, i) in M_K
-            trace = (k_both * l_transposed).sum(dim=(1, 2))  # Σ K̃_ij L̃_ji: l_transposed is 0 unless hit
-            col_sum_k = torch.zeros(group.size, n, dtype=torch.float64, device=idx_a.device)
-            col_sum_k.scatter_add_(1, idx_a.flatten().expand(group.size, -1), k_vals.view(group.size, -1))
+            k_vals = _read(values_a, at_ij)  # K̃_ij, 0 outside M
+            l_vals = torch.where(found > 0, values_b, 0.0)  # L̃_ij, 0 outside M
+            k_transposed = _read(values_a, j_start + _read(reverse_a, at_ij))  # K_ji where (j, i) in M_K
+            trace = (l_both * k_transposed).sum(dim=(1, 2))  # Σ K̃_ji L̃_ij
+            col_sum_k = torch.zeros(group.size, n, dtype=torch.float64, device=idx_b.device)
+            col_sum_k.scatter_add_(1, idx_b.view(group.size, -1), k_vals.view(group.size, -1))
             row_sum_l = l_vals.sum(dim=2)
-            cross = (col_sum_k * row_sum_l).sum(dim=1)
+            cross = (col_sum_k * row_sum_l).sum(dim=1)  # 1ᵀ K̃ L̃ 1
             sums = k_vals.sum(dim=(1, 2)) * row_sum_l.sum(dim=1)
             hsic = ((trace + sums / ((n - 1) * (n - 2)) - 2 * cross / (n - 2)) / (n * (n - 3))).cpu().numpy()
             positive = self_b > 0
