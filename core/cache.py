@@ -23,9 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from alignscope.core.files import (
     stale_temp_files,
     temp_path,
 )
+from alignscope.core.memo import Lru
 from alignscope.core.models import ModelSpec, get_model_spec, load_model
 from alignscope.core.settings import Settings, get_settings
 from alignscope.core.sources import needs_download
@@ -168,33 +168,11 @@ class EntryLayout:
     widths: tuple[int, ...]
 
 
-class _LayoutMemo:
-    """Layouts of sidecars already parsed and checked, by file version (path, inode, size, mtime, ctime).
-
-    A page run plans its features several times, and a sidecar of 100,000 samples takes ~0.2 s to parse
-    and check; a replaced sidecar (writers rename a new file into place) is another version and read
-    again. Only plans read this: :meth:`FeatureCache.get` checks both checksums before serving anything.
-    """
-
-    def __init__(self, capacity: int = 512) -> None:
-        self._items: OrderedDict[tuple, EntryLayout | None] = OrderedDict()
-        self._lock = threading.Lock()
-        self._capacity = capacity
-
-    def get(self, version: tuple, read: Callable[[], EntryLayout | None]) -> EntryLayout | None:
-        with self._lock:
-            if version in self._items:
-                self._items.move_to_end(version)
-                return self._items[version]
-        layout = read()
-        with self._lock:
-            self._items[version] = layout
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-        return layout
-
-
-_LAYOUTS = _LayoutMemo()
+# Layouts of sidecars already parsed and checked, by file version (path, inode, size, mtime, ctime). A
+# page run plans its features several times, and a sidecar of 100,000 samples takes ~0.2 s to parse and
+# check; a replaced sidecar (writers rename a new file into place) is another version and read again. Only
+# plans read this: FeatureCache.get checks both checksums before serving anything.
+_LAYOUTS: Lru[EntryLayout | None] = Lru(capacity=512)
 
 
 @dataclass(frozen=True)

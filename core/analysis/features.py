@@ -9,8 +9,6 @@ Planning is cheap: it reads at most two sidecars and never loads a model or a te
 from __future__ import annotations
 
 import functools
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +18,7 @@ from alignscope.core.cache import FeatureCache, feature_key
 from alignscope.core.datasets import Dataset, get_dataset_spec, load_dataset
 from alignscope.core.devices import effective_dtype
 from alignscope.core.errors import InputError
+from alignscope.core.memo import Lru
 from alignscope.core.models import get_model_spec
 from alignscope.core.settings import get_settings
 
@@ -157,32 +156,8 @@ class ViewFeatures:
         return self.values[index]
 
 
-class _LoadedViews:
-    """A small LRU of loaded views, shared by every caller in the process (features are read-only)."""
-
-    def __init__(self, capacity: int = 12) -> None:
-        self._items: OrderedDict[tuple, ViewFeatures] = OrderedDict()
-        self._lock = threading.Lock()
-        self._capacity = capacity
-
-    def get(self, key: tuple, load: Callable[[], ViewFeatures]) -> ViewFeatures:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = load()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._capacity:
-                self._items.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-LOADED_VIEWS = _LoadedViews()
+# the views loaded lately, shared by every caller in the process (features are read-only)
+LOADED_VIEWS: Lru[ViewFeatures] = Lru(capacity=12)
 
 
 def load_view(plan: FeaturePlan, cache: FeatureCache | None = None) -> ViewFeatures:

@@ -233,7 +233,9 @@ def _stacked_groups(states_b: list[NeighborState], *fields: str) -> Iterator[_St
     size = max(1, _STACK_ENTRIES // max(1, n_samples * k))
     for start in range(0, len(states_b), size):
         group = states_b[start : start + size]
-        stacks = {name: torch.stack([present(getattr(state, name)) for state in group]) for name in ("indices", *fields)}
+        stacks = {
+            name: torch.stack([present(getattr(state, name)) for state in group]) for name in ("indices", *fields)
+        }
         yield _StackedLists(start, len(group), stacks)
 
 
