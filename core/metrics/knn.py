@@ -215,6 +215,8 @@ _STACK_ENTRIES = 1 << 22
 # lists above). One table, read by every B layer of a group, stays in cache where a table per B layer
 # (the former way round) did not: the lookups were a quarter of a CKNNA layer matrix at n = 1024.
 _TABLE_BYTES = 1 << 26
+# A's tables are kept across B's groups while together at most this many bytes (else built per group)
+_KEPT_TABLE_BYTES = 1 << 28
 
 
 @dataclass(frozen=True)
@@ -273,6 +275,25 @@ class _ListLookup:
         return torch.where(hit, order + 1, 0)
 
 
+class _Lookups:
+    """The A layers' :class:`_ListLookup` for one batched comparison: built once each while their tables
+    fit :data:`_KEPT_TABLE_BYTES` together (kept across B's groups), else built again for each group."""
+
+    def __init__(self, states_a: list[NeighborState]) -> None:
+        n_samples = states_a[0].indices.shape[0]
+        self._states = states_a
+        self._kept: dict[int, _ListLookup] | None = (
+            {} if len(states_a) * n_samples * n_samples * 2 <= _KEPT_TABLE_BYTES else None
+        )
+
+    def __getitem__(self, index: int) -> _ListLookup:
+        if self._kept is None:
+            return _ListLookup.of(self._states[index])
+        if index not in self._kept:
+            self._kept[index] = _ListLookup.of(self._states[index])
+        return self._kept[index]
+
+
 def _compare_all_overlaps(
     states_a: list[NeighborState], states_b: list[NeighborState], *, jaccard: bool = False, **_: Any
 ) -> np.ndarray:
@@ -281,9 +302,10 @@ def _compare_all_overlaps(
     either side). Equal to :func:`_compare_mutual` per pair."""
     values = np.empty((len(states_a), len(states_b)), dtype=np.float64)
     k = states_a[0].indices.shape[1]
+    lookups = _Lookups(states_a)
     for group in _stacked_groups(states_b):
-        for i, state_a in enumerate(states_a):
-            overlap = (_ListLookup.of(state_a).find(group.fields["indices"]) > 0).sum(dim=2).to(torch.float64) / k
+        for i in range(len(states_a)):
+            overlap = (lookups[i].find(group.fields["indices"]) > 0).sum(dim=2).to(torch.float64) / k
             per_sample = _jaccard_from_overlap(overlap, k) if jaccard else overlap
             values[i, group.start : group.start + group.size] = per_sample.mean(dim=1).cpu().numpy()
     return values
@@ -834,6 +856,7 @@ def _compare_all_cknna(states_a: list[NeighborState], states_b: list[NeighborSta
     n, k = states_a[0].indices.shape
     self_b_all = np.array([present(state.self_hsic) for state in states_b])
     row_start = torch.arange(n, device=states_a[0].indices.device)[:, None] * (k + 1)
+    lookups = _Lookups(states_a)
     for group in _stacked_groups(states_b, "values", "reverse"):
         idx_b, values_b = group.fields["indices"], group.fields["values"]
         l_both = torch.where(group.fields["reverse"] >= 0, values_b, 0.0)  # L_ij where (j, i) in M_L
@@ -846,7 +869,7 @@ def _compare_all_cknna(states_a: list[NeighborState], states_b: list[NeighborSta
             # [n, k + 1], flattened: column 0 reads zero; reverse + 1 is 0 where i is not in j's list
             values_a = F.pad(present(state_a.values), (1, 0)).view(-1)
             reverse_a = F.pad(present(state_a.reverse) + 1, (1, 0)).view(-1)
-            found = _ListLookup.of(state_a).find(idx_b)  # 1 + where j sits in A's list of i, 0 if absent
+            found = lookups[i].find(idx_b)  # 1 + where j sits in A's list of i, 0 if absent
             at_ij = row_start + found
             k_vals = _read(values_a, at_ij)  # K̃_ij, 0 outside M
             l_vals = torch.where(found > 0, values_b, 0.0)  # L̃_ij, 0 outside M

@@ -81,8 +81,9 @@ def test_split_forms_match_when_features_are_wider_than_the_sample_count(metric)
 @pytest.mark.parametrize("similarity", ["cosine", "ip"])
 def test_batched_knn_layer_matrix_is_the_same_in_any_grouping(metric, similarity, monkeypatch):
     """Layer matrices compare each A layer with B's lists stacked; stacking one B layer at a time (the
-    grouping used at large n), every B layer at once, and finding A's entries by binary search instead of
-    position tables (n above 5,792) give the per-pair values."""
+    grouping used at large n), every B layer at once, two B layers at a time (a partial last group), and
+    finding B's entries in A's sorted lists by binary search instead of position tables (n above 5,792),
+    with A's lookups kept across groups or built per group, give the per-pair values."""
     from alignscope.core.metrics import knn
 
     layers_a, layers_b = _layers(1, [5, 7, 9]), _layers(2, [6, 8])
@@ -90,10 +91,19 @@ def test_batched_knn_layer_matrix_is_the_same_in_any_grouping(metric, similarity
     whole = layer_matrix(layers_a, layers_b, metric, **params).values
     monkeypatch.setattr(knn, "_STACK_ENTRIES", 1)
     one_by_one = layer_matrix(layers_a, layers_b, metric, **params).values
+    monkeypatch.setattr(knn, "_STACK_ENTRIES", 2 * 45 * 6)  # groups of two B layers (n = 45, k = 6)
+    pairs = layer_matrix(layers_a, layers_b + layers_b[:1], metric, **params).values
+    monkeypatch.setattr(knn, "_KEPT_TABLE_BYTES", 0)  # A's tables built again for each group
+    rebuilt = layer_matrix(layers_a, layers_b + layers_b[:1], metric, **params).values
     monkeypatch.setattr(knn, "_TABLE_BYTES", 0)
     searched = layer_matrix(layers_a, layers_b, metric, **params).values
     per_pair = np.array([[compute(metric, a, b, **params) for b in layers_b] for a in layers_a])
     assert np.array_equal(whole, one_by_one) and np.array_equal(whole, searched)
+    assert (
+        np.array_equal(pairs, rebuilt)
+        and np.array_equal(pairs[:, :2], whole)
+        and np.array_equal(pairs[:, 2], whole[:, 0])
+    )
     assert np.allclose(whole, per_pair, atol=1e-12, rtol=0)
 
 
