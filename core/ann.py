@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alignscope.core.devices import torch_threads
+from alignscope.core.devices import one_thread_each
 from alignscope.core.errors import InputError
 
 # Below this many samples an exact search takes well under a second and beats building an index.
@@ -293,15 +292,10 @@ def ivf_candidates(
         scan(busy)
     else:
         # many small products: each on one thread, the lists shared out over as many threads as torch
-        # had (the products release the GIL; each list's result is the same on any thread)
-        workers = min(torch.get_num_threads(), len(busy))
-        with torch_threads(1):
-            if workers > 1:
-                # each pool thread sets its own count (another thread may restore the shared one meanwhile)
-                with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                    list(pool.map(scan, [busy[worker::workers] for worker in range(workers)]))
-            else:
-                scan(busy)
+        # has (each list's result is the same on any thread)
+        workers = max(1, min(torch.get_num_threads(), len(busy)))
+        for _ in one_thread_each(scan, [busy[worker::workers] for worker in range(workers)]):
+            pass
     out_values, out_indices = torch.empty_like(values), torch.empty_like(columns)
     out_values[by_home], out_indices[by_home] = values, index.order[columns]
     return out_values, out_indices

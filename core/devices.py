@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
 from alignscope.core.errors import ModelLoadError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -57,3 +62,24 @@ def torch_threads(count: int = 1) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def one_thread_each(work: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]:
+    """``work(item)`` for each item, in order, up to torch's thread count of them at once, each on one torch
+    thread (torch's ops release the GIL). For many medium ops (top-k, gathers, sorts over 10^5–10^6
+    entries), which a second thread barely speeds up: two items at once keep both cores busy. A result does
+    not depend on the core count (one thread each, whatever the machine). Memory: that many items' work at
+    once.
+
+    Example:
+        >>> list(one_thread_each(lambda x: int(torch.arange(x).sum()), [3, 4, 5]))
+        [3, 6, 10]
+    """
+    workers = min(torch.get_num_threads(), len(items))
+    with torch_threads(1):
+        if workers < 2:
+            yield from map(work, items)
+            return
+        # each pool thread sets its own count (another thread may restore the shared one meanwhile)
+        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            yield from pool.map(work, items)

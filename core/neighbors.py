@@ -192,7 +192,12 @@ def _full_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         order = torch.sort(sims[rows], dim=1, descending=True, stable=True).indices[:, :k]
         indices[rows] = order
         values[rows] = torch.gather(sims[rows], 1, order)
-    return _order_candidates(values, indices)
+    # topk sorts by value; only rows holding equal values need their ties put in index order
+    equal = (values[:, 1:] == values[:, :-1]).any(dim=1)
+    if bool(equal.any()):
+        rows = torch.nonzero(equal).flatten()
+        values[rows], indices[rows] = _order_candidates(values[rows], indices[rows])
+    return values, indices
 
 
 def _chunked_topk(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -17,9 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from alignscope.core.devices import one_thread_each
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import check_features
 from alignscope.core.metrics.registry import get_metric
+
+# Up to this many samples a layer matrix prepares its layers side by side (their n x n Grams held at once)
+PARALLEL_PREPARE_MAX_SAMPLES = 4096
 
 
 @dataclass(frozen=True)
@@ -121,14 +125,8 @@ def layer_matrix(
 
 def _split_matrix(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, tick) -> np.ndarray:
     """All pairs through the split form: each layer prepared once, then compared (batched when it can)."""
-    states_a = []
-    for tensor, label in zip(tensors_a, labels_a):
-        states_a.append(spec.prepare(tensor, name=label, **resolved))
-        tick()
-    states_b = []
-    for tensor, label in zip(tensors_b, labels_b):
-        states_b.append(spec.prepare(tensor, name=label, **resolved))
-        tick()
+    states = _prepare_all(spec, tensors_a + tensors_b, labels_a + labels_b, resolved, tick)
+    states_a, states_b = states[: len(tensors_a)], states[len(tensors_a) :]
     values = np.empty((len(states_a), len(states_b)), dtype=np.float64)
     batched = spec.compare_all(states_a, states_b, **resolved) if spec.compare_all is not None else None
     if batched is not None:
@@ -141,3 +139,20 @@ def _split_matrix(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, tick
             values[i, j] = spec.compare(state_a, state_b, **resolved)
             tick()
     return values
+
+
+def _prepare_all(spec, tensors, labels, resolved, tick) -> list:
+    """Each layer's prepared state, in order. On the CPU, up to n = :data:`PARALLEL_PREPARE_MAX_SAMPLES`,
+    layers are prepared side by side, each on one torch thread (:func:`one_thread_each`): a preparation
+    is a large product and many medium ops (top-k, sorts, gathers) that a second thread barely speeds up.
+    Memory: that many layers' n x n Grams at once."""
+
+    def prepare(index: int):
+        return spec.prepare(tensors[index], name=labels[index], **resolved)
+
+    small = tensors[0].shape[0] <= PARALLEL_PREPARE_MAX_SAMPLES and tensors[0].device.type == "cpu"
+    states = []
+    for state in one_thread_each(prepare, range(len(tensors))) if small else map(prepare, range(len(tensors))):
+        states.append(state)
+        tick()
+    return states
