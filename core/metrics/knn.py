@@ -222,7 +222,7 @@ _KEPT_TABLE_BYTES = 1 << 28
 @dataclass(frozen=True)
 class _StackedLists:
     """g of B's layers stacked for batched comparisons: the first layer's place, and [g, n, k] stacks of
-    the fields asked for (``indices`` always)."""
+    the fields asked for, ``indices`` always, and ``keys`` (i·n + indices[., i, b], the table positions)."""
 
     start: int
     size: int
@@ -233,11 +233,13 @@ def _stacked_groups(states_b: list[NeighborState], *fields: str) -> Iterator[_St
     """B's states in consecutive groups of at most :data:`_STACK_ENTRIES` list entries."""
     n_samples, k = states_b[0].indices.shape
     size = max(1, _STACK_ENTRIES // max(1, n_samples * k))
+    rows = torch.arange(n_samples, device=states_b[0].indices.device)[:, None]
     for start in range(0, len(states_b), size):
         group = states_b[start : start + size]
         stacks = {
             name: torch.stack([present(getattr(state, name)) for state in group]) for name in ("indices", *fields)
         }
+        stacks["keys"] = rows * n_samples + stacks["indices"]  # i·n + j: where a table holds (i, j)
         yield _StackedLists(start, len(group), stacks)
 
 
@@ -261,13 +263,13 @@ class _ListLookup:
         table = torch.zeros(n_samples * n_samples, dtype=torch.int16, device=keys.device)
         return cls(state, table.scatter_(0, keys, columns))
 
-    def find(self, lists: torch.Tensor) -> torch.Tensor:
-        """For stacked lists [g, n, k] (j = lists[., i, b]): 1 + the column of j in this layer's list of
+    def find(self, group: _StackedLists) -> torch.Tensor:
+        """For B's stacked lists [g, n, k] (j = lists[., i, b]): 1 + the column of j in this layer's list of
         i, 0 where that list does not hold j; [g, n, k], int16 from the table, int64 from the search."""
+        lists = group.fields["indices"]
         size, n_samples, k = lists.shape
         if self.table is not None:
-            rows = torch.arange(n_samples, device=lists.device)[:, None]
-            return _read(self.table, rows * n_samples + lists)
+            return _read(self.table, group.fields["keys"])
         sorted_a = self.state.sorted_indices.expand(size, -1, -1).contiguous()
         position = torch.searchsorted(sorted_a, lists).clamp_(max=k - 1)
         hit = torch.gather(sorted_a, 2, position) == lists
@@ -305,7 +307,7 @@ def _compare_all_overlaps(
     lookups = _Lookups(states_a)
     for group in _stacked_groups(states_b):
         for i in range(len(states_a)):
-            overlap = (lookups[i].find(group.fields["indices"]) > 0).sum(dim=2).to(torch.float64) / k
+            overlap = (lookups[i].find(group) > 0).sum(dim=2).to(torch.float64) / k
             per_sample = _jaccard_from_overlap(overlap, k) if jaccard else overlap
             values[i, group.start : group.start + group.size] = per_sample.mean(dim=1).cpu().numpy()
     return values
@@ -869,7 +871,7 @@ def _compare_all_cknna(states_a: list[NeighborState], states_b: list[NeighborSta
             # [n, k + 1], flattened: column 0 reads zero; reverse + 1 is 0 where i is not in j's list
             values_a = F.pad(present(state_a.values), (1, 0)).view(-1)
             reverse_a = F.pad(present(state_a.reverse) + 1, (1, 0)).view(-1)
-            found = lookups[i].find(idx_b)  # 1 + where j sits in A's list of i, 0 if absent
+            found = lookups[i].find(group)  # 1 + where j sits in A's list of i, 0 if absent
             at_ij = row_start + found
             k_vals = _read(values_a, at_ij)  # K̃_ij, 0 outside M
             l_vals = torch.where(found > 0, values_b, 0.0)  # L̃_ij, 0 outside M
