@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from alignscope.core.devices import one_thread_each
+from alignscope.core.devices import side_by_side
 from alignscope.core.errors import InputError
 
 # Below this many samples an exact search takes well under a second and beats building an index.
@@ -294,7 +294,7 @@ def ivf_candidates(
         # many small products: each on one thread, the lists shared out over as many threads as torch
         # has (each list's result is the same on any thread)
         workers = max(1, min(torch.get_num_threads(), len(busy)))
-        for _ in one_thread_each(scan, [busy[worker::workers] for worker in range(workers)]):
+        for _ in side_by_side(scan, [busy[worker::workers] for worker in range(workers)], workers):
             pass
     out_values, out_indices = torch.empty_like(values), torch.empty_like(columns)
     out_values[by_home], out_indices[by_home] = values, index.order[columns]

@@ -64,22 +64,48 @@ def torch_threads(count: int = 1) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def one_thread_each(work: Callable[[Item], Result], items: Sequence[Item]) -> Iterator[Result]:
-    """``work(item)`` for each item, in order, up to torch's thread count of them at once, each on one torch
-    thread (torch's ops release the GIL). For many medium ops (top-k, gathers, sorts over 10^5–10^6
-    entries), which a second thread barely speeds up: two items at once keep both cores busy. A result does
-    not depend on the core count (one thread each, whatever the machine). Memory: that many items' work at
-    once.
+# Torch's intra-op thread count when this module was imported. A thread's count is its own, but torch
+# copies a process-wide value into a thread at its first torch call, and every set_num_threads writes that
+# value: a thread starting while another runs on one thread would keep one for life.
+PROCESS_THREADS = torch.get_num_threads()
+# items run at once by side_by_side (memory: that many items' work at once, on any machine)
+SIDE_BY_SIDE = 2
+
+
+def default_threads() -> None:
+    """Put the calling thread on :data:`PROCESS_THREADS` torch threads (a long-lived thread's initializer)."""
+    torch.get_num_threads()  # torch's lazy per-thread setup first, or it would overwrite the count below
+    torch.set_num_threads(PROCESS_THREADS)
+
+
+def side_by_side(
+    work: Callable[[Item], Result], items: Sequence[Item], workers: int = SIDE_BY_SIDE
+) -> Iterator[Result]:
+    """``work(item)`` for each item, in order, ``workers`` of them at once on pool threads that share
+    torch's threads between them (one each on 2 cores; torch's ops release the GIL). For many
+    medium ops (top-k, gathers, sorts over 10^5–10^6 entries) that more threads barely speed up. With one
+    thread to share, or one item, the items run in turn in the caller's thread, each on one thread. The
+    caller's own count is not changed while the pool runs, and the process-wide count new threads start
+    from is restored after.
 
     Example:
-        >>> list(one_thread_each(lambda x: int(torch.arange(x).sum()), [3, 4, 5]))
+        >>> list(side_by_side(lambda x: int(torch.arange(x).sum()), [3, 4, 5]))
         [3, 6, 10]
     """
-    workers = min(torch.get_num_threads(), len(items))
-    with torch_threads(1):
-        if workers < 2:
+    threads = torch.get_num_threads()
+    workers = min(workers, threads, len(items))
+    if workers < 2:
+        with torch_threads(1):
             yield from map(work, items)
-            return
-        # each pool thread sets its own count (another thread may restore the shared one meanwhile)
-        with ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return
+    each = threads // workers
+
+    def share() -> None:
+        torch.get_num_threads()  # torch's lazy per-thread setup first, or it would overwrite the count below
+        torch.set_num_threads(each)
+
+    try:
+        with ThreadPoolExecutor(workers, initializer=share) as pool:
             yield from pool.map(work, items)
+    finally:
+        torch.set_num_threads(threads)  # the pool threads wrote the process-wide count

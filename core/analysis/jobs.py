@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from alignscope.core.devices import default_threads
 from alignscope.core.errors import AlignscopeError
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -151,7 +152,10 @@ class LocalRunner:
     ``keep_finished`` of them."""
 
     def __init__(self, workers: int = 1, keep_finished: int = 200) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="alignscope-job")
+        # each job thread starts on the process's torch thread count (see core.devices.PROCESS_THREADS)
+        self._pool = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="alignscope-job", initializer=default_threads
+        )
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._keep_finished = keep_finished

@@ -222,24 +222,37 @@ _KEPT_TABLE_BYTES = 1 << 28
 @dataclass(frozen=True)
 class _StackedLists:
     """g of B's layers stacked for batched comparisons: the first layer's place, and [g, n, k] stacks of
-    the fields asked for, ``indices`` always, and ``keys`` (i·n + indices[., i, b], the table positions)."""
+    the fields asked for, ``indices`` always, and ``keys`` (i·n + indices[., i, b], the table positions)
+    when the lists get position tables."""
 
     start: int
     size: int
     fields: dict[str, torch.Tensor]
 
 
+def _group_size(states_b: list[NeighborState]) -> int:
+    """B layers per stacked group: at most :data:`_STACK_ENTRIES` list entries."""
+    n_samples, k = states_b[0].indices.shape
+    return max(1, _STACK_ENTRIES // max(1, n_samples * k))
+
+
+def _has_table(n_samples: int, k: int) -> bool:
+    """Whether a layer's lists get a position table (:class:`_ListLookup`), else a binary search."""
+    return n_samples * n_samples * 2 <= _TABLE_BYTES and k < 2**15 - 1
+
+
 def _stacked_groups(states_b: list[NeighborState], *fields: str) -> Iterator[_StackedLists]:
     """B's states in consecutive groups of at most :data:`_STACK_ENTRIES` list entries."""
-    n_samples, k = states_b[0].indices.shape
-    size = max(1, _STACK_ENTRIES // max(1, n_samples * k))
+    n_samples = states_b[0].indices.shape[0]
+    size = _group_size(states_b)
     rows = torch.arange(n_samples, device=states_b[0].indices.device)[:, None]
     for start in range(0, len(states_b), size):
         group = states_b[start : start + size]
         stacks = {
             name: torch.stack([present(getattr(state, name)) for state in group]) for name in ("indices", *fields)
         }
-        stacks["keys"] = rows * n_samples + stacks["indices"]  # i·n + j: where a table holds (i, j)
+        if _has_table(n_samples, stacks["indices"].shape[2]):
+            stacks["keys"] = rows * n_samples + stacks["indices"]  # i·n + j: where a table holds (i, j)
         yield _StackedLists(start, len(group), stacks)
 
 
@@ -255,7 +268,7 @@ class _ListLookup:
     @classmethod
     def of(cls, state: NeighborState) -> _ListLookup:
         n_samples, k = state.indices.shape
-        if n_samples * n_samples * 2 > _TABLE_BYTES or k >= 2**15 - 1:
+        if not _has_table(n_samples, k):
             return cls(state, None)
         rows = torch.arange(n_samples, device=state.indices.device)[:, None]
         keys = (rows * n_samples + state.indices).flatten()
@@ -278,14 +291,16 @@ class _ListLookup:
 
 
 class _Lookups:
-    """The A layers' :class:`_ListLookup` for one batched comparison: built once each while their tables
-    fit :data:`_KEPT_TABLE_BYTES` together (kept across B's groups), else built again for each group."""
+    """The A layers' :class:`_ListLookup` for one batched comparison: with more than one group of B, built
+    once each while their tables fit :data:`_KEPT_TABLE_BYTES` together (kept across the groups), else
+    built when asked for and not kept."""
 
-    def __init__(self, states_a: list[NeighborState]) -> None:
+    def __init__(self, states_a: list[NeighborState], states_b: list[NeighborState]) -> None:
         n_samples = states_a[0].indices.shape[0]
+        groups = -(-len(states_b) // _group_size(states_b))
         self._states = states_a
         self._kept: dict[int, _ListLookup] | None = (
-            {} if len(states_a) * n_samples * n_samples * 2 <= _KEPT_TABLE_BYTES else None
+            {} if groups > 1 and len(states_a) * n_samples * n_samples * 2 <= _KEPT_TABLE_BYTES else None
         )
 
     def __getitem__(self, index: int) -> _ListLookup:
@@ -304,7 +319,7 @@ def _compare_all_overlaps(
     either side). Equal to :func:`_compare_mutual` per pair."""
     values = np.empty((len(states_a), len(states_b)), dtype=np.float64)
     k = states_a[0].indices.shape[1]
-    lookups = _Lookups(states_a)
+    lookups = _Lookups(states_a, states_b)
     for group in _stacked_groups(states_b):
         for i in range(len(states_a)):
             overlap = (lookups[i].find(group) > 0).sum(dim=2).to(torch.float64) / k
@@ -858,7 +873,7 @@ def _compare_all_cknna(states_a: list[NeighborState], states_b: list[NeighborSta
     n, k = states_a[0].indices.shape
     self_b_all = np.array([present(state.self_hsic) for state in states_b])
     row_start = torch.arange(n, device=states_a[0].indices.device)[:, None] * (k + 1)
-    lookups = _Lookups(states_a)
+    lookups = _Lookups(states_a, states_b)
     for group in _stacked_groups(states_b, "values", "reverse"):
         idx_b, values_b = group.fields["indices"], group.fields["values"]
         l_both = torch.where(group.fields["reverse"] >= 0, values_b, 0.0)  # L_ij where (j, i) in M_L

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from alignscope.core.devices import one_thread_each
+from alignscope.core.devices import side_by_side
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import check_features
 from alignscope.core.metrics.registry import get_metric
 
-# Up to this many samples a layer matrix prepares its layers side by side (their n x n Grams held at once)
+# Up to this many samples a layer matrix prepares two layers at once (both n x n Grams held at once)
 PARALLEL_PREPARE_MAX_SAMPLES = 4096
 
 
@@ -143,16 +143,16 @@ def _split_matrix(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, tick
 
 def _prepare_all(spec, tensors, labels, resolved, tick) -> list:
     """Each layer's prepared state, in order. On the CPU, up to n = :data:`PARALLEL_PREPARE_MAX_SAMPLES`,
-    layers are prepared side by side, each on one torch thread (:func:`one_thread_each`): a preparation
-    is a large product and many medium ops (top-k, sorts, gathers) that a second thread barely speeds up.
-    Memory: that many layers' n x n Grams at once."""
+    two layers are prepared at once, sharing torch's threads (:func:`side_by_side`; one each on 2 cores): a
+    preparation is a large product and many medium ops (top-k, sorts, gathers) that more threads barely
+    speed up. Memory: two preparations at once (an RBF kernel or RSA at n = 4,096: ~0.5 GiB each)."""
 
     def prepare(index: int):
         return spec.prepare(tensors[index], name=labels[index], **resolved)
 
     small = tensors[0].shape[0] <= PARALLEL_PREPARE_MAX_SAMPLES and tensors[0].device.type == "cpu"
     states = []
-    for state in one_thread_each(prepare, range(len(tensors))) if small else map(prepare, range(len(tensors))):
+    for state in side_by_side(prepare, range(len(tensors))) if small else map(prepare, range(len(tensors))):
         states.append(state)
         tick()
     return states

@@ -111,7 +111,8 @@ def test_batched_knn_layer_matrix_is_the_same_in_any_grouping(metric, similarity
 def test_a_layer_matrix_is_the_same_on_one_thread_as_on_all(metric):
     """A stored result is keyed by its inputs, not by the machine's core count: neighbour lists are
     identical on one thread and on all, float64 sums agree to rounding (a parallel reduction adds in
-    another order)."""
+    another order). On all threads two layers are prepared at once (one thread each here, on 2 cores), on
+    one thread in turn."""
     from alignscope.core.devices import torch_threads
 
     generator = torch.Generator().manual_seed(0)
