@@ -72,10 +72,15 @@ PROCESS_THREADS = torch.get_num_threads()
 SIDE_BY_SIDE = 2
 
 
+def _own_threads(count: int) -> None:
+    """Put the calling thread on ``count`` torch threads (a pool thread's initializer)."""
+    torch.get_num_threads()  # torch's lazy per-thread setup first, or it would overwrite the count below
+    torch.set_num_threads(count)
+
+
 def default_threads() -> None:
     """Put the calling thread on :data:`PROCESS_THREADS` torch threads (a long-lived thread's initializer)."""
-    torch.get_num_threads()  # torch's lazy per-thread setup first, or it would overwrite the count below
-    torch.set_num_threads(PROCESS_THREADS)
+    _own_threads(PROCESS_THREADS)
 
 
 def side_by_side(
@@ -98,14 +103,8 @@ def side_by_side(
         with torch_threads(1):
             yield from map(work, items)
         return
-    each = threads // workers
-
-    def share() -> None:
-        torch.get_num_threads()  # torch's lazy per-thread setup first, or it would overwrite the count below
-        torch.set_num_threads(each)
-
     try:
-        with ThreadPoolExecutor(workers, initializer=share) as pool:
+        with ThreadPoolExecutor(workers, initializer=_own_threads, initargs=(threads // workers,)) as pool:
             yield from pool.map(work, items)
     finally:
         torch.set_num_threads(threads)  # the pool threads wrote the process-wide count

@@ -15,9 +15,9 @@ class Lru(Generic[Value]):
     the lock (two callers may load one key at once; the later value is kept): values must be read-only.
 
     Example:
-        >>> memo = Lru(capacity=2)
-        >>> [memo.get(key, lambda: key * 10) for key in (1, 2, 1, 3)], memo.keys()
-        ([10, 20, 10, 30], [1, 3])
+        >>> memo, loads = Lru(capacity=2), []
+        >>> [memo.get(key, lambda: loads.append(key) or key * 10) for key in (1, 2, 1, 3, 2, 1)], loads
+        ([10, 20, 10, 30, 20, 10], [1, 2, 3, 2, 1])
     """
 
     def __init__(self, capacity: int) -> None:
@@ -36,10 +36,6 @@ class Lru(Generic[Value]):
             while len(self._items) > self._capacity:
                 self._items.popitem(last=False)
         return value
-
-    def keys(self) -> list[Hashable]:
-        with self._lock:
-            return list(self._items)
 
     def clear(self) -> None:
         with self._lock:

@@ -241,18 +241,23 @@ def _has_table(n_samples: int, k: int) -> bool:
     return n_samples * n_samples * 2 <= _TABLE_BYTES and k < 2**15 - 1
 
 
+def _table_keys(lists: torch.Tensor) -> torch.Tensor:
+    """i·n + j for each entry j = lists[..., i, b] of lists [..., n, k]: where a position table holds (i, j)."""
+    n_samples = lists.shape[-2]
+    return torch.arange(n_samples, device=lists.device)[:, None] * n_samples + lists
+
+
 def _stacked_groups(states_b: list[NeighborState], *fields: str) -> Iterator[_StackedLists]:
     """B's states in consecutive groups of at most :data:`_STACK_ENTRIES` list entries."""
     n_samples = states_b[0].indices.shape[0]
     size = _group_size(states_b)
-    rows = torch.arange(n_samples, device=states_b[0].indices.device)[:, None]
     for start in range(0, len(states_b), size):
         group = states_b[start : start + size]
         stacks = {
             name: torch.stack([present(getattr(state, name)) for state in group]) for name in ("indices", *fields)
         }
         if _has_table(n_samples, stacks["indices"].shape[2]):
-            stacks["keys"] = rows * n_samples + stacks["indices"]  # i·n + j: where a table holds (i, j)
+            stacks["keys"] = _table_keys(stacks["indices"])
         yield _StackedLists(start, len(group), stacks)
 
 
@@ -270,8 +275,7 @@ class _ListLookup:
         n_samples, k = state.indices.shape
         if not _has_table(n_samples, k):
             return cls(state, None)
-        rows = torch.arange(n_samples, device=state.indices.device)[:, None]
-        keys = (rows * n_samples + state.indices).flatten()
+        keys = _table_keys(state.indices).flatten()
         columns = torch.arange(1, k + 1, dtype=torch.int16, device=keys.device).repeat(n_samples)
         table = torch.zeros(n_samples * n_samples, dtype=torch.int16, device=keys.device)
         return cls(state, table.scatter_(0, keys, columns))
