@@ -2,17 +2,17 @@
 it selects exactly among all points.
 
 Up to a budget (``Settings.map_points``, ALIGNSCOPE_MAP_POINTS) a map draws every sample (trace point i =
-sample i). Above that it draws a fixed random layer of that many samples plus the selected ones, over a
-density image of all n points (``density_image``); a selection is then computed here from the box's ranges
-or the lasso's polygon over all n coordinates (``selected_samples``), so it holds every sample inside,
-drawn or not.
+sample i). Above that it draws a fixed random layer of that many samples over a density image of all n
+points (``density_image``). The maps' frame (linked_maps) selects from a box's ranges or a lasso's polygon
+over all n coordinates, so a selection holds every sample inside, drawn or not, and draws the selected
+samples outside the layer on top; ``samples_in_box`` / ``samples_in_lasso`` state that rule (the browser
+tests hold the frame to them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -28,19 +28,12 @@ class DensityImage:
     counts: np.ndarray  # [bins, bins] int64
 
 
-def drawn_samples(n_samples: int, selected: Sequence[int] = (), *, budget: int, seed: int = 0) -> np.ndarray:
+def drawn_samples(n_samples: int, *, budget: int, seed: int = 0) -> np.ndarray:
     """Ascending indices of the samples a map draws: all of them up to ``budget``; above, a seeded random
-    ``budget`` of them (the same on every rerun) joined by the selected ones (a seeded ``budget`` of those
-    when more are selected)."""
+    ``budget`` of them (the same on every rerun, whatever is selected)."""
     if n_samples <= budget:
         return np.arange(n_samples)
-    rng = np.random.default_rng(seed)
-    layer = rng.choice(n_samples, size=budget, replace=False)
-    chosen = np.unique(np.asarray(selected, dtype=np.int64))
-    chosen = chosen[(chosen >= 0) & (chosen < n_samples)]
-    if len(chosen) > budget:
-        chosen = rng.choice(chosen, size=budget, replace=False)
-    return np.union1d(layer, chosen)
+    return np.sort(np.random.default_rng(seed).choice(n_samples, size=budget, replace=False))
 
 
 def density_image(coords: np.ndarray, bins: int = DENSITY_BINS) -> DensityImage:
@@ -75,38 +68,3 @@ def samples_in_lasso(coords: np.ndarray, xs: Sequence[float], ys: Sequence[float
             at = xi + (y - yi) * (xj - xi) / (yj - yi)
         inside ^= crosses & (x < at)
     return np.flatnonzero(inside)
-
-
-def _finite_outline(shape: Mapping[str, Any]) -> bool:
-    """A box's ranges or a lasso's vertices: at least two finite numbers on each axis."""
-    try:
-        xs, ys = np.asarray(shape.get("x"), dtype=float), np.asarray(shape.get("y"), dtype=float)
-    except (TypeError, ValueError):
-        return False
-    return (
-        xs.ndim == ys.ndim == 1
-        and len(xs) >= 2
-        and len(ys) >= 2
-        and bool(np.isfinite(xs).all() & np.isfinite(ys).all())
-    )
-
-
-def selected_samples(state: Mapping[str, Any] | None, coords: np.ndarray, drawn: np.ndarray) -> np.ndarray:
-    """The sample indices a plotly selection event picks, ascending.
-
-    ``state``: Streamlit's selection state of the chart (``{"selection": {"point_indices", "box", "lasso"}}``);
-    ``coords`` [n, 2] all samples' positions; ``drawn`` the samples the trace holds (trace point j =
-    sample ``drawn[j]``). A map that draws every sample takes the browser's point indices as they are; a
-    reduced map takes the union of the boxes and lassos over all ``coords`` (exact, drawn or not).
-    """
-    selection = (state or {}).get("selection") or {}
-    if len(drawn) < len(coords):
-        shapes = [(samples_in_box, shape) for shape in selection.get("box") or []]
-        shapes += [(samples_in_lasso, shape) for shape in selection.get("lasso") or []]
-        if shapes and all(_finite_outline(shape) for _, shape in shapes):
-            return np.unique(np.concatenate([inside(coords, shape["x"], shape["y"]) for inside, shape in shapes]))
-        # no shape, or one this code cannot read exactly (a missing end, a multi-part path): what the
-        # browser itself selected among the drawn points
-    positions = np.unique(np.asarray([int(i) for i in selection.get("point_indices") or []], dtype=np.int64))
-    positions = positions[(positions >= 0) & (positions < len(drawn))]
-    return np.asarray(drawn, dtype=np.int64)[positions]

@@ -1,8 +1,9 @@
 """Figure builders of the Projections and Neighbours pages: data in, plotly Figure out, no Streamlit.
 
-Scatter plots hold exactly one ``Scattergl`` trace whose point i is sample i, so a box / lasso
-selection's point indices are sample indices in both plots, and every per-sample property (colour,
-hover, highlight) is an array over samples (``marker.color``, ``customdata``, ``selectedpoints``).
+Scatter plots hold one ``Scattergl`` trace whose point j is sample j (sample ``drawn[j]`` in a reduced
+map), so every per-sample property (colour, hover) is an array over samples (``marker.color``,
+``customdata``); the Projections page's frame (linked_maps) highlights a selection through the trace's
+``selectedpoints``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,26 @@ def label_colours(labels: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return [mapping[label] for label in labels], mapping
 
 
+def label_codes(labels: Sequence[str], mapping: dict[str, str]) -> np.ndarray:
+    """Each label's position in ``mapping`` (label -> colour, from :func:`label_colours`): its step on a
+    map's colour scale. int32 [n]."""
+    code = {label: i for i, label in enumerate(mapping)}
+    return np.array([code[label] for label in labels], dtype=np.int32)
+
+
+def colour_scale_values(
+    n_samples: int, labels: Sequence[str] | None = None, color_values: Sequence[float] | None = None
+) -> np.ndarray:
+    """What :func:`projection_scatter` puts on its colour scale for each of the ``n_samples`` samples, given
+    the same ``labels`` / ``color_values``: the numbers, else each label's code, else NaN (one colour).
+    float64 [n]."""
+    if color_values is not None:
+        return np.asarray(color_values, dtype=float)
+    if labels is not None:
+        return label_codes(list(labels), label_colours(list(labels))[1]).astype(float)
+    return np.full(n_samples, np.nan)
+
+
 def top_categories(values: Sequence[str], keep: int) -> list[str]:
     """``values`` with all but the ``keep - 1`` most frequent ones (ties: in sorted order) replaced by
     ``"other (<m> values)"``, so a text column with more values than there are colours still colours
@@ -97,7 +118,6 @@ def projection_scatter(
     color_in_hover: bool = False,
     overlap: Sequence[float] | None = None,
     snippets: Sequence[str] | None = None,
-    selected_indices: Sequence[int] | None = None,
     drawn: np.ndarray | None = None,
     height: int = 520,
 ) -> go.Figure:
@@ -114,10 +134,9 @@ def projection_scatter(
             under ``color_title``.
         overlap: n per-sample overlaps, shown on hover when given.
         snippets: n short texts shown on hover (text datasets).
-        selected_indices: samples to highlight (the others are dimmed); ``None`` or empty: no highlight.
         drawn: ascending sample indices the trace holds when it cannot hold all n (see
-            ``map_reduction.drawn_samples``, which keeps the selected ones); a second trace then shows the
-            density of all n points beneath. Label colours and names are those of all n samples.
+            ``map_reduction.drawn_samples``); a second trace then shows the density of all n points beneath.
+            Label colours and names are those of all n samples.
 
     Returns:
         The figure; ``dragmode`` is box select, so a drag selects.
@@ -132,12 +151,9 @@ def projection_scatter(
     mapping = label_colours(label_list)[1] if labels is not None else {}
     annotations = _label_annotations(coords, label_list, mapping) if labels is not None and color_values is None else []
     density = None
-    highlighted = sorted({int(i) for i in selected_indices}) if selected_indices else []
     if drawn is not None and len(drawn) < n_samples:
         take = np.asarray(drawn, dtype=np.int64)
         density = map_reduction.density_image(coords)
-        positions = np.searchsorted(take, highlighted)
-        highlighted = [int(p) for p, i in zip(positions, highlighted) if p < len(take) and take[p] == i]
         coords, sample_ids = coords[take], [sample_ids[i] for i in take]
         label_list = [label_list[i] for i in take]
         color_values = None if color_values is None else np.asarray(color_values, dtype=float)[take]
@@ -178,10 +194,9 @@ def projection_scatter(
     elif labels is not None:
         # each point's colour as the index of its label on a stepwise colour scale: plotly checks a
         # numeric array at once, where n colour strings are validated one by one (seconds at 100,000)
-        code = {label: i for i, label in enumerate(mapping)}
         steps = len(mapping)
         marker.update(
-            color=np.array([code[label] for label in label_list], dtype=np.int32),
+            color=label_codes(label_list, mapping),
             colorscale=[
                 [edge, colour] for i, colour in enumerate(mapping.values()) for edge in (i / steps, (i + 1) / steps)
             ],
@@ -204,7 +219,6 @@ def projection_scatter(
         selected={"marker": {"opacity": 1.0, "size": 10}},
         unselected={"marker": {"opacity": 0.12}},
     )
-    trace.selectedpoints = highlighted or None
     fig = go.Figure(trace)
     if density is not None:
         fig.add_trace(_density_trace(density))
@@ -215,6 +229,8 @@ def projection_scatter(
         # Zoom and pan survive reruns (e.g. after a selection) as long as the view is the same.
         uirevision=title,
         hoverlabel={"align": "left"},
+        # room for tick labels and axis titles, fixed: plotly's automargin draws a WebGL map twice
+        margin={"l": 64, "r": 10, "t": 60, "b": 52},
     )
     fig.update_xaxes(title_text=axis_titles[0], zeroline=False, showgrid=True)
     fig.update_yaxes(title_text=axis_titles[1], zeroline=False, showgrid=True)
@@ -258,6 +274,7 @@ def _density_trace(density: map_reduction.DensityImage) -> go.Heatmap:
         customdata=density.counts,
         colorscale=[[0.0, "#ECECEC"], [1.0, "#6B6B6B"]],
         showscale=False,
+        hoverongaps=False,  # no "0 samples here" over empty cells
         hovertemplate="%{customdata} samples here<extra>density of all samples</extra>",
         name="density",
         showlegend=False,

@@ -20,6 +20,7 @@ from tests.e2e.server import (  # noqa: E402
     fill_cache,
     free_port,
     launch_browser,
+    maps_frame,
     open_page,
     start_server,
     stop_server,
@@ -115,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 url = f"{base_url}/{target.format(sel=_selected_ids('8'), sample=_half_aligned_sample(cache_dir))}"
                 open_page(page, url, title=title)
-                wait_plots(page, plots)
+                if name.startswith("projections"):
+                    maps_frame(page)  # both maps, in the linked maps frame
+                else:
+                    wait_plots(page, plots)
                 if scroll_to:
                     page.get_by_text(scroll_to, exact=True).scroll_into_view_if_needed()
                 else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import html
 
 import numpy as np
 import pandas as pd
@@ -15,9 +16,11 @@ import streamlit.components.v1 as components
 from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import AlignedProjectionRequest, NeighbourRequest, ProjectionRequest
 from alignscope.core.analysis.results import Projection
+from alignscope.core.datasets import Dataset
 from alignscope.core.errors import AlignscopeError
+from alignscope.core.memo import Lru
 from alignscope.core.settings import get_settings
-from alignscope.dashboard import _cached, hover_maps, map_reduction, plots_projection, ui
+from alignscope.dashboard import _cached, hover_maps, linked_maps, map_reduction, plots_projection, ui
 from alignscope.dashboard.selection import (
     ALIGNMENT_STRENGTHS,
     COLOR_BY,
@@ -30,6 +33,9 @@ from alignscope.dashboard.url_state import bound, update_selection
 PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP"}
 COLOR_NAMES = {"label": "Label", "alignment": "Per-sample alignment (k-NN overlap)"}
 MAX_GALLERY = 60
+MAPS_KEY = "proj-maps"
+# figure JSON of the maps by linked_maps.figures_version, with the dataset view they show
+_FIGURES: Lru[tuple[Dataset, str, str]] = Lru(capacity=4)
 
 
 def _colour_options(sel: Selection) -> list[str]:
@@ -129,11 +135,12 @@ def _umap_settings(sel: Selection) -> None:
         )
 
 
-def _on_select(chart_key: str, sample_ids: list[str], coords: np.ndarray, drawn: np.ndarray) -> None:
-    """Box / lasso in one map -> the selected sample ids, in the URL (exact over all samples when the map
-    draws only a layer of them: see map_reduction)."""
-    chosen = map_reduction.selected_samples(st.session_state.get(chart_key), coords, drawn)
-    update_selection(selected=tuple(sample_ids[i] for i in chosen))
+def _on_select(sample_ids: list[str], version: str) -> None:
+    """Box / lasso in either map (the frame selects exactly over all samples, drawn or not) -> the
+    selected sample ids, in the URL."""
+    chosen = linked_maps.chosen_samples(st.session_state.get(MAPS_KEY), n_samples=len(sample_ids), version=version)
+    if chosen is not None:
+        update_selection(selected=tuple(sample_ids[i] for i in chosen))
 
 
 def _pca_axes(projection: Projection) -> tuple[str, str]:
@@ -195,8 +202,10 @@ def render(sel: Selection) -> None:
     selected = [s for s in sel.selected if s in position]
     selected_indices = [position[s] for s in selected]
     snippets = None if data.texts is None else [t if len(t) <= 80 else t[:79] + "…" for t in data.texts]
-    # the same samples in both maps: a reduced map's layer is one seeded sample plus the selection
-    drawn = map_reduction.drawn_samples(n, selected_indices, budget=get_settings().map_points)
+    budget = get_settings().map_points
+    # the same samples in both maps, whatever is selected: a reduced map's layer is one seeded sample
+    # (the frame draws selected samples outside it on top)
+    drawn = map_reduction.drawn_samples(n, budget=budget)
 
     st.caption(
         f"**{sel.model_a}** layer {layer_a} `{pair.names_a[layer_a]}` (left) and **{sel.model_b}** layer {layer_b} "
@@ -206,24 +215,11 @@ def render(sel: Selection) -> None:
     )
 
     colour = _colour_arguments(sel.color_by, data, overlap, k)
-
-    def figure(coords: np.ndarray, side: str, model: str, layer: int, names: tuple[str, ...], axes: tuple[str, str]):
-        return plots_projection.projection_scatter(
-            coords,
-            sample_ids=sample_ids,
-            title=f"{side}: {model} · layer {layer} {names[layer]}",
-            axis_titles=axes,
-            **colour,
-            overlap=overlap,
-            snippets=snippets,
-            selected_indices=selected_indices,
-            drawn=drawn,
-        )
-
     maps = outcomes[3:]
     if sel.projection == "pca" or not all(o.ready for o in maps):
         coords_a, coords_b = outcomes[0].result.coords, outcomes[1].result.coords
         axes_a, axes_b = _pca_axes(outcomes[0].result), _pca_axes(outcomes[1].result)
+        shown = outcomes[:3]
         if sel.projection != "pca":
             st.info(
                 f"Showing PCA while {PROJECTION_NAMES[sel.projection]} is computed; the maps switch when it is "
@@ -234,25 +230,52 @@ def render(sel: Selection) -> None:
     elif sel.projection == "umap":
         coords_a, coords_b = maps[0].result.coords, maps[1].result.coords
         axes_a = axes_b = ("UMAP 1", "UMAP 2")
+        shown = [outcomes[2], *maps]
     else:
         coords_a, coords_b = maps[0].result.coords_a, maps[0].result.coords_b
         axes_a = axes_b = ("aligned UMAP 1", "aligned UMAP 2")
+        shown = [outcomes[2], *maps]
     ui.gate(outcomes, key="projections-gate", what=PROJECTION_NAMES[sel.projection])
-    column_a, column_b = st.columns(2)
-    for column, key, coords, side, model, layer, names, axes in (
-        (column_a, "proj-a", coords_a, "A", sel.model_a, layer_a, pair.names_a, axes_a),
-        (column_b, "proj-b", coords_b, "B", sel.model_b, layer_b, pair.names_b, axes_b),
-    ):
-        column.plotly_chart(
-            figure(coords, side, model, layer, names, axes),
-            key=key,
-            on_select=functools.partial(_on_select, key, sample_ids, coords, drawn),
-            selection_mode=("box", "lasso"),
+    titles = (  # plotly reads a little HTML in titles: a layer's name is the user's text
+        html.escape(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}"),
+        html.escape(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}"),
+    )
+    # names what the maps show: results, the dataset's loaded view (its labels, texts, metadata; cached
+    # figures hold it, so its id is not reused meanwhile), colour, k, the point budget, titles
+    version = linked_maps.figures_version(
+        [o.key for o in shown], id(data), data.ids_digest(), sel.color_by, k, budget, titles, axes_a, axes_b
+    )
+
+    def figures() -> tuple[Dataset, str, str]:
+        return data, *(
+            plots_projection.projection_scatter(
+                coords,
+                sample_ids=sample_ids,
+                title=title,
+                axis_titles=axes,
+                **colour,
+                overlap=overlap,
+                snippets=snippets,
+                drawn=drawn,
+            ).to_json()
+            for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
         )
+
+    linked_maps.linked_maps(
+        _FIGURES.get(version, figures)[1:],
+        (coords_a, coords_b),
+        drawn=drawn,
+        colour=plots_projection.colour_scale_values(n, colour.get("labels"), colour.get("color_values")),
+        selected=selected_indices,
+        version=version,
+        cache_dir=get_settings().cache_dir,
+        key=MAPS_KEY,
+        on_change=functools.partial(_on_select, sample_ids, version),
+    )
     if len(drawn) < n:
         st.caption(
-            f"Each map draws {len(drawn):,} of the {n:,} samples (a fixed random layer, with every selected "
-            "sample) over the grey density of all of them. A box or lasso selects exactly among all "
+            f"Each map draws {len(drawn):,} of the {n:,} samples (a fixed random layer; selected samples outside "
+            f"it are drawn on top) over the grey density of all of them. A box or lasso selects exactly among all "
             f"{n:,} samples, drawn or not."
         )
     missing = int(np.isnan(coords_a).any(axis=1).sum() + np.isnan(coords_b).any(axis=1).sum())

@@ -1,5 +1,5 @@
-"""A reduced map (a sampled layer over the density of all points) and exact selections from its boxes and
-lassos, without Streamlit."""
+"""A reduced map (a sampled layer over the density of all points) and the rule by which a box or lasso selects
+exactly among all points, without Streamlit (the frame that applies it: tests/e2e/test_linked_maps_frame.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from alignscope.dashboard.map_reduction import (
     drawn_samples,
     samples_in_box,
     samples_in_lasso,
-    selected_samples,
 )
 
 
@@ -21,22 +20,11 @@ def test_small_maps_draw_every_sample():
     assert drawn_samples(500, budget=1000).tolist() == list(range(500))
 
 
-def test_a_reduced_layer_is_seeded_and_keeps_every_selected_sample():
-    selected = [3, 99_998, 50_000]
-    drawn = drawn_samples(100_000, selected, budget=2_000)
-    assert np.all(np.diff(drawn) > 0)  # ascending, no repeats
-    assert set(selected) <= set(drawn.tolist())
-    assert 2_000 <= len(drawn) <= 2_003
-    assert np.array_equal(drawn, drawn_samples(100_000, selected, budget=2_000))  # the same on every rerun
-    # the base layer does not move when the selection changes: a rerun after a selection keeps the picture
-    base = set(drawn_samples(100_000, budget=2_000).tolist())
-    assert base <= set(drawn.tolist())
-
-
-def test_a_huge_selection_is_drawn_as_a_sample_of_itself():
-    selected = np.arange(0, 100_000, 2)  # 50,000 selected
-    drawn = drawn_samples(100_000, selected, budget=1_000)
-    assert len(drawn) <= 2_000 and np.isin(drawn, selected).sum() >= 1_000
+def test_a_reduced_layer_is_seeded_and_the_same_whatever_is_selected():
+    drawn = drawn_samples(100_000, budget=2_000)
+    assert np.all(np.diff(drawn) > 0) and len(drawn) == 2_000  # ascending, no repeats
+    assert np.array_equal(drawn, drawn_samples(100_000, budget=2_000))  # the same on every rerun
+    assert not np.array_equal(drawn, drawn_samples(100_000, budget=2_000, seed=1))
 
 
 def test_density_counts_every_finite_point_once():
@@ -76,41 +64,16 @@ def test_lasso_selects_the_points_inside_the_polygon():
     assert samples_in_lasso(coords, [0, 1], [0, 1]).size == 0  # a line encloses nothing
 
 
-def test_a_reduced_maps_box_selects_among_all_samples_not_only_the_drawn():
-    coords = np.random.default_rng(3).normal(size=(50_000, 2))
-    drawn = drawn_samples(50_000, budget=1_000)
-    state = {"selection": {"point_indices": [0, 1], "box": [{"x": [0.0, 0.5], "y": [0.0, 0.5]}], "lasso": []}}
-    picked = selected_samples(state, coords, drawn)
-    expected = samples_in_box(coords, [0.0, 0.5], [0.0, 0.5])
-    assert np.array_equal(picked, expected)
-    assert len(picked) > 10 * np.isin(picked, drawn).sum() / 2  # most selected samples were never drawn
-    # two shapes (shift-drag) select their union
-    state["selection"]["lasso"] = [{"x": [-1.0, -0.5, -1.0], "y": [-1.0, -1.0, -0.5]}]
-    union = np.union1d(expected, samples_in_lasso(coords, [-1.0, -0.5, -1.0], [-1.0, -1.0, -0.5]))
-    assert np.array_equal(selected_samples(state, coords, drawn), union)
-
-
-def test_a_full_map_takes_the_browsers_point_indices_and_a_reduced_one_maps_them_through_drawn():
-    coords = np.random.default_rng(4).normal(size=(100, 2))
-    state = {"selection": {"point_indices": [5, 2, 2, 999, -1], "box": [{"x": [9, 10], "y": [9, 10]}], "lasso": []}}
-    assert selected_samples(state, coords, np.arange(100)).tolist() == [2, 5]
-    drawn = np.array([10, 20, 30, 40, 50, 60])
-    no_shape = {"selection": {"point_indices": [1, 3]}}
-    assert selected_samples(no_shape, coords, drawn).tolist() == [20, 40]
-    assert selected_samples(None, coords, drawn).size == 0 and selected_samples({}, coords, drawn).size == 0
-
-
-def _reduced_figure(n=30_000, budget=2_000, selected=(7, 29_999), **kwargs) -> tuple[go.Figure, np.ndarray]:
+def _reduced_figure(n=30_000, budget=2_000, **kwargs) -> tuple[go.Figure, np.ndarray]:
     rng = np.random.default_rng(5)
     coords = rng.normal(size=(n, 2))
-    drawn = drawn_samples(n, selected, budget=budget)
+    drawn = drawn_samples(n, budget=budget)
     fig = plots_projection.projection_scatter(
         coords,
         sample_ids=[f"s{i}" for i in range(n)],
         title="A",
         labels=[str(i % 4) for i in range(n)],
         overlap=np.linspace(0, 1, n),
-        selected_indices=list(selected),
         drawn=drawn,
         **kwargs,
     )
@@ -126,8 +89,6 @@ def test_a_reduced_figure_draws_the_layer_over_the_density_of_all_points():
     ids = [row[0] for row in scatter.customdata]
     assert ids == [f"s{i}" for i in drawn]
     assert np.allclose([row[2] for row in scatter.customdata], np.linspace(0, 1, 30_000)[drawn])
-    # the selected samples are highlighted at their positions in the layer
-    assert [ids[j] for j in scatter.selectedpoints] == ["s7", "s29999"]
     assert np.asarray(density.customdata).sum() == 30_000
     # label colours and names come from all samples: four labels, each named once
     assert len(fig.layout.annotations) == 4 and len(set(np.asarray(scatter.marker.color).tolist())) == 4
@@ -151,17 +112,3 @@ def test_the_budget_is_a_setting(monkeypatch):
     assert settings_from_env().map_points == 5_000
     monkeypatch.setenv("ALIGNSCOPE_MAP_POINTS", "3")
     assert settings_from_env().map_points == 100  # never a map of nothing
-
-
-def test_a_shape_that_cannot_be_read_exactly_falls_back_to_the_browsers_own_selection():
-    """A box with a missing end, or a lasso path Streamlit parsed into NaN vertices (several sub-paths),
-    must not crash the callback or quietly drop edges: the drawn points the browser selected are used."""
-    coords = np.random.default_rng(6).normal(size=(5_000, 2))
-    drawn = drawn_samples(5_000, budget=500)
-    for shape_kind, shape in (
-        ("box", {"x": [0.0, None], "y": [0.0, 1.0]}),
-        ("lasso", {"x": [0.0, 1.0, float("nan"), 0.0], "y": [0.0, 0.0, 1.0, 1.0]}),
-        ("box", {"x": "garbage", "y": [0.0, 1.0]}),
-    ):
-        state = {"selection": {"point_indices": [3, 1], shape_kind: [shape]}}
-        assert selected_samples(state, coords, drawn).tolist() == [drawn[1], drawn[3]]

@@ -53,11 +53,21 @@ def test_colour_by_alignment_puts_the_values_in_marker_color_with_a_colour_bar()
     assert "k-NN overlap" in trace.hovertemplate
 
 
-def test_selection_highlight_is_by_sample_index():
-    fig = _scatter(selected_indices=[7, 2, 2])
-    assert list(fig.data[0].selectedpoints) == [2, 7]
-    assert fig.data[0].unselected.marker.opacity < 1
-    assert _scatter(selected_indices=[]).data[0].selectedpoints is None
+def test_colour_scale_values_are_the_traces_own_for_every_sample():
+    """The linked maps frame colours selected samples a reduced map does not draw with these values: they
+    must be what the trace puts on its colour scale, sample for sample (labels: each label's step)."""
+    labels = ["b", "10", "a", "2", "a", "b"] * 2
+    trace = _scatter(labels=labels).data[0]
+    values = plots_projection.colour_scale_values(12, labels)
+    np.testing.assert_array_equal(trace.marker.color, values)
+    assert values[:4].tolist() == [3, 1, 2, 0]  # digits first, in numeric order, then text: 2, 10, a, b
+    drawn = np.array([1, 4, 7, 11])
+    reduced = _scatter(labels=labels, drawn=drawn).data[0]
+    np.testing.assert_array_equal(reduced.marker.color, values[drawn])
+    numbers = np.linspace(0, 1, 12)
+    assert np.array_equal(plots_projection.colour_scale_values(12, labels, numbers), numbers)
+    assert np.isnan(plots_projection.colour_scale_values(12)).all()  # one colour: the frame copies it
+    assert _scatter().data[0].unselected.marker.opacity < 1  # what the frame's highlight dims
 
 
 def test_text_snippets_go_on_hover():

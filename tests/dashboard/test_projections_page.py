@@ -27,12 +27,17 @@ def _decode(value):
     return value
 
 
+def maps_arguments(app) -> dict:
+    """The JSON arguments of the page's linked maps frame (dashboard/linked_maps.py): figures, selection."""
+    frames = [element.proto for element in app.get("component_instance")]
+    frames = [frame for frame in frames if frame.component_name.endswith("linked_maps")]
+    assert len(frames) == 1, f"{len(frames)} linked maps frames"
+    return json.loads(frames[0].json_args)
+
+
 def chart_spec(app, key: str) -> dict:
-    """The plotly figure (as a plain dict) of the chart whose widget key is ``key``."""
-    for chart in app.get("plotly_chart"):
-        if chart.proto.id.endswith(f"-{key}"):
-            return _decode(json.loads(chart.proto.spec))
-    raise AssertionError(f"no chart with key {key!r}; charts: {[c.proto.id for c in app.get('plotly_chart')]}")
+    """The plotly figure (as a plain dict) of map A (``key`` "proj-a") or B ("proj-b"), as the frame gets it."""
+    return _decode(json.loads(maps_arguments(app)[{"proj-a": "figure_a", "proj-b": "figure_b"}[key]]))
 
 
 def core_layer(model: str, n: int, *, seed: int = 0, layer: int = -1, dataset: str = "digits"):
@@ -109,8 +114,9 @@ def test_selected_samples_in_the_link_are_highlighted_in_both_maps():
     chosen = [subset.sample_ids[i] for i in (3, 10, 42)]
     app = run_page("projections", {"sel": ",".join(chosen)})
     no_exception(app)
-    for key in ("proj-a", "proj-b"):
-        assert chart_spec(app, key)["data"][0]["selectedpoints"] == [3, 10, 42]
+    # both maps light up samples 3, 10 and 42 (the frame's highlight: tests/e2e/test_linked_maps_frame.py)
+    assert maps_arguments(app)["selected"] == [3, 10, 42]
+    assert all("selectedpoints" not in chart_spec(app, key)["data"][0] for key in ("proj-a", "proj-b"))
     assert app.subheader[0].value == "3 selected samples"
     table = app.dataframe[0].value
     assert list(table["sample"]) == chosen
@@ -120,7 +126,7 @@ def test_selected_samples_in_the_link_are_highlighted_in_both_maps():
     app.button(key="proj-clear").click().run()
     no_exception(app)
     assert url_of(app)["sel"] == ""
-    assert "selectedpoints" not in chart_spec(app, "proj-a")["data"][0]
+    assert maps_arguments(app)["selected"] == []
 
 
 @pytest.fixture
@@ -165,7 +171,7 @@ def test_explicit_tampered_link_is_fixed_and_listed():
     assert "proj=" in text and "color=" in text
     assert url_of(app)["proj"] == "pca" and url_of(app)["color"] == "label"
     assert any("layer 999 does not exist" in w.value for w in app.warning)
-    assert "selectedpoints" not in chart_spec(app, "proj-a")["data"][0]  # unknown ids select nothing
+    assert maps_arguments(app)["selected"] == []  # unknown ids select nothing
 
 
 @pytest.mark.slow

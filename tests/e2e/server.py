@@ -137,6 +137,14 @@ def open_page(page, url: str, *, title: str, timeout: float = 240_000) -> None:
     page.wait_for_selector(APP_IDLE, timeout=timeout)
 
 
+def maps_frame(page):
+    """The Projections page's linked maps frame (dashboard/linked_maps.py) once both its maps are drawn: a
+    Playwright frame, which the plot helpers below take in place of a page."""
+    frame = page.wait_for_selector("iframe[title*='linked_maps']").content_frame()
+    wait_plots(frame, 2)
+    return frame
+
+
 def wait_plots(page, count: int) -> None:
     """Wait until at least ``count`` plotly figures are drawn (Streamlit loads plotly lazily)."""
     page.wait_for_function(
@@ -161,10 +169,11 @@ def plot_data(page, index: int) -> dict:
     )
 
 
-def drag_box(page, plot_index: int, start: float, stop: float, steps: int = 12) -> None:
-    """Drag a box selection on the ``plot_index``-th plotly figure from (start, start) to (stop, stop), as
-    fractions of its plot area (dragmode = select); returns as the mouse is released."""
-    surface = page.locator(".js-plotly-plot").nth(plot_index).locator(".nsewdrag").first.bounding_box()
+def drag_box(page, plot_index: int, start: float, stop: float, steps: int = 12, within=None) -> None:
+    """Drag a box selection on the ``plot_index``-th plotly figure of the page (or of the frame ``within``)
+    from (start, start) to (stop, stop), as fractions of its plot area (dragmode = select); returns as the
+    mouse is released."""
+    surface = (within or page).locator(".js-plotly-plot").nth(plot_index).locator(".nsewdrag").first.bounding_box()
     page.mouse.move(surface["x"] + start * surface["width"], surface["y"] + start * surface["height"])
     page.mouse.down()
     page.mouse.move(surface["x"] + stop * surface["width"], surface["y"] + stop * surface["height"], steps=steps)

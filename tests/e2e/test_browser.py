@@ -10,10 +10,14 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pytest
 
-from tests.e2e.server import PAGES, drag_box, no_exceptions, open_page, plot_data, wait_plots
+from tests.e2e.server import PAGES, drag_box, maps_frame, no_exceptions, open_page, plot_data, wait_plots
 
 pytestmark = pytest.mark.e2e
 DEFAULT_N = 500  # the Selection's default subset
+HIGHLIGHTED_IN_A_AND_B = (
+    "() => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+    ".every(p => p.data && p.data[0].selectedpoints && p.data[0].selectedpoints.length > 0)"
+)
 
 
 def _core(e2e_cache, model_a="digits-cnn-s0", model_b="digits-cnn-s1", n=DEFAULT_N, k=10):
@@ -68,9 +72,9 @@ def test_every_page_renders_on_the_embedded_default(page, server, e2e_cache, scr
             assert _metric_value(page, "mutual_knn") == pytest.approx(score, abs=6e-4)
             assert re.fullmatch(r"-?\d+\.\d{3}", page.locator('[data-testid="stMetricValue"]').first.inner_text())
         elif path == "projections":
-            wait_plots(page, 2)
+            maps = maps_frame(page)
             for index in (0, 1):
-                data = plot_data(page, index)
+                data = plot_data(maps, index)
                 assert data["type"] == "scattergl" and data["n"] == DEFAULT_N
         elif path == "neighbours":
             assert _metric_value(page, "Mutual k-NN") == pytest.approx(score, abs=6e-4)
@@ -83,17 +87,14 @@ def test_every_page_renders_on_the_embedded_default(page, server, e2e_cache, scr
 def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browser, server, e2e_cache, screenshots):
     _, _, sample_ids = _core(e2e_cache)
     open_page(page, f"{server}/projections", title="Projections")
-    wait_plots(page, 2)
-    drag_box(page, 0, 0.30, 0.70)  # on Plotly's drag surface: a box selection (dragmode = select)
+    maps = maps_frame(page)
+    drag_box(page, 0, 0.30, 0.70, within=maps)  # on Plotly's drag surface: a box selection (dragmode = select)
     page.wait_for_function("() => /[?&]sel=[^&]/.test(location.search)")
     page.get_by_text(re.compile(r"^\d+ selected samples$")).wait_for()
-    page.wait_for_function(
-        "() => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
-        " return p && p.data && p.data[0].selectedpoints && p.data[0].selectedpoints.length > 0; }"
-    )
+    maps.wait_for_function(HIGHLIGHTED_IN_A_AND_B)
     no_exceptions(page)
-    highlighted_b = plot_data(page, 1)["selectedpoints"]
-    highlighted_a = plot_data(page, 0)["selectedpoints"]
+    highlighted_b = plot_data(maps, 1)["selectedpoints"]
+    highlighted_a = plot_data(maps, 0)["selectedpoints"]
     assert highlighted_a and sorted(highlighted_b) == sorted(highlighted_a)
     linked = _linked_ids(page.url)
     # The link holds every selected sample (compactly encoded), in sample order.
@@ -114,13 +115,10 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
     try:
         other = fresh.new_page()
         open_page(other, link, title="Projections")
-        wait_plots(other, 2)
-        other.wait_for_function(
-            "() => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
-            " return p && p.data && p.data[0].selectedpoints && p.data[0].selectedpoints.length > 0; }"
-        )
+        other_maps = maps_frame(other)
+        other_maps.wait_for_function(HIGHLIGHTED_IN_A_AND_B)
         no_exceptions(other)
-        reopened = plot_data(other, 1)["selectedpoints"]
+        reopened = plot_data(other_maps, 1)["selectedpoints"]
         assert [sample_ids[i] for i in sorted(reopened)] == linked
         assert _query(other.url) == _query(link)
         other.get_by_text(f"{len(linked)} selected samples", exact=True).wait_for()
@@ -131,7 +129,8 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
 
 def test_a_reduced_maps_box_selects_every_sample_inside_drawn_or_not(page, reduced_server, e2e_cache, screenshots):
     """Maps over the point budget (here 150 of 500; at 100,000 samples with the default 10,000) draw a
-    layer over the density of all points; a box selects, on the server, every sample inside it."""
+    layer over the density of all points; a box selects every sample inside it, drawn or not, both maps
+    draw them all, and the link holds them all."""
     from alignscope.core.analysis.engine import Engine
     from alignscope.core.analysis.requests import ProjectionRequest
     from alignscope.core.settings import Settings
@@ -145,36 +144,36 @@ def test_a_reduced_maps_box_selects_every_sample_inside_drawn_or_not(page, reduc
         .coords
     )
     open_page(page, f"{reduced_server}/projections", title="Projections")
-    wait_plots(page, 2)
-    assert plot_data(page, 0)["n"] == plot_data(page, 1)["n"] == REDUCED_MAP_POINTS
-    assert page.evaluate("() => document.querySelectorAll('.js-plotly-plot')[0].data[1].type") == "heatmap"
-    drawn_before = page.evaluate(
+    maps = maps_frame(page)
+    assert plot_data(maps, 0)["n"] == plot_data(maps, 1)["n"] == REDUCED_MAP_POINTS
+    assert maps.evaluate("() => document.querySelectorAll('.js-plotly-plot')[0].data[2].type") == "heatmap"
+    drawn_before = maps.evaluate(
         "() => Array.from(document.querySelectorAll('.js-plotly-plot')[0]._fullData[0].customdata || [])"
         ".map(row => row[0])"
     )
-    # the box as plotly reports it to Streamlit (its ``selections``), in data coordinates
-    page.evaluate(
-        "() => document.querySelectorAll('.js-plotly-plot')[0]"
-        ".on('plotly_selected', (event) => { window.boxSelected = event.selections[0];"
+    # the box as plotly reports it (its ``selections``), in data coordinates
+    maps.evaluate(
+        "() => document.querySelectorAll('.js-plotly-plot')[0].on('plotly_selected', (event) => {"
+        " if (!event || !(event.selections || []).length) return;"
+        " window.boxSelected = JSON.parse(JSON.stringify(event.selections[0]));"
         " window.boxPoints = event.points.filter(p => p.curveNumber === 0).map(p => p.customdata[0]); })"
     )
-    drag_box(page, 0, 0.35, 0.65)
+    drag_box(page, 0, 0.35, 0.65, within=maps)
     page.get_by_text(re.compile(r"^\d+ selected samples$")).wait_for()
-    box = page.evaluate("() => window.boxSelected")
+    box = maps.evaluate("() => window.boxSelected")
     expected = [sample_ids[i] for i in samples_in_box(coords, [box["x0"], box["x1"]], [box["y0"], box["y1"]])]
     no_exceptions(page)
     assert _linked_ids(page.url) == expected
-    # among the drawn points the server's selection is exactly plotly's own; and it holds more samples
-    # than were drawn inside the box: the selection is not the drawn layer's
-    browser_picked = page.evaluate("() => window.boxPoints")
+    # among the drawn points the selection is exactly plotly's own; and it holds more samples than were
+    # drawn inside the box: the selection is not the drawn layer's
+    browser_picked = maps.evaluate("() => window.boxPoints")
     assert set(browser_picked) == set(expected) & set(drawn_before)
     assert len(expected) > len(browser_picked) > 0
     page.get_by_text(f"{len(expected)} selected samples", exact=True).wait_for()
-    # both maps now draw every selected sample (fewer than the budget here), highlighted
-    assert len(expected) < REDUCED_MAP_POINTS
-    page.wait_for_function(
+    # map B lights up every selected sample: the drawn ones in place, the others drawn on top
+    maps.wait_for_function(
         "(count) => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
-        " return p && p.data[0].selectedpoints && p.data[0].selectedpoints.length === count; }",
+        " return p.data[0].selectedpoints && p.data[0].selectedpoints.length + p.data[1].x.length === count; }",
         arg=len(expected),
         timeout=60_000,
     )

@@ -1,0 +1,57 @@
+"""The linked maps frame's Python side: the folder it is served from, and what it may send back (the
+browser is not trusted). The frame itself runs in Chromium: tests/e2e/test_linked_maps_frame.py."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+
+from alignscope.dashboard.linked_maps import chosen_samples, figures_version, frontend_dir
+
+
+def test_the_frame_is_served_with_the_plotly_packages_own_plotly_js(tmp_path):
+    folder = frontend_dir(tmp_path)
+    assert (folder / "index.html").read_bytes() == resources.files("alignscope.dashboard").joinpath(
+        "linked_maps.html"
+    ).read_bytes()
+    plotly_js = resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
+    assert (folder / "plotly.min.js").read_bytes() == plotly_js
+    assert b'src="plotly.min.js"' in (folder / "index.html").read_bytes()  # no other script, no network
+    stamp = (folder / "plotly.min.js").stat().st_mtime_ns
+    assert frontend_dir(tmp_path) == folder and (folder / "plotly.min.js").stat().st_mtime_ns == stamp
+    assert sorted(path.name for path in folder.iterdir()) == ["index.html", "plotly.min.js"]  # no temp left
+
+
+def test_a_selection_of_these_maps_is_read_sorted_and_unique():
+    value = {"selected": [9, 2, 2, 0], "n": 10, "version": "v"}
+    assert chosen_samples(value, n_samples=10, version="v").tolist() == [0, 2, 9]
+    assert chosen_samples({**value, "selected": []}, n_samples=10, version="v").size == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "garbage",
+        {"selected": [1], "n": 11, "version": "v"},  # another view's n
+        {"selected": [1], "n": 10, "version": "old"},  # the maps before a change of view
+        {"selected": "1,2", "n": 10, "version": "v"},
+        {"selected": [1, "2"], "n": 10, "version": "v"},
+        {"selected": [1, True], "n": 10, "version": "v"},
+        {"selected": [1, 2.5], "n": 10, "version": "v"},
+        {"selected": [[1]], "n": 10, "version": "v"},
+    ],
+)
+def test_anything_else_is_no_selection(value):
+    assert chosen_samples(value, n_samples=10, version="v") is None
+
+
+def test_indices_outside_the_samples_are_dropped_even_huge_ones():
+    value = {"selected": [-1, 3, 10, 2**80, -(2**90)], "n": 10, "version": "v"}
+    assert chosen_samples(value, n_samples=10, version="v").tolist() == [3]
+
+
+def test_the_version_names_what_the_maps_show():
+    assert figures_version(["k1"], "label", 10) == figures_version(["k1"], "label", 10)
+    assert len({figures_version(["k1"], "label", 10), figures_version(["k2"], "label", 10)}) == 2

@@ -1,0 +1,163 @@
+"""The linked maps frame (dashboard/linked_maps.html) in Chromium, without a server: the page is opened from
+the folder the dashboard serves it from and given its arguments as Streamlit's page would (a render
+message); what it sends back is caught on the same window. Boxes and lassos are drawn with the mouse on
+plotly's own drag surface; the samples they select must be exactly map_reduction's rule over all points."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from alignscope.dashboard import plots_projection
+from alignscope.dashboard.linked_maps import frontend_dir
+from alignscope.dashboard.map_reduction import drawn_samples, samples_in_box, samples_in_lasso
+
+N, BUDGET = 3_000, 300
+
+_LISTEN = """() => { window.sent = [];
+  window.addEventListener('message', (e) => { if (e.data && e.data.isStreamlitMessage) window.sent.push(e.data); }); }"""
+_RENDER = """(a) => {
+  const bytes = (list) => new Uint8Array(list);
+  window.postMessage({type: 'streamlit:render', args: Object.assign({}, a,
+    {coords_a: bytes(a.coords_a), coords_b: bytes(a.coords_b), drawn: bytes(a.drawn), colour: bytes(a.colour)})}, '*');
+}"""
+_SELECTIONS = "() => window.sent.filter(m => m.type === 'streamlit:setComponentValue').map(m => m.value)"
+_SETTLED = "async () => { let last; do { last = queue; await last; } while (last !== queue); }"  # all updates done
+
+
+def _arguments(selected=(), version="v1") -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    coords_a, coords_b = rng.normal(size=(N, 2)), rng.normal(size=(N, 2)) * 3.0
+    labels = [str(i % 5) for i in range(N)]
+    drawn = drawn_samples(N, budget=BUDGET)
+
+    def figure(coords, title):
+        ids = [f"s{i}" for i in range(N)]
+        return plots_projection.projection_scatter(coords, sample_ids=ids, title=title, labels=labels, drawn=drawn)
+
+    arguments = {
+        "figure_a": figure(coords_a, "A").to_json(),
+        "figure_b": figure(coords_b, "B").to_json(),
+        "coords_a": list(coords_a.astype("<f8").tobytes()),
+        "coords_b": list(coords_b.astype("<f8").tobytes()),
+        "drawn": list(drawn.astype("<i4").tobytes()),
+        "colour": list(plots_projection.colour_scale_values(N, labels).astype("<f8").tobytes()),
+        "n": N,
+        "selected": list(selected),
+        "version": version,
+    }
+    return arguments, coords_a, coords_b, drawn
+
+
+@pytest.fixture
+def frame(page, tmp_path):
+    """The frame's page with its arguments rendered; returns (page, coords_a, coords_b, drawn, arguments)."""
+    folder = frontend_dir(tmp_path)
+    page.goto((folder / "index.html").as_uri())
+    page.evaluate(_LISTEN)
+    arguments, coords_a, coords_b, drawn = _arguments()
+    page.evaluate(_RENDER, arguments)
+    page.wait_for_function("() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)")
+    # a box or lasso drawn on map A reports its outline here, as plotly gives it to the frame
+    page.evaluate(
+        "() => document.getElementById('map-a').on('plotly_selected', (e) => { if (e && (e.selections || []).length) window.outline = JSON.parse(JSON.stringify(e.selections)); })"
+    )
+    return page, coords_a, coords_b, drawn, arguments
+
+
+def _drag(page, points: list[tuple[float, float]]) -> None:
+    """Press at the first point of map A's plot area (fractions of it), move through the rest, release."""
+    area = page.locator("#map-a .nsewdrag").first.bounding_box()
+    at = [(area["x"] + fx * area["width"], area["y"] + fy * area["height"]) for fx, fy in points]
+    page.mouse.move(*at[0])
+    page.mouse.down()
+    for x, y in at[1:]:
+        page.mouse.move(x, y, steps=4)
+    page.mouse.up()
+
+
+def _shown(page, side: str) -> dict:
+    """What a map highlights: the drawn points' positions (trace 0) and the extra points (trace 1)."""
+    return page.evaluate(
+        """(id) => { const d = document.getElementById(id).data;
+          return {positions: d[0].selectedpoints ? Array.from(d[0].selectedpoints) : null,
+                  x: Array.from(d[1].x || []), y: Array.from(d[1].y || [])}; }""",
+        side,
+    )
+
+
+def _expect_highlight(page, side: str, coords: np.ndarray, drawn: np.ndarray, selected: np.ndarray) -> None:
+    shown = _shown(page, side)
+    in_layer = np.isin(selected, drawn)
+    assert sorted(drawn[shown["positions"]].tolist()) == selected[in_layer].tolist()
+    outside = selected[~in_layer]
+    np.testing.assert_array_equal(np.column_stack([shown["x"], shown["y"]]).reshape(-1, 2), coords[outside])
+
+
+def _wait_sent(page, count: int) -> list[dict]:
+    page.wait_for_function(f"() => ({_SELECTIONS})().length >= {count}")
+    page.evaluate(_SETTLED)
+    return page.evaluate(_SELECTIONS)
+
+
+def test_a_box_selects_exactly_among_all_samples_and_both_maps_light_them_up(frame):
+    page, coords_a, coords_b, drawn, _ = frame
+    _drag(page, [(0.35, 0.35), (0.65, 0.65)])
+    (value,) = _wait_sent(page, 1)
+    (box,) = page.evaluate("() => window.outline")
+    expected = samples_in_box(coords_a, [box["x0"], box["x1"]], [box["y0"], box["y1"]])
+    assert value["selected"] == expected.tolist() and value["n"] == N and value["version"] == "v1"
+    # most of them are not in the drawn layer (a tenth of the samples): the selection is not the layer's
+    assert np.isin(expected, drawn).sum() < len(expected) / 2 and len(expected) > 50
+    page.wait_for_function("() => performance.getEntriesByName('alignscope-linked').length === 1")
+    _expect_highlight(page, "map-b", coords_b, drawn, expected)
+    _expect_highlight(page, "map-a", coords_a, drawn, expected)
+
+
+def test_a_lasso_selects_by_the_even_odd_rule_over_all_samples(frame):
+    page, coords_a, coords_b, drawn, _ = frame
+    page.evaluate("() => Plotly.relayout('map-a', {dragmode: 'lasso'})")
+    _drag(page, [(0.3, 0.3), (0.7, 0.35), (0.5, 0.5), (0.7, 0.7), (0.3, 0.65), (0.3, 0.3)])
+    (value,) = _wait_sent(page, 1)
+    (outline,) = page.evaluate("() => window.outline")
+    assert outline["type"] == "path"
+    numbers = [float(v) for v in re.split(r"[\s,]+", re.sub("[MLZ]", " ", outline["path"]).strip())]
+    expected = samples_in_lasso(coords_a, numbers[0::2], numbers[1::2])
+    assert value["selected"] == expected.tolist() and len(expected) > 50
+    _expect_highlight(page, "map-b", coords_b, drawn, expected)
+
+
+def test_the_servers_selection_is_shown_and_a_stale_echo_does_not_undo_a_newer_one(frame):
+    page, coords_a, coords_b, drawn, arguments = frame
+    chosen = np.array([0, 5, int(drawn[3]), N - 1])
+    page.evaluate(_RENDER, {**arguments, "selected": chosen.tolist()})  # a link, a search, a button
+    page.wait_for_function("() => document.getElementById('map-b').data[0].selectedpoints")
+    page.evaluate(_SETTLED)
+    _expect_highlight(page, "map-a", coords_a, drawn, np.sort(chosen))
+    _expect_highlight(page, "map-b", coords_b, drawn, np.sort(chosen))
+    # two boxes one after the other; the server's echo of the first arrives after the second was drawn
+    _drag(page, [(0.2, 0.2), (0.5, 0.5)])
+    _drag(page, [(0.5, 0.5), (0.8, 0.8)])
+    first, second = _wait_sent(page, 2)
+    page.evaluate(_RENDER, {**arguments, "selected": first["selected"]})
+    page.evaluate(_SETTLED)
+    _expect_highlight(page, "map-b", coords_b, drawn, np.array(second["selected"]))
+    page.evaluate(_RENDER, {**arguments, "selected": []})  # "Clear selection"
+    page.wait_for_function("() => document.getElementById('map-b').data[0].selectedpoints == null")
+    assert _shown(page, "map-a")["positions"] is None and _shown(page, "map-b")["x"] == []
+
+
+def test_a_new_version_redraws_and_the_same_version_keeps_the_users_zoom(frame):
+    page, _, _, _, arguments = frame
+    page.evaluate("() => Plotly.relayout('map-b', {'xaxis.range': [0, 1]})")
+    page.evaluate(_RENDER, {**arguments, "selected": [1, 2]})
+    page.wait_for_function("() => document.getElementById('map-b').data[0].selectedpoints")
+    assert page.evaluate("() => document.getElementById('map-b').layout.xaxis.range") == [0, 1]
+    other = _arguments(version="v2")[0]
+    other["figure_b"] = other["figure_b"].replace('"text":"B"', '"text":"B, another layer"')
+    page.evaluate(_RENDER, other)
+    page.wait_for_function("() => view.version === 'v2'")
+    page.evaluate(_SETTLED)
+    assert page.evaluate("() => document.getElementById('map-b').layout.title.text") == "B, another layer"
