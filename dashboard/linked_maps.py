@@ -15,16 +15,19 @@ step. Its arguments:
 - ``drawn``: int32 ascending sample indices that trace 0 holds (trace point j = sample ``drawn[j]``);
 - ``colour``: float64 [n] each sample's value on trace 0's colour scale (NaN: one colour for all), for
   selected samples a reduced map does not draw;
+- ``ids``: the n sample ids as UTF-8 JSON bytes (hover labels of the selected samples drawn on top);
 - ``selected``: the selected sample indices (the URL's), ``version``: names the figures and data; the
   frame redraws only when it changes, so a rerun after a selection only moves the highlight.
 
-It sends back ``{"selected": [sample indices], "n": n, "version": version}`` (:func:`chosen_samples`).
+It sends back ``{"selected": [sample indices], "n": n, "version": version, "seq": count}`` (read with
+:func:`chosen_samples`; ``seq`` makes the same samples chosen again a change Streamlit reports).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -80,6 +83,7 @@ def linked_maps(
     figure_jsons: tuple[str, str],
     coords: tuple[np.ndarray, np.ndarray],
     *,
+    ids: bytes,
     drawn: np.ndarray,
     colour: np.ndarray,
     selected: Sequence[int],
@@ -88,8 +92,8 @@ def linked_maps(
     key: str,
     on_change: Callable[[], None],
 ) -> Any:
-    """Both maps (see the module docstring); ``coords`` [n, 2] each, ``colour`` [n]. Returns the frame's
-    last value (read it with :func:`chosen_samples`)."""
+    """Both maps (see the module docstring); ``coords`` [n, 2] each, ``colour`` [n], ``ids`` from
+    :func:`ids_bytes`. Returns the frame's last value (read it with :func:`chosen_samples`)."""
     component = _component(str(frontend_dir(cache_dir)))
     return component(
         figure_a=figure_jsons[0],
@@ -98,13 +102,19 @@ def linked_maps(
         coords_b=np.ascontiguousarray(coords[1], dtype="<f8").tobytes(),
         drawn=np.ascontiguousarray(drawn, dtype="<i4").tobytes(),
         colour=np.ascontiguousarray(colour, dtype="<f8").tobytes(),
+        ids=ids,
         n=len(coords[0]),
-        selected=[int(i) for i in selected],
+        selected=sorted(int(i) for i in selected),
         version=version,
         key=key,
         on_change=on_change,
         default=None,
     )
+
+
+def ids_bytes(sample_ids: Sequence[str]) -> bytes:
+    """The sample ids as the frame reads them: a JSON list, UTF-8."""
+    return json.dumps([str(sample_id) for sample_id in sample_ids]).encode()
 
 
 def chosen_samples(value: Any, *, n_samples: int, version: str) -> np.ndarray | None:
@@ -113,6 +123,8 @@ def chosen_samples(value: Any, *, n_samples: int, version: str) -> np.ndarray | 
     if not isinstance(value, dict) or value.get("n") != n_samples or value.get("version") != version:
         return None
     picked = value.get("selected")
-    if not isinstance(picked, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in picked):
+    if not isinstance(picked, list) or len(picked) > n_samples:
+        return None
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in picked):
         return None
     return np.unique(np.asarray([i for i in picked if 0 <= i < n_samples], dtype=np.int64))

@@ -34,8 +34,8 @@ PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP"
 COLOR_NAMES = {"label": "Label", "alignment": "Per-sample alignment (k-NN overlap)"}
 MAX_GALLERY = 60
 MAPS_KEY = "proj-maps"
-# figure JSON of the maps by linked_maps.figures_version, with the dataset view they show
-_FIGURES: Lru[tuple[Dataset, str, str]] = Lru(capacity=4)
+# the maps' sample ids and figure JSON by linked_maps.figures_version, with the dataset view they show
+_FIGURES: Lru[tuple[Dataset, bytes, str, str]] = Lru(capacity=4)
 
 
 def _colour_options(sel: Selection) -> list[str]:
@@ -237,8 +237,8 @@ def render(sel: Selection) -> None:
         shown = [outcomes[2], *maps]
     ui.gate(outcomes, key="projections-gate", what=PROJECTION_NAMES[sel.projection])
     titles = (  # plotly reads a little HTML in titles: a layer's name is the user's text
-        html.escape(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}"),
-        html.escape(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}"),
+        html.escape(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}", quote=False),
+        html.escape(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}", quote=False),
     )
     # names what the maps show: results, the dataset's loaded view (its labels, texts, metadata; cached
     # figures hold it, so its id is not reused meanwhile), colour, k, the point budget, titles
@@ -246,8 +246,8 @@ def render(sel: Selection) -> None:
         [o.key for o in shown], id(data), data.ids_digest(), sel.color_by, k, budget, titles, axes_a, axes_b
     )
 
-    def figures() -> tuple[Dataset, str, str]:
-        return data, *(
+    def figures() -> tuple[Dataset, bytes, str, str]:
+        return data, linked_maps.ids_bytes(sample_ids), *(
             plots_projection.projection_scatter(
                 coords,
                 sample_ids=sample_ids,
@@ -261,9 +261,11 @@ def render(sel: Selection) -> None:
             for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
         )
 
+    _, ids, *figure_jsons = _FIGURES.get(version, figures)
     linked_maps.linked_maps(
-        _FIGURES.get(version, figures)[1:],
+        (figure_jsons[0], figure_jsons[1]),
         (coords_a, coords_b),
+        ids=ids,
         drawn=drawn,
         colour=plots_projection.colour_scale_values(n, colour.get("labels"), colour.get("color_values")),
         selected=selected_indices,

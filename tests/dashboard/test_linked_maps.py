@@ -3,11 +3,12 @@ browser is not trusted). The frame itself runs in Chromium: tests/e2e/test_linke
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 
 import pytest
 
-from alignscope.dashboard.linked_maps import chosen_samples, figures_version, frontend_dir
+from alignscope.dashboard.linked_maps import chosen_samples, figures_version, frontend_dir, ids_bytes
 
 
 def test_the_frame_is_served_with_the_plotly_packages_own_plotly_js(tmp_path):
@@ -24,7 +25,7 @@ def test_the_frame_is_served_with_the_plotly_packages_own_plotly_js(tmp_path):
 
 
 def test_a_selection_of_these_maps_is_read_sorted_and_unique():
-    value = {"selected": [9, 2, 2, 0], "n": 10, "version": "v"}
+    value = {"selected": [9, 2, 2, 0], "n": 10, "version": "v", "seq": 4}
     assert chosen_samples(value, n_samples=10, version="v").tolist() == [0, 2, 9]
     assert chosen_samples({**value, "selected": []}, n_samples=10, version="v").size == 0
 
@@ -41,6 +42,7 @@ def test_a_selection_of_these_maps_is_read_sorted_and_unique():
         {"selected": [1, True], "n": 10, "version": "v"},
         {"selected": [1, 2.5], "n": 10, "version": "v"},
         {"selected": [[1]], "n": 10, "version": "v"},
+        {"selected": [1] * 11, "n": 10, "version": "v"},  # more than there are samples
     ],
 )
 def test_anything_else_is_no_selection(value):
@@ -55,3 +57,8 @@ def test_indices_outside_the_samples_are_dropped_even_huge_ones():
 def test_the_version_names_what_the_maps_show():
     assert figures_version(["k1"], "label", 10) == figures_version(["k1"], "label", 10)
     assert len({figures_version(["k1"], "label", 10), figures_version(["k2"], "label", 10)}) == 2
+
+
+def test_sample_ids_reach_the_frame_as_utf8_json_whatever_they_hold():
+    ids = ['a "quoted" id', "zürich\n2", "</script>", "x" * 300]
+    assert json.loads(ids_bytes(ids).decode("utf-8")) == ids

@@ -136,6 +136,9 @@ def test_user_text_reaches_hover_labels_escaped():
     assert all("<a" not in str(cell) and "<span" not in str(cell) for row in customdata for cell in row)
     assert customdata[0][0] == "s&lt;b&gt;1" and "&lt;a href=" in customdata[0][3]
     assert all("<a" not in a.text for a in fig.layout.annotations)
+    # plotly knows no &quot;: a quote stays a quote, or it would show as "&quot;"
+    quoted = plots_projection.projection_scatter(np.zeros((1, 2)), sample_ids=['say "hi" & go'], title="t")
+    assert quoted.data[0].customdata[0][0] == 'say "hi" &amp; go'
 
 
 def test_small_chance_levels_keep_their_digits():

@@ -89,9 +89,12 @@ def test_colour_by_alignment_is_cores_per_sample_overlap_and_follows_k():
     no_exception(app)
     colours = chart_spec(app, "proj-a")["data"][0]["marker"]["color"]
     np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10), atol=1e-9)
+    version = maps_arguments(app)["version"]
+    app.run()  # a rerun of the same view: the frame keeps its figures (and the cached ones are right)
+    assert maps_arguments(app)["version"] == version
     app.number_input(key="sel.k").set_value(4).run()
     no_exception(app)
-    assert url_of(app)["k"] == "4"
+    assert url_of(app)["k"] == "4" and maps_arguments(app)["version"] != version
     colours = chart_spec(app, "proj-b")["data"][0]["marker"]["color"]
     np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 4), atol=1e-9)
 

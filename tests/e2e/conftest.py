@@ -99,7 +99,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(240_000)
+    context.set_default_timeout(int(os.environ.get("E2E_TIMEOUT_MS", "240000")))
     tab = context.new_page()
     yield tab
     context.close()

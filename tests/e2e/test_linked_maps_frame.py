@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 from alignscope.dashboard import plots_projection
-from alignscope.dashboard.linked_maps import frontend_dir
+from alignscope.dashboard.linked_maps import frontend_dir, ids_bytes
 from alignscope.dashboard.map_reduction import drawn_samples, samples_in_box, samples_in_lasso
 
 N, BUDGET = 3_000, 300
 
 _LISTEN = """() => { window.sent = [];
   window.addEventListener('message', (e) => { if (e.data && e.data.isStreamlitMessage) window.sent.push(e.data); }); }"""
-_RENDER = """(a) => {
+_RENDER = """(a, theme) => {
   const bytes = (list) => new Uint8Array(list);
-  window.postMessage({type: 'streamlit:render', args: Object.assign({}, a,
-    {coords_a: bytes(a.coords_a), coords_b: bytes(a.coords_b), drawn: bytes(a.drawn), colour: bytes(a.colour)})}, '*');
+  const binary = ['coords_a', 'coords_b', 'drawn', 'colour', 'ids'].map((name) => [name, bytes(a[name])]);
+  window.postMessage({type: 'streamlit:render', args: Object.assign({}, a, Object.fromEntries(binary)), theme}, '*');
 }"""
 _SELECTIONS = "() => window.sent.filter(m => m.type === 'streamlit:setComponentValue').map(m => m.value)"
 _SETTLED = "async () => { let last; do { last = queue; await last; } while (last !== queue); }"  # all updates done
@@ -33,8 +33,9 @@ def _arguments(selected=(), version="v1") -> tuple[dict, np.ndarray, np.ndarray,
     labels = [str(i % 5) for i in range(N)]
     drawn = drawn_samples(N, budget=BUDGET)
 
+    ids = [f"s<{i}>" for i in range(N)]  # user text: must reach hover labels escaped
+
     def figure(coords, title):
-        ids = [f"s{i}" for i in range(N)]
         return plots_projection.projection_scatter(coords, sample_ids=ids, title=title, labels=labels, drawn=drawn)
 
     arguments = {
@@ -44,6 +45,7 @@ def _arguments(selected=(), version="v1") -> tuple[dict, np.ndarray, np.ndarray,
         "coords_b": list(coords_b.astype("<f8").tobytes()),
         "drawn": list(drawn.astype("<i4").tobytes()),
         "colour": list(plots_projection.colour_scale_values(N, labels).astype("<f8").tobytes()),
+        "ids": list(ids_bytes(ids)),
         "n": N,
         "selected": list(selected),
         "version": version,
@@ -62,7 +64,10 @@ def frame(page, tmp_path):
     page.wait_for_function("() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)")
     # a box or lasso drawn on map A reports its outline here, as plotly gives it to the frame
     page.evaluate(
-        "() => document.getElementById('map-a').on('plotly_selected', (e) => { if (e && (e.selections || []).length) window.outline = JSON.parse(JSON.stringify(e.selections)); })"
+        "() => document.getElementById('map-a').on('plotly_selected', (e) => {"
+        " if (!e || !(e.selections || []).length) return;"
+        " window.outline = JSON.parse(JSON.stringify(e.selections));"
+        " window.plotlyPicks = e.points.filter(p => p.curveNumber === 0).map(p => p.pointIndex); })"
     )
     return page, coords_a, coords_b, drawn, arguments
 
@@ -88,12 +93,20 @@ def _shown(page, side: str) -> dict:
     )
 
 
+def _drawn_on_top(selected: np.ndarray, drawn: np.ndarray) -> np.ndarray:
+    """The selected samples outside the layer that a map draws on top: all of them, or as many as the layer
+    holds, evenly spaced (the spec the frame follows)."""
+    outside = selected[~np.isin(selected, drawn)]
+    if len(outside) <= len(drawn):
+        return outside
+    return outside[np.floor(np.arange(len(drawn)) * (len(outside) / len(drawn))).astype(int)]
+
+
 def _expect_highlight(page, side: str, coords: np.ndarray, drawn: np.ndarray, selected: np.ndarray) -> None:
     shown = _shown(page, side)
-    in_layer = np.isin(selected, drawn)
-    assert sorted(drawn[shown["positions"]].tolist()) == selected[in_layer].tolist()
-    outside = selected[~in_layer]
-    np.testing.assert_array_equal(np.column_stack([shown["x"], shown["y"]]).reshape(-1, 2), coords[outside])
+    assert sorted(drawn[shown["positions"]].tolist()) == selected[np.isin(selected, drawn)].tolist()
+    on_top = _drawn_on_top(selected, drawn)
+    np.testing.assert_array_equal(np.column_stack([shown["x"], shown["y"]]).reshape(-1, 2), coords[on_top])
 
 
 def _wait_sent(page, count: int) -> list[dict]:
@@ -114,6 +127,10 @@ def test_a_box_selects_exactly_among_all_samples_and_both_maps_light_them_up(fra
     page.wait_for_function("() => performance.getEntriesByName('alignscope-linked').length === 1")
     _expect_highlight(page, "map-b", coords_b, drawn, expected)
     _expect_highlight(page, "map-a", coords_a, drawn, expected)
+    # the samples drawn on top show their ids on hover, escaped
+    hover_ids = page.evaluate("() => Array.from(document.getElementById('map-b').data[1].customdata)")
+    assert hover_ids == [f"s&lt;{i}&gt;" for i in _drawn_on_top(expected, drawn)]
+    assert len(hover_ids) == BUDGET < (~np.isin(expected, drawn)).sum()  # capped at the layer's size
 
 
 def test_a_lasso_selects_by_the_even_odd_rule_over_all_samples(frame):
@@ -126,6 +143,9 @@ def test_a_lasso_selects_by_the_even_odd_rule_over_all_samples(frame):
     numbers = [float(v) for v in re.split(r"[\s,]+", re.sub("[MLZ]", " ", outline["path"]).strip())]
     expected = samples_in_lasso(coords_a, numbers[0::2], numbers[1::2])
     assert value["selected"] == expected.tolist() and len(expected) > 50
+    # plotly's own picks among the drawn points (its test is in pixels: a point on the outline may differ)
+    plotly_picks = set(drawn[page.evaluate("() => window.plotlyPicks")].tolist())
+    assert len(plotly_picks ^ (set(expected.tolist()) & set(drawn.tolist()))) <= 2 and plotly_picks
     _expect_highlight(page, "map-b", coords_b, drawn, expected)
 
 
@@ -161,3 +181,63 @@ def test_a_new_version_redraws_and_the_same_version_keeps_the_users_zoom(frame):
     page.wait_for_function("() => view.version === 'v2'")
     page.evaluate(_SETTLED)
     assert page.evaluate("() => document.getElementById('map-b').layout.title.text") == "B, another layer"
+
+
+def test_a_click_selects_nothing_and_a_double_click_clears(frame):
+    page, coords_a, coords_b, drawn, _ = frame
+    _drag(page, [(0.35, 0.35), (0.65, 0.65)])
+    (box,) = _wait_sent(page, 1)
+    area = page.locator("#map-a .nsewdrag").first.bounding_box()
+    page.mouse.click(area["x"] + 0.9 * area["width"], area["y"] + 0.9 * area["height"])  # plotly: an empty event
+    page.evaluate(_SETTLED)
+    assert page.evaluate(_SELECTIONS) == [box]
+    _expect_highlight(page, "map-b", coords_b, drawn, np.array(box["selected"]))
+    page.mouse.dblclick(area["x"] + 0.9 * area["width"], area["y"] + 0.9 * area["height"])
+    cleared = _wait_sent(page, 2)[-1]
+    assert cleared["selected"] == [] and cleared["seq"] > box["seq"]
+    assert _shown(page, "map-b")["positions"] is None
+
+
+def test_shift_adds_a_box_and_the_same_samples_again_are_sent_again(frame):
+    page, coords_a, _, _, arguments = frame
+    _drag(page, [(0.2, 0.2), (0.4, 0.4)])
+    (first,) = _wait_sent(page, 1)
+    page.keyboard.down("Shift")
+    _drag(page, [(0.6, 0.6), (0.8, 0.8)])
+    page.keyboard.up("Shift")
+    second = _wait_sent(page, 2)[-1]
+    (box,) = page.evaluate("() => window.outline")
+    added = samples_in_box(coords_a, [box["x0"], box["x1"]], [box["y0"], box["y1"]])
+    assert second["selected"] == np.union1d(first["selected"], added).tolist() and len(added) and first["selected"]
+    # "Clear selection" on the server, then the first box again: news to the server (a new seq)
+    page.evaluate(_RENDER, {**arguments, "selected": []})
+    _drag(page, [(0.2, 0.2), (0.4, 0.4)])
+    again = _wait_sent(page, 3)[-1]
+    assert again["selected"] == first["selected"] and again["seq"] > second["seq"] > first["seq"]
+
+
+def test_redrawing_for_a_new_view_does_not_send_a_selection(frame):
+    """Plotly reports a map's selection as emptied when its figure is replaced: that is not the user's."""
+    page, _, _, _, arguments = frame
+    _drag(page, [(0.35, 0.35), (0.65, 0.65)])
+    (box,) = _wait_sent(page, 1)
+    page.evaluate(_RENDER, {**arguments, "selected": box["selected"]})  # the server's echo
+    other = _arguments(version="v2")[0]
+    page.evaluate(_RENDER, {**other, "selected": box["selected"]})
+    page.wait_for_function("() => view.version === 'v2'")
+    page.evaluate(_SETTLED)
+    assert page.evaluate(_SELECTIONS) == [box]
+
+
+def test_text_and_grid_follow_the_pages_theme(frame):
+    page, _, _, _, arguments = frame
+    dark = {"base": "dark", "textColor": "#fafafa"}
+    page.evaluate("([a, theme]) => (" + _RENDER + ")(a, theme)", [arguments, dark])  # the page turned dark
+    page.evaluate(_SETTLED)
+    layout = page.evaluate("() => document.getElementById('map-b').layout")
+    assert layout["font"]["color"] == "#fafafa" and layout["xaxis"]["gridcolor"] == "rgba(255,255,255,0.12)"
+    other = _arguments(version="v2")[0]  # a new view drawn on a dark page starts dark
+    page.evaluate("([a, theme]) => (" + _RENDER + ")(a, theme)", [other, dark])
+    page.wait_for_function("() => view.version === 'v2'")
+    page.evaluate(_SETTLED)
+    assert page.evaluate("() => document.getElementById('map-a').layout.yaxis.color") == "#fafafa"
