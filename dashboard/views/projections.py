@@ -247,18 +247,22 @@ def render(sel: Selection) -> None:
     )
 
     def figures() -> tuple[Dataset, bytes, str, str]:
-        return data, linked_maps.ids_bytes(sample_ids), *(
-            plots_projection.projection_scatter(
-                coords,
-                sample_ids=sample_ids,
-                title=title,
-                axis_titles=axes,
-                **colour,
-                overlap=overlap,
-                snippets=snippets,
-                drawn=drawn,
-            ).to_json()
-            for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
+        return (
+            data,
+            linked_maps.ids_bytes(sample_ids),
+            *(
+                plots_projection.projection_scatter(
+                    coords,
+                    sample_ids=sample_ids,
+                    title=title,
+                    axis_titles=axes,
+                    **colour,
+                    overlap=overlap,
+                    snippets=snippets,
+                    drawn=drawn,
+                ).to_json()
+                for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
+            ),
         )
 
     _, ids, *figure_jsons = _FIGURES.get(version, figures)
@@ -277,8 +281,8 @@ def render(sel: Selection) -> None:
     if len(drawn) < n:
         st.caption(
             f"Each map draws {len(drawn):,} of the {n:,} samples (a fixed random layer; selected samples outside "
-            f"it are drawn on top) over the grey density of all of them. A box or lasso selects exactly among all "
-            f"{n:,} samples, drawn or not."
+            f"it are drawn on top, up to {len(drawn):,} of them) over the grey density of all of them. A box or "
+            f"lasso selects exactly among all {n:,} samples, drawn or not."
         )
     missing = int(np.isnan(coords_a).any(axis=1).sum() + np.isnan(coords_b).any(axis=1).sum())
     if missing:
