@@ -36,8 +36,15 @@ def maps_arguments(app) -> dict:
 
 
 def chart_spec(app, key: str) -> dict:
-    """The plotly figure (as a plain dict) of map A (``key`` "proj-a") or B ("proj-b"), as the frame gets it."""
-    return _decode(json.loads(maps_arguments(app)[{"proj-a": "figure_a", "proj-b": "figure_b"}[key]]))
+    """The plotly figure (as a plain dict) of the chart whose widget key is ``key``; "proj-a" and "proj-b":
+    map A and B of the Projections page, as its linked maps frame gets them."""
+    maps = {"proj-a": "figure_a", "proj-b": "figure_b"}
+    if key in maps:
+        return _decode(json.loads(maps_arguments(app)[maps[key]]))
+    for chart in app.get("plotly_chart"):
+        if chart.proto.id.endswith(f"-{key}"):
+            return _decode(json.loads(chart.proto.spec))
+    raise AssertionError(f"no chart with key {key!r}; charts: {[c.proto.id for c in app.get('plotly_chart')]}")
 
 
 def core_layer(model: str, n: int, *, seed: int = 0, layer: int = -1, dataset: str = "digits"):
