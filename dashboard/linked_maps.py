@@ -28,14 +28,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from alignscope.core.files import atomic_write_bytes
 
 PAGE = "linked_maps.html"
 
@@ -52,19 +52,8 @@ def frontend_dir(cache_dir: Path) -> Path:
     for name, read in (("index.html", lambda: page), ("plotly.min.js", plotly_js.read_bytes)):
         if not (folder / name).is_file():
             folder.mkdir(parents=True, exist_ok=True)
-            _write_atomically(folder / name, read())
+            atomic_write_bytes(folder / name, read())
     return folder
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @functools.cache

@@ -34,8 +34,19 @@ PROJECTION_NAMES = {"pca": "PCA", "umap": "UMAP", "aligned_umap": "Aligned UMAP"
 COLOR_NAMES = {"label": "Label", "alignment": "Per-sample alignment (k-NN overlap)"}
 MAX_GALLERY = 60
 MAPS_KEY = "proj-maps"
-# the maps' sample ids and figure JSON by linked_maps.figures_version, with the dataset view they show
-_FIGURES: Lru[tuple[Dataset, bytes, str, str]] = Lru(capacity=4)
+
+
+@dataclasses.dataclass(frozen=True)
+class _MapsContent:
+    """What the linked maps get that no selection changes, built once per view (linked_maps.figures_version)."""
+
+    data: Dataset  # the dataset view shown: held, so its id in the version is not reused meanwhile
+    ids: bytes  # linked_maps.ids_bytes
+    colour: np.ndarray  # [n] plots_projection.colour_scale_values
+    figure_jsons: tuple[str, str]  # maps A and B
+
+
+_FIGURES: Lru[_MapsContent] = Lru(capacity=4)
 
 
 def _colour_options(sel: Selection) -> list[str]:
@@ -240,38 +251,40 @@ def render(sel: Selection) -> None:
         html.escape(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}", quote=False),
         html.escape(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}", quote=False),
     )
-    # names what the maps show: results, the dataset's loaded view (its labels, texts, metadata; cached
-    # figures hold it, so its id is not reused meanwhile), colour, k, the point budget, titles
+    # names what the maps show: results, the dataset's loaded view (its labels, texts, metadata; the cached
+    # content holds it, so its id is not reused meanwhile), colour, k, the point budget, titles
     version = linked_maps.figures_version(
         [o.key for o in shown], id(data), data.ids_digest(), sel.color_by, k, budget, titles, axes_a, axes_b
     )
 
-    def figures() -> tuple[Dataset, bytes, str, str]:
-        return (
-            data,
-            linked_maps.ids_bytes(sample_ids),
-            *(
-                plots_projection.projection_scatter(
-                    coords,
-                    sample_ids=sample_ids,
-                    title=title,
-                    axis_titles=axes,
-                    **colour,
-                    overlap=overlap,
-                    snippets=snippets,
-                    drawn=drawn,
-                ).to_json()
-                for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
-            ),
+    def content() -> _MapsContent:
+        figure_a, figure_b = (
+            plots_projection.projection_scatter(
+                coords,
+                sample_ids=sample_ids,
+                title=title,
+                axis_titles=axes,
+                **colour,
+                overlap=overlap,
+                snippets=snippets,
+                drawn=drawn,
+            ).to_json()
+            for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
+        )
+        return _MapsContent(
+            data=data,
+            ids=linked_maps.ids_bytes(sample_ids),
+            colour=plots_projection.colour_scale_values(n, colour.get("labels"), colour.get("color_values")),
+            figure_jsons=(figure_a, figure_b),
         )
 
-    _, ids, *figure_jsons = _FIGURES.get(version, figures)
+    maps_content = _FIGURES.get(version, content)
     linked_maps.linked_maps(
-        (figure_jsons[0], figure_jsons[1]),
+        maps_content.figure_jsons,
         (coords_a, coords_b),
-        ids=ids,
+        ids=maps_content.ids,
         drawn=drawn,
-        colour=plots_projection.colour_scale_values(n, colour.get("labels"), colour.get("color_values")),
+        colour=maps_content.colour,
         selected=selected_indices,
         version=version,
         cache_dir=get_settings().cache_dir,
