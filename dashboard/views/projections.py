@@ -41,9 +41,7 @@ class _MapsContent:
     """What the linked maps get that no selection changes, built once per view (linked_maps.figures_version)."""
 
     data: Dataset  # the dataset view shown: held, so its id in the version is not reused meanwhile
-    ids: bytes  # linked_maps.ids_bytes
-    colour: np.ndarray  # [n] plots_projection.colour_scale_values
-    figure_jsons: tuple[str, str]  # maps A and B
+    view: str  # the file the frame draws (linked_maps.write_view)
 
 
 _FIGURES: Lru[_MapsContent] = Lru(capacity=4)
@@ -271,23 +269,27 @@ def render(sel: Selection) -> None:
             ).to_json()
             for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
         )
-        return _MapsContent(
-            data=data,
-            ids=linked_maps.ids_bytes(sample_ids),
-            colour=plots_projection.colour_scale_values(n, colour.get("labels"), colour.get("color_values")),
+        view = linked_maps.write_view(
+            cache_dir,
             figure_jsons=(figure_a, figure_b),
+            coords=(coords_a, coords_b),
+            drawn=drawn,
+            colour=plots_projection.colour_scale_values(n, colour.get("labels"), colour.get("color_values")),
+            ids=linked_maps.ids_bytes(sample_ids),
         )
+        return _MapsContent(data=data, view=view)
 
+    cache_dir = get_settings().cache_dir
     maps_content = _FIGURES.get(version, content)
+    if not linked_maps.touch_view(cache_dir, maps_content.view):  # dropped from disk by another session
+        _FIGURES.discard(version)
+        maps_content = _FIGURES.get(version, content)
     linked_maps.linked_maps(
-        maps_content.figure_jsons,
-        (coords_a, coords_b),
-        ids=maps_content.ids,
-        drawn=drawn,
-        colour=maps_content.colour,
+        maps_content.view,
+        n_samples=n,
         selected=selected_indices,
         version=version,
-        cache_dir=get_settings().cache_dir,
+        cache_dir=cache_dir,
         key=MAPS_KEY,
         on_change=functools.partial(_on_select, sample_ids, version),
     )

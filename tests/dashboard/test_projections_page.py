@@ -28,11 +28,21 @@ def _decode(value):
 
 
 def maps_arguments(app) -> dict:
-    """The JSON arguments of the page's linked maps frame (dashboard/linked_maps.py): figures, selection."""
+    """The JSON arguments of the page's linked maps frame (dashboard/linked_maps.py): view, selection."""
     frames = [element.proto for element in app.get("component_instance")]
     frames = [frame for frame in frames if frame.component_name.endswith("linked_maps")]
     assert len(frames) == 1, f"{len(frames)} linked maps frames"
     return json.loads(frames[0].json_args)
+
+
+def maps_view(app) -> dict:
+    """What the page's linked maps frame draws: its view's file, read back (linked_maps.read_view)."""
+    from alignscope.core.settings import get_settings
+    from alignscope.dashboard.linked_maps import VIEWS, read_view
+
+    folder, name = maps_arguments(app)["view"].split("/")
+    assert folder == VIEWS
+    return read_view(get_settings().cache_dir, name)
 
 
 def chart_spec(app, key: str) -> dict:
@@ -40,7 +50,7 @@ def chart_spec(app, key: str) -> dict:
     map A and B of the Projections page, as its linked maps frame gets them."""
     maps = {"proj-a": "figure_a", "proj-b": "figure_b"}
     if key in maps:
-        return _decode(json.loads(maps_arguments(app)[maps[key]]))
+        return _decode(json.loads(maps_view(app)[maps[key]]))
     for chart in app.get("plotly_chart"):
         if chart.proto.id.endswith(f"-{key}"):
             return _decode(json.loads(chart.proto.spec))

@@ -1,33 +1,37 @@
-"""The linked maps frame (dashboard/linked_maps.html) in Chromium, without a server: the page is opened from
-the folder the dashboard serves it from and given its arguments as Streamlit's page would (a render
-message); what it sends back is caught on the same window. Boxes and lassos are drawn with the mouse on
+"""The linked maps frame (dashboard/linked_maps.html) in Chromium, without Streamlit: the folder the dashboard
+serves it from is served over HTTP (the frame fetches its view's file from it), the page is given its
+arguments as Streamlit's page would (a render message), and what it sends back is caught on the same window. Boxes and lassos are drawn with the mouse on
 plotly's own drag surface; the samples they select must be exactly map_reduction's rule over all points."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from alignscope.dashboard import plots_projection
-from alignscope.dashboard.linked_maps import frontend_dir, ids_bytes
+from alignscope.dashboard.linked_maps import frontend_dir, ids_bytes, write_view
 from alignscope.dashboard.map_reduction import drawn_samples, samples_in_box, samples_in_lasso
 
 N, BUDGET = 3_000, 300
 
 _LISTEN = """() => { window.sent = [];
   window.addEventListener('message', (e) => { if (e.data && e.data.isStreamlitMessage) window.sent.push(e.data); }); }"""
-_RENDER = """(a, theme) => {
-  const bytes = (list) => new Uint8Array(list);
-  const binary = ['coords_a', 'coords_b', 'drawn', 'colour', 'ids'].map((name) => [name, bytes(a[name])]);
-  window.postMessage({type: 'streamlit:render', args: Object.assign({}, a, Object.fromEntries(binary)), theme}, '*');
-}"""
+_RENDER = "(a, theme) => { window.postMessage({type: 'streamlit:render', args: a, theme}, '*'); }"
 _SELECTIONS = "() => window.sent.filter(m => m.type === 'streamlit:setComponentValue').map(m => m.value)"
 _SETTLED = "async () => { let last; do { last = queue; await last; } while (last !== queue); }"  # all updates done
 
 
-def _arguments(selected=(), version="v1") -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+def _arguments(
+    cache_dir: Path, selected=(), version="v1", edit_figure_b: Callable[[str], str] = str
+) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """The frame's arguments for N samples in two maps (the view written under ``cache_dir``)."""
     rng = np.random.default_rng(0)
     coords_a, coords_b = rng.normal(size=(N, 2)), rng.normal(size=(N, 2)) * 3.0
     labels = [str(i % 5) for i in range(N)]
@@ -38,28 +42,42 @@ def _arguments(selected=(), version="v1") -> tuple[dict, np.ndarray, np.ndarray,
     def figure(coords, title):
         return plots_projection.projection_scatter(coords, sample_ids=ids, title=title, labels=labels, drawn=drawn)
 
-    arguments = {
-        "figure_a": figure(coords_a, "A").to_json(),
-        "figure_b": figure(coords_b, "B").to_json(),
-        "coords_a": list(coords_a.astype("<f8").tobytes()),
-        "coords_b": list(coords_b.astype("<f8").tobytes()),
-        "drawn": list(drawn.astype("<i4").tobytes()),
-        "colour": list(plots_projection.colour_scale_values(N, labels).astype("<f8").tobytes()),
-        "ids": list(ids_bytes(ids)),
-        "n": N,
-        "selected": list(selected),
-        "version": version,
-    }
+    view = write_view(
+        cache_dir,
+        figure_jsons=(figure(coords_a, "A").to_json(), edit_figure_b(figure(coords_b, "B").to_json())),
+        coords=(coords_a, coords_b),
+        drawn=drawn,
+        colour=plots_projection.colour_scale_values(N, labels),
+        ids=ids_bytes(ids),
+    )
+    arguments = {"view": f"views/{view}", "n": N, "selected": list(selected), "version": version}
     return arguments, coords_a, coords_b, drawn
 
 
 @pytest.fixture
-def frame(page, tmp_path):
+def served(tmp_path):
+    """The frame's folder (under the cache dir ``tmp_path``) served over HTTP: the page's URL."""
+    handler = functools.partial(_QuietHandler, directory=str(frontend_dir(tmp_path)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/index.html"
+    server.shutdown()
+    thread.join()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:  # noqa: D102 - no request log in the test output
+        pass
+
+
+@pytest.fixture
+def frame(page, tmp_path, served):
     """The frame's page with its arguments rendered; returns (page, coords_a, coords_b, drawn, arguments)."""
-    folder = frontend_dir(tmp_path)
-    page.goto((folder / "index.html").as_uri())
+    page.goto(served)
     page.evaluate(_LISTEN)
-    arguments, coords_a, coords_b, drawn = _arguments()
+    arguments, coords_a, coords_b, drawn = _arguments(tmp_path)
     page.evaluate(_RENDER, arguments)
     page.wait_for_function("() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)")
     # a box or lasso drawn on map A reports its outline here, as plotly gives it to the frame
@@ -169,14 +187,16 @@ def test_the_servers_selection_is_shown_and_a_stale_echo_does_not_undo_a_newer_o
     assert _shown(page, "map-a")["positions"] is None and _shown(page, "map-b")["x"] == []
 
 
-def test_a_new_version_redraws_and_the_same_version_keeps_the_users_zoom(frame):
+def test_a_new_version_redraws_and_the_same_version_keeps_the_users_zoom(frame, tmp_path):
     page, _, _, _, arguments = frame
     page.evaluate("() => Plotly.relayout('map-b', {'xaxis.range': [0, 1]})")
     page.evaluate(_RENDER, {**arguments, "selected": [1, 2]})
     page.wait_for_function("() => document.getElementById('map-b').data[0].selectedpoints")
     assert page.evaluate("() => document.getElementById('map-b').layout.xaxis.range") == [0, 1]
-    other = _arguments(version="v2")[0]
-    other["figure_b"] = other["figure_b"].replace('"text":"B"', '"text":"B, another layer"')
+    other = _arguments(
+        tmp_path, version="v2", edit_figure_b=lambda figure: figure.replace('"text":"B"', '"text":"B, another layer"')
+    )[0]
+    assert other["view"] != arguments["view"]  # a view's file is named by its content
     page.evaluate(_RENDER, other)
     page.wait_for_function("() => view.version === 'v2'")
     page.evaluate(_SETTLED)
@@ -216,28 +236,40 @@ def test_shift_adds_a_box_and_the_same_samples_again_are_sent_again(frame):
     assert again["selected"] == first["selected"] and again["seq"] > second["seq"] > first["seq"]
 
 
-def test_redrawing_for_a_new_view_does_not_send_a_selection(frame):
+def test_redrawing_for_a_new_view_does_not_send_a_selection(frame, tmp_path):
     """Plotly reports a map's selection as emptied when its figure is replaced: that is not the user's."""
     page, _, _, _, arguments = frame
     _drag(page, [(0.35, 0.35), (0.65, 0.65)])
     (box,) = _wait_sent(page, 1)
     page.evaluate(_RENDER, {**arguments, "selected": box["selected"]})  # the server's echo
-    other = _arguments(version="v2")[0]
+    other = _arguments(tmp_path, version="v2")[0]
     page.evaluate(_RENDER, {**other, "selected": box["selected"]})
     page.wait_for_function("() => view.version === 'v2'")
     page.evaluate(_SETTLED)
     assert page.evaluate(_SELECTIONS) == [box]
 
 
-def test_text_and_grid_follow_the_pages_theme(frame):
+def test_text_and_grid_follow_the_pages_theme(frame, tmp_path):
     page, _, _, _, arguments = frame
     dark = {"base": "dark", "textColor": "#fafafa"}
     page.evaluate("([a, theme]) => (" + _RENDER + ")(a, theme)", [arguments, dark])  # the page turned dark
     page.evaluate(_SETTLED)
     layout = page.evaluate("() => document.getElementById('map-b').layout")
     assert layout["font"]["color"] == "#fafafa" and layout["xaxis"]["gridcolor"] == "rgba(255,255,255,0.12)"
-    other = _arguments(version="v2")[0]  # a new view drawn on a dark page starts dark
+    other = _arguments(tmp_path, version="v2")[0]  # a new view drawn on a dark page starts dark
     page.evaluate("([a, theme]) => (" + _RENDER + ")(a, theme)", [other, dark])
     page.wait_for_function("() => view.version === 'v2'")
     page.evaluate(_SETTLED)
     assert page.evaluate("() => document.getElementById('map-a').layout.yaxis.color") == "#fafafa"
+
+
+def test_a_view_that_cannot_be_fetched_is_said_in_words_and_a_later_one_draws(page, tmp_path, served):
+    page.goto(served)
+    gone = {"view": "views/" + "0" * 32 + ".maps.gz", "n": N, "selected": [], "version": "gone"}
+    page.evaluate(_RENDER, gone)  # dropped from disk by another session meanwhile
+    page.wait_for_function("() => document.getElementById('problem').textContent.includes('HTTP 404')")
+    assert "Reload the page" in page.inner_text("#problem")
+    arguments = _arguments(tmp_path)[0]
+    page.evaluate(_RENDER, arguments)
+    page.wait_for_function("() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)")
+    assert page.inner_text("#problem") == ""
