@@ -6,9 +6,10 @@ the penultimate layer (fc1, 64 units) of the embedded default's trained nets dig
 uploaded with the real CLI as two representations of an uploaded 100,000-sample dataset (its texts say
 which digit, copy and shift each sample is). The pages then run as they do for any user's upload.
 
-Measured, each from navigation in a fresh tab (and again in the same tab, a reload) until the page's script
-run is over and its plots are drawn, by this script's clock and by the browser's own (from the start of the
-navigation, without the new tab's start), on a server that has settled (its worker has compiled umap):
+Measured, each from navigation in a fresh tab (a new browser context: a first visit, nothing cached) and
+again in the same tab (a reload), until the page's script run is over and its plots are drawn, by this
+script's clock and by the browser's own (from the start of the navigation, without the new tab's start),
+on a server that has settled (its worker has compiled umap):
 - Projections at n = 100,000 (PCA, one Scattergl trace per map), first paint and a second visit;
 - the same page at n = 500 of the same data (a floor: what any Projections page takes here), in the run;
 - a box selection: mouse up until the other map lights up the selected samples (in the browser: the maps'
@@ -197,7 +198,8 @@ def browser_clock(page) -> dict:
 
 
 def fresh_page(browser, page=None):
-    """A new tab (as a link opened by a user), closing ``page``."""
+    """A new tab in a new browser context (Playwright's ``browser.new_page``: no cache, no compiled code
+    kept from earlier visits, as a first visit), closing ``page``."""
     if page is not None:
         page.close()
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
