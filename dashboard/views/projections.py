@@ -20,7 +20,7 @@ from alignscope.core.datasets import Dataset
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.memo import Lru
 from alignscope.core.settings import get_settings
-from alignscope.dashboard import _cached, hover_maps, linked_maps, map_reduction, plots_projection, ui
+from alignscope.dashboard import _cached, hover_maps, linked_maps, map_reduction, map_views, plots_projection, ui
 from alignscope.dashboard.selection import (
     ALIGNMENT_STRENGTHS,
     COLOR_BY,
@@ -41,7 +41,7 @@ class _MapsContent:
     """What the linked maps get that no selection changes, built once per view (linked_maps.figures_version)."""
 
     data: Dataset  # the dataset view shown: held, so its id in the version is not reused meanwhile
-    view: str  # the file the frame draws (linked_maps.write_view)
+    view: str  # the file the frame draws (map_views.write_view)
 
 
 _FIGURES: Lru[_MapsContent] = Lru(capacity=4)
@@ -269,30 +269,40 @@ def render(sel: Selection) -> None:
             ).to_json()
             for coords, title, axes in ((coords_a, titles[0], axes_a), (coords_b, titles[1], axes_b))
         )
-        view = linked_maps.write_view(
-            cache_dir,
+        view = map_views.MapsView(
             figure_jsons=(figure_a, figure_b),
             coords=(coords_a, coords_b),
             drawn=drawn,
             colour=plots_projection.colour_scale_values(n, colour.get("labels"), colour.get("color_values")),
-            ids=linked_maps.ids_bytes(sample_ids),
+            sample_ids=sample_ids,
         )
-        return _MapsContent(data=data, view=view)
+        return _MapsContent(data=data, view=map_views.write_view(folder, view))
 
     cache_dir = get_settings().cache_dir
-    maps_content = _FIGURES.get(version, content)
-    if not linked_maps.touch_view(cache_dir, maps_content.view):  # dropped from disk by another session
-        _FIGURES.discard(version)
+    try:
+        folder = linked_maps.frontend_dir(cache_dir)
         maps_content = _FIGURES.get(version, content)
-    linked_maps.linked_maps(
-        maps_content.view,
-        n_samples=n,
-        selected=selected_indices,
-        version=version,
-        cache_dir=cache_dir,
-        key=MAPS_KEY,
-        on_change=functools.partial(_on_select, sample_ids, version),
-    )
+        if not map_views.touch_view(folder, maps_content.view):  # dropped from disk by another session
+            _FIGURES.discard(version)
+            maps_content = _FIGURES.get(version, content)
+    except OSError as error:  # NoSpaceError among them; the maps' files only, nothing else is written
+        st.warning(
+            ui.plain(
+                f"The maps cannot be drawn: their files could not be written to the cache ({error.strerror or error})."
+                " The table and search below still work."
+            ),
+            icon=":material/warning:",
+        )
+    else:
+        linked_maps.linked_maps(
+            maps_content.view,
+            n_samples=n,
+            selected=selected_indices,
+            version=version,
+            cache_dir=cache_dir,
+            key=MAPS_KEY,
+            on_change=functools.partial(_on_select, sample_ids, version),
+        )
     if len(drawn) < n:
         st.caption(
             f"Each map draws {len(drawn):,} of the {n:,} samples (a fixed random layer; selected samples outside "

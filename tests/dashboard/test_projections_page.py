@@ -35,22 +35,23 @@ def maps_arguments(app) -> dict:
     return json.loads(frames[0].json_args)
 
 
-def maps_view(app) -> dict:
-    """What the page's linked maps frame draws: its view's file, read back (linked_maps.read_view)."""
+def maps_view(app):
+    """What the page's linked maps frame draws: its view's file, read back (a map_views.MapsView)."""
     from alignscope.core.settings import get_settings
-    from alignscope.dashboard.linked_maps import VIEWS, read_view
+    from alignscope.dashboard.linked_maps import frontend_dir
+    from alignscope.dashboard.map_views import VIEWS, read_view
 
     folder, name = maps_arguments(app)["view"].split("/")
     assert folder == VIEWS
-    return read_view(get_settings().cache_dir, name)
+    return read_view(frontend_dir(get_settings().cache_dir), name)
 
 
 def chart_spec(app, key: str) -> dict:
     """The plotly figure (as a plain dict) of the chart whose widget key is ``key``; "proj-a" and "proj-b":
     map A and B of the Projections page, as its linked maps frame gets them."""
-    maps = {"proj-a": "figure_a", "proj-b": "figure_b"}
+    maps = {"proj-a": 0, "proj-b": 1}
     if key in maps:
-        return _decode(json.loads(maps_view(app)[maps[key]]))
+        return _decode(json.loads(maps_view(app).figure_jsons[maps[key]]))
     for chart in app.get("plotly_chart"):
         if chart.proto.id.endswith(f"-{key}"):
             return _decode(json.loads(chart.proto.spec))
@@ -322,3 +323,32 @@ def test_a_text_column_with_more_values_than_colours_colours_its_main_categories
     assert "length: %{marker.color:.4g}" in trace["hovertemplate"]
     colours = trace["marker"]["color"]
     assert colours[8] == 8.0 and (colours[7] is None or np.isnan(colours[7]))
+
+
+def test_a_view_dropped_from_disk_is_written_again_and_a_full_disk_is_said(monkeypatch):
+    import shutil
+
+    from alignscope.core.files import NoSpaceError
+    from alignscope.core.settings import get_settings
+    from alignscope.dashboard import map_views
+    from alignscope.dashboard.linked_maps import frontend_dir
+
+    query = {"data": "digits", "n": "200", "proj": "pca", "k": "7"}
+    app = run_page("projections", query)
+    name = maps_arguments(app)["view"]
+    shutil.rmtree(frontend_dir(get_settings().cache_dir) / map_views.VIEWS)  # another session dropped it
+    app = run_page("projections", query)
+    no_exception(app)
+    assert maps_arguments(app)["view"] == name and maps_view(app).sample_ids  # written again, the same
+
+    def full(folder, view):
+        raise NoSpaceError(folder, 10**9)
+
+    monkeypatch.setattr(map_views, "write_view", full)
+    shutil.rmtree(frontend_dir(get_settings().cache_dir) / map_views.VIEWS)
+    app = run_page("projections", query)
+    no_exception(app)
+    shown = [w.value.replace("\\", "") for w in app.warning]  # as Markdown shows it
+    assert any("The maps cannot be drawn" in w and "no space left" in w for w in shown), shown
+    assert not [e for e in app.get("component_instance") if e.proto.component_name.endswith("linked_maps")]
+    assert app.get("text_input")  # the search below the maps is still there

@@ -41,14 +41,14 @@ def test_a_restarted_server_shows_a_umap_computed_before_without_computing_it_ag
 
     first = run_page("projections", UMAP_VIEW, timeout=300)
     no_exception(first)
-    drawn = maps_view(first)["figure_a"]
+    drawn = maps_view(first).figure_jsons
     _forget_everything_in_memory()
     again = run_page("projections", UMAP_VIEW, settle=False)  # no waiting: whatever is shown is there at once
     no_exception(again)
     assert default_engine().runner is None or not any(
         job.label.startswith("UMAP") for job in default_engine().runner.jobs()
     )  # nothing was recomputed
-    assert maps_view(again)["figure_a"] == drawn
+    assert maps_view(again).figure_jsons == drawn
     assert not any("Showing PCA while" in i.value for i in again.info)
     # and a fresh process (another server, or the CLI) reads the same result from the store
     code = (

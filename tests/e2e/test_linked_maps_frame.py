@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from alignscope.dashboard import plots_projection
-from alignscope.dashboard.linked_maps import frontend_dir, ids_bytes, write_view
+from alignscope.dashboard.linked_maps import frontend_dir
 from alignscope.dashboard.map_reduction import drawn_samples, samples_in_box, samples_in_lasso
+from alignscope.dashboard.map_views import MapsView, write_view
 
 N, BUDGET = 3_000, 300
 
@@ -43,12 +44,14 @@ def _arguments(
         return plots_projection.projection_scatter(coords, sample_ids=ids, title=title, labels=labels, drawn=drawn)
 
     view = write_view(
-        cache_dir,
-        figure_jsons=(figure(coords_a, "A").to_json(), edit_figure_b(figure(coords_b, "B").to_json())),
-        coords=(coords_a, coords_b),
-        drawn=drawn,
-        colour=plots_projection.colour_scale_values(N, labels),
-        ids=ids_bytes(ids),
+        frontend_dir(cache_dir),
+        MapsView(
+            figure_jsons=(figure(coords_a, "A").to_json(), edit_figure_b(figure(coords_b, "B").to_json())),
+            coords=(coords_a, coords_b),
+            drawn=drawn,
+            colour=plots_projection.colour_scale_values(N, labels),
+            sample_ids=ids,
+        ),
     )
     arguments = {"view": f"views/{view}", "n": N, "selected": list(selected), "version": version}
     return arguments, coords_a, coords_b, drawn
@@ -263,13 +266,40 @@ def test_text_and_grid_follow_the_pages_theme(frame, tmp_path):
     assert page.evaluate("() => document.getElementById('map-a').layout.yaxis.color") == "#fafafa"
 
 
-def test_a_view_that_cannot_be_fetched_is_said_in_words_and_a_later_one_draws(page, tmp_path, served):
-    page.goto(served)
-    gone = {"view": "views/" + "0" * 32 + ".maps.gz", "n": N, "selected": [], "version": "gone"}
+_DRAWN = "() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)"
+
+
+def test_a_view_that_cannot_be_fetched_is_said_in_words_and_the_next_render_draws_again(frame):
+    page, _, _, _, arguments = frame
+    gone = {**arguments, "view": "views/" + "0" * 32 + ".maps.gz", "version": "gone"}
     page.evaluate(_RENDER, gone)  # dropped from disk by another session meanwhile
     page.wait_for_function("() => document.getElementById('problem').textContent.includes('HTTP 404')")
     assert "Reload the page" in page.inner_text("#problem")
-    arguments = _arguments(tmp_path)[0]
-    page.evaluate(_RENDER, arguments)
-    page.wait_for_function("() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)")
+    assert not page.evaluate(_DRAWN)  # no maps of another view left to select in
+    page.evaluate(_RENDER, arguments)  # the view drawn before, again
+    page.wait_for_function(_DRAWN)
+    page.evaluate(_SETTLED)
     assert page.inner_text("#problem") == ""
+
+
+def test_a_file_of_other_samples_is_not_drawn(frame):
+    page, _, _, _, arguments = frame
+    page.evaluate(_RENDER, {**arguments, "n": N + 1, "version": "v2"})
+    page.wait_for_function("() => document.getElementById('problem').textContent.includes('not of these')")
+    assert not page.evaluate(_DRAWN)
+
+
+def test_only_the_latest_of_several_views_sent_at_once_is_drawn(frame, tmp_path):
+    page, _, _, _, arguments = frame
+    page.evaluate(
+        "() => { window.drew = []; const original = draw;"
+        " window.draw = (args, ...rest) => { window.drew.push(args.version); return original(args, ...rest); }; }"
+    )
+    page.evaluate(
+        "([a, b]) => { window.postMessage({type: 'streamlit:render', args: a}, '*');"
+        " window.postMessage({type: 'streamlit:render', args: b}, '*'); }",
+        [{**arguments, "version": "v2"}, {**arguments, "version": "v3"}],
+    )
+    page.wait_for_function("() => view && view.version === 'v3'")
+    page.evaluate(_SETTLED)
+    assert page.evaluate("() => window.drew") == ["v3"]
