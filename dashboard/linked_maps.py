@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -36,38 +37,52 @@ from alignscope.core.files import atomic_write_bytes
 from alignscope.dashboard.map_views import VIEWS
 
 PAGE = "linked_maps.html"
+# plotly.js with only the traces the maps draw (scatter, scattergl, heatmap): 1.5 MB, not 4.8 MB; a first
+# visit compiles it ~4x faster. Built from npm's plotly.js by scripts/plotly_maps/build.sh.
+MAPS_PLOTLY_JS = "vendor/plotly-maps.min.js.gz"
 
 
 def frontend_dir(cache_dir: Path) -> Path:
     """``cache_dir/frontend/linked-maps-<digest>/`` holding ``index.html`` and ``plotly.min.js.gz`` (written
-    once per page and plotly version, each file atomically; the views of other versions are removed).
+    once per page and plotly.js, each file atomically; the views of other versions are removed).
 
-    plotly.js goes gzipped (the frame unpacks it): Streamlit's server would otherwise gzip its 4.8 MB at
-    level 9 on every page load, ~0.3 s of a core; a ``.gz`` file is served as it is."""
-    page, digest = _page()
+    plotly.js is :data:`MAPS_PLOTLY_JS` when it is of the version the plotly package ships (the figures are
+    that package's), else the package's own full plotly.js. It goes gzipped (the frame unpacks it):
+    Streamlit's server would otherwise gzip it at level 9 on every page load (~0.3 s of a core for the
+    full 4.8 MB); a ``.gz`` file is served as it is."""
+    page, plotly_js, digest = _frontend()
     folder = Path(cache_dir) / "frontend" / f"linked-maps-{digest}"
-    packed = (("index.html", lambda: page), ("plotly.min.js.gz", _plotly_js_gzipped))
-    for name, read in packed:
+    for name, content in (("index.html", lambda: page), ("plotly.min.js.gz", plotly_js)):
         if not (folder / name).is_file():
             if not folder.is_dir():
                 for other in folder.parent.glob("linked-maps-*"):
                     shutil.rmtree(other / VIEWS, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(folder / name, read())
+            atomic_write_bytes(folder / name, content())
     return folder
 
 
 @functools.cache
-def _page() -> tuple[bytes, str]:
-    """The frame's page, and a digest of it and of the plotly version."""
-    import plotly
+def _frontend() -> tuple[bytes, Callable[[], bytes], str]:
+    """The frame's page, its gzipped plotly.js (read when needed), and a digest of both."""
+    from plotly.offline import get_plotlyjs_version
 
     page = resources.files("alignscope.dashboard").joinpath(PAGE).read_bytes()
-    return page, hashlib.sha256(page + plotly.__version__.encode()).hexdigest()[:16]
+    maps = resources.files("alignscope.dashboard").joinpath(MAPS_PLOTLY_JS).read_bytes()
+    if plotly_js_version(gzip.decompress(maps)[:300]) == get_plotlyjs_version():
+        return page, lambda: maps, hashlib.sha256(page + maps).hexdigest()[:16]
+    full = resources.files("plotly").joinpath("package_data", "plotly.min.js")
+    return (
+        page,
+        lambda: gzip.compress(full.read_bytes(), mtime=0),
+        hashlib.sha256(page + full.read_bytes()).hexdigest()[:16],
+    )
 
 
-def _plotly_js_gzipped() -> bytes:
-    return gzip.compress(resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes(), mtime=0)
+def plotly_js_version(head: bytes) -> str | None:
+    """The version a plotly.js bundle names in its first lines ("plotly.js v4.1.1"), None if none."""
+    found = re.search(rb"plotly\.js v(\d+\.\d+\.\d+\S*)", head)
+    return found.group(1).decode() if found else None
 
 
 @functools.cache

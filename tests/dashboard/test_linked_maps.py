@@ -8,19 +8,38 @@ from importlib import resources
 
 import pytest
 
-from alignscope.dashboard.linked_maps import chosen_samples, figures_version, frontend_dir
+from alignscope.dashboard.linked_maps import (
+    MAPS_PLOTLY_JS,
+    chosen_samples,
+    figures_version,
+    frontend_dir,
+    plotly_js_version,
+)
 
 
-def test_the_frame_is_served_with_the_plotly_packages_own_plotly_js(tmp_path):
+def test_the_frame_is_served_with_plotly_js_of_the_plotly_packages_version(tmp_path):
+    from plotly.offline import get_plotlyjs_version
+
     folder = frontend_dir(tmp_path)
     page = (folder / "index.html").read_bytes()
     assert page == resources.files("alignscope.dashboard").joinpath("linked_maps.html").read_bytes()
-    plotly_js = resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
-    assert gzip.decompress((folder / "plotly.min.js.gz").read_bytes()) == plotly_js
+    served = gzip.decompress((folder / "plotly.min.js.gz").read_bytes())
+    assert plotly_js_version(served[:300]) == get_plotlyjs_version()  # the figures are that package's
+    maps = gzip.decompress(resources.files("alignscope.dashboard").joinpath(MAPS_PLOTLY_JS).read_bytes())
+    full = resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes()
+    # the maps' own bundle when it is of that version (a third of the size), else the package's full one
+    assert served == (maps if plotly_js_version(maps[:300]) == get_plotlyjs_version() else full)
+    assert len(maps) < len(full) / 3
     assert b'gunzipped("plotly.min.js.gz")' in page and b"<script src" not in page and b"://" not in page  # no network
     stamp = (folder / "plotly.min.js.gz").stat().st_mtime_ns
     assert frontend_dir(tmp_path) == folder and (folder / "plotly.min.js.gz").stat().st_mtime_ns == stamp
     assert sorted(path.name for path in folder.iterdir()) == ["index.html", "plotly.min.js.gz"]  # no temp left
+
+
+def test_a_bundles_version_is_read_from_its_header():
+    assert plotly_js_version(b"/**\n* plotly.js v4.1.1\n* Copyright") == "4.1.1"
+    assert plotly_js_version(b"/*! plotly.js v4.2.0-rc.1 with the traces") == "4.2.0-rc.1"
+    assert plotly_js_version(b"var Plotly = 1;") is None
 
 
 def test_a_new_page_or_plotly_version_removes_the_views_of_the_old_one(tmp_path):

@@ -303,3 +303,40 @@ def test_only_the_latest_of_several_views_sent_at_once_is_drawn(frame, tmp_path)
     page.wait_for_function("() => view && view.version === 'v3'")
     page.evaluate(_SETTLED)
     assert page.evaluate("() => window.drew") == ["v3"]
+
+
+@pytest.mark.parametrize("colour", ["label", "alignment"])
+def test_the_maps_plotly_js_draws_a_map_exactly_as_the_plotly_packages_own(page, tmp_path, served, colour):
+    """The frame's plotly.js (the maps' own bundle, built with fewer traces) against the full one of the
+    plotly package: the same figure (points coloured by label with annotations, or by a value with a colour
+    bar; the density layer; titles) drawn pixel for pixel alike."""
+    import gzip
+    from importlib import resources
+
+    from PIL import Image, ImageChops
+
+    rng = np.random.default_rng(3)
+    coords = np.concatenate([rng.normal(size=(1500, 2)), rng.normal(loc=4.0, size=(1500, 2))])
+    colours = {"labels": [str(i % 4) for i in range(3000)]} if colour == "label" else {"color_values": rng.random(3000)}
+    figure = plots_projection.projection_scatter(
+        coords, sample_ids=[f"s{i}" for i in range(3000)], title="A", drawn=drawn_samples(3000, budget=500), **colours
+    ).to_json()
+    folder = frontend_dir(tmp_path)
+    (folder / "full.js").write_bytes(resources.files("plotly").joinpath("package_data", "plotly.min.js").read_bytes())
+    (folder / "maps.js").write_bytes(gzip.decompress((folder / "plotly.min.js.gz").read_bytes()))
+    shots = []
+    for bundle in ("full.js", "maps.js"):
+        (folder / f"draw-{bundle}.html").write_text(
+            f'<html><body style="margin:0"><div id="plot" style="width:640px;height:480px"></div>'
+            f'<script src="{bundle}"></script><script>const f = {figure};'
+            "Plotly.newPlot('plot', f.data, f.layout).then(() => { window.drawn = true; });"
+            "</script></body></html>"
+        )
+        page.goto(served.replace("index.html", f"draw-{bundle}.html"))
+        page.wait_for_function("() => window.drawn === true")
+        page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+        shots.append(tmp_path / f"{bundle}.png")
+        page.locator("#plot").screenshot(path=str(shots[-1]))
+    full, maps = (Image.open(shot).convert("RGB") for shot in shots)
+    assert full.size == maps.size and ImageChops.difference(full, maps).getbbox() is None
+    assert len(full.getcolors(maxcolors=2**20)) > 20  # points of several colours and the density were drawn
