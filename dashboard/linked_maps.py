@@ -103,13 +103,13 @@ def linked_maps(
     n_samples: int,
     selected: Sequence[int],
     version: str,
-    cache_dir: Path,
+    folder: Path,
     key: str,
     on_change: Callable[[], None],
 ) -> Any:
-    """Both maps (see the module docstring): ``view`` from map_views.write_view. Returns the frame's last
-    value (read it with :func:`chosen_samples`)."""
-    component = _component(str(frontend_dir(cache_dir)))
+    """Both maps (see the module docstring): ``view`` from map_views.write_view into ``folder`` (from
+    :func:`frontend_dir`). Returns the frame's last value (read it with :func:`chosen_samples`)."""
+    component = _component(str(folder))
     return component(
         view=f"{VIEWS}/{view}",
         n=n_samples,

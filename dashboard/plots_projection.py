@@ -72,7 +72,7 @@ def label_colours(labels: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return [mapping[label] for label in labels], mapping
 
 
-def _plotly_text(text: object) -> str:
+def plotly_text(text: object) -> str:
     """User text for plotly's hover labels and annotations, which read a little HTML: ``&``, ``<`` and ``>``
     escaped (plotly knows no ``&quot;``: quotes stay as they are)."""
     return html.escape(str(text), quote=False)
@@ -171,16 +171,16 @@ def projection_scatter(
     # Plotly renders a little HTML in hover labels (links, styles): user text goes in escaped. An object
     # array [n, 4], not a list of lists: plotly validates and serialises it without a Python loop per point.
     customdata = np.empty((n_samples, 4), dtype=object)
-    customdata[:, 0] = [_plotly_text(sample_id) for sample_id in sample_ids]
-    customdata[:, 1] = [_plotly_text(label) for label in label_list]
+    customdata[:, 0] = [plotly_text(sample_id) for sample_id in sample_ids]
+    customdata[:, 1] = [plotly_text(label) for label in label_list]
     customdata[:, 2] = np.asarray(overlap, dtype=float) if overlap is not None else None
-    customdata[:, 3] = [_plotly_text(text) for text in snippets] if snippets is not None else ""
+    customdata[:, 3] = [plotly_text(text) for text in snippets] if snippets is not None else ""
     hover = "<b>%{customdata[0]}</b>"
     if labels is not None:
         # escaped, and '%' too: a name like "%{customdata[0]}" must not pull in another field
-        hover += f"<br>{_plotly_text(label_title).replace('%', '&#37;')}: %{{customdata[1]}}"
+        hover += f"<br>{plotly_text(label_title).replace('%', '&#37;')}: %{{customdata[1]}}"
     if color_values is not None and color_in_hover:
-        hover += f"<br>{_plotly_text(color_title).replace('%', '&#37;')}: %{{marker.color:.4g}}"
+        hover += f"<br>{plotly_text(color_title).replace('%', '&#37;')}: %{{marker.color:.4g}}"
     if overlap is not None:
         hover += "<br>k-NN overlap: %{customdata[2]:.2f}"
     if snippets is not None:
@@ -193,7 +193,7 @@ def projection_scatter(
             color=np.asarray(color_values, dtype=float),
             colorscale=SEQUENTIAL,
             showscale=True,
-            colorbar={"title": {"text": _plotly_text(color_title), "side": "right"}, "thickness": 12},
+            colorbar={"title": {"text": plotly_text(color_title), "side": "right"}, "thickness": 12},
         )
         if color_range is not None:
             marker.update(cmin=color_range[0], cmax=color_range[1])
@@ -260,7 +260,7 @@ def _label_annotations(coords: np.ndarray, label_list: list[str], mapping: dict[
             {
                 "x": float(x),
                 "y": float(y),
-                "text": f"<b>{_plotly_text(label)}</b>",
+                "text": f"<b>{plotly_text(label)}</b>",
                 "showarrow": False,
                 "font": {"size": 13, "color": colour},
                 "bgcolor": "rgba(255,255,255,0.7)",
@@ -346,7 +346,7 @@ def overlap_histogram(
 def label_rollup(rows: Sequence[LabelRollup], *, chance: float, height: int = 360) -> go.Figure:
     """Mean per-sample overlap per label (bars, ± standard error), with the chance level; ``rows`` in
     display order."""
-    labels = [_plotly_text(row.label) for row in rows]
+    labels = [plotly_text(row.label) for row in rows]
     fig = go.Figure(
         go.Bar(
             x=labels,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import html
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,7 @@ class _MapsContent:
     view: str  # the file the frame draws (map_views.write_view)
 
 
-_FIGURES: Lru[_MapsContent] = Lru(capacity=4)
+_MAPS_CONTENT: Lru[_MapsContent] = Lru(capacity=4)
 
 
 def _colour_options(sel: Selection) -> list[str]:
@@ -246,8 +245,8 @@ def render(sel: Selection) -> None:
         shown = [outcomes[2], *maps]
     ui.gate(outcomes, key="projections-gate", what=PROJECTION_NAMES[sel.projection])
     titles = (  # plotly reads a little HTML in titles: a layer's name is the user's text
-        html.escape(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}", quote=False),
-        html.escape(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}", quote=False),
+        plots_projection.plotly_text(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}"),
+        plots_projection.plotly_text(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}"),
     )
     # names what the maps show: results, the dataset's loaded view (its labels, texts, metadata; the cached
     # content holds it, so its id is not reused meanwhile), colour, k, the point budget, titles
@@ -278,13 +277,12 @@ def render(sel: Selection) -> None:
         )
         return _MapsContent(data=data, view=map_views.write_view(folder, view))
 
-    cache_dir = get_settings().cache_dir
     try:
-        folder = linked_maps.frontend_dir(cache_dir)
-        maps_content = _FIGURES.get(version, content)
+        folder = linked_maps.frontend_dir(get_settings().cache_dir)
+        maps_content = _MAPS_CONTENT.get(version, content)
         if not map_views.touch_view(folder, maps_content.view):  # dropped from disk by another session
-            _FIGURES.discard(version)
-            maps_content = _FIGURES.get(version, content)
+            _MAPS_CONTENT.discard(version)
+            maps_content = _MAPS_CONTENT.get(version, content)
     except OSError as error:  # NoSpaceError among them; the maps' files only, nothing else is written
         st.warning(
             ui.plain(
@@ -299,7 +297,7 @@ def render(sel: Selection) -> None:
             n_samples=n,
             selected=selected_indices,
             version=version,
-            cache_dir=cache_dir,
+            folder=folder,
             key=MAPS_KEY,
             on_change=functools.partial(_on_select, sample_ids, version),
         )

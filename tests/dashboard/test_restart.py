@@ -30,7 +30,7 @@ def _forget_everything_in_memory() -> None:
         runner.shutdown()  # type: ignore[attr-defined]
     engine._default_engine.cache_clear()
     LOADED_VIEWS.clear()
-    projections._FIGURES.clear()  # the maps' figures, kept per view
+    projections._MAPS_CONTENT.clear()  # the maps' view files by name, kept per view
     st.cache_data.clear()
     st.cache_resource.clear()
 

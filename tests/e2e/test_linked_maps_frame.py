@@ -26,6 +26,7 @@ _LISTEN = """() => { window.sent = [];
   window.addEventListener('message', (e) => { if (e.data && e.data.isStreamlitMessage) window.sent.push(e.data); }); }"""
 _RENDER = "(a, theme) => { window.postMessage({type: 'streamlit:render', args: a, theme}, '*'); }"
 _SELECTIONS = "() => window.sent.filter(m => m.type === 'streamlit:setComponentValue').map(m => m.value)"
+_DRAWN = "() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)"  # both maps
 _SETTLED = "async () => { let last; do { last = queue; await last; } while (last !== queue); }"  # all updates done
 
 
@@ -82,7 +83,7 @@ def frame(page, tmp_path, served):
     page.evaluate(_LISTEN)
     arguments, coords_a, coords_b, drawn = _arguments(tmp_path)
     page.evaluate(_RENDER, arguments)
-    page.wait_for_function("() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)")
+    page.wait_for_function(_DRAWN)
     # a box or lasso drawn on map A reports its outline here, as plotly gives it to the frame
     page.evaluate(
         "() => document.getElementById('map-a').on('plotly_selected', (e) => {"
@@ -264,9 +265,6 @@ def test_text_and_grid_follow_the_pages_theme(frame, tmp_path):
     page.wait_for_function("() => view.version === 'v2'")
     page.evaluate(_SETTLED)
     assert page.evaluate("() => document.getElementById('map-a').layout.yaxis.color") == "#fafafa"
-
-
-_DRAWN = "() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)"
 
 
 def test_a_view_that_cannot_be_fetched_is_said_in_words_and_the_next_render_draws_again(frame):
