@@ -12,10 +12,8 @@ from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import NeighbourRequest
 from alignscope.core.analysis.results import Neighbours
 from alignscope.dashboard import plots, plots_projection, ui
-from alignscope.dashboard.selection import Selection
+from alignscope.dashboard.selection import Selection, sample_positions
 from alignscope.dashboard.url_state import update_selection
-
-PAGE_ROWS = 200  # rows of the sample table sent to the browser at once
 
 
 def matching_samples(query: str, sample_ids: list[str], texts: tuple[str, ...] | None) -> list[int]:
@@ -68,7 +66,7 @@ def render(sel: Selection) -> None:
     result: Neighbours = outcome.result
     data = view_dataset(sel.dataset, sel.n, sel.seed)
     sample_ids = list(data.sample_ids)
-    position = {sample_id: i for i, sample_id in enumerate(sample_ids)}
+    position = sample_positions(data.sample_ids)
     overlap = result.overlap
     shared_counts = np.rint(overlap * k).astype(int)
     selected = [s for s in sel.selected if s in position]
@@ -137,9 +135,7 @@ def _table(sel, data, sample_ids, selected, overlap, shared_counts, k) -> None:
             rows = [i for i in rows if sample_ids[i] in chosen]
         top[1].button("Clear selection", on_click=update_selection, kwargs={"selected": ()}, icon=":material/close:")
     rows.sort(key=lambda i: (overlap[i], sample_ids[i]))
-    pages = max(1, (len(rows) + PAGE_ROWS - 1) // PAGE_ROWS)
-    page = st.number_input(f"Page (of {pages}, {PAGE_ROWS} rows each)", 1, pages, 1, key="nb-page") if pages > 1 else 1
-    shown = rows[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
+    shown = ui.table_page(rows, key="nb-page")
     table = pd.DataFrame(
         {
             "sample": [sample_ids[i] for i in shown],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from alignscope.dashboard.selection import (
     METADATA_PREFIX,
     PROJECTIONS,
     Selection,
+    sample_positions,
 )
 from alignscope.dashboard.url_state import bound, update_selection
 
@@ -206,7 +208,7 @@ def render(sel: Selection) -> None:
     overlap = outcomes[2].result.overlap
     data = view_dataset(sel.dataset, sel.n, sel.seed)
     sample_ids = list(data.sample_ids)
-    position = {sample_id: i for i, sample_id in enumerate(sample_ids)}
+    position = sample_positions(data.sample_ids)
     selected = [s for s in sel.selected if s in position]
     selected_indices = [position[s] for s in selected]
     snippets = None if data.texts is None else [t if len(t) <= 80 else t[:79] + "…" for t in data.texts]
@@ -384,27 +386,43 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         )
         if len(selected) > MAX_GALLERY:
             st.caption(f"Showing the first {MAX_GALLERY} images.")
-    frame = pd.DataFrame(
-        {
-            "sample": [sample_ids[i] for i in selected_indices],
-            "label": [data.labels[i] for i in selected_indices] if data.labels is not None else "",
-            "k-NN overlap": overlap[selected_indices],
-        }
+    ui.lazy_download(
+        "Export selection (CSV)",
+        lambda: (
+            _selection_frame(data, sample_ids, selected_indices, overlap)
+            .set_index("sample")
+            .to_csv(index=True, float_format="%.6g")
+            .encode()
+        ),
+        "alignscope-selection.csv",
+        "text/csv",
+        key="proj-export",
     )
-    if data.texts is not None:
-        frame["text"] = [data.texts[i] for i in selected_indices]
-    for column in data.metadata:
-        frame[column.name if column.name not in frame.columns else f"{column.name} (metadata)"] = [
-            column.values[i] for i in selected_indices
-        ]
-    ui.csv_download("Export selection (CSV)", frame.set_index("sample"), "alignscope-selection.csv", key="proj-export")
     st.dataframe(
-        frame,
+        _selection_frame(data, sample_ids, ui.table_page(selected_indices, key="proj-selected-page"), overlap),
         hide_index=True,
         width="stretch",
         key="proj-selected-table",
         column_config={"k-NN overlap": st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f")},
     )
+
+
+def _selection_frame(data: Dataset, sample_ids: list[str], rows: Sequence[int], overlap: np.ndarray) -> pd.DataFrame:
+    """One row per sample of ``rows`` (indices into the view): id, label, k-NN overlap, text, metadata."""
+    frame = pd.DataFrame(
+        {
+            "sample": [sample_ids[i] for i in rows],
+            "label": [data.labels[i] for i in rows] if data.labels is not None else "",
+            "k-NN overlap": overlap[list(rows)],
+        }
+    )
+    if data.texts is not None:
+        frame["text"] = [data.texts[i] for i in rows]
+    for column in data.metadata:
+        frame[column.name if column.name not in frame.columns else f"{column.name} (metadata)"] = [
+            column.values[i] for i in rows
+        ]
+    return frame
 
 
 if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py

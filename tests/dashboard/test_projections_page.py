@@ -150,6 +150,32 @@ def test_selected_samples_in_the_link_are_highlighted_in_both_maps():
     assert maps_arguments(app)["selected"] == []
 
 
+def test_a_large_selection_is_a_paged_table():
+    """Beyond ui.PAGE_ROWS selected samples the table sends one page at a time; the heading and the
+    maps still count all of them. A smaller selection keeps the page when it still has it, else its last."""
+    from alignscope.dashboard.ui import PAGE_ROWS
+
+    _, subset = core_layer("digits-cnn-s0", 500)
+    chosen = list(subset.sample_ids[: 2 * PAGE_ROWS + 50])
+    app = run_page("projections", {"n": "500", "sel": ",".join(chosen)})
+    no_exception(app)
+    assert app.subheader[0].value == f"{len(chosen)} selected samples"
+    assert maps_arguments(app)["selected"] == list(range(len(chosen)))
+    assert list(app.dataframe[0].value["sample"]) == chosen[:PAGE_ROWS]
+    app.number_input(key="proj-selected-page").set_value(3).run()
+    no_exception(app)
+    assert list(app.dataframe[0].value["sample"]) == chosen[2 * PAGE_ROWS :]
+    app.query_params["sel"] = ",".join(chosen[: PAGE_ROWS + 50])  # two pages now: the last one
+    app.run()
+    no_exception(app)
+    assert list(app.dataframe[0].value["sample"]) == chosen[PAGE_ROWS : PAGE_ROWS + 50]
+    app.query_params["sel"] = ",".join(chosen[:5])  # one page: all of it, no page input
+    app.run()
+    no_exception(app)
+    assert list(app.dataframe[0].value["sample"]) == chosen[:5]
+    assert all(widget.key != "proj-selected-page" for widget in app.number_input)
+
+
 @pytest.fixture
 def captions_features(dashboard_cache):
     """minilm-l6 and e5-small features of the 25 bundled captions (a few seconds, real models)."""

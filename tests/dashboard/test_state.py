@@ -180,6 +180,54 @@ def test_a_contiguous_selection_is_a_range_and_a_huge_one_is_stashed(monkeypatch
     assert Selection.from_query(query, context=context)[0].selected == scattered
 
 
+def test_a_bitset_link_written_by_an_earlier_version_still_opens():
+    """The format is fixed (bit i of byte i // 8, zlib, base64url): this value was written by the
+    byte-at-a-time encoder that came before the numpy one, at zlib level 9."""
+    context = DigitsContext()
+    selection, warnings = Selection.from_query({"sel": "b:eNrjZGeAAw4GOgNG2lshAAAWBgAq"}, context=context)
+    assert warnings == []
+    assert selection.selected == tuple(context.order[i] for i in (0, 3, 8, 9, 10, 99, 1000, 1796))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_compact_encodings_match_a_plain_loop(seed):
+    """Ranges and bitset as numpy writes them, against the definition written as a loop."""
+    import base64
+    import zlib
+
+    import numpy as np
+
+    from alignscope.dashboard.selection import _bitset, _ranges
+
+    rng = random.Random(seed)
+    size = rng.choice([1, 7, 8, 9, 1797, 100_000])
+    indices = sorted(rng.sample(range(size), rng.randint(1, min(size, 3000))))
+    runs: list[list[int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1][1] = index
+        else:
+            runs.append([index, index])
+    assert _ranges(np.array(indices)) == ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+    bits = bytearray((size + 7) // 8)
+    for index in indices:
+        bits[index // 8] |= 1 << (index % 8)
+    packed = _bitset(np.array(indices), size)
+    assert zlib.decompress(base64.urlsafe_b64decode(packed + "=" * (-len(packed) % 4))) == bytes(bits)
+
+
+def test_sample_positions_are_built_once_per_sample_order():
+    from alignscope.dashboard.selection import sample_positions
+
+    order = tuple(f"s{i}" for i in range(1000))
+    positions = sample_positions(order)
+    assert sample_positions(order) is positions  # the same tuple: the same dict, not built again
+    assert all(positions[sample_id] == i for i, sample_id in enumerate(order))
+    equal = tuple(list(order))
+    assert equal is not order and sample_positions(equal) == positions
+    assert sample_positions(list(order)) == positions  # a list is not memoised (it could change)
+
+
 @pytest.mark.parametrize("raw", ["r:5-2", "r:0-99999", "r:x", "b:!!!", "b:eJwDAAAAAAE", "s:" + "0" * 32, "s:zz"])
 def test_broken_compact_selections_select_nothing_with_a_warning(raw):
     selection, warnings = Selection.from_query({"sel": raw}, context=DigitsContext())

@@ -138,7 +138,7 @@ def _wait_sent(page, count: int) -> list[dict]:
 
 
 def test_a_box_selects_exactly_among_all_samples_and_both_maps_light_them_up(frame):
-    page, coords_a, coords_b, drawn, _ = frame
+    page, coords_a, coords_b, drawn, arguments = frame
     _drag(page, [(0.35, 0.35), (0.65, 0.65)])
     (value,) = _wait_sent(page, 1)
     (box,) = page.evaluate("() => window.outline")
@@ -148,6 +148,11 @@ def test_a_box_selects_exactly_among_all_samples_and_both_maps_light_them_up(fra
     assert np.isin(expected, drawn).sum() < len(expected) / 2 and len(expected) > 50
     page.wait_for_function("() => performance.getEntriesByName('alignscope-linked').length === 1")
     _expect_highlight(page, "map-b", coords_b, drawn, expected)
+    # the map the box was drawn in draws the selected samples outside its layer on the server's echo (its
+    # redraw waits while the server's rerun sends the page its table)
+    assert _shown(page, "map-a")["x"] == []
+    page.evaluate(_RENDER, {**arguments, "selected": value["selected"]})
+    page.evaluate(_SETTLED)
     _expect_highlight(page, "map-a", coords_a, drawn, expected)
     # the samples drawn on top show their ids on hover, escaped
     hover_ids = page.evaluate("() => Array.from(document.getElementById('map-b').data[1].customdata)")
@@ -226,6 +231,8 @@ def test_shift_adds_a_box_and_the_same_samples_again_are_sent_again(frame):
     page, coords_a, _, _, arguments = frame
     _drag(page, [(0.2, 0.2), (0.4, 0.4)])
     (first,) = _wait_sent(page, 1)
+    page.evaluate(_RENDER, {**arguments, "selected": first["selected"]})  # the server's echo
+    page.evaluate(_SETTLED)
     page.keyboard.down("Shift")
     _drag(page, [(0.6, 0.6), (0.8, 0.8)])
     page.keyboard.up("Shift")
