@@ -664,12 +664,15 @@ def csv_download(label: str, frame, file_name: str, key: str) -> None:
 
 def table_page(rows: Sequence[int], *, key: str) -> Sequence[int]:
     """The rows of a long table to send to the browser: a page of :data:`PAGE_ROWS`, picked with a number
-    input (widget ``key``) when there is more than one. At 100,000 samples a whole selection's table was
-    ~0.4 MB of Arrow on every rerun."""
+    input (widget ``key``) when there is more than one; other rows (a new selection, a search) start on
+    their first page. At 100,000 samples a whole selection's table was ~0.4 MB of Arrow on every rerun."""
     pages = max(1, (len(rows) + PAGE_ROWS - 1) // PAGE_ROWS)
     if pages == 1:
         return rows
-    if not 1 <= st.session_state.get(key, 1) <= pages:  # the table shrank (a smaller selection): its last page
-        st.session_state[key] = pages
+    rows_key = key + ".rows"  # which rows the page number belongs to: other rows open on their first page
+    fingerprint = hash(tuple(rows))
+    if st.session_state.get(rows_key) != fingerprint:
+        st.session_state[rows_key] = fingerprint
+        st.session_state[key] = 1
     page = st.number_input(f"Page (of {pages}, {PAGE_ROWS} rows each)", 1, pages, key=key)
     return rows[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]

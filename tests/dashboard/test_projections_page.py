@@ -150,29 +150,45 @@ def test_selected_samples_in_the_link_are_highlighted_in_both_maps():
     assert maps_arguments(app)["selected"] == []
 
 
-def test_a_large_selection_is_a_paged_table():
-    """Beyond ui.PAGE_ROWS selected samples the table sends one page at a time; the heading and the
-    maps still count all of them. A smaller selection keeps the page when it still has it, else its last."""
-    from alignscope.dashboard.ui import PAGE_ROWS
+def test_a_large_selection_is_a_paged_table_and_its_export_holds_all_of_it(monkeypatch):
+    """Beyond ui.PAGE_ROWS selected samples the table sends one page at a time; the heading, the maps and the
+    CSV export hold all of them. Another selection opens on its first page."""
+    import io
 
+    import pandas as pd
+
+    from alignscope.dashboard import ui
+
+    exports = {}
+    real_download = ui.lazy_download
+
+    def keep_export(label, make, file_name, mime, key):
+        exports[key] = make
+        real_download(label, make, file_name, mime, key)
+
+    monkeypatch.setattr(ui, "lazy_download", keep_export)
     _, subset = core_layer("digits-cnn-s0", 500)
-    chosen = list(subset.sample_ids[: 2 * PAGE_ROWS + 50])
+    chosen = list(subset.sample_ids[: 2 * ui.PAGE_ROWS + 50])
     app = run_page("projections", {"n": "500", "sel": ",".join(chosen)})
     no_exception(app)
     assert app.subheader[0].value == f"{len(chosen)} selected samples"
     assert maps_arguments(app)["selected"] == list(range(len(chosen)))
-    assert list(app.dataframe[0].value["sample"]) == chosen[:PAGE_ROWS]
+    assert list(app.dataframe[0].value["sample"]) == chosen[: ui.PAGE_ROWS]
+    exported = pd.read_csv(io.BytesIO(exports["proj-export"]()))
+    assert list(exported["sample"]) == chosen
     app.number_input(key="proj-selected-page").set_value(3).run()
     no_exception(app)
-    assert list(app.dataframe[0].value["sample"]) == chosen[2 * PAGE_ROWS :]
-    app.query_params["sel"] = ",".join(chosen[: PAGE_ROWS + 50])  # two pages now: the last one
+    assert list(app.dataframe[0].value["sample"]) == chosen[2 * ui.PAGE_ROWS :]
+    app.run()  # a rerun of the same selection keeps its page
+    assert list(app.dataframe[0].value["sample"]) == chosen[2 * ui.PAGE_ROWS :]
+    app.query_params["sel"] = ",".join(chosen[: ui.PAGE_ROWS + 1])  # another selection: its first page
     app.run()
     no_exception(app)
-    assert list(app.dataframe[0].value["sample"]) == chosen[PAGE_ROWS : PAGE_ROWS + 50]
-    app.query_params["sel"] = ",".join(chosen[:5])  # one page: all of it, no page input
+    assert list(app.dataframe[0].value["sample"]) == chosen[: ui.PAGE_ROWS]
+    app.query_params["sel"] = ",".join(chosen[: ui.PAGE_ROWS])  # exactly one page: all of it, no page input
     app.run()
     no_exception(app)
-    assert list(app.dataframe[0].value["sample"]) == chosen[:5]
+    assert list(app.dataframe[0].value["sample"]) == chosen[: ui.PAGE_ROWS]
     assert all(widget.key != "proj-selected-page" for widget in app.number_input)
 
 
