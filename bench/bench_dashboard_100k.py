@@ -13,7 +13,8 @@ on a server that has settled (its worker has compiled umap):
 - Projections at n = 100,000 (PCA, one Scattergl trace per map), first paint and a second visit;
 - the same page at n = 500 of the same data (a floor: what any Projections page takes here), in the run;
 - a box selection: mouse up until the other map lights up the selected samples (in the browser: the maps'
-  frame links them, see dashboard/linked_maps.py), and until the server's rerun shows their table;
+  frame links them, see dashboard/linked_maps.py), and until the server's rerun shows their table; the
+  first box in a fresh tab, and a second one in the same tab;
 - Neighbours at n = 100,000 with approximate neighbours (`nbr=approx`), first visit (computes the lists
   in a background job) and a second visit (from the result store).
 
@@ -366,6 +367,10 @@ def main() -> None:
             )
             no_exceptions(page)
             screenshot(page, "scale-selection")
+            # a second, larger box in the same tab: the table's code is loaded, the ids parsed, plotly warm
+            page.wait_for_timeout(2000)  # the first box's own map is redrawn once the page is idle
+            results["box_selection_again"] = box_select(page, 0.40, 0.60)
+            no_exceptions(page)
             neighbours = f"{base}/neighbours?{query}&nbr=approx"
             page = fresh_page(browser, page)
             results["neighbours_first"] = timed_visit(page, neighbours, 1)
