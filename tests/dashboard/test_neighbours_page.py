@@ -50,6 +50,29 @@ def test_table_lists_every_sample_from_least_to_most_aligned():
     assert (table["shared"] == np.rint(table["overlap"] * 10)).all()
 
 
+def test_a_long_table_is_paged_and_a_search_opens_on_its_first_page():
+    """500 samples: pages of ui.PAGE_ROWS rows that together are the whole sorted table; a search (other
+    rows) starts on its first page."""
+    from alignscope.dashboard.ui import PAGE_ROWS
+
+    app = run_page("neighbours", {"n": "500"})
+    no_exception(app)
+    pages = []
+    for page in (1, 2, 3):
+        app.number_input(key="nb-page").set_value(page).run()
+        no_exception(app)
+        pages.append(app.dataframe[0].value)
+    assert [len(table) for table in pages] == [PAGE_ROWS, PAGE_ROWS, 500 - 2 * PAGE_ROWS]
+    whole = pd.concat(pages)
+    _, subset = core_layer("digits-cnn-s0", 500)
+    assert sorted(whole["sample"]) == sorted(subset.sample_ids) and whole["overlap"].is_monotonic_increasing
+    app.text_input(key="nb-search").input("digit-0").run()  # ids digit-0000 to digit-0999: more than a page
+    no_exception(app)
+    matching = [i for i in subset.sample_ids if "digit-0" in i]
+    assert len(matching) > PAGE_ROWS and app.number_input(key="nb-page").value == 1
+    assert len(app.dataframe[0].value) == PAGE_ROWS and set(app.dataframe[0].value["sample"]) <= set(matching)
+
+
 def test_inspected_sample_shows_its_neighbours_in_a_and_b_with_shared_ones_marked():
     from alignscope.core.neighbors import knn_indices
 
