@@ -344,9 +344,7 @@ def sample_positions(order: Sequence[str]) -> Mapping[str, int]:
     it is kept. Read-only."""
     if not isinstance(order, tuple):
         return {sample_id: i for i, sample_id in enumerate(order)}
-    held, positions = _POSITIONS.get(id(order), lambda: (order, {s: i for i, s in enumerate(order)}))
-    if held is not order:  # only if the memo's key outlived its tuple, which holding it prevents
-        return {sample_id: i for i, sample_id in enumerate(order)}
+    _, positions = _POSITIONS.get(id(order), lambda: (order, {s: i for i, s in enumerate(order)}))
     return positions
 
 

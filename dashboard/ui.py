@@ -659,7 +659,13 @@ def html_download(fig, file_name: str, key: str) -> None:
 
 
 def csv_download(label: str, frame, file_name: str, key: str) -> None:
-    lazy_download(label, lambda: frame.to_csv(index=True, float_format="%.6g").encode(), file_name, "text/csv", key)
+    """A table (index included) as CSV; ``frame`` a DataFrame, or a function making one when clicked."""
+
+    def make() -> bytes:
+        table = frame() if callable(frame) else frame
+        return table.to_csv(index=True, float_format="%.6g").encode()
+
+    lazy_download(label, make, file_name, "text/csv", key)
 
 
 def table_page(rows: Sequence[int], *, key: str) -> Sequence[int]:

@@ -386,16 +386,10 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         )
         if len(selected) > MAX_GALLERY:
             st.caption(f"Showing the first {MAX_GALLERY} images.")
-    ui.lazy_download(
+    ui.csv_download(
         "Export selection (CSV)",
-        lambda: (
-            _selection_frame(data, sample_ids, selected_indices, overlap)
-            .set_index("sample")
-            .to_csv(index=True, float_format="%.6g")
-            .encode()
-        ),
+        lambda: _selection_frame(data, sample_ids, selected_indices, overlap).set_index("sample"),
         "alignscope-selection.csv",
-        "text/csv",
         key="proj-export",
     )
     st.dataframe(
