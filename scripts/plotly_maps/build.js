@@ -22,7 +22,8 @@ esbuild
         banner: {
             js:
                 `/*! plotly.js v${version} with the traces scatter, scattergl and heatmap only, for Alignscope's ` +
-                'linked maps (scripts/plotly_maps/build.sh). Copyright 2012-2026, Plotly, Inc. MIT License. */'
+                'linked maps (scripts/plotly_maps/build.sh; patched: scripts/plotly_maps/*.patch). ' +
+                'Copyright 2012-2026, Plotly, Inc. MIT License. */'
         },
         logLevel: 'warning'
     })
