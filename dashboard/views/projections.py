@@ -123,19 +123,32 @@ def _sidebar(sel: Selection) -> Selection:
 
 
 def _umap_settings(sel: Selection) -> None:
+    """UMAP's parameters, set before UMAP is picked (or after). Number boxes and a select box, not sliders:
+    a slider's code (three more scripts for the browser to load and compile) made every first open of the
+    page ~0.1-0.2 s slower for an expander that is closed while PCA is shown."""
     with st.sidebar, st.expander("UMAP settings", expanded=sel.projection != "pca"):
         bound(
-            st.slider,
+            st.number_input,
             "Neighbours (n_neighbors)",
             sel,
             "umap_neighbors",
             min_value=2,
             max_value=100,
+            step=1,
             help="Larger: more global structure; smaller: more local detail.",
         )
-        bound(st.slider, "Minimum distance (min_dist)", sel, "umap_min_dist", min_value=0.0, max_value=1.0, step=0.05)
         bound(
-            st.select_slider,
+            st.number_input,
+            "Minimum distance (min_dist)",
+            sel,
+            "umap_min_dist",
+            min_value=0.0,
+            max_value=1.0,
+            step=0.05,
+            help="How tightly UMAP packs neighbouring samples together (0 to 1).",
+        )
+        bound(
+            st.selectbox,
             "Alignment strength (aligned UMAP)",
             sel,
             "alignment",

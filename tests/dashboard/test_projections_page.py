@@ -261,6 +261,21 @@ def test_umap_and_aligned_umap_render_and_match_core():
         np.testing.assert_allclose(np.column_stack([data["x"], data["y"]]), expected, atol=1e-4)
 
 
+def test_umap_settings_show_the_links_values_and_set_them_while_pca_is_shown():
+    app = run_page("projections", {"n": "60", "nn": "30", "md": "0.123", "align": "0.1"})
+    no_exception(app)
+    assert app.number_input(key="sel.umap_neighbors").value == 30
+    assert app.number_input(key="sel.umap_min_dist").value == pytest.approx(0.123)
+    assert app.selectbox(key="sel.alignment").value == 0.1
+    app.number_input(key="sel.umap_neighbors").set_value(5).run()
+    app.number_input(key="sel.umap_min_dist").set_value(0.25).run()
+    app.selectbox(key="sel.alignment").set_value(0.3).run()
+    no_exception(app)
+    url = url_of(app)
+    assert (url["nn"], url["md"], url["align"]) == ("5", "0.25", "0.3")
+    assert url.get("proj", "pca") == "pca"  # set for later: PCA is still shown, nothing is computed
+
+
 def _metadata_upload(name: str = "meta-texts", n: int = 40) -> None:
     import io
 
