@@ -10,7 +10,8 @@ Measured, each from navigation in a fresh tab (a new browser context: a first vi
 again in the same tab (a reload), until the page's script run is over and its plots are drawn, by this
 script's clock and by the browser's own (from the start of the navigation, without the new tab's start),
 on a server that has settled (its worker has compiled umap):
-- Projections at n = 100,000 (PCA, one Scattergl trace per map), first paint and a second visit;
+- Projections at n = 100,000 (PCA, one Scattergl trace per map), first paint and a second visit, then
+  first paint in five more fresh tabs (their median: one visit varies by a few tenths of a second here);
 - the same page at n = 500 of the same data (a floor: what any Projections page takes here), in the run;
 - a box selection: mouse up until the other map lights up the selected samples (in the browser: the maps'
   frame links them, see dashboard/linked_maps.py), and until the server's rerun shows their table; the
@@ -28,6 +29,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -240,6 +242,20 @@ def timed_visit(page, url: str, plots: int, timeout_s: float = 900.0, umap_title
     raise TimeoutError(f"{url} did not draw {plots} plots in {timeout_s} s")
 
 
+FRESH_TABS = 5
+
+
+def fresh_tab_visits(browser, url: str, visits: int) -> dict:
+    """``visits`` first visits (each in a fresh tab, as :func:`fresh_page`) of a page with two maps: the
+    browser's clock to all drawn, each and their median / min / max (seconds)."""
+    drawn = []
+    for _ in range(visits):
+        page = fresh_page(browser)
+        drawn.append(timed_visit(page, url, 2)["browser_all_drawn_s"])
+        page.close()
+    return {"browser_all_drawn_s": drawn, "median": statistics.median(drawn), "min": min(drawn), "max": max(drawn)}
+
+
 def screenshot(page, name: str, full_page: bool = False) -> None:
     """A palette PNG under docs/screenshots (as scripts/screenshots.py writes them)."""
     from PIL import Image
@@ -347,6 +363,8 @@ def main() -> None:
             results["projections_again"] = timed_visit(page, f"{base}/projections?{query}", 2)
             # the same link again in the same tab (a reload): no new renderer process to start
             results["projections_again_same_tab"] = timed_visit(page, f"{base}/projections?{query}", 2)
+            # more fresh tabs: one visit's first paint varies by a few tenths of a second on this machine
+            results["projections_fresh_tabs"] = fresh_tab_visits(browser, f"{base}/projections?{query}", FRESH_TABS)
             # the same page on 500 of the same samples, as a floor: what this browser and server take for
             # any Projections page (the first visit computes its PCA and overlaps, the second is timed)
             small = query.replace(f"n={args.n}", "n=500")
