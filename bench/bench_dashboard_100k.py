@@ -245,15 +245,16 @@ def timed_visit(page, url: str, plots: int, timeout_s: float = 900.0, umap_title
 FRESH_TABS = 5
 
 
-def fresh_tab_visits(browser, url: str, visits: int) -> dict:
-    """``visits`` first visits (each in a fresh tab, as :func:`fresh_page`) of a page with two maps: the
-    browser's clock to all drawn, each and their median / min / max (seconds)."""
+def fresh_tab_visits(browser, page, url: str, visits: int) -> tuple[dict, object]:
+    """``visits`` first visits of a page with two maps, each in a fresh tab that replaces the one before
+    (as :func:`fresh_page`; closing ``page`` first): the browser's clock to all drawn, each and their
+    median / min / max (seconds), and the last tab."""
     drawn = []
     for _ in range(visits):
-        page = fresh_page(browser)
+        page = fresh_page(browser, page)
         drawn.append(timed_visit(page, url, 2)["browser_all_drawn_s"])
-        page.close()
-    return {"browser_all_drawn_s": drawn, "median": statistics.median(drawn), "min": min(drawn), "max": max(drawn)}
+    spread = {"median": statistics.median(drawn), "min": min(drawn), "max": max(drawn)}
+    return {"browser_all_drawn_s": drawn, **spread}, page
 
 
 def screenshot(page, name: str, full_page: bool = False) -> None:
@@ -364,7 +365,9 @@ def main() -> None:
             # the same link again in the same tab (a reload): no new renderer process to start
             results["projections_again_same_tab"] = timed_visit(page, f"{base}/projections?{query}", 2)
             # more fresh tabs: one visit's first paint varies by a few tenths of a second on this machine
-            results["projections_fresh_tabs"] = fresh_tab_visits(browser, f"{base}/projections?{query}", FRESH_TABS)
+            results["projections_fresh_tabs"], page = fresh_tab_visits(
+                browser, page, f"{base}/projections?{query}", FRESH_TABS
+            )
             # the same page on 500 of the same samples, as a floor: what this browser and server take for
             # any Projections page (the first visit computes its PCA and overlaps, the second is timed)
             small = query.replace(f"n={args.n}", "n=500")
