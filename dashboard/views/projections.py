@@ -145,6 +145,7 @@ def _umap_settings(sel: Selection) -> None:
             min_value=0.0,
             max_value=1.0,
             step=0.05,
+            format="%g",  # a link's 0.123 shows as 0.123, not 0.12
             help="How tightly UMAP packs neighbouring samples together (0 to 1).",
         )
         bound(
