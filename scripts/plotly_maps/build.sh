@@ -3,8 +3,9 @@
 # ships, with only the traces the linked maps draw (scatter, scattergl, heatmap). 1.5 MB instead of the
 # full 4.8 MB: a first visit compiles it in ~0.5 s instead of ~1.9 s on a 2-core machine. When the plotly
 # package ships another plotly.js version, the dashboard serves that package's full plotly.js instead
-# (dashboard/linked_maps.py) until this is run again. Needs node >= 20 and npm (the npm registry only).
-# The source gets the patches in this folder first (*.patch, each says why in its comment).
+# (dashboard/linked_maps.py) until this is run again. Needs node >= 20, npm (the npm registry only) and
+# GNU patch: the source gets the patches in this folder first (*.patch, each says why in its comment), each
+# applied exactly (no fuzz) so that a new plotly.js whose code moved fails here instead of being mispatched.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 version="$("$root/.venv/bin/python" -c 'from plotly.offline import get_plotlyjs_version; print(get_plotlyjs_version())')"
@@ -14,7 +15,8 @@ cd "$work"
 npm pack --silent "plotly.js@$version" >/dev/null
 tar xzf "plotly.js-$version.tgz"
 cd package
-for change in "$root"/scripts/plotly_maps/*.patch; do patch --quiet -p1 < "$change"; done
+shopt -s nullglob
+for change in "$root"/scripts/plotly_maps/*.patch; do patch --quiet --forward --fuzz=0 -p1 < "$change"; done
 cp "$root/scripts/plotly_maps/index-maps.js" lib/
 cp "$root/scripts/plotly_maps/build.js" .
 npm install --silent --ignore-scripts --no-audit --no-fund \

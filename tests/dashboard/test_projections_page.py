@@ -266,6 +266,7 @@ def test_umap_settings_show_the_links_values_and_set_them_while_pca_is_shown():
     no_exception(app)
     assert app.number_input(key="sel.umap_neighbors").value == 30
     assert app.number_input(key="sel.umap_min_dist").value == pytest.approx(0.123)
+    assert app.number_input(key="sel.umap_min_dist").proto.format == "%g"  # shown as 0.123, not 0.12
     assert app.selectbox(key="sel.alignment").value == 0.1
     app.number_input(key="sel.umap_neighbors").set_value(5).run()
     app.number_input(key="sel.umap_min_dist").set_value(0.25).run()
@@ -273,7 +274,8 @@ def test_umap_settings_show_the_links_values_and_set_them_while_pca_is_shown():
     no_exception(app)
     url = url_of(app)
     assert (url["nn"], url["md"], url["align"]) == ("5", "0.25", "0.3")
-    assert url.get("proj", "pca") == "pca"  # set for later: PCA is still shown, nothing is computed
+    assert url.get("proj", "pca") == "pca"  # set for later: the maps are still PCA's
+    assert chart_spec(app, "proj-a")["layout"]["xaxis"]["title"]["text"].startswith("PC 1")
 
 
 def _metadata_upload(name: str = "meta-texts", n: int = 40) -> None:
