@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import pytest
 
-from tests.e2e.server import PAGES, drag_box, maps_frame, no_exceptions, open_page, plot_data, wait_plots
+from tests.e2e.server import APP_IDLE, PAGES, drag_box, maps_frame, no_exceptions, open_page, plot_data, wait_plots
 
 pytestmark = pytest.mark.e2e
 DEFAULT_N = 500  # the Selection's default subset
@@ -105,6 +105,9 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
 
     # Copy the link from the share popover and open it in a fresh browser context (no shared session):
     # the same view.
+    # once the selection's rerun is over: while it still draws the table above the share button, the button
+    # moves down, and a click can land where it was (the popover never opened in one CI run)
+    page.wait_for_selector(APP_IDLE)
     page.get_by_role("button", name=re.compile("Link to this exact view")).first.click()
     code = page.locator('[data-testid="stCode"]').filter(has_text="sel=").first
     code.wait_for()
