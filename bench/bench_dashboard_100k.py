@@ -11,8 +11,8 @@ again in the same tab (a reload), until the page's script run is over and its pl
 script's clock and by the browser's own (from the start of the navigation, without the new tab's start),
 on a server that has settled (its worker has compiled umap):
 - Projections at n = 100,000 (PCA, one Scattergl trace per map), first paint and a second visit, then
-  first paint in five more fresh tabs (the browser's clock only; their median: one visit varies by a few
-  tenths of a second here);
+  first paint in five more fresh tabs (the browser's clock, this script's where the browser's read
+  nothing; their median: one visit varies by a few tenths of a second here);
 - the same page at n = 500 of the same data (a floor: what any Projections page takes here), in the run;
 - a box selection: mouse up until the other map lights up the selected samples (in the browser: the maps'
   frame links them, see dashboard/linked_maps.py), and until the server's rerun shows their table; the
