@@ -66,7 +66,9 @@ def wait_for_jobs(timeout: float = 300.0) -> bool:
     pending = [job for job in runner.jobs() if not job.done]
     if not pending:
         return False
-    runner.wait_idle(timeout)  # type: ignore[attr-defined]
+    if not runner.wait_idle(timeout):  # type: ignore[attr-defined]
+        running = [job.label for job in runner.jobs() if not job.done]
+        raise TimeoutError(f"jobs still running after {timeout:.0f} s: {running}")
     return True
 
 

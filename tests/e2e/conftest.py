@@ -11,6 +11,7 @@ import pytest
 
 from tests.e2e.server import (
     CHROMIUM,
+    TIMEOUT_MS,
     fill_cache,
     free_port,
     launch_browser,
@@ -64,7 +65,7 @@ def server(e2e_cache: Path, tmp_path_factory: pytest.TempPathFactory, browser):
         context = browser.new_context()
         first = context.new_page()
         first.goto(base_url)
-        first.get_by_role("heading", name="Compare two models", exact=True).wait_for(timeout=240_000)
+        first.get_by_role("heading", name="Compare two models", exact=True).wait_for(timeout=TIMEOUT_MS)
         context.close()
         yield base_url
 
@@ -99,7 +100,7 @@ def browser():
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    context.set_default_timeout(int(os.environ.get("E2E_TIMEOUT_MS", "240000")))
+    context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     yield tab
     context.close()

@@ -127,14 +127,29 @@ def launch_browser(playwright):
 # Page helpers (Playwright sync API)
 # --------------------------------------------------------------------------------------------------
 
+# How long a browser test waits for anything (ms): long, for a slow 2-core CI box; E2E_TIMEOUT_MS overrides.
+TIMEOUT_MS = int(os.environ.get("E2E_TIMEOUT_MS", "240000"))
 APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
 
 
-def open_page(page, url: str, *, title: str, timeout: float = 240_000) -> None:
+def open_page(page, url: str, *, title: str, timeout: float = TIMEOUT_MS) -> None:
     """Go to ``url`` and wait until the page's title is shown and its script run has finished."""
     page.goto(url)
     page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=timeout)
     page.wait_for_selector(APP_IDLE, timeout=timeout)
+
+
+# Nothing on the page is still taking its size after a run: lazily loaded elements show a skeleton until
+# their code arrives, and images have no height until they load; either moves what is below it.
+LAYOUT_SETTLED = """() => !document.querySelector('[data-testid="stSkeleton"]')
+  && Array.from(document.images).every((image) => image.complete)"""
+
+
+def wait_settled(page) -> None:
+    """Wait until the script run is over and the page has its final layout (before a click on an element
+    that a late layout change would move: Playwright aims a click at its first event only)."""
+    page.wait_for_selector(APP_IDLE)
+    page.wait_for_function(LAYOUT_SETTLED)
 
 
 def maps_frame(page):
@@ -181,5 +196,7 @@ def drag_box(page, plot_index: int, start: float, stop: float, steps: int = 12, 
 
 
 def no_exceptions(page) -> None:
+    """No exception is shown once the script run is over (one drawn late in a run would be missed before)."""
+    page.wait_for_selector(APP_IDLE)
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()

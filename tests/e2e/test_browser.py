@@ -9,8 +9,19 @@ from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.e2e.server import APP_IDLE, PAGES, drag_box, maps_frame, no_exceptions, open_page, plot_data, wait_plots
+from tests.e2e.server import (
+    PAGES,
+    TIMEOUT_MS,
+    drag_box,
+    maps_frame,
+    no_exceptions,
+    open_page,
+    plot_data,
+    wait_plots,
+    wait_settled,
+)
 
 pytestmark = pytest.mark.e2e
 DEFAULT_N = 500  # the Selection's default subset
@@ -105,16 +116,24 @@ def test_box_selection_is_linked_and_the_link_reopens_the_same_view(page, browse
 
     # Copy the link from the share popover and open it in a fresh browser context (no shared session):
     # the same view.
-    # once the selection's rerun is over: while it still draws the table above the share button, the button
-    # moves down, and a click can land where it was (the popover never opened in one CI run)
-    page.wait_for_selector(APP_IDLE)
-    page.get_by_role("button", name=re.compile("Link to this exact view")).first.click()
+    # once the selection's rerun is over and the table and thumbnails above the share button have their size:
+    # until then the button moves down, and a click can land where it was (the popover never opened in one CI
+    # run); a layout change between the click's press and release can still miss it, so it is clicked again
+    wait_settled(page)
+    share = page.get_by_role("button", name=re.compile("Link to this exact view")).first
     code = page.locator('[data-testid="stCode"]').filter(has_text="sel=").first
-    code.wait_for()
+    for attempt in range(3):
+        share.click()
+        try:
+            code.wait_for(timeout=30_000)
+            break
+        except PlaywrightTimeoutError:
+            if attempt == 2:
+                raise
     link = code.inner_text().strip()
     assert _linked_ids(link) == linked
     fresh = browser.new_context(viewport={"width": 1400, "height": 1000})
-    fresh.set_default_timeout(240_000)
+    fresh.set_default_timeout(TIMEOUT_MS)
     try:
         other = fresh.new_page()
         open_page(other, link, title="Projections")
@@ -178,7 +197,6 @@ def test_a_reduced_maps_box_selects_every_sample_inside_drawn_or_not(page, reduc
         "(count) => { const p = document.querySelectorAll('.js-plotly-plot')[1];"
         " return p.data[0].selectedpoints && p.data[0].selectedpoints.length + p.data[1].x.length === count; }",
         arg=len(expected),
-        timeout=60_000,
     )
     page.screenshot(path=str(screenshots / "projections-reduced-selection.png"), full_page=True)
 
@@ -227,12 +245,15 @@ def test_the_exports_are_made_when_clicked_and_hold_the_views_data(page, server)
     import json
 
     open_page(page, f"{server}/compare?n=120&perm=0&boot=0", title="Compare two models")
-    wait_plots(page, 1)
+    # the heatmap's buttons come with the run that draws it (while its job runs a fragment reruns the page
+    # each second): clicked once that run is over and the layout is final
+    page.get_by_role("button", name="Heatmap (CSV)").first.wait_for()
+    wait_plots(page, 2)  # the scores chart and the heatmap
+    wait_settled(page)
     files = {}
     for label in ("Figure (HTML)", "Result card (JSON)", "Heatmap (CSV)"):
         button = page.get_by_role("button", name=label).first
-        button.wait_for(state="visible", timeout=60_000)
-        with page.expect_download(timeout=60_000) as download:
+        with page.expect_download() as download:
             button.click()
         files[label] = open(download.value.path(), encoding="utf-8").read()  # noqa: SIM115
     html = files["Figure (HTML)"]

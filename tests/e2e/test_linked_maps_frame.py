@@ -24,7 +24,13 @@ N, BUDGET = 3_000, 300
 
 _LISTEN = """() => { window.sent = [];
   window.addEventListener('message', (e) => { if (e.data && e.data.isStreamlitMessage) window.sent.push(e.data); }); }"""
-_RENDER = "(a, theme) => { window.postMessage({type: 'streamlit:render', args: a, theme}, '*'); }"
+# Streamlit's render message, resolved once it is delivered: the frame's own listener (registered first) has
+# then queued its update, so a _SETTLED after it waits for that update too
+_RENDER = """(a, theme) => new Promise((delivered) => {
+  const seen = (e) => { if (e.data && e.data.type === 'streamlit:render') {
+    window.removeEventListener('message', seen); delivered(); } };
+  window.addEventListener('message', seen);
+  window.postMessage({type: 'streamlit:render', args: a, theme}, '*'); })"""
 _SELECTIONS = "() => window.sent.filter(m => m.type === 'streamlit:setComponentValue').map(m => m.value)"
 _DRAWN = "() => ['map-a', 'map-b'].every(id => (document.getElementById(id)._fullData || []).length)"  # both maps
 _SETTLED = "async () => { let last; do { last = queue; await last; } while (last !== queue); }"  # all updates done
@@ -245,6 +251,7 @@ def test_a_click_selects_nothing_and_a_double_click_clears(frame):
     page.evaluate(_SETTLED)
     assert page.evaluate(_SELECTIONS) == [box]
     _expect_highlight(page, "map-b", coords_b, drawn, np.array(box["selected"]))
+    page.wait_for_function(_CLICK_TRAIN_OVER)  # a double click of its own, not the single click's 2nd and 3rd
     page.mouse.dblclick(area["x"] + 0.9 * area["width"], area["y"] + 0.9 * area["height"])
     cleared = _wait_sent(page, 2)[-1]
     assert cleared["selected"] == [] and cleared["seq"] > box["seq"]
