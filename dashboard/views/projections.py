@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import streamlit as st
-import streamlit.components.v1 as components
 
 from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import AlignedProjectionRequest, NeighbourRequest, ProjectionRequest
@@ -334,7 +333,7 @@ def render(sel: Selection) -> None:
             colours = (
                 plots_projection.label_colours(list(data.labels))[0] if data.labels is not None else ["#4E79A7"] * n
             )
-            components.html(
+            st.iframe(
                 hover_maps.hover_maps_html(
                     coords_a,
                     coords_b,

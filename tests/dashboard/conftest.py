@@ -6,6 +6,7 @@ AppTest runs pages in this process, so the cache dir is set in the environment f
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,27 @@ def dashboard_cache(tmp_path_factory: pytest.TempPathFactory, trained_models_dir
         get_settings.cache_clear()
         st.cache_data.clear()
         st.cache_resource.clear()
+
+
+class _Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def no_deprecated_streamlit_call():
+    """Every test of a page fails when Streamlit logs a deprecation meanwhile: an API past its removal
+    date is gone in the next Streamlit, and the page with it (the log is the only sign: not shown in the
+    browser, and Streamlit's loggers do not propagate to pytest's)."""
+    logger = logging.getLogger("streamlit.deprecation_util")
+    recorder = _Recorder()
+    logger.addHandler(recorder)
+    try:
+        yield
+    finally:
+        logger.removeHandler(recorder)
+    assert not recorder.messages, recorder.messages
