@@ -41,6 +41,26 @@ def _layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
 DIVERGING = "RdBu"  # around the chance level: blue above, red below, white at chance
 
 
+def _add_click_targets(fig: go.Figure, *, x: list, y: list, customdata: list, hovertemplate: str) -> None:
+    """An invisible marker on every heatmap cell (``x``, ``y``: each cell's column and row; ``customdata``:
+    each cell's, flat). Heatmap cells are not selectable in Streamlit; markers are, so a click on a cell
+    selects its marker, whose customdata names the cell."""
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            customdata=customdata,
+            mode="markers",
+            name="cells",
+            showlegend=False,
+            marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"},
+            hovertemplate=hovertemplate,
+            selected={"marker": {"opacity": 1}},
+            unselected={"marker": {"opacity": 1}},
+        )
+    )
+
+
 def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None = None) -> go.Figure:
     """Layer × layer scores: rows = layers of A (input at the top), columns = layers of B.
 
@@ -94,21 +114,12 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
             if (i, j) in reasons:
                 lines.append(html.escape(reasons[(i, j)]))
             cell.append([i, j, "<br>".join(lines)])
-    # Heatmap cells are not selectable in Streamlit; an invisible marker on every cell is, so a click
-    # on a cell selects that marker and its customdata (i, j) names the layer pair.
-    fig.add_trace(
-        go.Scatter(
-            x=[labels_b[j] for i in range(rows) for j in range(cols)],
-            y=[labels_a[i] for i in range(rows) for j in range(cols)],
-            customdata=cell,
-            mode="markers",
-            name="cells",
-            showlegend=False,
-            marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"},
-            hovertemplate="A: %{y}<br>B: %{x}<br>%{customdata[2]}<br>click to select<extra></extra>",
-            selected={"marker": {"opacity": 1}},
-            unselected={"marker": {"opacity": 1}},
-        )
+    _add_click_targets(
+        fig,
+        x=[labels_b[j] for i in range(rows) for j in range(cols)],
+        y=[labels_a[i] for i in range(rows) for j in range(cols)],
+        customdata=cell,
+        hovertemplate="A: %{y}<br>B: %{x}<br>%{customdata[2]}<br>click to select<extra></extra>",
     )
     fig.add_trace(  # the grey cells (disjoint from the coloured ones), scores still printed
         go.Heatmap(
@@ -277,14 +288,17 @@ def model_matrix(
         ci = "…" if np.isnan(low_of[i, j]) else f"[{low_of[i, j]:.4f}, {high_of[i, j]:.4f}]"
         return f"<br>p = {p_text} (permutation)<br>95% interval {ci}"
 
-    customdata = [
-        [
-            [i, j, int(layers_of[i, j, 0]), int(layers_of[i, j, 1]), float(chance_of[i, j]), stats_text(i, j)]
-            for j in order
-        ]
-        for i in order
-    ]
+    def cell(i: int, j: int) -> list:
+        action = "<br>a model with itself" if i == j else "<br>click: open the pair in Compare"
+        layer_i, layer_j = int(layers_of[i, j, 0]), int(layers_of[i, j, 1])
+        return [i, j, layer_i, layer_j, float(chance_of[i, j]), stats_text(i, j), float(values[i, j]), action]
+
+    customdata = [[cell(i, j) for j in order] for i in order]
     chance_line = "<br>chance = %{customdata[4]:.4f}" if chance is not None else ""
+    hover = (
+        f"%{{y}} vs %{{x}}<br>{metric} = %{{customdata[6]:.4f}}{chance_line}%{{customdata[5]}}"
+        "<br>layers %{customdata[2]} × %{customdata[3]}%{customdata[7]}<extra></extra>"
+    )
     fig = go.Figure(
         go.Heatmap(
             z=ordered,
@@ -296,9 +310,15 @@ def model_matrix(
             zmax=high if np.isfinite(high) else None,
             colorbar={"title": {"text": f"{metric}<br>(score)"}},
             texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
-            hovertemplate=f"%{{y}} vs %{{x}}<br>{metric} = %{{z:.4f}}{chance_line}%{{customdata[5]}}"
-            "<br>layers %{customdata[2]} × %{customdata[3]}<br>click: open the pair in Compare<extra></extra>",
+            hovertemplate=hover,
         )
+    )
+    _add_click_targets(  # the cell's centre opens the pair
+        fig,
+        x=[labels[column] for row in range(count) for column in range(count)],
+        y=[labels[row] for row in range(count) for column in range(count)],
+        customdata=[data for row in customdata for data in row],
+        hovertemplate=hover,
     )
     fig.update_xaxes(title_text="model", type="category")
     fig.update_yaxes(title_text="model (ordered by hierarchical clustering)", autorange="reversed", type="category")

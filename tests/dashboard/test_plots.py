@@ -102,6 +102,22 @@ def test_model_matrix_follows_the_order():
     assert (fig.data[0].zmin, fig.data[0].zmax) == (0.1, 0.9)
 
 
+def test_model_matrix_cells_are_click_targets_naming_their_pair():
+    """Heatmap cells are not selectable in Streamlit: each cell has a marker whose customdata names its
+    two models (indices into the names) and layer pair; a model against itself says so."""
+    values = np.array([[1.0, 0.1, 0.9], [0.1, 1.0, 0.2], [0.9, 0.2, 1.0]])
+    layers = np.arange(18).reshape(3, 3, 2)
+    fig = plots.model_matrix(values, ["a", "b", "c"], metric="m", order=[0, 2, 1], layers=layers)
+    (targets,) = [trace for trace in fig.data if trace.name == "cells"]
+    names = ["a", "b", "c"]
+    for x, y, data in zip(targets.x, targets.y, targets.customdata):
+        i, j = data[0], data[1]
+        assert (names[i], names[j]) == (y, x)
+        assert (data[2], data[3]) == tuple(layers[i, j]) and data[6] == values[i, j]
+        assert ("itself" in data[7]) == (i == j) and ("open the pair" in data[7]) == (i != j)
+    assert len(targets.x) == 9 and targets.marker.color == "rgba(0,0,0,0)"
+
+
 def test_sweep_draws_a_chance_band_and_titles():
     fig = plots.sweep(
         [1, 2, 4],

@@ -263,3 +263,33 @@ def test_the_exports_are_made_when_clicked_and_hold_the_views_data(page, server)
     assert card["config"]["n_effective"] == 120 and "n=120" in card["link"]
     header, *rows = files["Heatmap (CSV)"].strip().splitlines()
     assert len(rows) == 5 and len(header.split(",")) == 6  # digits CNN: 5 x 5 layers, with the index column
+
+
+# The centre of the Many models matrix's first off-diagonal cell (page coordinates) and the two models and
+# layers it names: each cell's click target carries (row model, column model, layer, layer, …).
+_OFF_DIAGONAL_CELL = """() => {
+  const gd = Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .find(p => (p.data || []).some(t => t.name === 'cells'));
+  const targets = gd.data.find(t => t.name === 'cells');
+  const index = targets.customdata.findIndex(c => c[0] !== c[1]);
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+  return {x: box.left + xa._offset + xa.l2p(xa.d2c(targets.x[index])),
+          y: box.top + ya._offset + ya.l2p(ya.d2c(targets.y[index])), cell: targets.customdata[index].slice(0, 4)};
+}"""
+
+
+def test_a_click_on_a_many_models_cell_opens_that_pair_in_compare(page, server):
+    open_page(page, f"{server}/many-models?n=120&perm=0&boot=0", title="Many models")
+    wait_plots(page, 1)
+    wait_settled(page)
+    models = _query(page.url)["models"].split(",")
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    target = page.evaluate(_OFF_DIAGONAL_CELL)
+    row, column, layer_row, layer_column = target["cell"]
+    page.mouse.click(target["x"], target["y"])
+    page.wait_for_url(lambda url: "/many-models" not in url)  # Compare: the app's default page, at /
+    page.get_by_role("heading", name="Compare two models", exact=True).first.wait_for()
+    query = _query(page.url)
+    assert (query["a"], query["b"]) == (models[row], models[column]) and models[row] != models[column]
+    assert (int(query["la"]), int(query["lb"])) == (layer_row, layer_column)
+    assert query["n"] == "120"  # the rest of the view comes along
