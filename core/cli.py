@@ -289,7 +289,10 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.n or MAX_SAMPLES,
             args.seed,
             metric,
-            metric_params(metric, k=args.k, similarity=args.similarity, neighbors=args.neighbors, **extra[metric]),
+            # a --param item wins over the shared flag's value (--param k=5 over --k's default)
+            metric_params(
+                metric, **{"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors} | extra[metric]
+            ),
             args.layers,
             args.permutations,
             args.bootstrap,

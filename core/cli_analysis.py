@@ -208,12 +208,10 @@ def cmd_difference(args: argparse.Namespace) -> int:
         args.n or 10**9,
         args.seed,
         args.metric,
-        metric_params(
+        metric_params(  # a --param item wins over the shared flag's value
             args.metric,
-            k=args.k,
-            similarity=args.similarity,
-            neighbors=args.neighbors,
-            **parse_param_items(args.param, [args.metric])[args.metric],
+            **{"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}
+            | parse_param_items(args.param, [args.metric])[args.metric],
         ),
         args.layers,
         args.bootstrap,

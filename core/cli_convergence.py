@@ -105,7 +105,7 @@ def cmd_convergent(args: argparse.Namespace) -> int:
             activation=args.activation,
         ),
     )
-    params = metric_params(args.metric, k=args.k, **parse_param_items(args.param, [args.metric])[args.metric])
+    params = metric_params(args.metric, **{"k": args.k} | parse_param_items(args.param, [args.metric])[args.metric])
     family: FamilyLayerMatrices = run_with_bar(
         engine, FamilyMatrixRequest(models, args.dataset, n, args.seed, args.metric, params)
     )

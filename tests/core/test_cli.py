@@ -84,6 +84,24 @@ def test_score_json_matches_the_metric_library(capsys):
     assert scores["mutual_knn"]["chance"] < 0.1 < scores["mutual_knn"]["value"]
 
 
+def test_a_param_item_sets_what_a_shared_flag_also_sets(capsys):
+    """``--param k=5`` is a metric parameter like any other: it wins over --k's default (it crashed with
+    "got multiple values for keyword argument 'k'")."""
+    command = ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
+    command += ["--n", "200", "--layers", "last", "--permutations", "0", "--bootstrap", "0", "--format", "json"]
+    items = ["--param", "k=5", "--param", "similarity=euclidean", "--param", "neighbors=exact"]
+    assert main([*command, "--metric", "mutual_knn", *items]) == 0
+    (score,) = json.loads(capsys.readouterr().out)
+    from alignscope.core.extract import extract_features
+
+    dataset = load_dataset("digits", n=200)
+    a = extract_features(get_model_spec("digits-cnn-s0"), dataset, layers="last").values[0]
+    b = extract_features(get_model_spec("digits-cnn-s1"), dataset, layers="last").values[0]
+    expected = compute("mutual_knn", a, b, k=5, similarity="euclidean")
+    assert expected != pytest.approx(compute("mutual_knn", a, b, k=10), abs=1e-3)  # the items make a difference
+    assert score["value"] == pytest.approx(expected, abs=1e-6)
+
+
 def test_score_over_all_layers_reports_the_best_pair(capsys):
     assert (
         main(
