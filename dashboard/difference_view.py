@@ -28,17 +28,21 @@ def paired_difference(
     *,
     default_a: str,
     default_b: str,
+    depth: float | None,
     key: str,
     fixed_pair: bool = False,
     optional: bool = False,
 ) -> Selection:
     """Pick A and B among ``models`` (fixed to the Selection's pair when ``fixed_pair``) and the third
-    model among ``references``; show score(A, X) − score(B, X) with its paired interval and p. Returns the
-    Selection as the pickers left it. ``optional``: nothing is computed until a third model is picked."""
+    model among ``references``; show score(A, X) − score(B, X) at ``depth`` (None: each pair's best layer
+    pair) with its paired interval and p. Returns the Selection as the pickers left it: the three once the user picks one, never just the
+    defaults shown for a Selection whose A or B is not among ``models`` (they would overwrite the other
+    pages' A and B). ``optional``: nothing is computed until a third model is picked."""
     st.subheader("Is one model really more aligned than the other?")
     models = list(models)
-    a = sel.model_a if sel.model_a in models else default_a
-    b = sel.model_b if sel.model_b in models and sel.model_b != a else default_b
+    shown_a = sel.model_a if sel.model_a in models else default_a
+    shown_b = sel.model_b if sel.model_b in models and sel.model_b != shown_a else default_b
+    a, b = shown_a, shown_b
     columns = st.columns(3)
     if fixed_pair:
         columns[0].markdown(ui.plain(f"A: {a}"))
@@ -52,18 +56,18 @@ def paired_difference(
         return sel
     if optional:
         choices = [NOBODY, *choices]
-    versus = sel.versus if sel.versus in choices else choices[0]
+    shown_versus = sel.versus if sel.versus in choices else choices[0]
     versus = columns[2].selectbox(
-        "against", choices, index=choices.index(versus), key=f"{key}-x", format_func=_label(sel.dataset)
+        "against", choices, index=choices.index(shown_versus), key=f"{key}-x", format_func=_label(sel.dataset)
     )
     if versus == NOBODY:
         if sel.versus is not None:
             update_selection(versus=None)
         st.caption("Pick a third model to test whether A or B is more aligned to it.")
         return sel
-    if (a, b, versus) != (sel.model_a, sel.model_b, sel.versus):
+    if (a, b, versus) != (shown_a, shown_b, shown_versus):  # the user picked: the link holds the three
         sel = update_selection(model_a=a, model_b=b, versus=versus)
-    layers = "best" if sel.relative_depth is None else f"depth:{sel.relative_depth}"
+    layers = "best" if depth is None else f"depth:{depth}"
     params = sel.metric_params()
     resamples = max(sel.bootstrap, 200)
     try:

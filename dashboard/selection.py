@@ -128,6 +128,7 @@ FIELDS: tuple[Field, ...] = (
     Field("reference", "ref", "models", "comma-separated, a trend's reference set (empty: the others)", 0, 24),
     Field("prop", "prop", "name", "the model property on a trend's x axis (or a Results plot's)"),
     Field("x_scale", "xs", "choice", "a trend's x axis", choices=X_SCALES),
+    Field("trend_depth", "tdepth", "depth", "a trend's layers: 'best' (best layer pair) or a relative depth in [0, 1]"),
     Field("run", "run", "run", "the batch run shown on the Results page"),
     Field("column", "col", "name", "the Results table column plotted against the property"),
     Field("unit_layer", "ul", "int", "the layer of unit matching on Many models, -1 = last", -MAX_LAYER, MAX_LAYER),
@@ -205,6 +206,7 @@ class Selection:
     reference: tuple[str, ...] = ()
     prop: str = "test_accuracy"
     x_scale: str = "linear"
+    trend_depth: float | None = None  # None = best layer pair; the Trends page's own (presets set it)
     run: str = ""
     column: str = "score"
     unit_layer: int = 0

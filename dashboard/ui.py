@@ -496,9 +496,10 @@ def pair_widgets(sel: Selection, *, seed_help: str | None = None) -> None:
 BEST_LAYERS, FIXED_DEPTH = "best layer pair", "fixed relative depth"
 
 
-def scoring_widgets(sel: Selection) -> None:
-    """Dataset, n, seed, metric, k (and similarity), and best layer pair vs a relative depth — the
-    scoring settings of the pages over many models (call inside ``with st.sidebar``)."""
+def scoring_widgets(sel: Selection, depth_field: str = "relative_depth") -> None:
+    """Dataset, n, seed, metric, k (and similarity), and best layer pair vs a relative depth (the
+    Selection's ``depth_field``) — the scoring settings of the pages over many models (call inside
+    ``with st.sidebar``)."""
     from alignscope.core.datasets import list_datasets
     from alignscope.core.metrics.registry import list_metrics
     from alignscope.dashboard import _cached
@@ -515,19 +516,19 @@ def scoring_widgets(sel: Selection) -> None:
         st.radio,
         "Layers",
         sel,
-        "relative_depth",
+        depth_field,
         options=[BEST_LAYERS, FIXED_DEPTH],
         key_suffix=".mode",
         to_widget=lambda depth: BEST_LAYERS if depth is None else FIXED_DEPTH,
         from_widget=lambda mode: None if mode == BEST_LAYERS else 1.0,
         help="Best: each pair's best-scoring layer pair. Depth: the layer at the same relative depth in each.",
     )
-    if sel.relative_depth is not None:
+    if getattr(sel, depth_field) is not None:
         bound(
             st.slider,
             "Relative depth (0 = first layer, 1 = last)",
             sel,
-            "relative_depth",
+            depth_field,
             min_value=0.0,
             max_value=1.0,
             step=0.05,

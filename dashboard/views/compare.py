@@ -311,6 +311,7 @@ def render(sel: Selection) -> None:
         ui.models_for(sel.dataset),
         default_a=sel.model_a,
         default_b=sel.model_b,
+        depth=sel.relative_depth,
         key="compare-diff",
         fixed_pair=True,
         optional=True,

@@ -36,7 +36,7 @@ def _preset_changes(preset: TrendPreset) -> dict:
         metric=preset.metric,
         k=preset.k,
         prop=preset.property,
-        relative_depth=_depth(preset.layers),
+        trend_depth=_depth(preset.layers),
         x_scale="log" if preset.log_x else "linear",
     )
 
@@ -101,7 +101,7 @@ def _sidebar(sel: Selection) -> None:
         )
         bound(st.radio, "x axis", sel, "x_scale", options=list(X_SCALES), horizontal=True)
         st.header("Scoring")
-        ui.scoring_widgets(sel)
+        ui.scoring_widgets(sel, depth_field="trend_depth")  # its own: a preset leaves other pages' alone
         bound(st.number_input, "Bootstrap resamples", sel, "bootstrap", min_value=0, max_value=2000, step=50)
 
 
@@ -115,7 +115,7 @@ def _request(sel: Selection) -> TrendRequest:
         sel.seed,
         sel.metric,
         params,
-        sel.relative_depth,
+        sel.trend_depth,
         sel.prop,
         (),
         sel.bootstrap,
@@ -146,7 +146,7 @@ def points_frame(trend: Trend) -> pd.DataFrame:
 
 def _summary(trend: Trend, sel: Selection) -> None:
     against = ", ".join(trend.references) if sel.reference else "the other models of the trend"
-    where = "each pair's best layer pair" if sel.relative_depth is None else f"relative depth {sel.relative_depth:.2f}"
+    where = "each pair's best layer pair" if sel.trend_depth is None else f"relative depth {sel.trend_depth:.2f}"
     if trend.rho is None:
         rank = f"Spearman ρ needs at least 3 models with {trend.property}."
     else:
@@ -164,7 +164,7 @@ def _summary(trend: Trend, sel: Selection) -> None:
             "pairs."
             + (
                 " Picking each pair's best layer pair raises every point a little above a fixed layer's score."
-                if sel.relative_depth is None
+                if sel.trend_depth is None
                 else ""
             )
         )
@@ -182,6 +182,7 @@ def _difference(sel: Selection, trend: Trend) -> Selection:
         list(trend.references),
         default_a=models[ranked[-1]],
         default_b=models[ranked[0]],
+        depth=sel.trend_depth,
         key="trend-diff",
     )
 

@@ -47,6 +47,7 @@ def _random_selection(rng: random.Random) -> Selection:
         layer_a=rng.randint(-5, 30),
         layer_b=rng.randint(-5, 30),
         relative_depth=rng.choice([None, 0.0, 1.0, rng.random()]),
+        trend_depth=rng.choice([None, 0.0, 0.75, rng.random()]),
         permutations=rng.randint(0, 5000),
         bootstrap=rng.randint(0, 2000),
         sweep=rng.choice(["k", "n", "prefix", "depth"]),

@@ -52,8 +52,23 @@ def test_the_paired_difference_defaults_to_the_strongest_against_the_weakest():
     app = run_page("trends", {**TREND, "a": "efficientnet-lite0", "b": "minilm-l6"}, fast=False)
     accuracy = {m: model_properties(m)["test_accuracy"].value for m in NETS.split(",")}
     ranked = sorted(accuracy, key=accuracy.get)
-    assert url_of(app)["a"] == ranked[-1] and url_of(app)["b"] == ranked[0]
-    assert url_of(app)["vs"] not in (ranked[0], ranked[-1])
+    pickers = [app.selectbox(key=f"trend-diff-{name}").value for name in ("a", "b", "x")]
+    assert pickers[:2] == [ranked[-1], ranked[0]] and pickers[2] == ranked[1]
+    # the defaults are not the user's picks: the link's A and B (Compare's pair) stay as they were
+    assert (url_of(app)["a"], url_of(app)["b"], url_of(app)["vs"]) == ("efficientnet-lite0", "minilm-l6", "")
+    app.selectbox(key="trend-diff-a").set_value(ranked[1]).run()  # a pick is: the link holds the three
+    assert (url_of(app)["a"], url_of(app)["b"], url_of(app)["vs"]) == (ranked[1], ranked[0], ranked[-1])
+
+
+def test_a_trend_preset_sets_the_trends_own_layers_not_the_other_pages():
+    from alignscope.core.analysis.trends import PRESETS
+    from alignscope.dashboard.views.trends import _preset_changes
+
+    app = run_page("trends", fast=False, settle=False)  # no link: the ladder preset is shown
+    no_exception(app)
+    assert url_of(app)["tdepth"] == "0.75" and url_of(app)["tm"].startswith("digits-ladder-1,")
+    assert url_of(app)["depth"] == "best"  # Many models' and Compare's layers are left alone
+    assert all("relative_depth" not in _preset_changes(preset) for preset in PRESETS.values())
 
 
 def test_a_tampered_trend_link_is_fixed_with_a_warning():
