@@ -54,5 +54,10 @@ class InputError(AlignscopeError, ValueError):
     """Features that cannot be compared: mismatched rows, NaN/Inf, too few samples, bad parameters."""
 
 
+class FeaturesGone(InputError):
+    """Features planned as cached that are no longer there to read: damaged on disk (dropped, never served)
+    or removed meanwhile. Planning again finds them missing, so they can be computed again."""
+
+
 class CacheError(AlignscopeError):
     """A cache entry that is corrupt or could not be written."""

@@ -25,7 +25,7 @@ import streamlit as st
 from alignscope.core.analysis.engine import Outcome
 from alignscope.core.analysis.features import FeaturePlan, ViewFeatures, load_view, modality_problem, plan_features
 from alignscope.core.analysis.requests import Request
-from alignscope.core.errors import AlignscopeError
+from alignscope.core.errors import AlignscopeError, FeaturesGone
 from alignscope.core.settings import get_settings
 from alignscope.dashboard import _cached
 from alignscope.dashboard.selection import Selection
@@ -401,6 +401,12 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
         plan_a = plan_features(sel.model_a, sel.dataset, sel.n, sel.seed)
         plan_b = plan_features(sel.model_b, sel.dataset, sel.n, sel.seed)
         view_a, view_b = load_view(plan_a), load_view(plan_b)
+    except FeaturesGone as error:  # planned as cached, gone when read: planned again, they are missing
+        st.warning(plain(error), icon=":material/warning:")
+        if features_ready([sel.model_a, sel.model_b], sel.dataset, sel.n, sel.seed, key=key):
+            show_error(error)  # still planned as cached (a writer between its two renames): not a loop
+        share_box(sel)
+        st.stop()
     except AlignscopeError as error:
         show_error(error)
         share_box(sel)

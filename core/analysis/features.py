@@ -17,7 +17,7 @@ import numpy as np
 from alignscope.core.cache import FeatureCache, feature_key
 from alignscope.core.datasets import Dataset, get_dataset_spec, load_dataset
 from alignscope.core.devices import effective_dtype
-from alignscope.core.errors import InputError
+from alignscope.core.errors import FeaturesGone, InputError
 from alignscope.core.memo import Lru
 from alignscope.core.models import get_model_spec
 from alignscope.core.settings import get_settings
@@ -174,7 +174,10 @@ def _read_view(plan: FeaturePlan, key: str, cache: FeatureCache | None) -> ViewF
     cache = cache or FeatureCache()
     entry = cache.get(key)
     if entry is None:
-        raise InputError(f"the cached features of {plan.model!r} on {plan.dataset!r} are gone; compute them again")
+        raise FeaturesGone(
+            f"the cached features of {plan.model!r} on {plan.dataset!r} were damaged on disk or removed meanwhile "
+            "(a damaged file is dropped, never served); compute them again"
+        )
     sub = view_dataset(plan.dataset, plan.n, plan.seed)
     if key != plan.subset_key or tuple(entry.sample_ids) != sub.sample_ids:
         position = {sample_id: i for i, sample_id in enumerate(entry.sample_ids)}
