@@ -12,6 +12,7 @@ from alignscope.core.analysis.identification import identification_request
 from alignscope.core.analysis.requests import GramRequest, ModelMatrixRequest, PairRequest
 from alignscope.core.analysis.results import GramVolume, ModelMatrix
 from alignscope.core.convergent import LayerIdentification
+from alignscope.core.defaults import DEFAULT_SELECTION
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.models import get_model_spec, install_status
 from alignscope.dashboard import plots, ui
@@ -21,18 +22,17 @@ from alignscope.dashboard.url_state import note_for_next_run, update_selection
 
 
 def _follow_the_dataset(sel: Selection) -> None:
-    """A set with models that cannot encode the dataset (a stale set from another dataset) is replaced by
-    the pair and the other models that can, with a note — never an error for the whole page."""
+    """A set with models that cannot encode the dataset (a stale set from another dataset) keeps the pair
+    and its models that can, topped up to the default set's size with other installed models that can,
+    with a note — never an error for the whole page."""
     stale = [m for m in sel.models if modality_problem(m, sel.dataset) is not None]
     if not stale:
         return
     fitting = [
         m for m in dict.fromkeys((sel.model_a, sel.model_b, *sel.models)) if modality_problem(m, sel.dataset) is None
     ]
-    fitting += [
-        m for m in ui.models_for(sel.dataset) if m not in fitting and install_status(get_model_spec(m)) == "yes"
-    ]
-    chosen = tuple(fitting[:MAX_MODELS])
+    others = [m for m in ui.models_for(sel.dataset) if m not in fitting and install_status(get_model_spec(m)) == "yes"]
+    chosen = tuple((fitting + others)[: min(MAX_MODELS, max(len(fitting), len(DEFAULT_SELECTION.models)))])
     if len(chosen) < 2:
         return  # nothing better to offer: the page explains the mismatch
     note_for_next_run([f"{', '.join(stale)} cannot encode {sel.dataset}; showing {', '.join(chosen)} instead"])

@@ -104,6 +104,16 @@ def test_many_models_follows_the_dataset_instead_of_keeping_a_stale_set():
     assert any("cannot encode sentences" in w.value for w in app.warning)
 
 
+def test_a_set_mixing_modalities_keeps_the_models_that_fit_not_every_installed_one():
+    query = {"models": "digits-cnn-s0,minilm-l6,e5-small", "a": "digits-cnn-s0", "b": "digits-cnn-s1"}
+    app = run_page("many_models", query, settle=False)
+    no_exception(app)
+    models = url_of(app)["models"].split(",")
+    # the set's own image model and the pair, topped up to the default set's three: not a dozen
+    assert models[:2] == ["digits-cnn-s0", "digits-cnn-s1"] and len(models) == 3
+    assert any("minilm-l6, e5-small cannot encode digits" in w.value for w in app.warning)
+
+
 def test_the_first_screen_offers_three_questions_and_opens_them():
     app = run_page("compare", {}, fast=False, settle=False)
     no_exception(app)
