@@ -23,6 +23,7 @@ from alignscope.core.cli_support import (
     NEIGHBORS_HELP,
     PARAM_HELP,
     BarProgress,
+    bootstrap_count,
     ensure_features,
     int_at_least,
     print_table,
@@ -532,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="shuffled correspondences for the permutation p-value (0 = off)",
     )
     score.add_argument(
-        "--bootstrap", type=int_at_least(0), default=0, help="bootstrap resamples for the 95%% interval (0 = off)"
+        "--bootstrap", type=bootstrap_count, default=0, help="bootstrap resamples for the 95%% interval (0 = off)"
     )
     score.add_argument("--device", default=None)
     score.add_argument("--format", choices=["table", "json", "csv"], default="table")

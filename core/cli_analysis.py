@@ -19,6 +19,7 @@ from alignscope.core.cli_support import (
     NEIGHBOR_MODES,
     NEIGHBORS_HELP,
     PARAM_HELP,
+    bootstrap_count,
     int_at_least,
     new_engine,
     print_table,
@@ -376,7 +377,7 @@ def add_commands(sub: Any) -> None:
     trend.add_argument("--dataset")
     trend.add_argument("--layers", help="best (default), last, or depth:0.5")
     trend.add_argument("--property", help="x axis: a model property, e.g. imagenet_top1, test_accuracy, params")
-    trend.add_argument("--bootstrap", type=int_at_least(0), default=100)
+    trend.add_argument("--bootstrap", type=bootstrap_count, default=100)
     trend.add_argument("--format", choices=["table", "json", "csv"], default="table")
     _add_metric_arguments(trend, None)
     trend.set_defaults(func=cmd_trend)

@@ -90,6 +90,14 @@ def int_at_least(low: int, high: int | None = None):
     return parse
 
 
+def bootstrap_count(text: str) -> int:
+    """argparse type: bootstrap resamples, 0 (off) or at least 2 (one resample has no spread)."""
+    value = int_at_least(0)(text)
+    if value == 1:
+        raise argparse.ArgumentTypeError("must be 0 (off) or at least 2: one resample has no spread")
+    return value
+
+
 def read_upload(path: Path) -> bytes:
     """The bytes of a local file to upload; one over ALIGNSCOPE_MAX_UPLOAD_MB is refused from its size,
     before anything is read, and no more than the limit is ever read (a pipe or a growing file)."""

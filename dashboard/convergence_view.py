@@ -37,6 +37,7 @@ def _fractions(curves: FamilyMatchingCurves) -> pd.DataFrame:
 def convergent_learning(sel: Selection, layer_names: Sequence[str]) -> dict[str, object]:
     """The section; ``layer_names`` are the family's (one architecture). Returns its results for export."""
     st.subheader("Convergent learning: do the nets learn the same units?")
+    ui.fix_missing_layers([("unit_layer", "each net of the set", sel.unit_layer, len(layer_names))])
     with st.sidebar:
         ui.layer_picker(
             "Layer for unit matching",

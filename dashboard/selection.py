@@ -60,6 +60,19 @@ _PROPERTY = re.compile(r"^[A-Za-z][A-Za-z0-9_.:\-\[\]]{0,79}$")
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 _SAMPLE_ID = re.compile(r"^[^\x00-\x1f\x7f,]{1,200}$")
 _INT = re.compile(r"^[+-]?\d{1,12}$")
+_WHOLE = re.compile(r"^[+-]?\d+$")
+
+
+def _whole(raw: str) -> int | None:
+    """The whole number ``raw`` spells, or None; one of more than 13 digits is ±10**13, beyond every bound
+    here (so a huge number is out of range, not "not a whole number")."""
+    if not _WHOLE.match(raw):
+        return None
+    if len(raw.lstrip("+-")) > 13:
+        return -(10**13) if raw.startswith("-") else 10**13
+    return int(raw)
+
+
 _STASH_KEY = re.compile(r"^[0-9a-f]{32}$")
 # Streamlit's own query parameters: never ours, never warned about.
 _RESERVED = frozenset({"embed", "embed_options"})
@@ -546,7 +559,7 @@ class _Parser:
             if math.isfinite(value) and field.low <= value <= field.high:  # type: ignore[operator]
                 self.values[field.name] = value
             else:
-                self.fix(field, f"{field.meaning} must lie in [{field.low}, {field.high}]")
+                self.fix(field, f"must be a number in [{field.low}, {field.high}]")
         elif kind == "alignment":
             value = _float(raw)
             match = next((a for a in ALIGNMENT_STRENGTHS if math.isfinite(value) and math.isclose(value, a)), None)
@@ -587,16 +600,19 @@ class _Parser:
             self.fix(field, "letters, digits and _ . - [ ] only, starting with a letter or digit")
 
     def _parse_int(self, field: Field, raw: str) -> None:
-        if not _INT.match(raw):
-            self.fix(field, f"{field.meaning} must be a whole number")
+        value = _whole(raw)
+        if value is None:
+            self.fix(field, "must be a whole number")
             return
-        value = int(raw)
         if not field.low <= value <= field.high:  # type: ignore[operator]
             self.fix(field, f"must lie in [{field.low}, {field.high}]")
             return
         if field.kind == "boot" and value == 1:  # one resample has no spread
             value = 2
             self.warnings.append("boot=1: a bootstrap needs at least 2 resamples (0 turns it off); using 2")
+        if field.name == "shape_folds" and value == 1:  # one fold leaves nothing to test on
+            value = 0
+            self.warnings.append("folds=1: cross-validation needs at least 2 folds (0 fits in-sample); using 0")
         self.values[field.name] = value
 
     def _parse_list(self, field: Field, raw: str, options: list[str]) -> None:
@@ -629,15 +645,16 @@ class _Parser:
         field = FIELD_BY_NAME["n"]
         if "n" in self.raw:
             raw = self.raw["n"].strip()
-            if not _INT.match(raw):
+            n = _whole(raw)
+            if n is None:
                 self.fix(field, "n must be a whole number of samples")
-            elif int(raw) < 3 or int(raw) > MAX_SAMPLES:
+            elif n < 3 or n > MAX_SAMPLES:
                 self.fix(field, f"n must lie in [3, {MAX_SAMPLES}]")
-            elif int(raw) > n_high:
+            elif n > n_high:
                 self.values["n"] = n_high
                 self.warnings.append(f"n={raw}: dataset {dataset!r} has {n_high} samples; using n={n_high}")
             else:
-                self.values["n"] = int(raw)
+                self.values["n"] = n
         if "n" not in self.values and self.default.n > n_high:
             self.values["n"] = n_high
 
@@ -647,15 +664,16 @@ class _Parser:
         field = FIELD_BY_NAME["k"]
         if "k" in self.raw:
             raw = self.raw["k"].strip()
-            if not _INT.match(raw) or int(raw) < 1:
+            k = _whole(raw)
+            if k is None or k < 1:
                 self.fix(field, "k must be a whole number of neighbours >= 1")
-            elif int(raw) > k_high:
+            elif k > k_high:
                 self.values["k"] = min(self.default.k, k_high)
                 self.warnings.append(
                     f"k={_show(raw)}: k must lie in [1, {k_high}] for n={n}; using k={self.values['k']}"
                 )
             else:
-                self.values["k"] = int(raw)
+                self.values["k"] = k
         if "k" not in self.values and self.default.k > k_high:
             self.values["k"] = k_high
             self.warnings.append(

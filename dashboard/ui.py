@@ -54,11 +54,12 @@ def plain(text: object) -> str:
 
 
 def show_warnings(warnings: Sequence[str]) -> None:
-    """One warning box listing every parameter that was fixed (a tampered or outdated link)."""
+    """One warning box listing every setting that was fixed: a tampered or outdated link, or a setting that
+    another one made impossible (n beyond a newly picked dataset's size, k beyond n - 1)."""
     if warnings:
         items = "\n".join(f"- {plain(w)}" for w in warnings)
         st.warning(
-            f"Some settings in the link were invalid and were replaced by safe values:\n\n{items}",
+            f"Some settings could not be used as they were and were replaced by safe values:\n\n{items}",
             icon=":material/warning:",
         )
 
@@ -351,13 +352,11 @@ class LoadedPair:
         return self.view_b.layer_names
 
 
-def _fix_missing_layers(sel: Selection, count_a: int, count_b: int) -> None:
-    """A link naming a layer the model does not have: say so, put the last layer in the URL, run again."""
+def fix_missing_layers(layers: Sequence[tuple[str, str, int, int]]) -> None:
+    """A link naming a layer a model does not have: say so, put the last layer in the URL, run again.
+    ``layers``: (Selection field, model, its layer index, the model's layer count) each."""
     fixes, notes = {}, []
-    for field, model, index, count in (
-        ("layer_a", sel.model_a, sel.layer_a, count_a),
-        ("layer_b", sel.model_b, sel.layer_b, count_b),
-    ):
+    for field, model, index, count in layers:
         if count and not -count <= index < count:
             fixes[field] = -1
             notes.append(
@@ -412,7 +411,9 @@ def load_pair(sel: Selection, *, key: str, layer_widgets: bool = True) -> Loaded
         share_box(sel)
         st.stop()
     names_a, names_b = view_a.layer_names, view_b.layer_names
-    _fix_missing_layers(sel, len(names_a), len(names_b))
+    fix_missing_layers(
+        [("layer_a", sel.model_a, sel.layer_a, len(names_a)), ("layer_b", sel.model_b, sel.layer_b, len(names_b))]
+    )
     layer_a, layer_b = sel.layer_a % len(names_a), sel.layer_b % len(names_b)
     if layer_widgets:
         with st.sidebar:

@@ -205,6 +205,11 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
         ),
         (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--k", "ten"], "'ten' is not an integer"),
         (["dashboard", "--port", "70000"], "--port: must be between 1 and 65535"),
+        (  # refused before any computation, not after it
+            ["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--bootstrap", "1"],
+            "--bootstrap: must be 0 (off) or at least 2",
+        ),
+        (["trend", "--models", "a,b", "--property", "p", "--bootstrap", "1"], "--bootstrap: must be 0 (off)"),
     ],
 )
 def test_out_of_range_numbers_are_usage_errors_not_silently_clamped(capsys, argv, message):

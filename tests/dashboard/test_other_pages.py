@@ -95,6 +95,14 @@ def test_many_models_convergent_learning_matches_the_family_curves_and_keeps_its
     assert any(f"correlations over {120 * 64} images × positions" in c.value for c in app.caption)
 
 
+def test_a_unit_matching_layer_the_nets_lack_is_said_and_replaced_by_the_last():
+    app = run_page("many_models", {"metric": "linear_cka", "ul": "50"}, settle=False)
+    no_exception(app)
+    assert url_of(app)["ul"] == "-1"  # it was silently read as layer 50 % 5 = 0
+    assert app.selectbox(key="sel.unit_layer").value == 4
+    assert any("has 5 layers (0..4); layer 50 does not exist, showing the last one" in w.value for w in app.warning)
+
+
 def test_many_models_without_one_architecture_explains_why_there_is_no_unit_matching():
     from alignscope.core.uploads import add_representation
 

@@ -97,6 +97,8 @@ def test_random_selection_round_trips_exactly(seed):
         ({"proj": "tsne"}, "projection", "pca"),
         ({"la": "1000000"}, "layer_a", -1),
         ({"boot": "1"}, "bootstrap", 2),
+        ({"folds": "1"}, "shape_folds", 0),
+        ({"tdepth": "-0.5"}, "trend_depth", None),
     ],
 )
 def test_tampered_values_fall_back_with_a_warning(query, field, expected):
@@ -105,6 +107,24 @@ def test_tampered_values_fall_back_with_a_warning(query, field, expected):
     assert len(warnings) == 1
     key = next(iter(query))
     assert warnings[0].startswith(key)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ({"n": "99999999999999999999"}, "n='99999999999999999999': n must lie in [3, "),
+        ({"k": "99999999999999999999"}, "k='99999999999999999999': k must lie in [1, 499] for n=500; using k=10"),
+        ({"perm": "99999999999999999999"}, "perm='99999999999999999999': must lie in [0, "),
+        ({"perm": "2.5"}, "perm='2.5': must be a whole number; using perm=200"),
+        ({"alpha": "5"}, "alpha='5': must be a number in [0.0, 1.0]; using alpha=1.0"),
+        ({"folds": "1"}, "folds=1: cross-validation needs at least 2 folds (0 fits in-sample); using 0"),
+    ],
+)
+def test_a_fixed_value_is_explained_by_what_was_wrong_with_it(query, message):
+    """A huge whole number is out of range, not "not a whole number"; no field's description is garbled
+    into the reason."""
+    _, warnings = Selection.from_query(query)
+    assert len(warnings) == 1 and warnings[0].startswith(message), warnings
 
 
 def test_unknown_names_in_lists_are_dropped_and_reported():
