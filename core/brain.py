@@ -270,7 +270,7 @@ def brain_score(
         data_rdms: [n_units, n_pairs] data RDMs over the same stimuli in the same order, or one [n_pairs].
         method: comparison, one of :data:`~alignscope.core.metrics.rdm.COMPARE_METHODS`.
         over: what the rows of ``data_rdms`` are: ``"subjects"``, or ``"repeats"`` of one subject.
-        n_boot: bootstrap resamples.
+        n_boot: bootstrap resamples: 0 for no interval (NaN bounds), else at least 2.
         resample: ``"stimuli"``, ``"subjects"`` (the rows of ``data_rdms``, repeats if ``over="repeats"``),
             ``"both"``, or ``"auto"``: both where there are at least 2 rows, else stimuli.
         seed: the same seed gives the same interval.
@@ -285,7 +285,9 @@ def brain_score(
     check_choice(method, COMPARE_METHODS, "compare method")
     check_choice(over, OVER, "over")
     check_choice(resample, RESAMPLE, "resample")
-    n_boot = _count(n_boot, "n_boot", low=2)
+    n_boot = _count(n_boot, "n_boot", low=0)
+    if n_boot == 1:
+        raise InputError("n_boot must be 0 (no interval) or at least 2: one resample has no spread")
     if not 0.0 < float(confidence) < 1.0:
         raise InputError(f"confidence must be in (0, 1), got {confidence!r}")
     generator = _generator(seed)
@@ -308,16 +310,20 @@ def brain_score(
     if resample in ("subjects", "both") and n_units < 2:
         raise InputError(f"resample={resample!r} needs at least 2 {over}; data_rdms has one RDM")
     draw_stimuli, draw_units = resample in ("stimuli", "both"), resample in ("subjects", "both")
-    with _one_blas_thread():
-        boot = np.asarray(_bootstrap_values(model, rdms, method, n_boot, draw_stimuli, draw_units, generator))
-    n_failed = n_boot - boot.size
-    if boot.size < 2 or n_failed > n_boot / 2:
-        raise InputError(
-            f"{n_failed} of {n_boot} bootstrap resamples could not be scored (too few distinct stimuli "
-            f"or a constant RDM); {n_stimuli} stimuli are too few for a bootstrap"
-        )
-    alpha = (1.0 - float(confidence)) / 2.0
-    ci_low, ci_high = np.quantile(boot, [alpha, 1.0 - alpha])
+    if n_boot:
+        with _one_blas_thread():
+            boot = np.asarray(_bootstrap_values(model, rdms, method, n_boot, draw_stimuli, draw_units, generator))
+        n_failed = n_boot - boot.size
+        if boot.size < 2 or n_failed > n_boot / 2:
+            raise InputError(
+                f"{n_failed} of {n_boot} bootstrap resamples could not be scored (too few distinct stimuli "
+                f"or a constant RDM); {n_stimuli} stimuli are too few for a bootstrap"
+            )
+        alpha = (1.0 - float(confidence)) / 2.0
+        ci_low, ci_high = np.quantile(boot, [alpha, 1.0 - alpha])
+    else:  # no interval asked for
+        boot, n_failed, ci_low, ci_high = np.empty(0), 0, float("nan"), float("nan")
+        draw_stimuli = draw_units = False
     if n_units >= 2:
         ceiling = noise_ceiling(rdms, method, over=over)
         ceiling_low, ceiling_high, ceiling_over = ceiling.low, ceiling.high, over

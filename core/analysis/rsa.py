@@ -126,8 +126,8 @@ class RsaRequest(Request):
         check_choice(self.model_rdm, MODEL_RDM_METHODS, "model RDM method")
         check_choice(self.data_rdm, RDM_METHODS, "data RDM method")
         check_choice(self.method, COMPARE_METHODS, "RDM comparison method")
-        if self.bootstrap < 2:
-            raise InputError(f"bootstrap must be at least 2 resamples, got {self.bootstrap}")
+        if self.bootstrap < 0 or self.bootstrap == 1:
+            raise InputError(f"bootstrap must be 0 (no interval) or at least 2 resamples, got {self.bootstrap}")
 
     def feature_models(self) -> tuple[str, ...]:
         return (self.model,)

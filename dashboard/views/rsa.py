@@ -49,6 +49,16 @@ def _sidebar(sel: Selection, layer_names: tuple[str, ...], recordings: list[str]
                 help="crossnobis: cross-validated Mahalanobis over repeats (unbiased; needs repeats).",
             )
             bound(st.selectbox, "Compare RDMs by", sel, "rdm_comparison", options=list(RDM_COMPARISONS))
+            bound(
+                st.number_input,
+                "Bootstrap resamples",
+                sel,
+                "bootstrap",
+                min_value=0,
+                max_value=2000,
+                step=50,
+                help="Each layer's interval: resampling stimuli (and subjects where there are several); 0 = none.",
+            )
 
 
 def _model_rdm(sel: Selection) -> RdmView | None:
@@ -73,7 +83,15 @@ def _model_rdm(sel: Selection) -> RdmView | None:
 
 def _profile(sel: Selection) -> RsaProfile | None:
     request = RsaRequest(
-        sel.model_a, sel.recording, sel.dataset, 10**9, sel.seed, sel.model_rdm, sel.data_rdm, sel.rdm_comparison
+        sel.model_a,
+        sel.recording,
+        sel.dataset,
+        10**9,
+        sel.seed,
+        sel.model_rdm,
+        sel.data_rdm,
+        sel.rdm_comparison,
+        sel.bootstrap,
     )
     profile: RsaProfile | None = ui.fetch_one(request, key="rsa-profile", what="RSA against the recording")
     if profile is None:
@@ -96,7 +114,13 @@ def _profile(sel: Selection) -> RsaProfile | None:
         ui.plain(
             f"{profile.n_shared} stimuli shared by the model and the recording (of {profile.n_recording} recorded), "
             f"{first.n_subjects} subject(s){repeats}. Score: mean over subjects of {profile.method}(model RDM, "
-            f"subject RDM); interval: bootstrap over {first.resampled} ({first.n_boot} resamples). {first.note}."
+            f"subject RDM); "
+            + (
+                f"interval: bootstrap over {first.resampled} ({first.n_boot} resamples)"
+                if first.n_boot
+                else "no interval (boot=0)"
+            )
+            + f". {first.note}."
         )
     )
     if profile.data_rdm_view.size:

@@ -121,6 +121,21 @@ def test_bootstrap_is_seeded_and_its_interval_is_the_percentiles():
     assert first.resampled == "stimuli and subjects" and first.n_failed == 0
 
 
+def test_no_bootstrap_leaves_the_score_and_ceiling_and_no_interval():
+    truth, rdms = _subject_rdms(4, 12, seed=6)
+    full = brain_score(truth, rdms, n_boot=60, seed=3)
+    bare = brain_score(truth, rdms, n_boot=0, seed=3)
+    assert (bare.value, bare.noise_ceiling_low, bare.noise_ceiling_high) == (
+        full.value,
+        full.noise_ceiling_low,
+        full.noise_ceiling_high,
+    )
+    assert np.isnan(bare.ci_low) and np.isnan(bare.ci_high) and bare.bootstrap_values.size == 0
+    assert bare.n_boot == 0 and bare.resampled == ""
+    with pytest.raises(InputError, match="0 \\(no interval\\) or at least 2"):
+        brain_score(truth, rdms, n_boot=1)
+
+
 def test_subject_only_bootstrap_resamples_the_per_subject_scores():
     truth, rdms = _subject_rdms(5, 10, seed=7)
     model = truth + 0.5 * np.random.default_rng(8).random(truth.size)

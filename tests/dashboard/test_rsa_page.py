@@ -56,6 +56,27 @@ def test_a_recording_is_scored_per_layer_as_the_engine_scores_it():
     assert url_of(app)["drdm"] == "euclidean"
 
 
+def test_the_links_bootstrap_sets_the_intervals_and_zero_turns_them_off():
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.rsa import RsaRequest
+    from alignscope.core.recordings import add_recording
+
+    data, ids = _recording("boot-rec")
+    add_recording("boot-rec", "r.npy", data, dataset="digits", sample_ids=ids)
+    app = run_page("rsa", {"a": MODEL, "rec": "boot-rec", "boot": "20"})
+    no_exception(app)
+    table = next(f.value for f in app.dataframe if "ceiling_low" in f.value.columns)
+    expected = default_engine().run(RsaRequest(MODEL, "boot-rec", "digits", 10**9, 0, bootstrap=20))
+    assert np.allclose(table["ci_low"].to_numpy(), [s.ci_low for s in expected.scores])
+    assert any("(20 resamples)" in c.value for c in app.caption)
+    app.number_input(key="sel.bootstrap").set_value(0).run()
+    no_exception(app)
+    assert url_of(app)["boot"] == "0"
+    table = next(f.value for f in app.dataframe if "ceiling_low" in f.value.columns)
+    assert table["ci_low"].isna().all() and table["spearman"].notna().all()
+    assert any("no interval (boot=0)" in c.value for c in app.caption)
+
+
 def test_an_unknown_recording_in_a_link_is_a_warning_not_a_crash():
     app = run_page("rsa", {"a": MODEL, "rec": "not-there"})
     no_exception(app)
