@@ -72,7 +72,12 @@ def _property_plot(sel: Selection, shown: pd.DataFrame) -> go.Figure | None:
             options=properties + ([] if sel.prop in properties else [sel.prop]),
         )
     if sel.column not in shown.columns or sel.prop not in properties:
-        st.caption("Pick a column of the table and a property the models have.")
+        missing = [
+            f"column {sel.column!r} is not in this table" if sel.column not in shown.columns else "",
+            f"no model of this table has the property {sel.prop!r}" if sel.prop not in properties else "",
+        ]
+        said = "; ".join(m for m in missing if m)
+        st.caption(ui.plain(f"{said[:1].upper()}{said[1:]}: pick a column and a property."))
         return None
     values = {m: getattr(model_properties(m).get(sel.prop), "value", np.nan) for m in models}
     fig = go.Figure()
@@ -108,6 +113,11 @@ def render(sel: Selection) -> None:
         _empty()
         st.stop()
     if sel.run not in runs:
+        if sel.run:  # a link to a run this cache does not hold (removed, or another machine's)
+            st.warning(
+                ui.plain(f"There is no run {sel.run!r} here; showing {runs[0]!r}, the newest."),
+                icon=":material/warning:",
+            )
         sel = update_selection(run=runs[0])
     with st.sidebar:
         st.header("Run")

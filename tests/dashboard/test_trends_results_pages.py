@@ -99,6 +99,14 @@ def test_results_page_shows_a_run_table_and_its_plot(dashboard_cache, tmp_path):
     assert url_of(app)["run"] == "three-nets"
     app.selectbox(key="results-metric").set_value("linear_cka").run()
     assert len(app.dataframe[0].value) == 3
+    # a link to a run this cache lacks says so (it silently showed another), and so does a missing property
+    app = run_page("results", {"run": "not-a-run", "prop": "nothing_like_it"}, fast=False)
+    no_exception(app)
+    assert any("There is no run 'not-a-run' here; showing" in w.value for w in app.warning)
+    assert url_of(app)["run"] in ("three-nets", *(w.value for w in app.warning))
+    assert any("model of this table has the property 'nothing\\_like\\_it'" in c.value for c in app.caption), [
+        c.value for c in app.caption
+    ]
 
 
 def test_data_and_models_lists_properties_and_sets_one_as_text():
