@@ -10,6 +10,7 @@ fail, and each setting's full retrieval (recall@k, mAP, CMC).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -32,6 +33,9 @@ from alignscope.core.metrics.retrieval import RetrievalResult, fit_linear_map
 
 CMC_RANKS = (1, 5, 10, 20)  # the CMC read at these ranks in tables
 MAP_FRACTION = 0.3  # of the samples, to fit the ridge map when the widths differ
+# the fewest scored queries (each with an item of its class in the gallery) and gallery items a verdict
+# is given on: with fewer, the bootstrap interval is a few distinct values and the verdict noise
+MIN_QUERIES = MIN_GALLERY = 10
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,13 @@ def _split(n: int, seed: int, query_fraction: float, mapped: bool) -> tuple[np.n
     n_fit = int(round(MAP_FRACTION * n)) if mapped else 0
     rest = order[n_fit:]
     n_query = int(round(query_fraction * rest.size))
-    if n_query < 1 or rest.size - n_query < 2 or (mapped and n_fit < 3):
-        raise InputError(f"{n} samples are too few to split into queries, a gallery{' and a map fit' * mapped}")
+    if n_query < MIN_QUERIES or rest.size - n_query < MIN_GALLERY or (mapped and n_fit < 3):
+        share = min(query_fraction, 1.0 - query_fraction) * (1.0 - MAP_FRACTION if mapped else 1.0)
+        raise InputError(
+            f"n = {n} gives {n_query} queries and a gallery of {rest.size - n_query}"
+            f"{' (after the map fit)' if mapped else ''}; a compatibility verdict needs at least {MIN_QUERIES} "
+            f"of each: use n >= {math.ceil(MIN_QUERIES / share) + 1}"
+        )
     return np.sort(order[:n_fit]), np.sort(rest[:n_query]), np.sort(rest[n_query:])
 
 
@@ -174,6 +183,11 @@ def compute_compatibility(request: CompatibilityRequest, views: Mapping[str, Vie
         n_boot=request.bootstrap,
         seed=request.seed,
     )
+    if report.n_queries < MIN_QUERIES:
+        raise InputError(
+            f"only {report.n_queries} of {queries.size} queries have an item of their class in the gallery; a "
+            f"compatibility verdict needs at least {MIN_QUERIES}: use a larger n"
+        )
     return Compatibility(
         request.old_model,
         request.new_model,
