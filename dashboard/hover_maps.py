@@ -36,8 +36,11 @@ function box(side){ const w = (W - 3 * pad) / 2; return {x: pad + side * (w + pa
 function bounds(c){ let xs = c.map(p => p[0]).filter(Number.isFinite), ys = c.map(p => p[1]).filter(Number.isFinite);
   return [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)]; }
 const B = [bounds(D.a), bounds(D.b)];
+const inset = 8;  // the outermost points sit inside the frame, not on it
 function pos(side, i){ const c = side ? D.b[i] : D.a[i], b = B[side], r = box(side);
-  return [r.x + (c[0] - b[0]) / ((b[1] - b[0]) || 1) * r.w, r.y + r.h - (c[1] - b[2]) / ((b[3] - b[2]) || 1) * r.h]; }
+  if (c[0] === null || c[1] === null) return [NaN, NaN];  // left out of this map
+  return [r.x + inset + (c[0] - b[0]) / ((b[1] - b[0]) || 1) * (r.w - 2 * inset),
+          r.y + r.h - inset - (c[1] - b[2]) / ((b[3] - b[2]) || 1) * (r.h - 2 * inset)]; }
 function draw(){
   W = canvas.clientWidth; H = canvas.clientHeight; canvas.width = W * devicePixelRatio; canvas.height = H * devicePixelRatio;
   ctx.setTransform(devicePixelRatio, 0, 0, devicePixelRatio, 0, 0); ctx.clearRect(0, 0, W, H);

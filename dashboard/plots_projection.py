@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from alignscope.core.analysis.results import LabelRollup
@@ -96,6 +97,28 @@ def colour_scale_values(
     if labels is not None:
         return label_codes(list(labels), label_colours(list(labels))[1]).astype(float)
     return np.full(n_samples, np.nan)
+
+
+def point_colours(
+    n_samples: int,
+    labels: Sequence[str] | None = None,
+    color_values: Sequence[float] | None = None,
+    color_range: tuple[float, float] | None = (0.0, 1.0),
+) -> list[str]:
+    """Each sample's colour as :func:`projection_scatter` draws it with the same arguments: numbers on its
+    sequential scale over ``color_range`` (None: their own range; a missing number grey), else the label's
+    colour, else one colour. [n] CSS colours."""
+    if color_values is not None:
+        values = np.asarray(color_values, dtype=float)
+        finite = values[np.isfinite(values)]
+        low, high = color_range if color_range is not None else (finite.min(), finite.max()) if finite.size else (0, 1)
+        fractions = np.clip((values - low) / ((high - low) or 1.0), 0.0, 1.0)
+        known = np.isfinite(fractions)
+        sampled = iter(plotly.colors.sample_colorscale(SEQUENTIAL, fractions[known].tolist()))
+        return [next(sampled) if is_known else "#BBBBBB" for is_known in known]
+    if labels is not None:
+        return label_colours(list(labels))[0]
+    return ["#4E79A7"] * n_samples
 
 
 def top_categories(values: Sequence[str], keep: int) -> list[str]:

@@ -438,9 +438,10 @@ def models_for(dataset: str, *, keep: Sequence[str] = ()) -> list[str]:
     return names + [name for name in keep if name not in names]
 
 
-def picker_label(dataset: str) -> Callable[[str], str]:
+def picker_label(dataset: str, *, name_first: bool = False) -> Callable[[str], str]:
     """Labels for model pickers: modality first (so groups read as groups), not-installed models marked,
-    models that cannot encode the dataset said so."""
+    models that cannot encode the dataset said so. ``name_first``: the name, then the modality (a
+    multiselect's chips cut long labels short, and "image · digits-ladde…" would look alike)."""
 
     def label(name: str) -> str:
         from alignscope.core.models import get_model_spec, install_status
@@ -453,7 +454,7 @@ def picker_label(dataset: str) -> Callable[[str], str]:
         note = "" if status == "yes" else (" — not installed" if status == "no" else " — downloads on first use")
         if modality_problem(name, dataset) is not None:
             note += " — cannot encode this dataset"
-        return f"{spec.modality} · {name}{note}"
+        return f"{name} · {spec.modality}{note}" if name_first else f"{spec.modality} · {name}{note}"
 
     return label
 
@@ -468,7 +469,7 @@ def models_picker(
         sel,
         field,
         options=list(options),
-        format_func=picker_label(sel.dataset),
+        format_func=picker_label(sel.dataset, name_first=True),
         to_widget=list,
         from_widget=tuple,
         max_selections=max_selections,

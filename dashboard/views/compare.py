@@ -304,7 +304,12 @@ def render(sel: Selection) -> None:
     if rows:
         st.plotly_chart(plots.metric_scores(rows, with_intervals=bool(sel.bootstrap)), key="compare-scores")
     matrix, fig = _heatmap(sel, matrix_out, layer_a, layer_b)
-    ui.gate(outcomes, key="compare-gate", what="p-values and intervals")
+    waiting = {  # what the Compute button is for, named by what waits for it
+        "the layer heatmap": matrix_out.state == "needs_click",
+        "p-values and intervals": any(o.state == "needs_click" for o in (*quick_out, *full_out)),
+    }
+    what = " and ".join(part for part, gated in waiting.items() if gated)
+    ui.gate(outcomes, key="compare-gate", what=what or "the rest of this view")
     sel = paired_difference(
         sel,
         [sel.model_a, sel.model_b],

@@ -254,7 +254,13 @@ def _cache_tab(read_only: bool) -> None:
                 if bad:
                     ui.show_error("\n".join(f"{k}: {v}" for k, v in bad.items()))
                 else:
-                    st.success(f"All {len(report)} entries are intact.", icon=":material/check_circle:")
+                    nets = sum(name.startswith("models/") for name in report)
+                    st.success(
+                        f"All {len(report) - nets} entries"
+                        + (f" and the weights of {nets} trained digits nets" if nets else "")
+                        + " are intact.",
+                        icon=":material/check_circle:",
+                    )
         with right:
             if read_only:
                 st.caption("Read-only server: entries cannot be deleted here.")

@@ -330,8 +330,8 @@ def render(sel: Selection) -> None:
             "Hover the maps for thumbnails and texts; lines link each selected sample's two positions",
             expanded=data.images is not None or bool(selected),
         ):
-            colours = (
-                plots_projection.label_colours(list(data.labels))[0] if data.labels is not None else ["#4E79A7"] * n
+            colours = plots_projection.point_colours(  # as the maps above colour them
+                n, colour.get("labels"), colour.get("color_values"), colour.get("color_range", (0.0, 1.0))
             )
             st.iframe(
                 hover_maps.hover_maps_html(

@@ -71,10 +71,9 @@ def render(sel: Selection) -> None:
             if (result.chance_std == 0).all()
             else "Band: chance level ± 2 sd over 20 shuffled sample correspondences"
         )
-        st.caption(
-            f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). {band}. {result.note} The layer pair "
-            "is the one chosen on the Compare page."
-        )
+        # a depth sweep's note says which layers it pairs; the others use Compare's pair
+        layers = "" if sel.sweep == "depth" else " The layer pair is the one chosen on the Compare page."
+        st.caption(f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). {band}. {result.note}{layers}")
         frame = pd.DataFrame(
             {
                 "x": result.x,

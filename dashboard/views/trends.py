@@ -159,9 +159,14 @@ def _summary(trend: Trend, sel: Selection) -> None:
     st.caption(
         ui.plain(
             f"y: mean {trend.metric} of each model to {against} at {where}, on {trend.dataset}, n = "
-            f"{trend.n_samples} (seed {sel.seed}); bars: 95% bootstrap intervals over samples ({trend.n_bootstrap} "
-            "resamples, the same rows for every pair); grey band and dotted line: the chance level of the same "
-            "pairs."
+            f"{trend.n_samples} (seed {sel.seed}); "
+            + (
+                f"bars: 95% bootstrap intervals over samples ({trend.n_bootstrap} resamples, the same rows for every "
+                "pair); "
+                if trend.n_bootstrap
+                else "no intervals (bootstrap resamples: 0); "
+            )
+            + "grey band and dotted line: the chance level of the same pairs."
             + (
                 " Picking each pair's best layer pair raises every point a little above a fixed layer's score."
                 if sel.trend_depth is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 
 from alignscope.core.analysis.results import LayerMatrix
@@ -156,3 +157,17 @@ def test_figure_html_is_standalone():
     html = plots.figure_html(plots.metric_scores([{"metric": "a", "score": 0.5, "chance": 0.1}]))
     assert "<html>" in html[:200] and "Plotly.newPlot" in html
     assert '<script src="http' not in html  # plotly.js inlined: works offline
+
+
+def test_point_colours_are_the_scatters_colours():
+    from alignscope.dashboard.plots_projection import label_colours, point_colours
+
+    assert point_colours(3, ["b", "a", "b"]) == label_colours(["b", "a", "b"])[0]
+    assert point_colours(2) == ["#4E79A7", "#4E79A7"]
+    viridis = plotly.colors.get_colorscale(plots.SEQUENTIAL)
+    ends = [tuple(float(v) for v in plotly.colors.hex_to_rgb(colour)) for _, colour in (viridis[0], viridis[-1])]
+    low, high, missing, clipped = point_colours(4, ["x"] * 4, [0.0, 1.0, float("nan"), 7.0])
+    assert [plotly.colors.unlabel_rgb(low), plotly.colors.unlabel_rgb(high)] == ends
+    assert missing == "#BBBBBB" and clipped == high  # on the scale's range [0, 1], as the scatter's cmin/cmax
+    own = point_colours(2, None, [5.0, 9.0], color_range=None)  # no range: the values' own
+    assert [plotly.colors.unlabel_rgb(c) for c in own] == ends

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 
+from alignscope.dashboard.plots_projection import point_colours
 from tests.dashboard.helpers import no_exception, random_tampered_query, run_page, url_of
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
@@ -107,6 +108,10 @@ def test_colour_by_alignment_is_cores_per_sample_overlap_and_follows_k():
     no_exception(app)
     colours = chart_spec(app, "proj-a")["data"][0]["marker"]["color"]
     np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10), atol=1e-9)
+    # the hover maps below colour as the maps do (they stayed coloured by label)
+    hover = next(e.proto.srcdoc for e in app.get("iframe") if "const D = " in e.proto.srcdoc)
+    points = json.loads(hover.split("const D = ", 1)[1].split(";\n", 1)[0])
+    assert points["colours"] == point_colours(120, None, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 10))
     version = maps_arguments(app)["version"]
     app.run()  # a rerun of the same view: the frame keeps its figures (and the cached ones are right)
     assert maps_arguments(app)["version"] == version
