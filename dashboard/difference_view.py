@@ -56,6 +56,9 @@ def paired_difference(
         return sel
     if optional:
         choices = [NOBODY, *choices]
+    if sel.versus is not None and sel.versus not in choices:  # a link's third model that cannot be one
+        why = "is A or B" if sel.versus in (a, b) else "is not among the models to score against here"
+        st.warning(ui.plain(f"The third model {sel.versus!r} {why}; pick another."), icon=":material/warning:")
     shown_versus = sel.versus if sel.versus in choices else choices[0]
     versus = columns[2].selectbox(
         "against", choices, index=choices.index(shown_versus), key=f"{key}-x", format_func=_label(sel.dataset)

@@ -192,3 +192,9 @@ def test_a_page_run_builds_no_export_file_until_its_button_is_clicked(monkeypatc
     labels = {b.label for b in app.get("download_button")}
     assert {"Result card (JSON)", "Heatmap (CSV)", "Figure (HTML)", "Scores (CSV)"} <= labels
     assert built == []
+
+
+def test_a_third_model_that_is_a_or_b_is_said_not_dropped_silently():
+    app = run_page("compare", {"a": "digits-cnn-s0", "b": "digits-cnn-s1", "vs": "digits-cnn-s0"}, settle=False)
+    no_exception(app)
+    assert any("The third model 'digits-cnn-s0' is A or B; pick another." in w.value for w in app.warning)
