@@ -307,7 +307,7 @@ def brain_score(
         raise InputError(f"{method} is undefined for {which}: all its dissimilarities are equal (or zero)")
     if resample == "auto":
         resample = "both" if n_units >= 2 else "stimuli"
-    if resample in ("subjects", "both") and n_units < 2:
+    if resample in ("subjects", "both") and n_units < 2 and n_boot:
         raise InputError(f"resample={resample!r} needs at least 2 {over}; data_rdms has one RDM")
     draw_stimuli, draw_units = resample in ("stimuli", "both"), resample in ("subjects", "both")
     if n_boot:

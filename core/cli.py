@@ -272,7 +272,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     """``alignscope score``: features from the cache (extracted once if missing), then engine jobs."""
     from alignscope.core.analysis.engine import Engine
     from alignscope.core.analysis.report import format_scores
-    from alignscope.core.analysis.requests import PairRequest, metric_params
+    from alignscope.core.analysis.requests import PairRequest, command_params
     from alignscope.core.datasets import get_dataset_spec
     from alignscope.core.metrics.registry import get_metric
 
@@ -290,9 +290,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.n or MAX_SAMPLES,
             args.seed,
             metric,
-            # a --param item wins over the shared flag's value (--param k=5 over --k's default)
-            metric_params(
-                metric, **{"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors} | extra[metric]
+            command_params(
+                metric, {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}, extra[metric]
             ),
             args.layers,
             args.permutations,

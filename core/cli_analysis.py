@@ -199,7 +199,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
 def cmd_difference(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.differences import DifferenceRequest
     from alignscope.core.analysis.report import jsonable
-    from alignscope.core.analysis.requests import metric_params
+    from alignscope.core.analysis.requests import command_params
 
     request = DifferenceRequest(
         args.model_a,
@@ -209,10 +209,10 @@ def cmd_difference(args: argparse.Namespace) -> int:
         args.n or 10**9,
         args.seed,
         args.metric,
-        metric_params(  # a --param item wins over the shared flag's value
+        command_params(
             args.metric,
-            **{"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}
-            | parse_param_items(args.param, [args.metric])[args.metric],
+            {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors},
+            parse_param_items(args.param, [args.metric])[args.metric],
         ),
         args.layers,
         args.bootstrap,

@@ -86,7 +86,7 @@ def family_matrix_rows(family: FamilyLayerMatrices, names: tuple[str, ...]) -> l
 
 def cmd_convergent(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
-    from alignscope.core.analysis.requests import metric_params, parse_param_items
+    from alignscope.core.analysis.requests import command_params, parse_param_items
     from alignscope.core.properties import resolve_models
 
     models = resolve_models(list(split_names(args.models)))
@@ -105,7 +105,7 @@ def cmd_convergent(args: argparse.Namespace) -> int:
             activation=args.activation,
         ),
     )
-    params = metric_params(args.metric, **{"k": args.k} | parse_param_items(args.param, [args.metric])[args.metric])
+    params = command_params(args.metric, {"k": args.k}, parse_param_items(args.param, [args.metric])[args.metric])
     family: FamilyLayerMatrices = run_with_bar(
         engine, FamilyMatrixRequest(models, args.dataset, n, args.seed, args.metric, params)
     )

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from alignscope.core.cli_support import MAX_SEED, int_at_least, new_engine, print_table, run_with_bar
+from alignscope.core.cli_support import MAX_SEED, bootstrap_count, int_at_least, new_engine, print_table, run_with_bar
 from alignscope.core.metrics.rdm import COMPARE_METHODS, RDM_METHODS
 
 
@@ -24,7 +24,9 @@ def profile_rows(profile) -> list[dict[str, str]]:
             {
                 "layer": f"{index}: {name}" + (" *" if index == profile.best_layer else ""),
                 profile.method: f"{score.value:.3f}",
-                f"{score.confidence:.0%} interval": f"[{score.ci_low:.3f}, {score.ci_high:.3f}]",
+                f"{score.confidence:.0%} interval": (
+                    f"[{score.ci_low:.3f}, {score.ci_high:.3f}]" if score.n_boot else "off (--bootstrap 0)"
+                ),
                 "noise ceiling": f"[{score.noise_ceiling_low:.3f}, {score.noise_ceiling_high:.3f}]",
             }
         )
@@ -104,7 +106,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     rsa.add_argument("--data-rdm", default="correlation", choices=list(RDM_METHODS), help="crossnobis needs repeats")
     rsa.add_argument("--method", default="spearman", choices=list(COMPARE_METHODS), help="how RDMs are compared")
-    rsa.add_argument("--bootstrap", type=int_at_least(2), default=100)
+    rsa.add_argument("--bootstrap", type=bootstrap_count, default=100, help="resamples (0: no interval)")
     rsa.add_argument("--n", type=int_at_least(3), help="model samples to match against (default: the whole dataset)")
     rsa.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     rsa.add_argument("--format", choices=["table", "json"], default="table")

@@ -35,9 +35,13 @@ def paired_difference(
 ) -> Selection:
     """Pick A and B among ``models`` (fixed to the Selection's pair when ``fixed_pair``) and the third
     model among ``references``; show score(A, X) − score(B, X) at ``depth`` (None: each pair's best layer
-    pair) with its paired interval and p. Returns the Selection as the pickers left it: the three once the user picks one, never just the
-    defaults shown for a Selection whose A or B is not among ``models`` (they would overwrite the other
-    pages' A and B). ``optional``: nothing is computed until a third model is picked."""
+    pair) with its paired interval and p. Returns the Selection as the pickers left it: the three once the
+    user picks one, never just the defaults shown for a Selection whose A or B is not among ``models``
+    (they would overwrite the other pages' A and B). ``optional``: nothing is computed until a third model
+    is picked.
+
+    Each picker's key names the value it starts from: a keyed widget keeps its value when its ``index``
+    changes, so a picker still holding an old default would read as the user's pick."""
     st.subheader("Is one model really more aligned than the other?")
     models = list(models)
     shown_a = sel.model_a if sel.model_a in models else default_a
@@ -48,20 +52,23 @@ def paired_difference(
         columns[0].markdown(ui.plain(f"A: {a}"))
         columns[1].markdown(ui.plain(f"B: {b}"))
     else:
-        a = columns[0].selectbox("A", models, index=models.index(a), key=f"{key}-a")
-        b = columns[1].selectbox("B", models, index=models.index(b), key=f"{key}-b")
+        a = columns[0].selectbox("A", models, index=models.index(a), key=f"{key}-a-{shown_a}")
+        b = columns[1].selectbox("B", models, index=models.index(b), key=f"{key}-b-{shown_b}")
     choices = [r for r in references if r not in (a, b)]
     if a == b or not choices:
         st.info("Pick two different models and a third to score both against.", icon=":material/info:")
         return sel
     if optional:
         choices = [NOBODY, *choices]
-    if sel.versus is not None and sel.versus not in choices:  # a link's third model that cannot be one
-        why = "is A or B" if sel.versus in (a, b) else "is not among the models to score against here"
-        st.warning(ui.plain(f"The third model {sel.versus!r} {why}; pick another."), icon=":material/warning:")
+    if sel.versus in (a, b):  # a link's third model that is one of the two (another page's is just not shown)
+        st.warning(ui.plain(f"The third model {sel.versus!r} is A or B; pick another."), icon=":material/warning:")
     shown_versus = sel.versus if sel.versus in choices else choices[0]
     versus = columns[2].selectbox(
-        "against", choices, index=choices.index(shown_versus), key=f"{key}-x", format_func=_label(sel.dataset)
+        "against",
+        choices,
+        index=choices.index(shown_versus),
+        key=f"{key}-x-{shown_versus}",
+        format_func=_label(sel.dataset),
     )
     if versus == NOBODY:
         if sel.versus is not None:

@@ -41,10 +41,14 @@ def _layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
 DIVERGING = "RdBu"  # around the chance level: blue above, red below, white at chance
 
 
-def _add_click_targets(fig: go.Figure, *, x: list, y: list, customdata: list, hovertemplate: str) -> None:
-    """An invisible marker on every heatmap cell (``x``, ``y``: each cell's column and row; ``customdata``:
-    each cell's, flat). Heatmap cells are not selectable in Streamlit; markers are, so a click on a cell
-    selects its marker, whose customdata names the cell."""
+def _add_click_targets(
+    fig: go.Figure, *, x: list, y: list, customdata: list, hovertemplate: str, size: int = 30
+) -> None:
+    """An invisible marker of ``size`` px on every heatmap cell (``x``, ``y``: each cell's column and row;
+    ``customdata``: each cell's, flat). Heatmap cells are not selectable in Streamlit; markers are, so a
+    click on a cell selects its marker, whose customdata names the cell. Plotly hovers a marker within
+    ``size / 2`` px of its centre and ties every marker that reach covers, so markers must not reach into
+    each other's cells."""
     fig.add_trace(
         go.Scatter(
             x=x,
@@ -53,7 +57,7 @@ def _add_click_targets(fig: go.Figure, *, x: list, y: list, customdata: list, ho
             mode="markers",
             name="cells",
             showlegend=False,
-            marker={"symbol": "square", "size": 30, "color": "rgba(0,0,0,0)"},
+            marker={"symbol": "square", "size": size, "color": "rgba(0,0,0,0)"},
             hovertemplate=hovertemplate,
             selected={"marker": {"opacity": 1}},
             unselected={"marker": {"opacity": 1}},
@@ -310,19 +314,25 @@ def model_matrix(
             zmax=high if np.isfinite(high) else None,
             colorbar={"title": {"text": f"{metric}<br>(score)"}},
             texttemplate="%{z:.2f}" if len(labels) <= 12 else None,
-            hovertemplate=hover,
+            hovertemplate=hover.replace("%{customdata[7]}", ""),  # the click targets say what a click does
         )
     )
-    _add_click_targets(  # the cell's centre opens the pair
+    height = max(380, 40 * count + 200)
+    cell = (height - 135) / max(count, 1)  # px: a cell's height (the figure's margins and axes take ~135)
+    _add_click_targets(  # a disc over most of each cell's height (cells are at least as wide as high)
         fig,
         x=[labels[column] for row in range(count) for column in range(count)],
         y=[labels[row] for row in range(count) for column in range(count)],
         customdata=[data for row in customdata for data in row],
         hovertemplate=hover,
+        size=int(0.95 * cell),  # centred, its reach stays inside its own cell
     )
-    fig.update_xaxes(title_text="model", type="category")
-    fig.update_yaxes(title_text="model (ordered by hierarchical clustering)", autorange="reversed", type="category")
-    return _layout(fig, f"{metric} between every pair of models", height=max(380, 40 * len(labels) + 200))
+    # the categories' own range: large markers would otherwise pad it and shift them off the cells
+    fig.update_xaxes(title_text="model", type="category", range=[-0.5, count - 0.5])
+    fig.update_yaxes(
+        title_text="model (ordered by hierarchical clustering)", type="category", range=[count - 0.5, -0.5]
+    )
+    return _layout(fig, f"{metric} between every pair of models", height=height)
 
 
 def sweep(

@@ -85,4 +85,5 @@ def layer_profile(profile: RsaProfile) -> go.Figure:
     )
     fig.update_xaxes(title_text="layer", type="category")
     fig.update_yaxes(title_text=f"{profile.method} of model RDM and data RDM (mean over subjects)")
-    return _layout(fig, f"RSA per layer (bars: {ceiling.confidence:.0%} bootstrap interval)", height=440)
+    bars = f"bars: {ceiling.confidence:.0%} bootstrap interval" if ceiling.n_boot else "no interval: bootstrap off"
+    return _layout(fig, f"RSA per layer ({bars})", height=440)

@@ -524,6 +524,9 @@ class _Parser:
             self._parse_field(field, self.raw[field.key].strip(), names)
         self._parse_n()
         self._parse_k()
+        if "depth" in self.raw and "tdepth" not in self.raw and "relative_depth" in self.values:
+            # a link from before Trends had its own depth: its trend was drawn at the shared one
+            self.values["trend_depth"] = self.values["relative_depth"]
         dataset = self.values.get("dataset", self.default.dataset)
         if "sel" in self.raw:
             self.values["selected"], notes = decode_samples(self.raw["sel"], dataset, self.context)

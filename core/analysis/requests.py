@@ -12,6 +12,7 @@ caller passes a metric the same parameters, clamped to the metric's bounds.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -46,6 +47,17 @@ def metric_params(metric: str, **available: Any) -> Params:
             value = int(value) if param.kind != "float" else float(value)
         params[param.name] = value
     return tuple(sorted(spec.resolve_params(params).items()))
+
+
+def command_params(metric: str, shared: Mapping[str, Any], items: Mapping[str, Any]) -> Params:
+    """:func:`metric_params` for a command: its shared flags' values (``--k``, ``--similarity``, …) with its
+    own ``--param`` items for the metric on top (the more specific: ``--param k=5`` over ``--k``'s default).
+
+    Example:
+        >>> command_params("mutual_knn", {"k": 10, "similarity": "cosine"}, {"k": 5})
+        (('k', 5), ('neighbors', 'exact'), ('similarity', 'cosine'))
+    """
+    return metric_params(metric, **{**shared, **items})
 
 
 def parse_param_items(items: list[str] | None, metrics: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:

@@ -371,7 +371,7 @@ def trend_request(
     """A :class:`TrendRequest` from model names and families; each model's ``prop`` is looked up once
     its features are cached (a model without it gets x = None and is left out of ρ). ``extra_params``:
     ``NAME=VALUE`` items for the metric (the CLI's ``--param``)."""
-    from alignscope.core.analysis.requests import metric_params, parse_layer_choice, parse_param_items
+    from alignscope.core.analysis.requests import command_params, parse_layer_choice, parse_param_items
     from alignscope.core.properties import resolve_models
 
     members = resolve_models(list(models))
@@ -380,7 +380,7 @@ def trend_request(
     if choice == "last":
         choice = 1.0
     extra = parse_param_items(list(extra_params), [metric])[metric]
-    params = metric_params(metric, k=k, similarity=similarity, neighbors=neighbors, **extra)
+    params = command_params(metric, {"k": k, "similarity": similarity, "neighbors": neighbors}, extra)
     return TrendRequest(
         members,
         references,

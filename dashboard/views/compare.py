@@ -266,8 +266,9 @@ def render(sel: Selection) -> None:
     layer_a, layer_b = pair.layer_a, pair.layer_b
     layers = f"{layer_a},{layer_b}"
     st.caption(
-        f"**{sel.model_a}** layer {layer_a} `{pair.names_a[layer_a]}` vs **{sel.model_b}** layer {layer_b} "
-        f"`{pair.names_b[layer_b]}` on **{sel.dataset}**, n = {pair.n} (seed {sel.seed}). Click a heatmap cell to "
+        f"**{ui.plain(sel.model_a)}** layer {layer_a} `{pair.names_a[layer_a]}` vs **{ui.plain(sel.model_b)}** layer "
+        f"{layer_b} `{pair.names_b[layer_b]}` on **{ui.plain(sel.dataset)}**, n = {pair.n} (seed {sel.seed}). Click a "
+        "heatmap cell to "
         "choose another layer pair."
     )
     quick = [pair_request(sel, metric, layers, with_stats=False) for metric in sel.metrics]
@@ -305,10 +306,12 @@ def render(sel: Selection) -> None:
         st.plotly_chart(plots.metric_scores(rows, with_intervals=bool(sel.bootstrap)), key="compare-scores")
     matrix, fig = _heatmap(sel, matrix_out, layer_a, layer_b)
     waiting = {  # what the Compute button is for, named by what waits for it
+        "the headline scores": any(o.state == "needs_click" for o in quick_out),
         "the layer heatmap": matrix_out.state == "needs_click",
-        "p-values and intervals": any(o.state == "needs_click" for o in (*quick_out, *full_out)),
+        "p-values and intervals": any(o.state == "needs_click" for o in full_out),
     }
-    what = " and ".join(part for part, gated in waiting.items() if gated)
+    parts = [part for part, gated in waiting.items() if gated]
+    what = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + (parts[-1] if parts else "")
     ui.gate(outcomes, key="compare-gate", what=what or "the rest of this view")
     sel = paired_difference(
         sel,
@@ -316,7 +319,7 @@ def render(sel: Selection) -> None:
         ui.models_for(sel.dataset),
         default_a=sel.model_a,
         default_b=sel.model_b,
-        depth=sel.relative_depth,
+        depth=None,  # each pair's best layer pair: Compare has no depth setting of its own
         key="compare-diff",
         fixed_pair=True,
         optional=True,

@@ -225,9 +225,11 @@ def render(sel: Selection) -> None:
             "each pair's best layer pair" if sel.relative_depth is None else f"relative depth {sel.relative_depth:.2f}"
         )
         st.caption(
-            f"{sel.metric} ({'higher' if spec.higher_is_better else 'lower'} is more aligned) at {where}, on "
-            f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). Rows and columns are ordered by "
-            "average-linkage clustering. Click a cell to open the pair in Compare."
+            ui.plain(
+                f"{sel.metric} ({'higher' if spec.higher_is_better else 'lower'} is more aligned) at {where}, on "
+                f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). Rows and columns are ordered by "
+                "average-linkage clustering. Click a cell to open the pair in Compare."
+            )
         )
         frame = pd.DataFrame(result.values, index=list(sel.models), columns=list(sel.models))
         layer_frame = pd.DataFrame(

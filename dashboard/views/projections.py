@@ -231,8 +231,9 @@ def render(sel: Selection) -> None:
     drawn = map_reduction.drawn_samples(n, budget=budget)
 
     st.caption(
-        f"**{sel.model_a}** layer {layer_a} `{pair.names_a[layer_a]}` (left) and **{sel.model_b}** layer {layer_b} "
-        f"`{pair.names_b[layer_b]}` (right) on **{sel.dataset}**, n = {n} (seed {sel.seed}). Each point is one "
+        f"**{ui.plain(sel.model_a)}** layer {layer_a} `{pair.names_a[layer_a]}` (left) and **{ui.plain(sel.model_b)}** "
+        f"layer {layer_b} `{pair.names_b[layer_b]}` (right) on **{ui.plain(sel.dataset)}**, n = {n} (seed {sel.seed}). "
+        "Each point is one "
         "sample, at the same index in both maps. Drag a box (or pick the lasso in the toolbar) in either map to "
         "select samples; they light up in both. The per-sample alignment is computed in the original spaces."
     )

@@ -73,7 +73,7 @@ def render(sel: Selection) -> None:
         )
         # a depth sweep's note says which layers it pairs; the others use Compare's pair
         layers = "" if sel.sweep == "depth" else " The layer pair is the one chosen on the Compare page."
-        st.caption(f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). {band}. {result.note}{layers}")
+        st.caption(ui.plain(f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). {band}. {result.note}{layers}"))
         frame = pd.DataFrame(
             {
                 "x": result.x,

@@ -100,6 +100,11 @@ def test_a_param_item_sets_what_a_shared_flag_also_sets(capsys):
     expected = compute("mutual_knn", a, b, k=5, similarity="euclidean")
     assert expected != pytest.approx(compute("mutual_knn", a, b, k=10), abs=1e-3)  # the items make a difference
     assert score["value"] == pytest.approx(expected, abs=1e-6)
+    # the trend command builds its request the same way (it raised the same TypeError)
+    from alignscope.core.analysis.trends import trend_request
+
+    request = trend_request(["digits-cnn-s0", "digits-cnn-s1"], (), "digits", n=200, extra_params=("k=5",))
+    assert dict(request.params)["k"] == 5
 
 
 def test_score_over_all_layers_reports_the_best_pair(capsys):

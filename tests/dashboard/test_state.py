@@ -127,6 +127,13 @@ def test_a_fixed_value_is_explained_by_what_was_wrong_with_it(query, message):
     assert len(warnings) == 1 and warnings[0].startswith(message), warnings
 
 
+def test_a_link_from_before_the_trends_own_depth_keeps_its_trends_layers():
+    old, warnings = Selection.from_query({"depth": "0.75", "tm": "digits-cnn-s0,digits-cnn-s1"})
+    assert (old.relative_depth, old.trend_depth, warnings) == (0.75, 0.75, [])
+    new, _ = Selection.from_query({"depth": "best", "tdepth": "0.5"})
+    assert (new.relative_depth, new.trend_depth) == (None, 0.5)
+
+
 def test_unknown_names_in_lists_are_dropped_and_reported():
     selection, warnings = Selection.from_query({"models": "digits-cnn-s0,../x,digits-cnn-s2,digits-cnn-s0"})
     assert selection.models == ("digits-cnn-s0", "digits-cnn-s2")

@@ -265,16 +265,19 @@ def test_the_exports_are_made_when_clicked_and_hold_the_views_data(page, server)
     assert len(rows) == 5 and len(header.split(",")) == 6  # digits CNN: 5 x 5 layers, with the index column
 
 
-# The centre of the Many models matrix's first off-diagonal cell (page coordinates) and the two models and
-# layers it names: each cell's click target carries (row model, column model, layer, layer, …).
+# A point off the centre of the Many models matrix's first off-diagonal cell (page coordinates: a click
+# near it opens the cell, not just one at its centre) and the two models and layers it names: each cell's
+# click target carries (row model, column model, layer, layer, …).
 _OFF_DIAGONAL_CELL = """() => {
   const gd = Array.from(document.querySelectorAll('.js-plotly-plot'))
     .find(p => (p.data || []).some(t => t.name === 'cells'));
   const targets = gd.data.find(t => t.name === 'cells');
   const index = targets.customdata.findIndex(c => c[0] !== c[1]);
   const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
-  return {x: box.left + xa._offset + xa.l2p(xa.d2c(targets.x[index])),
-          y: box.top + ya._offset + ya.l2p(ya.d2c(targets.y[index])), cell: targets.customdata[index].slice(0, 4)};
+  const count = Math.sqrt(targets.x.length), height = ya._length / count;  // a cell's height (px)
+  return {x: box.left + xa._offset + xa.l2p(xa.d2c(targets.x[index])) + 0.2 * height,
+          y: box.top + ya._offset + ya.l2p(ya.d2c(targets.y[index])) - 0.25 * height,
+          cell: targets.customdata[index].slice(0, 4)};
 }"""
 
 
