@@ -68,7 +68,7 @@ def _whole(raw: str) -> int | None:
     here (so a huge number is out of range, not "not a whole number")."""
     if not _WHOLE.match(raw):
         return None
-    if len(raw.lstrip("+-")) > 13:
+    if len(raw.lstrip("+-").lstrip("0")) > 13:
         return -(10**13) if raw.startswith("-") else 10**13
     return int(raw)
 

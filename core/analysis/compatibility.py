@@ -148,11 +148,12 @@ def _split(n: int, seed: int, query_fraction: float, mapped: bool) -> tuple[np.n
     rest = order[n_fit:]
     n_query = int(round(query_fraction * rest.size))
     if n_query < MIN_QUERIES or rest.size - n_query < MIN_GALLERY or (mapped and n_fit < 3):
-        share = min(query_fraction, 1.0 - query_fraction) * (1.0 - MAP_FRACTION if mapped else 1.0)
+        kept = 1.0 - MAP_FRACTION if mapped else 1.0
+        needed = max(MIN_QUERIES / query_fraction, MIN_GALLERY / (1.0 - query_fraction)) / kept
         raise InputError(
-            f"n = {n} gives {n_query} queries and a gallery of {rest.size - n_query}"
-            f"{' (after the map fit)' if mapped else ''}; a compatibility verdict needs at least {MIN_QUERIES} "
-            f"of each: use n >= {math.ceil(MIN_QUERIES / share) + 1}"
+            f"n = {n} gives {n_query} {'query' if n_query == 1 else 'queries'} and a gallery of "
+            f"{rest.size - n_query}{' (after the map fit)' if mapped else ''}; a compatibility verdict needs at "
+            f"least {MIN_QUERIES} queries and a gallery of {MIN_GALLERY}: use n >= {math.ceil(needed) + 1}"
         )
     return np.sort(order[:n_fit]), np.sort(rest[:n_query]), np.sort(rest[n_query:])
 

@@ -68,7 +68,7 @@ def wait_for_jobs(timeout: float = 300.0) -> bool:
         return False
     if not runner.wait_idle(timeout):  # type: ignore[attr-defined]
         running = [job.label for job in runner.jobs() if not job.done]
-        raise TimeoutError(f"jobs still running after {timeout:.0f} s: {running}")
+        raise TimeoutError(f"jobs not done within {timeout:.0f} s (or queued meanwhile): {running}")
     return True
 
 

@@ -171,3 +171,12 @@ def test_point_colours_are_the_scatters_colours():
     assert missing == "#BBBBBB" and clipped == high  # on the scale's range [0, 1], as the scatter's cmin/cmax
     own = point_colours(2, None, [5.0, 9.0], color_range=None)  # no range: the values' own
     assert [plotly.colors.unlabel_rgb(c) for c in own] == ends
+    # what the scatter draws: each label's step of its colour scale, numbers on the same scale and range
+    from alignscope.dashboard.plots_projection import projection_scatter
+
+    coords, labels = np.zeros((4, 2)), ["3", "1", "3", "10"]
+    marker = projection_scatter(coords, sample_ids=list("abcd"), title="t", labels=labels).data[0].marker
+    assert [marker.colorscale[2 * int(code)][1] for code in marker.color] == point_colours(4, labels)
+    marker = projection_scatter(coords, sample_ids=list("abcd"), title="t", color_values=[0, 1, 0, 1]).data[0].marker
+    viridis_colours = [colour for _, colour in plotly.colors.get_colorscale(plots.SEQUENTIAL)]
+    assert (marker.cmin, marker.cmax) == (0.0, 1.0) and [c for _, c in marker.colorscale] == viridis_colours

@@ -127,6 +127,11 @@ def test_a_fixed_value_is_explained_by_what_was_wrong_with_it(query, message):
     assert len(warnings) == 1 and warnings[0].startswith(message), warnings
 
 
+def test_leading_zeros_do_not_make_a_number_huge():
+    selection, warnings = Selection.from_query({"perm": "00000000000000000005"})
+    assert (selection.permutations, warnings) == (5, [])
+
+
 def test_a_link_from_before_the_trends_own_depth_keeps_its_trends_layers():
     old, warnings = Selection.from_query({"depth": "0.75", "tm": "digits-cnn-s0,digits-cnn-s1"})
     assert (old.relative_depth, old.trend_depth, warnings) == (0.75, 0.75, [])

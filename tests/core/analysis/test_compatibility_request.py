@@ -98,7 +98,7 @@ def test_bad_requests_are_refused_by_name(engine):
     with pytest.raises(InputError, match="out of range"):
         engine.run(CompatibilityRequest(OLD, NEW, "digits", N, layer_new=9))
     # too few samples for a verdict: refused, not "+0.000 [+0.000, +0.000]: not compatible" on 1 query
-    with pytest.raises(InputError, match=r"n = 3 gives 1 queries and a gallery of 2; .* at least 10 .* n >= 35"):
+    with pytest.raises(InputError, match=r"n = 3 gives 1 query and a gallery of 2; .* at least 10 .* n >= 35"):
         engine.run(CompatibilityRequest(OLD, NEW, "digits", 3, layer_old=4, layer_new=4))
 
 
