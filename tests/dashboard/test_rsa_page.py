@@ -37,17 +37,24 @@ def test_the_model_rdm_is_drawn_ordered_by_label_without_a_recording():
     assert url_of(app)["rec"] == ""
 
 
-def test_a_recording_is_scored_per_layer_as_the_engine_scores_it():
+def _page_and_engine(recording: str, link: dict[str, str], **request: object) -> tuple:
+    """The RSA page opened on a stored ``recording`` with ``link``, its per-layer table, and the engine's
+    own result for the same request (``request``: RsaRequest's settings)."""
     from alignscope.core.analysis.engine import default_engine
     from alignscope.core.analysis.rsa import RsaRequest
     from alignscope.core.recordings import add_recording
 
-    data, ids = _recording("page-rec")
-    add_recording("page-rec", "r.npy", data, dataset="digits", sample_ids=ids)
-    app = run_page("rsa", {"a": MODEL, "rec": "page-rec", "rsam": "pearson"})
+    data, ids = _recording(recording)
+    add_recording(recording, "r.npy", data, dataset="digits", sample_ids=ids)
+    app = run_page("rsa", {"a": MODEL, "rec": recording, **link})
     no_exception(app)
     table = next(f.value for f in app.dataframe if "ceiling_low" in f.value.columns)
-    expected = default_engine().run(RsaRequest(MODEL, "page-rec", "digits", 10**9, 0, method="pearson"))
+    expected = default_engine().run(RsaRequest(MODEL, recording, "digits", 10**9, 0, **request))
+    return app, table, expected
+
+
+def test_a_recording_is_scored_per_layer_as_the_engine_scores_it():
+    app, table, expected = _page_and_engine("page-rec", {"rsam": "pearson"}, method="pearson")
     assert np.allclose(table["pearson"].to_numpy(), [s.value for s in expected.scores])
     assert table["ceiling_high"].iloc[0] == pytest.approx(expected.scores[0].noise_ceiling_high)
     assert any("90 stimuli shared" in c.value for c in app.caption)
@@ -57,16 +64,7 @@ def test_a_recording_is_scored_per_layer_as_the_engine_scores_it():
 
 
 def test_the_links_bootstrap_sets_the_intervals_and_zero_turns_them_off():
-    from alignscope.core.analysis.engine import default_engine
-    from alignscope.core.analysis.rsa import RsaRequest
-    from alignscope.core.recordings import add_recording
-
-    data, ids = _recording("boot-rec")
-    add_recording("boot-rec", "r.npy", data, dataset="digits", sample_ids=ids)
-    app = run_page("rsa", {"a": MODEL, "rec": "boot-rec", "boot": "20"})
-    no_exception(app)
-    table = next(f.value for f in app.dataframe if "ceiling_low" in f.value.columns)
-    expected = default_engine().run(RsaRequest(MODEL, "boot-rec", "digits", 10**9, 0, bootstrap=20))
+    app, table, expected = _page_and_engine("boot-rec", {"boot": "20"}, bootstrap=20)
     assert np.allclose(table["ci_low"].to_numpy(), [s.ci_low for s in expected.scores])
     assert any("(20 resamples)" in c.value for c in app.caption)
     app.number_input(key="sel.bootstrap").set_value(0).run()
