@@ -22,13 +22,12 @@ from alignscope.core.cli_support import (
     NEIGHBOR_MODES,
     NEIGHBORS_HELP,
     PARAM_HELP,
-    BarProgress,
     bootstrap_count,
-    ensure_features,
     int_at_least,
     print_table,
     progress_bar,
     read_upload,
+    run_with_bar,
 )
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.files import NoSpaceError
@@ -49,7 +48,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     from alignscope.core.uploads import remember_model
 
     steps = (args.add, args.remove, args.set, args.import_properties, args.text_variant)
-    if sum(bool(x) for x in steps) > 1:
+    if sum(x is not None for x in steps) > 1:
         raise AlignscopeError(
             "--add, --remove, --set, --import-properties and --text-variant are separate steps; give one"
         )
@@ -64,13 +63,13 @@ def cmd_models(args: argparse.Namespace) -> int:
         spec = remember_model(text_variant(get_model_spec(name), int(text)))
         print(f"added {spec.name}: {spec.description}")
         return 0
-    if args.remove:
+    if args.remove is not None:
         from alignscope.core.uploads import forget
 
         forget("models", args.remove)
         print(f"removed model {args.remove!r} (its cached features stay until `alignscope cache rm`)")
         return 0
-    if args.add:
+    if args.add is not None:  # "" too: an empty id is said, not taken for no --add at all
         spec = hub_model_spec(
             args.add,
             modality=args.modality,
@@ -100,11 +99,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         remember_dataset,
     )
 
-    if args.remove:
+    if args.remove is not None:
         forget("datasets", args.remove)
         print(f"removed dataset {args.remove!r} (its cached features stay until `alignscope cache rm`)")
         return 0
-    if args.add:
+    if args.add is not None:
         spec = hub_dataset_spec(
             args.add,
             name=args.name,
@@ -145,7 +144,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from alignscope.core.cache import FeatureCache
     from alignscope.core.datasets import get_dataset_spec, load_dataset
-    from alignscope.core.models import get_model_spec
+    from alignscope.core.models import POOLING_KINDS, get_model_spec
 
     if args.model or args.dataset:
         if not (args.model and args.dataset):
@@ -157,12 +156,21 @@ def cmd_extract(args: argparse.Namespace) -> int:
         jobs = list(DEFAULT_JOBS)
     # Validate every name before computing anything.
     for model_name, dataset_name in jobs:
-        get_model_spec(model_name)
+        spec = get_model_spec(model_name)
         get_dataset_spec(dataset_name)
+        if args.pooling and spec.kind not in POOLING_KINDS:  # it would only store a second copy of one entry
+            raise AlignscopeError(
+                f"--pooling applies to transformers models; {model_name} ({spec.kind}) gives each layer's output "
+                "its own way whatever the pooling: leave --pooling out"
+            )
     cache = FeatureCache()
     started = time.perf_counter()
     if args.ray is not None:
         return _extract_on_ray(args, jobs, cache, started)
+    if args.device:  # said even when every entry is a cache hit and nothing runs on it
+        from alignscope.core.devices import resolve_device
+
+        resolve_device(args.device)
     for model_name, dataset_name in jobs:
         dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
         features, result = cache.get_or_extract(
@@ -281,6 +289,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         get_metric(metric)  # fail on a typo before extracting anything
     extra = parse_param_items(args.param, metrics)
     get_dataset_spec(args.dataset)
+    if args.device:
+        from alignscope.core.devices import resolve_device
+
+        resolve_device(args.device)
     engine = Engine()
     requests = [
         PairRequest(
@@ -299,15 +311,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         )
         for metric in metrics
     ]
-    ensure_features(engine.prepare(requests[0]).plans, args.device)
-    scores = []
-    for request in requests:
-        prepared = engine.prepare(request)
-        progress = BarProgress(prepared.label)
-        try:
-            scores.append(engine.run_prepared(prepared, progress=progress))
-        finally:
-            progress.close()
+    scores = [run_with_bar(engine, request, args.device) for request in requests]
     sys.stdout.write(format_scores(scores, args.format) + "\n")
     return 0
 
@@ -514,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--dataset", required=True)
     score.add_argument("--metric", action="append", help="metric name (repeatable; default mutual_knn)")
     score.add_argument("--layers", default="all", help="'all', 'last', or 'i,j' for one layer pair")
-    score.add_argument("--k", type=int_at_least(1), default=10)
+    score.add_argument("--k", type=int_at_least(1), help="neighbours for k-NN metrics (default 10)")
     score.add_argument(
         "--similarity",
         choices=["cosine", "ip", "euclidean"],

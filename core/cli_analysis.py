@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def trend_request_from_args(args: argparse.Namespace):
     if not models:
         raise InputError("name the models (--models a,b,c or family:NAME) or a --preset")
     reference = split_names(args.reference) if args.reference is not None else (preset.reference if preset else ())
+    k_as_param = any(item.partition("=")[0].strip() == "k" for item in args.param or ())  # over the preset's k
     return trend_request(
         models,
         reference,
@@ -137,7 +139,7 @@ def trend_request_from_args(args: argparse.Namespace):
         n=args.n or (preset.n if preset else 500),
         seed=args.seed,
         metric=args.metric or (preset.metric if preset else "mutual_knn"),
-        k=args.k or (preset.k if preset else 10),
+        k=args.k or (preset.k if preset and not k_as_param else None),
         layers=args.layers or (preset.layers if preset else "best"),
         prop=args.property or (preset.property if preset else "test_accuracy"),
         bootstrap=args.bootstrap,
@@ -231,7 +233,7 @@ def cmd_difference(args: argparse.Namespace) -> int:
     )
     print(
         f"difference = {test.difference:+.4f}, {test.confidence:.0%} paired interval [{test.ci_low:+.4f}, "
-        f"{test.ci_high:+.4f}], p = {test.p_value:.3g} ({test.method}, {test.n_resamples} resamples, n = {test.n_samples})"
+        f"{test.ci_high:+.4f}], p = {test.p_value:.3g} ({test.p_basis}, n = {test.n_samples})"
     )
     return 0
 
@@ -300,6 +302,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read the plan {str(path)!r}: {exc}") from None
     plan = parse_plan(text)
     out = Path(args.out).expanduser() if args.out else get_settings().runs_dir / plan.name
+    try:  # before any work: a folder that cannot be written would lose the whole run at its end
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot use {str(out)!r} as the run's folder: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"cannot use {str(out)!r} as the run's folder: it is not writable")
     bar = tqdm(
         total=1000,
         desc=f"run {plan.name}",

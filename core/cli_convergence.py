@@ -13,6 +13,7 @@ import json
 
 import numpy as np
 
+from alignscope.core.analysis.report import jsonable
 from alignscope.core.cli_support import (
     MAX_SEED,
     PARAM_HELP,
@@ -111,7 +112,7 @@ def cmd_convergent(args: argparse.Namespace) -> int:
     )
     names = engine.prepare(UnitMatchingRequest(models, args.dataset, n, args.seed)).plans[0].layer_names
     if args.json:
-        print(json.dumps(_as_json(curves, family, names), indent=2))
+        print(json.dumps(jsonable(_as_json(curves, family, names)), indent=2))  # NaN: null, valid JSON
         return 0
     layer = names[curves.layer_index]
     over = "images × spatial positions" if args.positions else "images"

@@ -12,7 +12,15 @@ import argparse
 import json
 from pathlib import Path
 
-from alignscope.core.cli_support import MAX_SEED, bootstrap_count, int_at_least, new_engine, print_table, run_with_bar
+from alignscope.core.cli_support import (
+    MAX_SEED,
+    bootstrap_count,
+    int_at_least,
+    new_engine,
+    print_table,
+    read_upload,
+    run_with_bar,
+)
 from alignscope.core.metrics.rdm import COMPARE_METHODS, RDM_METHODS
 
 
@@ -37,11 +45,12 @@ def cmd_upload_recording(args: argparse.Namespace) -> int:
     from alignscope.core.recordings import add_recording, parse_sample_ids
 
     path = Path(args.file)
+    data = read_upload(path)
     ids = None
     if args.ids:
-        ids = parse_sample_ids(args.ids, Path(args.ids).read_bytes())
+        ids = parse_sample_ids(args.ids, read_upload(Path(args.ids)))
     recording = add_recording(
-        args.name or path.stem, path.name, path.read_bytes(), dataset=args.dataset, sample_ids=ids, over=args.over
+        args.name or path.stem, path.name, data, dataset=args.dataset, sample_ids=ids, over=args.over
     )
     print(
         f"stored recording {recording.name}: {recording.describe()} of {recording.dataset} (sha256 {recording.digest[:12]}…)"

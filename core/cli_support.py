@@ -65,15 +65,6 @@ class BarProgress(Progress):
         self.bar.close()
 
 
-def ensure_features(plans, device: str | None) -> None:
-    """Extract the features the plans miss, in the foreground with a bar each."""
-    from alignscope.core.analysis.features import extract_for_plan
-
-    for plan in plans:
-        if not plan.cached:
-            extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
-
-
 def int_at_least(low: int, high: int | None = None):
     """argparse type: an integer in [low, high], else a clear usage error (never silently clamped)."""
 
@@ -127,17 +118,15 @@ def new_engine():
     return Engine()
 
 
-def run_with_bar(engine, request) -> Any:
-    """Features first (a bar each), then the request as one engine job with a bar and ETA."""
-    prepared = engine.prepare(request)
-    if prepared.missing:  # prepared again once they are cached: the key names the features read
-        ensure_features(prepared.missing, None)
-        prepared = engine.prepare(request)
-    progress = BarProgress(prepared.label)
-    try:
-        return engine.run_prepared(prepared, progress=progress)
-    finally:
-        progress.close()
+def run_with_bar(engine, request, device: str | None = None) -> Any:
+    """Features first (a bar each, on ``device``), then the request as one engine job with a bar and ETA;
+    features found damaged on disk are extracted again (see ``Engine.run_extracting``)."""
+    from alignscope.core.analysis.features import extract_for_plan
+
+    def extract(plan) -> None:
+        extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
+
+    return engine.run_extracting(request, extract, lambda prepared: BarProgress(prepared.label))
 
 
 PARAM_HELP = "a metric parameter NAME=VALUE, repeatable (e.g. alpha=0.5 n_folds=5 for shape_distance)"

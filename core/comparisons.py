@@ -112,6 +112,15 @@ class ScoreDifference:
     bootstrap_differences: np.ndarray
 
     @property
+    def p_basis(self) -> str:
+        """What p and the interval rest on, for a sentence (the sign-flip p counts flips, not resamples):
+        ``"sign flip, 9999 flips; interval from 200 bootstrap resamples"`` or ``"paired bootstrap, 200
+        resamples"``."""
+        if self.method == "sign_flip":
+            return f"sign flip, {self.n_flips} flips; interval from {self.n_resamples} bootstrap resamples"
+        return f"paired bootstrap, {self.n_resamples} resamples"
+
+    @property
     def a_is_better(self) -> bool:
         """A scores better than B (larger, or smaller when lower is better); says nothing of significance."""
         return self.difference > 0 if self.higher_is_better else self.difference < 0

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from alignscope.core.errors import DatasetLoadError, InputError, ModalityError, UnknownDatasetError
+from alignscope.core.errors import DatasetLoadError, InputError, InvalidNameError, ModalityError, UnknownDatasetError
 from alignscope.core.metadata import MetadataColumn
-from alignscope.core.names import check_name
+from alignscope.core.names import check_name, check_revision
 from alignscope.core.registry import Registry
 
 DATASET_MODALITIES = ("text", "image", "image-text")
@@ -236,10 +236,17 @@ def hub_dataset_spec(
     label_column: str | None = None,
 ) -> DatasetSpec:
     """A spec for a Hugging Face dataset (hub id or local dataset folder)."""
+    from alignscope.core.sources import HUB_ID_PATTERN
+
+    if not isinstance(hub_id, str) or not hub_id or len(hub_id) > 300:
+        raise InvalidNameError("a hub dataset id like 'nlphuji/flickr30k' (or a local dataset folder) is required")
+    local = Path(hub_id).expanduser()
+    if not local.exists() and (not HUB_ID_PATTERN.match(hub_id) or ".." in hub_id):
+        raise InvalidNameError(f"{hub_id!r} is neither an existing local folder nor a hub id like 'org/dataset'")
     if not (text_column or image_column):
         raise InputError("name the text column, the image column, or both")
+    check_revision(revision)
     modality = "image-text" if text_column and image_column else ("text" if text_column else "image")
-    local = Path(hub_id).expanduser()
     source = str(local.resolve()) if local.exists() else hub_id
     derived = (local.name if local.exists() else hub_id.replace("/", "--")).replace(" ", "-")
     return DatasetSpec(

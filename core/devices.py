@@ -31,6 +31,17 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ModelLoadError(f"device {device!r} is not a torch device (auto, cpu, cuda, cuda:1, mps)") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("device 'cuda' was asked for but torch sees no CUDA GPU; use --device auto or cpu")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ModelLoadError(
+            f"device {device!r} was asked for but torch sees {torch.cuda.device_count()} CUDA GPU(s), "
+            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+        )
+    if resolved.type == "mps" and not (
+        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    ):
+        raise ModelLoadError("device 'mps' was asked for but torch sees no Apple GPU (MPS); use --device auto or cpu")
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ModelLoadError(f"device {device!r} is not supported here; use auto, cpu, cuda, cuda:N or mps")
     return resolved
 
 

@@ -38,7 +38,7 @@ from alignscope.core.encoders import (
     HookEncoder,
 )
 from alignscope.core.errors import InputError, InvalidNameError, ModalityError, ModelLoadError, UnknownModelError
-from alignscope.core.names import check_name
+from alignscope.core.names import check_name, check_revision
 from alignscope.core.registry import Registry
 from alignscope.core.settings import Settings, get_settings
 from alignscope.core.sources import (
@@ -59,6 +59,8 @@ LOADER_KINDS = (
     "embedding",
     "representation",
 )
+# the kinds whose encoders read a pooling (tokens or patches to one vector); the others ignore it
+POOLING_KINDS = ("hf-text", "hf-vision", "clip-text", "clip-image")
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,7 @@ def hub_model_spec(
         raise InvalidNameError(f"{hub_id!r} {where}")
     if modality not in ("text", "image"):
         raise ModalityError(f"modality must be 'text' or 'image', not {modality!r}")
+    check_revision(revision)
     derived = re.sub(r"[^A-Za-z0-9._\-]", "-", Path(hub_id).name if is_local else hub_id.replace("/", "--"))
     return ModelSpec(
         name=name or derived.strip("-.")[:100] or "model",

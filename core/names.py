@@ -22,3 +22,24 @@ def check_name(name: object, *, what: str) -> str:
             "starting with a letter or digit, and no '..'"
         )
     return name
+
+
+REVISION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,199}$")
+
+
+def check_revision(revision: str | None) -> str | None:
+    """A hub revision as git names one (a branch, tag or commit: ``main``, ``v1.0``, ``refs/pr/3``), or
+    None; anything else (a newline, a space, ``..``) is refused before it is stored.
+
+    Example:
+        >>> check_revision("refs/pr/3")
+        'refs/pr/3'
+    """
+    if revision is None:
+        return None
+    if not isinstance(revision, str) or not REVISION_PATTERN.match(revision) or ".." in revision:
+        raise InvalidNameError(
+            f"revision {revision!r} is not a git branch, tag or commit: use letters, digits, '.', '_', '-' "
+            "and '/', starting with a letter or digit, and no '..'"
+        )
+    return revision

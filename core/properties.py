@@ -143,6 +143,10 @@ def set_user_property(
     check_property_name(name)
     if not math.isfinite(float(value)):
         raise InputError(f"property {name} of {model}: {value!r} is not a finite number")
+    if name == "params" and value <= 0:
+        raise InputError(f"property params of {model} counts parameters: it must be positive, got {value:g}")
+    if len(str(unit)) > 40 or any(ord(c) < 32 or ord(c) == 127 for c in str(unit)):
+        raise InputError(f"the unit of {name} must be one line of at most 40 characters, got {str(unit)[:60]!r}")
     settings = settings or get_settings()
     path = registry_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -153,6 +153,12 @@ def add_recording(
         raise UploadError(
             f"{len(unknown)} sample ids are not in {dataset!r} (e.g. {shown}); ids look like {known[0]!r}"
         )
+    stimuli = np.moveaxis(array, -2, 0).reshape(array.shape[-2], -1)
+    if (stimuli == stimuli[0]).all():  # no RDM has a rank order then: every RSA score would be undefined
+        raise UploadError(
+            f"{Path(filename).name!r}: every stimulus has the same measurements; a recording that does not vary "
+            "across stimuli cannot be compared with any model"
+        )
     metadata = {"dataset": dataset, "over": over, "sample_ids": json.dumps(list(ids))}
     blob = save({"measurements": array}, metadata=metadata)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,8 +14,8 @@ stored atomically; ``registry.json`` lists them so they come back after a restar
 loaded (``np.load(allow_pickle=False)``).
 
 Refused, each with its reason: texts or captions holding NUL bytes (a binary or UTF-16 file read as text;
-nothing is stripped silently), a ``captions.csv`` naming one image twice (sample ids must be unique), zip
-members that clash (``a.png`` and ``a.png/b.png``, the same name twice) or whose names no file system
+nothing is stripped silently), a ``captions.csv`` naming one image twice (sample ids must be unique) or
+leaving some image out (it would be dropped), zip members pointing outside the zip, zip members that clash (``a.png`` and ``a.png/b.png``, the same name twice) or whose names no file system
 takes (a part over 255 bytes, control characters); matrices that are complex, empty, hold NaN/Inf,
 overflow float32, or have every row the same (no metric can compare a constant representation).
 A write that fails (a full disk, a name the file system refuses) leaves nothing behind, and no message
@@ -281,9 +281,16 @@ def _check_members(members: list[PurePosixPath], filename: str) -> None:
             )
 
 
+def _escapes(name: str) -> bool:
+    """A zip member whose path leaves the folder it is unpacked into (absolute, or through '..')."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    return path.is_absolute() or ".." in path.parts
+
+
 def _safe_member(name: str) -> PurePosixPath | None:
+    """The member's path, or None for what an upload skips: folders, hidden files, macOS metadata."""
     path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or name.endswith("/"):
+    if _escapes(name) or name.endswith("/"):
         return None
     if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
         return None
@@ -460,6 +467,11 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
     captions_blob = None
     total = 0
     for info in archive.infolist():
+        if _escapes(info.filename):
+            raise UploadError(
+                f"{_shown(info.filename)} in {filename!r} points outside the zip (an absolute path or '..'); "
+                "nothing was unpacked"
+            )
         member = _safe_member(info.filename)
         if member is None or info.is_dir():
             continue
@@ -531,6 +543,13 @@ def _paired_captions(blob: bytes, images: set[str], filename: str) -> pd.DataFra
     missing = sorted(set(captions["image"]) - images)
     if missing:
         raise UploadError(f"captions.csv names images that are not in the zip: {missing[:5]}")
+    uncaptioned = sorted(images - set(captions["image"]))
+    if uncaptioned:  # they would be dropped silently: an image-text set pairs every image with its caption
+        raise UploadError(
+            f"captions.csv in {filename!r} has no row for {len(uncaptioned)} of the zip's {len(images)} images "
+            f"({', '.join(map(repr, uncaptioned[:3]))}{', …' if len(uncaptioned) > 3 else ''}); caption every "
+            "image, or leave captions.csv out for an image-only dataset"
+        )
     empty = captions.index[captions["caption"].isna() | (captions["caption"].str.strip() == "")]
     if len(empty):
         raise UploadError(

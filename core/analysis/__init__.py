@@ -45,9 +45,7 @@ def run(request: Request, *, engine: Engine | None = None, device: str | None = 
     from alignscope.core.analysis.features import extract_for_plan
 
     engine = engine or default_engine()
-    for plan in engine.prepare(request).missing:
-        extract_for_plan(plan, cache=engine.cache, device=device)
-    return engine.run(request)
+    return engine.run_extracting(request, lambda plan: extract_for_plan(plan, cache=engine.cache, device=device))
 
 
 __all__ = [

@@ -53,7 +53,7 @@ from alignscope.core.analysis.store import ResultStore, result_key
 from alignscope.core.analysis.trends import TrendRequest
 from alignscope.core.analysis.worker import ProcessWorker, shared_worker
 from alignscope.core.cache import FeatureCache
-from alignscope.core.errors import AlignscopeError, InputError
+from alignscope.core.errors import AlignscopeError, FeaturesGone, InputError
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.settings import Settings, get_settings
 
@@ -200,6 +200,33 @@ class Engine:
         if result is not None:
             return result
         return self._compute_and_store(prepared, progress)
+
+    def run_extracting(
+        self,
+        request: Request,
+        extract: Callable[[FeaturePlan], object],
+        progress_for: Callable[[Prepared], Progress | None] = lambda prepared: None,
+    ) -> Any:
+        """:meth:`run` after ``extract`` has stored every feature the request misses (the foreground's way:
+        the CLI, the Python API, batch runs). Features found damaged when read (their checksum fails, or
+        the file went meanwhile) were dropped by the cache: they are extracted again, once. ``progress_for``
+        gives the progress of the computation once it is prepared (e.g. a bar named by its label)."""
+        for attempt in (1, 2):
+            prepared = self.prepare(request)
+            if prepared.missing:  # prepared again once they are cached: the key names the features read
+                for plan in prepared.missing:
+                    extract(plan)
+                prepared = self.prepare(request)
+            progress = progress_for(prepared)
+            try:
+                return self.run_prepared(prepared, progress)
+            except FeaturesGone:
+                if attempt == 2:
+                    raise
+            finally:
+                if progress is not None:
+                    progress.close()
+        raise AssertionError("unreachable")
 
     def extract(
         self, plans: tuple[FeaturePlan, ...], *, start: bool = True, encoders: Callable[[str], Any] | None = None

@@ -69,6 +69,9 @@ class Progress:
     def cancel(self) -> None:
         self._cancelled.set()
 
+    def close(self) -> None:
+        """Release what shows this progress (a terminal bar in the CLI); nothing here."""
+
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()

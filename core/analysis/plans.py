@@ -173,19 +173,26 @@ def parse_plan(text: str) -> Plan:
     for metric in metrics:  # a bad value (k = 0, similarity = "manhattan") fails now, not mid-run
         for combo in _combinations(grid):
             metric_params(metric, **combo)
+    pairs = _pairs(raw.get("pairs", "unordered"), models)
+    differences = _triples(raw.get("differences", []))
+    if not pairs and not differences:  # an empty table is not a result
+        raise InputError(
+            f"plan: nothing to score: {len(models)} different model(s) make no pair; list at least two models, "
+            "pairs = [[model_a, model_b]] or differences = [[model_a, model_b, reference]]"
+        )
     return Plan(
         name=name,
         datasets=tuple(datasets),
         n=_int(raw, "n", 10**9, 3),
         seed=_int(raw, "seed", 0, 0),
         models=models,
-        pairs=_pairs(raw.get("pairs", "unordered"), models),
+        pairs=pairs,
         metrics=metrics,
         layers=layers,
         permutations=_int(raw, "permutations", 0, 0),
         bootstrap=_int(raw, "bootstrap", 0, 0),
         params=grid,
-        differences=_triples(raw.get("differences", [])),
+        differences=differences,
         source=raw,
     )
 
@@ -396,7 +403,7 @@ def execute(
 
         run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
     for index, (request, item) in enumerate(zip(requests, prepared)):
-        result = engine.run_prepared(item)  # from the store when a Ray worker computed it
+        result = engine.run_extracting(request, extract)  # from the store when a Ray worker computed it
         if isinstance(request, DifferenceRequest):
             differences.append(difference_row(result, request, item.key))
         else:

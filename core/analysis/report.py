@@ -139,4 +139,10 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
         notes.append(
             f"Chance: the closed form where a metric has one, else the mean of {shuffles} shuffled correspondences."
         )
+    lower = sorted({s.metric for s in scores if not s.higher_is_better})
+    if lower:  # read the wrong way round, an aligned pair looks worse than chance
+        notes.append(
+            f"Lower is better for {', '.join(lower)} (a distance or volume: 0 = the same geometry); its chance "
+            "sits above an aligned pair's score."
+        )
     return notes

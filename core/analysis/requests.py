@@ -51,12 +51,19 @@ def metric_params(metric: str, **available: Any) -> Params:
 
 def command_params(metric: str, shared: Mapping[str, Any], items: Mapping[str, Any]) -> Params:
     """:func:`metric_params` for a command: its shared flags' values (``--k``, ``--similarity``, …) with its
-    own ``--param`` items for the metric on top (the more specific: ``--param k=5`` over ``--k``'s default).
+    own ``--param`` items for the metric on top (``--param k=5`` sets k when ``--k`` is not given; both, with
+    different values, is an InputError).
 
     Example:
         >>> command_params("mutual_knn", {"k": 10, "similarity": "cosine"}, {"k": 5})
         (('k', 5), ('neighbors', 'exact'), ('similarity', 'cosine'))
     """
+    for name, value in items.items():
+        if shared.get(name) is not None and shared[name] != value:
+            raise InputError(
+                f"{name} is given twice with different values: --{name} {shared[name]} and --param {name}={value}; "
+                "give one"
+            )
     return metric_params(metric, **{**shared, **items})
 
 

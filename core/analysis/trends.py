@@ -360,7 +360,7 @@ def trend_request(
     n: int,
     seed: int = 0,
     metric: str = "mutual_knn",
-    k: int = 10,
+    k: int | None = None,
     layers: str = "best",
     prop: str = "imagenet_top1",
     bootstrap: int = 100,

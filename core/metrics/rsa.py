@@ -36,7 +36,10 @@ def rdm(feats: torch.Tensor, method: str = "correlation", name: str = "feats") -
         norms = torch.linalg.vector_norm(centred, dim=1, keepdim=True)
         if bool((norms == 0).any()):
             bad = int(torch.nonzero(norms.flatten() == 0)[0])
-            raise InputError(f"{name}: sample {bad} is constant across features; use rdm='euclidean'")
+            raise InputError(
+                f"{name}: sample {bad} is constant across features, so its correlation distance is undefined; "
+                "use the euclidean RDM"
+            )
         unit = centred / norms
         full = 1.0 - unit @ unit.T
     else:

@@ -105,6 +105,10 @@ def test_a_param_item_sets_what_a_shared_flag_also_sets(capsys):
 
     request = trend_request(["digits-cnn-s0", "digits-cnn-s1"], (), "digits", n=200, extra_params=("k=5",))
     assert dict(request.params)["k"] == 5
+    # --k and --param k= with different values: which one ran was silent (the --param one); now it is refused
+    assert main([*command, "--metric", "mutual_knn", "--k", "7", "--param", "k=5"]) == 2
+    assert "k is given twice with different values: --k 7 and --param k=5" in capsys.readouterr().err
+    assert main([*command, "--metric", "mutual_knn", "--k", "5", "--param", "k=5"]) == 0  # the same value: fine
 
 
 def test_score_over_all_layers_reports_the_best_pair(capsys):
@@ -190,6 +194,26 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
         (["cache", "rm", "../x"], "hex"),
         (["models", "--add", "../../etc/passwd"], "hub id"),
         (["models", "--add", "org/model--x"], "not a valid hub id"),  # the hub's own rules, checked offline
+        # each of these printed "error: unexpected ..." (exit 1), stored the value, or did something else
+        (["models", "--add", ""], "a hub id like"),  # listed the models as if --add were not there
+        (["models", "--add", "org/model", "--revision", "main\n; rm -rf /"], "is not a git branch, tag or commit"),
+        (["models", "--add", "org/model", "--revision", "../../x"], "is not a git branch, tag or commit"),
+        (["datasets", "--add", "/nonexistent", "--text-column", "t"], "neither an existing local folder nor a hub id"),
+        (["upload-recording", "nonexistent.npy", "--dataset", "digits"], "cannot read 'nonexistent.npy'"),
+        (
+            ["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30", "--device", "mps"],
+            "no Apple GPU",
+        ),
+        (
+            ["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30", "--device", "tpu"],
+            "torch device",
+        ),
+        (["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--pooling", "cls"], "leave --pooling out"),
+        (
+            ["convergent", "--models", "digits-cnn-s0,digits-cnn-s1", "--dataset", "digits", "--n", "100"]
+            + ["--metric", "mutual_knn", "--k", "500", "--thresholds", "0.5"],
+            "no layer pair can be scored: k=500 needs more samples",  # was a table of nan and exit 0
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
@@ -301,6 +325,15 @@ def test_table_output_states_the_resolution_of_corrected_p_values(capsys):
     out = capsys.readouterr().out
     assert "smallest possible p is 1/11 = 0.09091" in out
     assert "smallest possible value is 1" in out and "--permutations 500" in out
+    assert "Lower is better" not in out  # linear CKA: higher is better, the table's usual reading
+
+
+def test_the_table_says_which_metrics_read_lower_is_better(capsys):
+    command = ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
+    command += ["--n", "100", "--layers", "last", "--metric", "linear_cka", "--metric", "shape_distance"]
+    assert main(command) == 0
+    out = capsys.readouterr().out
+    assert "Lower is better for shape_distance (a distance or volume" in out and "linear_cka (" not in out
 
 
 def test_datasets_can_be_added_from_a_local_hub_folder_and_a_text_file(tmp_path, capsys):
@@ -432,3 +465,41 @@ def test_an_upload_over_the_limit_is_refused_from_its_size_without_reading_it(tm
     assert child.returncode == 2, err[-2000:]
     assert err.strip() == "error: 'big.txt' is 2048.0 MiB; the limit is 200 MiB (ALIGNSCOPE_MAX_UPLOAD_MB)"
     assert peak_kib / 1024 < 1024, f"peak {peak_kib / 1024:.0f} MiB"
+
+
+def test_features_damaged_on_disk_are_extracted_again_in_the_same_command(capsys):
+    """A feature file whose bytes changed on disk after it was stored: the next command recomputes it
+    and answers (it failed once with 'damaged on disk ... compute them again', then worked on a rerun)."""
+    from alignscope.core.analysis.features import LOADED_VIEWS, plan_features
+    from alignscope.core.cache import FeatureCache
+
+    command = ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
+    command += ["--n", "150", "--layers", "last", "--permutations", "0", "--bootstrap", "0", "--format", "json"]
+    assert main([*command, "--metric", "linear_cka"]) == 0
+    capsys.readouterr()
+    key = plan_features("digits-cnn-s0", "digits", 150, 0).cached_key
+    tensor = FeatureCache().tensor_path(key)
+    blob = bytearray(tensor.read_bytes())
+    blob[-5] ^= 0xFF
+    tensor.write_bytes(bytes(blob))
+    LOADED_VIEWS.clear()  # as in a new process: nothing read before the damage
+    assert main([*command, "--metric", "mutual_knn"]) == 0
+    (score,) = json.loads(capsys.readouterr().out)
+    from alignscope.core.extract import extract_features
+
+    dataset = load_dataset("digits", n=150)
+    a = extract_features(get_model_spec("digits-cnn-s0"), dataset, layers="last").values[0]
+    b = extract_features(get_model_spec("digits-cnn-s1"), dataset, layers="last").values[0]
+    assert score["value"] == pytest.approx(compute("mutual_knn", a, b, k=10), abs=1e-6)
+    assert set(FeatureCache().verify().values()) == {"ok"}
+
+
+def test_a_run_whose_folder_cannot_be_written_is_refused_before_any_work(tmp_path, capsys):
+    """``--out`` naming a file: the run computed every cell, then ended with 'unexpected FileExistsError'."""
+    plan = tmp_path / "p.toml"
+    plan.write_text('dataset = "digits"\nn = 50\nmodels = ["digits-cnn-s0", "digits-cnn-s1"]\n')
+    taken = tmp_path / "taken.npy"
+    taken.write_bytes(b"x")
+    assert main(["run", str(plan), "--out", str(taken)]) == 2
+    assert f"cannot use {str(taken)!r} as the run's folder: File exists" in capsys.readouterr().err
+    assert taken.read_bytes() == b"x"

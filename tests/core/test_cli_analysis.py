@@ -294,6 +294,11 @@ def test_difference_scores_are_those_of_alignscope_score_for_the_same_pairs(digi
     assert lines[0].startswith(f"mutual_knn(digits-cnn-s0, digits-cnn-s2) = {test['score_a']:.4f}  at ")
     assert lines[1].startswith(f"mutual_knn(digits-cnn-s1, digits-cnn-s2) = {test['score_b']:.4f}  at ")
     assert lines[2].startswith(f"difference = {test['difference']:+.4f}, 95% paired interval")
+    assert lines[2].endswith("(paired bootstrap, 20 resamples, n = 100)")
+    # a sign-flip p counts its flips (9999), not the bootstrap's 20 resamples behind the interval (it said 20)
+    assert main([*argv, *common, "--layers", layers, "--bootstrap", "20", "--method", "sign_flip"]) == 0
+    line = capsys.readouterr().out.splitlines()[2]
+    assert line.endswith("(sign flip, 9999 flips; interval from 20 bootstrap resamples, n = 100)")
 
 
 def test_probe_records_its_accuracy_as_a_property_that_models_lists(digits_cache, capsys):

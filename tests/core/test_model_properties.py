@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 
@@ -177,12 +178,30 @@ def test_properties_of_unknown_models_are_refused_with_a_one_line_message(cache_
 
 
 def test_hostile_units_and_sources_are_kept_as_text_and_the_returned_property_is_what_was_stored(cache_dir):
-    unit = "<b>%</b>\nnext line" + "u" * 100
+    unit = "<b>%</b>"
     source = "<script>alert('x')</script>\n" + "s" * 500
     returned = set_user_property("digits-cnn-s0", "top1", 1.0, unit=unit, source=source)
     stored = model_properties("digits-cnn-s0", _fresh_settings(cache_dir))["top1"]
     assert stored == returned
-    assert (stored.unit, stored.source) == (unit[:40], source[:200])
+    assert (stored.unit, stored.source) == (unit, source[:200])
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "unit", "message"),
+    [
+        ("top1", 1.0, "%\nnext line", "the unit of top1 must be one line of at most 40 characters"),
+        ("top1", 1.0, "u" * 41, "the unit of top1 must be one line"),  # was cut to 40 without a word
+        ("params", -5.0, "", "property params of digits-cnn-s0 counts parameters: it must be positive, got -5"),
+        ("params", 0.0, "", "must be positive, got 0"),
+    ],
+)
+def test_a_unit_on_many_lines_or_a_count_below_one_is_refused_and_nothing_is_written(
+    cache_dir, name, value, unit, message
+):
+    with pytest.raises(InputError, match=re.escape(message)):
+        set_user_property("digits-cnn-s0", name, value, unit=unit)
+    stored = model_properties("digits-cnn-s0", _fresh_settings(cache_dir)).get(name)
+    assert stored is None or stored.value != value
 
 
 def test_damaged_property_files_are_read_around_not_crashed_on(cache_dir):

@@ -120,15 +120,34 @@ def test_upload_names_with_paths_are_refused(cache_dir, name):
     assert not (cache_dir.parent / "evil").exists()
 
 
-def test_image_zip_with_captions_is_paired_and_traversal_members_are_ignored(cache_dir):
+def test_image_zip_with_captions_is_paired(cache_dir):
     files = {f"img{i}.png": _png(i) for i in range(4)}
-    files["../../escape.png"] = _png(9)
+    files["__MACOSX/._img0.png"] = b"resource fork"  # macOS metadata: skipped, not an image
     files["captions.csv"] = b"image,caption,label\nimg0.png,a,x\nimg1.png,b,y\nimg2.png,c,x\nimg3.png,d,y\n"
     spec = uploads.add_image_dataset("pics", "p.zip", _zip(files))
     dataset = load_dataset("pics")
     assert spec.modality == "image-text" and len(dataset) == 4
     assert dataset.texts == ("a", "b", "c", "d") and dataset.images[2].mode == "RGB"
-    assert not list(cache_dir.parent.rglob("escape.png"))
+
+
+@pytest.mark.parametrize("member", ["../../escape.png", "/tmp/escape.png", "a/../../escape.png", "..\\escape.png"])
+def test_a_zip_member_pointing_outside_the_zip_refuses_the_upload(cache_dir, member):
+    """It was skipped without a word; a zip holding one is broken or hostile, and the user is told so."""
+    files = {f"img{i}.png": _png(i) for i in range(4)}
+    files[member] = _png(9)
+    with pytest.raises(UploadError, match=r"points outside the zip \(an absolute path or '\.\.'\)"):
+        uploads.add_image_dataset("pics", "p.zip", _zip(files))
+    assert _nothing_written(get_settings()) and not list(cache_dir.parent.rglob("escape.png"))
+
+
+def test_captions_that_leave_images_out_are_refused_not_dropped(cache_dir):
+    """Six images, two captioned: the upload said '(2 samples)' and four images were gone."""
+    files = {f"img{i}.png": _png(i) for i in range(6)}
+    files["captions.csv"] = b"image,caption\nimg0.png,a\nimg1.png,b\n"
+    message = "has no row for 4 of the zip's 6 images ('img2.png', 'img3.png', 'img4.png', …); caption every image"
+    with pytest.raises(UploadError, match=re.escape(message)):
+        uploads.add_image_dataset("pics", "p.zip", _zip(files))
+    assert _nothing_written(get_settings())
 
 
 @pytest.mark.parametrize(

@@ -135,6 +135,9 @@ def test_a_plan_is_parsed_into_its_grid():
         ({"differences": '[["digits-cnn-s0", "digits-cnn-s1"]]'}, r"plan: differences must be a list of \["),
         ({"name": '"two words"'}, r"run name 'two words' is not allowed"),
         ({"n": "= 3"}, r"the plan is not valid TOML"),
+        # one model (or one listed twice) and no differences: 0 cells, an empty table reported as success
+        ({"models": '["digits-cnn-s0"]', "differences": "[]"}, r"plan: nothing to score: 1 different model"),
+        ({"models": '["digits-cnn-s0", "digits-cnn-s0"]', "differences": "[]"}, r"plan: nothing to score"),
     ],
 )
 def test_a_bad_plan_is_refused_with_a_message_naming_the_problem(changes, message):

@@ -89,6 +89,9 @@ def test_recordings_are_validated_and_listed(engine):
         add_recording("bad", "x.npy", _npy(bad), dataset="digits", sample_ids=ids)
     with pytest.raises(UploadError, match=".npy or .safetensors"):
         add_recording("bad", "x.pkl", b"\x80\x04", dataset="digits", sample_ids=ids)
+    # every stimulus measured the same: stored, it failed later in rsa with a hint that failed again
+    with pytest.raises(UploadError, match="every stimulus has the same measurements"):
+        add_recording("bad", "x.npy", _npy(np.ones_like(data)), dataset="digits", sample_ids=ids)
     with pytest.raises(Exception, match="not allowed"):
         add_recording("../escape", "x.npy", _npy(data), dataset="digits", sample_ids=ids)
     assert list_recordings() == []
