@@ -171,7 +171,21 @@ def _pca_axes(projection: Projection) -> tuple[str, str]:
     return (f"PC 1 ({explained[0]:.1%} of variance)", f"PC 2 ({explained[1]:.1%} of variance)")
 
 
-def _colour_arguments(color_by: str, data, overlap: np.ndarray, k: int) -> dict:
+def _colour_while_computing(color_by: str, data, overlap: np.ndarray | None, k: int) -> dict:
+    """:func:`_colour_arguments`, saying so when the per-sample overlap (``None``) is still being computed:
+    the maps are drawn without it, by label where they would be coloured by it."""
+    if overlap is not None:
+        return _colour_arguments(color_by, data, overlap, k)
+    st.info(
+        f"Each sample's k-NN overlap (k = {k}) is not computed yet: the maps are drawn without it"
+        + (", coloured by label," if color_by == "alignment" else "")
+        + " and take it up when it is ready.",
+        icon=":material/hourglass_top:",
+    )
+    return _colour_arguments("label" if color_by == "alignment" else color_by, data, None, k)
+
+
+def _colour_arguments(color_by: str, data, overlap: np.ndarray | None, k: int) -> dict:
     """projection_scatter's colour arguments: labels, the per-sample overlap, or a metadata column (numbers
     on a colour scale over their own range, text as categories)."""
     if color_by == "alignment":
@@ -214,11 +228,12 @@ def render(sel: Selection) -> None:
             AlignedProjectionRequest(sel.model_a, sel.model_b, *common, layer_a, layer_b, sel.alignment, **umap_options)
         )
     outcomes = ui.fetch(requests, key="projections")
-    if not all(o.ready for o in outcomes[:3]):
+    if not all(o.ready for o in outcomes[:2]):
         ui.gate(outcomes, key="projections-gate", what="the maps")
         ui.share_box(sel)
         st.stop()
-    overlap = outcomes[2].result.overlap
+    # the PCA maps are drawn at once; the per-sample overlap (minutes of exact k-NN at 100k) joins when ready
+    overlap = outcomes[2].result.overlap if outcomes[2].ready else None
     data = view_dataset(sel.dataset, sel.n, sel.seed)
     sample_ids = list(data.sample_ids)
     position = sample_positions(data.sample_ids)
@@ -238,7 +253,7 @@ def render(sel: Selection) -> None:
         "select samples; they light up in both. The per-sample alignment is computed in the original spaces."
     )
 
-    colour = _colour_arguments(sel.color_by, data, overlap, k)
+    colour = _colour_while_computing(sel.color_by, data, overlap, k)
     maps = outcomes[3:]
     if sel.projection == "pca" or not all(o.ready for o in maps):
         coords_a, coords_b = outcomes[0].result.coords, outcomes[1].result.coords
@@ -259,7 +274,8 @@ def render(sel: Selection) -> None:
         coords_a, coords_b = maps[0].result.coords_a, maps[0].result.coords_b
         axes_a = axes_b = ("aligned UMAP 1", "aligned UMAP 2")
         shown = [outcomes[2], *maps]
-    ui.gate(outcomes, key="projections-gate", what=PROJECTION_NAMES[sel.projection])
+    waiting = PROJECTION_NAMES[sel.projection] if sel.projection != "pca" else "each sample's k-NN overlap"
+    ui.gate(outcomes, key="projections-gate", what=waiting)
     titles = (  # plotly reads a little HTML in titles: a layer's name is the user's text
         plots_projection.plotly_text(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}"),
         plots_projection.plotly_text(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}"),
@@ -267,7 +283,16 @@ def render(sel: Selection) -> None:
     # names what the maps show: results, the dataset's loaded view (its labels, texts, metadata; the cached
     # content holds it, so its id is not reused meanwhile), colour, k, the point budget, titles
     version = linked_maps.figures_version(
-        [o.key for o in shown], id(data), data.ids_digest(), sel.color_by, k, budget, titles, axes_a, axes_b
+        [o.key for o in shown],
+        overlap is not None,
+        id(data),
+        data.ids_digest(),
+        sel.color_by,
+        k,
+        budget,
+        titles,
+        axes_a,
+        axes_b,
     )
 
     def content() -> _MapsContent:
@@ -380,12 +405,16 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         return
     st.subheader(f"{len(selected)} selected samples")
     summary = st.columns([1, 1, 1])
-    summary[0].metric(
-        "Mean k-NN overlap of the selection",
-        f"{overlap[selected_indices].mean():.3f}",
-        delta=f"{overlap[selected_indices].mean() - overlap.mean():+.3f} vs all samples",
-    )
-    summary[1].metric("Mean k-NN overlap of all samples", f"{overlap.mean():.3f}")
+    if overlap is None:
+        summary[0].metric("Mean k-NN overlap of the selection", "…", help="computed with the per-sample overlap")
+        summary[1].metric("Mean k-NN overlap of all samples", "…", help="computed with the per-sample overlap")
+    else:
+        summary[0].metric(
+            "Mean k-NN overlap of the selection",
+            f"{overlap[selected_indices].mean():.3f}",
+            delta=f"{overlap[selected_indices].mean() - overlap.mean():+.3f} vs all samples",
+        )
+        summary[1].metric("Mean k-NN overlap of all samples", f"{overlap.mean():.3f}")
     summary[2].button(
         "Clear selection", on_click=update_selection, kwargs={"selected": ()}, icon=":material/close:", key="proj-clear"
     )
@@ -394,7 +423,9 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         st.image(
             [plots_projection.thumbnail(data.images[i], 64) for i in shown],
             caption=[
-                f"{data.labels[i] if data.labels is not None else sample_ids[i]} · {overlap[i]:.1f}" for i in shown
+                f"{data.labels[i] if data.labels is not None else sample_ids[i]}"
+                + (f" · {overlap[i]:.1f}" if overlap is not None else "")
+                for i in shown
             ],
             width=72,
         )
@@ -415,13 +446,16 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
     )
 
 
-def _selection_frame(data: Dataset, sample_ids: list[str], rows: Sequence[int], overlap: np.ndarray) -> pd.DataFrame:
-    """One row per sample of ``rows`` (indices into the view): id, label, k-NN overlap, text, metadata."""
+def _selection_frame(
+    data: Dataset, sample_ids: list[str], rows: Sequence[int], overlap: np.ndarray | None
+) -> pd.DataFrame:
+    """One row per sample of ``rows`` (indices into the view): id, label, k-NN overlap (NaN while it is
+    computed), text, metadata."""
     frame = pd.DataFrame(
         {
             "sample": [sample_ids[i] for i in rows],
             "label": [data.labels[i] for i in rows] if data.labels is not None else "",
-            "k-NN overlap": overlap[list(rows)],
+            "k-NN overlap": overlap[list(rows)] if overlap is not None else np.full(len(rows), np.nan),
         }
     )
     if data.texts is not None:

@@ -122,6 +122,33 @@ def test_colour_by_alignment_is_cores_per_sample_overlap_and_follows_k():
     np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 4), atol=1e-9)
 
 
+def test_the_pca_maps_are_drawn_while_the_per_sample_overlap_waits_for_its_click(monkeypatch):
+    """At 100k the exact overlap takes minutes: the maps waited for it (nothing on screen until it was
+    done). Now PCA is drawn at once, coloured by label, and the overlap joins when it is computed."""
+    from alignscope.core.settings import get_settings
+
+    run_page("projections", {"k": "10"})  # stores both PCA maps (and the overlap at k = 10)
+    monkeypatch.setenv("ALIGNSCOPE_AUTO_BUDGET_S", "0")  # nothing starts without a click
+    get_settings.cache_clear()
+    try:
+        _, subset = core_layer("digits-cnn-s0", 120)
+        app = run_page("projections", {"k": "7", "color": "alignment", "sel": subset.sample_ids[3]})
+        no_exception(app)
+        colours = chart_spec(app, "proj-a")["data"][0]["marker"]["color"]
+        assert len(colours) == 120 and len({c for c, label in zip(colours, subset.labels) if label == "3"}) == 1
+        assert any("k-NN overlap (k = 7) is not computed yet" in i.value for i in app.info)
+        assert any("coloured by label" in i.value for i in app.info)
+        assert [m.value for m in app.metric][:2] == ["…", "…"]  # the selection's summary waits for it too
+        compute = next(b for b in app.button if b.key == "compute-projections-gate")
+        compute.click().run()
+        no_exception(app)
+        colours = chart_spec(app, "proj-a")["data"][0]["marker"]["color"]
+        np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 7), atol=1e-9)
+        assert not any("not computed yet" in i.value for i in app.info)
+    finally:
+        get_settings.cache_clear()
+
+
 def test_widgets_change_the_maps_and_the_url():
     app = run_page("projections")
     before = chart_spec(app, "proj-b")["data"][0]["x"]
