@@ -126,7 +126,25 @@ def run_with_bar(engine, request, device: str | None = None) -> Any:
     def extract(plan) -> None:
         extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
 
-    return engine.run_extracting(request, extract, lambda prepared: BarProgress(prepared.label))
+    def bar(prepared) -> BarProgress:
+        note_fewer_samples(request, prepared.request)
+        return BarProgress(prepared.label)
+
+    return engine.run_extracting(request, extract, bar)
+
+
+# what a command asks for when no --n is given: every sample of the dataset, said nowhere
+_ALL_SAMPLES = (10**9, 200_000)
+
+
+def note_fewer_samples(asked, used) -> None:
+    """Say on stderr when an ``--n`` the user gave is more than the dataset holds (all of it is used)."""
+    wanted, got = getattr(asked, "n", None), getattr(used, "n", None)
+    if isinstance(wanted, int) and isinstance(got, int) and got < wanted and wanted not in _ALL_SAMPLES:
+        dataset = getattr(used, "dataset", "the dataset")
+        print(
+            f"note: {dataset} holds {got:,} samples, fewer than n = {wanted:,}; all {got:,} are used", file=sys.stderr
+        )
 
 
 PARAM_HELP = "a metric parameter NAME=VALUE, repeatable (e.g. alpha=0.5 n_folds=5 for shape_distance)"

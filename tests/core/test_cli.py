@@ -503,3 +503,13 @@ def test_a_run_whose_folder_cannot_be_written_is_refused_before_any_work(tmp_pat
     assert main(["run", str(plan), "--out", str(taken)]) == 2
     assert f"cannot use {str(taken)!r} as the run's folder: File exists" in capsys.readouterr().err
     assert taken.read_bytes() == b"x"
+
+
+def test_an_n_beyond_the_dataset_is_said_not_silently_cut(capsys):
+    command = ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
+    command += ["--layers", "last", "--metric", "linear_cka", "--format", "json"]
+    assert main([*command, "--n", "99999999"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)[0]["n_samples"] == 1797
+    assert "note: digits holds 1,797 samples, fewer than n = 99,999,999; all 1,797 are used" in captured.err
+    assert main(command) == 0 and "note:" not in capsys.readouterr().err  # no --n: all of them, as asked
