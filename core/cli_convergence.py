@@ -30,8 +30,8 @@ CURVE_RANKS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def _thresholds(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(part) for part in text.split(",") if part.strip())
+    try:  # an empty item ("0.5,,0.7") is a typo to say, not to drop
+        values = tuple(float(part) for part in text.split(","))
     except ValueError as exc:
         raise InputError(f"--thresholds takes numbers in [0, 1] separated by commas, not {text!r}") from exc
     if not values or not all(0.0 <= v <= 1.0 for v in values):

@@ -214,6 +214,18 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
             + ["--metric", "mutual_knn", "--k", "500", "--thresholds", "0.5"],
             "no layer pair can be scored: k=500 needs more samples",  # was a table of nan and exit 0
         ),
+        (
+            [
+                "convergent",
+                "--models",
+                "digits-cnn-s0,digits-cnn-s1",
+                "--dataset",
+                "digits",
+                "--thresholds",
+                "0.5,,0.7",
+            ],
+            "--thresholds takes numbers in [0, 1] separated by commas, not '0.5,,0.7'",  # the empty item was dropped
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
