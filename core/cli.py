@@ -24,6 +24,7 @@ from alignscope.core.cli_support import (
     PARAM_HELP,
     bootstrap_count,
     int_at_least,
+    note_fewer_samples,
     print_table,
     progress_bar,
     read_upload,
@@ -52,7 +53,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         raise AlignscopeError(
             "--add, --remove, --set, --import-properties and --text-variant are separate steps; give one"
         )
-    if args.set or args.import_properties:
+    if args.set or args.import_properties is not None:
         return set_properties(args)
     if args.text_variant:
         from alignscope.core.models import get_model_spec, text_variant
@@ -155,10 +156,12 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
         jobs = list(DEFAULT_JOBS)
     # Validate every name before computing anything.
+    pooling: dict[str, str | None] = {}  # a pooling only where the model reads one (else a copy of one entry)
     for model_name, dataset_name in jobs:
         spec = get_model_spec(model_name)
         get_dataset_spec(dataset_name)
-        if args.pooling and spec.kind not in POOLING_KINDS:  # it would only store a second copy of one entry
+        pooling[model_name] = args.pooling if spec.kind in POOLING_KINDS else None
+        if args.pooling and args.model and spec.kind not in POOLING_KINDS:
             raise AlignscopeError(
                 f"--pooling applies to transformers models; {model_name} ({spec.kind}) gives each layer's output "
                 "its own way whatever the pooling: leave --pooling out"
@@ -166,7 +169,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     cache = FeatureCache()
     started = time.perf_counter()
     if args.ray is not None:
-        return _extract_on_ray(args, jobs, cache, started)
+        return _extract_on_ray(args, jobs, pooling, started)
     if args.device:  # said even when every entry is a cache hit and nothing runs on it
         from alignscope.core.devices import resolve_device
 
@@ -178,7 +181,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             dataset,
             device=args.device,
             batch_size=args.batch_size,
-            pooling=args.pooling,
+            pooling=pooling[model_name],
             progress=progress_bar(f"{model_name} on {dataset_name}"),
         )
         status = "hit " if result.hit else "miss"
@@ -190,12 +193,14 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def _extract_on_ray(args: argparse.Namespace, jobs: list[tuple[str, str]], cache, started: float) -> int:
+def _extract_on_ray(
+    args: argparse.Namespace, jobs: list[tuple[str, str]], pooling: dict[str, str | None], started: float
+) -> int:
     """``alignscope extract --ray``: one Ray task per (model, dataset), into this cache directory."""
     from alignscope.core.analysis.ray_tasks import ExtractJob, RayOptions, extract_on_ray
 
     options = RayOptions(None if args.ray == "local" else args.ray, args.ray_cpus)
-    tasks = [ExtractJob(m, d, args.n, args.seed, args.batch_size, args.pooling, args.device) for m, d in jobs]
+    tasks = [ExtractJob(m, d, args.n, args.seed, args.batch_size, pooling[m], args.device) for m, d in jobs]
 
     def report(index: int, outcome: tuple) -> None:
         key, hit, n_samples, n_layers, seconds = outcome
@@ -207,7 +212,9 @@ def _extract_on_ray(args: argparse.Namespace, jobs: list[tuple[str, str]], cache
     from alignscope.core.settings import get_settings
 
     extract_on_ray(tasks, get_settings().cache_dir, options, on_done=report)
-    print(f"done in {time.perf_counter() - started:.1f}s on Ray; cache at {cache.root}")
+    from alignscope.core.cache import FeatureCache
+
+    print(f"done in {time.perf_counter() - started:.1f}s on Ray; cache at {FeatureCache().root}")
     return 0
 
 
@@ -312,6 +319,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         for metric in metrics
     ]
     scores = [run_with_bar(engine, request, args.device) for request in requests]
+    note_fewer_samples(args.n, scores[0].n_samples, args.dataset)
     sys.stdout.write(format_scores(scores, args.format) + "\n")
     return 0
 

@@ -68,9 +68,14 @@ def model_rows(with_properties: bool) -> list[dict[str, Any]]:
 
 def set_properties(args: argparse.Namespace) -> int:
     """``alignscope models --set NAME key=value ...`` and ``--import-properties FILE.csv``."""
-    from alignscope.core.properties import import_properties_csv, parse_assignment, set_user_property
+    from alignscope.core.properties import (
+        check_property_value,
+        import_properties_csv,
+        parse_assignment,
+        set_user_property,
+    )
 
-    if args.import_properties:
+    if args.import_properties is not None:
         path = Path(args.import_properties).expanduser()
         try:
             data = path.read_bytes()
@@ -83,6 +88,8 @@ def set_properties(args: argparse.Namespace) -> int:
     if not assignments:
         raise InputError("give the properties after the model: --set NAME key=value [key=value ...]")
     parsed = [parse_assignment(text) for text in assignments]  # all checked before any is written
+    for key, value in parsed:
+        check_property_value(key, value, args.unit or "", model=model)
     for key, value in parsed:
         prop = set_user_property(model, key, value, unit=args.unit or "")
         print(f"{model}: {prop.name} = {prop.value:g}{' ' + prop.unit if prop.unit else ''}")

@@ -126,24 +126,15 @@ def run_with_bar(engine, request, device: str | None = None) -> Any:
     def extract(plan) -> None:
         extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
 
-    def bar(prepared) -> BarProgress:
-        note_fewer_samples(request, prepared.request)
-        return BarProgress(prepared.label)
-
-    return engine.run_extracting(request, extract, bar)
+    return engine.run_extracting(request, extract, lambda prepared: BarProgress(prepared.label))
 
 
-# what a command asks for when no --n is given: every sample of the dataset, said nowhere
-_ALL_SAMPLES = (10**9, 200_000)
-
-
-def note_fewer_samples(asked, used) -> None:
-    """Say on stderr when an ``--n`` the user gave is more than the dataset holds (all of it is used)."""
-    wanted, got = getattr(asked, "n", None), getattr(used, "n", None)
-    if isinstance(wanted, int) and isinstance(got, int) and got < wanted and wanted not in _ALL_SAMPLES:
-        dataset = getattr(used, "dataset", "the dataset")
+def note_fewer_samples(asked_n: int | None, used_n: int, dataset: str) -> None:
+    """Say on stderr when the ``--n`` the user gave is more than ``dataset`` holds (all of it is used)."""
+    if asked_n is not None and used_n < asked_n:
         print(
-            f"note: {dataset} holds {got:,} samples, fewer than n = {wanted:,}; all {got:,} are used", file=sys.stderr
+            f"note: {dataset} holds {used_n:,} samples, fewer than n = {asked_n:,}; all {used_n:,} are used",
+            file=sys.stderr,
         )
 
 

@@ -24,7 +24,7 @@ def check_name(name: object, *, what: str) -> str:
     return name
 
 
-REVISION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,199}$")
+REVISION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/+@\-]{0,199}$")
 
 
 def check_revision(revision: str | None) -> str | None:
@@ -32,14 +32,14 @@ def check_revision(revision: str | None) -> str | None:
     None; anything else (a newline, a space, ``..``) is refused before it is stored.
 
     Example:
-        >>> check_revision("refs/pr/3")
-        'refs/pr/3'
+        >>> check_revision("refs/pr/3"), check_revision("v1.0+cu118")
+        ('refs/pr/3', 'v1.0+cu118')
     """
     if revision is None:
         return None
     if not isinstance(revision, str) or not REVISION_PATTERN.match(revision) or ".." in revision:
         raise InvalidNameError(
-            f"revision {revision!r} is not a git branch, tag or commit: use letters, digits, '.', '_', '-' "
-            "and '/', starting with a letter or digit, and no '..'"
+            f"revision {revision!r} is not a git branch, tag or commit: use letters, digits, '.', '_', '-', "
+            "'+', '@' and '/', starting with a letter or digit, and no '..'"
         )
     return revision

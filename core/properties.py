@@ -143,10 +143,7 @@ def set_user_property(
     check_property_name(name)
     if not math.isfinite(float(value)):
         raise InputError(f"property {name} of {model}: {value!r} is not a finite number")
-    if name == "params" and value <= 0:
-        raise InputError(f"property params of {model} counts parameters: it must be positive, got {value:g}")
-    if len(str(unit)) > 40 or any(ord(c) < 32 or ord(c) == 127 for c in str(unit)):
-        raise InputError(f"the unit of {name} must be one line of at most 40 characters, got {str(unit)[:60]!r}")
+    check_property_value(name, float(value), str(unit), model=model)
     settings = settings or get_settings()
     path = registry_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -162,6 +159,15 @@ def set_user_property(
     return prop
 
 
+def check_property_value(name: str, value: float, unit: str = "", *, model: str = "the model") -> None:
+    """What any property must hold, checked before anything is written: a parameter count is positive, a
+    unit is one line of at most 40 characters (it is shown in tables and axis titles)."""
+    if name == "params" and value <= 0:
+        raise InputError(f"property params of {model} counts parameters: it must be positive, got {value:g}")
+    if len(unit) > 40 or any(ord(c) < 32 or ord(c) == 127 for c in unit):
+        raise InputError(f"the unit of {name} must be one line of at most 40 characters, got {unit[:60]!r}")
+
+
 def parse_assignment(text: str) -> tuple[str, float]:
     """``key=value`` -> (key, value), e.g. ``imagenet_top1=77.6``."""
     key, sep, raw = text.partition("=")
@@ -173,7 +179,9 @@ def parse_assignment(text: str) -> tuple[str, float]:
         raise InputError(f"{text!r}: {raw!r} is not a number") from exc
     if not math.isfinite(value):  # refused here, so that every assignment is checked before any is written
         raise InputError(f"{text!r}: {raw!r} is not a finite number")
-    return check_property_name(key.strip()), value
+    name = check_property_name(key.strip())
+    check_property_value(name, value)
+    return name, value
 
 
 def import_properties_csv(data: bytes, settings: Settings | None = None) -> int:
@@ -198,6 +206,7 @@ def import_properties_csv(data: bytes, settings: Settings | None = None) -> int:
             if not math.isfinite(value):
                 raise InputError(f"{row['value']!r} is not a finite number")
             name = check_property_name(row["name"])
+            check_property_value(name, value, row.get("unit") or "", model=row["model"])
         except (AlignscopeError, ValueError, TypeError) as exc:
             raise InputError(f"line {number} of the properties CSV: {exc}") from None
         parsed.append(

@@ -157,10 +157,14 @@ def compute_family_matrix(
     _same_depth(views, request.models)
     parts = request.pair_requests()
     matrices, params = [], dict(request.params)
+    problems: list[str] = []
     for done, part in enumerate(parts, start=1):
         scored = matrix(part)
         matrices.append(scored.values)
+        problems += [problem for _, _, problem in scored.problems]
         params = dict(scored.params)
         if progress is not None:
             progress(done, len(parts))
+    if problems and not any(np.isfinite(values).any() for values in matrices):  # NaN everywhere is no result
+        raise InputError(f"no layer pair of any seed pair can be scored: {problems[0]}")
     return stack_family_matrices(request.metric, params, matrices, len(request.models))

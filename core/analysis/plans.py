@@ -176,8 +176,9 @@ def parse_plan(text: str) -> Plan:
     pairs = _pairs(raw.get("pairs", "unordered"), models)
     differences = _triples(raw.get("differences", []))
     if not pairs and not differences:  # an empty table is not a result
+        why = "pairs is empty" if "pairs" in raw else f"{len(models)} different model(s) make no pair"
         raise InputError(
-            f"plan: nothing to score: {len(models)} different model(s) make no pair; list at least two models, "
+            f"plan: nothing to score: {why}; list at least two models, "
             "pairs = [[model_a, model_b]] or differences = [[model_a, model_b, reference]]"
         )
     return Plan(
@@ -404,6 +405,7 @@ def execute(
         run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
     for index, (request, item) in enumerate(zip(requests, prepared)):
         result = engine.run_extracting(request, extract)  # from the store when a Ray worker computed it
+        item = engine.prepare(request)  # features extracted again (found damaged) are named by their new keys
         if isinstance(request, DifferenceRequest):
             differences.append(difference_row(result, request, item.key))
         else:

@@ -55,8 +55,11 @@ def command_params(metric: str, shared: Mapping[str, Any], items: Mapping[str, A
     different values, is an InputError).
 
     Example:
-        >>> command_params("mutual_knn", {"k": 10, "similarity": "cosine"}, {"k": 5})
+        >>> command_params("mutual_knn", {"k": None, "similarity": "cosine"}, {"k": 5})
         (('k', 5), ('neighbors', 'exact'), ('similarity', 'cosine'))
+        >>> command_params("mutual_knn", {"k": 10}, {"k": 5})
+        Traceback (most recent call last):
+        alignscope.core.errors.InputError: k is given twice with different values: --k 10 and --param k=5; give one
     """
     for name, value in items.items():
         if shared.get(name) is not None and shared[name] != value:

@@ -263,8 +263,6 @@ def layer_matrix_of(
             ).values
     except InputError:  # some pair cannot be scored: score the others, one by one
         values, failed = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
-        if len(failed) == values.size:  # no cell at all: a matrix of NaN would read as a result
-            raise InputError(f"no layer pair can be scored: {failed[0][2]}") from None
         problems.extend(failed)
         chance = p_values = p_corrected = None
     if closed is not None:

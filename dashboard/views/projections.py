@@ -171,15 +171,21 @@ def _pca_axes(projection: Projection) -> tuple[str, str]:
     return (f"PC 1 ({explained[0]:.1%} of variance)", f"PC 2 ({explained[1]:.1%} of variance)")
 
 
-def _colour_while_computing(color_by: str, data, overlap: np.ndarray | None, k: int) -> dict:
-    """:func:`_colour_arguments`, saying so when the per-sample overlap (``None``) is still being computed:
-    the maps are drawn without it, by label where they would be coloured by it."""
+def _colour_while_computing(color_by: str, data, overlap: np.ndarray | None, k: int, state: str) -> dict:
+    """:func:`_colour_arguments`, saying so when the per-sample overlap (``None``; its outcome's ``state``)
+    is not there yet: the maps are drawn without it, by label where they would be coloured by it."""
     if overlap is not None:
         return _colour_arguments(color_by, data, overlap, k)
+    then = {
+        "needs_click": "; compute it below",
+        "failed": "; it could not be computed (below)",
+        "cancelled": "; it was cancelled (below)",
+    }.get(state, " and take it up when it is ready")
     st.info(
         f"Each sample's k-NN overlap (k = {k}) is not computed yet: the maps are drawn without it"
-        + (", coloured by label," if color_by == "alignment" else "")
-        + " and take it up when it is ready.",
+        + (", coloured by label" if color_by == "alignment" else "")
+        + then
+        + ".",
         icon=":material/hourglass_top:",
     )
     return _colour_arguments("label" if color_by == "alignment" else color_by, data, None, k)
@@ -229,7 +235,7 @@ def render(sel: Selection) -> None:
         )
     outcomes = ui.fetch(requests, key="projections")
     if not all(o.ready for o in outcomes[:2]):
-        ui.gate(outcomes, key="projections-gate", what="the maps")
+        ui.gate(outcomes[:2], key="projections-gate", what="the maps")  # the overlap is offered with them drawn
         ui.share_box(sel)
         st.stop()
     # the PCA maps are drawn at once; the per-sample overlap (minutes of exact k-NN at 100k) joins when ready
@@ -253,7 +259,7 @@ def render(sel: Selection) -> None:
         "select samples; they light up in both. The per-sample alignment is computed in the original spaces."
     )
 
-    colour = _colour_while_computing(sel.color_by, data, overlap, k)
+    colour = _colour_while_computing(sel.color_by, data, overlap, k, outcomes[2].state)
     maps = outcomes[3:]
     if sel.projection == "pca" or not all(o.ready for o in maps):
         coords_a, coords_b = outcomes[0].result.coords, outcomes[1].result.coords
@@ -274,8 +280,13 @@ def render(sel: Selection) -> None:
         coords_a, coords_b = maps[0].result.coords_a, maps[0].result.coords_b
         axes_a = axes_b = ("aligned UMAP 1", "aligned UMAP 2")
         shown = [outcomes[2], *maps]
-    waiting = PROJECTION_NAMES[sel.projection] if sel.projection != "pca" else "each sample's k-NN overlap"
-    ui.gate(outcomes, key="projections-gate", what=waiting)
+    gated = [o for o in outcomes if o.state == "needs_click"]
+    only_overlap = all(o is outcomes[2] for o in gated)
+    ui.gate(
+        outcomes,
+        key="projections-gate",
+        what="each sample's k-NN overlap" if only_overlap else PROJECTION_NAMES[sel.projection],
+    )
     titles = (  # plotly reads a little HTML in titles: a layer's name is the user's text
         plots_projection.plotly_text(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}"),
         plots_projection.plotly_text(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}"),

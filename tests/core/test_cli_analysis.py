@@ -100,6 +100,8 @@ def test_models_json_is_valid_and_holds_a_property_set_with_the_cli(cache_dir, c
         (["models", "--set", "nope", "a=1"], "unknown model 'nope'"),
         (["models", "--set", "digits-cnn-s0"], "give the properties after the model"),
         (["models", "--set", "digits-cnn-s0", "a=1", "--import-properties", "x.csv"], "are separate steps"),
+        (["models", "--set", "digits-cnn-s0", "a=1", "params=0"], "counts parameters: it must be positive, got 0"),
+        (["models", "--set", "digits-cnn-s0", "a=1", "--unit", "x\ny"], "the unit of a must be one line"),
     ],
 )
 def test_bad_assignments_are_one_clear_line_and_nothing_is_written(cache_dir, capsys, argv, message):
@@ -129,6 +131,10 @@ def test_import_properties_from_a_csv_and_a_bad_csv_writes_nothing(cache_dir, tm
     assert main(["models", "--import-properties", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "error: line 3 of the properties CSV: 'inf' is not a finite number"
+    assert not {"fresh", "fresh2"} & set(_model_row(capsys, "digits-cnn-s0")["properties"])
+    bad.write_text("model,name,value,unit\ndigits-cnn-s0,fresh,1,%\ndigits-cnn-s0,fresh2,1," + "u" * 41 + "\n")
+    assert main(["models", "--import-properties", str(bad)]) == 2  # a unit checked only when written: fresh stayed
+    assert "line 3 of the properties CSV: the unit of fresh2 must be one line" in capsys.readouterr().err
     assert not {"fresh", "fresh2"} & set(_model_row(capsys, "digits-cnn-s0")["properties"])
 
     assert main(["models", "--import-properties", str(tmp_path / "missing.csv")]) == 2

@@ -137,7 +137,7 @@ def test_the_pca_maps_are_drawn_while_the_per_sample_overlap_waits_for_its_click
         colours = chart_spec(app, "proj-a")["data"][0]["marker"]["color"]
         assert len(colours) == 120 and len({c for c, label in zip(colours, subset.labels) if label == "3"}) == 1
         assert any("k-NN overlap (k = 7) is not computed yet" in i.value for i in app.info)
-        assert any("coloured by label" in i.value for i in app.info)
+        assert any("coloured by label; compute it below" in i.value for i in app.info)
         assert [m.value for m in app.metric][:2] == ["…", "…"]  # the selection's summary waits for it too
         compute = next(b for b in app.button if b.key == "compute-projections-gate")
         compute.click().run()
@@ -145,6 +145,17 @@ def test_the_pca_maps_are_drawn_while_the_per_sample_overlap_waits_for_its_click
         colours = chart_spec(app, "proj-a")["data"][0]["marker"]["color"]
         np.testing.assert_allclose(colours, core_overlap("digits-cnn-s0", "digits-cnn-s1", 120, 7), atol=1e-9)
         assert not any("not computed yet" in i.value for i in app.info)
+        # a view whose PCA waits for a click too: that click starts the maps only (the overlap took its
+        # minutes with them, and the maps waited for both)
+        app = run_page("projections", {"n": "150", "k": "7", "color": "alignment"})
+        no_exception(app)
+        assert any("Computing the maps takes" in m.value for m in app.markdown)
+        assert not any("k-NN overlap (k=7) of" in c.value for c in app.caption)  # not in the maps' click
+        next(b for b in app.button if b.key == "compute-projections-gate").click().run()
+        no_exception(app)
+        assert len(chart_spec(app, "proj-a")["data"][0]["x"]) == 150
+        assert any("compute it below" in i.value for i in app.info)
+        assert any("Computing each sample's k-NN overlap takes" in m.value for m in app.markdown)
     finally:
         get_settings.cache_clear()
 

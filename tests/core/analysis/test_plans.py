@@ -138,6 +138,7 @@ def test_a_plan_is_parsed_into_its_grid():
         # one model (or one listed twice) and no differences: 0 cells, an empty table reported as success
         ({"models": '["digits-cnn-s0"]', "differences": "[]"}, r"plan: nothing to score: 1 different model"),
         ({"models": '["digits-cnn-s0", "digits-cnn-s0"]', "differences": "[]"}, r"plan: nothing to score"),
+        ({"pairs": "[]", "differences": "[]"}, r"plan: nothing to score: pairs is empty"),
     ],
 )
 def test_a_bad_plan_is_refused_with_a_message_naming_the_problem(changes, message):
