@@ -23,6 +23,7 @@ from alignscope.core.cli_support import (
     NEIGHBORS_HELP,
     PARAM_HELP,
     bootstrap_count,
+    check_device,
     int_at_least,
     note_fewer_samples,
     print_table,
@@ -170,10 +171,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.ray is not None:
         return _extract_on_ray(args, jobs, pooling, started)
-    if args.device:  # said even when every entry is a cache hit and nothing runs on it
-        from alignscope.core.devices import resolve_device
-
-        resolve_device(args.device)
+    check_device(args.device)
     for model_name, dataset_name in jobs:
         dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
         features, result = cache.get_or_extract(
@@ -296,10 +294,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         get_metric(metric)  # fail on a typo before extracting anything
     extra = parse_param_items(args.param, metrics)
     get_dataset_spec(args.dataset)
-    if args.device:
-        from alignscope.core.devices import resolve_device
-
-        resolve_device(args.device)
+    check_device(args.device)
     engine = Engine()
     requests = [
         PairRequest(

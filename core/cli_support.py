@@ -129,6 +129,15 @@ def run_with_bar(engine, request, device: str | None = None) -> Any:
     return engine.run_extracting(request, extract, lambda prepared: BarProgress(prepared.label))
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a ``--device`` this machine cannot use before any work, also when every feature is cached and
+    nothing would run on it."""
+    if device:
+        from alignscope.core.devices import resolve_device
+
+        resolve_device(device)
+
+
 def note_fewer_samples(asked_n: int | None, used_n: int, dataset: str) -> None:
     """Say on stderr when the ``--n`` the user gave is more than ``dataset`` holds (all of it is used)."""
     if asked_n is not None and used_n < asked_n:

@@ -236,12 +236,12 @@ def hub_dataset_spec(
     label_column: str | None = None,
 ) -> DatasetSpec:
     """A spec for a Hugging Face dataset (hub id or local dataset folder)."""
-    from alignscope.core.sources import HUB_ID_PATTERN
+    from alignscope.core.sources import is_hub_id
 
     if not isinstance(hub_id, str) or not hub_id or len(hub_id) > 300:
         raise InvalidNameError("a hub dataset id like 'nlphuji/flickr30k' (or a local dataset folder) is required")
     local = Path(hub_id).expanduser()
-    if not local.exists() and (not HUB_ID_PATTERN.match(hub_id) or ".." in hub_id):
+    if not local.exists() and not is_hub_id(hub_id):
         raise InvalidNameError(f"{hub_id!r} is neither an existing local folder nor a hub id like 'org/dataset'")
     if not (text_column or image_column):
         raise InputError("name the text column, the image column, or both")

@@ -22,7 +22,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -36,13 +36,16 @@ def resolve_device(device: str = "auto") -> torch.device:
             f"device {device!r} was asked for but torch sees {torch.cuda.device_count()} CUDA GPU(s), "
             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
         )
-    if resolved.type == "mps" and not (
-        getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    ):
+    if resolved.type == "mps" and not _mps_available():
         raise ModelLoadError("device 'mps' was asked for but torch sees no Apple GPU (MPS); use --device auto or cpu")
     if resolved.type not in ("cpu", "cuda", "mps"):
         raise ModelLoadError(f"device {device!r} is not supported here; use auto, cpu, cuda, cuda:N or mps")
     return resolved
+
+
+def _mps_available() -> bool:
+    """Whether torch sees an Apple GPU (builds without the MPS backend have no ``torch.backends.mps``)."""
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:

@@ -42,10 +42,10 @@ from alignscope.core.names import check_name, check_revision
 from alignscope.core.registry import Registry
 from alignscope.core.settings import Settings, get_settings
 from alignscope.core.sources import (
-    HUB_ID_PATTERN,
     RUNTIME_MODULES,
     FactorySource,
     RuntimeSource,
+    is_hub_id,
     parse_source,
 )
 
@@ -238,7 +238,7 @@ def hub_model_spec(
     is_local = local is not None and local.exists()
     if local is not None and is_local and not (local / "config.json").is_file():
         raise InvalidNameError(f"{hub_id!r} is not a model folder (no config.json) nor a hub id like 'org/model'")
-    if not is_local and (not HUB_ID_PATTERN.match(hub_id) or ".." in hub_id):
+    if not is_local and not is_hub_id(hub_id):
         where = (
             "is neither an existing local folder nor a hub id like 'org/model'"
             if allow_local

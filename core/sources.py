@@ -42,6 +42,13 @@ from alignscope.core.settings import get_settings
 from alignscope.core.versions import installed_version
 
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` has the form of a hub id (``name`` or ``org/name``, no ``..``); not whether it exists."""
+    return bool(HUB_ID_PATTERN.match(text)) and ".." not in text
+
+
 # What a hub snapshot needs for transformers to load it: configs, tokenizers, safetensors weights.
 # Pickled ``.bin`` weights are fetched only when a repository has no safetensors.
 _SNAPSHOT_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken", "*.py"]

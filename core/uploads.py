@@ -15,9 +15,10 @@ loaded (``np.load(allow_pickle=False)``).
 
 Refused, each with its reason: texts or captions holding NUL bytes (a binary or UTF-16 file read as text;
 nothing is stripped silently), a ``captions.csv`` naming one image twice (sample ids must be unique) or
-leaving some image out (it would be dropped), zip members pointing outside the zip, zip members that clash (``a.png`` and ``a.png/b.png``, the same name twice) or whose names no file system
-takes (a part over 255 bytes, control characters); matrices that are complex, empty, hold NaN/Inf,
-overflow float32, or have every row the same (no metric can compare a constant representation).
+leaving some image out (it would be dropped), zip members pointing outside the zip, zip members that clash
+(``a.png`` and ``a.png/b.png``, the same name twice) or whose names no file system takes (a part over
+255 bytes, control characters); matrices that are complex, empty, hold NaN/Inf, overflow float32, or have
+every row the same (no metric can compare a constant representation).
 A write that fails (a full disk, a name the file system refuses) leaves nothing behind, and no message
 names a server path.
 """
@@ -281,16 +282,17 @@ def _check_members(members: list[PurePosixPath], filename: str) -> None:
             )
 
 
-def _escapes(name: str) -> bool:
-    """A zip member whose path leaves the folder it is unpacked into (absolute, or through '..')."""
-    path = PurePosixPath(name.replace("\\", "/"))
-    return path.is_absolute() or ".." in path.parts
-
-
-def _safe_member(name: str) -> PurePosixPath | None:
-    """The member's path, or None for what an upload skips: folders, hidden files, macOS metadata."""
+def _safe_member(name: str, filename: str) -> PurePosixPath | None:
+    """The member's path, or None for what an upload skips: folders, hidden files, macOS metadata. A member
+    whose path leaves the folder it is unpacked into (absolute, or through '..', also written with '\\')
+    refuses the whole zip."""
+    escaping = PurePosixPath(name.replace("\\", "/"))
+    if escaping.is_absolute() or ".." in escaping.parts:
+        raise UploadError(
+            f"{_shown(name)} in {filename!r} points outside the zip (an absolute path or '..'); nothing was unpacked"
+        )
     path = PurePosixPath(name)
-    if _escapes(name) or name.endswith("/"):
+    if name.endswith("/"):
         return None
     if any(part.startswith(".") or part == "__MACOSX" for part in path.parts):
         return None
@@ -467,12 +469,7 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
     captions_blob = None
     total = 0
     for info in archive.infolist():
-        if _escapes(info.filename):
-            raise UploadError(
-                f"{_shown(info.filename)} in {filename!r} points outside the zip (an absolute path or '..'); "
-                "nothing was unpacked"
-            )
-        member = _safe_member(info.filename)
+        member = _safe_member(info.filename, filename)
         if member is None or info.is_dir():
             continue
         total += info.file_size

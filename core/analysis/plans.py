@@ -403,7 +403,7 @@ def execute(
                 on_progress(seconds, sum(estimates), len(requests) - len(todo) + len(finished), len(requests))
 
         run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
-    for index, (request, item) in enumerate(zip(requests, prepared)):
+    for index, request in enumerate(requests):
         result = engine.run_extracting(request, extract)  # from the store when a Ray worker computed it
         item = engine.prepare(request)  # features extracted again (found damaged) are named by their new keys
         if isinstance(request, DifferenceRequest):
