@@ -29,6 +29,7 @@ from alignscope.core.cli_support import (
     print_table,
     progress_bar,
     read_upload,
+    resample_count,
     run_with_bar,
 )
 from alignscope.core.errors import AlignscopeError
@@ -534,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     score.add_argument(
         "--permutations",
-        type=int_at_least(0),
+        type=resample_count(0),
         default=0,
         help="shuffled correspondences for the permutation p-value (0 = off)",
     )

@@ -25,6 +25,7 @@ from alignscope.core.cli_support import (
     new_engine,
     print_table,
     read_upload,
+    resample_count,
     run_with_bar,
     split_names,
 )
@@ -403,7 +404,7 @@ def add_commands(sub: Any) -> None:
     difference.add_argument("--reference", required=True)
     difference.add_argument("--dataset", required=True)
     difference.add_argument("--layers", default="best", help="best (default), last, or depth:0.5")
-    difference.add_argument("--bootstrap", type=int_at_least(2), default=1000)
+    difference.add_argument("--bootstrap", type=resample_count(2), default=1000)
     difference.add_argument("--method", choices=["auto", "bootstrap", "sign_flip"], default="auto")
     difference.add_argument("--format", choices=["table", "json"], default="table")
     _add_metric_arguments(difference, "mutual_knn")

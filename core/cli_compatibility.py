@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from alignscope.core.cli_support import MAX_SEED, int_at_least, new_engine, print_table, run_with_bar
+from alignscope.core.cli_support import MAX_SEED, int_at_least, new_engine, print_table, resample_count, run_with_bar
 
 
 def cmd_compatibility(args: argparse.Namespace) -> int:
@@ -59,7 +59,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--layer-new", type=int, default=-1)
     parser.add_argument("--measure", default="mean_average_precision", help="mean_average_precision or recall@k")
     parser.add_argument("--query-fraction", type=float, default=0.3, help="share of the samples used as queries")
-    parser.add_argument("--bootstrap", type=int_at_least(2), default=200, help="resamples of the queries")
+    parser.add_argument("--bootstrap", type=resample_count(2), default=200, help="resamples of the queries")
     parser.add_argument("--n", type=int_at_least(3))
     parser.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     parser.add_argument("--format", choices=["table", "json"], default="table")

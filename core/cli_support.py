@@ -81,9 +81,16 @@ def int_at_least(low: int, high: int | None = None):
     return parse
 
 
+def resample_count(low: int):
+    """argparse type: shuffles or resamples, an integer in [low, stats.MAX_RESAMPLES]."""
+    from alignscope.core.stats import MAX_RESAMPLES
+
+    return int_at_least(low, MAX_RESAMPLES)
+
+
 def bootstrap_count(text: str) -> int:
-    """argparse type: bootstrap resamples, 0 (off) or at least 2 (one resample has no spread)."""
-    value = int_at_least(0)(text)
+    """argparse type: bootstrap resamples, 0 (off) or in [2, stats.MAX_RESAMPLES] (one has no spread)."""
+    value = resample_count(0)(text)
     if value == 1:
         raise argparse.ArgumentTypeError("must be 0 (off) or at least 2: one resample has no spread")
     return value

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import check_features
 from alignscope.core.metrics.retrieval import LinearMap, RetrievalResult, evaluate_retrieval, relevance_masks
+from alignscope.core.stats import _count
 
 MEASURES = ("mean_average_precision", "recall@k")
 
@@ -277,8 +278,7 @@ def compatibility_report(
         (True, True, True)
     """
     top_k = parse_measure(measure)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 2:
-        raise InputError(f"n_boot must be an integer >= 2, got {n_boot!r}")
+    n_boot = _count(n_boot, "n_boot", low=2)
     if not 0.0 < float(confidence) < 1.0:
         raise InputError(f"confidence must be in (0, 1), got {confidence!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):

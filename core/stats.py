@@ -62,9 +62,17 @@ def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
+# The most shuffles, resamples or sign flips one call draws: a p-value resolved to 1e-6. Beyond it a
+# run takes days and its null array alone runs to gigabytes (1e11 permutations asked for 745 GiB).
+MAX_RESAMPLES = 1_000_000
+
+
 def _count(value: Any, name: str, low: int = 1) -> int:
+    """``value`` as an int in [low, MAX_RESAMPLES], else an InputError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
         raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+    if int(value) > MAX_RESAMPLES:
+        raise InputError(f"{name} must be at most {MAX_RESAMPLES:,}, got {int(value):,}")
     return int(value)
 
 

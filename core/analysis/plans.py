@@ -45,6 +45,7 @@ from alignscope.core.files import atomic_write_bytes
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.names import check_name
 from alignscope.core.properties import resolve_models
+from alignscope.core.stats import MAX_RESAMPLES
 from alignscope.core.versions import versions_of
 
 if sys.version_info >= (3, 11):
@@ -132,10 +133,20 @@ class Plan:
     source: dict[str, Any] = field(default_factory=dict)
 
 
-def _int(raw: dict, key: str, default: int, low: int) -> int:
+def _int(raw: dict, key: str, default: int, low: int, high: int | None = None) -> int:
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise InputError(f"plan: {key} must be a whole number >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise InputError(f"plan: {key} must be at most {high:,}, got {value:,}")
+    return value
+
+
+def _resamples(raw: dict, key: str) -> int:
+    """``permutations`` / ``bootstrap``: 0 (off) or a count the statistics accept."""
+    value = _int(raw, key, 0, 0, MAX_RESAMPLES)
+    if key == "bootstrap" and value == 1:
+        raise InputError("plan: bootstrap must be 0 (off) or at least 2: one resample has no spread")
     return value
 
 
@@ -190,8 +201,8 @@ def parse_plan(text: str) -> Plan:
         pairs=pairs,
         metrics=metrics,
         layers=layers,
-        permutations=_int(raw, "permutations", 0, 0),
-        bootstrap=_int(raw, "bootstrap", 0, 0),
+        permutations=_resamples(raw, "permutations"),
+        bootstrap=_resamples(raw, "bootstrap"),
         params=grid,
         differences=differences,
         source=raw,

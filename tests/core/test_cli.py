@@ -244,7 +244,7 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
         (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--k", "0"], "--k: must be at least 1"),
         (
             ["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--permutations", "-3"],
-            "--permutations: must be at least 0",
+            "--permutations: must be between 0 and 1000000",
         ),
         (["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--k", "ten"], "'ten' is not an integer"),
         (["dashboard", "--port", "70000"], "--port: must be between 1 and 65535"),
@@ -253,6 +253,30 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(capsys, argv, message):
             "--bootstrap: must be 0 (off) or at least 2",
         ),
         (["trend", "--models", "a,b", "--property", "p", "--bootstrap", "1"], "--bootstrap: must be 0 (off)"),
+        (  # was a MemoryError after extracting: the null array of 1e11 shuffles is 745 GiB
+            ["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--permutations", "100000000000"],
+            "--permutations: must be between 0 and 1000000",
+        ),
+        (
+            ["score", "--model-a", "a", "--model-b", "b", "--dataset", "d", "--bootstrap", "2000001"],
+            "--bootstrap: must",
+        ),
+        (
+            [
+                "difference",
+                "--model-a",
+                "a",
+                "--model-b",
+                "b",
+                "--reference",
+                "c",
+                "--dataset",
+                "d",
+                "--bootstrap",
+                "10000000",
+            ],
+            "--bootstrap: must be between 2 and 1000000",
+        ),
     ],
 )
 def test_out_of_range_numbers_are_usage_errors_not_silently_clamped(capsys, argv, message):

@@ -251,7 +251,7 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(digits_cache, capsys, argv,
 
 def test_out_of_range_numbers_are_usage_errors(cache_dir, capsys):
     for argv, message in [
-        (["trend", "--models", "a,b", "--bootstrap", "-1"], "--bootstrap: must be at least 0"),
+        (["trend", "--models", "a,b", "--bootstrap", "-1"], "--bootstrap: must be between 0 and 1000000"),
         (["probe", "--model", "a", "--dataset", "d", "--n", "5"], "--n: must be at least 10"),
         (["probe", "--model", "a", "--dataset", "d", "--folds", "1"], "--folds: must be at least 2"),
         (["difference", "--model-a", "a", "--model-b", "b", "--reference", "c", "--dataset", "d", "--k", "0"], "--k"),

@@ -147,3 +147,11 @@ def test_resamples_a_metric_cannot_score_are_dropped_and_counted_or_reported():
         bootstrap_ci("retrieval_top1", a[:5], b[:5], n_boot=40, seed=0)  # 25 of 40 resamples fail
     with pytest.raises(InputError, match="one id per row"):
         kfold_indices(10, 2, seed=0, sample_ids=np.arange(9))
+
+
+def test_a_count_beyond_the_bound_is_refused_before_anything_is_allocated():
+    a = gaussian(30, 4, 0)
+    with pytest.raises(InputError, match=r"n_permutations must be at most 1,000,000, got 100,000,000,000"):
+        permutation_test("linear_cka", a, a, n_permutations=10**11)
+    with pytest.raises(InputError, match="n_boot must be at most"):
+        bootstrap_ci("linear_cka", a, a, n_boot=10**7)

@@ -123,6 +123,8 @@ def test_a_plan_is_parsed_into_its_grid():
         ({"n": "2"}, r"plan: n must be a whole number >= 3, got 2"),
         ({"n": "true"}, r"plan: n must be a whole number >= 3, got True"),
         ({"permutations": "-1"}, r"plan: permutations must be a whole number >= 0, got -1"),
+        ({"permutations": "10000000"}, r"plan: permutations must be at most 1,000,000, got 10,000,000"),
+        ({"bootstrap": "1"}, r"plan: bootstrap must be 0 \(off\) or at least 2"),
         ({"models": '["digits-cnn-s0", "nope"]'}, r"unknown model 'nope'"),
         ({"models": '"digits-cnn-s0"'}, r"plan: models must be a list of names"),
         ({"models": '["family:nope"]'}, r"no family 'nope'"),
