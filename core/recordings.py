@@ -138,6 +138,11 @@ def add_recording(
     if over not in OVER:
         raise UploadError(f"over must be one of {', '.join(OVER)}, got {over!r}")
     array = _read_array(filename, data)
+    if array.ndim == 4 and over == "repeats":  # else stored, and every RSA of it refused later
+        raise UploadError(
+            f"{Path(filename).name!r} has shape {array.shape}, read as [subjects, repeats, stimuli, channels]; "
+            "over='repeats' is for one subject's repeats, a 3-D [repeats, stimuli, channels] array"
+        )
     known = load_dataset(dataset).sample_ids
     ids = tuple(known) if sample_ids is None else tuple(sample_ids)
     if len(ids) != array.shape[-2]:

@@ -92,6 +92,10 @@ def test_recordings_are_validated_and_listed(engine):
     # every stimulus measured the same: stored, it failed later in rsa with a hint that failed again
     with pytest.raises(UploadError, match="every stimulus has the same measurements"):
         add_recording("bad", "x.npy", _npy(np.ones_like(data)), dataset="digits", sample_ids=ids)
+    # [subjects, repeats, n, d] said to be over repeats: stored, every rsa of it was refused later
+    four_d, four_d_ids = _simulated(engine, 1, 20, (2, 3), noise=0.1)
+    with pytest.raises(UploadError, match=r"\[subjects, repeats, stimuli, channels\]; over='repeats' is for one"):
+        add_recording("bad", "x.npy", _npy(four_d), dataset="digits", sample_ids=four_d_ids, over="repeats")
     with pytest.raises(Exception, match="not allowed"):
         add_recording("../escape", "x.npy", _npy(data), dataset="digits", sample_ids=ids)
     assert list_recordings() == []
