@@ -329,10 +329,26 @@ def _load_sentences(spec: DatasetSpec) -> Dataset:
     )
 
 
+def _check_hub_dataset(source: str, revision: str | None) -> None:
+    """One request to the hub before ``datasets`` asks: offline, ``datasets`` retried every file for ~25 s
+    before failing. A local folder, or HF_HUB_OFFLINE (load what is downloaded), is not checked."""
+    from alignscope.core.sources import check_hub_id, hub_offline
+
+    if Path(source).exists() or hub_offline():
+        return
+    warning = check_hub_id(source, revision, repo_type="dataset")
+    if warning and warning.startswith("could not reach"):
+        raise DatasetLoadError(
+            f"could not load dataset {source!r}: the Hugging Face hub cannot be reached from this machine. "
+            "Connect, or if it was downloaded before, set HF_HUB_OFFLINE=1 to load the downloaded copy"
+        )
+
+
 def _load_hub(spec: DatasetSpec) -> Dataset:
     import datasets as hf_datasets
 
     source = spec.source.removeprefix("hub:")
+    _check_hub_dataset(source, spec.revision)
     try:
         table = hf_datasets.load_dataset(source, revision=spec.revision, split=spec.split or "train")
     except Exception as exc:

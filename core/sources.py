@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import torch
 
-from alignscope.core.errors import InvalidNameError, ModelLoadError, UnknownModelError
+from alignscope.core.errors import InvalidNameError, ModelLoadError, UnknownDatasetError, UnknownModelError
 from alignscope.core.registry import Registry
 from alignscope.core.settings import get_settings
 from alignscope.core.versions import installed_version
@@ -176,7 +176,7 @@ class HubSource:
         """The absolute snapshot folder of this id in the Hugging Face cache, downloaded if needed."""
         from huggingface_hub import snapshot_download
 
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        offline = hub_offline()
         if not self.is_downloaded():
             if offline:
                 raise ModelLoadError(
@@ -368,14 +368,20 @@ def needs_download(spec: SourceSpec) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0) -> str | None:
-    """Ask the Hugging Face hub whether a model id (+ revision) exists.
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE is set: use what is downloaded, never ask the hub."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
-    Returns None when the hub confirms it, or a warning when the hub cannot be reached (offline: the
-    model is registered unverified and downloads on first use).
+
+def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0, *, repo_type: str = "model") -> str | None:
+    """Ask the Hugging Face hub, in one request, whether a model (or ``repo_type="dataset"``) id exists.
+
+    Returns None when the hub confirms it, or a warning starting "could not reach" when the hub cannot be
+    reached (offline: a model is registered unverified and downloads on first use).
 
     Raises:
-        UnknownModelError: the hub answers that the repository or the revision does not exist.
+        UnknownModelError / UnknownDatasetError: the hub answers that the repository or the revision does
+            not exist.
         InvalidNameError: the id breaks the hub's own naming rules.
     """
     from huggingface_hub import HfApi
@@ -386,18 +392,28 @@ def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0) -> st
         RevisionNotFoundError,
     )
 
+    model = repo_type == "model"  # a model is checked as it is added; a dataset each time it is loaded
+    unknown, example = (
+        (UnknownModelError, "'sentence-transformers/all-MiniLM-L6-v2'")
+        if model
+        else (
+            UnknownDatasetError,
+            "'nlphuji/flickr30k'",
+        )
+    )
+    nothing_added = "; nothing was added" if model else ""
     try:
-        HfApi().model_info(hub_id, revision=revision, timeout=timeout)
+        HfApi().repo_info(hub_id, repo_type=repo_type, revision=revision, timeout=timeout)
     except HFValidationError as error:
         raise InvalidNameError(f"{hub_id!r} is not a valid hub id: {error}. Nothing was added") from error
     except GatedRepoError:
         return f"{hub_id!r} is gated on the hub: accept its terms and log in (`hf auth login`) before first use"
     except RevisionNotFoundError as error:
-        raise UnknownModelError(f"the hub has {hub_id!r} but no revision {revision!r}; nothing was added") from error
+        raise unknown(f"the hub has {hub_id!r} but no revision {revision!r}{nothing_added}") from error
     except RepositoryNotFoundError as error:
-        raise UnknownModelError(
-            f"no model {hub_id!r} on the Hugging Face hub (or it is private); check the id, e.g. "
-            "'sentence-transformers/all-MiniLM-L6-v2'. Nothing was added"
+        raise unknown(
+            f"no {repo_type} {hub_id!r} on the Hugging Face hub (or it is private); check the id, e.g. "
+            f"{example}{nothing_added}"
         ) from error
     except Exception as error:  # noqa: BLE001 - offline, proxy, timeout: the hub could not answer either way
         return (

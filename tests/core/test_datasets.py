@@ -80,3 +80,38 @@ def test_hub_dataset_with_a_missing_column_names_the_columns(tmp_path):
     spec = hub_dataset_spec(str(folder), text_column="caption")
     with pytest.raises(DatasetLoadError, match="caption"):
         load_dataset(spec)
+
+
+def _hub_answers(monkeypatch, error: Exception) -> list:
+    """The hub's answer to one dataset_info request, and the calls that reach ``datasets`` after it."""
+    import datasets as hf_datasets
+    from huggingface_hub import HfApi
+
+    def answer(self, repo_id, **_):
+        raise error
+
+    reached: list = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(HfApi, "dataset_info", answer)
+    monkeypatch.setattr(hf_datasets, "load_dataset", lambda *args, **kwargs: reached.append(args))
+    return reached
+
+
+def test_an_unreachable_hub_is_said_at_once_instead_of_datasets_retrying_every_file(monkeypatch):
+    # offline, datasets' own requests retried each file five times: ~25 s of retry lines before an error
+    reached = _hub_answers(monkeypatch, OSError("[Errno -2] Name or service not known"))
+    spec = hub_dataset_spec("someorg/somedata", text_column="text")
+    with pytest.raises(
+        DatasetLoadError, match=r"'someorg/somedata': the Hugging Face hub cannot be reached.*HF_HUB_OFF"
+    ):
+        load_dataset(spec)
+    assert reached == []
+
+
+def test_a_dataset_the_hub_does_not_have_is_named_as_such(monkeypatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    reached = _hub_answers(monkeypatch, RepositoryNotFoundError.__new__(RepositoryNotFoundError))
+    with pytest.raises(UnknownDatasetError, match=r"no dataset 'someorg/somedata' on the Hugging Face hub"):
+        load_dataset(hub_dataset_spec("someorg/somedata", text_column="text"))
+    assert reached == []
