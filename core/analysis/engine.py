@@ -211,6 +211,15 @@ class Engine:
         the CLI, the Python API, batch runs). Features found damaged when read (their checksum fails, or
         the file went meanwhile) were dropped by the cache: they are extracted again, once. ``progress_for``
         gives the progress of the computation once it is prepared (e.g. a bar named by its label)."""
+        return self.run_extracting_prepared(request, extract, progress_for)[0]
+
+    def run_extracting_prepared(
+        self,
+        request: Request,
+        extract: Callable[[FeaturePlan], object],
+        progress_for: Callable[[Prepared], Progress | None] = lambda prepared: None,
+    ) -> tuple[Any, Prepared]:
+        """:meth:`run_extracting`'s result and the Prepared it ran (its key and the features it read)."""
         for attempt in (1, 2):
             prepared = self.prepare(request)
             if prepared.missing:  # prepared again once they are cached: the key names the features read
@@ -219,7 +228,7 @@ class Engine:
                 prepared = self.prepare(request)
             progress = progress_for(prepared)
             try:
-                return self.run_prepared(prepared, progress)
+                return self.run_prepared(prepared, progress), prepared
             except FeaturesGone:
                 if attempt == 2:
                     raise

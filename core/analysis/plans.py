@@ -415,8 +415,9 @@ def execute(
 
         run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
     for index, request in enumerate(requests):
-        result = engine.run_extracting(request, extract)  # from the store when a Ray worker computed it
-        item = engine.prepare(request)  # features extracted again (found damaged) are named by their new keys
+        # From the store when a Ray worker computed it; ``item`` names the features it read (new keys for
+        # any extracted again, found damaged).
+        result, item = engine.run_extracting_prepared(request, extract)
         if isinstance(request, DifferenceRequest):
             differences.append(difference_row(result, request, item.key))
         else:
