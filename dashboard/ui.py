@@ -570,6 +570,22 @@ def shape_widgets(sel: Selection) -> None:
     )
 
 
+def bootstrap_widget(sel: Selection, help: str = "0 turns the interval off.") -> None:
+    """The bootstrap resamples of a page's intervals (0 = off; at most MAX_BOOTSTRAP)."""
+    from alignscope.dashboard.selection import MAX_BOOTSTRAP
+
+    bound(
+        st.number_input,
+        "Bootstrap resamples",
+        sel,
+        "bootstrap",
+        min_value=0,
+        max_value=MAX_BOOTSTRAP,
+        step=50,
+        help=help,
+    )
+
+
 def k_widget(sel: Selection, label: str = "k (neighbours)", help: str | None = None) -> None:
     """k, and the neighbour similarity when a metric of the page takes one."""
     from alignscope.core.ann import APPROX_MIN_SAMPLES

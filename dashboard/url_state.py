@@ -15,7 +15,8 @@ from typing import Any
 import streamlit as st
 
 from alignscope.core.errors import AlignscopeError
-from alignscope.dashboard.selection import Selection
+from alignscope.core.files import atomic_write_bytes
+from alignscope.dashboard.selection import RegistryContext, Selection
 
 _LAST_QUERY = "_alignscope_last_query"
 _PENDING_NOTES = "_alignscope_notes"
@@ -26,24 +27,9 @@ _WIDGET_PREFIX = "sel."
 PAGE_PATH_KEY = "_alignscope_page_path"  # set by app.py: the url path of the page being shown
 
 
-class DashboardContext:
-    """The link context of a running dashboard: registries, dataset sizes and sample orders from core,
-    long selections stashed under the cache dir (``selections/<sha256>.json``)."""
-
-    def models(self) -> list[str]:
-        from alignscope.core.models import list_models
-
-        return [spec.name for spec in list_models()]
-
-    def datasets(self) -> list[str]:
-        from alignscope.core.datasets import list_datasets
-
-        return [spec.name for spec in list_datasets()]
-
-    def metrics(self) -> list[str]:
-        from alignscope.core.metrics.registry import list_metrics
-
-        return [spec.name for spec in list_metrics()]
+class DashboardContext(RegistryContext):
+    """The link context of a running dashboard: the registries' names, dataset sizes and sample orders
+    from core, long selections stashed under the cache dir (``selections/<sha256>.json``)."""
 
     def dataset_size(self, name: str) -> int | None:
         ids = self.sample_ids(name)
@@ -68,9 +54,7 @@ class DashboardContext:
         path = self._stash_path(key)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(blob)
-            tmp.replace(path)
+            atomic_write_bytes(path, blob)
         return key
 
     def unstash(self, key: str) -> list[int] | None:

@@ -19,7 +19,7 @@ from alignscope.core.models import describe, get_model_spec
 from alignscope.dashboard import _cached, guide, plots, ui
 from alignscope.dashboard.compatibility_view import compatibility_section
 from alignscope.dashboard.difference_view import paired_difference
-from alignscope.dashboard.selection import MAX_BOOTSTRAP, MAX_PERMUTATIONS, Selection
+from alignscope.dashboard.selection import MAX_PERMUTATIONS, Selection
 from alignscope.dashboard.url_state import bound, opened_without_a_link, share_url, update_selection
 
 
@@ -52,16 +52,7 @@ def _sidebar(sel: Selection) -> None:
             step=100,
             help="0 turns the permutation test off.",
         )
-        bound(
-            st.number_input,
-            "Bootstrap resamples",
-            sel,
-            "bootstrap",
-            min_value=0,
-            max_value=MAX_BOOTSTRAP,
-            step=50,
-            help="0 turns the interval off.",
-        )
+        ui.bootstrap_widget(sel)
 
 
 def pair_request(sel: Selection, metric: str, layers: str, *, with_stats: bool) -> PairRequest:

@@ -49,15 +49,8 @@ def _sidebar(sel: Selection, layer_names: tuple[str, ...], recordings: list[str]
                 help="crossnobis: cross-validated Mahalanobis over repeats (unbiased; needs repeats).",
             )
             bound(st.selectbox, "Compare RDMs by", sel, "rdm_comparison", options=list(RDM_COMPARISONS))
-            bound(
-                st.number_input,
-                "Bootstrap resamples",
-                sel,
-                "bootstrap",
-                min_value=0,
-                max_value=2000,
-                step=50,
-                help="Each layer's interval: resampling stimuli (and subjects where there are several); 0 = none.",
+            ui.bootstrap_widget(
+                sel, help="Each layer's interval: resampling stimuli (and subjects where there are several); 0 = none."
             )
 
 

@@ -102,7 +102,9 @@ def _sidebar(sel: Selection) -> None:
         bound(st.radio, "x axis", sel, "x_scale", options=list(X_SCALES), horizontal=True)
         st.header("Scoring")
         ui.scoring_widgets(sel, depth_field="trend_depth")  # its own: a preset leaves other pages' alone
-        bound(st.number_input, "Bootstrap resamples", sel, "bootstrap", min_value=0, max_value=2000, step=50)
+        ui.bootstrap_widget(
+            sel, help="Each point's interval: resampling samples, the same rows for every pair; 0 turns it off."
+        )
 
 
 def _request(sel: Selection) -> TrendRequest:
