@@ -164,7 +164,10 @@ class FamilyLayerMatrices:
         metric: the metric name; params: its resolved parameters.
         values: float64 [n_pairs, L, L]; ``values[p, i, j]`` = metric(layer i of net a, layer j of net b)
             for ``(a, b) = pairs[p]``.
-        mean, std: float64 [L, L] over the pairs (std ddof = 1; NaN for a single pair).
+        mean, std: float64 [L, L] over the pairs (std ddof = 1; NaN for a single pair). For a symmetric
+            metric each pair enters both ways round, (M + Mᵀ) / 2: layer i of one seed against layer j of
+            the other, whichever seed has the lower index, so ``mean`` is symmetric (M alone read
+            (conv1, conv2) and (conv2, conv1) differently by up to 0.2 on three digits CNNs).
         pairs: the (a, b) net indices (unordered for a symmetric metric, see the module docstring).
         higher_is_better, symmetric: from the metric's spec.
     """
@@ -224,12 +227,13 @@ def stack_family_matrices(
     of :func:`seed_pairs`."""
     spec = get_metric(metric)
     values = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
+    both_ways = (values + values.transpose(0, 2, 1)) / 2 if spec.symmetric_for(params) else values
     return FamilyLayerMatrices(
         metric=metric,
         params=dict(params),
         values=values,
-        mean=values.mean(axis=0),
-        std=std_over_first_axis(values),
+        mean=both_ways.mean(axis=0),
+        std=std_over_first_axis(both_ways),
         pairs=seed_pairs(n_nets, symmetric=spec.symmetric_for(params)),
         higher_is_better=spec.higher_is_better,
         symmetric=spec.symmetric_for(params),

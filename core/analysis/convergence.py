@@ -84,6 +84,7 @@ class FamilyMatrixRequest(Request):
     """``metric``'s layer × layer matrix over the seed pairs of ``models`` (unordered pairs when symmetric)."""
 
     kind: ClassVar[str] = "family-matrix"
+    result_version: ClassVar[int] = 2  # 2: a symmetric metric's mean and sd take each seed pair both ways round
     models: tuple[str, ...]
     dataset: str
     n: int

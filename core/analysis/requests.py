@@ -153,6 +153,9 @@ class Request:
     """Base of every request: its ``kind`` and the models whose features it reads."""
 
     kind: ClassVar[str] = ""
+    # Raised when a fix changes what a kind computes, so results stored before it are not served (part of
+    # the store key from 2 on; every kind at 1 keeps the keys it always had).
+    result_version: ClassVar[int] = 1
     # every request has these (its dataclass fields)
     dataset: str
     n: int
@@ -172,7 +175,8 @@ class Request:
 
     def to_json(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)  # type: ignore[call-overload]
-        return {"kind": self.kind, **fields}
+        version = {"result_version": self.result_version} if self.result_version > 1 else {}
+        return {"kind": self.kind, **version, **fields}
 
     def replace(self, **changes: Any) -> Any:
         return dataclasses.replace(self, **changes)  # type: ignore[type-var]

@@ -82,10 +82,13 @@ def test_family_layer_matrices_average_hand_cka_over_unordered_pairs():
     assert family.pairs == ((0, 1), (0, 2), (1, 2)) and family.symmetric
     expected = np.array([[[linear_cka_by_hand(x, y) for y in nets[b]] for x in nets[a]] for a, b in family.pairs])
     assert family.values == pytest.approx(expected, abs=1e-10)
-    assert family.mean == pytest.approx(expected.mean(axis=0), abs=1e-10)
-    assert family.std == pytest.approx(expected.std(axis=0, ddof=1), abs=1e-10)
     ordered = family.ordered()
     assert len(ordered) == 6 and ordered[(2, 0)] == pytest.approx(expected[1].T)
+    # the mean over every ordered pair: (layer i, layer j) whichever seed has the lower index
+    assert family.mean == pytest.approx(np.mean(list(ordered.values()), axis=0), abs=1e-10)
+    assert family.mean == pytest.approx(family.mean.T, abs=1e-12)
+    both_ways = (expected + expected.transpose(0, 2, 1)) / 2
+    assert family.std == pytest.approx(both_ways.std(axis=0, ddof=1), abs=1e-10)
     asymmetric = convergent.family_layer_matrices(nets, "cycle_knn", k=5)
     assert len(asymmetric.pairs) == 6 and not asymmetric.symmetric
     single = convergent.family_layer_matrices(nets[:2], "linear_cka")

@@ -54,10 +54,31 @@ def test_family_matrix_is_the_mean_and_sd_of_the_seed_pairs_matrices(engine):
     reference = family_layer_matrices(_nets(engine), "linear_cka")
     assert result.pairs == ((0, 1), (0, 2), (1, 2))
     assert np.allclose(result.values, reference.values, atol=1e-10)
-    assert np.allclose(result.std, reference.values.std(axis=0, ddof=1), atol=1e-10)
+    both_ways = (reference.values + reference.values.transpose(0, 2, 1)) / 2  # linear CKA is symmetric
+    assert np.allclose(result.mean, both_ways.mean(axis=0), atol=1e-10) and np.allclose(result.mean, result.mean.T)
+    assert np.allclose(result.std, both_ways.std(axis=0, ddof=1), atol=1e-10)
     # each pair's matrix is the shared MatrixRequest, so Compare and layer identification reuse it
     first = engine.run(request.pair_requests()[0])
     assert np.array_equal(first.values, result.values[0])
+
+
+def test_a_family_matrix_stored_before_the_both_ways_mean_is_not_served(engine):
+    import dataclasses
+
+    from alignscope.core.analysis.store import result_key
+
+    request = FamilyMatrixRequest(NETS, "digits", N, metric="linear_cka")
+    prepared = engine.prepare(request)
+    old_json = {"kind": request.kind, **dataclasses.asdict(prepared.request)}  # the key of result_version 1
+    old_key = result_key(old_json, [plan.cached_key for plan in prepared.plans])
+    assert prepared.key != old_key
+    stale = family_layer_matrices(_nets(engine), "linear_cka")
+    stale = dataclasses.replace(stale, mean=stale.values.mean(axis=0))  # one way round: not symmetric
+    assert not np.allclose(stale.mean, stale.mean.T, atol=1e-3)
+    features = [plan.cached_key for plan in prepared.plans]
+    engine.store.put(old_key, old_json, features, stale, kind=request.kind, label="", seconds=0.0)
+    served = engine.run(request).mean
+    assert np.allclose(served, served.T) and not np.allclose(served, stale.mean)
 
 
 def test_an_asymmetric_metric_uses_every_ordered_pair(engine):
