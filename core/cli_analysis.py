@@ -200,6 +200,11 @@ def cmd_trend(args: argparse.Namespace) -> int:
         f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
         f"permutation p = {p} ({trend.n_orderings} orderings)"
     )
+    if trend.relative_depth is None:
+        print(
+            "chance: for one layer pair fixed in advance; each point is the best of every layer pair, which "
+            "sits above it with no alignment at all. --layers depth:0.5 (any depth) scores pairs the chance fits."
+        )
     return 0
 
 

@@ -112,9 +112,11 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
                 else "."
             )
             notes.append(
-                f"p_maxstat: the best pair's score against the per-shuffle maximum over all {searched} layer "
-                "pairs (the same shuffles), the honest p of a pair chosen because it scored best; it can reach "
-                f"1/{permutations + 1} however many pairs were searched."
+                f"p_maxstat: studentised max-T over all {searched} layer pairs: each pair's score standardised "
+                "by its own null (mean and sd over the same shuffles), the best pair's against the per-shuffle "
+                "maximum of those standardised scores; the honest p of a pair chosen because it scored best, "
+                f"it can reach 1/{permutations + 1} however many pairs were searched. The chance column is "
+                "one fixed pair's: the best of many sits above it by chance alone."
             )
             notes.append(
                 f"p_bonferroni = min(1, p x {searched} layer pairs searched), more conservative; its smallest "

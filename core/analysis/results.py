@@ -123,6 +123,19 @@ class LayerMatrix:
         return bool(self.p_corrected[self.best_index] <= SIGNIFICANCE)
 
     @property
+    def surviving_index(self) -> tuple[int, int] | None:
+        """(i, j) of the scored, non-degenerate cell with the smallest corrected p, when that p is at most
+        SIGNIFICANCE (None otherwise, or without a test). The best *score* need not be it: a narrow null
+        can make a lower score the stronger evidence."""
+        if self.p_corrected is None:
+            return None
+        p = np.where(np.isfinite(np.asarray(self.values, dtype=float)), np.asarray(self.p_corrected, dtype=float), 2.0)
+        if self.degenerate is not None:
+            p = np.where(self.degenerate, 2.0, p)
+        index = np.unravel_index(int(np.argmin(p)), p.shape)
+        return (int(index[0]), int(index[1])) if p[index] <= SIGNIFICANCE else None
+
+    @property
     def not_above_chance(self) -> np.ndarray:
         """``[La, Lb]`` bool: scored cells whose corrected p is above SIGNIFICANCE (all False without a test)."""
         values = np.asarray(self.values, dtype=float)

@@ -160,12 +160,19 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
         p = _p_floor_text(float(matrix.p_corrected[best_i, best_j]), matrix.n_permutations)
         verdict = (
             f"★ Best pair: {best}, above chance after correcting for the {searched} pairs searched "
-            f"(max-statistic permutation test, p {p})."
+            f"(studentised max-statistic permutation test, p {p})."
         )
     else:
         verdict = (
-            f"No pair stands out: the best-scoring one, {best}, is not above chance after correcting for "
-            f"the {searched} pairs searched (p = {float(matrix.p_corrected[best_i, best_j]):.3g})."
+            f"The best-scoring pair, {best}, is not above chance after correcting for the {searched} pairs "
+            f"searched (p = {float(matrix.p_corrected[best_i, best_j]):.3g})."
+        )
+        surviving = matrix.surviving_index
+        verdict += (
+            " No pair is."
+            if surviving is None
+            else f" A layer {surviving[0]} × B layer {surviving[1]} is, with a lower score on a narrower null "
+            f"(p {_p_floor_text(float(matrix.p_corrected[surviving]), matrix.n_permutations)}; the cells not grey)."
         )
     st.caption(
         verdict + " Colour: how far each score is from its chance level (white = chance); grey cells are "
