@@ -216,7 +216,7 @@ def _inspect(sel, data, sample_ids, position, result, pair, shared_counts, k) ->
 
 def _show_sample(data, index: int, caption: str, size: int = 72) -> None:
     if data.images is not None:
-        st.image(plots_projection.thumbnail(data.images[index], size), caption=caption)
+        st.image(plots_projection.thumbnail(data.images[index], size), caption=ui.plain(caption))
     else:
         st.text(caption)
     if data.texts is not None:

@@ -434,8 +434,8 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         st.image(
             [plots_projection.thumbnail(data.images[i], 64) for i in shown],
             caption=[
-                f"{data.labels[i] if data.labels is not None else sample_ids[i]}"
-                + (f" · {overlap[i]:.1f}" if overlap is not None else "")
+                ui.plain(data.labels[i] if data.labels is not None else sample_ids[i])
+                + (f" · {overlap[i]:.2f}" if overlap is not None else "")
                 for i in shown
             ],
             width=72,

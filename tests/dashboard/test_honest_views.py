@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -188,3 +189,57 @@ def test_a_read_only_server_offers_no_uploads_adds_or_deletions(monkeypatch):
         assert not app.get("form")  # no upload or hub-model form at all
     finally:
         get_settings.cache_clear()
+
+
+HOSTILE_LABELS = ("[click me](https://example.com)", "![img](https://example.com/x.png)", ":red[RED] $x^2$", "**L**")
+
+
+@pytest.fixture
+def hostile_image_dataset():
+    """Four uploaded images whose labels are Markdown: a link, a remote image, colour + maths, bold."""
+    import zipfile
+
+    from PIL import Image
+
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.uploads import add_image_dataset
+
+    files = {}
+    for i in range(6):
+        buffer = io.BytesIO()
+        pixels = np.random.default_rng(i).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        files[f"im{i}.png"] = buffer.getvalue()
+    rows = [f'im{i}.png,a photo,"{HOSTILE_LABELS[i % 4]}"' for i in range(6)]
+    files["captions.csv"] = ("image,caption,label\n" + "\n".join(rows) + "\n").encode()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, blob in files.items():
+            zipped.writestr(name, blob)
+    add_image_dataset("hostile", "hostile.zip", archive.getvalue())
+    dataset = load_dataset("hostile")
+    for model in ("digits-cnn-s0", "digits-cnn-s1"):
+        FeatureCache().get_or_extract(model, dataset)
+    return dataset
+
+
+def _image_captions(app) -> list[str]:
+    return [image.caption for element in app.get("image") for image in element.proto.imgs]
+
+
+def test_uploaded_labels_in_image_captions_are_text_not_markdown(hostile_image_dataset):
+    """Neighbours' and Projections' image captions rendered labels as Markdown: a live link, a remote
+    image fetched by the browser, red text and maths."""
+    from alignscope.dashboard.ui import plain
+
+    link = {"a": "digits-cnn-s0", "b": "digits-cnn-s1", "data": "hostile", "k": "2"}
+    neighbours = run_page("neighbours", {**link, "inspect": "im0.png"})
+    no_exception(neighbours)
+    projections = run_page("projections", {**link, "proj": "pca", "sel": "r:0-3"})
+    no_exception(projections)
+    for app in (neighbours, projections):
+        captions = _image_captions(app)
+        assert any(plain(HOSTILE_LABELS[0]) in caption for caption in captions), captions
+        for caption in captions:  # every Markdown character escaped
+            assert re.search(r"(?<!\\)[\[\]*$:]", caption) is None, caption
