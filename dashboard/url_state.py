@@ -105,17 +105,18 @@ def read_selection() -> tuple[Selection, list[str]]:
         params = dict(st.session_state[_LAST_QUERY])
     selection, warnings = Selection.from_query(params, context=CONTEXT)
     write_selection(selection)
-    # A link's fixes stay on screen while the view is unchanged: a rerun when a background job finishes
-    # must not wipe the explanation of what was fixed.
+    # A link's fixes, and the notes a page left for this run (a layer the link named that the model
+    # lacks, found once its features were read), stay on screen while the view is unchanged: a rerun
+    # when a background job finishes must not wipe the explanation of what was fixed.
     query = st.session_state[_LAST_QUERY]
     sticky = st.session_state.get(_STICKY_NOTES)
-    if warnings:
-        st.session_state[_STICKY_NOTES] = (query, list(warnings))
+    notes = list(dict.fromkeys([*st.session_state.pop(_PENDING_NOTES, []), *warnings]))
+    if notes:
+        st.session_state[_STICKY_NOTES] = (query, notes)
     elif sticky is not None and sticky[0] == query:
-        warnings = list(sticky[1])
+        notes = list(sticky[1])
     else:
         st.session_state.pop(_STICKY_NOTES, None)
-    notes = list(dict.fromkeys(list(st.session_state.pop(_PENDING_NOTES, [])) + warnings))
     st.session_state[_RUN_NOTES] = notes  # kept across an st.rerun by note_for_next_run
     return selection, notes
 
