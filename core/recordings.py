@@ -78,20 +78,9 @@ def _read_array(filename: str, data: bytes) -> np.ndarray:
         raise UploadError(
             f"{Path(filename).name!r}: a recording is a .npy or .safetensors array (got {suffix or 'no suffix'})"
         )
-    try:
-        if suffix == ".npy":
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        else:
-            from safetensors.numpy import load
+    from alignscope.core.uploads import read_array
 
-            tensors = load(data)
-            if len(tensors) != 1:
-                raise UploadError(f"{Path(filename).name!r} holds {len(tensors)} tensors; expected exactly one")
-            array = next(iter(tensors.values()))
-    except UploadError:
-        raise
-    except Exception as exc:
-        raise UploadError(f"{Path(filename).name!r} could not be read: {type(exc).__name__}: {exc}") from exc
+    array = read_array(Path(filename).name, data)
     if array.dtype.kind not in "fiu" or array.ndim not in (2, 3, 4) or 0 in array.shape:
         raise UploadError(
             f"a recording is a real array [n, d], [units, n, d] or [subjects, repeats, n, d]; got {array.dtype} "

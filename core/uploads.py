@@ -191,27 +191,67 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
     return out
 
 
+def _check_npy_header(filename: str, data: bytes) -> None:
+    """Refuse, from its header alone, a .npy that is not one, holds Python objects, or claims more data
+    than the file has (numpy's own errors spoke of ``allow_pickle`` or tried to allocate terabytes)."""
+    from numpy.lib import format as npy_format
+
+    stream = io.BytesIO(data)
+    if not data.startswith(b"\x93NUMPY"):
+        raise UploadError(f"{filename!r} is not a .npy file (no NumPy header); save the array with numpy.save")
+    try:
+        major, _ = npy_format.read_magic(stream)
+        read_header = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
+        shape, _, dtype = read_header(stream)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise UploadError(f"{filename!r} has a damaged NumPy header ({exc})") from exc
+    if dtype.hasobject:
+        raise UploadError(
+            f"{filename!r} holds Python objects ({dtype}), which could only be unpickled, and Alignscope never "
+            "loads pickles: save a numeric array"
+        )
+    claimed = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    held = len(data) - stream.tell()
+    if claimed > held:
+        raise UploadError(
+            f"{filename!r} says it holds shape {shape} of {dtype} ({claimed:,} bytes) but has {held:,}: "
+            "the file is cut short or damaged"
+        )
+
+
+def read_array(filename: str, data: bytes) -> np.ndarray:
+    """A ``.npy`` (never unpickled) or ``.safetensors`` (exactly one tensor) upload as an array; anything
+    unreadable is an UploadError that says why."""
+    suffix = Path(filename).suffix.lower()
+    if suffix == ".npy":
+        _check_npy_header(filename, data)
+    try:
+        if suffix == ".npy":
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        from safetensors.numpy import load as load_safetensors
+
+        tensors = load_safetensors(data)
+    except Exception as exc:
+        raise UploadError(f"{filename!r} could not be read as {suffix[1:]}: {type(exc).__name__}: {exc}") from exc
+    if len(tensors) != 1:
+        raise UploadError(f"{filename!r} holds {len(tensors)} tensors {list(tensors)[:5]}; expected exactly one")
+    return next(iter(tensors.values()))
+
+
 def parse_representation(filename: str, data: bytes) -> np.ndarray:
     """``.npy`` / ``.safetensors`` (one tensor) / ``.csv`` (numbers only) -> finite float32 ``[N, D]``."""
     suffix = _suffix(filename, REPRESENTATION_SUFFIXES)
+    if suffix != ".csv":
+        return _check_matrix(filename, read_array(filename, data))
+    _refuse_nul_bytes(data, repr(filename))
     try:
-        if suffix == ".npy":
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        elif suffix == ".safetensors":
-            from safetensors.numpy import load as load_safetensors
-
-            tensors = load_safetensors(data)
-            if len(tensors) != 1:
-                raise UploadError(f"{filename!r} holds {len(tensors)} tensors {list(tensors)}; expected exactly one")
-            array = next(iter(tensors.values()))
-        else:
-            array = pd.read_csv(io.BytesIO(data), header=None).to_numpy()
-            if array.dtype == object:  # a header row or text cells
-                array = pd.read_csv(io.BytesIO(data)).to_numpy()
-    except UploadError:
-        raise
+        array = pd.read_csv(io.BytesIO(data), header=None).to_numpy()
+        if array.dtype == object:  # a header row or text cells
+            array = pd.read_csv(io.BytesIO(data)).to_numpy()
+    except UnicodeDecodeError as exc:
+        raise UploadError(f"{filename!r} is not UTF-8 text") from exc
     except Exception as exc:
-        raise UploadError(f"{filename!r} could not be read as {suffix[1:]}: {type(exc).__name__}: {exc}") from exc
+        raise UploadError(f"{filename!r} could not be read as csv: {type(exc).__name__}: {exc}") from exc
     return _check_matrix(filename, array)
 
 
@@ -491,7 +531,8 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
         try:
             Image.open(io.BytesIO(blob)).verify()
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-            raise UploadError(f"{member} in {filename!r} is not a readable image ({exc})") from exc
+            reason = "not a format Pillow knows" if isinstance(exc, UnidentifiedImageError) else str(exc)
+            raise UploadError(f"{member} in {filename!r} is not a readable image ({reason})") from exc
         files[f"images/{member}"] = blob
         members.append(member)
     _check_members(members, filename)

@@ -153,7 +153,11 @@ def test_captions_that_leave_images_out_are_refused_not_dropped(cache_dir):
 @pytest.mark.parametrize(
     ("files", "message"),
     [
-        ({"a.png": _png(0), "b.png": b"not an image", "c.png": _png(2)}, "not a readable image"),
+        # was "(cannot identify image file <_io.BytesIO object at 0x7f..>)": an address, not a reason
+        (
+            {"a.png": _png(0), "b.png": b"not an image", "c.png": _png(2)},
+            r"b.png in .* is not a readable image \(not a format Pillow knows\)$",
+        ),
         ({"a.png": _png(0)}, "at least 3"),
         ({"a.png": _png(0), "b.png": _png(1), "c.png": _png(2), "captions.csv": b"file,text\na.png,x\n"}, "columns"),
     ],
@@ -201,10 +205,15 @@ def test_representation_in_csv_and_safetensors(cache_dir):
         ("r.npy", _npy(np.ones((1797, 3)) * np.inf), "NaN/Inf"),
         ("r.npy", _npy(np.ones((500, 3))), "500 rows but dataset 'digits' has 1797"),
         ("r.npy", _npy(np.ones(1797)), "2-D"),
-        ("r.npy", _npy(np.array([{"a": 1}] * 1797, dtype=object)), "could not be read|non-numeric"),
-        ("r.npy", b"garbage", "could not be read"),
+        # numpy's own message spoke of allow_pickle, an option the user cannot set
+        ("r.npy", _npy(np.array([{"a": 1}] * 1797, dtype=object)), "holds Python objects .* never loads pickles"),
+        ("r.npy", b"0.1 0.2\n0.3 0.4\n", "is not a .npy file \\(no NumPy header\\)"),  # text named .npy
+        ("r.npy", _npy(np.ones((2, 2)))[:-8], r"says it holds shape \(2, 2\) of float64 \(32 bytes\) but has 24"),
+        # a header claiming 7 TB: it was a MemoryError "Unable to allocate 6.54 TiB"
+        ("r.npy", _npy(np.ones((2, 2), np.float32)).replace(b"(2, 2)", b"(1797, 1000000000)"), "cut short"),
         ("r.safetensors", b"\x00" * 20, "could not be read"),
         ("r.csv", b"a,b\nx,y\n", "non-numeric|could not"),
+        ("r.csv", "1,2\n3,4\n".encode("utf-16"), "NUL byte .* UTF-16"),  # was a UnicodeDecodeError
     ],
 )
 def test_broken_representations_are_refused_without_loading_pickles(cache_dir, filename, data, message):

@@ -87,6 +87,8 @@ def test_recordings_are_validated_and_listed(engine):
     bad[0, 0] = np.nan
     with pytest.raises(UploadError, match="NaN"):
         add_recording("bad", "x.npy", _npy(bad), dataset="digits", sample_ids=ids)
+    with pytest.raises(UploadError, match="is not a .npy file"):  # a text file named .npy: not "pickled data"
+        add_recording("bad", "x.npy", b"0.1 0.2\n0.3 0.4\n", dataset="digits", sample_ids=ids)
     with pytest.raises(UploadError, match=".npy or .safetensors"):
         add_recording("bad", "x.pkl", b"\x80\x04", dataset="digits", sample_ids=ids)
     # every stimulus measured the same: stored, it failed later in rsa with a hint that failed again
