@@ -246,7 +246,7 @@ def cmd_difference(args: argparse.Namespace) -> int:
     )
     print(
         f"difference = {test.difference:+.4f}, {test.confidence:.0%} paired interval [{test.ci_low:+.4f}, "
-        f"{test.ci_high:+.4f}], p = {test.p_value:.3g} ({test.p_basis}, n = {test.n_samples})"
+        f"{test.ci_high:+.4f}], {test.p_text} ({test.p_basis}, n = {test.n_samples})"
     )
     return 0
 

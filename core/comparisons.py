@@ -123,6 +123,21 @@ class ScoreDifference:
         return f"paired bootstrap, {self.n_resamples} resamples"
 
     @property
+    def p_floor(self) -> float:
+        """The smallest p its test can give: 2 / (1 + resamples) for the bootstrap (two-sided, +1
+        corrected), 1 / (1 + flips) for the sign flip."""
+        if self.method == "sign_flip":
+            return 1.0 / (1 + self.n_flips)
+        return min(1.0, 2.0 / (1 + self.n_resamples))
+
+    @property
+    def p_text(self) -> str:
+        """``"p = 0.0312"``, or ``"p ≤ 0.00995"`` at the floor (no resample or flip reached d = 0)."""
+        if self.p_value <= self.p_floor * (1 + 1e-9):
+            return f"p ≤ {self.p_floor:.3g}"
+        return f"p = {self.p_value:.3g}"
+
+    @property
     def a_is_better(self) -> bool:
         """A scores better than B (larger, or smaller when lower is better); says nothing of significance."""
         return self.difference > 0 if self.higher_is_better else self.difference < 0

@@ -112,7 +112,7 @@ def show_difference(result: Difference) -> None:
     st.markdown(
         ui.plain(
             f"{verdict}: {test.confidence:.0%} paired interval [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
-            f"p = {test.p_value:.3g} ({test.p_basis})."
+            f"{test.p_text} ({test.p_basis})."
         )
     )
     st.caption(

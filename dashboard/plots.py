@@ -346,8 +346,10 @@ def sweep(
     title: str,
     log_x: bool = False,
     series: dict[str, Sequence[float]] | None = None,
+    value_range: tuple[float, float] = (-np.inf, np.inf),
 ) -> go.Figure:
-    """A score curve with a chance band (mean ± 2 sd of shuffled correspondences, or the analytic line).
+    """A score curve with a chance band (mean ± 2 sd of shuffled correspondences, or the analytic line),
+    the band clipped to ``value_range``, the values the metric can take (linear CKA's never dips below 0).
 
     ``series`` adds more named curves over the same x (e.g. the best B layer per A layer).
     """
@@ -357,13 +359,21 @@ def sweep(
         chance_arr = np.asarray(chance, dtype=float)
         spread = 2 * np.asarray(chance_std, dtype=float) if chance_std is not None else np.zeros_like(chance_arr)
         spread = np.nan_to_num(spread)
+        low, high = value_range
         fig.add_trace(
-            go.Scatter(x=x, y=chance_arr + spread, mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
+            go.Scatter(
+                x=x,
+                y=np.minimum(chance_arr + spread, high),
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                hoverinfo="skip",
+            )
         )
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=chance_arr - spread,
+                y=np.maximum(chance_arr - spread, low),
                 mode="lines",
                 line={"width": 0},
                 fill="tonexty",

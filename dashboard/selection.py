@@ -78,6 +78,11 @@ _STASH_KEY = re.compile(r"^[0-9a-f]{32}$")
 _RESERVED = frozenset({"embed", "embed_options"})
 
 
+def counted(count: int, noun: str) -> str:
+    """``"1 sample"``, ``"3 samples"``, ``"1,797 samples"``: a count with its noun in the right number."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 class LinkContext(Protocol):
     """What parsing a link may look up: registries, dataset sizes and sample orders, stashed selections."""
 
@@ -634,7 +639,7 @@ class _Parser:
             self.warnings.append(f"{field.key}: at most {high} {what}s; kept the first {high}")
             kept = kept[:high]
         if len(kept) < low:
-            self.fix(field, f"needs at least {low} known {what}s")
+            self.fix(field, f"needs at least {counted(low, 'known ' + what)}")
             return
         self.values[field.name] = tuple(kept)
 

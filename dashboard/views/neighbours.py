@@ -12,7 +12,7 @@ from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import NeighbourRequest
 from alignscope.core.analysis.results import Neighbours
 from alignscope.dashboard import plots, plots_projection, ui
-from alignscope.dashboard.selection import Selection, sample_positions
+from alignscope.dashboard.selection import Selection, counted, sample_positions
 from alignscope.dashboard.url_state import update_selection
 
 
@@ -130,7 +130,7 @@ def _table(sel, data, sample_ids, selected, overlap, shared_counts, k) -> None:
     rows = matching_samples(query, sample_ids, data.texts)
     if selected:
         top = st.columns([3, 1])
-        if top[0].toggle(f"Only the {len(selected)} selected samples", value=True, key="nb-only-selected"):
+        if top[0].toggle(f"Only the {counted(len(selected), 'selected sample')}", value=True, key="nb-only-selected"):
             chosen = set(selected)
             rows = [i for i in rows if sample_ids[i] in chosen]
         top[1].button("Clear selection", on_click=update_selection, kwargs={"selected": ()}, icon=":material/close:")
@@ -146,7 +146,9 @@ def _table(sel, data, sample_ids, selected, overlap, shared_counts, k) -> None:
     )
     if data.texts is not None:
         table["text"] = [data.texts[i] if len(data.texts[i]) <= 120 else data.texts[i][:119] + "…" for i in shown]
-    st.caption(f"{len(rows)} samples, sorted from least to most aligned; click a row to inspect that sample.")
+    st.caption(
+        f"{counted(len(rows), 'sample')}, sorted from least to most aligned; click a row to inspect that sample."
+    )
 
     def pick_row() -> None:
         picked = (st.session_state.get("nb-table") or {}).get("selection", {}).get("rows", [])

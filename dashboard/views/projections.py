@@ -26,6 +26,7 @@ from alignscope.dashboard.selection import (
     METADATA_PREFIX,
     PROJECTIONS,
     Selection,
+    counted,
     sample_positions,
 )
 from alignscope.dashboard.url_state import bound, update_selection
@@ -414,7 +415,7 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
     if not selected:
         st.caption("No samples selected. Drag a box in either map; the same samples light up in the other.")
         return
-    st.subheader(f"{len(selected)} selected samples")
+    st.subheader(counted(len(selected), "selected sample"))
     summary = st.columns([1, 1, 1])
     if overlap is None:
         summary[0].metric("Mean k-NN overlap of the selection", "…", help="computed with the per-sample overlap")

@@ -64,6 +64,7 @@ def render(sel: Selection) -> None:
             log_x=sel.sweep in ("k", "n", "prefix"),
             title=f"{sel.metric} {SWEEP_LABELS[sel.sweep]}: {sel.model_a} vs {sel.model_b}{where}",
             series=series,
+            value_range=get_metric(sel.metric).value_range,
         )
         st.plotly_chart(fig, key="sweep-figure")
         band = (

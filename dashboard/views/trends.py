@@ -168,7 +168,7 @@ def _summary(trend: Trend, sel: Selection) -> None:
                 if trend.n_bootstrap
                 else "no intervals (bootstrap resamples: 0); "
             )
-            + "grey band and dotted line: the chance level of the same pairs."
+            + "dotted line: the chance level of the same pairs (a grey band spans it where their levels differ)."
             + (
                 " That level is for one layer pair fixed in advance: each point here is the best of every layer "
                 "pair, which sits above it with no alignment at all (shuffled, mutual k-NN's best pair averaged "

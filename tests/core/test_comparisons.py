@@ -327,3 +327,16 @@ def test_max_stat_errors_name_the_problem():
         max_stat_test(layers, layers, "linear_cka", adjustment="holm")
     with pytest.raises(InputError, match="at least one layer"):
         max_stat_test([], layers, "linear_cka")
+
+
+def test_a_p_at_its_floor_reads_as_at_most_the_floor():
+    # no resample reached d = 0: p is 2 / (1 + B), the smallest the test can give, not an estimate
+    feats_a, _, feats_x = planted_difference(0, 80)
+    noise = np.random.default_rng(1).standard_normal(feats_a.shape)
+    planted = score_difference("linear_cka", feats_a, noise, feats_x, n_boot=199, seed=0)
+    assert planted.p_value == pytest.approx(2 / 200) == pytest.approx(planted.p_floor)
+    assert planted.p_text == "p ≤ 0.01"
+    none = score_difference("linear_cka", *no_difference(3, 40), n_boot=199, seed=3)
+    assert none.p_value > none.p_floor and none.p_text == f"p = {none.p_value:.3g}"
+    flipped = score_difference("gram_volume", feats_a, noise, feats_x, method="sign_flip", n_boot=10, n_flips=99)
+    assert flipped.p_floor == pytest.approx(0.01) and flipped.p_text == "p ≤ 0.01"

@@ -136,6 +136,12 @@ def test_sweep_draws_a_chance_band_and_titles():
     band_low = fig.data[1]
     assert band_low.fill == "tonexty"
     assert np.allclose(band_low.y, [0.08, 0.06, 0.18])
+    # a metric in [0, 1] (linear CKA at small n): the band stops at 0 instead of dipping below it
+    clipped = plots.sweep(
+        [10, 20], [0.5, 0.4], chance=[0.05, 0.02], chance_std=[0.04, 0.01], x_title="n", metric="m", title="t",
+        value_range=(0.0, 1.0),
+    )  # fmt: skip
+    assert np.allclose(clipped.data[1].y, [0.0, 0.0]) and np.allclose(clipped.data[0].y, [0.13, 0.04])
     assert fig.layout.xaxis.type == "log"
     assert _axis_titles(fig) == ("k (count)", "mutual_knn (score)")
 
