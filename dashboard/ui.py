@@ -152,7 +152,8 @@ def fetch_one(request: Request, *, key: str, what: str) -> Any | None:
     (outcome,) = fetch([request], key=key)
     if outcome.ready:
         return outcome.result
-    status_note(outcome, what)
+    if outcome.state not in ("failed", "cancelled"):  # the gate says a failure, once
+        status_note(outcome, what)
     gate([outcome], key=f"{key}-gate", what=what)
     return None
 
@@ -177,7 +178,7 @@ def gate(outcomes: Sequence[Outcome], *, key: str, what: str = "the rest of this
     failed = [o for o in outcomes if o.state in ("failed", "cancelled")]
     for o in failed:
         st.error(f"{plain(o.prepared.label)}: {plain(o.error or o.state)}", icon=ERROR_ICON)
-    if failed and st.button("Try again", key=f"retry-{key}", icon=":material/refresh:"):
+    if any(o.retryable for o in failed) and st.button("Try again", key=f"retry-{key}", icon=":material/refresh:"):
         _clicked().update(o.key for o in failed if o.key)
         for o in failed:
             _cached.outcome(o.prepared.request, start=True)

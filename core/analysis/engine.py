@@ -95,6 +95,11 @@ class Outcome:
     def key(self) -> str | None:
         return self.prepared.key
 
+    @property
+    def retryable(self) -> bool:
+        """Whether running it again could end otherwise (False for a job the input made fail)."""
+        return self.job.retryable if self.job is not None else True
+
 
 @dataclass
 class Engine:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from alignscope.core.devices import default_threads
-from alignscope.core.errors import AlignscopeError
+from alignscope.core.errors import AlignscopeError, FeaturesGone, InputError
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -98,7 +98,8 @@ class Job:
         label: what it computes, for people ("mutual_knn permutation test, 200 shuffles").
         estimate_seconds: the cost estimate it was started with.
         state: one of :data:`JOB_STATES`.
-        error: the message of the error that ended it (state ``failed``).
+        error: the message of the error that ended it (state ``failed``); ``retryable`` False when that
+            error was the input's (an InputError other than features gone): the same request fails again.
         cpu_seconds: CPU time the process spent while the job ran, all threads (BLAS and torch work on
             threads of their own); an upper bound on the job's own when other work overlaps.
     """
@@ -109,6 +110,7 @@ class Job:
     progress: Progress
     state: str = "queued"
     error: str | None = None
+    retryable: bool = True
     result: Any = None
     submitted: float = 0.0
     finished: float | None = None
@@ -188,6 +190,7 @@ class LocalRunner:
             job.state = "cancelled"
         except AlignscopeError as error:
             job.state, job.error = "failed", str(error)
+            job.retryable = not isinstance(error, InputError) or isinstance(error, FeaturesGone)
         except Exception as error:  # noqa: BLE001 - a bug must end the job, not the worker thread
             job.state, job.error = "failed", f"unexpected {type(error).__name__}: {error}"
         finally:

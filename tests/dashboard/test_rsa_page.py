@@ -79,3 +79,20 @@ def test_an_unknown_recording_in_a_link_is_a_warning_not_a_crash():
     app = run_page("rsa", {"a": MODEL, "rec": "not-there"})
     no_exception(app)
     assert any("No recording named not-there" in w.value for w in app.warning)
+
+
+def test_a_recording_the_data_rdm_cannot_use_is_said_once_with_no_button_that_cannot_help():
+    """crossnobis on a recording without repeats: the error came twice (a caption and an error box), and
+    a "Try again" button ran the same failing request again."""
+    from alignscope.core.recordings import add_recording
+
+    data, ids = _recording("flat")
+    buffer = io.BytesIO()
+    np.save(buffer, np.load(io.BytesIO(data))[0])  # one subject, no repeats: [stimuli, channels]
+    add_recording("flat", "flat.npy", buffer.getvalue(), dataset="digits", sample_ids=ids)
+    app = run_page("rsa", {"a": MODEL, "rec": "flat", "drdm": "crossnobis"})
+    no_exception(app)
+    shown = [e.value for e in app.error] + [c.value for c in app.caption if "crossnobis" in c.value.lower()]
+    assert len(app.error) == 1 and "repeat" in app.error[0].value, shown
+    assert not [c for c in app.caption if app.error[0].value.split(": ", 1)[-1][:40] in c.value]
+    assert not any(button.label == "Try again" for button in app.button)

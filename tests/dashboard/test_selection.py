@@ -1,5 +1,3 @@
-
-
 def test_a_count_has_its_noun_in_the_right_number():
     from alignscope.dashboard.selection import counted
 

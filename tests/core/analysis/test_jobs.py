@@ -1,0 +1,31 @@
+"""The local job runner: a failure says whether running the job again could end otherwise."""
+
+from __future__ import annotations
+
+import pytest
+
+from alignscope.core.analysis.jobs import LocalRunner
+from alignscope.core.errors import CacheError, FeaturesGone, InputError
+
+
+def _fail_with(error: Exception):
+    def work(progress):
+        raise error
+
+    return work
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (InputError("crossnobis needs repeats"), False),  # the same input fails the same way
+        (FeaturesGone("features went meanwhile"), True),  # extracted again, it can work
+        (CacheError("disk busy"), True),
+        (RuntimeError("a bug"), True),
+    ],
+)
+def test_a_failed_job_is_retryable_unless_its_input_made_it_fail(error, retryable):
+    runner = LocalRunner()
+    job = runner.submit("key", _fail_with(error), label="l", estimate_seconds=0.0)
+    assert runner.wait_idle(30)
+    assert job.state == "failed" and job.retryable is retryable and str(error) in job.error
