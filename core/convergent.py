@@ -165,8 +165,8 @@ class FamilyLayerMatrices:
         values: float64 [n_pairs, L, L]; ``values[p, i, j]`` = metric(layer i of net a, layer j of net b)
             for ``(a, b) = pairs[p]``.
         mean, std: float64 [L, L] over the pairs (std ddof = 1; NaN for a single pair). For a symmetric
-            metric each pair enters both ways round, (M + Mᵀ) / 2: layer i of one seed against layer j of
-            the other, whichever seed has the lower index, so ``mean`` is symmetric (M alone read
+            metric both are over the pairs' (M + Mᵀ) / 2: layer i of one seed against layer j of the other,
+            whichever seed has the lower index, so ``mean`` is symmetric (M alone read
             (conv1, conv2) and (conv2, conv1) differently by up to 0.2 on three digits CNNs).
         pairs: the (a, b) net indices (unordered for a symmetric metric, see the module docstring).
         higher_is_better, symmetric: from the metric's spec.

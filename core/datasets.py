@@ -18,10 +18,11 @@ Samples of one modality are what a model encodes: strings for ``text``, RGB ``PI
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -329,29 +330,53 @@ def _load_sentences(spec: DatasetSpec) -> Dataset:
     )
 
 
-def _check_hub_dataset(source: str, revision: str | None) -> None:
-    """One request to the hub before ``datasets`` asks: offline, ``datasets`` retried every file for ~25 s
-    before failing. A local folder, or HF_HUB_OFFLINE (load what is downloaded), is not checked."""
+def _hub_reachable(source: str, revision: str | None) -> bool:
+    """One request to the hub before ``datasets`` asks (offline, ``datasets`` retried every file for ~25 s);
+    False when the hub cannot be reached. A local folder, or HF_HUB_OFFLINE, is not checked (True).
+
+    Raises:
+        UnknownDatasetError: the hub answers that it has no such dataset (or revision).
+    """
     from alignscope.core.sources import check_hub_id, hub_offline
 
     if Path(source).exists() or hub_offline():
-        return
+        return True
     warning = check_hub_id(source, revision, repo_type="dataset")
-    if warning and warning.startswith("could not reach"):
-        raise DatasetLoadError(
-            f"could not load dataset {source!r}: the Hugging Face hub cannot be reached from this machine. "
-            "Connect, or if it was downloaded before, set HF_HUB_OFFLINE=1 to load the downloaded copy"
-        )
+    return not (warning and warning.startswith("could not reach"))
+
+
+@contextlib.contextmanager
+def _datasets_offline(offline: bool) -> Iterator[None]:
+    """``datasets`` in its offline mode for the block when ``offline``: it then loads a copy downloaded
+    before at once, without asking the hub (its flag is read at call time; HF_HUB_OFFLINE is read once, at
+    import)."""
+    if not offline:
+        yield
+        return
+    from datasets import config
+
+    before = config.HF_HUB_OFFLINE
+    config.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        config.HF_HUB_OFFLINE = before
 
 
 def _load_hub(spec: DatasetSpec) -> Dataset:
     import datasets as hf_datasets
 
     source = spec.source.removeprefix("hub:")
-    _check_hub_dataset(source, spec.revision)
+    reachable = _hub_reachable(source, spec.revision)
     try:
-        table = hf_datasets.load_dataset(source, revision=spec.revision, split=spec.split or "train")
+        with _datasets_offline(not reachable):
+            table = hf_datasets.load_dataset(source, revision=spec.revision, split=spec.split or "train")
     except Exception as exc:
+        if not reachable:
+            raise DatasetLoadError(
+                f"could not load dataset {source!r}: the Hugging Face hub cannot be reached from this machine "
+                "and no copy of it was downloaded here before. Connect once to download it"
+            ) from exc
         raise DatasetLoadError(
             f"could not load dataset {source!r} (split {spec.split!r}, revision {spec.revision!r}): "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. "

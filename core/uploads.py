@@ -203,8 +203,8 @@ def _check_npy_header(filename: str, data: bytes) -> None:
         major, _ = npy_format.read_magic(stream)
         read_header = npy_format.read_array_header_1_0 if major == 1 else npy_format.read_array_header_2_0
         shape, _, dtype = read_header(stream)
-    except (ValueError, OSError, EOFError, SyntaxError) as exc:
-        raise UploadError(f"{filename!r} has a damaged NumPy header ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - ValueError, EOFError, tokenize.TokenError, …: all a damaged header
+        raise UploadError(f"{filename!r} has a damaged NumPy header ({type(exc).__name__}: {exc})") from exc
     if dtype.hasobject:
         raise UploadError(
             f"{filename!r} holds Python objects ({dtype}), which could only be unpickled, and Alignscope never "

@@ -108,13 +108,13 @@ def read_selection() -> tuple[Selection, list[str]]:
     # A link's fixes, and the notes a page left for this run (a layer the link named that the model
     # lacks, found once its features were read), stay on screen while the view is unchanged: a rerun
     # when a background job finishes must not wipe the explanation of what was fixed.
-    query = st.session_state[_LAST_QUERY]
+    # Keyed by the page too: a page's note (a layer its nets lack) is no news on the next page.
+    view = (st.session_state.get(PAGE_PATH_KEY), st.session_state[_LAST_QUERY])
     sticky = st.session_state.get(_STICKY_NOTES)
-    notes = list(dict.fromkeys([*st.session_state.pop(_PENDING_NOTES, []), *warnings]))
+    kept = list(sticky[1]) if sticky is not None and sticky[0] == view else []
+    notes = list(dict.fromkeys([*kept, *st.session_state.pop(_PENDING_NOTES, []), *warnings]))
     if notes:
-        st.session_state[_STICKY_NOTES] = (query, notes)
-    elif sticky is not None and sticky[0] == query:
-        notes = list(sticky[1])
+        st.session_state[_STICKY_NOTES] = (view, notes)
     else:
         st.session_state.pop(_STICKY_NOTES, None)
     st.session_state[_RUN_NOTES] = notes  # kept across an st.rerun by note_for_next_run

@@ -124,15 +124,19 @@ class LayerMatrix:
 
     @property
     def surviving_index(self) -> tuple[int, int] | None:
-        """(i, j) of the scored, non-degenerate cell with the smallest corrected p, when that p is at most
+        """(i, j) of the scored, non-degenerate cell with the smallest corrected p, the best score among
+        cells tied at it (several sit at the floor 1/(P+1) when the effect is real), when that p is at most
         SIGNIFICANCE (None otherwise, or without a test). The best *score* need not be it: a narrow null
-        can make a lower score the stronger evidence."""
+        can make a worse score the stronger evidence."""
         if self.p_corrected is None:
             return None
-        p = np.where(np.isfinite(np.asarray(self.values, dtype=float)), np.asarray(self.p_corrected, dtype=float), 2.0)
+        values = np.asarray(self.values, dtype=float)
+        p = np.where(np.isfinite(values), np.asarray(self.p_corrected, dtype=float), 2.0)
         if self.degenerate is not None:
             p = np.where(self.degenerate, 2.0, p)
-        index = np.unravel_index(int(np.argmin(p)), p.shape)
+        sign = 1.0 if self.higher_is_better else -1.0
+        order = np.lexsort((-sign * np.nan_to_num(values, nan=0.0).ravel(), p.ravel()))  # p first, then score
+        index = np.unravel_index(int(order[0]), p.shape)
         return (int(index[0]), int(index[1])) if p[index] <= SIGNIFICANCE else None
 
     @property

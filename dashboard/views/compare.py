@@ -171,7 +171,7 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
         verdict += (
             " No pair is."
             if surviving is None
-            else f" A layer {surviving[0]} × B layer {surviving[1]} is, with a lower score on a narrower null "
+            else f" A layer {surviving[0]} × B layer {surviving[1]} is, with a worse score on a narrower null "
             f"(p {_p_floor_text(float(matrix.p_corrected[surviving]), matrix.n_permutations)}; the cells not grey)."
         )
     st.caption(

@@ -82,8 +82,9 @@ def test_hub_dataset_with_a_missing_column_names_the_columns(tmp_path):
         load_dataset(spec)
 
 
-def _hub_answers(monkeypatch, error: Exception) -> list:
-    """The hub's answer to one dataset_info request, and the calls that reach ``datasets`` after it."""
+def _hub_answers(monkeypatch, error: Exception, downloaded: bool = False) -> list:
+    """The hub's answer to one dataset_info request; the calls that reach ``datasets`` after it, each
+    with whether ``datasets`` was in its offline mode, answered from a copy downloaded before (or not)."""
     import datasets as hf_datasets
     from huggingface_hub import HfApi
 
@@ -91,21 +92,41 @@ def _hub_answers(monkeypatch, error: Exception) -> list:
         raise error
 
     reached: list = []
+
+    def load(*args, **kwargs):
+        reached.append(hf_datasets.config.HF_HUB_OFFLINE)
+        if not downloaded:
+            raise ConnectionError("Couldn't reach 'someorg/somedata' on the Hub (OfflineModeIsEnabled)")
+        return hf_datasets.Dataset.from_dict({"text": ["a", "b", "c"]})
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(hf_datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(HfApi, "dataset_info", answer)
-    monkeypatch.setattr(hf_datasets, "load_dataset", lambda *args, **kwargs: reached.append(args))
+    monkeypatch.setattr(hf_datasets, "load_dataset", load)
     return reached
+
+
+OFFLINE = OSError("[Errno -2] Name or service not known")
 
 
 def test_an_unreachable_hub_is_said_at_once_instead_of_datasets_retrying_every_file(monkeypatch):
     # offline, datasets' own requests retried each file five times: ~25 s of retry lines before an error
-    reached = _hub_answers(monkeypatch, OSError("[Errno -2] Name or service not known"))
+    reached = _hub_answers(monkeypatch, OFFLINE)
     spec = hub_dataset_spec("someorg/somedata", text_column="text")
     with pytest.raises(
-        DatasetLoadError, match=r"'someorg/somedata': the Hugging Face hub cannot be reached.*HF_HUB_OFF"
+        DatasetLoadError, match=r"'someorg/somedata': the Hugging Face hub cannot be reached .* no copy"
     ):
         load_dataset(spec)
-    assert reached == []
+    assert reached == [True]  # asked once, in datasets' offline mode: no retries
+
+
+def test_an_unreachable_hub_still_loads_a_copy_downloaded_before(monkeypatch):
+    import datasets as hf_datasets
+
+    reached = _hub_answers(monkeypatch, OFFLINE, downloaded=True)
+    dataset = load_dataset(hub_dataset_spec("someorg/somedata", text_column="text"))
+    assert dataset.texts == ("a", "b", "c") and reached == [True]
+    assert hf_datasets.config.HF_HUB_OFFLINE is False  # offline for that call only
 
 
 def test_a_dataset_the_hub_does_not_have_is_named_as_such(monkeypatch):

@@ -211,6 +211,7 @@ def test_representation_in_csv_and_safetensors(cache_dir):
         ("r.npy", _npy(np.ones((2, 2)))[:-8], r"says it holds shape \(2, 2\) of float64 \(32 bytes\) but has 24"),
         # a header claiming 7 TB: it was a MemoryError "Unable to allocate 6.54 TiB"
         ("r.npy", _npy(np.ones((2, 2), np.float32)).replace(b"(2, 2)", b"(1797, 1000000000)"), "cut short"),
+        ("r.npy", _npy(np.ones((2, 2))).replace(b"}", b" ", 1), "damaged NumPy header"),  # was a TokenError
         ("r.safetensors", b"\x00" * 20, "could not be read"),
         ("r.csv", b"a,b\nx,y\n", "non-numeric|could not"),
         ("r.csv", "1,2\n3,4\n".encode("utf-16"), "NUL byte .* UTF-16"),  # was a UnicodeDecodeError
@@ -517,3 +518,23 @@ def _table_bytes(table: pd.DataFrame, message: str) -> bytes:
         table.to_parquet(buffer, index=False)
         return buffer.getvalue()
     return table.to_csv(index=False).encode()
+
+
+def _npy_v2(array) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, version=(2, 0))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _npy(np.arange(12.0).reshape(4, 3)),
+        _npy_v2(np.arange(12.0).reshape(4, 3)),  # a version 2 header
+        _npy(np.asfortranarray(np.arange(12.0).reshape(4, 3))),
+        _npy(np.arange(12.0).reshape(4, 3).astype(">f4")),  # big-endian
+        _npy(np.arange(12, dtype=np.int16).reshape(4, 3)),
+    ],
+)
+def test_every_plain_npy_layout_is_read_as_written(data):
+    assert np.array_equal(uploads.read_array("r.npy", data), np.arange(12.0).reshape(4, 3))

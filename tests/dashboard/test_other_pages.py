@@ -107,6 +107,21 @@ def test_a_unit_matching_layer_the_nets_lack_is_said_and_replaced_by_the_last():
         assert layer_note in shown and models_note in shown, shown
         app.run()
         no_exception(app)
+    # another page on the same selection: the notes were this view's, not news there
+    from alignscope.dashboard.url_state import PAGE_PATH_KEY
+
+    app.session_state[PAGE_PATH_KEY] = "compare"
+    app.run()
+    no_exception(app)
+    assert not app.warning
+    # back, then a change of the view: gone too
+    app.session_state[PAGE_PATH_KEY] = None
+    app.query_params["ul"] = "50"
+    app.run()
+    assert any(layer_note in w.value for w in app.warning)
+    app.selectbox(key="sel.unit_layer").set_value(2).run()
+    no_exception(app)
+    assert url_of(app)["ul"] == "2" and not app.warning
 
 
 def test_many_models_without_one_architecture_explains_why_there_is_no_unit_matching():

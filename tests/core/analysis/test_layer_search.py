@@ -46,3 +46,6 @@ def test_no_surviving_cell_without_a_test_or_when_only_a_degenerate_cell_is_smal
     degenerate = np.array([[False, True], [False, False]])
     assert _searched(values, p, degenerate).surviving_index is None
     assert _searched(values, p).surviving_index == (0, 1)
+    # cells tied at the floor (a real effect): the best-scoring of them, not the first in row order
+    at_floor = np.array([[0.001, 0.001], [0.001, 0.5]])
+    assert _searched(np.array([[0.2, 0.9], [0.4, 0.95]]), at_floor).surviving_index == (0, 1)
