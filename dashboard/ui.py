@@ -39,16 +39,23 @@ _SPENT = "_alignscope_spent"
 # :colour[...] and :icon: directives), and those that only do at the start of a line (lists, headings).
 _MARKDOWN_ANYWHERE = re.compile(r"([\\`*_{}\[\]<>~$:&|])")
 _MARKDOWN_LINE_START = re.compile(r"^(\s*)(\d*)([-+#>.)])", re.MULTILINE)
+# Where Streamlit links bare text even with every Markdown character escaped (checked in Chromium: st.caption
+# and st.image captions link "https://…", "www.…" and "me@host.org"): a WORD JOINER (U+2060, invisible)
+# after the scheme's colon, after "www" and after the "@" breaks each pattern, and the text reads the same.
+_AUTOLINK = re.compile(r"(?i)(\bhttps?:|\bwww(?=\.)|@(?=[\w-]+\.[\w-]))")
+WORD_JOINER = "\u2060"
 
 
 def plain(text: object) -> str:
-    """``text`` escaped so Markdown shows it literally: no links, images, LaTeX, colours or HTML.
+    r"""``text`` escaped so Markdown shows it literally: no links (bare URLs and addresses included), images,
+    LaTeX, colours or HTML.
 
     Example:
-        >>> plain("![x](http://host/p.png) - $a$ :red[b]")
-        '!\\[x\\](http\\://host/p.png) - \\$a\\$ \\:red\\[b\\]'
+        >>> plain("![x](http://host/p.png) - $a$ :red[b]").replace(WORD_JOINER, "|")
+        '!\\[x\\](http\\:|//host/p.png) - \\$a\\$ \\:red\\[b\\]'
     """
-    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\1", str(text))
+    unlinked = _AUTOLINK.sub(lambda match: match.group(0) + WORD_JOINER, str(text))
+    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\1", unlinked)
     escaped = _MARKDOWN_LINE_START.sub(lambda m: m.group(1) + m.group(2) + "\\" + m.group(3), escaped)
     return escaped.replace("\n", "  \n")
 

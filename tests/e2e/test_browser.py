@@ -296,3 +296,78 @@ def test_a_click_on_a_many_models_cell_opens_that_pair_in_compare(page, server):
     assert (query["a"], query["b"]) == (models[row], models[column]) and models[row] != models[column]
     assert (int(query["la"]), int(query["lb"])) == (layer_row, layer_column)
     assert query["n"] == "120"  # the rest of the view comes along
+
+
+HOSTILE_LABELS = (
+    "[click me](https://example.com)",
+    "![img](https://example.com/x.png)",
+    "see www.example.org",
+    "me@example.com",
+)
+
+
+@pytest.fixture
+def hostile_labels_server(tmp_path, trained_models_dir, monkeypatch):
+    """A server over a cache holding "hostile": 8 uploaded images whose labels are Markdown, a bare URL and an
+    address, with the digits CNNs' features of them (uploaded before the server starts: it reads the
+    registered datasets as it starts)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from alignscope.core.cache import FeatureCache
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.settings import get_settings
+    from alignscope.core.uploads import add_image_dataset
+    from tests.e2e.conftest import running_server
+
+    cache = tmp_path / "cache"
+    (cache / "models").mkdir(parents=True)
+    for path in trained_models_dir.iterdir():
+        if path.suffix in (".safetensors", ".json"):
+            (cache / "models" / path.name).write_bytes(path.read_bytes())
+    files = {}
+    for i in range(8):
+        buffer = io.BytesIO()
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(buffer, "PNG")
+        files[f"im{i}.png"] = buffer.getvalue()
+    rows = "".join(f'im{i}.png,a photo,"{HOSTILE_LABELS[i % 4]}"\n' for i in range(8))
+    files["captions.csv"] = ("image,caption,label\n" + rows).encode()
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for name, blob in files.items():
+            zipped.writestr(name, blob)
+    monkeypatch.setenv("ALIGNSCOPE_CACHE_DIR", str(cache))
+    get_settings.cache_clear()
+    try:
+        add_image_dataset("hostile", "hostile.zip", archive.getvalue())
+        for model in ("digits-cnn-s0", "digits-cnn-s1"):
+            FeatureCache().get_or_extract(model, load_dataset("hostile"))
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    with running_server(cache, tmp_path) as base_url:
+        yield base_url
+
+
+def test_uploaded_labels_show_as_text_and_link_nowhere(page, hostile_labels_server):
+    """Labels that are Markdown, bare URLs or addresses: shown as typed, never a link, never fetched (an
+    image caption made a live link of [x](url), fetched ![x](url), and Streamlit links bare URLs itself)."""
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    link = "a=digits-cnn-s0&b=digits-cnn-s1&data=hostile&k=2"
+    for path, title in (
+        (f"neighbours?{link}&inspect=im0.png", "Neighbours"),
+        (f"projections?{link}&proj=pca&sel=r:0-7", "Projections"),
+    ):
+        open_page(page, f"{hostile_labels_server}/{path}", title=title)
+        page.locator('[data-testid="stImageCaption"]').first.wait_for()
+        wait_settled(page)
+        no_exceptions(page)
+        main = page.locator('[data-testid="stMain"]')
+        hrefs = [anchor.get_attribute("href") or "" for anchor in main.locator("a").all()]
+        assert not [href for href in hrefs if "example" in href], hrefs
+        captions = " ".join(main.locator('[data-testid="stImageCaption"]').all_inner_texts()).replace("\u2060", "")
+        assert HOSTILE_LABELS[0] in captions, captions
+    assert not [url for url in fetched if "example" in url]
