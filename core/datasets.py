@@ -337,12 +337,11 @@ def _hub_reachable(source: str, revision: str | None) -> bool:
     Raises:
         UnknownDatasetError: the hub answers that it has no such dataset (or revision).
     """
-    from alignscope.core.sources import check_hub_id, hub_offline
+    from alignscope.core.sources import hub_offline, hub_reachable
 
     if Path(source).exists() or hub_offline():
         return True
-    warning = check_hub_id(source, revision, repo_type="dataset")
-    return not (warning and warning.startswith("could not reach"))
+    return hub_reachable(source, revision, repo_type="dataset")
 
 
 @contextlib.contextmanager

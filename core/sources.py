@@ -182,8 +182,7 @@ class HubSource:
                 raise ModelLoadError(
                     f"could not load model {name!r} ({self.hub_id}): not downloaded, and HF_HUB_OFFLINE is set"
                 )
-            warning = check_hub_id(self.hub_id, self.revision, timeout=10.0)
-            if warning and warning.startswith("could not reach"):
+            if not hub_reachable(self.hub_id, self.revision):
                 raise ModelLoadError(
                     f"could not load model {name!r} ({self.hub_id}): it is not downloaded yet and the Hugging "
                     "Face hub cannot be reached from this machine. Download it once with network access, or add "
@@ -368,6 +367,9 @@ def needs_download(spec: SourceSpec) -> bool:
 # --------------------------------------------------------------------------------------------------
 
 
+_UNREACHABLE = "could not reach the Hugging Face hub"  # how check_hub_id's warning says so
+
+
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE is set: use what is downloaded, never ask the hub."""
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
@@ -376,8 +378,9 @@ def hub_offline() -> bool:
 def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0, *, repo_type: str = "model") -> str | None:
     """Ask the Hugging Face hub, in one request, whether a model (or ``repo_type="dataset"``) id exists.
 
-    Returns None when the hub confirms it, or a warning starting "could not reach" when the hub cannot be
-    reached (offline: a model is registered unverified and downloads on first use).
+    Returns None when the hub confirms it, or a warning: the id is gated, or (starting with
+    :data:`_UNREACHABLE`) the hub cannot be reached (offline: a model is registered unverified and
+    downloads on first use).
 
     Raises:
         UnknownModelError / UnknownDatasetError: the hub answers that the repository or the revision does
@@ -417,10 +420,16 @@ def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0, *, re
         ) from error
     except Exception as error:  # noqa: BLE001 - offline, proxy, timeout: the hub could not answer either way
         return (
-            f"could not reach the Hugging Face hub to check {hub_id!r} ({type(error).__name__}); "
-            "added unverified: it downloads on first use"
+            f"{_UNREACHABLE} to check {hub_id!r} ({type(error).__name__}); added unverified: it downloads on first use"
         )
     return None
+
+
+def hub_reachable(hub_id: str, revision: str | None, *, repo_type: str = "model", timeout: float = 10.0) -> bool:
+    """:func:`check_hub_id` for a loader about to download: False when the hub cannot be reached (a gated
+    id counts as reached; an id the hub does not have raises)."""
+    warning = check_hub_id(hub_id, revision, timeout, repo_type=repo_type)
+    return not (warning and warning.startswith(_UNREACHABLE))
 
 
 def check_hub_model(spec: SourceSpec, timeout: float = 10.0) -> str | None:
