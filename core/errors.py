@@ -61,3 +61,9 @@ class FeaturesGone(InputError):
 
 class CacheError(AlignscopeError):
     """A cache entry that is corrupt or could not be written."""
+
+
+def retryable(error: BaseException) -> bool:
+    """Whether running the same request again could end otherwise: not when its input made it fail (an
+    InputError), unless that input was features gone meanwhile (planned again, they are computed again)."""
+    return not isinstance(error, InputError) or isinstance(error, FeaturesGone)

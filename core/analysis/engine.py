@@ -53,7 +53,7 @@ from alignscope.core.analysis.store import ResultStore, result_key
 from alignscope.core.analysis.trends import TrendRequest
 from alignscope.core.analysis.worker import ProcessWorker, shared_worker
 from alignscope.core.cache import FeatureCache
-from alignscope.core.errors import AlignscopeError, FeaturesGone, InputError
+from alignscope.core.errors import AlignscopeError, FeaturesGone, InputError, retryable
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.settings import Settings, get_settings
 
@@ -86,6 +86,7 @@ class Outcome:
     job: Job | None = None
     estimate_seconds: float = 0.0
     error: str | None = None
+    retryable: bool = True  # when failed: could running it again end otherwise (errors.retryable)
 
     @property
     def ready(self) -> bool:
@@ -94,11 +95,6 @@ class Outcome:
     @property
     def key(self) -> str | None:
         return self.prepared.key
-
-    @property
-    def retryable(self) -> bool:
-        """Whether running it again could end otherwise (False for a job the input made fail)."""
-        return self.job.retryable if self.job is not None else True
 
 
 @dataclass
@@ -164,7 +160,8 @@ class Engine:
         try:
             prepared = self.prepare(request)
         except AlignscopeError as error:
-            return Outcome("failed", Prepared(request, (), None, describe(request)), error=str(error))
+            failed = Prepared(request, (), None, describe(request))
+            return Outcome("failed", failed, error=str(error), retryable=retryable(error))
         if prepared.missing:
             estimate = sum(plan.estimate_seconds for plan in prepared.missing)
             return Outcome("needs_features", prepared, estimate_seconds=estimate)
@@ -180,7 +177,9 @@ class Engine:
             return Outcome(job.state, prepared, job=job, estimate_seconds=job.estimate_seconds)
         estimate = self.estimate(prepared)
         if job is not None and job.state in ("failed", "cancelled") and not start:
-            return Outcome(job.state, prepared, job=job, estimate_seconds=estimate, error=job.error)
+            return Outcome(
+                job.state, prepared, job=job, estimate_seconds=estimate, error=job.error, retryable=job.retryable
+            )
         if not start:
             return Outcome("needs_click", prepared, estimate_seconds=estimate)
         compute = self._compute_in_worker if self.worker is not None and holds_gil(prepared.request) else None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from alignscope.core.devices import default_threads
-from alignscope.core.errors import AlignscopeError, FeaturesGone, InputError
+from alignscope.core.errors import AlignscopeError, retryable
 
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 
@@ -99,7 +99,7 @@ class Job:
         estimate_seconds: the cost estimate it was started with.
         state: one of :data:`JOB_STATES`.
         error: the message of the error that ended it (state ``failed``); ``retryable`` False when that
-            error was the input's (an InputError other than features gone): the same request fails again.
+            error was the input's (``errors.retryable``): the same request fails again.
         cpu_seconds: CPU time the process spent while the job ran, all threads (BLAS and torch work on
             threads of their own); an upper bound on the job's own when other work overlaps.
     """
@@ -190,7 +190,7 @@ class LocalRunner:
             job.state = "cancelled"
         except AlignscopeError as error:
             job.state, job.error = "failed", str(error)
-            job.retryable = not isinstance(error, InputError) or isinstance(error, FeaturesGone)
+            job.retryable = retryable(error)
         except Exception as error:  # noqa: BLE001 - a bug must end the job, not the worker thread
             job.state, job.error = "failed", f"unexpected {type(error).__name__}: {error}"
         finally:

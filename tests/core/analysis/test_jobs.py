@@ -29,3 +29,12 @@ def test_a_failed_job_is_retryable_unless_its_input_made_it_fail(error, retryabl
     job = runner.submit("key", _fail_with(error), label="l", estimate_seconds=0.0)
     assert runner.wait_idle(30)
     assert job.state == "failed" and job.retryable is retryable and str(error) in job.error
+
+
+def test_a_request_refused_as_it_is_prepared_is_not_offered_again(engine):
+    """The engine's other way to fail: a request its input refuses before any job runs (layer 9 of a
+    five-layer net) was offered a retry that could only fail the same way."""
+    from alignscope.core.analysis.requests import PairRequest
+
+    outcome = engine.request(PairRequest("digits-cnn-s0", "digits-cnn-s1", "digits", 200, layers="9,9"))
+    assert outcome.state == "failed" and "layer" in outcome.error and outcome.retryable is False
