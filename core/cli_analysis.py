@@ -169,6 +169,7 @@ def trend_rows(trend) -> list[dict[str, Any]]:
                 "ci_low": _number(trend.ci_low[index]),
                 "ci_high": _number(trend.ci_high[index]),
                 "chance": _number(trend.chance[index]),
+                **({} if trend.search_chance is None else {"chance_of_best": _number(trend.search_chance[index])}),
                 "layers": " ".join(layers),
             }
         )
@@ -200,10 +201,10 @@ def cmd_trend(args: argparse.Namespace) -> int:
         f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
         f"permutation p = {p} ({trend.n_orderings} orderings)"
     )
-    if trend.relative_depth is None:
+    if trend.search_chance is not None:
         print(
-            "chance: for one layer pair fixed in advance; each point is the best of every layer pair, which "
-            "sits above it with no alignment at all. --layers depth:0.5 (any depth) scores pairs the chance fits."
+            "chance: for one layer pair fixed in advance. Each point is the best of every layer pair, so read it "
+            "against chance_of_best: where that best lands with shuffled correspondences (no alignment)."
         )
     return 0
 

@@ -254,12 +254,15 @@ def model_matrix(
     chance: np.ndarray | None = None,
     layers: np.ndarray | None = None,
     statistics: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    search_chance: np.ndarray | None = None,
+    p_label: str = "permutation",
 ) -> go.Figure:
     """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering); the hover adds
-    each cell's chance level and layer pair (``chance`` [m, m], ``layers`` [m, m, 2]) and, with
-    ``statistics`` = (p, ci_low, ci_high) [m, m] each, its permutation p and bootstrap interval (NaN:
-    not computed yet). Every cell carries ``customdata`` = (row model index, column model index, layer i,
-    layer j, …) for a click.
+    each cell's chance level and layer pair (``chance`` [m, m], ``layers`` [m, m, 2]; with
+    ``search_chance`` [m, m], the chance of a searched best pair, the level the cell is read against) and,
+    with ``statistics`` = (p, ci_low, ci_high) [m, m] each, its p (``p_label`` says which) and bootstrap
+    interval (NaN: not computed yet). Every cell carries ``customdata`` = (row model index, column model
+    index, layer i, layer j, chance text, statistics text, score, action) for a click.
 
     The colour scale spans ``value_range`` (the Many models page passes a bounded metric's own range),
     else the off-diagonal values: a model against itself would otherwise set the scale alone.
@@ -290,17 +293,23 @@ def model_matrix(
             return ""
         p_text = "…" if np.isnan(p_of[i, j]) else f"{p_of[i, j]:.4f}"
         ci = "…" if np.isnan(low_of[i, j]) else f"[{low_of[i, j]:.4f}, {high_of[i, j]:.4f}]"
-        return f"<br>p = {p_text} (permutation)<br>95% interval {ci}"
+        return f"<br>p = {p_text} ({p_label})<br>95% interval {ci}"
+
+    def chance_text(i: int, j: int) -> str:
+        best = np.nan if search_chance is None else float(search_chance[i, j])
+        fixed = f"{chance_of[i, j]:.4f}" if np.isfinite(chance_of[i, j]) else "—"
+        if np.isfinite(best):
+            return f"<br>chance of the best layer pair = {best:.4f} (one fixed pair: {fixed})"
+        return "" if chance is None else f"<br>chance = {fixed}"
 
     def cell(i: int, j: int) -> list:
         action = "<br>a model with itself" if i == j else "<br>click: open the pair in Compare"
         layer_i, layer_j = int(layers_of[i, j, 0]), int(layers_of[i, j, 1])
-        return [i, j, layer_i, layer_j, float(chance_of[i, j]), stats_text(i, j), float(values[i, j]), action]
+        return [i, j, layer_i, layer_j, chance_text(i, j), stats_text(i, j), float(values[i, j]), action]
 
     customdata = [[cell(i, j) for j in order] for i in order]
-    chance_line = "<br>chance = %{customdata[4]:.4f}" if chance is not None else ""
     hover = (
-        f"%{{y}} vs %{{x}}<br>{metric} = %{{customdata[6]:.4f}}{chance_line}%{{customdata[5]}}"
+        f"%{{y}} vs %{{x}}<br>{metric} = %{{customdata[6]:.4f}}%{{customdata[4]}}%{{customdata[5]}}"
         "<br>layers %{customdata[2]} × %{customdata[3]}%{customdata[7]}<extra></extra>"
     )
     fig = go.Figure(

@@ -34,7 +34,8 @@ def trend_figure(
     trend: Trend, layer_names: Mapping[str, Sequence[str]], *, log_x: bool = False, title: str | None = None
 ) -> go.Figure:
     """x = ``trend.property`` per model, y = mean alignment with its interval; models without the property
-    are left out (their names are listed in the title). The chance band spans the pairs' chance levels."""
+    are left out (their names are listed in the title). The dotted line is each point's level with no
+    alignment (``trend.null_level()``: the chance of a search's best for best-layer points), the grey band spans it."""
     usable = np.isfinite(trend.x) & np.isfinite(trend.y)
     if log_x:
         usable &= trend.x > 0
@@ -52,13 +53,19 @@ def trend_figure(
             else ""
         )
         chance = f"chance {trend.chance[position]:.3f}<br>" if np.isfinite(trend.chance[position]) else ""
+        if trend.search_chance is not None and np.isfinite(trend.search_chance[position]):
+            chance = (
+                f"chance of the best layer pair {trend.search_chance[position]:.3f}<br>"
+                f"(one fixed pair: {trend.chance[position]:.3f})<br>"
+            )
         hover.append(
             f"<b>{html.escape(model)}</b><br>{html.escape(trend.property)} = {trend.x[position]:.4g}<br>"
             f"{html.escape(trend.metric)} = {trend.y[position]:.3f}<br>{interval}{chance}"
             + "<br>".join(html.escape(line) for line in pairs[model][:8])
         )
     fig = go.Figure()
-    chance = trend.chance[order]
+    chance = trend.null_level()[order]
+    searched = trend.search_chance is not None and bool(np.isfinite(trend.search_chance).any())
     if np.isfinite(chance).any():
         low, high = float(np.nanmin(chance)), float(np.nanmax(chance))
         if high - low < 1e-3:
@@ -66,7 +73,11 @@ def trend_figure(
         fig.add_hrect(y0=low, y1=high, fillcolor=_CHANCE, line_width=0, layer="below")
         fig.add_trace(
             go.Scatter(
-                x=x, y=chance, mode="lines", line={"color": "rgba(90,90,90,0.8)", "dash": "dot"}, name="chance level"
+                x=x,
+                y=chance,
+                mode="lines",
+                line={"color": "rgba(90,90,90,0.8)", "dash": "dot"},
+                name="chance of the best layer pair" if searched else "chance level",
             )
         )
     error_y = None

@@ -60,6 +60,28 @@ def plain(text: object) -> str:
     return escaped.replace("\n", "  \n")
 
 
+def layer_words(index: int, name: str) -> str:
+    """A layer for people: its index and its name, or the index alone where the name only repeats it.
+    Plain text (``plain`` it for Markdown: a layer's name may be the user's).
+
+    Example:
+        >>> layer_words(2, "conv2"), layer_words(6, "layer_6"), layer_words(0, "embeddings")
+        ('layer 2 (conv2)', 'layer 6', 'layer 0 (embeddings)')
+    """
+    redundant = re.sub(r"[\s_.-]", "", name).lower() in (f"layer{index}", str(index))
+    return f"layer {index}" if redundant else f"layer {index} ({name})"
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key reading runs of digits as numbers ("row-2" before "row-10").
+
+    Example:
+        >>> sorted(["row-10", "row-2", "digit-0042", "row-1"], key=natural_key)
+        ['digit-0042', 'row-1', 'row-2', 'row-10']
+    """
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", text) if part)
+
+
 def show_warnings(warnings: Sequence[str]) -> None:
     """One warning box listing every setting that was fixed: a tampered or outdated link, or a setting that
     another one made impossible (n beyond a newly picked dataset's size, k beyond n - 1)."""

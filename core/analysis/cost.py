@@ -151,9 +151,7 @@ def matrix_seconds(
     """A MatrixRequest: every pair once, plus the shuffles that give each cell its chance level and p
     (``permutations``, or the chance level's shuffles when the metric has no exact closed form); each
     shuffle scores the whole matrix."""
-    spec = get_metric(metric)
-    closed = spec.chance is not None and spec.chance_exact
-    shuffles = permutations or (0 if closed else CHANCE_SHUFFLES)
+    shuffles = matrix_shuffles(metric, permutations, len(dims_a) * len(dims_b))
     if _permutable(metric):  # one shuffle reorders each of B's states once and compares every pair
         per_shuffle = sum(permute_seconds(metric, n, db, params) for db in dims_b) + sum(
             compare_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b
@@ -161,6 +159,19 @@ def matrix_seconds(
     else:
         per_shuffle = sum(shuffle_seconds(metric, n, da, db, params) for da in dims_a for db in dims_b)
     return REQUEST_OVERHEAD_SECONDS + layer_matrix_seconds(metric, n, dims_a, dims_b, params) + shuffles * per_shuffle
+
+
+def matrix_shuffles(metric: str, permutations: int, cells: int) -> int:
+    """Shuffled correspondences a layer matrix of ``cells`` pairs scores: ``permutations`` when asked for,
+    else :data:`CHANCE_SHUFFLES` for the chance level of each cell (no exact closed form) or for the chance
+    of the best of the search (more than one cell and cheap shuffles: the metric reorders prepared
+    states), else none."""
+    if permutations:
+        return permutations
+    spec = get_metric(metric)
+    if not (spec.chance is not None and spec.chance_exact) or (cells > 1 and _permutable(metric)):
+        return CHANCE_SHUFFLES
+    return 0
 
 
 def chance_seconds(metric: str, n: int, d_a: int, d_b: int, params: dict, shuffles: int) -> float:

@@ -54,6 +54,7 @@ def model_matrix(
     count = len(request.models)
     values = np.full((count, count), np.nan)
     chance = np.full((count, count), np.nan)
+    search_chance = np.full((count, count), np.nan)
     layers = np.zeros((count, count, 2), dtype=np.int64)
     params = dict(request.params)
     closed = spec.exact_chance(views[0].n_samples, params)
@@ -62,6 +63,7 @@ def model_matrix(
         for j, model_j in enumerate(request.models):
             if j < i and symmetric:
                 values[i, j], layers[i, j], chance[i, j] = values[j, i], layers[j, i][::-1], chance[j, i]
+                search_chance[i, j] = search_chance[j, i]
             elif request.relative_depth is None:
                 result = layer_matrix(
                     MatrixRequest(
@@ -71,6 +73,8 @@ def model_matrix(
                 values[i, j], layers[i, j] = result.best_value, result.best_index
                 if result.chance is not None:
                     chance[i, j] = result.chance[result.best_index]
+                if result.best_chance is not None:
+                    search_chance[i, j] = result.best_chance
             else:
                 check_same_samples(views[i], views[j])
                 li = depth_layer(request.relative_depth, len(views[i].values))
@@ -95,6 +99,7 @@ def model_matrix(
         relative_depth=request.relative_depth,
         params=spec.resolve_params(params),
         chance=chance,
+        search_chance=search_chance if request.relative_depth is None else None,
     )
 
 

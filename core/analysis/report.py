@@ -20,6 +20,7 @@ TABLE_COLUMNS = (
     "layer_b",
     "value",
     "chance",
+    "chance_of_best",
     "p_value",
     "ci_low",
     "ci_high",
@@ -54,6 +55,7 @@ def score_row(score: PairScore) -> dict[str, Any]:
         "layer_b": score.layer_b_name,
         "value": score.value,
         "chance": score.chance,
+        "chance_of_best": score.search_chance,
         "p_value": score.p_value,
         "ci_low": score.ci_low,
         "ci_high": score.ci_high,
@@ -115,8 +117,7 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
                 f"p_maxstat: studentised max-T over all {searched} layer pairs: each pair's score standardised "
                 "by its own null (mean and sd over the same shuffles), the best pair's against the per-shuffle "
                 "maximum of those standardised scores; the honest p of a pair chosen because it scored best, "
-                f"it can reach 1/{permutations + 1} however many pairs were searched. The chance column is "
-                "one fixed pair's: the best of many sits above it by chance alone."
+                f"it can reach 1/{permutations + 1} however many pairs were searched."
             )
             notes.append(
                 f"p_bonferroni = min(1, p x {searched} layer pairs searched), more conservative; its smallest "
@@ -134,6 +135,13 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
         notes.append(
             f"Interval: {boot.confidence:.0%} bootstrap over samples, {boot.n_bootstrap} resamples, "
             "re-centred on the estimate."
+        )
+    best_of_search = [s for s in scores if s.search_chance is not None]
+    if best_of_search:
+        notes.append(
+            f"chance_of_best: the best of {best_of_search[0].pairs_searched} layer pairs sits above one fixed pair's "
+            "chance with no alignment at all; this is where it lands with shuffled correspondences (the mean "
+            "over the shuffles of each one's best pair), the level to read a searched score against."
         )
     chance_methods = {s.chance_method for s in scores}
     if "shuffled" in chance_methods:

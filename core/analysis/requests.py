@@ -188,6 +188,7 @@ class PairRequest(Request):
     the whole layer matrix (``"all"``), with ``permutations`` shuffles and ``bootstrap`` resamples."""
 
     kind: ClassVar[str] = "pair"
+    result_version: ClassVar[int] = 2  # 2: a searched pair's search_chance
     model_a: str
     model_b: str
     dataset: str
@@ -209,6 +210,7 @@ class MatrixRequest(Request):
     and its p corrected for the search over all pairs (max-statistic), from the same shuffles."""
 
     kind: ClassVar[str] = "layer-matrix"
+    result_version: ClassVar[int] = 2  # 2: the chance level of the best cell (best_chance)
     model_a: str
     model_b: str
     dataset: str
@@ -252,6 +254,7 @@ class ModelMatrixRequest(Request):
     None) or the layers at one relative depth (0 = first, 1 = last)."""
 
     kind: ClassVar[str] = "model-matrix"
+    result_version: ClassVar[int] = 2  # 2: search_chance
     models: tuple[str, ...]
     dataset: str
     n: int

@@ -34,6 +34,9 @@ class PairScore:
         pairs_searched: layer pairs the reported one was chosen from (1 when fixed in advance).
         p_bonferroni: min(1, p × pairs_searched); ``p_maxstat``: the max-statistic permutation p of the
             best pair (family-wise over the whole layer matrix), when searched with permutations.
+        search_chance: when the pair was searched, where the best of ``pairs_searched`` pairs lands with
+            no alignment (:attr:`LayerMatrix.best_chance`), the level to read a searched score against;
+            None when not searched or not shuffled.
         matrix: ``[La, Lb]`` scores of every layer pair when the pair was searched, else None.
         recall: with ``neighbors="approx"``, the lowest recall@k of the approximate neighbour searches
             behind the score, measured against exact search on seeded queries; None when exact.
@@ -68,6 +71,7 @@ class PairScore:
     p_maxstat: float | None = None
     matrix: np.ndarray | None = None
     recall: float | None = None
+    search_chance: float | None = None
 
     @property
     def p_floor(self) -> float | None:
@@ -92,6 +96,9 @@ class LayerMatrix:
         p_corrected: ``[La, Lb]`` p corrected for the search over every pair: single-step max-T on
             studentised scores ((score − null mean) / null sd), so cells with different null spreads
             compete fairly. ``p_corrected[best_index]`` is the honest p of "the best pair".
+        best_chance: the chance level of the *best* cell: the mean over the shuffles of each shuffled
+            matrix's best valid cell — where the best of La × Lb pairs lands with no alignment, above any
+            one cell's ``chance``. None when the matrix was not shuffled (a closed form and no cheap shuffle).
         degenerate: ``[La, Lb]`` bool: the metric is degenerate there (e.g. CCA with d_a + d_b >= n - 1).
         problems: ``((i, j, reason), ...)`` for cells that could not be scored or are degenerate.
     """
@@ -112,6 +119,7 @@ class LayerMatrix:
     p_values: np.ndarray | None = None
     p_corrected: np.ndarray | None = None
     n_permutations: int = 0
+    best_chance: float | None = None
     degenerate: np.ndarray | None = None
     problems: tuple[tuple[int, int, str], ...] = ()
 
@@ -189,6 +197,8 @@ class ModelMatrix:
         order: leaf order of average-linkage clustering of the symmetrised scores.
         chance: ``[m, m]`` the chance level of each cell's layer pair (NaN where the metric has none
             without shuffles at a fixed depth); None in results stored before it was kept.
+        search_chance: ``[m, m]`` with each pair's best layer pair, the chance level of that best
+            (:attr:`LayerMatrix.best_chance`; NaN where the matrix was not shuffled); None at a fixed depth.
     """
 
     metric: str
@@ -202,6 +212,7 @@ class ModelMatrix:
     relative_depth: float | None = None
     params: dict[str, Any] = field(default_factory=dict)
     chance: np.ndarray | None = None
+    search_chance: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from alignscope.core.analysis.cost import CHANCE_SHUFFLES
+from alignscope.core.analysis.cost import CHANCE_SHUFFLES, matrix_shuffles
 from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.jobs import Progress
 from alignscope.core.analysis.requests import MatrixRequest, PairRequest, parse_layers
@@ -113,7 +113,7 @@ def score_pair(
         return progress.update
 
     pair = parse_layers(request.layers)
-    matrix = None
+    matrix = best_chance = None
     p_value = p_maxstat = None
     if pair is None:  # the best of every pair: its p comes from the same shuffles as the whole search's
         scored = layer_matrix_of(
@@ -134,7 +134,7 @@ def score_pair(
         if not np.isfinite(scored.best_value):
             raise InputError(f"{request.metric} could not score any layer pair: {scored.problems[0][2]}")
         i, j = scored.best_index
-        value, matrix = scored.best_value, scored.values
+        value, matrix, best_chance = scored.best_value, scored.values, scored.best_chance
         if scored.p_values is not None and scored.p_corrected is not None:
             p_value, p_maxstat = float(scored.p_values[i, j]), float(scored.p_corrected[i, j])
     else:
@@ -200,7 +200,25 @@ def score_pair(
         p_maxstat=p_maxstat,
         matrix=matrix,
         recall=recall,
+        search_chance=best_chance,
     )
+
+
+def search_chance(null: np.ndarray, higher_is_better: bool, valid: np.ndarray) -> float | None:
+    """The chance level of the best of a search: the mean over shuffles of each shuffled matrix's best
+    valid cell. ``null``: ``[P, La, Lb]`` scores of shuffled correspondences; ``valid``: ``[La, Lb]`` bool.
+
+    Example:
+        >>> null = np.array([[[0.1, 0.3]], [[0.2, 0.0]]])
+        >>> search_chance(null, True, np.array([[True, True]])), search_chance(null, False, np.array([[True, True]]))
+        (0.25, 0.05)
+    """
+    oriented = (1.0 if higher_is_better else -1.0) * np.where(valid[None], null, np.nan).reshape(len(null), -1)
+    finite = np.isfinite(oriented).any(axis=1)
+    if not finite.any():
+        return None
+    best = np.nanmax(oriented[finite], axis=1)
+    return float((1.0 if higher_is_better else -1.0) * best.mean())
 
 
 def layer_matrix_of(
@@ -229,8 +247,9 @@ def layer_matrix_of(
                     degenerate[i, j] = True
                     problems.append((i, j, reason))
     closed = spec.exact_chance(n, resolved)
-    shuffles = request.permutations or (0 if closed is not None else CHANCE_SHUFFLES)
+    shuffles = matrix_shuffles(request.metric, request.permutations, degenerate.size)
     chance = p_values = p_corrected = None
+    best_chance = None
     try:
         if shuffles:
             tested = max_stat_test(
@@ -246,6 +265,7 @@ def layer_matrix_of(
             )
             values = np.asarray(tested.observed, dtype=np.float64)
             chance = np.asarray(tested.null_values).mean(axis=0)
+            best_chance = search_chance(np.asarray(tested.null_values), spec.higher_is_better, ~degenerate)
             if request.permutations:
                 p_values = np.asarray(tested.p_cells_raw, dtype=np.float64)
                 p_corrected = studentised_max_t(
@@ -264,7 +284,7 @@ def layer_matrix_of(
     except InputError:  # some pair cannot be scored: score the others, one by one
         values, failed = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
         problems.extend(failed)
-        chance = p_values = p_corrected = None
+        chance = p_values = p_corrected = best_chance = None
     if closed is not None:
         chance = np.full(values.shape, float(closed))
     best = best_cell(values, spec.higher_is_better, valid=~degenerate)
@@ -285,6 +305,7 @@ def layer_matrix_of(
         p_values=p_values,
         p_corrected=p_corrected,
         n_permutations=request.permutations,
+        best_chance=best_chance,
         degenerate=degenerate,
         problems=tuple(problems),
     )

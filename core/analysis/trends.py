@@ -40,6 +40,7 @@ class TrendRequest(Request):
     Empty ``x`` is looked up when the features are cached (training a digits net measures its accuracy)."""
 
     kind: ClassVar[str] = "trend"
+    result_version: ClassVar[int] = 2  # 2: search_chance
     models: tuple[str, ...]
     reference: tuple[str, ...]
     dataset: str
@@ -84,10 +85,11 @@ class Trend:
     Attributes:
         x: the property value of each model (NaN where the model has none: left out of ρ).
         y: mean alignment of each model to its references; ``ci_low``/``ci_high`` its bootstrap interval.
-        chance: the mean chance level of the same pairs, each for one layer pair fixed in advance. With
-            ``relative_depth`` None every point is its pairs' best of many layer pairs, which lies above that
-            level with no alignment at all (shuffled correspondences: mutual k-NN's best of 126–161 pairs
-            averaged 0.28 on the PRH preset, against the 0.21 drawn).
+        chance: the mean chance level of the same pairs, each for one layer pair fixed in advance.
+        search_chance: with ``relative_depth`` None (each pair at its best of many layer pairs), the mean
+            over the same pairs of where that best lands with no alignment (:attr:`LayerMatrix.best_chance`:
+            on the PRH preset 0.28 against a fixed pair's 0.21): the level each point is read against. NaN
+            where a pair's matrix was not shuffled; None at a fixed depth, where ``chance`` applies.
         pair_scores: ``[m, R]`` the individual pair scores (NaN where a model is its own reference).
         pairs: ``((model, reference, layer_a, layer_b), ...)`` the layers behind every pair.
         rho, p_value: Spearman's ρ between x and y over the models that have x, and its two-sided
@@ -113,6 +115,14 @@ class Trend:
     n_bootstrap: int
     higher_is_better: bool
     relative_depth: float | None = None
+    search_chance: np.ndarray | None = None
+
+    def null_level(self) -> np.ndarray:
+        """``[m]`` the level each point would sit at with no alignment: ``search_chance`` where the point
+        is a search's best and it is known, else ``chance``."""
+        if self.search_chance is None:
+            return self.chance
+        return np.where(np.isfinite(self.search_chance), self.search_chance, self.chance)
 
 
 def spearman_with_permutation_p(x: Sequence[float], y: Sequence[float], *, seed: int = 0) -> tuple[float, float, int]:
@@ -145,8 +155,9 @@ def spearman_with_permutation_p(x: Sequence[float], y: Sequence[float], *, seed:
 
 def _pair_layers(
     request: TrendRequest, view_a: ViewFeatures, view_b: ViewFeatures, matrix: Callable[[MatrixRequest], LayerMatrix]
-) -> tuple[int, int, float, float]:
-    """(layer_a, layer_b, score, chance) of one pair: its best layer pair or the layers at the depth."""
+) -> tuple[int, int, float, float, float]:
+    """(layer_a, layer_b, score, chance, chance of the search's best) of one pair: its best layer pair
+    (with the chance of that best: NaN when not shuffled) or the layers at the depth (NaN: no search)."""
     spec = get_metric(request.metric)
     if request.relative_depth is None:
         scored = matrix(
@@ -156,12 +167,13 @@ def _pair_layers(
         )
         i, j = scored.best_index
         chance = float(scored.chance[i, j]) if scored.chance is not None else math.nan
-        return i, j, scored.best_value, chance
+        best_chance = math.nan if scored.best_chance is None else scored.best_chance
+        return i, j, scored.best_value, chance, best_chance
     i = depth_layer(request.relative_depth, len(view_a.values))
     j = depth_layer(request.relative_depth, len(view_b.values))
     value = compute(request.metric, view_a.values[i], view_b.values[j], **dict(request.params))
     closed = spec.exact_chance(view_a.n_samples, dict(request.params))
-    return i, j, float(value), math.nan if closed is None else closed
+    return i, j, float(value), math.nan if closed is None else closed, math.nan
 
 
 def compute_trend(
@@ -176,8 +188,9 @@ def compute_trend(
     references = request.feature_models() if not request.reference else request.reference
     scores = np.full((len(request.models), len(references)), np.nan)
     chances = np.full_like(scores, np.nan)
+    search_chances = np.full_like(scores, np.nan)
     pairs = []
-    scored: dict[tuple[str, str], tuple[int, int, float, float]] = {}
+    scored: dict[tuple[str, str], tuple[int, int, float, float, float]] = {}
     total = len(request.models) * len(references) + request.bootstrap
     done = 0
     for index, model in enumerate(request.models):
@@ -185,11 +198,12 @@ def compute_trend(
             if reference not in request.references_of(model):
                 continue
             if spec.symmetric_for(dict(request.params)) and (reference, model) in scored:
-                j, i, value, chance = scored[(reference, model)]
+                j, i, value, chance, best_chance = scored[(reference, model)]
             else:
-                i, j, value, chance = _pair_layers(request, views[model], views[reference], matrix)
-            scored[(model, reference)] = (i, j, value, chance)
+                i, j, value, chance, best_chance = _pair_layers(request, views[model], views[reference], matrix)
+            scored[(model, reference)] = (i, j, value, chance, best_chance)
             scores[index, column], chances[index, column] = value, chance
+            search_chances[index, column] = best_chance
             pairs.append((model, reference, i, j))
             done += 1
             if progress is not None:
@@ -222,7 +236,16 @@ def compute_trend(
         n_bootstrap=request.bootstrap,
         higher_is_better=spec.higher_is_better,
         relative_depth=request.relative_depth,
+        search_chance=None if request.relative_depth is not None else _row_means(search_chances),
     )
+
+
+def _row_means(values: np.ndarray) -> np.ndarray:
+    """``[m]`` the mean of each row's finite entries (NaN for a row with none), without a warning."""
+    finite = np.isfinite(values)
+    sums = np.where(finite, values, 0.0).sum(axis=1)
+    counts = finite.sum(axis=1)
+    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
 
 
 class _ResampleScorer:

@@ -83,10 +83,15 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "—" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+# metric cards side by side; more wrap to the next row (eight in one row cut "… vs chance" short)
+HEADLINES_PER_ROW = 4
+
+
 def _headlines(sel: Selection, quick: list, full: list) -> list[PairScore | None]:
     """One metric card per headline metric; returns the best available score per metric."""
     shown: list[PairScore | None] = []
-    columns = st.columns(max(1, len(sel.metrics)))
+    per_row = min(HEADLINES_PER_ROW, max(1, len(sel.metrics)))
+    columns = [column for _ in range(0, len(sel.metrics), per_row) for column in st.columns(per_row)]
     for column, metric, fast, slow in zip(columns, sel.metrics, quick, full or [None] * len(quick)):
         score = (slow.result if slow is not None and slow.ready else None) or (fast.result if fast.ready else None)
         shown.append(score)
@@ -173,6 +178,14 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
             if surviving is None
             else f" A layer {surviving[0]} × B layer {surviving[1]} is, with a worse score on a narrower null "
             f"(p {_p_floor_text(float(matrix.p_corrected[surviving]), matrix.n_permutations)}; the cells not grey)."
+        )
+    if matrix.best_chance is not None:
+        fixed = (
+            "" if matrix.chance is None else f"; one pair fixed in advance: {float(matrix.chance[best_i, best_j]):.3f}"
+        )
+        verdict += (
+            f" With no alignment the best of {searched} pairs lands at {matrix.best_chance:.3f} (the mean best of "
+            f"shuffled correspondences{fixed})."
         )
     st.caption(
         verdict + " Colour: how far each score is from its chance level (white = chance); grey cells are "
@@ -264,8 +277,9 @@ def render(sel: Selection) -> None:
     layer_a, layer_b = pair.layer_a, pair.layer_b
     layers = f"{layer_a},{layer_b}"
     st.caption(
-        f"**{ui.plain(sel.model_a)}** layer {layer_a} `{pair.names_a[layer_a]}` vs **{ui.plain(sel.model_b)}** layer "
-        f"{layer_b} `{pair.names_b[layer_b]}` on **{ui.plain(sel.dataset)}**, n = {pair.n} (seed {sel.seed}). Click a "
+        f"**{ui.plain(sel.model_a)}** {ui.plain(ui.layer_words(layer_a, pair.names_a[layer_a]))} vs "
+        f"**{ui.plain(sel.model_b)}** {ui.plain(ui.layer_words(layer_b, pair.names_b[layer_b]))} on "
+        f"**{ui.plain(sel.dataset)}**, n = {pair.n} (seed {sel.seed}). Click a "
         "heatmap cell to "
         "choose another layer pair."
     )

@@ -101,9 +101,10 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
 
 
 def _cell_requests(sel: Selection, result: ModelMatrix) -> dict[tuple[int, int], PairRequest]:
-    """One PairRequest per scored cell at the cell's own layer pair, with the page's permutations and
-    bootstrap (a symmetric metric: the upper triangle only; the lower one mirrors it). The same requests
-    Compare makes for that pair and layers, so each is computed once for both pages."""
+    """One PairRequest per scored cell with the page's permutations and bootstrap (a symmetric metric: the
+    upper triangle only; the lower one mirrors it): at each pair's best layer pair the whole search
+    (``layers="all"``: its p corrected for the layer pairs searched, its interval at the best pair), at a
+    fixed depth the cell's own layer pair (the request Compare makes for that pair and layers)."""
     symmetric = get_metric(sel.metric).symmetric_for(dict(result.params))
     cells = {}
     for i, model_i in enumerate(sel.models):
@@ -111,6 +112,7 @@ def _cell_requests(sel: Selection, result: ModelMatrix) -> dict[tuple[int, int],
             if i == j or (symmetric and j < i):
                 continue
             layer_i, layer_j = (int(v) for v in result.layers[i, j])
+            layers = "all" if result.relative_depth is None else f"{layer_i},{layer_j}"
             cells[i, j] = PairRequest(
                 model_i,
                 model_j,
@@ -119,7 +121,7 @@ def _cell_requests(sel: Selection, result: ModelMatrix) -> dict[tuple[int, int],
                 sel.seed,
                 sel.metric,
                 sel.metric_params(),
-                f"{layer_i},{layer_j}",
+                layers,
                 sel.permutations,
                 sel.bootstrap,
             )
@@ -139,8 +141,9 @@ def _cell_statistics(sel: Selection, result: ModelMatrix) -> tuple[np.ndarray, n
         if not outcome.ready:
             continue
         score = outcome.result
+        chosen = score.p_maxstat if score.pairs_searched > 1 else score.p_value  # a search's: corrected
         for a, b in ((i, j), (j, i)) if (j, i) not in cells else ((i, j),):
-            p[a, b] = np.nan if score.p_value is None else score.p_value
+            p[a, b] = np.nan if chosen is None else chosen
             low[a, b] = np.nan if score.ci_low is None else score.ci_low
             high[a, b] = np.nan if score.ci_high is None else score.ci_high
     waiting = [o for o in outcomes.values() if not o.ready]
@@ -219,6 +222,10 @@ def render(sel: Selection) -> None:
             chance=result.chance,
             layers=result.layers,
             statistics=statistics,
+            search_chance=result.search_chance,
+            p_label="permutation"
+            if result.relative_depth is not None
+            else "permutation, corrected for the layer search",
         )
         st.plotly_chart(fig, key="many-matrix", on_select=_clicked_cell, selection_mode="points")
         where = (
@@ -229,6 +236,12 @@ def render(sel: Selection) -> None:
                 f"{sel.metric} ({'higher' if spec.higher_is_better else 'lower'} is more aligned) at {where}, on "
                 f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). Rows and columns are ordered by "
                 "average-linkage clustering. Click a cell to open the pair in Compare."
+                + (
+                    " Each cell is the best of its pair's layer pairs: the hover gives where that best lands with "
+                    "no alignment (shuffled correspondences) and a p corrected for the search."
+                    if sel.relative_depth is None
+                    else ""
+                )
             )
         )
         frame = pd.DataFrame(result.values, index=list(sel.models), columns=list(sel.models))

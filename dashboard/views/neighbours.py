@@ -72,8 +72,9 @@ def render(sel: Selection) -> None:
     selected = [s for s in sel.selected if s in position]
 
     st.caption(
-        f"**{ui.plain(sel.model_a)}** layer {layer_a} `{pair.names_a[layer_a]}` vs **{ui.plain(sel.model_b)}** layer "
-        f"{layer_b} `{pair.names_b[layer_b]}` on **{ui.plain(sel.dataset)}**, n = {n} (seed {sel.seed}), k = {k}. For "
+        f"**{ui.plain(sel.model_a)}** {ui.plain(ui.layer_words(layer_a, pair.names_a[layer_a]))} vs "
+        f"**{ui.plain(sel.model_b)}** {ui.plain(ui.layer_words(layer_b, pair.names_b[layer_b]))} on "
+        f"**{ui.plain(sel.dataset)}**, n = {n} (seed {sel.seed}), k = {k}. For "
         "every sample: the fraction of its k nearest neighbours (cosine, in each model's own feature space, not in "
         "2-D) that both models share."
     )
@@ -134,7 +135,7 @@ def _table(sel, data, sample_ids, selected, overlap, shared_counts, k) -> None:
             chosen = set(selected)
             rows = [i for i in rows if sample_ids[i] in chosen]
         top[1].button("Clear selection", on_click=update_selection, kwargs={"selected": ()}, icon=":material/close:")
-    rows.sort(key=lambda i: (overlap[i], sample_ids[i]))
+    rows.sort(key=lambda i: (overlap[i], ui.natural_key(sample_ids[i])))  # ties: row-2 before row-10
     shown = ui.table_page(rows, key="nb-page")
     table = pd.DataFrame(
         {
@@ -198,7 +199,7 @@ def _inspect(sel, data, sample_ids, position, result, pair, shared_counts, k) ->
             (col_b, "b", sel.model_b, pair.layer_b, pair.names_b, idx_b),
         ):
             with column:
-                st.markdown(f"**In {ui.plain(model)}** (layer {layer} `{names[layer]}`)")
+                st.markdown(f"**In {ui.plain(model)}** ({ui.plain(ui.layer_words(layer, names[layer]))})")
                 for rank, j in enumerate(indices, start=1):
                     j = int(j)
                     star = "★ " if j in shared else ""

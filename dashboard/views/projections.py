@@ -253,8 +253,9 @@ def render(sel: Selection) -> None:
     drawn = map_reduction.drawn_samples(n, budget=budget)
 
     st.caption(
-        f"**{ui.plain(sel.model_a)}** layer {layer_a} `{pair.names_a[layer_a]}` (left) and **{ui.plain(sel.model_b)}** "
-        f"layer {layer_b} `{pair.names_b[layer_b]}` (right) on **{ui.plain(sel.dataset)}**, n = {n} (seed {sel.seed}). "
+        f"**{ui.plain(sel.model_a)}** {ui.plain(ui.layer_words(layer_a, pair.names_a[layer_a]))} (left) and "
+        f"**{ui.plain(sel.model_b)}** {ui.plain(ui.layer_words(layer_b, pair.names_b[layer_b]))} (right) on "
+        f"**{ui.plain(sel.dataset)}**, n = {n} (seed {sel.seed}). "
         "Each point is one "
         "sample, at the same index in both maps. Drag a box (or pick the lasso in the toolbar) in either map to "
         "select samples; they light up in both. The per-sample alignment is computed in the original spaces."
@@ -289,8 +290,8 @@ def render(sel: Selection) -> None:
         what="each sample's k-NN overlap" if only_overlap else PROJECTION_NAMES[sel.projection],
     )
     titles = (  # plotly reads a little HTML in titles: a layer's name is the user's text
-        plots_projection.plotly_text(f"A: {sel.model_a} · layer {layer_a} {pair.names_a[layer_a]}"),
-        plots_projection.plotly_text(f"B: {sel.model_b} · layer {layer_b} {pair.names_b[layer_b]}"),
+        plots_projection.plotly_text(f"A: {sel.model_a} · {ui.layer_words(layer_a, pair.names_a[layer_a])}"),
+        plots_projection.plotly_text(f"B: {sel.model_b} · {ui.layer_words(layer_b, pair.names_b[layer_b])}"),
     )
     # names what the maps show: results, the dataset's loaded view (its labels, texts, metadata; the cached
     # content holds it, so its id is not reused meanwhile), colour, k, the point budget, titles

@@ -129,7 +129,8 @@ def _layer_names(models, sel: Selection) -> dict[str, tuple[str, ...]]:
 
 
 def points_frame(trend: Trend) -> pd.DataFrame:
-    """One row per model: property, mean alignment, its interval, chance, the layer pairs."""
+    """One row per model: property, mean alignment, its interval, chance (and the chance of the best layer
+    pair where each point is a search's best), the layer pairs."""
     layers: dict[str, list[str]] = {m: [] for m in trend.models}
     for model, reference, i, j in trend.pairs:
         layers[model].append(f"{reference}:{i}×{j}")
@@ -140,6 +141,7 @@ def points_frame(trend: Trend) -> pd.DataFrame:
             "ci_low": trend.ci_low,
             "ci_high": trend.ci_high,
             "chance": trend.chance,
+            **({} if trend.search_chance is None else {"chance of best": trend.search_chance}),
             "layers (reference:layer×layer)": [" ".join(layers[m]) for m in trend.models],
         },
         index=pd.Index(trend.models, name="model"),
@@ -168,13 +170,12 @@ def _summary(trend: Trend, sel: Selection) -> None:
                 if trend.n_bootstrap
                 else "no intervals (bootstrap resamples: 0); "
             )
-            + "dotted line: the chance level of the same pairs (a grey band spans it where their levels differ)."
             + (
-                " That level is for one layer pair fixed in advance: each point here is the best of every layer "
-                "pair, which sits above it with no alignment at all (shuffled, mutual k-NN's best pair averaged "
-                "0.28 on the PRH preset against its 0.21); pick a depth for points the chance level fits."
-                if sel.trend_depth is None
-                else ""
+                "dotted line: where each point would sit with no alignment — it is the best of every layer pair, "
+                "so its chance is the best pair's of shuffled correspondences, above one fixed pair's chance "
+                "(both in the table; a grey band spans the line where the levels differ)."
+                if trend.search_chance is not None
+                else "dotted line: the chance level of the same pairs (a grey band spans it where their levels differ)."
             )
         )
     )

@@ -177,14 +177,19 @@ def test_a_saved_family_resolves_in_trend_even_when_a_net_is_not_trained_yet(dig
     assert trend["y"] == pytest.approx(np.nanmean(scores, axis=1))
     assert all(low <= y <= high for low, y, high in zip(trend["ci_low"], trend["y"], trend["ci_high"]))
     assert all(chance < y for chance, y in zip(trend["chance"], trend["y"]))
+    # each point is the best of 25 layer pairs: its chance is the search's, above the fixed pair's
+    assert all(fixed < best < y for fixed, best, y in zip(trend["chance"], trend["search_chance"], trend["y"]))
     assert trend["rho"] == pytest.approx(scipy_stats.spearmanr(trend["x"], trend["y"]).statistic)
     assert trend["n_orderings"] == 6
 
     assert main(args) == 0  # the table, from the stored result
     out = capsys.readouterr().out
     header, *rows = out.splitlines()[:4]
-    assert header.split() == ["model", "test_accuracy", "mutual_knn", "ci_low", "ci_high", "chance", "layers"]
+    columns = ["model", "test_accuracy", "mutual_knn", "ci_low", "ci_high", "chance", "chance_of_best", "layers"]
+    assert header.split() == columns
     assert [row.split()[2] for row in rows] == [f"{y:.4f}" for y in trend["y"]]
+    assert [row.split()[6] for row in rows] == [f"{c:.4f}" for c in trend["search_chance"]]
+    assert "read it against chance_of_best" in out
     # Regression: with no reference set this named the models themselves as the references.
     assert "mutual_knn against the other models on digits (n = 100), 20 bootstrap resamples" in out
     assert f"Spearman rho = {trend['rho']:+.3f} across 3 models" in out

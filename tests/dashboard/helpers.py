@@ -3,10 +3,13 @@ read its URL, and make tampered links."""
 
 from __future__ import annotations
 
+import base64
+import json
 import random
 import string
 from pathlib import Path
 
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from alignscope.dashboard.selection import QUERY_KEYS
@@ -119,3 +122,23 @@ def random_tampered_query(seed: int) -> dict:
     if rng.random() < 0.1:
         query[rng.choice(keys)] = rng.choice([None, 5, 3.5, [], object()])
     return query
+
+
+def unpacked(value):
+    """Plotly's JSON packs arrays as ``{"dtype", "bdata", "shape"}`` (base64): unpacked to lists, recursively."""
+    if isinstance(value, dict):
+        if set(value) >= {"dtype", "bdata"}:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+            shape = value.get("shape")  # a list, or "5, 5" (2-D)
+            if isinstance(shape, str):
+                shape = [int(size) for size in shape.split(",")]
+            return array.reshape(shape).tolist() if shape else array.tolist()
+        return {key: unpacked(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [unpacked(item) for item in value]
+    return value
+
+
+def plotly_figure(spec: str) -> dict:
+    """A chart's figure from its JSON spec, arrays unpacked (see :func:`unpacked`)."""
+    return unpacked(json.loads(spec))

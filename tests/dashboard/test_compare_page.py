@@ -84,7 +84,7 @@ def test_metric_choice_changes_the_headline_and_the_heatmap():
 def test_layer_pair_from_the_url_and_the_best_pair_button():
     app = run_page("compare", {"la": "0", "lb": "1"})
     no_exception(app)
-    assert any("layer 0 `conv1`" in c.value and "layer 1 `conv2`" in c.value for c in app.caption)
+    assert any("layer 0 (conv1)" in c.value and "layer 1 (conv2)" in c.value for c in app.caption)
     app.button(key="compare-best").click().run()
     assert (url_of(app)["la"], url_of(app)["lb"]) != ("0", "1")
 

@@ -10,21 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from tests.dashboard.helpers import no_exception, run_page, url_of
+from tests.dashboard.helpers import no_exception, plotly_figure, run_page, url_of
 from tests.dashboard.test_projections_page import captions_features  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
-
-
-def _array(value) -> np.ndarray:
-    """A plotly JSON array: a nested list, or plotly's typed-array form {"dtype", "bdata", "shape"}."""
-    if isinstance(value, dict):
-        import base64
-
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        shape = value.get("shape")
-        return flat.reshape([int(x) for x in str(shape).split(",")]) if shape else flat
-    return np.array(value, dtype=float)
 
 
 def _upload_noise(name: str, width: int, seed: int) -> None:
@@ -70,8 +59,8 @@ def test_an_incompatible_pair_does_not_wipe_out_the_heatmap():
     """Unmapped retrieval between layers of unequal widths used to replace the whole heatmap by an error."""
     app = run_page("compare", {"metric": "retrieval_top1_unmapped", "perm": "0", "metrics": "mutual_knn"})
     no_exception(app)
-    figure = json.loads(app.get("plotly_chart")[-1].proto.spec)
-    z = _array(figure["data"][0]["z"])
+    figure = plotly_figure(app.get("plotly_chart")[-1].proto.spec)
+    z = np.array(figure["data"][0]["z"], dtype=float)
     assert np.isfinite(z).any() and np.isnan(z).any()  # the equal-width pairs are there, the others marked
     assert not any("mapped=True" in c.value for c in app.caption)  # never a Python argument for a dashboard user
 

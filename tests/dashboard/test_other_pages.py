@@ -198,6 +198,33 @@ def test_data_models_lists_registries_and_cache():
     assert {"digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"} <= set(cache["model"])
 
 
+def _cli_in_another_process(*argv: str) -> None:
+    import subprocess
+    import sys
+
+    code = "import sys; from alignscope.core.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_dataset_the_cli_adds_or_removes_meanwhile_shows_without_a_restart(tmp_path):
+    """The registries were read once per server: a dataset uploaded with the CLI while the dashboard ran
+    was missing from every page until a restart (and one removed stayed listed)."""
+    texts = tmp_path / "meanwhile.txt"
+    texts.write_text("first line\nsecond line\nthird line\n")
+    before = run_page("data_models")
+    assert "meanwhile" not in set(before.dataframe[1].value["name"])
+    _cli_in_another_process("datasets", "--upload", str(texts), "--name", "meanwhile")
+    after = run_page("data_models")
+    no_exception(after)
+    assert dict(zip(after.dataframe[1].value["name"], after.dataframe[1].value["samples"]))["meanwhile"] == 3
+    _cli_in_another_process("datasets", "--remove", "meanwhile")
+    gone = run_page("data_models")
+    no_exception(gone)
+    assert "meanwhile" not in set(gone.dataframe[1].value["name"])
+    assert "digits" in set(gone.dataframe[1].value["name"])  # a built-in stays
+
+
 def test_hub_model_without_network_fails_with_a_clear_message(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     app = run_page("data_models")
@@ -316,6 +343,30 @@ def test_many_models_cells_carry_their_own_p_and_interval_in_the_hover():
     assert f"[{expected.ci_low:.4f}, {expected.ci_high:.4f}]" in text
     assert cells[2, 0][5] == text  # a symmetric metric: the mirrored cell is the same pair's statistics
     assert cells[1, 1][5] == ""  # a model against itself has none
+
+
+def test_many_models_best_layer_cells_carry_the_searchs_corrected_p_and_its_chance():
+    """Each cell at its pair's best layer pair was chosen from 25: its p was the fixed pair's (as if chosen
+    in advance), and its chance one fixed pair's."""
+    import json
+
+    from alignscope.core.analysis.engine import default_engine
+    from alignscope.core.analysis.requests import PairRequest, metric_params
+
+    app = run_page("many_models", {"metric": "linear_cka"})
+    no_exception(app)
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    heatmap = next(trace for trace in figure["data"] if trace["type"] == "heatmap")
+    cells = {(int(c[0]), int(c[1])): c for row in heatmap["customdata"] for c in row}
+    nets = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
+    searched = default_engine().run(
+        PairRequest(nets[0], nets[2], "digits", 120, 0, "linear_cka", metric_params("linear_cka"), "all", 20, 5)
+    )
+    assert searched.pairs_searched == 25 and searched.search_chance is not None
+    assert (cells[0, 2][2], cells[0, 2][3]) == (searched.layer_a, searched.layer_b)
+    assert f"p = {searched.p_maxstat:.4f} (permutation, corrected for the layer search)" in cells[0, 2][5]
+    assert f"chance of the best layer pair = {searched.search_chance:.4f}" in cells[0, 2][4]
+    assert "corrected for the search" in " ".join(c.value for c in app.caption)
 
 
 def test_a_slow_representation_read_shows_its_progress_instead_of_holding_the_page(monkeypatch):

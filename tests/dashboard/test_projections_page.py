@@ -4,7 +4,6 @@ tampered links."""
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
@@ -12,21 +11,9 @@ import pytest
 
 from alignscope.dashboard.plots_projection import point_colours
 from alignscope.dashboard.ui import WORD_JOINER
-from tests.dashboard.helpers import no_exception, random_tampered_query, run_page, url_of
+from tests.dashboard.helpers import no_exception, plotly_figure, random_tampered_query, run_page, url_of
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
-
-
-def _decode(value):
-    """Plotly's JSON packs arrays as ``{"dtype", "bdata"}`` (base64); unpack them to lists, recursively."""
-    if isinstance(value, dict):
-        if set(value) >= {"dtype", "bdata"}:
-            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
-            return array.reshape(value["shape"]).tolist() if "shape" in value else array.tolist()
-        return {key: _decode(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_decode(item) for item in value]
-    return value
 
 
 def maps_arguments(app) -> dict:
@@ -53,10 +40,10 @@ def chart_spec(app, key: str) -> dict:
     map A and B of the Projections page, as its linked maps frame gets them."""
     maps = {"proj-a": 0, "proj-b": 1}
     if key in maps:
-        return _decode(json.loads(maps_view(app).figure_jsons[maps[key]]))
+        return plotly_figure(maps_view(app).figure_jsons[maps[key]])
     for chart in app.get("plotly_chart"):
         if chart.proto.id.endswith(f"-{key}"):
-            return _decode(json.loads(chart.proto.spec))
+            return plotly_figure(chart.proto.spec)
     raise AssertionError(f"no chart with key {key!r}; charts: {[c.proto.id for c in app.get('plotly_chart')]}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.dashboard.helpers import no_exception, run_page, url_of
+from tests.dashboard.helpers import no_exception, plotly_figure, run_page, url_of
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 NETS = "digits-cnn-s0,digits-cnn-s1,digits-cnn-s2"
@@ -41,6 +41,13 @@ def test_the_trend_points_are_the_engines():
     assert list(points.index) == list(trend.models)
     assert np.allclose(points["mean mutual_knn"].to_numpy(), trend.y)
     assert np.allclose(points["ci_low"].to_numpy(), trend.ci_low)
+    # each point is a best-of-25 layer pairs: its chance line is the search's, above a fixed pair's
+    assert np.allclose(points["chance of best"].to_numpy(), trend.search_chance)
+    assert (points["chance of best"] > points["chance"]).all()
+    figure = plotly_figure(app.get("plotly_chart")[0].proto.spec)
+    (line,) = [trace for trace in figure["data"] if trace.get("name") == "chance of the best layer pair"]
+    order = np.argsort(trend.x, kind="stable")
+    assert np.allclose(line["y"], trend.search_chance[order])
     assert any("Spearman ρ" in m.value and "6 orderings" in m.value for m in app.markdown)
     assert url_of(app)["tm"] == NETS and url_of(app)["prop"] == "test_accuracy"
 

@@ -101,6 +101,12 @@ def test_each_point_is_the_mean_of_its_pairs_best_layer_scores(engine):
         ]
         assert trend.y[index] == pytest.approx(np.mean([m.best_value for m in best]), abs=1e-12)
         assert trend.chance[index] == pytest.approx(np.mean([m.chance[m.best_index] for m in best]), abs=1e-12)
+        # each point is a search's best: it is read against where that best lands with no alignment (an
+        # unordered pair's matrix is the one with the earlier model of NETS as A: mutual k-NN is symmetric)
+        first = [engine.run(MatrixRequest(*sorted((model, o), key=NETS.index), "digits", N, 0, "mutual_knn",
+                                          _request().params)) for o in others]  # fmt: skip
+        assert trend.search_chance[index] == pytest.approx(np.mean([m.best_chance for m in first]), abs=1e-12)
+    assert (trend.search_chance > trend.chance).all() and np.array_equal(trend.null_level(), trend.search_chance)
     # mutual k-NN is symmetric: each unordered pair was scored once and both rows carry it
     assert np.allclose(trend.pair_scores, trend.pair_scores.T, equal_nan=True)
     assert np.isnan(np.diag(trend.pair_scores)).all()
@@ -126,6 +132,7 @@ def test_relative_depth_scores_the_layers_at_that_depth(engine):
         expected = compute("mutual_knn", views[model].values[-1], views["digits-cnn-s0"].values[-1], k=5)
         assert trend.y[index] == pytest.approx(expected, abs=1e-12)
     assert trend.chance == pytest.approx(5 / (N - 1))  # the closed form of mutual k-NN
+    assert trend.search_chance is None and np.array_equal(trend.null_level(), trend.chance)  # no search
     assert trend.rho is None  # two models: no trend to test
 
 

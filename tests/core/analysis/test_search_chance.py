@@ -1,0 +1,95 @@
+"""The chance level of the best of a layer search: where the best of La × Lb pairs lands with no
+alignment. Recomputed here from plain metric calls on the same shuffles, and checked against what the
+best of pure-noise layers actually scores (the fixed pair's closed form sits well below both)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from alignscope.core.analysis.cost import CHANCE_SHUFFLES, matrix_shuffles
+from alignscope.core.analysis.features import ViewFeatures
+from alignscope.core.analysis.requests import MatrixRequest, PairRequest, metric_params
+from alignscope.core.analysis.scorer import layer_matrix_of, score_pair
+from alignscope.core.metrics.registry import compute
+
+N, K = 120, 5
+
+
+def _view(model: str, layers: list[np.ndarray]) -> ViewFeatures:
+    ids = tuple(f"s{i}" for i in range(N))
+    names = tuple(f"layer{i}" for i in range(len(layers)))
+    return ViewFeatures(
+        model, "noise", names, tuple(np.asarray(x, np.float32) for x in layers), ids, None, f"k-{model}"
+    )
+
+
+def _noise_views(seed: int, count: int = 4, width: int = 16) -> tuple[ViewFeatures, ViewFeatures]:
+    rng = np.random.default_rng(seed)
+    return (
+        _view("A", [rng.standard_normal((N, width)) for _ in range(count)]),
+        _view("B", [rng.standard_normal((N, width)) for _ in range(count)]),
+    )
+
+
+def _matrix(view_a, view_b, metric: str = "mutual_knn", seed: int = 0, permutations: int = 0, **params):
+    request = MatrixRequest("A", "B", "noise", N, seed, metric, metric_params(metric, **params), permutations)
+    return layer_matrix_of(request, view_a, view_b)
+
+
+def test_the_best_cells_chance_is_the_mean_best_of_the_same_shuffles_scored_one_pair_at_a_time():
+    view_a, view_b = _noise_views(0, count=3)
+    matrix = _matrix(view_a, view_b, k=K)
+    generator = torch.Generator().manual_seed(0)  # the shuffles of the search's permutation test
+    bests = []
+    for _ in range(CHANCE_SHUFFLES):
+        perm = torch.randperm(N, generator=generator).numpy()
+        bests.append(max(compute("mutual_knn", a, b[perm], k=K) for a in view_a.values for b in view_b.values))
+    assert matrix.best_chance == pytest.approx(np.mean(bests), abs=1e-12)
+    # each cell keeps its own closed form, k / (n - 1), which the best of nine sits above
+    assert np.allclose(matrix.chance, K / (N - 1)) and matrix.best_chance > K / (N - 1) * 1.2
+
+
+def test_the_best_of_pure_noise_lands_at_the_search_chance_not_at_a_fixed_pairs_chance():
+    bests, levels = [], []
+    for seed in range(12):
+        matrix = _matrix(*_noise_views(seed), seed=seed, k=K)
+        bests.append(matrix.best_value)
+        levels.append(matrix.best_chance)
+    fixed = K / (N - 1)
+    spread = np.std(bests) / np.sqrt(len(bests))
+    # no alignment at all: the searched best averages its search chance (within 3 standard errors) ...
+    assert np.mean(bests) == pytest.approx(np.mean(levels), abs=3 * spread + 1e-3)
+    # ... and lies far above the fixed pair's level that a best-layer point used to be drawn against
+    assert np.mean(bests) - fixed > 6 * spread and np.mean(levels) > 1.3 * fixed
+
+
+def test_lower_is_better_metrics_take_the_smallest_cell_of_each_shuffle():
+    view_a, view_b = _noise_views(1, count=2)
+    matrix = _matrix(view_a, view_b, "shape_distance")
+    assert matrix.chance is not None and matrix.best_chance is not None
+    assert not matrix.higher_is_better and matrix.best_chance < float(np.min(matrix.chance))
+
+
+def test_which_matrices_are_shuffled():
+    assert matrix_shuffles("mutual_knn", 0, 25) == CHANCE_SHUFFLES  # closed form, cheap shuffles: the search's
+    assert matrix_shuffles("mutual_knn", 0, 1) == 0  # one cell: its closed form is the whole story
+    assert matrix_shuffles("linear_cka", 0, 1) == CHANCE_SHUFFLES  # no closed form
+    assert matrix_shuffles("mutual_knn", 500, 25) == 500  # a permutation test's shuffles serve both
+    assert matrix_shuffles("retrieval_top1", 0, 25) == 0  # closed form, each shuffle a full recompute
+    view_a, view_b = _noise_views(2, count=2, width=4)
+    assert _matrix(view_a, view_b, "retrieval_top1").best_chance is None
+
+
+def test_a_searched_pair_score_carries_its_search_chance_and_a_fixed_pair_none():
+    view_a, view_b = _noise_views(3, count=3)
+    params = metric_params("mutual_knn", k=K)
+    searched = score_pair(PairRequest("A", "B", "noise", N, 0, "mutual_knn", params, "all", 99), view_a, view_b)
+    # from the permutation test's 99 shuffles (the matrix alone would take 20)
+    assert searched.pairs_searched == 9
+    assert searched.search_chance == _matrix(view_a, view_b, permutations=99, k=K).best_chance
+    # noise: the corrected p of the best is not small, though its score is well above a fixed pair's chance
+    assert searched.p_maxstat > 0.05 and searched.value > searched.chance
+    fixed = score_pair(PairRequest("A", "B", "noise", N, 0, "mutual_knn", params, "1,2"), view_a, view_b)
+    assert fixed.search_chance is None and fixed.chance == pytest.approx(K / (N - 1))
