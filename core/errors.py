@@ -67,3 +67,12 @@ def retryable(error: BaseException) -> bool:
     """Whether running the same request again could end otherwise: not when its input made it fail (an
     InputError), unless that input was features gone meanwhile (planned again, they are computed again)."""
     return not isinstance(error, InputError) or isinstance(error, FeaturesGone)
+
+
+def rebuilt(type_name: str, message: str) -> AlignscopeError:
+    """The error ``type_name`` (a class of this module) with ``message``, as raised in another process:
+    its type decides what the user is offered (:func:`retryable`). Any other name: AlignscopeError."""
+    found = globals().get(type_name)
+    if isinstance(found, type) and issubclass(found, AlignscopeError):
+        return found(message)
+    return AlignscopeError(message)

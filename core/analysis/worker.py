@@ -35,7 +35,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from alignscope.core.analysis.jobs import JobCancelled, Progress
-from alignscope.core.errors import AlignscopeError
+from alignscope.core.errors import AlignscopeError, rebuilt
 
 WORKER_STATES = ("cold", "warming", "warm")
 POLL_SECONDS = 0.2  # how often a waiting job thread looks at its own cancel flag and the child's liveness
@@ -85,9 +85,9 @@ def _serve(conn: Connection) -> None:
         except JobCancelled:
             reply = ("cancelled",)
         except AlignscopeError as error:
-            reply = ("failed", str(error))
+            reply = ("failed", str(error), type(error).__name__)
         except Exception as error:  # noqa: BLE001 - a bug fails the job, not the worker
-            reply = ("failed", f"unexpected {type(error).__name__}: {error}")
+            reply = ("failed", f"unexpected {type(error).__name__}: {error}", AlignscopeError.__name__)
         try:
             conn.send(reply)
         except (BrokenPipeError, OSError):
@@ -212,8 +212,8 @@ class ProcessWorker:
                 return
             elif kind == "cancelled":
                 raise JobCancelled("cancelled")
-            elif kind == "failed":
-                raise AlignscopeError(message[1])
+            elif kind == "failed":  # the child's error, of its own type (an InputError is not retried)
+                raise rebuilt(message[2], message[1])
 
     def _replace(self, process: Any) -> None:
         """Kill ``process`` (a job that ignored its cancel) and start a new worker in its place."""

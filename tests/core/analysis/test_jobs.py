@@ -38,3 +38,13 @@ def test_a_request_refused_as_it_is_prepared_is_not_offered_again(engine):
 
     outcome = engine.request(PairRequest("digits-cnn-s0", "digits-cnn-s1", "digits", 200, layers="9,9"))
     assert outcome.state == "failed" and "layer" in outcome.error and outcome.retryable is False
+
+
+def test_an_error_from_another_process_is_rebuilt_with_its_own_type():
+    from alignscope.core.errors import AlignscopeError, UnknownModelError, rebuilt
+
+    assert type(rebuilt("InputError", "n_neighbors must be at least 2")) is InputError
+    assert str(rebuilt("UnknownModelError", "no model 'x'")) == "no model 'x'"  # not quoted as a KeyError
+    assert type(rebuilt("UnknownModelError", "m")) is UnknownModelError
+    # anything else (a bug's type, a name from elsewhere) is the base type, never an arbitrary class
+    assert type(rebuilt("ValueError", "m")) is AlignscopeError and type(rebuilt("os.system", "m")) is AlignscopeError

@@ -138,6 +138,17 @@ def test_a_cancelled_job_stops_in_the_worker_which_then_serves_the_next_job(engi
 
 
 @pytest.mark.slow
+def test_an_error_of_the_input_in_the_worker_keeps_its_type_and_is_not_offered_again(engine, worker):
+    """The worker sent back only the message: every failure there became a plain AlignscopeError, which
+    the dashboard offers to try again, though the same request fails the same way."""
+    request = UMAP.replace(n_neighbors=1)  # refused by UMAP's own check, in the worker
+    outcome = engine.request(request, start=True)
+    assert outcome.job.wait(300) and outcome.job.state == "failed"
+    assert "n_neighbors must be at least 2" in outcome.job.error and not outcome.job.retryable
+    assert engine.store.get(outcome.prepared.key) is None and worker.state == "warm"
+
+
+@pytest.mark.slow
 def test_a_job_waiting_for_the_busy_worker_can_be_cancelled_before_its_turn(engine, worker):
     from alignscope.core.analysis.engine import Engine
 
