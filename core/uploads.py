@@ -29,6 +29,7 @@ import hashlib
 import io
 import json
 import shutil
+import threading
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -367,22 +368,56 @@ def _model_from_entry(entry: dict) -> ModelSpec:
     return ModelSpec(**{**entry, "options": options, "properties": properties})
 
 
-def load_user_registry(settings: Settings | None = None) -> list[str]:
-    """Register every persisted upload and run-time addition; returns the names registered."""
-    settings = settings or get_settings()
+def _load_entries(settings: Settings) -> set[tuple[str, str]]:
+    """Register every persisted entry: the (kind, name) of each one registered."""
     registry = read_registry(settings)
-    names = []
+    loaded = set()
     for entry in registry.get("datasets", []):
         try:
-            names.append(register_dataset(DatasetSpec(**entry), overwrite=True).name)
+            loaded.add(("datasets", register_dataset(DatasetSpec(**entry), overwrite=True).name))
         except (TypeError, ValueError, AlignscopeError):
             continue  # an entry from an incompatible version: skip rather than fail start-up
     for entry in registry.get("models", []):
         try:
-            names.append(register_model(_model_from_entry(entry), overwrite=True).name)
+            loaded.add(("models", register_model(_model_from_entry(entry), overwrite=True).name))
         except (TypeError, ValueError, AlignscopeError):
             continue
-    return names
+    return loaded
+
+
+def load_user_registry(settings: Settings | None = None) -> list[str]:
+    """Register every persisted upload and run-time addition; returns the names registered."""
+    return sorted(name for _, name in _load_entries(settings or get_settings()))
+
+
+# registry.json of each cache dir as last read here: (its stamp, the entries registered from it)
+_SYNCED: dict[Path, tuple[tuple[int, int] | None, set[tuple[str, str]]]] = {}
+_SYNC_LOCK = threading.Lock()
+
+
+def sync_user_registry(settings: Settings | None = None) -> bool:
+    """Bring this process's registries in line with ``registry.json`` when it changed since the last call
+    (another process — the CLI, another server — added or removed an entry): its entries registered, the
+    ones it listed before and no longer does forgotten. One ``stat`` when nothing changed (a dashboard
+    calls it on every rerun). Returns whether the file was read."""
+    settings = settings or get_settings()
+    path = registry_path(settings)
+    try:
+        info = path.stat()
+        stamp: tuple[int, int] | None = (info.st_mtime_ns, info.st_size)
+    except OSError:
+        stamp = None
+    with _SYNC_LOCK:
+        previous = _SYNCED.get(path)
+        if previous is not None and previous[0] == stamp:
+            return False
+        loaded = _load_entries(settings)
+        for kind, name in (previous[1] if previous is not None else set()) - loaded:
+            registry = MODELS if kind == "models" else DATASETS
+            if not registry.is_builtin(name):
+                registry.unregister(name)
+        _SYNCED[path] = (stamp, loaded)
+        return True
 
 
 def forget(kind: str, name: str, settings: Settings | None = None) -> None:
@@ -722,6 +757,7 @@ __all__ = [
     "add_representation",
     "add_text_dataset",
     "load_user_registry",
+    "sync_user_registry",
     "parse_representation",
     "parse_texts",
     "remember_dataset",

@@ -2,8 +2,8 @@
 
 Numbers never come from here: pages ask the engine (:func:`outcome`) for results, which live in the
 on-disk result store and are shared by every browser session and the CLI. What is cached here is what
-is expensive to rebuild in memory: the engine itself (one per cache dir), loaded models for extraction
-jobs, and the registries' bootstrap.
+is expensive to rebuild in memory: the engine itself (one per cache dir) and loaded models for
+extraction jobs.
 """
 
 from __future__ import annotations
@@ -18,16 +18,12 @@ from alignscope.core.settings import get_settings
 from alignscope.core.versions import versions_of
 
 
-@st.cache_resource(show_spinner=False)
-def _bootstrap_registries(cache_dir: str) -> list[str]:
-    """Register persisted uploads and hub models once per cache dir (the arg keys the cache)."""
-    from alignscope.core.uploads import load_user_registry
-
-    return load_user_registry()
-
-
 def ensure_registries() -> None:
-    _bootstrap_registries(str(get_settings().cache_dir))
+    """Persisted uploads and added models registered, and kept in step with what another process (the
+    CLI) adds or removes meanwhile: one ``stat`` of the registry file per rerun."""
+    from alignscope.core.uploads import sync_user_registry
+
+    sync_user_registry(get_settings())
 
 
 def engine() -> Engine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import warnings
 import zipfile
@@ -538,3 +539,21 @@ def _npy_v2(array) -> bytes:
 )
 def test_every_plain_npy_layout_is_read_as_written(data):
     assert np.array_equal(uploads.read_array("r.npy", data), np.arange(12.0).reshape(4, 3))
+
+
+def test_the_registry_follows_what_another_process_adds_and_removes(cache_dir):
+    from alignscope.core.datasets import DatasetSpec, list_datasets, register_dataset, unregister_dataset
+    from alignscope.core.user_store import read_registry, registry_path
+
+    assert uploads.sync_user_registry() and not uploads.sync_user_registry()  # read once, then one stat
+    uploads.add_text_dataset("shared", "t.txt", b"one\ntwo\nthree\n")
+    unregister_dataset("shared")  # as if another process had uploaded it: on disk, not known here
+    assert uploads.sync_user_registry() and load_dataset("shared").texts == ("one", "two", "three")
+    register_dataset(DatasetSpec("made-here", "text", "bundled:sentences", description="in code, never persisted"))
+    registry = read_registry()
+    registry["datasets"] = [e for e in registry["datasets"] if e["name"] != "shared"]  # removed elsewhere
+    registry_path().write_text(json.dumps(registry))
+    assert uploads.sync_user_registry()
+    names = {spec.name for spec in list_datasets()}
+    assert "shared" not in names and "made-here" in names and "digits" in names  # only what the file had
+    unregister_dataset("made-here")
