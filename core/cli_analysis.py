@@ -176,6 +176,28 @@ def trend_rows(trend) -> list[dict[str, Any]]:
     return rows
 
 
+def trend_chance_notes(trend) -> list[str]:
+    """What a best-layer trend's points are read against (nothing to add at a fixed depth)."""
+    if trend.relative_depth is not None:
+        return []
+    if trend.search_chance is None:
+        return [
+            "chance: for one layer pair fixed in advance; each point is the best of every layer pair, which sits "
+            f"above it with no alignment at all ({trend.metric} is not shuffled for the search's own level). "
+            "--layers depth:0.5 (any depth) scores pairs the chance fits."
+        ]
+    notes = [
+        "chance: for one layer pair fixed in advance. Each point is the best of every layer pair, so read it "
+        "against chance_of_best: where that best lands on average with shuffled correspondences (no alignment)."
+    ]
+    if trend.search_rho is not None:
+        notes.append(
+            f"chance_of_best alone has Spearman rho = {trend.search_rho:+.3f} with {trend.property} (models with "
+            "more layers search more pairs): part of a trend can be the search's."
+        )
+    return notes
+
+
 def cmd_trend(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.report import jsonable
 
@@ -201,11 +223,8 @@ def cmd_trend(args: argparse.Namespace) -> int:
         f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
         f"permutation p = {p} ({trend.n_orderings} orderings)"
     )
-    if trend.search_chance is not None:
-        print(
-            "chance: for one layer pair fixed in advance. Each point is the best of every layer pair, so read it "
-            "against chance_of_best: where that best lands with shuffled correspondences (no alignment)."
-        )
+    for line in trend_chance_notes(trend):
+        print(line)
     return 0
 
 

@@ -65,7 +65,7 @@ def trend_figure(
         )
     fig = go.Figure()
     chance = trend.null_level()[order]
-    searched = trend.search_chance is not None and bool(np.isfinite(trend.search_chance).any())
+    known = 0 if trend.search_chance is None else int(np.isfinite(trend.search_chance[order]).sum())
     if np.isfinite(chance).any():
         low, high = float(np.nanmin(chance)), float(np.nanmax(chance))
         if high - low < 1e-3:
@@ -77,7 +77,13 @@ def trend_figure(
                 y=chance,
                 mode="lines",
                 line={"color": "rgba(90,90,90,0.8)", "dash": "dot"},
-                name="chance of the best layer pair" if searched else "chance level",
+                name=(
+                    "chance of the best layer pair"
+                    if known == len(order)
+                    else "chance level (of the best layer pair where known)"
+                    if known
+                    else "chance level"
+                ),
             )
         )
     error_y = None

@@ -99,7 +99,7 @@ def model_matrix(
         relative_depth=request.relative_depth,
         params=spec.resolve_params(params),
         chance=chance,
-        search_chance=search_chance if request.relative_depth is None else None,
+        search_chance=search_chance if request.relative_depth is None and np.isfinite(search_chance).any() else None,
     )
 
 

@@ -140,8 +140,8 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
     if best_of_search:
         notes.append(
             f"chance_of_best: the best of {best_of_search[0].pairs_searched} layer pairs sits above one fixed pair's "
-            "chance with no alignment at all; this is where it lands with shuffled correspondences (the mean "
-            "over the shuffles of each one's best pair), the level to read a searched score against."
+            "chance with no alignment at all; this is where it lands on average with shuffled correspondences "
+            "(the mean over the shuffles of each one's best pair), the level to read a searched score against."
         )
     chance_methods = {s.chance_method for s in scores}
     if "shuffled" in chance_methods:

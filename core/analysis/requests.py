@@ -254,7 +254,7 @@ class ModelMatrixRequest(Request):
     None) or the layers at one relative depth (0 = first, 1 = last)."""
 
     kind: ClassVar[str] = "model-matrix"
-    result_version: ClassVar[int] = 2  # 2: search_chance
+    result_version: ClassVar[int] = 3  # 2: search_chance; 3: None where no cell has one
     models: tuple[str, ...]
     dataset: str
     n: int

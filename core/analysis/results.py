@@ -198,7 +198,8 @@ class ModelMatrix:
         chance: ``[m, m]`` the chance level of each cell's layer pair (NaN where the metric has none
             without shuffles at a fixed depth); None in results stored before it was kept.
         search_chance: ``[m, m]`` with each pair's best layer pair, the chance level of that best
-            (:attr:`LayerMatrix.best_chance`; NaN where the matrix was not shuffled); None at a fixed depth.
+            (:attr:`LayerMatrix.best_chance`; NaN where the matrix was not shuffled); None at a fixed depth
+            or where no cell has it.
     """
 
     metric: str

@@ -207,7 +207,10 @@ def run_sweep(
         )
         reduce = np.nanmax if matrix.higher_is_better else np.nanmin
         series = (("best layer of B", tuple(float(v) for v in reduce(matrix.values, axis=1))),)
-        note = "Layer i of A against the layer of B at the same relative depth; dotted: the best layer of B."
+        note = (
+            "Layer i of A against the layer of B at the same relative depth; dotted: the best layer of B, a best "
+            "of every layer of B, which sits above the chance band with no alignment at all."
+        )
     x, values, chance, chance_std, analytic = sweep_curve(points, request.metric, seed=request.seed, progress=progress)
     return Sweep(
         kind=request.sweep,

@@ -40,7 +40,7 @@ class TrendRequest(Request):
     Empty ``x`` is looked up when the features are cached (training a digits net measures its accuracy)."""
 
     kind: ClassVar[str] = "trend"
-    result_version: ClassVar[int] = 2  # 2: search_chance
+    result_version: ClassVar[int] = 3  # 2: search_chance; 3: search_rho, None where no pair has one
     models: tuple[str, ...]
     reference: tuple[str, ...]
     dataset: str
@@ -87,9 +87,13 @@ class Trend:
         y: mean alignment of each model to its references; ``ci_low``/``ci_high`` its bootstrap interval.
         chance: the mean chance level of the same pairs, each for one layer pair fixed in advance.
         search_chance: with ``relative_depth`` None (each pair at its best of many layer pairs), the mean
-            over the same pairs of where that best lands with no alignment (:attr:`LayerMatrix.best_chance`:
-            on the PRH preset 0.28 against a fixed pair's 0.21): the level each point is read against. NaN
-            where a pair's matrix was not shuffled; None at a fixed depth, where ``chance`` applies.
+            over the same pairs of where that best lands on average with no alignment
+            (:attr:`LayerMatrix.best_chance`: on the PRH preset 0.27–0.28 against a fixed pair's 0.21): the
+            level each point is read against — a mean, not a threshold. NaN for a point unless every one of
+            its pairs has it; None at a fixed depth (``chance`` applies) or where no pair has it (a metric
+            whose shuffles would recompute every pair: retrieval).
+        search_rho: Spearman's ρ between x and ``search_chance``: how strongly the search alone moves with
+            the property (deeper models search more layer pairs); None without both.
         pair_scores: ``[m, R]`` the individual pair scores (NaN where a model is its own reference).
         pairs: ``((model, reference, layer_a, layer_b), ...)`` the layers behind every pair.
         rho, p_value: Spearman's ρ between x and y over the models that have x, and its two-sided
@@ -116,6 +120,7 @@ class Trend:
     higher_is_better: bool
     relative_depth: float | None = None
     search_chance: np.ndarray | None = None
+    search_rho: float | None = None
 
     def null_level(self) -> np.ndarray:
         """``[m]`` the level each point would sit at with no alignment: ``search_chance`` where the point
@@ -216,6 +221,12 @@ def compute_trend(
     orderings = 0
     if usable.sum() >= 3:
         rho, p_value, orderings = spearman_with_permutation_p(x[usable], y[usable], seed=request.seed)
+    search_chance = None if request.relative_depth is not None else _complete_row_means(search_chances, scores)
+    search_rho = None
+    if search_chance is not None:
+        searched = usable & np.isfinite(search_chance)
+        if searched.sum() >= 3 and np.ptp(x[searched]) > 0 and np.ptp(search_chance[searched]) > 0:
+            search_rho = float(scipy_stats.spearmanr(x[searched], search_chance[searched]).statistic)
     return Trend(
         models=tuple(request.models),
         references=tuple(references),
@@ -236,16 +247,27 @@ def compute_trend(
         n_bootstrap=request.bootstrap,
         higher_is_better=spec.higher_is_better,
         relative_depth=request.relative_depth,
-        search_chance=None if request.relative_depth is not None else _row_means(search_chances),
+        search_chance=search_chance,
+        search_rho=search_rho,
     )
 
 
-def _row_means(values: np.ndarray) -> np.ndarray:
-    """``[m]`` the mean of each row's finite entries (NaN for a row with none), without a warning."""
-    finite = np.isfinite(values)
-    sums = np.where(finite, values, 0.0).sum(axis=1)
-    counts = finite.sum(axis=1)
-    return np.divide(sums, counts, out=np.full(len(values), np.nan), where=counts > 0)
+def _complete_row_means(values: np.ndarray, scores: np.ndarray) -> np.ndarray | None:
+    """``[m]`` each row's mean of ``values`` over the pairs it scored (``scores`` finite), NaN for a row
+    where one of them lacks a value (the level would cover fewer pairs than the point); None when no row
+    has one.
+
+    Example:
+        >>> scores = np.array([[0.5, 0.4, np.nan], [0.3, np.nan, 0.2]])
+        >>> _complete_row_means(np.array([[0.1, 0.3, np.nan], [0.2, np.nan, np.nan]]), scores)
+        array([0.2, nan])
+    """
+    scored = np.isfinite(scores)
+    complete = (np.isfinite(values) | ~scored).all(axis=1) & scored.any(axis=1)
+    if not complete.any():
+        return None
+    sums = np.where(scored, np.nan_to_num(values, nan=0.0), 0.0).sum(axis=1)
+    return np.where(complete, sums / np.maximum(scored.sum(axis=1), 1), np.nan)
 
 
 class _ResampleScorer:

@@ -184,7 +184,7 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
             "" if matrix.chance is None else f"; one pair fixed in advance: {float(matrix.chance[best_i, best_j]):.3f}"
         )
         verdict += (
-            f" With no alignment the best of {searched} pairs lands at {matrix.best_chance:.3f} (the mean best of "
+            f" With no alignment the best of {searched} pairs averages {matrix.best_chance:.3f} (the mean best of "
             f"shuffled correspondences{fixed})."
         )
     st.caption(

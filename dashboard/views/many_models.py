@@ -237,8 +237,11 @@ def render(sel: Selection) -> None:
                 f"{sel.dataset}, n = {result.n_samples} (seed {sel.seed}). Rows and columns are ordered by "
                 "average-linkage clustering. Click a cell to open the pair in Compare."
                 + (
-                    " Each cell is the best of its pair's layer pairs: the hover gives where that best lands with "
-                    "no alignment (shuffled correspondences) and a p corrected for the search."
+                    " Each cell is the best of its pair's layer pairs: the hover gives where that best lands on "
+                    "average with no alignment (shuffled correspondences) and a p corrected for the search."
+                    if result.search_chance is not None
+                    else " Each cell is the best of its pair's layer pairs, above its one-pair chance level with no "
+                    "alignment at all; the hover's p is corrected for the search."
                     if sel.relative_depth is None
                     else ""
                 )

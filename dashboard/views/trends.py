@@ -171,11 +171,24 @@ def _summary(trend: Trend, sel: Selection) -> None:
                 else "no intervals (bootstrap resamples: 0); "
             )
             + (
-                "dotted line: where each point would sit with no alignment — it is the best of every layer pair, "
-                "so its chance is the best pair's of shuffled correspondences, above one fixed pair's chance "
+                "dotted line: where each point sits on average with no alignment — it is the best of every layer "
+                "pair, so its chance is the best pair's of shuffled correspondences, above one fixed pair's chance "
                 "(both in the table; a grey band spans the line where the levels differ)."
                 if trend.search_chance is not None
                 else "dotted line: the chance level of the same pairs (a grey band spans it where their levels differ)."
+                + (
+                    f" That level is for one layer pair fixed in advance, and each point is the best of every layer "
+                    f"pair, which sits above it with no alignment at all ({trend.metric} is not shuffled for the "
+                    "search's own level); pick a depth for points the chance level fits."
+                    if sel.trend_depth is None
+                    else ""
+                )
+            )
+            + (
+                f" The search's level alone has Spearman ρ = {trend.search_rho:+.2f} with {trend.property} (models "
+                "with more layers search more pairs): part of a trend can be the search's."
+                if trend.search_rho is not None
+                else ""
             )
         )
     )

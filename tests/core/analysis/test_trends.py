@@ -107,6 +107,17 @@ def test_each_point_is_the_mean_of_its_pairs_best_layer_scores(engine):
                                           _request().params)) for o in others]  # fmt: skip
         assert trend.search_chance[index] == pytest.approx(np.mean([m.best_chance for m in first]), abs=1e-12)
     assert (trend.search_chance > trend.chance).all() and np.array_equal(trend.null_level(), trend.search_chance)
+    assert trend.search_rho == pytest.approx(scipy_stats.spearmanr(trend.x, trend.search_chance).statistic)
+
+
+def test_a_metric_not_shuffled_for_its_search_has_no_search_chance_and_says_so(engine):
+    from alignscope.core.cli_analysis import trend_chance_notes
+
+    trend = engine.run(_request(metric="retrieval_top1", params=(), bootstrap=0))
+    assert trend.search_chance is None and trend.search_rho is None
+    assert np.array_equal(trend.null_level(), trend.chance)  # the fixed pair's, drawn as such ...
+    (note,) = trend_chance_notes(trend)  # ... with the caveat that a best-of-search point sits above it
+    assert "not shuffled for the search's own level" in note
     # mutual k-NN is symmetric: each unordered pair was scored once and both rows carry it
     assert np.allclose(trend.pair_scores, trend.pair_scores.T, equal_nan=True)
     assert np.isnan(np.diag(trend.pair_scores)).all()
