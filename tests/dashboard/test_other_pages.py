@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.dashboard.helpers import SettlingAppTest, no_exception, run_page, url_of
+from tests.dashboard.helpers import SettlingAppTest, no_exception, plotly_figure, run_page, url_of
 
 pytestmark = pytest.mark.usefixtures("dashboard_cache")
 
@@ -323,21 +323,26 @@ def test_an_uploaded_representation_can_be_removed_on_the_page(dashboard_cache: 
     assert "doomed-rep" not in [spec.name for spec in list_models()]
 
 
-def test_many_models_cells_carry_their_own_p_and_interval_in_the_hover():
-    import json
-
+def _many_models_cells(query: dict, layers: str):
+    """The Many models page for linear CKA on the three digits CNNs: (app, the heatmap's customdata by
+    (row, column) model index, the engine's PairRequest score of s0 vs s2 at ``layers``)."""
     from alignscope.core.analysis.engine import default_engine
     from alignscope.core.analysis.requests import PairRequest, metric_params
 
-    app = run_page("many_models", {"metric": "linear_cka", "depth": "1.0"})
+    app = run_page("many_models", {"metric": "linear_cka", **query})
     no_exception(app)
-    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    figure = plotly_figure(app.get("plotly_chart")[0].proto.spec)
     heatmap = next(trace for trace in figure["data"] if trace["type"] == "heatmap")
     cells = {(int(c[0]), int(c[1])): c for row in heatmap["customdata"] for c in row}
-    nets = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
-    expected = default_engine().run(
-        PairRequest(nets[0], nets[2], "digits", 120, 0, "linear_cka", metric_params("linear_cka"), "4,4", 20, 5)
-    )
+    score = default_engine().run(
+        PairRequest("digits-cnn-s0", "digits-cnn-s2", "digits", 120, 0, "linear_cka", metric_params("linear_cka"),
+                    layers, 20, 5)
+    )  # fmt: skip
+    return app, cells, score
+
+
+def test_many_models_cells_carry_their_own_p_and_interval_in_the_hover():
+    _, cells, expected = _many_models_cells({"depth": "1.0"}, "4,4")
     text = cells[0, 2][5]
     assert f"p = {expected.p_value:.4f}" in text
     assert f"[{expected.ci_low:.4f}, {expected.ci_high:.4f}]" in text
@@ -348,20 +353,7 @@ def test_many_models_cells_carry_their_own_p_and_interval_in_the_hover():
 def test_many_models_best_layer_cells_carry_the_searchs_corrected_p_and_its_chance():
     """Each cell at its pair's best layer pair was chosen from 25: its p was the fixed pair's (as if chosen
     in advance), and its chance one fixed pair's."""
-    import json
-
-    from alignscope.core.analysis.engine import default_engine
-    from alignscope.core.analysis.requests import PairRequest, metric_params
-
-    app = run_page("many_models", {"metric": "linear_cka"})
-    no_exception(app)
-    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
-    heatmap = next(trace for trace in figure["data"] if trace["type"] == "heatmap")
-    cells = {(int(c[0]), int(c[1])): c for row in heatmap["customdata"] for c in row}
-    nets = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
-    searched = default_engine().run(
-        PairRequest(nets[0], nets[2], "digits", 120, 0, "linear_cka", metric_params("linear_cka"), "all", 20, 5)
-    )
+    app, cells, searched = _many_models_cells({}, "all")
     assert searched.pairs_searched == 25 and searched.search_chance is not None
     assert (cells[0, 2][2], cells[0, 2][3]) == (searched.layer_a, searched.layer_b)
     assert f"p = {searched.p_maxstat:.4f} (permutation, corrected for the layer search)" in cells[0, 2][5]
