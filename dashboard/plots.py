@@ -256,12 +256,13 @@ def model_matrix(
     statistics: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     search_chance: np.ndarray | None = None,
     p_label: str = "permutation",
+    p_floor: float | None = None,
 ) -> go.Figure:
     """Model × model scores, rows and columns in ``order`` (e.g. hierarchical clustering); the hover adds
     each cell's chance level and layer pair (``chance`` [m, m], ``layers`` [m, m, 2]; with
     ``search_chance`` [m, m], the chance of a searched best pair, the level the cell is read against) and,
-    with ``statistics`` = (p, ci_low, ci_high) [m, m] each, its p (``p_label`` says which) and bootstrap
-    interval (NaN: not computed yet). Every cell carries ``customdata`` = (row model index, column model
+    with ``statistics`` = (p, ci_low, ci_high) [m, m] each, its p (``p_label`` says which; at ``p_floor``,
+    1/(P+1), it reads "≤": no shuffle scored as well) and bootstrap interval (NaN: not computed yet). Every cell carries ``customdata`` = (row model index, column model
     index, layer i, layer j, chance text, statistics text, score, action) for a click.
 
     The colour scale spans ``value_range`` (the Many models page passes a bounded metric's own range),
@@ -291,9 +292,10 @@ def model_matrix(
     def stats_text(i: int, j: int) -> str:
         if statistics is None or i == j:
             return ""
-        p_text = "…" if np.isnan(p_of[i, j]) else f"{p_of[i, j]:.4f}"
+        at_floor = p_floor is not None and p_of[i, j] <= p_floor * (1 + 1e-9)
+        p_text = "= …" if np.isnan(p_of[i, j]) else f"{'≤' if at_floor else '='} {p_of[i, j]:.4f}"
         ci = "…" if np.isnan(low_of[i, j]) else f"[{low_of[i, j]:.4f}, {high_of[i, j]:.4f}]"
-        return f"<br>p = {p_text} ({p_label})<br>95% interval {ci}"
+        return f"<br>p {p_text} ({p_label})<br>95% interval {ci}"
 
     def chance_text(i: int, j: int) -> str:
         best = np.nan if search_chance is None else float(search_chance[i, j])

@@ -87,7 +87,16 @@ def _number(value: float | None, digits: int = 4) -> str:
 HEADLINES_PER_ROW = 4
 
 
-def _headlines(sel: Selection, quick: list, full: list) -> list[PairScore | None]:
+def _searched_chance(sel: Selection, matrix_out, metric: str, layers: tuple[int, int]) -> float | None:
+    """The chance of the best of the heatmap's search, when ``metric`` is the heatmap's and ``layers`` its
+    best pair (picked as the best, it is read against that level, not one fixed pair's)."""
+    if metric != sel.metric or not matrix_out.ready:
+        return None
+    matrix: LayerMatrix = matrix_out.result
+    return matrix.best_chance if tuple(matrix.best_index) == layers else None
+
+
+def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[PairScore | None]:
     """One metric card per headline metric; returns the best available score per metric."""
     shown: list[PairScore | None] = []
     per_row = min(HEADLINES_PER_ROW, max(1, len(sel.metrics)))
@@ -102,12 +111,21 @@ def _headlines(sel: Selection, quick: list, full: list) -> list[PairScore | None
                 ui.status_note(fast, metric)
             continue
         arrow = "↑" if spec.higher_is_better else "↓"
+        searched = _searched_chance(sel, matrix_out, metric, (score.layer_a, score.layer_b))
+        level, against = (score.chance, "vs chance") if searched is None else (searched, "vs chance of the best")
         column.metric(
             f"{metric} ({arrow} better)",
             f"{score.value:.3f}",
-            delta=None if score.chance is None else f"{score.value - score.chance:+.3f} vs chance",
+            delta=None if level is None else f"{score.value - level:+.3f} {against}",
             delta_color="normal" if spec.higher_is_better else "inverse",
-            help=f"{spec.summary} Range {spec.value_range}. {spec.reference}",
+            help=f"{spec.summary} Range {spec.value_range}. {spec.reference}"
+            + (
+                ""
+                if searched is None
+                else f" This is the heatmap's best layer pair: it is compared with where the best of the search "
+                f"lands on average with no alignment ({searched:.3f}), not with one fixed pair's chance "
+                f"({score.chance:.3f})."
+            ),
         )
     return shown
 
@@ -301,7 +319,7 @@ def render(sel: Selection) -> None:
     quick_out, matrix_out, full_out = outcomes[: len(quick)], outcomes[len(quick)], outcomes[len(quick) + 1 :]
 
     st.subheader("Headline scores")
-    scores = _headlines(sel, quick_out, full_out)
+    scores = _headlines(sel, quick_out, full_out, matrix_out)
     table = _statistics(sel, scores, full_out)
     rows = [
         {

@@ -226,6 +226,7 @@ def render(sel: Selection) -> None:
             p_label="permutation"
             if result.relative_depth is not None
             else "permutation, corrected for the layer search",
+            p_floor=1.0 / (sel.permutations + 1) if sel.permutations else None,
         )
         st.plotly_chart(fig, key="many-matrix", on_select=_clicked_cell, selection_mode="points")
         where = (

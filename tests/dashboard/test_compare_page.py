@@ -85,8 +85,16 @@ def test_layer_pair_from_the_url_and_the_best_pair_button():
     app = run_page("compare", {"la": "0", "lb": "1"})
     no_exception(app)
     assert any("layer 0 (conv1)" in c.value and "layer 1 (conv2)" in c.value for c in app.caption)
+    assert all(m.delta.endswith(" vs chance") for m in app.metric)  # a pair fixed in advance
     app.button(key="compare-best").click().run()
     assert (url_of(app)["la"], url_of(app)["lb"]) != ("0", "1")
+    # at the best pair of the heatmap's search, its metric is read against the chance of that best
+    best = run_page("compare", url_of(app))
+    no_exception(best)
+    deltas = {m.label.split(" ")[0]: m.delta for m in best.metric}
+    heatmap_metric = url_of(best)["metric"]
+    assert deltas[heatmap_metric].endswith("vs chance of the best")
+    assert all(delta.endswith(" vs chance") for name, delta in deltas.items() if name != heatmap_metric)
 
 
 def test_url_round_trip_reproduces_the_view():

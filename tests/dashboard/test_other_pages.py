@@ -344,7 +344,7 @@ def _many_models_cells(query: dict, layers: str):
 def test_many_models_cells_carry_their_own_p_and_interval_in_the_hover():
     _, cells, expected = _many_models_cells({"depth": "1.0"}, "4,4")
     text = cells[0, 2][5]
-    assert f"p = {expected.p_value:.4f}" in text
+    assert f"p {'≤' if expected.at_floor else '='} {expected.p_value:.4f}" in text  # ≤: no shuffle as good
     assert f"[{expected.ci_low:.4f}, {expected.ci_high:.4f}]" in text
     assert cells[2, 0][5] == text  # a symmetric metric: the mirrored cell is the same pair's statistics
     assert cells[1, 1][5] == ""  # a model against itself has none
@@ -356,7 +356,8 @@ def test_many_models_best_layer_cells_carry_the_searchs_corrected_p_and_its_chan
     app, cells, searched = _many_models_cells({}, "all")
     assert searched.pairs_searched == 25 and searched.search_chance is not None
     assert (cells[0, 2][2], cells[0, 2][3]) == (searched.layer_a, searched.layer_b)
-    assert f"p = {searched.p_maxstat:.4f} (permutation, corrected for the layer search)" in cells[0, 2][5]
+    sign = "≤" if searched.p_maxstat <= 1 / 21 + 1e-12 else "="  # 20 shuffles: the floor is 1/21
+    assert f"p {sign} {searched.p_maxstat:.4f} (permutation, corrected for the layer search)" in cells[0, 2][5]
     assert f"chance of the best layer pair = {searched.search_chance:.4f}" in cells[0, 2][4]
     assert "corrected for the search" in " ".join(c.value for c in app.caption)
 

@@ -186,3 +186,13 @@ def test_point_colours_are_the_scatters_colours():
     marker = projection_scatter(coords, sample_ids=list("abcd"), title="t", color_values=[0, 1, 0, 1]).data[0].marker
     viridis_colours = [colour for _, colour in plotly.colors.get_colorscale(plots.SEQUENTIAL)]
     assert (marker.cmin, marker.cmax) == (0.0, 1.0) and [c for _, c in marker.colorscale] == viridis_colours
+
+
+def test_model_matrix_p_at_its_floor_reads_at_most():
+    values = np.array([[1.0, 0.5], [0.5, 1.0]])
+    p = np.array([[np.nan, 1 / 21], [0.2, np.nan]])
+    fig = plots.model_matrix(values, ["a", "b"], metric="m", statistics=(p, p, p), p_floor=1 / 21)
+    (targets,) = [trace for trace in fig.data if trace.name == "cells"]
+    texts = {(data[0], data[1]): data[5] for data in targets.customdata}
+    assert "p ≤ 0.0476 (permutation)" in texts[0, 1]  # no shuffle scored as well: the floor, not a value
+    assert "p = 0.2000 (permutation)" in texts[1, 0] and texts[0, 0] == ""
