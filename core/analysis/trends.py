@@ -139,6 +139,8 @@ def spearman_with_permutation_p(x: Sequence[float], y: Sequence[float], *, seed:
         (1.0, 0.0167, 120)
     """
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if np.ptp(xs) == 0 or np.ptp(ys) == 0:  # no ranking to correlate (every model scores the same)
+        return math.nan, 1.0, 0
     observed = float(scipy_stats.spearmanr(xs, ys).statistic)
     if not math.isfinite(observed):
         return observed, 1.0, 0
