@@ -192,13 +192,26 @@ def background_work() -> None:
     sidebar for every job that runs, whichever page started it."""
     if get_settings().prefetch_default:
         _cached.start_prefetch()  # once per server and cache dir
-    runner = _cached.engine().runner
-    running = [job for job in (runner.jobs() if runner is not None else []) if not job.done]
-    if running:
+    if _running_jobs():
         with st.sidebar:
-            st.caption(f"{len(running)} background job{'s' if len(running) > 1 else ''}:")
-            for job in running[:4]:
-                st.progress(min(1.0, job.fraction), text=plain(f"{job.label} · {job.fraction:.0%}"))
+            _sidebar_jobs()
+
+
+def _running_jobs() -> list:
+    runner = _cached.engine().runner
+    return [job for job in (runner.jobs() if runner is not None else []) if not job.done]
+
+
+@st.fragment(run_every=1.0)
+def _sidebar_jobs() -> None:
+    """The jobs that run, refreshed every second; the page reruns when they have all finished (a job another
+    page or tab started, or one that ended while this page was drawn, left its line at its last value)."""
+    running = _running_jobs()
+    if not running:
+        st.rerun()
+    st.caption(f"{len(running)} background job{'s' if len(running) > 1 else ''}:")
+    for job in running[:4]:
+        st.progress(min(1.0, job.fraction), text=plain(f"{job.label} · {job.fraction:.0%}"))
 
 
 def gate(outcomes: Sequence[Outcome], *, key: str, what: str = "the rest of this view") -> None:

@@ -371,3 +371,27 @@ def test_uploaded_labels_show_as_text_and_link_nowhere(page, hostile_labels_serv
         captions = " ".join(main.locator('[data-testid="stImageCaption"]').all_inner_texts()).replace("\u2060", "")
         assert HOSTILE_LABELS[0] in captions, captions
     assert not [url for url in fetched if "example" in url]
+
+
+def test_the_sidebar_line_of_a_job_another_tab_started_goes_when_the_job_ends(browser, server):
+    """A page listed the jobs that ran as it was drawn and never looked again: a tab opened while another
+    tab's job ran kept "1 background job · 0%" after the job had ended (for minutes, until a click)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        starter, onlooker = context.new_page(), context.new_page()
+        # 1500 shuffles of a 5 x 5 linear CKA matrix: over the budget a link starts by itself, a few seconds
+        open_page(
+            starter, f"{server}/compare?metric=linear_cka&metrics=linear_cka&perm=1500&boot=0", title=PAGES["compare"]
+        )
+        starter.get_by_role("button", name=re.compile(r"^Compute \(")).first.click()
+        open_page(onlooker, f"{server}/data-models", title=PAGES["data-models"])
+        jobs_line = onlooker.locator('[data-testid="stSidebar"]').get_by_text(re.compile(r"\d+ background jobs?:"))
+        jobs_line.wait_for(state="visible")  # drawn while the job runs
+        jobs_line.wait_for(state="detached", timeout=180_000)  # and gone once it has ended, with no click
+        starter.get_by_text(
+            re.compile(r"above chance after correcting|not above chance after correcting")
+        ).first.wait_for()
+        no_exceptions(onlooker)
+    finally:
+        context.close()
