@@ -254,7 +254,8 @@ def _statistics(sel: Selection, scores: list[PairScore | None], full: list) -> p
     st.dataframe(table, width="stretch")
     notes = [
         "Chance level: the metric's closed form where it has one (k-NN overlaps: k/(n−1)), else the mean "
-        "over 20 shuffled sample correspondences."
+        "over 20 shuffled sample correspondences, for this layer pair as fixed in advance (the heatmap's caption "
+        "gives the chance of its best pair)."
     ]
     if sel.permutations:
         notes.append(

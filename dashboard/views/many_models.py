@@ -241,8 +241,8 @@ def render(sel: Selection) -> None:
                     " Each cell is the best of its pair's layer pairs: the hover gives where that best lands on "
                     "average with no alignment (shuffled correspondences) and a p corrected for the search."
                     if result.search_chance is not None
-                    else " Each cell is the best of its pair's layer pairs, above its one-pair chance level with no "
-                    "alignment at all; the hover's p is corrected for the search."
+                    else " Each cell is the best of its pair's layer pairs, so even with no alignment it would sit "
+                    "above the one-pair chance level in its hover; the hover's p is corrected for the search."
                     if sel.relative_depth is None
                     else ""
                 )

@@ -241,13 +241,9 @@ def render(sel: Selection) -> None:
     except AlignscopeError as error:
         ui.show_error(error)
         st.stop()
-    (outcome,) = ui.fetch([request], key="trend")
-    trend: Trend | None = outcome.result if outcome.ready else None
+    trend: Trend | None = ui.fetch_one(request, key="trend", what=f"the trend over {len(sel.trend_models)} models")
     fig = frame = None
-    if trend is None:
-        ui.status_note(outcome, f"the trend over {len(sel.trend_models)} models")
-        ui.gate([outcome], key="trend-gate", what="the trend")
-    else:
+    if trend is not None:
         preset = _current_preset(sel)
         fig = trend_figure(
             trend, _layer_names(models, sel), log_x=sel.x_scale == "log", title=preset.title if preset else None
@@ -266,7 +262,8 @@ def render(sel: Selection) -> None:
         results={"trend": trend},
         stem="alignscope-trend",
     )
-    st.caption("PNG: the camera button in the figure's toolbar.")
+    if fig is not None:
+        st.caption("PNG: the camera button in the figure's toolbar.")
 
 
 if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.py

@@ -155,3 +155,11 @@ def test_data_and_models_lists_properties_and_sets_one_as_text():
     prop = model_properties("digits-cnn-s1")["my_score"]
     assert prop.value == 0.25 and prop.unit == "<b>au</b>"  # kept as text
     assert not any("<b>au</b>" in m.value for m in app.markdown)  # never rendered as HTML
+
+
+def test_a_property_no_model_has_is_said_once_with_no_figure_hints():
+    app = run_page("trends", {**TREND, "prop": "bogus"})
+    no_exception(app)
+    said = [e.value for e in app.error] + [c.value for c in app.caption if "bogus" in c.value]
+    assert len(said) == 1 and "has the property 'bogus'" in said[0]  # the red box only, not also a grey line
+    assert not any("camera button" in c.value for c in app.caption)  # no figure to take a PNG of
