@@ -494,6 +494,7 @@ class _Parser:
         self.values: dict[str, Any] = {}
         self.warnings: list[str] = []
         self.raw = self._collect(params)
+        self.unknown_dataset: str | None = None
 
     def _collect(self, params: Mapping[str, Any]) -> dict[str, str]:
         known_keys = set(QUERY_KEYS.values())
@@ -527,6 +528,8 @@ class _Parser:
             if field.key not in self.raw or field.kind in ("n", "k", "samples", "sample"):
                 continue
             self._parse_field(field, self.raw[field.key].strip(), names)
+        if self.unknown_dataset is not None:
+            self._replace_dataset(self.unknown_dataset, names["dataset"])
         self._parse_n()
         self._parse_k()
         if "depth" in self.raw and "tdepth" not in self.raw and "relative_depth" in self.values:
@@ -545,15 +548,30 @@ class _Parser:
                 self.fix(FIELD_BY_NAME["inspected"], f"not a sample of {dataset!r}")
         return dataclasses.replace(self.default, **self.values), self.warnings
 
+    def _replace_dataset(self, reason: str, datasets: list[str]) -> None:
+        """An unknown dataset (removed since the link was made): the default where models A and B can
+        encode it, else the first registered dataset they both can (text models get a text dataset)."""
+        from alignscope.core.datasets import get_dataset_spec
+        from alignscope.core.errors import AlignscopeError
+        from alignscope.core.models import get_model_spec
+
+        pair = [self.values.get(name, getattr(self.default, name)) for name in ("model_a", "model_b")]
+        try:
+            modalities = {get_model_spec(model).modality for model in pair}
+            fitting = [d for d in datasets if all(get_dataset_spec(d).supports(m) for m in modalities)]
+        except AlignscopeError:
+            fitting = []
+        if fitting and self.default.dataset not in fitting:
+            self.values["dataset"] = fitting[0]
+        field = FIELD_BY_NAME["dataset"]
+        self.fix(field, reason)
+        if "dataset" in self.values:  # say what is used instead of the default
+            self.warnings[-1] = self.warnings[-1].rsplit("; using ", 1)[0] + f"; using {field.key}={fitting[0]}"
+
     def _parse_field(self, field: Field, raw: str, names: dict[str, list[str]]) -> None:
         kind = field.kind
         if kind in ("model", "dataset", "metric", "choice"):
-            options = field.choices if kind == "choice" else names[kind]
-            if raw in options:
-                self.values[field.name] = raw
-            else:
-                listing = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
-                self.fix(field, f"unknown {'value' if kind == 'choice' else kind} (choose from {listing})")
+            self._parse_option(field, raw, list(field.choices) if kind == "choice" else names[kind])
         elif kind == "color":
             self._parse_colour(field, raw)
         elif kind in ("model_or_none", "name", "run"):
@@ -584,6 +602,18 @@ class _Parser:
                     self.values[field.name] = value
                 else:
                     self.fix(field, "depth must be 'best' or a number in [0, 1]")
+
+    def _parse_option(self, field: Field, raw: str, options: list[str]) -> None:
+        """One of ``options`` (a registered name, or a choice)."""
+        if raw in options:
+            self.values[field.name] = raw
+            return
+        listing = ", ".join(options[:12]) + (", …" if len(options) > 12 else "")
+        reason = f"unknown {'value' if field.kind == 'choice' else field.kind} (choose from {listing})"
+        if field.kind == "dataset":  # replaced once the models are known (a removed text dataset: a text one)
+            self.unknown_dataset = reason
+        else:
+            self.fix(field, reason)
 
     def _parse_colour(self, field: Field, raw: str) -> None:
         """label, alignment, or meta:<column> (the page checks the column against the dataset's)."""
