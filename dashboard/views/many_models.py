@@ -255,8 +255,14 @@ def render(sel: Selection) -> None:
             columns=list(sel.models),
         )
         with st.expander("Scores and the layer pair behind each cell"):
+            st.caption("Scores: the row's model as A against the column's as B.")
             st.dataframe(frame.style.format("{:.4f}"), width="stretch")
+            st.caption("The layer pair behind each score (A's layer × B's layer).")
             st.dataframe(layer_frame, width="stretch")
+            if result.search_chance is not None:
+                st.caption("Where each best layer pair lands on average with no alignment (shuffled correspondences).")
+                search_frame = pd.DataFrame(result.search_chance, index=list(sel.models), columns=list(sel.models))
+                st.dataframe(search_frame.style.format("{:.4f}"), width="stretch")
     gram = _gram(sel, gram_out)
     ui.gate([matrix_out, gram_out], key="many-gate", what="the model matrix")
     layer_names = _family_layers(sel)

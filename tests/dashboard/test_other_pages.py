@@ -359,6 +359,8 @@ def test_many_models_best_layer_cells_carry_the_searchs_corrected_p_and_its_chan
     sign = "≤" if searched.p_maxstat <= 1 / 21 + 1e-12 else "="  # 20 shuffles: the floor is 1/21
     assert f"p {sign} {searched.p_maxstat:.4f} (permutation, corrected for the layer search)" in cells[0, 2][5]
     assert f"chance of the best layer pair = {searched.search_chance:.4f}" in cells[0, 2][4]
+    search_table = app.dataframe[2].value  # in the expander too, beside the scores and their layer pairs
+    assert search_table.loc["digits-cnn-s0", "digits-cnn-s2"] == pytest.approx(searched.search_chance)
     assert "corrected for the search" in " ".join(c.value for c in app.caption)
 
 
