@@ -163,7 +163,8 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
                 y=[labels_a[best_i]],
                 mode="markers",
                 name=f"best pair ({values[best_i, best_j]:.3f}, corrected p {p_corr[best_i, best_j]:.2g})",  # type: ignore[index]
-                marker={"symbol": "star", "size": 18, "color": "white", "line": {"color": "black", "width": 1.5}},
+                # an outline: the cell's printed score stays readable inside it
+                marker={"symbol": "star-open", "size": 30, "color": "#f5a623", "line": {"width": 2.5}},
                 hoverinfo="skip",
             )
         )
