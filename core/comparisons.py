@@ -66,7 +66,7 @@ import torch
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs, check_features
 from alignscope.core.metrics.registry import MetricSpec, get_metric
-from alignscope.core.stats import _count, _generator, _loop_threads, merged_params
+from alignscope.core.stats import _count, _generator, _loop_threads, at_floor, merged_params
 
 DIFFERENCE_METHODS = ("auto", "bootstrap", "sign_flip")
 MAX_STAT_ADJUSTMENTS = ("max", "min_p")
@@ -133,7 +133,7 @@ class ScoreDifference:
     @property
     def p_text(self) -> str:
         """``"p = 0.0312"``, or ``"p ≤ 0.00995"`` at the floor (no resample or flip reached d = 0)."""
-        if self.p_value <= self.p_floor * (1 + 1e-9):
+        if at_floor(self.p_value, self.p_floor):
             return f"p ≤ {self.p_floor:.3g}"
         return f"p = {self.p_value:.3g}"
 

@@ -67,6 +67,17 @@ def _generator(seed: int) -> torch.Generator:
 MAX_RESAMPLES = 1_000_000
 
 
+def at_floor(p: float | None, floor: float | None) -> bool:
+    """Whether ``p`` is its test's floor, the smallest p it can give (1/(P+1) for P shuffles): no shuffle
+    or resample scored as well, so the p says "at most" rather than "equal to". Rounding allowed.
+
+    Example:
+        >>> at_floor(1 / 201, 1 / 201), at_floor(0.02, 1 / 201), at_floor(None, 0.01)
+        (True, False, False)
+    """
+    return p is not None and floor is not None and p <= floor * (1 + 1e-9)
+
+
 def _count(value: Any, name: str, low: int = 1) -> int:
     """``value`` as an int in [low, MAX_RESAMPLES], else an InputError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < low:
@@ -367,6 +378,7 @@ def _bootstrap_values(spec, tensor_a, tensor_b, resolved, n_boot, generator, nam
 
 
 __all__ = [
+    "at_floor",
     "BootstrapResult",
     "ChanceLevel",
     "PermutationResult",

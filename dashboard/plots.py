@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from alignscope.core.analysis.results import SIGNIFICANCE, LayerMatrix
+from alignscope.core.stats import at_floor
 
 SEQUENTIAL = "Viridis"
 # Okabe-Ito: distinguishable with every common colour-vision deficiency.
@@ -293,8 +294,7 @@ def model_matrix(
     def stats_text(i: int, j: int) -> str:
         if statistics is None or i == j:
             return ""
-        at_floor = p_floor is not None and p_of[i, j] <= p_floor * (1 + 1e-9)
-        p_text = "= …" if np.isnan(p_of[i, j]) else f"{'≤' if at_floor else '='} {p_of[i, j]:.4f}"
+        p_text = "= …" if np.isnan(p_of[i, j]) else f"{'≤' if at_floor(p_of[i, j], p_floor) else '='} {p_of[i, j]:.4f}"
         ci = "…" if np.isnan(low_of[i, j]) else f"[{low_of[i, j]:.4f}, {high_of[i, j]:.4f}]"
         return f"<br>p {p_text} ({p_label})<br>95% interval {ci}"
 

@@ -515,7 +515,8 @@ class _Parser:
         return raw_by_key
 
     def fix(self, field: Field, reason: str) -> None:
-        shown = getattr(self.default, field.name)
+        """Warn that ``field``'s link value was replaced (by the value parsed so far, else the default)."""
+        shown = self.values.get(field.name, getattr(self.default, field.name))
         if isinstance(shown, tuple):
             shown = ",".join(shown)
         elif shown is None:
@@ -563,10 +564,7 @@ class _Parser:
             fitting = []
         if fitting and self.default.dataset not in fitting:
             self.values["dataset"] = fitting[0]
-        field = FIELD_BY_NAME["dataset"]
-        self.fix(field, reason)
-        if "dataset" in self.values:  # say what is used instead of the default
-            self.warnings[-1] = self.warnings[-1].rsplit("; using ", 1)[0] + f"; using {field.key}={fitting[0]}"
+        self.fix(FIELD_BY_NAME["dataset"], reason)
 
     def _parse_field(self, field: Field, raw: str, names: dict[str, list[str]]) -> None:
         kind = field.kind

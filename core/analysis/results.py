@@ -9,11 +9,12 @@ Arrays are numpy (float64 unless stated); layer indices are resolved (0-based, n
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from alignscope.core.stats import at_floor
 
 # A layer pair counts as above chance when its p, corrected for the search over every pair, is at most this.
 SIGNIFICANCE = 0.05
@@ -81,7 +82,7 @@ class PairScore:
     @property
     def at_floor(self) -> bool:
         """True when no shuffle scored as well as the observed pair (p is its floor)."""
-        return self.p_value is not None and self.p_floor is not None and math.isclose(self.p_value, self.p_floor)
+        return at_floor(self.p_value, self.p_floor)
 
 
 @dataclass(frozen=True)

@@ -213,12 +213,12 @@ def search_chance(null: np.ndarray, higher_is_better: bool, valid: np.ndarray) -
         >>> search_chance(null, True, np.array([[True, True]])), search_chance(null, False, np.array([[True, True]]))
         (0.25, 0.05)
     """
-    oriented = (1.0 if higher_is_better else -1.0) * np.where(valid[None], null, np.nan).reshape(len(null), -1)
+    sign = 1.0 if higher_is_better else -1.0  # oriented so that the best is the largest
+    oriented = sign * np.where(valid[None], null, np.nan).reshape(len(null), -1)
     finite = np.isfinite(oriented).any(axis=1)
     if not finite.any():
         return None
-    best = np.nanmax(oriented[finite], axis=1)
-    return float((1.0 if higher_is_better else -1.0) * best.mean())
+    return float(sign * np.nanmax(oriented[finite], axis=1).mean())
 
 
 def layer_matrix_of(

@@ -16,6 +16,7 @@ from alignscope.core.analysis.results import LayerMatrix, PairScore
 from alignscope.core.datasets import get_dataset_spec
 from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.core.models import describe, get_model_spec
+from alignscope.core.stats import at_floor
 from alignscope.dashboard import _cached, guide, plots, ui
 from alignscope.dashboard.compatibility_view import compatibility_section
 from alignscope.dashboard.difference_view import paired_difference
@@ -148,7 +149,7 @@ def _pick_cell() -> None:
 
 
 def _p_floor_text(p: float, permutations: int) -> str:
-    return f"≤ 1/{permutations + 1}" if p <= 1.0 / (permutations + 1) + 1e-12 else f"{p:.3g}"
+    return f"≤ 1/{permutations + 1}" if at_floor(p, 1.0 / (permutations + 1)) else f"{p:.3g}"
 
 
 def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
