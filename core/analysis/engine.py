@@ -298,9 +298,10 @@ class Engine:
             raise AlignscopeError(f"{prepared.label}: the worker process ended without storing a result")
         return result
 
-    def sub_result(self, request: Request) -> Any:
-        """A part of a larger job (a layer matrix of a model matrix), from the store or computed now."""
-        return self.run(request)
+    def sub_result(self, request: Request, progress: Progress | None = None) -> Any:
+        """A part of a larger job (a layer matrix of a model matrix or of a best-pair search), from the
+        store or computed now (and stored, so the next job that needs it reads it)."""
+        return self.run(request, progress)
 
 
 def compute_stored(settings: Settings, prepared: Prepared, progress: Progress | None) -> None:
@@ -383,7 +384,10 @@ def _pair_views(engine: Engine, prepared: Prepared) -> tuple[ViewFeatures, ViewF
 def _compute_pair(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
     from alignscope.core.analysis.scorer import score_pair
 
-    return score_pair(prepared.request, *_pair_views(engine, prepared), progress=progress)
+    def stored_matrix(request: MatrixRequest, _: object) -> Any:  # its progress fills the stage set for it
+        return engine.sub_result(request, progress)
+
+    return score_pair(prepared.request, *_pair_views(engine, prepared), progress=progress, matrix_of=stored_matrix)
 
 
 def _compute_matrix(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
@@ -529,6 +533,14 @@ def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
     dims_a, dims_b = _dims(prepared, request.model_a), _dims(prepared, request.model_b)
     if pair is not None:
         dims_a, dims_b = (dims_a[pair[0]],), (dims_b[pair[1]],)
+    else:
+        searched = _stored(engine, request.matrix_request())
+        if searched is not None:  # the search is done: what is left is the best pair's chance and interval
+            i, j = searched.best_index
+            return cost.pair_seconds(
+                request.metric, request.n, (dims_a[i],), (dims_b[j],), dict(request.params), search=False,
+                permutations=0, bootstrap=request.bootstrap,
+            )  # fmt: skip
     return cost.pair_seconds(
         request.metric,
         request.n,
@@ -539,6 +551,14 @@ def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
         permutations=request.permutations,
         bootstrap=request.bootstrap,
     )
+
+
+def _stored(engine: Engine, request: Request) -> Any | None:
+    """``request``'s stored result (a part a larger job will read instead of computing), or None."""
+    try:
+        return engine.cached(engine.prepare(request))
+    except AlignscopeError:
+        return None
 
 
 def _estimate_matrix(engine: Engine, prepared: Prepared) -> float:
@@ -645,6 +665,8 @@ def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
     for model_i in request.models:
         for model_j in request.models:
             if request.relative_depth is None:
+                if _stored(engine, request.matrix_request(model_i, model_j)) is not None:
+                    continue
                 total += cost.matrix_seconds(
                     request.metric, request.n, _dims(prepared, model_i), _dims(prepared, model_j), params, 0
                 )

@@ -65,11 +65,7 @@ def model_matrix(
                 values[i, j], layers[i, j], chance[i, j] = values[j, i], layers[j, i][::-1], chance[j, i]
                 search_chance[i, j] = search_chance[j, i]
             elif request.relative_depth is None:
-                result = layer_matrix(
-                    MatrixRequest(
-                        model_i, model_j, request.dataset, request.n, request.seed, request.metric, request.params
-                    )
-                )
+                result = layer_matrix(request.matrix_request(model_i, model_j))
                 values[i, j], layers[i, j] = result.best_value, result.best_index
                 if result.chance is not None:
                     chance[i, j] = result.chance[result.best_index]

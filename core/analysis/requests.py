@@ -203,6 +203,12 @@ class PairRequest(Request):
     def feature_models(self) -> tuple[str, ...]:
         return (self.model_a, self.model_b)
 
+    def matrix_request(self) -> MatrixRequest:
+        """The layer matrix a best-pair search (``layers="all"``) reads its pair, p and chances from."""
+        return MatrixRequest(
+            self.model_a, self.model_b, self.dataset, self.n, self.seed, self.metric, self.params, self.permutations
+        )
+
 
 @dataclass(frozen=True)
 class MatrixRequest(Request):
@@ -265,6 +271,10 @@ class ModelMatrixRequest(Request):
 
     def feature_models(self) -> tuple[str, ...]:
         return self.models
+
+    def matrix_request(self, model_a: str, model_b: str) -> MatrixRequest:
+        """The layer matrix (no permutations) a best-layer cell is the best of."""
+        return MatrixRequest(model_a, model_b, self.dataset, self.n, self.seed, self.metric, self.params)
 
 
 @dataclass(frozen=True)

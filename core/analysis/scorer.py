@@ -26,6 +26,9 @@ from alignscope.core.metrics.layers import layer_matrix
 from alignscope.core.metrics.registry import MetricSpec, compute, get_metric
 from alignscope.core.stats import bootstrap_ci, chance_level, permutation_test
 
+MatrixSource = Callable[[MatrixRequest, Callable[[int, int], None] | None], LayerMatrix]
+"""Gives a pair's layer matrix for a :class:`MatrixRequest`, reporting ``(done, total)`` progress."""
+
 
 @dataclass(frozen=True)
 class Chance:
@@ -97,9 +100,16 @@ def approximate_recall(spec: MetricSpec, a: Any, b: Any, params: dict[str, Any])
 
 
 def score_pair(
-    request: PairRequest, view_a: ViewFeatures, view_b: ViewFeatures, progress: Progress | None = None
+    request: PairRequest,
+    view_a: ViewFeatures,
+    view_b: ViewFeatures,
+    progress: Progress | None = None,
+    matrix_of: MatrixSource | None = None,
 ) -> PairScore:
-    """Score ``request`` on the two models' features: its pair (or the best of all pairs), chance, p, CI."""
+    """Score ``request`` on the two models' features: its pair (or the best of all pairs), chance, p, CI.
+    The best of all pairs reads the layer matrix (with ``request.permutations``) from ``matrix_of`` (the
+    engine passes its stored one, which Compare's heatmap and Many models share); by default it is
+    computed here."""
     check_same_samples(view_a, view_b)
     spec = get_metric(request.metric)
     params = dict(request.params)
@@ -116,21 +126,12 @@ def score_pair(
     matrix = best_chance = None
     p_value = p_maxstat = None
     if pair is None:  # the best of every pair: its p comes from the same shuffles as the whole search's
-        scored = layer_matrix_of(
-            MatrixRequest(
-                request.model_a,
-                request.model_b,
-                request.dataset,
-                request.n,
-                request.seed,
-                request.metric,
-                request.params,
-                request.permutations,
-            ),
-            view_a,
-            view_b,
-            progress=stage("matrix"),
-        )
+        matrix_request = request.matrix_request()
+        on_progress = stage("matrix")
+        if matrix_of is None:
+            scored = layer_matrix_of(matrix_request, view_a, view_b, progress=on_progress)
+        else:
+            scored = matrix_of(matrix_request, on_progress)
         if not np.isfinite(scored.best_value):
             raise InputError(f"{request.metric} could not score any layer pair: {scored.problems[0][2]}")
         i, j = scored.best_index

@@ -41,3 +41,31 @@ def test_a_fixed_depth_has_no_search_and_no_search_chance(engine):
         ModelMatrixRequest(NETS[:2], "digits", N, 0, "mutual_knn", metric_params("mutual_knn", k=5), 1.0)
     )
     assert result.search_chance is None and np.allclose(result.chance, 5 / (N - 1))
+
+
+def test_a_best_pair_search_stores_its_layer_matrix_for_the_heatmap_and_the_next_search(engine):
+    # Many models' per-cell p (a best-pair search) and Compare's heatmap of the pair it opens ask for the
+    # same layer matrix with the same permutations: it is computed once and read from the store after
+    from alignscope.core.analysis.requests import PairRequest
+
+    params = metric_params("mutual_knn", k=5)
+    matrix_request = MatrixRequest(*NETS[:2], "digits", N, 0, "mutual_knn", params, 49)
+    assert engine.request(matrix_request).state == "needs_click"
+    with_interval = PairRequest(*NETS[:2], "digits", N, 0, "mutual_knn", params, "all", 49, 20)
+    cold = engine.request(with_interval).estimate_seconds
+    score = engine.run(PairRequest(*NETS[:2], "digits", N, 0, "mutual_knn", params, "all", 49))
+    assert engine.request(with_interval).estimate_seconds < cold  # what is left: the best pair's interval
+    stored = engine.request(matrix_request)
+    assert stored.state == "ready"
+    matrix = stored.result
+    assert (score.layer_a, score.layer_b) == matrix.best_index and score.value == matrix.best_value
+    assert score.search_chance == matrix.best_chance
+    assert score.p_maxstat == matrix.p_corrected[matrix.best_index]
+
+
+def test_a_model_matrix_costs_nothing_more_once_its_layer_matrices_are_stored(engine):
+    request = ModelMatrixRequest(NETS[:2], "digits", N, 0, "mutual_knn", metric_params("mutual_knn", k=5))
+    assert engine.request(request).estimate_seconds > 0
+    for a, b in ((0, 1), (1, 0), (0, 0), (1, 1)):
+        engine.run(request.matrix_request(NETS[a], NETS[b]))
+    assert engine.request(request).estimate_seconds == 0
