@@ -27,6 +27,16 @@ def level_text(value: float) -> str:
     return f"{value:.3f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.1e}"
 
 
+def chance_words(fixed: float, searched: float | None, digits: int) -> str:
+    """A hover's chance line: "chance of the best layer pair = S (one fixed pair: F)" where the score is
+    the best of a layer search with that search's chance ``searched``, else "chance = F"; "" when neither
+    is known (NaN / None)."""
+    fixed_text = f"{fixed:.{digits}f}" if np.isfinite(fixed) else "—"
+    if searched is not None and np.isfinite(searched):
+        return f"chance of the best layer pair = {searched:.{digits}f} (one fixed pair: {fixed_text})"
+    return f"chance = {fixed_text}" if np.isfinite(fixed) else ""
+
+
 def _layout(fig: go.Figure, title: str, height: int = 480) -> go.Figure:
     fig.update_layout(
         title={"text": title, "x": 0.0, "xanchor": "left"},
@@ -299,21 +309,24 @@ def model_matrix(
         return f"<br>p {p_text} ({p_label})<br>95% interval {ci}"
 
     def chance_text(i: int, j: int) -> str:
-        best = np.nan if search_chance is None else float(search_chance[i, j])
-        fixed = f"{chance_of[i, j]:.4f}" if np.isfinite(chance_of[i, j]) else "—"
-        if np.isfinite(best):
-            return f"<br>chance of the best layer pair = {best:.4f} (one fixed pair: {fixed})"
-        return "" if chance is None else f"<br>chance = {fixed}"
+        if i == j:  # a model with itself: no chance level or layer pair worth reading
+            return ""
+        words = chance_words(chance_of[i, j], None if search_chance is None else search_chance[i, j], 4)
+        return f"<br>{words}" if words else ""
 
     def cell(i: int, j: int) -> list:
-        action = "<br>a model with itself" if i == j else "<br>click: open the pair in Compare"
         layer_i, layer_j = int(layers_of[i, j, 0]), int(layers_of[i, j, 1])
+        action = (
+            "<br>a model with itself"
+            if i == j
+            else f"<br>layers {layer_i} × {layer_j}<br>click: open the pair in Compare"
+        )
         return [i, j, layer_i, layer_j, chance_text(i, j), stats_text(i, j), float(values[i, j]), action]
 
     customdata = [[cell(i, j) for j in order] for i in order]
     hover = (
         f"%{{y}} vs %{{x}}<br>{metric} = %{{customdata[6]:.4f}}%{{customdata[4]}}%{{customdata[5]}}"
-        "<br>layers %{customdata[2]} × %{customdata[3]}%{customdata[7]}<extra></extra>"
+        "%{customdata[7]}<extra></extra>"
     )
     fig = go.Figure(
         go.Heatmap(

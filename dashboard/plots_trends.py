@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from alignscope.core.analysis.trends import Trend
-from alignscope.dashboard.plots import LINE_COLOURS, _layout
+from alignscope.dashboard.plots import LINE_COLOURS, _layout, chance_words
 
 _CHANCE = "rgba(120,120,120,0.25)"
 
@@ -52,12 +52,9 @@ def trend_figure(
             if np.isfinite(trend.ci_low[position])
             else ""
         )
-        chance = f"chance {trend.chance[position]:.3f}<br>" if np.isfinite(trend.chance[position]) else ""
-        if trend.search_chance is not None and np.isfinite(trend.search_chance[position]):
-            chance = (
-                f"chance of the best layer pair {trend.search_chance[position]:.3f}<br>"
-                f"(one fixed pair: {trend.chance[position]:.3f})<br>"
-            )
+        searched = None if trend.search_chance is None else trend.search_chance[position]
+        chance = chance_words(trend.chance[position], searched, 3)
+        chance = f"{chance}<br>" if chance else ""
         hover.append(
             f"<b>{html.escape(model)}</b><br>{html.escape(trend.property)} = {trend.x[position]:.4g}<br>"
             f"{html.escape(trend.metric)} = {trend.y[position]:.3f}<br>{interval}{chance}"

@@ -196,3 +196,24 @@ def test_model_matrix_p_at_its_floor_reads_at_most():
     texts = {(data[0], data[1]): data[5] for data in targets.customdata}
     assert "p ≤ 0.0476 (permutation)" in texts[0, 1]  # no shuffle scored as well: the floor, not a value
     assert "p = 0.2000 (permutation)" in texts[1, 0] and texts[0, 0] == ""
+
+
+def test_model_matrix_hover_reads_a_searched_cell_against_its_search_and_says_nothing_of_the_diagonal():
+    values = np.array([[1.0, 0.5], [0.5, 1.0]])
+    chance, searched = np.full((2, 2), 0.02), np.array([[0.9, 0.0249], [0.0249, 0.9]])
+    layers = np.array([[[3, 3], [2, 4]], [[4, 2], [3, 3]]])
+    fig = plots.model_matrix(values, ["a", "b"], metric="m", chance=chance, search_chance=searched, layers=layers)
+    (targets,) = [trace for trace in fig.data if trace.name == "cells"]
+    hover = {(data[0], data[1]): data[4] + data[7] for data in targets.customdata}
+    assert hover[0, 1] == (
+        "<br>chance of the best layer pair = 0.0249 (one fixed pair: 0.0200)<br>layers 2 × 4"
+        "<br>click: open the pair in Compare"
+    )
+    assert hover[0, 0] == "<br>a model with itself"  # its best layer pair is itself, at no chance worth reading
+
+
+def test_chance_words_say_a_fixed_pair_s_chance_where_no_search_chance_is_known():
+    assert plots.chance_words(0.2081, None, 3) == "chance = 0.208"
+    assert plots.chance_words(0.2081, float("nan"), 3) == "chance = 0.208"
+    assert plots.chance_words(float("nan"), 0.273, 3) == "chance of the best layer pair = 0.273 (one fixed pair: —)"
+    assert plots.chance_words(float("nan"), None, 3) == ""
