@@ -88,13 +88,18 @@ def _number(value: float | None, digits: int = 4) -> str:
 HEADLINES_PER_ROW = 4
 
 
+def _is_searched_best(matrix_out, layers: tuple[int, int]) -> bool:
+    """Whether ``layers`` is the heatmap's best pair (picked by a search, not fixed in advance)."""
+    return bool(matrix_out.ready and tuple(matrix_out.result.best_index) == layers)
+
+
 def _searched_chance(sel: Selection, matrix_out, metric: str, layers: tuple[int, int]) -> float | None:
     """The chance of the best of the heatmap's search, when ``metric`` is the heatmap's and ``layers`` its
     best pair (picked as the best, it is read against that level, not one fixed pair's)."""
-    if metric != sel.metric or not matrix_out.ready:
+    if metric != sel.metric or not _is_searched_best(matrix_out, layers):
         return None
     matrix: LayerMatrix = matrix_out.result
-    return matrix.best_chance if tuple(matrix.best_index) == layers else None
+    return matrix.best_chance
 
 
 def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[PairScore | None]:
@@ -112,22 +117,41 @@ def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[Pair
                 ui.status_note(fast, metric)
             continue
         arrow = "↑" if spec.higher_is_better else "↓"
-        searched = _searched_chance(sel, matrix_out, metric, (score.layer_a, score.layer_b))
+        layers = (score.layer_a, score.layer_b)
+        searched = _searched_chance(sel, matrix_out, metric, layers)
         level, against = (score.chance, "vs chance") if searched is None else (searched, "vs chance of the best")
+        if searched is not None:
+            caveat = (
+                f" This is the heatmap's best layer pair: it is compared with where the best of the search "
+                f"lands on average with no alignment ({searched:.3f}), not with one fixed pair's chance "
+                f"({score.chance:.3f})."
+            )
+        elif metric != sel.metric and _is_searched_best(matrix_out, layers):
+            caveat = (
+                f" This layer pair was picked as the best of the {sel.metric} heatmap, not fixed in advance: "
+                "this metric's chance is one fixed pair's, so where it tracks the heatmap's metric its margin "
+                "over chance reads high."
+            )
+        else:
+            caveat = ""
         column.metric(
             f"{metric} ({arrow} better)",
             f"{score.value:.3f}",
             delta=None if level is None else f"{score.value - level:+.3f} {against}",
             delta_color="normal" if spec.higher_is_better else "inverse",
-            help=f"{spec.summary} Range {spec.value_range}. {spec.reference}"
-            + (
-                ""
-                if searched is None
-                else f" This is the heatmap's best layer pair: it is compared with where the best of the search "
-                f"lands on average with no alignment ({searched:.3f}), not with one fixed pair's chance "
-                f"({score.chance:.3f})."
-            ),
+            help=f"{spec.summary} Range {spec.value_range}. {spec.reference}{caveat}",
         )
+    others = [m for m in sel.metrics if m != sel.metric]
+    if others and shown and any(s is not None for s in shown):
+        first = next(s for s in shown if s is not None)
+        if _is_searched_best(matrix_out, (first.layer_a, first.layer_b)):
+            st.caption(
+                f"This layer pair is the {sel.metric} heatmap's best: picked by a search, so "
+                f"{sel.metric}'s card reads it against the chance of the best of that search. The other "
+                f"metrics' cards ({', '.join(others)}) read it against one fixed pair's chance: where they "
+                "track the heatmap's metric, their margin over chance reads high. Click another cell, or "
+                "switch the heatmap to a metric, to read that metric's search."
+            )
     return shown
 
 
@@ -172,7 +196,8 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
         matrix.values.size - int(matrix.degenerate.sum()) if matrix.degenerate is not None else matrix.values.size
     )
     best = (
-        f"A layer {best_i} `{matrix.names_a[best_i]}` × B layer {best_j} `{matrix.names_b[best_j]}` = "
+        f"A {ui.plain(ui.layer_words(best_i, matrix.names_a[best_i]))} × "
+        f"B {ui.plain(ui.layer_words(best_j, matrix.names_b[best_j]))} = "
         f"{matrix.best_value:.3f} ({'max' if spec.higher_is_better else 'min'} of {sel.metric})"
     )
     if matrix.p_corrected is None:
