@@ -371,12 +371,14 @@ def sweep(
     title: str,
     log_x: bool = False,
     series: dict[str, Sequence[float]] | None = None,
+    series_chance: dict[str, Sequence[float]] | None = None,
     value_range: tuple[float, float] = (-np.inf, np.inf),
 ) -> go.Figure:
     """A score curve with a chance band (mean ± 2 sd of shuffled correspondences, or the analytic line),
     the band clipped to ``value_range``, the values the metric can take (linear CKA's never dips below 0).
 
-    ``series`` adds more named curves over the same x (e.g. the best B layer per A layer).
+    ``series`` adds more named curves over the same x (e.g. the best B layer per A layer);
+    ``series_chance`` a series' own chance curve by its name, dashed in its colour ("chance of the NAME").
     """
     x = list(x)
     fig = go.Figure()
@@ -427,6 +429,16 @@ def sweep(
                 marker={"symbol": "diamond-open", "size": 11, "line": {"width": 2}},
             )
         )
+        if name in (series_chance or {}):
+            fig.add_trace(
+                go.Scatter(
+                    x=x,
+                    y=list((series_chance or {})[name]),
+                    mode="lines",
+                    name=f"chance of the {name}",
+                    line={"color": LINE_COLOURS[2 + index % 6], "dash": "dash", "width": 1.5},
+                )
+            )
     if log_x:  # label the swept values themselves, not plotly's 2-3-5 minor ticks
         fig.update_xaxes(type="log", tickmode="array", tickvals=x, ticktext=[f"{v:g}" for v in x])
     fig.update_xaxes(title_text=x_title)

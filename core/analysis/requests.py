@@ -216,7 +216,7 @@ class MatrixRequest(Request):
     and its p corrected for the search over all pairs (max-statistic), from the same shuffles."""
 
     kind: ClassVar[str] = "layer-matrix"
-    result_version: ClassVar[int] = 2  # 2: the chance level of the best cell (best_chance)
+    result_version: ClassVar[int] = 3  # 2: the chance level of the best cell (best_chance); 3: of each row's
     model_a: str
     model_b: str
     dataset: str
@@ -235,6 +235,7 @@ class SweepRequest(Request):
     """A score against k, n, the Matryoshka prefix length or layer depth (``sweep``)."""
 
     kind: ClassVar[str] = "sweep"
+    result_version: ClassVar[int] = 2  # 2: the chance curve of the depth sweep's best layer of B
     sweep: str
     model_a: str
     model_b: str

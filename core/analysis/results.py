@@ -100,6 +100,8 @@ class LayerMatrix:
         best_chance: the chance level of the *best* cell: the mean over the shuffles of each shuffled
             matrix's best valid cell — where the best of La × Lb pairs lands with no alignment, above any
             one cell's ``chance``. None when the matrix was not shuffled (a closed form and no cheap shuffle).
+        row_best_chance: ``[La]`` the same for each row: where the best layer of B for layer i of A lands
+            with no alignment (NaN for a row with no valid cell); None when not shuffled.
         degenerate: ``[La, Lb]`` bool: the metric is degenerate there (e.g. CCA with d_a + d_b >= n - 1).
         problems: ``((i, j, reason), ...)`` for cells that could not be scored or are degenerate.
     """
@@ -121,6 +123,7 @@ class LayerMatrix:
     p_corrected: np.ndarray | None = None
     n_permutations: int = 0
     best_chance: float | None = None
+    row_best_chance: np.ndarray | None = None
     degenerate: np.ndarray | None = None
     problems: tuple[tuple[int, int, str], ...] = ()
 
@@ -168,6 +171,8 @@ class Sweep:
             ``chance_std``: its sd over shuffles (0 for closed forms); ``chance_analytic``: the closed
             form (NaN where there is none).
         series: extra curves over the same x, as ``((name, values), ...)``.
+        series_chance: the chance curve of a series where it has its own (a best of several layers sits
+            above ``chance``), as ``((series name, values), ...)``.
     """
 
     kind: str
@@ -184,6 +189,7 @@ class Sweep:
     x_title: str
     note: str = ""
     series: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    series_chance: tuple[tuple[str, tuple[float, ...]], ...] = ()
     layer_a: int = -1
     layer_b: int = -1
 

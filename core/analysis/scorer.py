@@ -222,6 +222,24 @@ def search_chance(null: np.ndarray, higher_is_better: bool, valid: np.ndarray) -
     return float(sign * np.nanmax(oriented[finite], axis=1).mean())
 
 
+def row_search_chance(null: np.ndarray, higher_is_better: bool, valid: np.ndarray) -> np.ndarray:
+    """``[La]``: for each layer of A, the chance level of its best layer of B — the mean over shuffles of
+    that row's best valid cell (NaN where the row has none). ``null``: ``[P, La, Lb]``; ``valid``: ``[La, Lb]``.
+
+    Example:
+        >>> null = np.array([[[0.1, 0.3], [0.5, 0.0]], [[0.2, 0.0], [0.1, 0.2]]])
+        >>> row_search_chance(null, True, np.array([[True, True], [True, False]]))
+        array([0.25, 0.3 ])
+    """
+    sign = 1.0 if higher_is_better else -1.0  # oriented so that the best is the largest
+    oriented = sign * np.where(valid[None] & np.isfinite(null), null, -np.inf / sign)
+    best = oriented.max(axis=2)  # [P, La]; -inf where a shuffle scored nothing in that row
+    finite = np.isfinite(best)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(finite, best, 0.0).sum(axis=0) / finite.sum(axis=0)
+    return sign * np.where(finite.any(axis=0), mean, np.nan)
+
+
 def layer_matrix_of(
     request: MatrixRequest,
     view_a: ViewFeatures,
@@ -250,7 +268,7 @@ def layer_matrix_of(
     closed = spec.exact_chance(n, resolved)
     shuffles = matrix_shuffles(request.metric, request.permutations, degenerate.size)
     chance = p_values = p_corrected = None
-    best_chance = None
+    best_chance = row_best_chance = None
     try:
         if shuffles:
             tested = max_stat_test(
@@ -266,7 +284,9 @@ def layer_matrix_of(
             )
             values = np.asarray(tested.observed, dtype=np.float64)
             chance = np.asarray(tested.null_values).mean(axis=0)
-            best_chance = search_chance(np.asarray(tested.null_values), spec.higher_is_better, ~degenerate)
+            null = np.asarray(tested.null_values)
+            best_chance = search_chance(null, spec.higher_is_better, ~degenerate)
+            row_best_chance = row_search_chance(null, spec.higher_is_better, ~degenerate)
             if request.permutations:
                 p_values = np.asarray(tested.p_cells_raw, dtype=np.float64)
                 p_corrected = studentised_max_t(
@@ -285,7 +305,7 @@ def layer_matrix_of(
     except InputError:  # some pair cannot be scored: score the others, one by one
         values, failed = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
         problems.extend(failed)
-        chance = p_values = p_corrected = best_chance = None
+        chance = p_values = p_corrected = best_chance = row_best_chance = None
     if closed is not None:
         chance = np.full(values.shape, float(closed))
     best = best_cell(values, spec.higher_is_better, valid=~degenerate)
@@ -307,6 +327,7 @@ def layer_matrix_of(
         p_corrected=p_corrected,
         n_permutations=request.permutations,
         best_chance=best_chance,
+        row_best_chance=row_best_chance,
         degenerate=degenerate,
         problems=tuple(problems),
     )

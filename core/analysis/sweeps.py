@@ -18,6 +18,7 @@ At every point the chance level is the closed form where the metric has an exact
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from alignscope.core.analysis.cost import matrix_shuffles
 from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.requests import MatrixRequest, SweepRequest
 from alignscope.core.analysis.results import Sweep
@@ -173,6 +175,7 @@ def run_sweep(
     layer_b = resolve_layer(request.layer_b, len(view_b.values), view_b.model)
     a, b = view_a.values[layer_a], view_b.values[layer_b]
     series: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    series_chance: tuple[tuple[str, tuple[float, ...]], ...] = ()
     note = ""
     if request.sweep == "k":
         points = k_points(a, b, request.metric, params)
@@ -205,12 +208,24 @@ def run_sweep(
             view_a,
             view_b,
         )
-        reduce = np.nanmax if matrix.higher_is_better else np.nanmin
-        series = (("best layer of B", tuple(float(v) for v in reduce(matrix.values, axis=1))),)
+        scored = np.where(matrix.degenerate, np.nan, matrix.values) if matrix.degenerate is not None else matrix.values
+        with warnings.catch_warnings():  # a row with no valid cell is NaN, said as such
+            warnings.simplefilter("ignore", RuntimeWarning)
+            best = (np.nanmax if matrix.higher_is_better else np.nanmin)(scored, axis=1)
+        series = (("best layer of B", tuple(float(v) for v in best)),)
         note = (
             "Layer i of A against the layer of B at the same relative depth; dotted: the best layer of B, a best "
-            "of every layer of B, which sits above the chance band with no alignment at all."
+            "of every layer of B, which sits above the chance band with no alignment at all"
         )
+        if matrix.row_best_chance is not None:
+            series_chance = (("best layer of B", tuple(float(v) for v in matrix.row_best_chance)),)
+            note += (
+                f"; its own chance curve is where that best lands on average with no alignment (the mean over "
+                f"{matrix_shuffles(request.metric, 0, matrix.values.size)} shuffled sample correspondences of "
+                "each shuffled row's best)."
+            )
+        else:
+            note += "."
     x, values, chance, chance_std, analytic = sweep_curve(points, request.metric, seed=request.seed, progress=progress)
     return Sweep(
         kind=request.sweep,
@@ -227,6 +242,7 @@ def run_sweep(
         x_title=X_TITLES[request.sweep],
         note=note,
         series=series,
+        series_chance=series_chance,
         layer_a=layer_a,
         layer_b=layer_b,
     )

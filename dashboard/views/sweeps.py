@@ -52,7 +52,7 @@ def render(sel: Selection) -> None:
     frame = fig = None
     if outcome.ready:
         result: Sweep = outcome.result
-        series = dict(result.series)
+        series, series_chance = dict(result.series), dict(result.series_chance)
         where = "" if sel.sweep == "depth" else f", layers {pair.names_a[pair.layer_a]} × {pair.names_b[pair.layer_b]}"
         fig = plots.sweep(
             result.x,
@@ -64,6 +64,7 @@ def render(sel: Selection) -> None:
             log_x=sel.sweep in ("k", "n", "prefix"),
             title=f"{sel.metric} {SWEEP_LABELS[sel.sweep]}: {sel.model_a} vs {sel.model_b}{where}",
             series=series,
+            series_chance=series_chance,
             value_range=get_metric(sel.metric).value_range,
         )
         st.plotly_chart(fig, key="sweep-figure")
@@ -83,6 +84,7 @@ def render(sel: Selection) -> None:
                 "chance_sd": result.chance_std,
                 "chance_analytic": result.chance_analytic,
                 **series,
+                **{f"chance of the {name}": values for name, values in series_chance.items()},
             }
         ).set_index("x")
         with st.expander("Values"):

@@ -164,6 +164,9 @@ def test_each_sweep_renders_with_a_chance_band(kind):
     assert (frame["mutual_knn"] > frame["chance"]).all()
     if kind == "prefix":  # starts at 2 dimensions: at m = 1 every cosine is ±1 (all ties)
         assert frame.index[0] == 2
+    if kind == "depth":  # the best layer of B is read against its own chance, above a fixed pair's
+        own = frame["chance of the best layer of B"]
+        assert (own > frame["chance"]).all() and (frame["best layer of B"] > own).all()
 
 
 def test_k_sweep_value_matches_core():

@@ -93,3 +93,33 @@ def test_a_searched_pair_score_carries_its_search_chance_and_a_fixed_pair_none()
     assert searched.p_maxstat > 0.05 and searched.value > searched.chance
     fixed = score_pair(PairRequest("A", "B", "noise", N, 0, "mutual_knn", params, "1,2"), view_a, view_b)
     assert fixed.search_chance is None and fixed.chance == pytest.approx(K / (N - 1))
+
+
+def test_each_rows_best_chance_is_the_mean_best_of_that_row_over_the_same_shuffles():
+    view_a, view_b = _noise_views(4, count=3)
+    matrix = _matrix(view_a, view_b, k=K)
+    generator = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(CHANCE_SHUFFLES):
+        perm = torch.randperm(N, generator=generator).numpy()
+        rows.append([max(compute("mutual_knn", a, b[perm], k=K) for b in view_b.values) for a in view_a.values])
+    assert matrix.row_best_chance == pytest.approx(np.mean(rows, axis=0), abs=1e-12)
+    # a row's best of three sits above one cell's chance and below the best of all nine
+    assert (matrix.row_best_chance > K / (N - 1)).all() and (matrix.row_best_chance < matrix.best_chance).all()
+
+
+def test_the_depth_sweeps_best_layer_of_b_on_noise_lands_at_its_own_chance_curve():
+    from alignscope.core.analysis.requests import SweepRequest
+    from alignscope.core.analysis.sweeps import run_sweep
+
+    bests, levels = [], []
+    for seed in range(10):
+        view_a, view_b = _noise_views(seed)
+        params = metric_params("mutual_knn", k=K)
+        sweep = run_sweep(SweepRequest("depth", "A", "B", "noise", N, seed, "mutual_knn", params), view_a, view_b)
+        bests.append(dict(sweep.series)["best layer of B"])
+        levels.append(dict(sweep.series_chance)["best layer of B"])
+    bests, levels = np.asarray(bests), np.asarray(levels)
+    spread = bests.mean(axis=1).std() / np.sqrt(len(bests))
+    assert bests.mean() == pytest.approx(levels.mean(), abs=3 * spread + 1e-3)  # no alignment: at its chance
+    assert levels.mean() > 1.2 * K / (N - 1)  # ... which a fixed pair's closed form sits well below
