@@ -489,6 +489,10 @@ class FeatureCache:
         """Seconds per sample of the last extraction of ``model`` here (one small file read), or None."""
         return self._read_throughput().get(model)
 
+    def throughputs(self) -> dict[str, float]:
+        """:meth:`throughput` of every model extracted here, by name (one small file read)."""
+        return dict(self._read_throughput())
+
     def _discard_if_still_corrupt(self, key: str) -> None:
         """Remove a bad entry under its lock, unless a writer replaced it with a good one meanwhile."""
         with self._lock(key):

@@ -96,6 +96,8 @@ class Factory:
         import_names: modules whose presence means "installed" (default: none beyond ``packages``).
         properties: optional ``properties(options) -> (ModelProperty, ...)`` measured for this model here
             (the held-out accuracy of a net trained on first use); empty until measured.
+        seconds_per_sample: what one sample costs to encode on a 2-core CPU, for the estimate shown before
+            the model was ever extracted here (None: its loader kind's guess).
     """
 
     name: str
@@ -104,6 +106,7 @@ class Factory:
     fingerprint: Callable[[dict[str, str]], str] | None = None
     import_names: tuple[str, ...] = ()
     properties: Callable[[dict[str, str]], tuple[Any, ...]] | None = None
+    seconds_per_sample: float | None = None
 
 
 FACTORIES: Registry[Factory] = Registry(

@@ -19,8 +19,9 @@ from alignscope.core.datasets import Dataset, get_dataset_spec, load_dataset
 from alignscope.core.devices import effective_dtype
 from alignscope.core.errors import FeaturesGone, InputError
 from alignscope.core.memo import Lru
-from alignscope.core.models import get_model_spec
+from alignscope.core.models import get_model_spec, list_models
 from alignscope.core.settings import get_settings
+from alignscope.core.sources import FACTORIES
 
 FULL_EXTRACT_LIMIT = 5000
 # ...and only when that is quick: a slow model (EfficientNet on 1,797 digits) extracts just the subset asked for.
@@ -107,9 +108,16 @@ class FeaturePlan:
 
 
 def extraction_estimate(model: str, n_samples: int, cache: FeatureCache | None = None) -> float:
-    """Seconds to extract ``n_samples``: this machine's past throughput for the model, else a guess."""
+    """Seconds to extract ``n_samples``: this machine's past throughput for the model, else for the
+    slowest of its family extracted here, else its factory's guess, else its loader kind's."""
     spec = get_model_spec(model)
-    rate = (cache or FeatureCache()).throughput(model)
+    rates = (cache or FeatureCache()).throughputs()
+    rate = rates.get(model)
+    if rate is None:
+        siblings = [rates[other.name] for other in list_models() if other.family == spec.family and other.name in rates]
+        rate = max(siblings) if siblings else None
+    if rate is None and spec.source in FACTORIES:
+        rate = FACTORIES.get(spec.source).seconds_per_sample
     per_sample = rate if rate is not None else _SECONDS_PER_SAMPLE.get(spec.kind, 0.1)
     return _LOAD_SECONDS.get(spec.kind, 2.0) + per_sample * n_samples
 

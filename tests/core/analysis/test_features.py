@@ -53,3 +53,19 @@ def test_a_layer_the_model_does_not_have_is_named_in_the_error(warm_cache_dir):
     assert plan.resolve_layer(-1) == 4
     with pytest.raises(InputError, match="layers 0..4"):
         plan.resolve_layer(5)
+
+
+def test_a_models_first_extraction_estimate_comes_from_its_family_or_its_factory(warm_cache_dir):
+    """A digits CNN extracts the 1,797 digits in ~4 s here; the estimate shown before its first extraction
+    was the generic one for any hooked torch module, ~21 s (and EfficientNet's, ~5x too low)."""
+    from alignscope.core.analysis.features import extraction_estimate
+
+    cache = FeatureCache()
+    assert extraction_estimate("digits-cnn-s2", 1797, cache) < 8.0  # the factory's own guess
+    assert extraction_estimate("efficientnet-lite0", 1797, cache) > 30.0  # a real ImageNet net on CPU
+    spec = get_model_spec("digits-cnn-s0")
+    digits = load_dataset("digits")
+    values = (torch.zeros(len(digits), 3),)  # recorded as 20 ms per sample: a sibling's rate is used
+    features = Features(spec.name, "digits", ("x",), values, digits.sample_ids, {"seconds": 35.94})
+    cache.put("f" * 32, features, model_spec=spec, dataset=digits)
+    assert extraction_estimate("digits-cnn-s2", 1797, cache) == pytest.approx(3.0 + 0.02 * 1797)
