@@ -399,7 +399,9 @@ def _compute_matrix(engine: Engine, prepared: Prepared, progress: Progress | Non
 def _compute_sweep(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
     from alignscope.core.analysis.sweeps import run_sweep
 
-    return run_sweep(prepared.request, *_pair_views(engine, prepared), progress=callback(progress))
+    return run_sweep(
+        prepared.request, *_pair_views(engine, prepared), progress=callback(progress), matrix_of=engine.sub_result
+    )
 
 
 def _compute_model_matrix(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:

@@ -29,7 +29,7 @@ import torch
 from alignscope.core.analysis.cost import matrix_shuffles
 from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.requests import MatrixRequest, SweepRequest
-from alignscope.core.analysis.results import Sweep
+from alignscope.core.analysis.results import LayerMatrix, Sweep
 from alignscope.core.analysis.scorer import CHANCE_SHUFFLES, check_same_samples, layer_matrix_of, resolve_layer
 from alignscope.core.errors import InputError
 from alignscope.core.metrics.registry import compute, get_metric
@@ -166,8 +166,11 @@ def run_sweep(
     view_a: ViewFeatures,
     view_b: ViewFeatures,
     progress: Callable[[int, int], None] | None = None,
+    matrix_of: Callable[[MatrixRequest], LayerMatrix] | None = None,
 ) -> Sweep:
-    """The sweep a request asks for, on the default grid of its kind."""
+    """The sweep a request asks for, on the default grid of its kind. A depth sweep's best layer of B
+    comes from the pair's layer matrix, read from ``matrix_of`` (the engine's store: the one Many models'
+    cell of this pair is the best of) or computed here."""
     check_same_samples(view_a, view_b)
     params = dict(request.params)
     get_metric(request.metric).resolve_params(params)
@@ -195,19 +198,10 @@ def run_sweep(
         for i in range(count_a):
             depth = i / max(1, count_a - 1)
             points.append(SweepPoint(depth, view_a.values[i], view_b.values[depth_layer(depth, count_b)], params))
-        matrix = layer_matrix_of(
-            MatrixRequest(
-                request.model_a,
-                request.model_b,
-                request.dataset,
-                request.n,
-                request.seed,
-                request.metric,
-                request.params,
-            ),
-            view_a,
-            view_b,
+        matrix_request = MatrixRequest(
+            request.model_a, request.model_b, request.dataset, request.n, request.seed, request.metric, request.params
         )
+        matrix = layer_matrix_of(matrix_request, view_a, view_b) if matrix_of is None else matrix_of(matrix_request)
         scored = np.where(matrix.degenerate, np.nan, matrix.values) if matrix.degenerate is not None else matrix.values
         with warnings.catch_warnings():  # a row with no valid cell is NaN, said as such
             warnings.simplefilter("ignore", RuntimeWarning)

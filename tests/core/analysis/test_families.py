@@ -69,3 +69,14 @@ def test_a_model_matrix_costs_nothing_more_once_its_layer_matrices_are_stored(en
     for a, b in ((0, 1), (1, 0), (0, 0), (1, 1)):
         engine.run(request.matrix_request(NETS[a], NETS[b]))
     assert engine.request(request).estimate_seconds == 0
+
+
+def test_a_depth_sweep_reads_the_layer_matrix_many_models_reads(engine):
+    from alignscope.core.analysis.requests import SweepRequest
+
+    params = metric_params("mutual_knn", k=5)
+    sweep = engine.run(SweepRequest("depth", *NETS[:2], "digits", N, 0, "mutual_knn", params))
+    cell = ModelMatrixRequest(NETS[:2], "digits", N, 0, "mutual_knn", params).matrix_request(*NETS[:2])
+    stored = engine.request(cell)
+    assert stored.state == "ready"  # computed once, by whichever page asked first
+    assert dict(sweep.series)["best layer of B"] == pytest.approx(np.nanmax(stored.result.values, axis=1))
