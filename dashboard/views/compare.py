@@ -149,8 +149,8 @@ def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[Pair
                 f"This layer pair is the {sel.metric} heatmap's best: picked by a search, so "
                 f"{sel.metric}'s card reads it against the chance of the best of that search. The other "
                 f"metrics' cards ({', '.join(others)}) read it against one fixed pair's chance: where they "
-                "track the heatmap's metric, their margin over chance reads high. Click another cell, or "
-                "switch the heatmap to a metric, to read that metric's search."
+                "track the heatmap's metric, their margin over chance reads high. Switch the heatmap to another "
+                "metric to read that metric's own search."
             )
     return shown
 
