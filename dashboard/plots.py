@@ -417,6 +417,7 @@ def sweep(
     fig.add_trace(
         go.Scatter(x=x, y=list(values), mode="lines+markers", name=metric, line={"color": LINE_COLOURS[0], "width": 3})
     )
+    own_chance = series_chance or {}
     for index, (name, extra) in enumerate((series or {}).items()):
         # open markers, drawn over the score line: visible where the two curves coincide
         fig.add_trace(
@@ -429,11 +430,11 @@ def sweep(
                 marker={"symbol": "diamond-open", "size": 11, "line": {"width": 2}},
             )
         )
-        if name in (series_chance or {}):
+        if name in own_chance:
             fig.add_trace(
                 go.Scatter(
                     x=x,
-                    y=list((series_chance or {})[name]),
+                    y=list(own_chance[name]),
                     mode="lines",
                     name=f"chance of the {name}",
                     line={"color": LINE_COLOURS[2 + index % 6], "dash": "dash", "width": 1.5},

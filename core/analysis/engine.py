@@ -185,7 +185,7 @@ class Engine:
         compute = self._compute_in_worker if self.worker is not None and holds_gil(prepared.request) else None
         job = runner.submit(
             prepared.key,
-            functools.partial(compute or self._compute_and_store, prepared),
+            functools.partial(self._stored_or, compute or self._compute_and_store, prepared),
             label=prepared.label,
             estimate_seconds=estimate,
         )
@@ -270,6 +270,14 @@ class Engine:
 
     def views(self, prepared: Prepared) -> dict[str, ViewFeatures]:
         return {plan.model: load_view(plan, self.cache) for plan in prepared.plans}
+
+    def _stored_or(
+        self, compute: Callable[[Prepared, Progress | None], Any], prepared: Prepared, progress: Progress | None = None
+    ) -> Any:
+        """A job as it starts: the result another job stored while it queued (the layer matrix a best-pair
+        search computed for itself), else ``compute``."""
+        result = self.cached(prepared)
+        return result if result is not None else compute(prepared, progress)
 
     def _compute_and_store(self, prepared: Prepared, progress: Progress | None = None) -> Any:
         started = time.perf_counter()
@@ -533,24 +541,22 @@ def _estimate_pair(engine: Engine, prepared: Prepared) -> float:
     request: PairRequest = prepared.request
     pair = parse_layers(request.layers)
     dims_a, dims_b = _dims(prepared, request.model_a), _dims(prepared, request.model_b)
+    search, permutations = pair is None, request.permutations
     if pair is not None:
         dims_a, dims_b = (dims_a[pair[0]],), (dims_b[pair[1]],)
     else:
         searched = _stored(engine, request.matrix_request())
         if searched is not None:  # the search is done: what is left is the best pair's chance and interval
             i, j = searched.best_index
-            return cost.pair_seconds(
-                request.metric, request.n, (dims_a[i],), (dims_b[j],), dict(request.params), search=False,
-                permutations=0, bootstrap=request.bootstrap,
-            )  # fmt: skip
+            dims_a, dims_b, search, permutations = (dims_a[i],), (dims_b[j],), False, 0
     return cost.pair_seconds(
         request.metric,
         request.n,
         dims_a,
         dims_b,
         dict(request.params),
-        search=pair is None,
-        permutations=request.permutations,
+        search=search,
+        permutations=permutations,
         bootstrap=request.bootstrap,
     )
 
@@ -592,7 +598,7 @@ def _estimate_sweep(engine: Engine, prepared: Prepared) -> float:
         + cost.chance_seconds(request.metric, request.n, d_a, d_b, point, cost.CHANCE_SHUFFLES)
         for point in points
     )
-    if request.sweep == "depth":
+    if request.sweep == "depth" and _stored(engine, request.matrix_request()) is None:
         total += cost.matrix_seconds(
             request.metric, request.n, _dims(prepared, request.model_a), _dims(prepared, request.model_b), params, 0
         )
@@ -663,9 +669,12 @@ def _estimate_rsa(engine: Engine, prepared: Prepared) -> float:
 def _estimate_model_matrix(engine: Engine, prepared: Prepared) -> float:
     request: ModelMatrixRequest = prepared.request
     params = dict(request.params)
+    symmetric = get_metric(request.metric).symmetric_for(params)
     total = 0.0
-    for model_i in request.models:
-        for model_j in request.models:
+    for i, model_i in enumerate(request.models):
+        for j, model_j in enumerate(request.models):
+            if j < i and symmetric:  # mirrored from (j, i)
+                continue
             if request.relative_depth is None:
                 if _stored(engine, request.matrix_request(model_i, model_j)) is not None:
                     continue

@@ -109,12 +109,17 @@ class FeaturePlan:
 
 def extraction_estimate(model: str, n_samples: int, cache: FeatureCache | None = None) -> float:
     """Seconds to extract ``n_samples``: this machine's past throughput for the model, else for the
-    slowest of its family extracted here, else its factory's guess, else its loader kind's."""
+    slowest model of the same weights source and loader extracted here (the three seeds of one recipe, a
+    text variant), else its factory's guess, else its loader kind's."""
     spec = get_model_spec(model)
     rates = (cache or FeatureCache()).throughputs()
     rate = rates.get(model)
     if rate is None:
-        siblings = [rates[other.name] for other in list_models() if other.family == spec.family and other.name in rates]
+        siblings = [
+            rates[other.name]
+            for other in list_models()
+            if other.source == spec.source and other.kind == spec.kind and other.name in rates
+        ]
         rate = max(siblings) if siblings else None
     if rate is None and spec.source in FACTORIES:
         rate = FACTORIES.get(spec.source).seconds_per_sample

@@ -216,7 +216,7 @@ class MatrixRequest(Request):
     and its p corrected for the search over all pairs (max-statistic), from the same shuffles."""
 
     kind: ClassVar[str] = "layer-matrix"
-    result_version: ClassVar[int] = 3  # 2: the chance level of the best cell (best_chance); 3: of each row's
+    result_version: ClassVar[int] = 3  # 2: the best cell's chance level (best_chance); 3: each row's best's
     model_a: str
     model_b: str
     dataset: str
@@ -253,6 +253,10 @@ class SweepRequest(Request):
 
     def feature_models(self) -> tuple[str, ...]:
         return (self.model_a, self.model_b)
+
+    def matrix_request(self) -> MatrixRequest:
+        """The layer matrix a depth sweep's best layer of B comes from (Many models' cell of this pair)."""
+        return MatrixRequest(self.model_a, self.model_b, self.dataset, self.n, self.seed, self.metric, self.params)
 
 
 @dataclass(frozen=True)

@@ -76,12 +76,13 @@ def resolve_layer(index: int, n_layers: int, model: str) -> int:
 
 
 def _stages(request: PairRequest, spec: MetricSpec) -> dict[str, float]:
-    """Shares of the job's progress per stage, roughly by cost."""
+    """Shares of the job's progress per stage, roughly by cost (a search's shuffles are its matrix's)."""
+    search = parse_layers(request.layers) is None
     weights = {
-        "matrix": 3.0 if request.layers == "all" else 0.0,
-        "score": 0.5,
+        "matrix": 3.0 + 0.02 * request.permutations if search else 0.0,
+        "score": 0.0 if search else 0.5,
         "chance": 0.0 if (spec.chance is not None and spec.chance_exact) else 1.0,
-        "permutations": 0.02 * request.permutations,
+        "permutations": 0.0 if search else 0.02 * request.permutations,
         "bootstrap": 0.1 * request.bootstrap,
     }
     total = sum(weights.values())
@@ -132,6 +133,8 @@ def score_pair(
             scored = layer_matrix_of(matrix_request, view_a, view_b, progress=on_progress)
         else:
             scored = matrix_of(matrix_request, on_progress)
+            if on_progress is not None:  # a stored matrix reports nothing: its stage is done
+                on_progress(1, 1)
         if not np.isfinite(scored.best_value):
             raise InputError(f"{request.metric} could not score any layer pair: {scored.problems[0][2]}")
         i, j = scored.best_index
@@ -237,7 +240,7 @@ def row_search_chance(null: np.ndarray, higher_is_better: bool, valid: np.ndarra
     finite = np.isfinite(best)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(finite, best, 0.0).sum(axis=0) / finite.sum(axis=0)
-    return sign * np.where(finite.any(axis=0), mean, np.nan)
+    return sign * np.where(finite.any(axis=0), mean, np.nan) + 0.0  # + 0.0: no -0.0 for lower-is-better
 
 
 def layer_matrix_of(

@@ -198,9 +198,7 @@ def run_sweep(
         for i in range(count_a):
             depth = i / max(1, count_a - 1)
             points.append(SweepPoint(depth, view_a.values[i], view_b.values[depth_layer(depth, count_b)], params))
-        matrix_request = MatrixRequest(
-            request.model_a, request.model_b, request.dataset, request.n, request.seed, request.metric, request.params
-        )
+        matrix_request = request.matrix_request()
         matrix = layer_matrix_of(matrix_request, view_a, view_b) if matrix_of is None else matrix_of(matrix_request)
         scored = np.where(matrix.degenerate, np.nan, matrix.values) if matrix.degenerate is not None else matrix.values
         with warnings.catch_warnings():  # a row with no valid cell is NaN, said as such

@@ -142,16 +142,19 @@ def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[Pair
             help=f"{spec.summary} Range {spec.value_range}. {spec.reference}{caveat}",
         )
     others = [m for m in sel.metrics if m != sel.metric]
-    if others and shown and any(s is not None for s in shown):
-        first = next(s for s in shown if s is not None)
-        if _is_searched_best(matrix_out, (first.layer_a, first.layer_b)):
-            st.caption(
-                f"This layer pair is the {sel.metric} heatmap's best: picked by a search, so "
-                f"{sel.metric}'s card reads it against the chance of the best of that search. The other "
-                f"metrics' cards ({', '.join(others)}) read it against one fixed pair's chance: where they "
-                "track the heatmap's metric, their margin over chance reads high. Switch the heatmap to another "
-                "metric to read that metric's own search."
-            )
+    first = next((s for s in shown if s is not None), None)
+    if others and first is not None and _is_searched_best(matrix_out, (first.layer_a, first.layer_b)):
+        own = (
+            f"so {sel.metric}'s card reads it against the chance of the best of that search. The other metrics' "
+            if sel.metric in sel.metrics and matrix_out.result.best_chance is not None
+            else "but the "
+        )
+        st.caption(
+            f"This layer pair is the {sel.metric} heatmap's best, picked by a search, {own}cards "
+            f"({', '.join(others)}) read it against one fixed pair's chance: where they track the heatmap's "
+            "metric, their margin over chance reads high. Switch the heatmap to another metric to read that "
+            "metric's own search."
+        )
     return shown
 
 

@@ -86,7 +86,7 @@ def test_layer_pair_from_the_url_and_the_best_pair_button():
     no_exception(app)
     assert any("layer 0 (conv1)" in c.value and "layer 1 (conv2)" in c.value for c in app.caption)
     assert all(m.delta.endswith(" vs chance") for m in app.metric)  # a pair fixed in advance
-    assert not any("The other metrics' cards" in c.value for c in app.caption)
+    assert not any("their margin over chance reads high" in c.value for c in app.caption)
     app.button(key="compare-best").click().run()
     assert (url_of(app)["la"], url_of(app)["lb"]) != ("0", "1")
     # at the best pair of the heatmap's search, its metric is read against the chance of that best
@@ -99,7 +99,11 @@ def test_layer_pair_from_the_url_and_the_best_pair_button():
     # the other metrics' cards are read against a fixed pair's chance at a pair a search picked: said
     helps = {m.label.split(" ")[0]: m.help for m in best.metric}
     assert all("picked as the best of the" in h for name, h in helps.items() if name != heatmap_metric)
-    assert any("The other metrics' cards" in c.value for c in best.caption)
+    assert any("their margin over chance reads high" in c.value for c in best.caption)
+    # the heatmap's metric without a card of its own: the caption speaks of no such card
+    others = run_page("compare", {**url_of(best), "metrics": "linear_cka,cknna"})
+    (caption,) = [c.value for c in others.caption if "margin over chance reads high" in c.value]
+    assert f"{heatmap_metric}'s card" not in caption and "(linear_cka, cknna)" in caption
 
 
 def test_url_round_trip_reproduces_the_view():

@@ -11,7 +11,7 @@ import torch
 from alignscope.core.analysis.cost import CHANCE_SHUFFLES, matrix_shuffles
 from alignscope.core.analysis.features import ViewFeatures
 from alignscope.core.analysis.requests import MatrixRequest, PairRequest, metric_params
-from alignscope.core.analysis.scorer import layer_matrix_of, score_pair
+from alignscope.core.analysis.scorer import layer_matrix_of, row_search_chance, score_pair
 from alignscope.core.metrics.registry import compute
 
 N, K = 120, 5
@@ -123,3 +123,15 @@ def test_the_depth_sweeps_best_layer_of_b_on_noise_lands_at_its_own_chance_curve
     spread = bests.mean(axis=1).std() / np.sqrt(len(bests))
     assert bests.mean() == pytest.approx(levels.mean(), abs=3 * spread + 1e-3)  # no alignment: at its chance
     assert levels.mean() > 1.2 * K / (N - 1)  # ... which a fixed pair's closed form sits well below
+
+
+def test_row_best_chance_of_a_lower_is_better_metric_and_of_rows_with_nothing_to_score():
+    null = np.array([[[0.1, 0.3], [np.nan, np.nan]], [[0.2, np.nan], [np.nan, 0.4]]])  # [P = 2, La = 2, Lb = 2]
+    valid = np.array([[True, True], [True, True]])
+    # lower is better: each shuffle's smallest finite cell of the row; a shuffle with none in a row is left out
+    assert row_search_chance(null, False, valid) == pytest.approx([0.15, 0.4])
+    assert row_search_chance(null, True, valid) == pytest.approx([0.25, 0.4])
+    none_valid = np.array([[True, True], [False, False]])
+    high, low = row_search_chance(null, True, none_valid), row_search_chance(null, False, none_valid)
+    assert np.isnan(high[1]) and np.isnan(low[1]) and high[0] == pytest.approx(0.25)
+    assert str(row_search_chance(np.zeros((2, 1, 1)), False, np.ones((1, 1), bool))[0]) == "0.0"  # never -0.0
