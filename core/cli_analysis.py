@@ -223,6 +223,8 @@ def cmd_trend(args: argparse.Namespace) -> int:
         f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
         f"permutation p = {p} ({trend.n_orderings} orderings)"
     )
+    if trend.rho is None:
+        print(trend.why_no_rho())
     for line in trend_chance_notes(trend):
         print(line)
     return 0
@@ -323,7 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from alignscope.core.analysis.features import extract_for_plan
-    from alignscope.core.analysis.plans import execute, parse_plan
+    from alignscope.core.analysis.plans import claim_run_folder, execute, parse_plan
     from alignscope.core.analysis.ray_tasks import RayOptions
     from alignscope.core.cli_support import progress_bar
     from alignscope.core.settings import get_settings
@@ -335,10 +337,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read the plan {str(path)!r}: {exc}") from None
     plan = parse_plan(text)
     out = Path(args.out).expanduser() if args.out else get_settings().runs_dir / plan.name
-    try:  # before any work: a folder that cannot be written would lose the whole run at its end
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot use {str(out)!r} as the run's folder: {exc.strerror or exc}") from None
+    claim_run_folder(out, plan.name, replace=args.replace)  # before any work, as the run's first write
     if not os.access(out, os.W_OK):
         raise InputError(f"cannot use {str(out)!r} as the run's folder: it is not writable")
     bar = tqdm(
@@ -360,7 +359,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         ray = None
         if args.ray is not None:
             ray = RayOptions(None if args.ray == "local" else args.ray, args.ray_cpus)
-        report = execute(plan, out, engine=new_engine(), extract=extract, on_progress=on_progress, ray=ray)
+        report = execute(
+            plan, out, engine=new_engine(), extract=extract, on_progress=on_progress, ray=ray, replace=args.replace
+        )
     finally:
         bar.close()
     print(
@@ -470,6 +471,11 @@ def add_commands(sub: Any) -> None:
         "`ray start` runs here); workers must see the same cache directory",
     )
     run.add_argument("--ray-cpus", type=int_at_least(1), default=None, help="workers of a local Ray instance")
+    run.add_argument(
+        "--replace",
+        action="store_true",
+        help="write into a folder that holds another plan's run or other files (its tables are replaced)",
+    )
     run.set_defaults(func=cmd_run)
 
     upload = sub.add_parser("upload-representation", help="add a precomputed [N, D] matrix as a one-layer model")

@@ -379,6 +379,44 @@ class RunReport:
 ProgressCallback = Callable[[float, float, int, int], None]  # (done s, total s, cells done, cells)
 
 
+RUN_MARKER = ".alignscope-run"
+RUN_FILES = ("table.parquet", "table.csv", "differences.csv", "run.json")
+
+
+def claim_run_folder(out: Path, plan_name: str, *, replace: bool = False) -> None:
+    """Make ``out`` this plan's run folder before any work, or refuse: a run writes (and removes) the files
+    of :data:`RUN_FILES` there, so it takes only a new or empty folder, or one of an earlier run of the same
+    plan (its marker, or its card), unless ``replace``."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot use {str(out)!r} as the run's folder: {exc.strerror or exc}") from None
+    marker = out / RUN_MARKER
+    owner = None
+    try:
+        owner = marker.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        try:  # a run written before the marker: its card names the plan
+            owner = str(json.loads((out / "run.json").read_text(encoding="utf-8")).get("name"))
+        except (OSError, ValueError, AttributeError):
+            owner = None
+    if not replace:
+        if owner is not None and owner != plan_name:
+            raise InputError(
+                f"{str(out)!r} holds the run of another plan ({owner!r}); choose another folder with --out, or "
+                "--replace to write this plan's tables over it"
+            )
+        if owner is None and any(out.iterdir()):
+            raise InputError(
+                f"{str(out)!r} is not empty and holds no Alignscope run; choose a new or empty folder with --out, "
+                f"or --replace to write there anyway (it replaces {', '.join(RUN_FILES)})"
+            )
+    try:
+        atomic_write_bytes(marker, plan_name.encode())
+    except OSError as exc:
+        raise InputError(f"cannot use {str(out)!r} as the run's folder: {exc.strerror or exc}") from None
+
+
 def execute(
     plan: Plan,
     out: Path,
@@ -387,14 +425,17 @@ def execute(
     extract: Callable[[Any], None],
     on_progress: ProgressCallback | None = None,
     ray: RayOptions | None = None,
+    replace: bool = False,
 ) -> RunReport:
     """Run every cell (features first), writing ``table.{parquet,csv}``, ``differences.csv`` and
     ``run.json`` into ``out``. A cell already in the result store is read, not recomputed, so a run
     killed at any point resumes where it stopped. Progress is weighed by each cell's cost estimate.
-    With ``ray`` the cells not yet stored run as Ray tasks (:mod:`alignscope.core.analysis.ray_tasks`)."""
+    With ``ray`` the cells not yet stored run as Ray tasks (:mod:`alignscope.core.analysis.ray_tasks`).
+    ``out`` must be free for this plan (:func:`claim_run_folder`)."""
     import pandas as pd
 
     started = time.perf_counter()
+    claim_run_folder(out, plan.name, replace=replace)
     for request in expand(plan, engine):  # features of every (model, dataset), once
         for feature_plan in engine.prepare(request).missing:
             extract(feature_plan)

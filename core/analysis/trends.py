@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,7 +41,9 @@ class TrendRequest(Request):
     Empty ``x`` is looked up when the features are cached (training a digits net measures its accuracy)."""
 
     kind: ClassVar[str] = "trend"
-    result_version: ClassVar[int] = 3  # 2: search_chance; 3: search_rho, None where no pair has one
+    result_version: ClassVar[int] = (
+        4  # 2: search_chance; 3: search_rho, None where no pair has one; 4: no ρ of a constant
+    )
     models: tuple[str, ...]
     reference: tuple[str, ...]
     dataset: str
@@ -122,6 +125,17 @@ class Trend:
     search_chance: np.ndarray | None = None
     search_rho: float | None = None
 
+    def why_no_rho(self) -> str:
+        """Why ``rho`` is None, in words ("" when it is not)."""
+        if self.rho is not None:
+            return ""
+        usable = np.isfinite(self.x) & np.isfinite(self.y)
+        if usable.sum() < 3:
+            return f"Spearman ρ needs at least 3 models with both a score and {self.property}."
+        if np.ptp(self.x[usable]) == 0:
+            return f"Spearman ρ is undefined: {self.property} is the same for every model."
+        return "Spearman ρ is undefined: every model scores the same."
+
     def null_level(self) -> np.ndarray:
         """``[m]`` the level each point would sit at with no alignment: ``search_chance`` where the point
         is a search's best and it is known, else ``chance``."""
@@ -172,6 +186,9 @@ def _pair_layers(
                 view_a.model, view_b.model, request.dataset, request.n, request.seed, request.metric, request.params
             )
         )
+        if not np.isfinite(scored.best_value):
+            problem = scored.problems[0][2] if scored.problems else "no layer pair could be scored"
+            raise InputError(f"{request.metric}, {view_a.model} vs {view_b.model}: {problem}")
         i, j = scored.best_index
         chance = float(scored.chance[i, j]) if scored.chance is not None else math.nan
         best_chance = math.nan if scored.best_chance is None else scored.best_chance
@@ -215,13 +232,15 @@ def compute_trend(
             done += 1
             if progress is not None:
                 progress(done, total)
-    y = np.nanmean(scores, axis=1)
+    with warnings.catch_warnings():  # a model with no reference to score has no point (NaN), said as such
+        warnings.simplefilter("ignore", RuntimeWarning)
+        y = np.nanmean(scores, axis=1)
     low, high = _bootstrap_points(request, views, pairs, y, lambda b: progress and progress(done + b, total))
     x = np.array([math.nan if v is None else float(v) for v in request.x])
     usable = np.isfinite(x) & np.isfinite(y)
     rho = p_value = None
     orderings = 0
-    if usable.sum() >= 3:
+    if usable.sum() >= 3 and np.ptp(x[usable]) > 0 and np.ptp(y[usable]) > 0:
         rho, p_value, orderings = spearman_with_permutation_p(x[usable], y[usable], seed=request.seed)
     search_chance = None if request.relative_depth is not None else _complete_row_means(search_chances, scores)
     search_rho = None

@@ -152,7 +152,7 @@ def _summary(trend: Trend, sel: Selection) -> None:
     against = ", ".join(trend.references) if sel.reference else "the other models of the trend"
     where = "each pair's best layer pair" if sel.trend_depth is None else f"relative depth {sel.trend_depth:.2f}"
     if trend.rho is None:
-        rank = f"Spearman ρ needs at least 3 models with {trend.property}."
+        rank = trend.why_no_rho()
     else:
         rank = (
             f"Spearman ρ = {trend.rho:+.2f} across the models with {trend.property}, permutation p = "

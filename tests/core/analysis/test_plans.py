@@ -333,8 +333,8 @@ def test_a_killed_run_resumes_from_the_store_and_ends_equal_to_a_clean_run(run_c
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     stored = stored_keys(run_cache) & cell_keys
     assert 1 <= len(stored) < CELLS
-    # killed while computing: no table, no card, no temp file, and not listed as a finished run
-    assert not out.exists() or sorted(path.name for path in out.iterdir()) == []
+    # killed while computing: no table, no card, no temp file (only the folder's claim), not a finished run
+    assert not out.exists() or sorted(path.name for path in out.iterdir()) in ([], [".alignscope-run"])
     assert list_runs(out.parent) == []
 
     capsys.readouterr()
@@ -366,8 +366,8 @@ def test_every_file_of_a_run_is_written_atomically(run_cache, tmp_path, monkeypa
     monkeypatch.setattr(plans, "atomic_write_bytes", recording)
     execute(parse_plan(QUICK_PLAN), tmp_path / "run", engine=Engine(), extract=no_extraction)
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == sorted(written)
-    assert written[-1] == "run.json"  # the card last: it marks the run complete
-    assert sorted(written) == ["differences.csv", "run.json", "table.csv", "table.parquet"]
+    assert written[0] == ".alignscope-run" and written[-1] == "run.json"  # the folder claimed first, the card last
+    assert sorted(written) == [".alignscope-run", "differences.csv", "run.json", "table.csv", "table.parquet"]
     run = read_run(tmp_path / "run")
     assert len(run.table) == 3 and len(run.differences) == 1 and run.card["cells"] == 4
 
@@ -438,3 +438,27 @@ def test_the_cells_computed_by_ray_workers_equal_the_local_run(local_ray, run_ca
     pd.testing.assert_frame_equal(ours.differences, clean.differences)
     again = execute(plan, tmp_path / "again", engine=Engine(), extract=no_extraction, ray=RayOptions(num_cpus=2))
     assert again.cached == CELLS and again.computed == 0  # the workers' results are in the shared store
+
+
+def test_a_run_never_writes_over_files_it_does_not_own(run_cache, tmp_path):
+    """`run --out` into a folder of the user's replaced their table.csv and deleted their differences.csv;
+    a second plan with the first one's folder replaced its tables without a word."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "differences.csv").write_text("precious")
+    quick = parse_plan(QUICK_PLAN)
+    with pytest.raises(InputError, match="is not empty and holds no Alignscope run"):
+        execute(quick, mine, engine=Engine(), extract=no_extraction)
+    assert (mine / "differences.csv").read_text() == "precious" and sorted(p.name for p in mine.iterdir()) == [
+        "differences.csv"
+    ]
+    execute(quick, tmp_path / "run", engine=Engine(), extract=no_extraction)
+    execute(quick, tmp_path / "run", engine=Engine(), extract=no_extraction)  # the same plan again: resumed
+    other = parse_plan(plan_text(metrics='["linear_cka"]', layers='"last"', permutations="0", bootstrap="5",
+                                 name='"another-plan"'))  # fmt: skip
+    assert other.name == "another-plan"
+    with pytest.raises(InputError, match="holds the run of another plan"):
+        execute(other, tmp_path / "run", engine=Engine(), extract=no_extraction)
+    assert read_run(tmp_path / "run").card["name"] == quick.name
+    execute(other, tmp_path / "run", engine=Engine(), extract=no_extraction, replace=True)
+    assert read_run(tmp_path / "run").card["name"] == "another-plan"

@@ -199,3 +199,16 @@ def test_a_model_in_the_reference_set_is_never_scored_against_itself(engine):
     assert trend.references == NETS[:2]
     assert np.isnan(trend.pair_scores[0, 0]) and np.isnan(trend.pair_scores[1, 1])
     assert trend.y[0] == pytest.approx(trend.pair_scores[0, 1])  # s0 against s1 only
+
+
+def test_a_property_the_same_for_every_model_has_no_rho_and_says_why(engine):
+    trend = engine.run(_request(x=(0.5, 0.5, 0.5), bootstrap=0))
+    assert trend.rho is None and trend.p_value is None  # it printed rho = +nan, p = 1
+    assert "the same for every model" in trend.why_no_rho()
+    assert "at least 3 models" in engine.run(_request(x=(0.9, None, 0.99), bootstrap=0)).why_no_rho()
+
+
+def test_a_k_no_layer_pair_can_take_is_an_error_not_an_empty_trend(engine):
+    # every pair's matrix failed: the trend showed no scores, chance 1.25 and made-up layers, exit 0
+    with pytest.raises(InputError, match="k=200 needs more samples"):
+        engine.run(_request(n=150, params=metric_params("mutual_knn", k=200), bootstrap=0))
