@@ -31,6 +31,7 @@ from alignscope.core.cli_support import (
     read_upload,
     resample_count,
     run_with_bar,
+    terminal_text,
 )
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.files import NoSpaceError
@@ -578,7 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except AlignscopeError as error:
         # The machine is the user's here: a full disk names its folder (the dashboard's message does not).
-        print(f"error: {error.with_folder() if isinstance(error, NoSpaceError) else error}", file=sys.stderr)
+        message = error.with_folder() if isinstance(error, NoSpaceError) else error
+        print(f"error: {terminal_text(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the cache holds only complete entries", file=sys.stderr)
@@ -587,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("ALIGNSCOPE_DEBUG"):
             raise
         print(
-            f"error: unexpected {type(error).__name__}: {error}. The cache holds only complete entries; "
+            f"error: unexpected {type(error).__name__}: {terminal_text(error)}. The cache holds only complete entries; "
             "rerun with ALIGNSCOPE_DEBUG=1 for the traceback.",
             file=sys.stderr,
         )

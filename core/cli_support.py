@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,26 @@ NEIGHBORS_HELP = (
 MAX_SEED = 2**31 - 1  # as in dashboard links
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def terminal_text(value: object) -> str:
+    r"""``value`` as text safe to print: control characters (an ANSI escape in an uploaded file's name would
+    clear the screen on every listing) are shown escaped, never sent to the terminal.
+
+    Example:
+        >>> terminal_text("[2Jevil.txt	ok")
+        '\x1b[2Jevil.txt	ok'
+    """
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group(0)):02x}", str(value))
+
+
 def print_table(rows: list[dict], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    cells = [{c: terminal_text(row.get(c, "")) for c in columns} for row in rows]
+    widths = {c: max(len(c), *(len(r[c]) for r in cells)) if cells else len(c) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+    for row in cells:
+        print("  ".join(row[c].ljust(widths[c]) for c in columns))
 
 
 def progress_bar(label: str):

@@ -551,3 +551,16 @@ def test_an_n_beyond_the_dataset_is_said_not_silently_cut(capsys):
     assert json.loads(captured.out)[0]["n_samples"] == 1797
     assert "note: digits holds 1,797 samples, fewer than n = 99,999,999; all 1,797 are used" in captured.err
     assert main(command) == 0 and "note:" not in capsys.readouterr().err  # no --n: all of them, as asked
+
+
+def test_control_characters_in_an_uploads_name_are_shown_escaped_never_sent_to_the_terminal(tmp_path, capsys):
+    """An upload named with an ANSI escape cleared the screen on every `alignscope datasets`."""
+    texts = tmp_path / "\x1b[2J\x1b[31mevil.txt"
+    texts.write_text("one\ntwo\nthree\n")
+    assert main(["datasets", "--upload", str(texts), "--name", "evil1"]) == 0
+    capsys.readouterr()
+    assert main(["datasets"]) == 0
+    listing = capsys.readouterr().out
+    assert "\x1b" not in listing and "\\x1b[2J\\x1b[31mevil.txt" in listing
+    assert main(["datasets", "--remove", "evil1\x1b[0m"]) == 2  # an error naming it escapes it too
+    assert "\x1b" not in capsys.readouterr().err
