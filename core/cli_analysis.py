@@ -270,6 +270,8 @@ def cmd_difference(args: argparse.Namespace) -> int:
         f"difference = {test.difference:+.4f}, {test.confidence:.0%} paired interval [{test.ci_low:+.4f}, "
         f"{test.ci_high:+.4f}], {test.p_text} ({test.p_basis}, n = {test.n_samples})"
     )
+    if test.caveat:
+        print(f"warning: {test.caveat}")
     return 0
 
 

@@ -29,6 +29,9 @@ class DifferenceRequest(Request):
     """score(model_a, reference) − score(model_b, reference) with ``bootstrap`` paired resamples."""
 
     kind: ClassVar[str] = "difference"
+    result_version: ClassVar[int] = (
+        2  # 2: GRAM volume's auto test is the sign flip (its per-sample values are independent)
+    )
     model_a: str
     model_b: str
     reference: str

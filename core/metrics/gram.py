@@ -75,5 +75,6 @@ register(
         summary="mean volume spanned by the normalised embeddings of each sample (0 = identical)",
         per_sample=_per_sample,
         requires_equal_dims=True,
+        extra={"independent_per_sample": True},  # a sample's volume reads its own rows only
     )
 )

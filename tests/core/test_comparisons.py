@@ -340,3 +340,15 @@ def test_a_p_at_its_floor_reads_as_at_most_the_floor():
     assert none.p_value > none.p_floor and none.p_text == f"p = {none.p_value:.3g}"
     flipped = score_difference("gram_volume", feats_a, noise, feats_x, method="sign_flip", n_boot=10, n_flips=99)
     assert flipped.p_floor == pytest.approx(0.01) and flipped.p_text == "p ≤ 0.01"
+
+
+def test_auto_uses_the_sign_flip_exactly_where_per_sample_values_are_independent_and_warns_where_forced():
+    """GRAM volume never declared its per-sample values independent, so 'auto' never used its sign flip;
+    a sign flip forced on a k-NN metric (13.5 % false positives at 5 %) gave its low p without a word."""
+    feats_a, feats_b, feats_x = planted_difference(1, 80)
+    gram = score_difference("gram_volume", feats_a, feats_b, feats_x, n_boot=20, n_flips=200, seed=2)
+    assert gram.method == "sign_flip" and gram.caveat == ""
+    knn = score_difference("mutual_knn", feats_a, feats_b, feats_x, method="sign_flip", n_boot=20, seed=2)
+    assert "not independent" in knn.caveat and "13.5 %" in knn.caveat
+    auto = score_difference("mutual_knn", feats_a, feats_b, feats_x, n_boot=20, seed=2)
+    assert auto.method == "bootstrap" and auto.caveat == ""
