@@ -29,9 +29,7 @@ class DifferenceRequest(Request):
     """score(model_a, reference) − score(model_b, reference) with ``bootstrap`` paired resamples."""
 
     kind: ClassVar[str] = "difference"
-    result_version: ClassVar[int] = (
-        2  # 2: GRAM volume's auto test is the sign flip (its per-sample values are independent)
-    )
+    result_version: ClassVar[int] = 2  # 2: GRAM volume's auto test is its sign flip
     model_a: str
     model_b: str
     reference: str
