@@ -24,9 +24,12 @@ Environment variables:
 from __future__ import annotations
 
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from alignscope.core.errors import InputError
 
 _PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +81,17 @@ class Settings:
         return self.cache_dir / "numba"
 
 
+def _number(env: dict[str, str], name: str) -> float:
+    """The environment variable ``name`` as a number, or an error that names it."""
+    try:
+        value = float(env[name])
+    except ValueError:
+        raise InputError(f"{name}={env[name]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InputError(f"{name}={env[name]!r} is not a finite number")
+    return value
+
+
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     kwargs: dict = {}
@@ -86,7 +100,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     if env.get("ALIGNSCOPE_DEVICE"):
         kwargs["device"] = env["ALIGNSCOPE_DEVICE"]
     if env.get("ALIGNSCOPE_MAX_UPLOAD_MB"):
-        kwargs["max_upload_bytes"] = int(float(env["ALIGNSCOPE_MAX_UPLOAD_MB"]) * 1024 * 1024)
+        kwargs["max_upload_bytes"] = int(_number(env, "ALIGNSCOPE_MAX_UPLOAD_MB") * 1024 * 1024)
     if env.get("ALIGNSCOPE_TRUST_REMOTE_CODE"):
         kwargs["trust_remote_code_for"] = frozenset(
             s.strip() for s in env["ALIGNSCOPE_TRUST_REMOTE_CODE"].split(",") if s.strip()
@@ -94,15 +108,15 @@ def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     if env.get("ALIGNSCOPE_DASHBOARD_LOCAL_PATHS", "").lower() in ("1", "true", "yes"):
         kwargs["dashboard_local_paths"] = True
     if env.get("ALIGNSCOPE_AUTO_BUDGET_S"):
-        kwargs["auto_budget_seconds"] = max(0.0, float(env["ALIGNSCOPE_AUTO_BUDGET_S"]))
+        kwargs["auto_budget_seconds"] = max(0.0, _number(env, "ALIGNSCOPE_AUTO_BUDGET_S"))
     if env.get("ALIGNSCOPE_READ_ONLY", "").lower() in ("1", "true", "yes"):
         kwargs["read_only"] = True
     if env.get("ALIGNSCOPE_PREFETCH_DEFAULT", "").lower() in ("1", "true", "yes"):
         kwargs["prefetch_default"] = True
     if env.get("ALIGNSCOPE_WORKERS"):
-        kwargs["workers"] = max(1, int(env["ALIGNSCOPE_WORKERS"]))
+        kwargs["workers"] = max(1, int(_number(env, "ALIGNSCOPE_WORKERS")))
     if env.get("ALIGNSCOPE_MAP_POINTS"):
-        kwargs["map_points"] = max(100, int(env["ALIGNSCOPE_MAP_POINTS"]))
+        kwargs["map_points"] = max(100, int(_number(env, "ALIGNSCOPE_MAP_POINTS")))
     return Settings(**kwargs)
 
 

@@ -1,0 +1,24 @@
+"""Settings from the environment: a value that is not a number is an error naming its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from alignscope.core.errors import InputError
+from alignscope.core.settings import settings_from_env
+
+
+@pytest.mark.parametrize(
+    "name", ["ALIGNSCOPE_MAX_UPLOAD_MB", "ALIGNSCOPE_AUTO_BUDGET_S", "ALIGNSCOPE_WORKERS", "ALIGNSCOPE_MAP_POINTS"]
+)
+def test_a_setting_that_is_not_a_number_names_its_variable(name):
+    # it was "unexpected ValueError: could not convert string to float: 'abc'", naming nothing
+    with pytest.raises(InputError, match=f"{name}='abc' is not a number"):
+        settings_from_env({name: "abc"})
+    with pytest.raises(InputError, match="not a finite number"):
+        settings_from_env({name: "nan"})
+
+
+def test_numbers_are_read_and_clamped():
+    settings = settings_from_env({"ALIGNSCOPE_MAX_UPLOAD_MB": "1.5", "ALIGNSCOPE_WORKERS": "0"})
+    assert settings.max_upload_bytes == int(1.5 * 1024 * 1024) and settings.workers == 1
