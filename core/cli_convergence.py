@@ -124,7 +124,13 @@ def cmd_convergent(args: argparse.Namespace) -> int:
     print_table(matching_rows(curves), ["|corr| >", "best match in another net", "best other unit of its own net"])
     print("\nSorted |corr| curves (mean ± sd over seed pairs; rank 0 = best-matched unit):")
     print_table(curve_rows(curves), ["rank", "one-to-one", "semi", "within net"])
-    print(f"\n{args.metric} layer × layer, mean ± sd over {len(family.pairs)} seed pairs:")
+    both = (
+        " (each pair's matrix averaged with its transpose: cell i × j is layer i of one net against layer j of "
+        "the other, both ways round, so the matrix is symmetric)"
+        if family.symmetric
+        else ""
+    )
+    print(f"\n{args.metric} layer × layer, mean ± sd over {len(family.pairs)} seed pairs{both}:")
     print_table(family_matrix_rows(family, names), ["layer", *names])
     return 0
 

@@ -104,6 +104,8 @@ def test_convergent_command_prints_matching_against_the_within_baseline(engine, 
     assert f"{reference.fraction_above_mean[0.7]:.3f} ± {reference.fraction_above_std[0.7]:.3f}" in out
     assert f"{reference.within_fraction_above_mean[0.7]:.3f}" in out
     assert "layer 3 (fc1)" in out
+    # linear CKA's matrix is each pair's averaged with its transpose: said, as its numbers match no one score
+    assert "averaged with its transpose" in out
     assert main(["convergent", "--models", NETS[0], "--dataset", "digits"]) == 2
     assert "at least two different nets" in capsys.readouterr().err
     assert main(["convergent", "--models", ",".join(NETS), "--dataset", "digits", "--thresholds", "2"]) == 2
