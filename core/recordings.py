@@ -7,8 +7,9 @@ A recording is one float array with stimuli on axis -2 (see
 the dataset's samples in any order (all of them, in the dataset's order, when no ids are given).
 
 Stored as ``<cache>/uploads/recordings/<name>.safetensors``: the tensor ``measurements`` and, in the
-header, the dataset, ``over`` and the sample ids. Its sha256 (:attr:`Recording.digest`) keys the results
-computed from it, so replacing a recording never serves a score of the old one. No pickle is loaded.
+header, the dataset, ``over`` and the sample ids. The sha256 of that content (:attr:`Recording.digest`) keys
+the results computed from it, so replacing a recording never serves a score of the old one. No pickle is
+loaded.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Recording:
         measurements: float32 [..., n, d], stimuli on axis -2.
         sample_ids: the dataset sample id of each stimulus [n].
         over: what the leading axis of a 3-D array is: ``"subjects"`` or ``"repeats"``.
-        digest: sha256 of the stored file (part of every result key computed from it).
+        digest: sha256 of its content, metadata and values (part of every result key computed from it).
     """
 
     name: str
@@ -160,6 +161,13 @@ def add_recording(
     return load_recording(name, settings)
 
 
+def _content_digest(metadata: dict[str, str], array: np.ndarray) -> str:
+    """sha256 of what a recording holds: its metadata (sorted), dtype, shape and values. Not of the file,
+    whose header lists the metadata in an order that changes from one write to the next."""
+    header = json.dumps({"metadata": metadata, "dtype": str(array.dtype), "shape": list(array.shape)}, sort_keys=True)
+    return hashlib.sha256(header.encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
 def load_recording(name: str, settings: Settings | None = None) -> Recording:
     """The stored recording ``name`` (InputError naming the stored ones when there is none)."""
     from safetensors import safe_open
@@ -178,7 +186,7 @@ def load_recording(name: str, settings: Settings | None = None) -> Recording:
         dataset=metadata.get("dataset", ""),
         over=metadata.get("over", "subjects"),
         sample_ids=tuple(json.loads(metadata.get("sample_ids", "[]"))),
-        digest=hashlib.sha256(blob).hexdigest(),
+        digest=_content_digest(metadata, array),
         measurements=array,
     )
 

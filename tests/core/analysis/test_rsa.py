@@ -132,3 +132,13 @@ def test_rsa_commands_store_and_score(engine, tmp_path, capsys):
     profile = engine.run(RsaRequest(MODEL, "rec", "digits", N_FULL, bootstrap=10))
     assert f"{profile.scores[3].value:.3f}" in out and "60 shared stimuli" in out
     assert main(["rsa", "--model", MODEL, "--recording", "missing"]) == 2
+
+
+def test_the_same_recording_stored_again_has_the_same_digest(engine):
+    """The digest was the file's sha256, whose header lists the metadata in an order that changes from one
+    write to the next: the same upload got a new digest (and new result keys) each time."""
+    data, ids = _simulated(engine, SOURCE, 40, (3,), noise=0.5)
+    digests = {add_recording("again", "a.npy", _npy(data), dataset="digits", sample_ids=ids).digest for _ in range(6)}
+    assert len(digests) == 1
+    changed = add_recording("again", "a.npy", _npy(data + 1.0), dataset="digits", sample_ids=ids).digest
+    assert changed not in digests  # other values: another digest
