@@ -268,12 +268,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if args.action == "rm":
         if not args.keys:
             raise AlignscopeError("name the keys (or key prefixes of 4+ hex digits) to remove")
-        unmatched = []
-        for prefix in args.keys:
+        unmatched, gone = [], []
+        for prefix in dict.fromkeys(args.keys):
             removed_keys = cache.remove(prefix)
+            gone.extend(removed_keys)
             if removed_keys:
                 print(f"removed {len(removed_keys)} entries matching {prefix}")
-            else:
+            elif not any(key.startswith(prefix) for key in gone):  # not one an earlier prefix removed
                 unmatched.append(prefix)
         if unmatched:
             raise AlignscopeError(

@@ -72,6 +72,7 @@ def set_properties(args: argparse.Namespace) -> int:
     from alignscope.core.properties import (
         check_property_value,
         import_properties_csv,
+        model_properties,
         parse_assignment,
         set_user_property,
     )
@@ -89,11 +90,19 @@ def set_properties(args: argparse.Namespace) -> int:
     if not assignments:
         raise InputError("give the properties after the model: --set NAME key=value [key=value ...]")
     parsed = [parse_assignment(text) for text in assignments]  # all checked before any is written
+    repeated = sorted({key for key, _ in parsed if [k for k, _ in parsed].count(key) > 1})
+    if repeated:
+        raise InputError(f"--set gives {', '.join(repeated)} more than once; give each property one value")
     for key, value in parsed:
         check_property_value(key, value, args.unit or "", model=model)
+    before = model_properties(model)
     for key, value in parsed:
         prop = set_user_property(model, key, value, unit=args.unit or "")
         print(f"{model}: {prop.name} = {prop.value:g}{' ' + prop.unit if prop.unit else ''}")
+        old = before.get(key)
+        if old is not None and old.value != prop.value:
+            source = f" ({old.source})" if old.source else ""
+            print(f"note: replaced {key} = {old.value:g}{source}; trends and plans over {model} now read the new value")
     return 0
 
 

@@ -75,10 +75,10 @@ def _error_line(err: str) -> str:
 
 def test_models_json_is_valid_and_holds_a_property_set_with_the_cli(cache_dir, capsys):
     assert main(["models", "--set", "digits-cnn-s0", "imagenet_top1=12.5", "params=3", "--unit", "%"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        "digits-cnn-s0: imagenet_top1 = 12.5 %",
-        "digits-cnn-s0: params = 3 %",
-    ]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["digits-cnn-s0: imagenet_top1 = 12.5 %", "digits-cnn-s0: params = 3 %"]
+    # replacing a value the model had (its counted parameters) is said, with where the old one came from
+    assert len(lines) == 3 and lines[2].startswith("note: replaced params = 28106 (")
     row = _model_row(capsys, "digits-cnn-s0")
     assert row["family"] == "digits-cnn" and row["kind"] == "torch-hooks"
     assert row["properties"]["imagenet_top1"] == {"value": 12.5, "unit": "%", "source": "set by the user"}
@@ -96,6 +96,7 @@ def test_models_json_is_valid_and_holds_a_property_set_with_the_cli(cache_dir, c
         (["models", "--set", "digits-cnn-s0", "a=1", "b=nan"], "'b=nan': 'nan' is not a finite number"),
         (["models", "--set", "digits-cnn-s0", "a=1", "b=high"], "'high' is not a number"),
         (["models", "--set", "digits-cnn-s0", "a=1", "b"], "'b' is not key=value"),
+        (["models", "--set", "digits-cnn-s0", "a=1", "a=2"], "gives a more than once"),
         (["models", "--set", "digits-cnn-s0", "a=1", "<b>x</b>=1"], "property name '<b>x</b>' is not allowed"),
         (["models", "--set", "nope", "a=1"], "unknown model 'nope'"),
         (["models", "--set", "digits-cnn-s0"], "give the properties after the model"),
