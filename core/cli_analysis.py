@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -33,8 +34,6 @@ from alignscope.core.errors import InputError
 
 
 def _number(value: float | None, digits: int = 4) -> str:
-    import math
-
     if value is None or not math.isfinite(value):
         return "—"
     return f"{value:.{digits}f}"
@@ -186,9 +185,16 @@ def trend_rows(trend) -> list[dict[str, Any]]:
 
 
 def trend_chance_notes(trend) -> list[str]:
-    """What a best-layer trend's points are read against (nothing to add at a fixed depth)."""
+    """What a trend's points are read against: a search's level for best-layer points; at a fixed depth,
+    why the chance is empty for a metric with no closed form."""
     if trend.relative_depth is not None:
-        return []
+        if any(math.isfinite(float(v)) for v in trend.chance):
+            return []
+        return [
+            f"chance: — at a fixed depth, {trend.metric} has no closed-form chance level and trends do not "
+            "shuffle each pair for one; `alignscope score` gives a pair's shuffled chance, and --layers best "
+            "gives each point its search's."
+        ]
     if trend.search_chance is None:
         return [
             "chance: for one layer pair fixed in advance; each point is the best of every layer pair, which sits "

@@ -214,6 +214,9 @@ def test_a_trend_against_a_reference_set_scores_only_those_pairs(digits_cache, c
         assert float(row["test_accuracy"]) == pytest.approx(
             model_properties(row["model"])["test_accuracy"].value, abs=5e-5
         )
+    # a metric with no closed-form chance at a fixed depth: the empty chance column says why
+    assert main([*argv, "--bootstrap", "0", "--layers", "last", "--metric", "linear_cka"]) == 0
+    assert "linear_cka has no closed-form chance level" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
