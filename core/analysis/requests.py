@@ -188,7 +188,7 @@ class PairRequest(Request):
     the whole layer matrix (``"all"``), with ``permutations`` shuffles and ``bootstrap`` resamples."""
 
     kind: ClassVar[str] = "pair"
-    result_version: ClassVar[int] = 2  # 2: a searched pair's search_chance
+    result_version: ClassVar[int] = 3  # 2: a searched pair's search_chance; 3: pairs_searched counts valid cells
     model_a: str
     model_b: str
     dataset: str

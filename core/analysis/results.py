@@ -32,7 +32,8 @@ class PairScore:
         p_value: one-sided permutation p, (1 + #null at least as good) / (1 + n_permutations); None when
             no permutations were asked for. Its floor is 1 / (n_permutations + 1).
         ci_low, ci_high: bootstrap interval (``interval_method``, ``confidence``), None without bootstrap.
-        pairs_searched: layer pairs the reported one was chosen from (1 when fixed in advance).
+        pairs_searched: layer pairs the reported one was chosen from: the scored, non-degenerate cells of the
+            search (1 when fixed in advance).
         p_bonferroni: min(1, p × pairs_searched); ``p_maxstat``: the max-statistic permutation p of the
             best pair (family-wise over the whole layer matrix), when searched with permutations.
         search_chance: when the pair was searched, where the best of ``pairs_searched`` pairs lands with

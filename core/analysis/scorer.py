@@ -174,7 +174,10 @@ def score_pair(
             metric_params=params,
         )
         ci_low, ci_high, failed = interval.low, interval.high, interval.n_failed
-    searched = 1 if pair is not None else len(view_a.values) * len(view_b.values)
+    searched = 1
+    if matrix is not None:  # the cells the search could pick: scored, and not degenerate
+        valid = np.isfinite(matrix) if scored.degenerate is None else np.isfinite(matrix) & ~scored.degenerate
+        searched = int(valid.sum())
     return PairScore(
         metric=request.metric,
         model_a=request.model_a,

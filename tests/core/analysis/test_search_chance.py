@@ -135,3 +135,16 @@ def test_row_best_chance_of_a_lower_is_better_metric_and_of_rows_with_nothing_to
     high, low = row_search_chance(null, True, none_valid), row_search_chance(null, False, none_valid)
     assert np.isnan(high[1]) and np.isnan(low[1]) and high[0] == pytest.approx(0.25)
     assert str(row_search_chance(np.zeros((2, 1, 1)), False, np.ones((1, 1), bool))[0]) == "0.0"  # never -0.0
+
+
+def test_a_search_counts_only_the_layer_pairs_it_could_pick():
+    # GRAM volume needs equal widths: of 2 x 2 pairs with widths (8, 16) x (8, 4) only one can be scored;
+    # the search said it searched 4 (and a Bonferroni p would have multiplied by 4)
+    rng = np.random.default_rng(5)
+    view_a = _view("A", [rng.standard_normal((N, 8)), rng.standard_normal((N, 16))])
+    view_b = _view("B", [rng.standard_normal((N, 8)), rng.standard_normal((N, 4))])
+    searched = score_pair(PairRequest("A", "B", "noise", N, 0, "gram_volume", (), "all"), view_a, view_b)
+    assert searched.pairs_searched == 1 and (searched.layer_a, searched.layer_b) == (0, 0)
+    full = score_pair(PairRequest("A", "B", "noise", N, 0, "mutual_knn", metric_params("mutual_knn", k=K), "all"),
+                      view_a, view_b)  # fmt: skip
+    assert full.pairs_searched == 4
