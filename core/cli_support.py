@@ -28,8 +28,8 @@ def terminal_text(value: object) -> str:
     clear the screen on every listing) are shown escaped, never sent to the terminal.
 
     Example:
-        >>> terminal_text("[2Jevil.txt	ok")
-        '\x1b[2Jevil.txt	ok'
+        >>> terminal_text("\x1b[2Jevil.txt\tok")
+        '\\x1b[2Jevil.txt\tok'
     """
     return _CONTROL.sub(lambda match: f"\\x{ord(match.group(0)):02x}", str(value))
 

@@ -336,7 +336,9 @@ def test_probe_records_its_accuracy_as_a_property_that_models_lists(digits_cache
 
     # A user's value still wins over the measured one.
     assert main(["models", "--set", "digits-cnn-s0", "probe_accuracy[digits]=0.5"]) == 0
-    assert capsys.readouterr().out.strip() == "digits-cnn-s0: probe_accuracy[digits] = 0.5"
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "digits-cnn-s0: probe_accuracy[digits] = 0.5"
+    assert lines[1].startswith(f"note: replaced probe_accuracy[digits] = {prop['value']:g} (measured here")
     assert _model_row(capsys, "digits-cnn-s0")["properties"]["probe_accuracy[digits]"]["value"] == 0.5
 
 
