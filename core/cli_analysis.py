@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -342,7 +341,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from alignscope.core.analysis.features import extract_for_plan
-    from alignscope.core.analysis.plans import claim_run_folder, execute, parse_plan
+    from alignscope.core.analysis.plans import execute, parse_plan
     from alignscope.core.analysis.ray_tasks import RayOptions
     from alignscope.core.cli_support import progress_bar
     from alignscope.core.settings import get_settings
@@ -354,9 +353,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot read the plan {str(path)!r}: {exc}") from None
     plan = parse_plan(text)
     out = Path(args.out).expanduser() if args.out else get_settings().runs_dir / plan.name
-    claim_run_folder(out, plan.name, replace=args.replace)  # before any work, as the run's first write
-    if not os.access(out, os.W_OK):
-        raise InputError(f"cannot use {str(out)!r} as the run's folder: it is not writable")
     bar = tqdm(
         total=1000,
         desc=f"run {plan.name}",

@@ -108,9 +108,15 @@ class FeaturePlan:
 
 
 def extraction_estimate(model: str, n_samples: int, cache: FeatureCache | None = None) -> float:
-    """Seconds to extract ``n_samples``: this machine's past throughput for the model, else for the
-    slowest model of the same weights source and loader extracted here (the three seeds of one recipe, a
-    text variant), else its factory's guess, else its loader kind's."""
+    """Seconds to extract ``n_samples`` (see :func:`extraction_cost`)."""
+    load, per_sample = extraction_cost(model, cache)
+    return load + per_sample * n_samples
+
+
+def extraction_cost(model: str, cache: FeatureCache | None = None) -> tuple[float, float]:
+    """(seconds to load, seconds per sample) of an extraction: the per-sample cost is this machine's past
+    throughput for the model, else the slowest model of the same weights source and loader extracted here
+    (the three seeds of one recipe, a text variant), else its factory's guess, else its loader kind's."""
     spec = get_model_spec(model)
     rates = (cache or FeatureCache()).throughputs()
     rate = rates.get(model)
@@ -124,7 +130,7 @@ def extraction_estimate(model: str, n_samples: int, cache: FeatureCache | None =
     if rate is None and spec.source in FACTORIES:
         rate = FACTORIES.get(spec.source).seconds_per_sample
     per_sample = rate if rate is not None else _SECONDS_PER_SAMPLE.get(spec.kind, 0.1)
-    return _LOAD_SECONDS.get(spec.kind, 2.0) + per_sample * n_samples
+    return _LOAD_SECONDS.get(spec.kind, 2.0), per_sample
 
 
 def plan_features(model: str, dataset: str, n: int, seed: int, cache: FeatureCache | None = None) -> FeaturePlan:
@@ -142,9 +148,10 @@ def plan_features(model: str, dataset: str, n: int, seed: int, cache: FeatureCac
             return FeaturePlan(
                 model, dataset, len(sub), seed, full_key, subset_key, key, 0, 0.0, layout.layer_names, layout.widths
             )
-    whole = len(full) <= FULL_EXTRACT_LIMIT and extraction_estimate(model, len(full), cache) <= FULL_EXTRACT_SECONDS
+    load, per_sample = extraction_cost(model, cache)  # one read of this machine's rates
+    whole = len(full) <= FULL_EXTRACT_LIMIT and load + per_sample * len(full) <= FULL_EXTRACT_SECONDS
     extract_n = len(full) if whole else len(sub)
-    estimate = extraction_estimate(model, extract_n, cache)
+    estimate = load + per_sample * extract_n
     return FeaturePlan(model, dataset, len(sub), seed, full_key, subset_key, None, extract_n, estimate)
 
 

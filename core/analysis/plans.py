@@ -26,6 +26,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -391,6 +392,8 @@ def claim_run_folder(out: Path, plan_name: str, *, replace: bool = False) -> Non
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot use {str(out)!r} as the run's folder: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK):  # before any work: the run would be lost at its end
+        raise InputError(f"cannot use {str(out)!r} as the run's folder: it is not writable")
     marker = out / RUN_MARKER
     owner = None
     try:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from alignscope.core.errors import InputError
 from alignscope.core.stats import at_floor
 
 # A layer pair counts as above chance when its p, corrected for the search over every pair, is at most this.
@@ -127,6 +128,20 @@ class LayerMatrix:
     row_best_chance: np.ndarray | None = None
     degenerate: np.ndarray | None = None
     problems: tuple[tuple[int, int, str], ...] = ()
+
+    @property
+    def searchable(self) -> np.ndarray:
+        """``[La, Lb]`` bool: the cells a search for the best pair can pick (scored, not degenerate)."""
+        scored = np.isfinite(np.asarray(self.values, dtype=float))
+        return scored if self.degenerate is None else scored & ~np.asarray(self.degenerate, dtype=bool)
+
+    def require_a_best(self) -> None:
+        """An InputError naming why, when no cell could be scored (there is no best pair to report)."""
+        if not np.isfinite(self.best_value):
+            problem = self.problems[0][2] if self.problems else "no cell has a finite score"
+            raise InputError(
+                f"{self.metric} could not score any layer pair of {self.model_a} and {self.model_b}: {problem}"
+            )
 
     @property
     def best_significant(self) -> bool | None:

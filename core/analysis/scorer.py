@@ -135,8 +135,7 @@ def score_pair(
             scored = matrix_of(matrix_request, on_progress)
             if on_progress is not None:  # a stored matrix reports nothing: its stage is done
                 on_progress(1, 1)
-        if not np.isfinite(scored.best_value):
-            raise InputError(f"{request.metric} could not score any layer pair: {scored.problems[0][2]}")
+        scored.require_a_best()
         i, j = scored.best_index
         value, matrix, best_chance = scored.best_value, scored.values, scored.best_chance
         if scored.p_values is not None and scored.p_corrected is not None:
@@ -174,10 +173,7 @@ def score_pair(
             metric_params=params,
         )
         ci_low, ci_high, failed = interval.low, interval.high, interval.n_failed
-    searched = 1
-    if matrix is not None:  # the cells the search could pick: scored, and not degenerate
-        valid = np.isfinite(matrix) if scored.degenerate is None else np.isfinite(matrix) & ~scored.degenerate
-        searched = int(valid.sum())
+    searched = 1 if pair is not None else int(scored.searchable.sum())
     return PairScore(
         metric=request.metric,
         model_a=request.model_a,

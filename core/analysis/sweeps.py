@@ -200,7 +200,7 @@ def run_sweep(
             points.append(SweepPoint(depth, view_a.values[i], view_b.values[depth_layer(depth, count_b)], params))
         matrix_request = request.matrix_request()
         matrix = layer_matrix_of(matrix_request, view_a, view_b) if matrix_of is None else matrix_of(matrix_request)
-        scored = np.where(matrix.degenerate, np.nan, matrix.values) if matrix.degenerate is not None else matrix.values
+        scored = np.where(matrix.searchable, matrix.values, np.nan)
         with warnings.catch_warnings():  # a row with no valid cell is NaN, said as such
             warnings.simplefilter("ignore", RuntimeWarning)
             best = (np.nanmax if matrix.higher_is_better else np.nanmin)(scored, axis=1)

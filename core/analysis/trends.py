@@ -41,9 +41,7 @@ class TrendRequest(Request):
     Empty ``x`` is looked up when the features are cached (training a digits net measures its accuracy)."""
 
     kind: ClassVar[str] = "trend"
-    result_version: ClassVar[int] = (
-        4  # 2: search_chance; 3: search_rho, None where no pair has one; 4: no ρ of a constant
-    )
+    result_version: ClassVar[int] = 4  # 2: search_chance; 3: search_rho; 4: no ρ of a constant
     models: tuple[str, ...]
     reference: tuple[str, ...]
     dataset: str
@@ -71,6 +69,10 @@ class TrendRequest(Request):
         if all(value is None for value in x):
             raise InputError(f"none of {', '.join(self.models)} has the property {self.property!r}")
         return self.replace(x=x)
+
+    def matrix_request(self, model: str, reference: str) -> MatrixRequest:
+        """The layer matrix a best-layer point's pair is the best of (Many models' cell of that pair)."""
+        return MatrixRequest(model, reference, self.dataset, self.n, self.seed, self.metric, self.params)
 
     def feature_models(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((*self.models, *self.reference)))
@@ -181,14 +183,8 @@ def _pair_layers(
     (with the chance of that best: NaN when not shuffled) or the layers at the depth (NaN: no search)."""
     spec = get_metric(request.metric)
     if request.relative_depth is None:
-        scored = matrix(
-            MatrixRequest(
-                view_a.model, view_b.model, request.dataset, request.n, request.seed, request.metric, request.params
-            )
-        )
-        if not np.isfinite(scored.best_value):
-            problem = scored.problems[0][2] if scored.problems else "no layer pair could be scored"
-            raise InputError(f"{request.metric}, {view_a.model} vs {view_b.model}: {problem}")
+        scored = matrix(request.matrix_request(view_a.model, view_b.model))
+        scored.require_a_best()
         i, j = scored.best_index
         chance = float(scored.chance[i, j]) if scored.chance is not None else math.nan
         best_chance = math.nan if scored.best_chance is None else scored.best_chance
@@ -240,8 +236,10 @@ def compute_trend(
     usable = np.isfinite(x) & np.isfinite(y)
     rho = p_value = None
     orderings = 0
-    if usable.sum() >= 3 and np.ptp(x[usable]) > 0 and np.ptp(y[usable]) > 0:
+    if usable.sum() >= 3:
         rho, p_value, orderings = spearman_with_permutation_p(x[usable], y[usable], seed=request.seed)
+        if not math.isfinite(rho):  # a constant property or score: no ranking to correlate (why_no_rho says)
+            rho = p_value = None
     search_chance = None if request.relative_depth is not None else _complete_row_means(search_chances, scores)
     search_rho = None
     if search_chance is not None:

@@ -195,9 +195,7 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
         config={"toImageButtonOptions": {"format": "png", "filename": "alignscope-layers", "scale": 2}},
     )
     best_i, best_j = matrix.best_index
-    searched = (
-        matrix.values.size - int(matrix.degenerate.sum()) if matrix.degenerate is not None else matrix.values.size
-    )
+    searched = int(matrix.searchable.sum())
     best = (
         f"A {ui.plain(ui.layer_words(best_i, matrix.names_a[best_i]))} × "
         f"B {ui.plain(ui.layer_words(best_j, matrix.names_b[best_j]))} = "
