@@ -33,7 +33,7 @@ from alignscope.core.cli_support import (
     run_with_bar,
     terminal_text,
 )
-from alignscope.core.errors import AlignscopeError
+from alignscope.core.errors import AlignscopeError, ModalityError
 from alignscope.core.files import NoSpaceError
 
 MAX_SAMPLES = 200_000
@@ -74,20 +74,39 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"removed model {args.remove!r} (its cached features stay until `alignscope cache rm`)")
         return 0
     if args.add is not None:  # "" too: an empty id is said, not taken for no --add at all
-        spec = hub_model_spec(
-            args.add,
-            modality=args.modality,
-            name=args.name,
-            revision=args.revision,
-            trust_remote_code=args.trust_remote_code,
-        )
-        warning = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
+
+        def spec_for(modality: str):
+            return hub_model_spec(
+                args.add,
+                modality=modality,
+                name=args.name,
+                revision=args.revision,
+                trust_remote_code=args.trust_remote_code,
+            )
+
+        spec = spec_for(args.modality or "text")  # the id checked before any request
+        check = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
+        guess = check.modality
+        if args.modality is None:
+            if guess.modality is None:
+                raise ModalityError(
+                    f"cannot tell whether {args.add!r} reads text or images: {guess.evidence}; "
+                    "give --modality text or --modality image. Nothing was added"
+                )
+            spec = spec_for(guess.modality)
         previous = next((s for s in list_models() if s.name == spec.name), None)
         spec = remember_model(spec)
         if previous is not None and previous != spec:
             print(f"note: replaced the earlier entry {spec.name!r} ({previous.kind}, {previous.source})")
-        if warning:
-            print(f"warning: {warning}", file=sys.stderr)
+        if check.warning:
+            print(f"warning: {check.warning}", file=sys.stderr)
+        if args.modality is None:
+            print(f"note: reads {spec.modality} ({guess.evidence}); --modality overrides")
+        elif guess.modality not in (None, args.modality):
+            print(
+                f"warning: added as {'an image' if args.modality == 'image' else 'a text'} model as asked, but {guess.evidence}: check --modality",
+                file=sys.stderr,
+            )
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
     return print_models(args.format)
@@ -443,7 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list models, or add a hub model with --add")
     models.add_argument("--add", metavar="HUB_ID_OR_PATH", help="register a transformers model by hub id / path")
     models.add_argument("--remove", metavar="NAME", help="remove a model added with --add or uploaded")
-    models.add_argument("--modality", choices=["text", "image"], default="text")
+    models.add_argument(
+        "--modality",
+        choices=["text", "image"],
+        help="what the model reads (default: from the hub's tag or the folder's tokenizer / image processor)",
+    )
     models.add_argument("--name")
     models.add_argument("--revision")
     models.add_argument(

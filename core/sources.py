@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import torch
 
 from alignscope.core.errors import InvalidNameError, ModelLoadError, UnknownDatasetError, UnknownModelError
+from alignscope.core.model_modality import ModalityGuess, folder_modality, hub_modality
 from alignscope.core.registry import Registry
 from alignscope.core.settings import get_settings
 from alignscope.core.versions import installed_version
@@ -383,7 +384,13 @@ def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0, *, re
 
     Returns None when the hub confirms it, or a warning: the id is gated, or (starting with
     :data:`_UNREACHABLE`) the hub cannot be reached (offline: a model is registered unverified and
-    downloads on first use).
+    downloads on first use). Raises as :func:`_ask_hub`.
+    """
+    return _ask_hub(hub_id, revision, timeout, repo_type)[1]
+
+
+def _ask_hub(hub_id: str, revision: str | None, timeout: float, repo_type: str) -> tuple[Any, str | None]:
+    """The hub's info on a repository (None where it did not answer) and :func:`check_hub_id`'s warning.
 
     Raises:
         UnknownModelError / UnknownDatasetError: the hub answers that the repository or the revision does
@@ -409,11 +416,11 @@ def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0, *, re
     )
     nothing_added = "; nothing was added" if model else ""
     try:
-        HfApi().repo_info(hub_id, repo_type=repo_type, revision=revision, timeout=timeout)
+        info = HfApi().repo_info(hub_id, repo_type=repo_type, revision=revision, timeout=timeout)
     except HFValidationError as error:
         raise InvalidNameError(f"{hub_id!r} is not a valid hub id: {error}. Nothing was added") from error
     except GatedRepoError:
-        return f"{hub_id!r} is gated on the hub: accept its terms and log in (`hf auth login`) before first use"
+        return None, f"{hub_id!r} is gated on the hub: accept its terms and log in (`hf auth login`) before first use"
     except RevisionNotFoundError as error:
         raise unknown(f"the hub has {hub_id!r} but no revision {revision!r}{nothing_added}") from error
     except RepositoryNotFoundError as error:
@@ -422,10 +429,10 @@ def check_hub_id(hub_id: str, revision: str | None, timeout: float = 10.0, *, re
             f"{example}{nothing_added}"
         ) from error
     except Exception as error:  # noqa: BLE001 - offline, proxy, timeout: the hub could not answer either way
-        return (
+        return None, (
             f"{_UNREACHABLE} to check {hub_id!r} ({type(error).__name__}); added unverified: it downloads on first use"
         )
-    return None
+    return info, None
 
 
 def hub_reachable(hub_id: str, revision: str | None, *, repo_type: str = "model", timeout: float = 10.0) -> bool:
@@ -435,12 +442,27 @@ def hub_reachable(hub_id: str, revision: str | None, *, repo_type: str = "model"
     return not (warning and warning.startswith(_UNREACHABLE))
 
 
-def check_hub_model(spec: SourceSpec, timeout: float = 10.0) -> str | None:
-    """:func:`check_hub_id` for a spec; None for any source that is not a hub id."""
+@dataclass(frozen=True)
+class HubModelCheck:
+    """What adding a model learnt: ``warning`` as :func:`check_hub_id`'s (None: confirmed, or not a hub id);
+    ``modality``: what the model's hub metadata or folder says it reads (see ``model_modality``)."""
+
+    warning: str | None
+    modality: ModalityGuess
+
+
+def check_hub_model(spec: SourceSpec, timeout: float = 10.0) -> HubModelCheck:
+    """:func:`check_hub_id` for a spec (one request), and the modality its metadata or local folder says."""
     source = parse_source(spec)
+    if isinstance(source, LocalFolder):
+        return HubModelCheck(None, folder_modality(Path(source.path)))
     if not isinstance(source, HubSource):
-        return None
-    return check_hub_id(source.hub_id, source.revision, timeout)
+        return HubModelCheck(None, ModalityGuess(None, "it is not a transformers model folder or hub id"))
+    info, warning = _ask_hub(source.hub_id, source.revision, timeout, "model")
+    if info is None:
+        return HubModelCheck(warning, ModalityGuess(None, "the hub did not answer"))
+    names = [sibling.rfilename for sibling in (getattr(info, "siblings", None) or [])]
+    return HubModelCheck(warning, hub_modality(getattr(info, "pipeline_tag", None), names))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -192,10 +192,17 @@ def _hub_model() -> None:
                 allow_local=get_settings().dashboard_local_paths,
             )
             with st.spinner("Checking the id on the Hugging Face hub…"):
-                hub_warning = check_hub_model(spec)
+                check = check_hub_model(spec)
             spec = remember_model(spec)
-            if hub_warning:
-                st.warning(ui.plain(hub_warning), icon=":material/cloud_off:")
+            if check.warning:
+                st.warning(ui.plain(check.warning), icon=":material/cloud_off:")
+            if check.modality.modality not in (None, modality):
+                st.warning(
+                    ui.plain(
+                        f"Added as {'an image' if modality == 'image' else 'a text'} model as asked, but {check.modality.evidence}: check the modality."
+                    ),
+                    icon=":material/warning:",
+                )
             st.success(
                 ui.plain(f"Added model {spec.name} ({spec.kind}, {spec.source}). Try loading it below."),
                 icon=":material/check_circle:",

@@ -305,15 +305,75 @@ def test_an_unreachable_hub_adds_the_model_unverified_with_a_warning(monkeypatch
     from huggingface_hub import HfApi
 
     from alignscope.core.models import get_model_spec as spec_of
+    from alignscope.core.models import list_models
 
     def offline(self, repo_id, **_):
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(HfApi, "model_info", offline)
-    assert main(["models", "--add", "someone/offline-model", "--name", "offline-model"]) == 0
+    assert main(["models", "--add", "someone/offline-model", "--name", "offline-model", "--modality", "text"]) == 0
     captured = capsys.readouterr()
     assert "could not reach the Hugging Face hub" in captured.err and "added model 'offline-model'" in captured.out
     assert spec_of("offline-model").source == "someone/offline-model"
+    # Without --modality it was added as a text model whatever it reads: now nothing is guessed offline.
+    assert main(["models", "--add", "someone/offline-image", "--name", "offline-image"]) == 2
+    assert "cannot tell whether 'someone/offline-image' reads text or images: the hub did not answer" in (
+        capsys.readouterr().err
+    )
+    assert "offline-image" not in [spec.name for spec in list_models()]
+
+
+@pytest.mark.parametrize(
+    ("pipeline_tag", "files", "kind"),
+    [
+        ("image-classification", ["config.json", "tokenizer.json"], "hf-vision"),  # the tag decides
+        ("sentence-similarity", ["config.json"], "hf-text"),
+        (None, ["config.json", "preprocessor_config.json", "model.safetensors"], "hf-vision"),  # no tag: the files
+        (None, ["config.json", "vocab.txt", "tokenizer_config.json"], "hf-text"),
+        ("zero-shot-image-classification", ["tokenizer.json", "preprocessor_config.json"], None),  # CLIP: asked
+    ],
+)
+def test_a_hub_model_reads_what_its_hub_metadata_says(monkeypatch, capsys, pipeline_tag, files, kind):
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import ModelInfo
+
+    from alignscope.core.models import list_models
+
+    info = ModelInfo(id="someone/m", pipeline_tag=pipeline_tag, siblings=[{"rfilename": name} for name in files])
+    monkeypatch.setattr(HfApi, "model_info", lambda self, repo_id, **_: info)
+    code = main(["models", "--add", "someone/m", "--name", "tagged"])
+    captured = capsys.readouterr()
+    added = {spec.name: spec for spec in list_models()}
+    if kind is None:
+        assert code == 2 and "both a tokenizer and an image processor" in captured.err and "--modality" in captured.err
+        assert "tagged" not in added
+    else:
+        assert code == 0 and added["tagged"].kind == kind and "note: reads" in captured.out
+        main(["models", "--remove", "tagged"])
+
+
+def test_a_local_model_folder_reads_what_its_files_say(tmp_path, capsys):
+    from tiny_models import save_tiny_bert, save_tiny_clip, save_tiny_vit
+
+    from alignscope.core.models import get_model_spec
+
+    bert, vit, clip = (
+        save_tiny_bert(tmp_path / "bert"),
+        save_tiny_vit(tmp_path / "vit"),
+        save_tiny_clip(tmp_path / "clip"),
+    )
+    assert main(["models", "--add", str(vit), "--name", "local-vit"]) == 0
+    assert get_model_spec("local-vit").kind == "hf-vision" and get_model_spec("local-vit").pooling == "cls"
+    assert main(["models", "--add", str(bert), "--name", "local-bert"]) == 0
+    assert get_model_spec("local-bert").kind == "hf-text" and get_model_spec("local-bert").pooling == "mean"
+    capsys.readouterr()
+    assert main(["models", "--add", str(clip), "--name", "local-clip"]) == 2
+    assert "both a tokenizer and an image processor" in capsys.readouterr().err
+    # A modality given against the files is taken, with a warning.
+    assert main(["models", "--add", str(bert), "--name", "bert-as-image", "--modality", "image"]) == 0
+    assert "added as an image model as asked, but it has a tokenizer and no image processor" in capsys.readouterr().err
+    for name in ("local-vit", "local-bert", "bert-as-image"):
+        main(["models", "--remove", name])
 
 
 def test_added_models_and_datasets_can_be_removed_but_built_ins_cannot(monkeypatch, tmp_path, capsys):
@@ -323,7 +383,7 @@ def test_added_models_and_datasets_can_be_removed_but_built_ins_cannot(monkeypat
     from alignscope.core.models import list_models
 
     monkeypatch.setattr(HfApi, "model_info", lambda self, repo_id, **_: None)  # "the hub knows it"
-    assert main(["models", "--add", "someone/removable", "--name", "removable"]) == 0
+    assert main(["models", "--add", "someone/removable", "--name", "removable", "--modality", "text"]) == 0
     texts = tmp_path / "gone.txt"
     texts.write_text("one\ntwo\nthree\n")
     assert main(["datasets", "--upload", str(texts)]) == 0

@@ -1,0 +1,115 @@
+"""Whether a ``transformers`` model reads text or images, told from its files or the hub's metadata, so
+``alignscope models --add`` needs no ``--modality`` where the model itself says it (and warns where the
+given one contradicts it).
+
+Evidence, in order: the hub's pipeline tag (``image-classification`` → image, ``sentence-similarity`` →
+text, …); else the files: a tokenizer (``tokenizer.json``, ``vocab.txt``, …) says text, an image processor
+(``preprocessor_config.json`` or ``processor_config.json`` with image settings) says image. Both (CLIP, multimodal models) or neither
+say nothing: the user is asked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_PIPELINES = frozenset(
+    {
+        "image-classification",
+        "image-feature-extraction",
+        "image-segmentation",
+        "object-detection",
+        "depth-estimation",
+        "keypoint-detection",
+        "mask-generation",
+        "video-classification",
+    }
+)
+TEXT_PIPELINES = frozenset(
+    {
+        "feature-extraction",
+        "sentence-similarity",
+        "fill-mask",
+        "text-classification",
+        "token-classification",
+        "question-answering",
+        "text-generation",
+        "text2text-generation",
+        "summarization",
+        "translation",
+        "zero-shot-classification",
+        "text-ranking",
+    }
+)
+TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "vocab.json",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "tokenizer.model",
+    }
+)
+# An image processor's settings: on their own (preprocessor_config.json) or under "image_processor" (a combined
+# processor_config.json, as newer transformers save CLIP's); an audio feature extractor has neither.
+IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+_IMAGE_SETTINGS = ("image_mean", "image_processor_type", "crop_size", "image_processor")
+
+
+@dataclass(frozen=True)
+class ModalityGuess:
+    """``modality``: "text", "image", or None where the evidence is missing or mixed; ``evidence``: what said
+    so (or why nothing did), in words for a message."""
+
+    modality: str | None
+    evidence: str
+
+
+def modality_from_files(names: Iterable[str], processor_configs: Mapping[str, object] | None = None) -> ModalityGuess:
+    """From a model's top-level file names; ``processor_configs``: the parsed processor files where they could
+    be read (then one counts only with image settings), None where only names are known (the hub)."""
+    names = set(names)
+    text = bool(names & TOKENIZER_FILES)
+    image = any(
+        name in names
+        and (
+            processor_configs is None
+            or (
+                isinstance(config := processor_configs.get(name), dict)
+                and any(key in config for key in _IMAGE_SETTINGS)
+            )
+        )
+        for name in IMAGE_PROCESSOR_FILES
+    )
+    if text and image:
+        return ModalityGuess(None, "it has both a tokenizer and an image processor (a multimodal model)")
+    if text:
+        return ModalityGuess("text", "it has a tokenizer and no image processor")
+    if image:
+        return ModalityGuess("image", "it has an image processor and no tokenizer")
+    return ModalityGuess(None, "it has neither a tokenizer nor an image processor")
+
+
+def folder_modality(folder: Path) -> ModalityGuess:
+    """:func:`modality_from_files` for a local model folder."""
+    names = [path.name for path in folder.iterdir() if path.is_file()]
+    configs: dict[str, object] = {}
+    for name in IMAGE_PROCESSOR_FILES:
+        try:
+            configs[name] = json.loads((folder / name).read_text()) if name in names else None
+        except (OSError, ValueError):
+            configs[name] = None
+    return modality_from_files(names, configs)
+
+
+def hub_modality(pipeline_tag: str | None, file_names: Iterable[str]) -> ModalityGuess:
+    """From the hub's metadata of a model: its pipeline tag, else its file names."""
+    if pipeline_tag in IMAGE_PIPELINES:
+        return ModalityGuess("image", f"the hub tags it {pipeline_tag!r}")
+    if pipeline_tag in TEXT_PIPELINES:
+        return ModalityGuess("text", f"the hub tags it {pipeline_tag!r}")
+    return modality_from_files(file_names)
