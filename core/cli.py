@@ -16,7 +16,7 @@ import time
 import webbrowser
 from pathlib import Path
 
-from alignscope.core.analysis.requests import parse_param_items
+from alignscope.core.analysis.requests import check_flags_apply, parse_param_items
 from alignscope.core.cli_support import (
     MAX_SEED,
     NEIGHBOR_MODES,
@@ -315,6 +315,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     for metric in metrics:
         get_metric(metric)  # fail on a typo before extracting anything
     extra = parse_param_items(args.param, metrics)
+    shared = {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}
+    check_flags_apply(shared, metrics)
     get_dataset_spec(args.dataset)
     check_device(args.device)
     engine = Engine()
@@ -326,9 +328,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.n or MAX_SAMPLES,
             args.seed,
             metric,
-            command_params(
-                metric, {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}, extra[metric]
-            ),
+            command_params(metric, shared, extra[metric]),
             args.layers,
             args.permutations,
             args.bootstrap,

@@ -137,6 +137,7 @@ def cmd_families(args: argparse.Namespace) -> int:
 
 
 def trend_request_from_args(args: argparse.Namespace):
+    from alignscope.core.analysis.requests import check_flags_apply
     from alignscope.core.analysis.trends import PRESETS, trend_request
 
     preset = PRESETS.get(args.preset) if args.preset else None
@@ -147,13 +148,15 @@ def trend_request_from_args(args: argparse.Namespace):
         raise InputError("name the models (--models a,b,c or family:NAME) or a --preset")
     reference = split_names(args.reference) if args.reference is not None else (preset.reference if preset else ())
     k_as_param = any(item.partition("=")[0].strip() == "k" for item in args.param or ())  # over the preset's k
+    metric = args.metric or (preset.metric if preset else "mutual_knn")
+    check_flags_apply({"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}, [metric])
     return trend_request(
         models,
         reference,
         args.dataset or (preset.dataset if preset else "digits"),
         n=args.n or (preset.n if preset else 500),
         seed=args.seed,
-        metric=args.metric or (preset.metric if preset else "mutual_knn"),
+        metric=metric,
         k=args.k or (preset.k if preset and not k_as_param else None),
         layers=args.layers or (preset.layers if preset else "best"),
         prop=args.property or (preset.property if preset else "test_accuracy"),
@@ -250,8 +253,10 @@ def cmd_trend(args: argparse.Namespace) -> int:
 def cmd_difference(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.differences import DifferenceRequest
     from alignscope.core.analysis.report import jsonable
-    from alignscope.core.analysis.requests import command_params
+    from alignscope.core.analysis.requests import check_flags_apply, command_params
 
+    shared = {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}
+    check_flags_apply(shared, [args.metric])
     request = DifferenceRequest(
         args.model_a,
         args.model_b,
@@ -260,11 +265,7 @@ def cmd_difference(args: argparse.Namespace) -> int:
         args.n or 10**9,
         args.seed,
         args.metric,
-        command_params(
-            args.metric,
-            {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors},
-            parse_param_items(args.param, [args.metric])[args.metric],
-        ),
+        command_params(args.metric, shared, parse_param_items(args.param, [args.metric])[args.metric]),
         args.layers,
         args.bootstrap,
         args.method,
@@ -305,14 +306,17 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_identify_layers(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.identification import identification_request
+    from alignscope.core.analysis.requests import check_flags_apply
     from alignscope.core.properties import resolve_models
 
     models = resolve_models(list(split_names(args.models)))
+    metrics = tuple(args.metric or ("mutual_knn", "mutual_knn:ip", "cknna", "linear_cka", "debiased_cka", "svcca"))
+    check_flags_apply({"k": args.k, "similarity": args.similarity}, [entry.partition(":")[0] for entry in metrics])
     request = identification_request(
         models,
         args.dataset,
         args.n or 10**9,
-        tuple(args.metric or ("mutual_knn", "mutual_knn:ip", "cknna", "linear_cka", "debiased_cka", "svcca")),
+        metrics,
         seed=args.seed,
         k=args.k,
         similarity=args.similarity,

@@ -87,7 +87,7 @@ def family_matrix_rows(family: FamilyLayerMatrices, names: tuple[str, ...]) -> l
 
 def cmd_convergent(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.convergence import FamilyMatrixRequest, UnitMatchingRequest
-    from alignscope.core.analysis.requests import command_params, parse_param_items
+    from alignscope.core.analysis.requests import check_flags_apply, command_params, parse_param_items
     from alignscope.core.properties import resolve_models
 
     models = resolve_models(list(split_names(args.models)))
@@ -106,6 +106,7 @@ def cmd_convergent(args: argparse.Namespace) -> int:
             activation=args.activation,
         ),
     )
+    check_flags_apply({"k": args.k}, [args.metric])
     params = command_params(args.metric, {"k": args.k}, parse_param_items(args.param, [args.metric])[args.metric])
     family: FamilyLayerMatrices = run_with_bar(
         engine, FamilyMatrixRequest(models, args.dataset, n, args.seed, args.metric, params)

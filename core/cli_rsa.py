@@ -102,7 +102,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     upload.add_argument("--name", help="recording name (default: the file's stem)")
     upload.add_argument("--ids", help="sample id per stimulus: a CSV with a sample_id column or one id per line")
     upload.add_argument(
-        "--over", choices=["subjects", "repeats"], default="subjects", help="what a 3-D array's first axis is"
+        "--over", choices=["subjects", "repeats"], help="what a 3-D array's first axis is (default: subjects)"
     )
     upload.set_defaults(func=cmd_upload_recording)
 

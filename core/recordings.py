@@ -113,10 +113,12 @@ def add_recording(
     *,
     dataset: str,
     sample_ids: tuple[str, ...] | None = None,
-    over: str = "subjects",
+    over: str | None = None,
     settings: Settings | None = None,
 ) -> Recording:
-    """Validate and store a recording of ``dataset``'s stimuli; refuse ids the dataset does not hold."""
+    """Validate and store a recording of ``dataset``'s stimuli; refuse ids the dataset does not hold.
+    ``over``: what a 3-D array's first axis is (None: subjects); given for a 2-D array, it is refused
+    rather than ignored."""
     from safetensors.numpy import save
 
     from alignscope.core.datasets import load_dataset
@@ -125,9 +127,15 @@ def add_recording(
     settings = settings or get_settings()
     path = _path(name, settings)
     check_upload_size(len(data), Path(filename).name, settings)
-    if over not in OVER:
+    if over is not None and over not in OVER:
         raise UploadError(f"over must be one of {', '.join(OVER)}, got {over!r}")
     array = _read_array(filename, data)
+    if array.ndim == 2 and over is not None:
+        raise UploadError(
+            f"{Path(filename).name!r} has shape {array.shape}: one [stimuli, channels] matrix, with no subjects or "
+            f"repeats axis for over={over!r} to name; leave it out"
+        )
+    over = over or "subjects"
     if array.ndim == 4 and over == "repeats":  # else stored, and every RSA of it refused later
         raise UploadError(
             f"{Path(filename).name!r} has shape {array.shape}, read as [subjects, repeats, stimuli, channels]; "

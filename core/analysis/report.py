@@ -130,6 +130,15 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
             + ", ".join(f"{s.metric} {s.recall:.3f}" for s in approximate)
             + ". --neighbors exact gives the exact lists."
         )
+    exact_anyway = [s for s in scores if s.params.get("neighbors") == "approx" and s.recall is None]
+    if exact_anyway:
+        from alignscope.core.ann import APPROX_MIN_SAMPLES
+
+        notes.append(
+            f"Neighbours: exact for {', '.join(s.metric for s in exact_anyway)} although approximate search was asked "
+            f"for: at n = {exact_anyway[0].n_samples} (approximate search starts at {APPROX_MIN_SAMPLES:,} samples, "
+            "with enough for 16 lists of 4k) exact search is as cheap."
+        )
     if any(s.n_bootstrap for s in scores):
         boot = next(s for s in scores if s.n_bootstrap)
         notes.append(

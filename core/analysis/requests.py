@@ -12,7 +12,7 @@ caller passes a metric the same parameters, clamped to the metric's bounds.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -68,6 +68,25 @@ def command_params(metric: str, shared: Mapping[str, Any], items: Mapping[str, A
                 "give one"
             )
     return metric_params(metric, **{**shared, **items})
+
+
+def check_flags_apply(flags: Mapping[str, Any], metrics: Sequence[str]) -> None:
+    """A shared flag given (not None) that none of ``metrics`` takes is an InputError, as an unknown
+    ``--param`` is: ``--k 5`` with linear CKA alone was ignored without a word.
+
+    Example:
+        >>> check_flags_apply({"k": 5, "similarity": None}, ["mutual_knn", "linear_cka"])
+        >>> check_flags_apply({"k": 5}, ["linear_cka"])
+        Traceback (most recent call last):
+        alignscope.core.errors.InputError: --k does not apply: linear_cka takes no k; leave it out
+    """
+    takes = {param.name for metric in metrics for param in get_metric(metric).params}
+    for name, value in flags.items():
+        if value is not None and name not in takes:
+            whom = (
+                f"{metrics[0]} takes no {name}" if len(metrics) == 1 else f"none of {', '.join(metrics)} takes {name}"
+            )
+            raise InputError(f"--{name} does not apply: {whom}; leave it out")
 
 
 def parse_param_items(items: list[str] | None, metrics: list[str] | tuple[str, ...]) -> dict[str, dict[str, Any]]:

@@ -145,8 +145,13 @@ def _upload(sel: Selection) -> None:
             return
         try:
             sample_ids = parse_sample_ids(ids.name, ids.getvalue()) if ids is not None else None
-            recording = add_recording(
-                name, array.name, array.getvalue(), dataset=sel.dataset, sample_ids=sample_ids, over=over
+            recording = add_recording(  # "subjects", the radio's default, is not a claim about a 2-D array
+                name,
+                array.name,
+                array.getvalue(),
+                dataset=sel.dataset,
+                sample_ids=sample_ids,
+                over=None if over == "subjects" else over,
             )
         except AlignscopeError as error:
             ui.show_error(error)

@@ -201,6 +201,31 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
         (["models", "--add", "org/model", "--revision", "../../x"], "is not a git branch, tag or commit"),
         (["datasets", "--add", "/nonexistent", "--text-column", "t"], "neither an existing local folder nor a hub id"),
         (["upload-recording", "nonexistent.npy", "--dataset", "digits"], "cannot read 'nonexistent.npy'"),
+        # flags no metric of the command takes were ignored without a word
+        (
+            ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
+            + ["--metric", "linear_cka", "--k", "5"],
+            "--k does not apply: linear_cka takes no k; leave it out",
+        ),
+        (
+            ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
+            + ["--metric", "linear_cka", "--metric", "svcca", "--neighbors", "approx"],
+            "--neighbors does not apply: none of linear_cka, svcca takes neighbors",
+        ),
+        (
+            ["difference", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--reference", "digits-cnn-s2"]
+            + ["--dataset", "digits", "--metric", "debiased_cka", "--similarity", "ip"],
+            "--similarity does not apply: debiased_cka takes no similarity",
+        ),
+        (
+            ["trend", "--models", "digits-cnn-s0,digits-cnn-s1", "--metric", "linear_cka", "--k", "5"],
+            "--k does not apply: linear_cka takes no k",
+        ),
+        (
+            ["identify-layers", "--models", "digits-cnn-s0,digits-cnn-s1", "--dataset", "digits"]
+            + ["--metric", "linear_cka", "--k", "5"],
+            "--k does not apply",
+        ),
         pytest.param(
             ["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30", "--device", "mps"],
             "no Apple GPU",

@@ -100,6 +100,9 @@ def test_recordings_are_validated_and_listed(engine):
         add_recording("bad", "x.npy", _npy(four_d), dataset="digits", sample_ids=four_d_ids, over="repeats")
     with pytest.raises(Exception, match="not allowed"):
         add_recording("../escape", "x.npy", _npy(data), dataset="digits", sample_ids=ids)
+    # a 2-D recording said to be over repeats: stored as one subject, the --over ignored without a word
+    with pytest.raises(UploadError, match=r"one \[stimuli, channels\] matrix, with no subjects or repeats axis"):
+        add_recording("bad", "x.npy", _npy(data), dataset="digits", sample_ids=ids, over="repeats")
     assert list_recordings() == []
     add_recording("ok", "x.npy", _npy(data), dataset="digits", sample_ids=ids)
     assert list_recordings(dataset="digits") == ["ok"] and list_recordings(dataset="captions") == []

@@ -41,3 +41,18 @@ def test_the_approximate_score_reports_its_recall_and_stays_close_to_exact():
     assert abs(approx.value - exact.value) <= 0.02
     assert exact.value == pytest.approx(compute("mutual_knn", view_a.values[0], view_b.values[0], k=10))
     assert "recall@k against exact search" in format_scores([approx], "table")
+
+
+def test_an_approximate_request_below_the_ivf_minimum_says_its_neighbours_are_exact():
+    view_a, view_b = (
+        ViewFeatures(v.model, v.dataset, v.layer_names, (v.values[0][:300],), v.sample_ids[:300], None, v.cache_key)
+        for v in _views()
+    )
+    request = PairRequest(
+        "a", "b", "synthetic", 300, 0, "mutual_knn", metric_params("mutual_knn", k=10, neighbors="approx"), "0,0"
+    )
+    small = score_pair(request, view_a, view_b)
+    assert small.recall is None  # exact lists, nothing measured
+    assert small.value == pytest.approx(compute("mutual_knn", view_a.values[0], view_b.values[0], k=10))
+    table = format_scores([small], "table")
+    assert "exact for mutual_knn although approximate search was asked for: at n = 300" in table
