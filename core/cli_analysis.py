@@ -30,6 +30,7 @@ from alignscope.core.cli_support import (
     split_names,
 )
 from alignscope.core.errors import InputError
+from alignscope.core.numbers import signed
 
 
 def _number(value: float | None, digits: int = 4) -> str:
@@ -120,12 +121,21 @@ def print_models(fmt: str) -> int:
 
 
 def cmd_families(args: argparse.Namespace) -> int:
-    from alignscope.core.properties import families, save_family
+    from alignscope.core.properties import families, remove_family, save_family
 
+    if args.remove is not None:
+        if args.add or args.models:
+            raise InputError("--remove is a step of its own: give it without --add or --models")
+        members = remove_family(args.remove)
+        print(f"removed family {args.remove!r} ({', '.join(members)}); its models stay")
+        return 0
     if args.models and not args.add:
         raise InputError("--models names the members of a new family: give its name with --add NAME")
     if args.add:
+        before = families().get(args.add)
         members = save_family(args.add, [m.strip() for m in (args.models or "").split(",") if m.strip()])
+        if before is not None and before != members:
+            print(f"note: replaced the earlier family {args.add!r} ({', '.join(before)})")
         print(f"saved family {args.add!r}: {', '.join(members)}")
         return 0
     rows = [{"family": name, "models": ", ".join(members)} for name, members in sorted(families().items())]
@@ -209,7 +219,7 @@ def trend_chance_notes(trend) -> list[str]:
     ]
     if trend.search_rho is not None:
         notes.append(
-            f"chance_of_best alone has Spearman rho = {trend.search_rho:+.3f} with {trend.property} (models with "
+            f"chance_of_best alone has Spearman rho = {signed(trend.search_rho)} with {trend.property} (models with "
             "more layers search more pairs): part of a trend can be the search's."
         )
     return notes
@@ -233,12 +243,12 @@ def cmd_trend(args: argparse.Namespace) -> int:
     print_table(rows, list(rows[0]))
     # With no reference set, trend.references is the models themselves: each against the others.
     against = "the other models" if tuple(trend.references) == tuple(trend.models) else ", ".join(trend.references)
-    rho = "—" if trend.rho is None else f"{trend.rho:+.3f}"
+    rho = "—" if trend.rho is None else signed(trend.rho)
     p = "—" if trend.p_value is None else f"{trend.p_value:.3g}"
     print(
         f"\n{trend.metric} against {against} on {trend.dataset} (n = {trend.n_samples}), "
         f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
-        f"permutation p = {p} ({trend.n_orderings} orderings)"
+        f"two-sided permutation p = {p} ({trend.n_orderings} orderings)"
     )
     if trend.rho is None:
         print(trend.why_no_rho())
@@ -282,8 +292,8 @@ def cmd_difference(args: argparse.Namespace) -> int:
         f"{test.metric}({result.model_b}, {result.reference}) = {test.score_b:.4f}  at {' ~ '.join(result.layer_names_b)}"
     )
     print(
-        f"difference = {test.difference:+.4f}, {test.confidence:.0%} paired interval [{test.ci_low:+.4f}, "
-        f"{test.ci_high:+.4f}], {test.p_text} ({test.p_basis}, n = {test.n_samples})"
+        f"difference = {signed(test.difference, 4)}, {test.confidence:.0%} paired interval [{signed(test.ci_low, 4)}, "
+        f"{signed(test.ci_high, 4)}], {test.p_text} ({test.p_basis}, n = {test.n_samples})"
     )
     if test.caveat:
         print(f"warning: {test.caveat}")
@@ -424,8 +434,11 @@ def _add_metric_arguments(parser: argparse.ArgumentParser, metric_default: str |
 
 def add_commands(sub: Any) -> None:
     """Register this module's subcommands on the main parser's subparsers."""
-    families = sub.add_parser("families", help="list families of models, or save one (--add NAME --models a,b)")
+    families = sub.add_parser(
+        "families", help="list families of models, save one (--add NAME --models a,b) or remove one (--remove NAME)"
+    )
     families.add_argument("--add", metavar="NAME")
+    families.add_argument("--remove", metavar="NAME", help="remove a saved family (its models stay)")
     families.add_argument("--models", help="comma-separated model names")
     families.set_defaults(func=cmd_families)
 

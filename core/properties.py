@@ -261,6 +261,24 @@ def save_family(name: str, models: Sequence[str], settings: Settings | None = No
     return members
 
 
+def remove_family(name: str, settings: Settings | None = None) -> tuple[str, ...]:
+    """Remove a saved family; returns its members. A family of registered models (their specs' ``family``)
+    is not saved and cannot be removed."""
+    settings = settings or get_settings()
+    path = registry_path(settings)
+    with FileLock(str(path) + ".lock", timeout=30):
+        registry = read_registry(settings)
+        saved = registry.get("families", {})
+        if name not in saved:
+            if name in {spec.family for spec in list_models()}:
+                raise InputError(f"{name!r} is the family of registered models, not a saved one; it cannot be removed")
+            listed = ", ".join(sorted(saved)) or "none"
+            raise InputError(f"no saved family {name!r}; saved families: {listed}")
+        members = tuple(str(m) for m in saved.pop(name) if isinstance(m, str))
+        atomic_write_bytes(path, json.dumps(registry, indent=1).encode())
+    return members
+
+
 def resolve_models(items: Sequence[str], settings: Settings | None = None) -> tuple[str, ...]:
     """Model names, with ``family:NAME`` expanded to its members (in order, without repeats)."""
     known = families(settings)

@@ -9,6 +9,7 @@ import streamlit as st
 
 from alignscope.core.analysis.differences import Difference, DifferenceRequest
 from alignscope.core.errors import AlignscopeError
+from alignscope.core.numbers import signed
 from alignscope.dashboard import ui
 from alignscope.dashboard.selection import Selection
 from alignscope.dashboard.url_state import update_selection
@@ -108,10 +109,10 @@ def show_difference(result: Difference) -> None:
     columns = st.columns(3)
     columns[0].metric(ui.plain(f"A: {result.model_a}"), f"{test.score_a:.4f}")
     columns[1].metric(ui.plain(f"B: {result.model_b}"), f"{test.score_b:.4f}")
-    columns[2].metric("A − B", f"{test.difference:+.4f}", help="paired: the same samples, the same resampled rows")
+    columns[2].metric("A − B", signed(test.difference, 4), help="paired: the same samples, the same resampled rows")
     st.markdown(
         ui.plain(
-            f"{verdict}: {test.confidence:.0%} paired interval [{test.ci_low:+.4f}, {test.ci_high:+.4f}], "
+            f"{verdict}: {test.confidence:.0%} paired interval [{signed(test.ci_low, 4)}, {signed(test.ci_high, 4)}], "
             f"{test.p_text} ({test.p_basis})."
         )
     )

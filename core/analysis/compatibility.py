@@ -30,6 +30,7 @@ from alignscope.core.compatibility import (
 )
 from alignscope.core.errors import InputError
 from alignscope.core.metrics.retrieval import RetrievalResult, fit_linear_map
+from alignscope.core.numbers import signed
 
 CMC_RANKS = (1, 5, 10, 20)  # the CMC read at these ranks in tables
 MAP_FRACTION = 0.3  # of the samples, to fit the ridge map when the widths differ
@@ -134,7 +135,7 @@ class Compatibility:
             if report.update_gain is None or not report.passed
             else f"; {report.update_gain:.0%} of the new model's gain kept without re-indexing"
         )
-        return f"M(new, old) − M(old, old) = {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]: {words}{gain}."
+        return f"M(new, old) − M(old, old) = {signed(d.estimate)} [{signed(d.low)}, {signed(d.high)}]: {words}{gain}."
 
 
 for _type in (Compatibility, CompatibilityReport, PairwiseCompatibility, ScoreInterval, RetrievalResult):

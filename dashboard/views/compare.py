@@ -16,6 +16,7 @@ from alignscope.core.analysis.results import LayerMatrix, PairScore
 from alignscope.core.datasets import get_dataset_spec
 from alignscope.core.metrics.registry import get_metric, list_metrics
 from alignscope.core.models import describe, get_model_spec
+from alignscope.core.numbers import signed
 from alignscope.core.stats import at_floor
 from alignscope.dashboard import _cached, guide, plots, ui
 from alignscope.dashboard.compatibility_view import compatibility_section
@@ -137,7 +138,7 @@ def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[Pair
         column.metric(
             f"{metric} ({arrow} better)",
             f"{score.value:.3f}",
-            delta=None if level is None else f"{score.value - level:+.3f} {against}",
+            delta=None if level is None else f"{signed(score.value - level)} {against}",
             delta_color="normal" if spec.higher_is_better else "inverse",
             help=f"{spec.summary} Range {spec.value_range}. {spec.reference}{caveat}",
         )

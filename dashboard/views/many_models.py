@@ -15,6 +15,7 @@ from alignscope.core.convergent import LayerIdentification
 from alignscope.core.defaults import DEFAULT_SELECTION
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.models import get_model_spec, install_status
+from alignscope.core.numbers import signed
 from alignscope.dashboard import plots, ui
 from alignscope.dashboard.convergence_view import convergent_learning
 from alignscope.dashboard.selection import MAX_MODELS, Selection
@@ -86,7 +87,7 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
     left.metric(
         "GRAM volume (↓ more aligned)",
         f"{gram.volume:.3f}",
-        delta=f"{gram.volume - gram.chance:+.3f} vs chance",
+        delta=f"{signed(gram.volume - gram.chance)} vs chance",
         delta_color="inverse",
     )
     right.metric("Chance (rows shuffled)", f"{gram.chance:.3f}", help=f"sd {gram.chance_std:.3f} over 20 shuffles")

@@ -11,6 +11,7 @@ import streamlit as st
 from alignscope.core.analysis.features import view_dataset
 from alignscope.core.analysis.requests import NeighbourRequest
 from alignscope.core.analysis.results import Neighbours
+from alignscope.core.numbers import signed
 from alignscope.dashboard import plots, plots_projection, ui
 from alignscope.dashboard.selection import Selection, counted, sample_positions
 from alignscope.dashboard.url_state import update_selection
@@ -82,7 +83,7 @@ def render(sel: Selection) -> None:
     columns[0].metric(
         "Mutual k-NN (mean overlap)",
         f"{result.score:.3f}",
-        delta=f"{result.score - result.chance:+.3f} vs chance",
+        delta=f"{signed(result.score - result.chance)} vs chance",
         help="Mean of the per-sample overlaps below: the global mutual k-NN score.",
     )
     columns[1].metric(

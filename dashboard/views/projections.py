@@ -18,6 +18,7 @@ from alignscope.core.analysis.results import Projection
 from alignscope.core.datasets import Dataset
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.memo import Lru
+from alignscope.core.numbers import signed
 from alignscope.core.settings import get_settings
 from alignscope.dashboard import _cached, hover_maps, linked_maps, map_reduction, map_views, plots_projection, ui
 from alignscope.dashboard.selection import (
@@ -425,7 +426,7 @@ def _selection(sel, data, sample_ids, selected, selected_indices, overlap) -> No
         summary[0].metric(
             "Mean k-NN overlap of the selection",
             f"{overlap[selected_indices].mean():.3f}",
-            delta=f"{overlap[selected_indices].mean() - overlap.mean():+.3f} vs all samples",
+            delta=f"{signed(overlap[selected_indices].mean() - overlap.mean())} vs all samples",
         )
         summary[1].metric("Mean k-NN overlap of all samples", f"{overlap.mean():.3f}")
     summary[2].button(

@@ -12,6 +12,7 @@ from alignscope.core.analysis.features import modality_problem, plan_features
 from alignscope.core.analysis.requests import parse_layer_choice
 from alignscope.core.analysis.trends import PRESETS, Trend, TrendPreset, TrendRequest
 from alignscope.core.errors import AlignscopeError
+from alignscope.core.numbers import signed
 from alignscope.core.properties import families, model_properties, resolve_models
 from alignscope.dashboard import ui
 from alignscope.dashboard.difference_view import paired_difference
@@ -155,7 +156,7 @@ def _summary(trend: Trend, sel: Selection) -> None:
         rank = trend.why_no_rho()
     else:
         rank = (
-            f"Spearman ρ = {trend.rho:+.2f} across the models with {trend.property}, permutation p = "
+            f"Spearman ρ = {signed(trend.rho, 2)} across the models with {trend.property}, two-sided permutation p = "
             f"{trend.p_value:.3g} ({trend.n_orderings} orderings"
             f"{', all of them' if trend.n_orderings == math.factorial(int(sum(~pd.isna(trend.x)))) else ''})."
         )
@@ -185,7 +186,7 @@ def _summary(trend: Trend, sel: Selection) -> None:
                 )
             )
             + (
-                f" The search's level alone has Spearman ρ = {trend.search_rho:+.2f} with {trend.property} (models "
+                f" The search's level alone has Spearman ρ = {signed(trend.search_rho, 2)} with {trend.property} (models "
                 "with more layers search more pairs): part of a trend can be the search's."
                 if trend.search_rho is not None
                 else ""

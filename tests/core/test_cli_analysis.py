@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from alignscope.core.cli import main
 from alignscope.core.models import list_models
-from alignscope.core.properties import model_properties
+from alignscope.core.properties import families, model_properties
 
 NETS = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
 
@@ -193,7 +193,20 @@ def test_a_saved_family_resolves_in_trend_even_when_a_net_is_not_trained_yet(dig
     assert "read it against chance_of_best" in out
     # Regression: with no reference set this named the models themselves as the references.
     assert "mutual_knn against the other models on digits (n = 100), 20 bootstrap resamples" in out
-    assert f"Spearman rho = {trend['rho']:+.3f} across 3 models" in out
+    assert f"Spearman rho = {trend['rho']:+.3f} across 3 models, two-sided permutation p = " in out
+
+    # saved again with other members: replaced, and said; then removed (its models stay); a built-in cannot be
+    assert main(["families", "--add", "trio", "--models", "digits-cnn-s0,digits-cnn-s1"]) == 0
+    assert "note: replaced the earlier family 'trio' (digits-cnn-s0, digits-cnn-s1, digits-cnn-s2)" in (
+        capsys.readouterr().out
+    )
+    assert main(["families", "--remove", "trio"]) == 0
+    assert "removed family 'trio' (digits-cnn-s0, digits-cnn-s1); its models stay" in capsys.readouterr().out
+    assert "trio" not in families() and "digits-cnn-s1" in [spec.name for spec in list_models()]
+    assert main(["families", "--remove", "trio"]) == 2
+    assert "no saved family 'trio'; saved families: none" in capsys.readouterr().err
+    assert main(["families", "--remove", "digits-cnn"]) == 2
+    assert "is the family of registered models, not a saved one" in capsys.readouterr().err
 
 
 def test_a_trend_against_a_reference_set_scores_only_those_pairs(digits_cache, capsys):
