@@ -2,7 +2,7 @@
 
 Environment variables:
     ALIGNSCOPE_CACHE_DIR: where features, trained nets and the numba cache live (default ``./cache``
-        next to the project, or ``~/.cache/alignscope`` when installed elsewhere).
+        next to the project, or ``~/.cache/alignscope`` when installed elsewhere); set but empty is an error.
     ALIGNSCOPE_DEVICE: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:1``, ``mps``.
     ALIGNSCOPE_MAX_UPLOAD_MB: largest accepted upload (default 200).
     ALIGNSCOPE_TRUST_REMOTE_CODE: comma-separated hub ids allowed to run their own code (default none).
@@ -95,7 +95,12 @@ def _number(env: dict[str, str], name: str) -> float:
 def settings_from_env(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     kwargs: dict = {}
-    if env.get("ALIGNSCOPE_CACHE_DIR"):
+    if "ALIGNSCOPE_CACHE_DIR" in env:
+        if not env["ALIGNSCOPE_CACHE_DIR"].strip():  # `ALIGNSCOPE_CACHE_DIR=$UNSET_VAR`: not silently ./cache
+            raise InputError(
+                "ALIGNSCOPE_CACHE_DIR is set but empty: give the cache folder, or unset it for the default "
+                f"({_default_cache_dir()})"
+            )
         kwargs["cache_dir"] = Path(env["ALIGNSCOPE_CACHE_DIR"]).expanduser().resolve()
     if env.get("ALIGNSCOPE_DEVICE"):
         kwargs["device"] = env["ALIGNSCOPE_DEVICE"]

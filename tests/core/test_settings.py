@@ -22,3 +22,16 @@ def test_a_setting_that_is_not_a_number_names_its_variable(name):
 def test_numbers_are_read_and_clamped():
     settings = settings_from_env({"ALIGNSCOPE_MAX_UPLOAD_MB": "1.5", "ALIGNSCOPE_WORKERS": "0"})
     assert settings.max_upload_bytes == int(1.5 * 1024 * 1024) and settings.workers == 1
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_a_cache_dir_set_but_empty_is_an_error_not_the_default_folder(value):
+    # `ALIGNSCOPE_CACHE_DIR=$UNSET_VAR alignscope ...` wrote into ./cache without a word
+    with pytest.raises(InputError, match="ALIGNSCOPE_CACHE_DIR is set but empty"):
+        settings_from_env({"ALIGNSCOPE_CACHE_DIR": value})
+
+
+def test_a_cache_dir_is_an_absolute_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert settings_from_env({"ALIGNSCOPE_CACHE_DIR": "here"}).cache_dir == tmp_path / "here"
+    assert settings_from_env({}).cache_dir.is_absolute()
