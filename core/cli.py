@@ -320,6 +320,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     get_dataset_spec(args.dataset)
     check_device(args.device)
     engine = Engine()
+    layers = _score_layers(args, engine)
     requests = [
         PairRequest(
             args.model_a,
@@ -329,7 +330,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.seed,
             metric,
             command_params(metric, shared, extra[metric]),
-            args.layers,
+            layers,
             args.permutations,
             args.bootstrap,
         )
@@ -339,6 +340,25 @@ def cmd_score(args: argparse.Namespace) -> int:
     note_fewer_samples(args.n, scores[0].n_samples, args.dataset)
     sys.stdout.write(format_scores(scores, args.format) + "\n")
     return 0
+
+
+def _score_layers(args: argparse.Namespace, engine) -> str:
+    """``score --layers`` as a PairRequest's: ``all`` or ``best`` (the search), ``last``, ``i,j``, or
+    ``depth:x`` (each model's layer at that relative depth, as trend, difference and plans take it; the
+    features are extracted first to count the layers)."""
+    if args.layers in ("all", "best"):
+        return "all"
+    if not args.layers.startswith("depth:"):
+        return args.layers  # 'last' or 'i,j', checked by the request
+    from alignscope.core.analysis.features import extract_for_plan
+    from alignscope.core.analysis.plans import pair_layers
+    from alignscope.core.analysis.requests import PairRequest, parse_layer_choice
+
+    parse_layer_choice(args.layers)  # a bad depth is refused before any extraction
+    n = args.n or MAX_SAMPLES
+    for plan in engine.prepare(PairRequest(args.model_a, args.model_b, args.dataset, n, args.seed)).missing:
+        extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=args.device)
+    return pair_layers(args.layers, engine, args.model_a, args.model_b, args.dataset, n, args.seed)
 
 
 def streamlit_command(port: int, host: str) -> list[str]:
@@ -546,7 +566,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--model-b", required=True)
     score.add_argument("--dataset", required=True)
     score.add_argument("--metric", action="append", help="metric name (repeatable; default mutual_knn)")
-    score.add_argument("--layers", default="all", help="'all', 'last', or 'i,j' for one layer pair")
+    score.add_argument(
+        "--layers",
+        default="all",
+        help="'all' or 'best' (search every layer pair; default), 'last', 'i,j' for one layer pair, or 'depth:0.5'",
+    )
     score.add_argument("--k", type=int_at_least(1), help="neighbours for k-NN metrics (default 10)")
     score.add_argument(
         "--similarity",

@@ -297,6 +297,8 @@ def cmd_difference(args: argparse.Namespace) -> int:
     )
     if test.caveat:
         print(f"warning: {test.caveat}")
+    if result.selection_note:
+        print(f"note: {result.selection_note}")
     return 0
 
 
@@ -447,7 +449,7 @@ def add_commands(sub: Any) -> None:
     trend.add_argument("--models", help="comma-separated names or family:NAME")
     trend.add_argument("--reference", help="comma-separated names or family:NAME (default: the other models)")
     trend.add_argument("--dataset")
-    trend.add_argument("--layers", help="best (default), last, or depth:0.5")
+    trend.add_argument("--layers", help="best or all (each pair's best layer pair; default), last, or depth:0.5")
     trend.add_argument("--property", help="x axis: a model property, e.g. imagenet_top1, test_accuracy, params")
     trend.add_argument("--bootstrap", type=bootstrap_count, default=100)
     trend.add_argument("--format", choices=["table", "json", "csv"], default="table")
@@ -459,7 +461,9 @@ def add_commands(sub: Any) -> None:
     difference.add_argument("--model-b", required=True)
     difference.add_argument("--reference", required=True)
     difference.add_argument("--dataset", required=True)
-    difference.add_argument("--layers", default="best", help="best (default), last, or depth:0.5")
+    difference.add_argument(
+        "--layers", default="best", help="best or all (each model's best pair; default), last, or depth:0.5"
+    )
     difference.add_argument("--bootstrap", type=resample_count(2), default=1000)
     difference.add_argument("--method", choices=["auto", "bootstrap", "sign_flip"], default="auto")
     difference.add_argument("--format", choices=["table", "json"], default="table")

@@ -119,6 +119,6 @@ def show_difference(result: Difference) -> None:
     st.caption(
         ui.plain(
             f"{test.metric} against {result.reference}, layers ({result.layers}): A {' × '.join(result.layer_names_a)}, "
-            f"B {' × '.join(result.layer_names_b)}."
+            f"B {' × '.join(result.layer_names_b)}. {result.selection_note}"
         )
     )

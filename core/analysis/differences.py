@@ -75,6 +75,18 @@ class Difference:
     layer_names_b: tuple[str, str]
     test: ScoreDifference
 
+    @property
+    def selection_note(self) -> str:
+        """What the interval leaves out when each model's pair was searched ("" for pairs fixed in advance)."""
+        if parse_layer_choice(self.layers) != "best":
+            return ""
+        return (
+            f"Each model's layer pair was chosen as its best against {self.reference} on these same samples; the "
+            "interval and p hold those pairs fixed (the search is not redone in each resample), so a difference "
+            "between two close-call bests reads surer than it is. A fixed depth (or the last layers) tests pairs chosen in "
+            "advance."
+        )
+
 
 def _layers_of(
     request: DifferenceRequest,

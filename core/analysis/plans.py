@@ -268,7 +268,7 @@ def expand(plan: Plan, engine: Engine) -> list[Request]:
                     continue
                 seen.add(params)
                 for model_a, model_b in plan.pairs:
-                    layers = _layers(plan, engine, model_a, model_b, dataset)
+                    layers = pair_layers(plan.layers, engine, model_a, model_b, dataset, plan.n, plan.seed)
                     requests.append(
                         PairRequest(
                             model_a,
@@ -301,17 +301,20 @@ def expand(plan: Plan, engine: Engine) -> list[Request]:
     return requests
 
 
-def _layers(plan: Plan, engine: Engine, model_a: str, model_b: str, dataset: str) -> str:
-    choice = parse_layer_choice(plan.layers)
+def pair_layers(text: str, engine: Engine, model_a: str, model_b: str, dataset: str, n: int, seed: int) -> str:
+    """A :class:`PairRequest`'s ``layers`` for a layer choice (:func:`parse_layer_choice`): ``"all"`` for the
+    best pair, ``"last"``, or each model's layer at a relative depth as ``"i,j"`` (``"last"`` while the
+    features are not extracted yet: a batch extracts first and expands again)."""
+    choice = parse_layer_choice(text)
     if choice == "best":
         return "all"
     if choice == "last":
         return "last"
     assert isinstance(choice, float)
-    probe = engine.prepare(PairRequest(model_a, model_b, dataset, plan.n, plan.seed, "mutual_knn"))
+    probe = engine.prepare(PairRequest(model_a, model_b, dataset, n, seed, "mutual_knn"))
     counts = {p.model: p.n_layers for p in probe.plans}
     if not all(counts.values()):
-        return "last"  # not extracted yet: execute extracts first and expands again
+        return "last"
     return f"{depth_layer(choice, counts[model_a])},{depth_layer(choice, counts[model_b])}"
 
 

@@ -150,14 +150,17 @@ def parse_layers(layers: str) -> tuple[int, int] | None:
 
 
 def parse_layer_choice(text: str) -> str | float:
-    """How a batch or a comparison picks each pair's layers: ``"best"``, ``"last"`` or ``"depth:x"`` -> x.
+    """How a batch or a comparison picks each pair's layers: ``"best"`` (or ``"all"``, as ``score`` says it),
+    ``"last"`` or ``"depth:x"`` -> x.
 
     Example:
-        >>> parse_layer_choice("best"), parse_layer_choice("depth:0.5")
-        ('best', 0.5)
+        >>> parse_layer_choice("best"), parse_layer_choice("all"), parse_layer_choice("depth:0.5")
+        ('best', 'best', 0.5)
     """
     if text in ("best", "last"):
         return text
+    if text == "all":
+        return "best"
     if text.startswith("depth:"):
         try:
             depth = float(text.removeprefix("depth:"))
@@ -165,7 +168,7 @@ def parse_layer_choice(text: str) -> str | float:
             depth = -1.0
         if 0.0 <= depth <= 1.0:
             return depth
-    raise InputError(f"layers must be 'best', 'last' or 'depth:<0..1>' (e.g. depth:0.5), not {text!r}")
+    raise InputError(f"layers must be 'best' (or 'all'), 'last' or 'depth:<0..1>' (e.g. depth:0.5), not {text!r}")
 
 
 class Request:

@@ -258,7 +258,7 @@ def test_a_trend_against_a_reference_set_scores_only_those_pairs(digits_cache, c
         (
             ["difference", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1"]
             + ["--reference", "digits-cnn-s2", "--dataset", "digits", "--layers", "top"],
-            "layers must be 'best', 'last' or 'depth:<0..1>'",
+            "layers must be 'best' (or 'all'), 'last' or 'depth:<0..1>'",
         ),
         (["probe", "--model", "nope", "--dataset", "digits"], "unknown model 'nope'"),
         (["upload-representation", "missing.npy", "--dataset", "digits"], "cannot read 'missing.npy'"),
@@ -287,8 +287,9 @@ def test_out_of_range_numbers_are_usage_errors(cache_dir, capsys):
 # -- difference and probe ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layers", ["best", "last"])
+@pytest.mark.parametrize("layers", ["best", "last", "depth:0.5"])
 def test_difference_scores_are_those_of_alignscope_score_for_the_same_pairs(digits_cache, capsys, layers):
+    """score takes the same --layers words as difference (it knew only all / last / i,j)."""
     common = ["--dataset", "digits", "--n", "100", "--metric", "mutual_knn", "--k", "10"]
     argv = ["difference", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--reference", "digits-cnn-s2"]
     assert main([*argv, *common, "--layers", layers, "--bootstrap", "20", "--format", "json"]) == 0
@@ -296,10 +297,9 @@ def test_difference_scores_are_those_of_alignscope_score_for_the_same_pairs(digi
     test = result["test"]
     by_pair = {}
     for model in ("digits-cnn-s0", "digits-cnn-s1"):
-        score_layers = "all" if layers == "best" else "last"
         assert (
             main(
-                ["score", "--model-a", model, "--model-b", "digits-cnn-s2", *common, "--layers", score_layers]
+                ["score", "--model-a", model, "--model-b", "digits-cnn-s2", *common, "--layers", layers]
                 + ["--format", "json"]
             )
             == 0
@@ -313,6 +313,8 @@ def test_difference_scores_are_those_of_alignscope_score_for_the_same_pairs(digi
     assert result["layer_names_a"] == [score_a["layer_a_name"], score_a["layer_b_name"]]
     if layers == "last":
         assert result["layer_names_a"] == result["layer_names_b"] == ["logits", "logits"]
+    if layers == "depth:0.5":  # the middle of 5 layers, each side
+        assert result["layers_a"] == result["layers_b"] == [2, 2]
     assert test["difference"] == pytest.approx(test["score_a"] - test["score_b"])
     assert test["n_samples"] == 100 and test["n_resamples"] == 20 and 0 < test["p_value"] <= 1
     assert test["ci_low"] <= test["difference"] <= test["ci_high"]
@@ -323,6 +325,13 @@ def test_difference_scores_are_those_of_alignscope_score_for_the_same_pairs(digi
     assert lines[1].startswith(f"mutual_knn(digits-cnn-s1, digits-cnn-s2) = {test['score_b']:.4f}  at ")
     assert lines[2].startswith(f"difference = {test['difference']:+.4f}, 95% paired interval")
     assert lines[2].endswith("(paired bootstrap, 20 resamples, n = 100)")
+    # each model's best pair was searched on these samples: said, as the interval does not redo the search
+    assert any(line.startswith("note: Each model's layer pair was chosen as its best") for line in lines) == (
+        layers == "best"
+    )
+    if layers == "best":  # 'all', score's word for the search, is the same request
+        assert main([*argv, *common, "--layers", "all", "--bootstrap", "20", "--format", "json"]) == 0
+        assert _json(capsys)["test"] == test
     # a sign-flip p counts its flips (9999), not the bootstrap's 20 resamples behind the interval (it said 20)
     assert main([*argv, *common, "--layers", layers, "--bootstrap", "20", "--method", "sign_flip"]) == 0
     line = capsys.readouterr().out.splitlines()[2]

@@ -216,8 +216,8 @@ def test_a_model_against_a_copy_of_itself_differs_by_zero_at_its_best_layers(vie
 def test_a_difference_request_needs_three_models_and_a_known_layer_choice_and_method():
     with pytest.raises(InputError, match="three different models"):
         DifferenceRequest("A", "A", "X", "digits", 100)
-    with pytest.raises(InputError, match="layers must be 'best', 'last' or 'depth"):
-        DifferenceRequest("A", "B", "X", "digits", 100, layers="all")
+    with pytest.raises(InputError, match=r"layers must be 'best' \(or 'all'\), 'last' or 'depth"):
+        DifferenceRequest("A", "B", "X", "digits", 100, layers="middle")
     with pytest.raises(InputError, match="method must be one of auto, bootstrap, sign_flip"):
         DifferenceRequest("A", "B", "X", "digits", 100, method="t_test")
 

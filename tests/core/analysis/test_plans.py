@@ -118,7 +118,7 @@ def test_a_plan_is_parsed_into_its_grid():
     ("changes", "message"),
     [
         ({"metric": '"linear_cka"'}, r"plan: unknown keys \['metric'\]"),
-        ({"layers": '"middle"'}, r"layers must be 'best', 'last' or 'depth:<0\.\.1>'.*not 'middle'"),
+        ({"layers": '"middle"'}, r"layers must be 'best' \(or 'all'\), 'last' or 'depth:<0\.\.1>'.*not 'middle'"),
         ({"layers": '"depth:1.5"'}, r"layers must be .*not 'depth:1\.5'"),
         ({"n": "2"}, r"plan: n must be a whole number >= 3, got 2"),
         ({"n": "true"}, r"plan: n must be a whole number >= 3, got True"),
@@ -168,7 +168,7 @@ def test_alignscope_run_refuses_a_bad_plan_in_one_line_before_any_work(tmp_path,
     bad.write_text(plan_text(layers='"middle"'))
     assert main(["run", str(bad), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "layers must be 'best', 'last' or 'depth:<0..1>'" in err and "Traceback" not in err
+    assert "layers must be 'best' (or 'all'), 'last' or 'depth:<0..1>'" in err and "Traceback" not in err
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
     assert "cannot read the plan" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (cache_dir / "features").exists()
