@@ -225,35 +225,40 @@ def trend_chance_notes(trend) -> list[str]:
     return notes
 
 
+def trend_summary(trend) -> list[str]:
+    """The lines under a trend's table: what was scored, Spearman ρ with its p, and the chance notes."""
+    # With no reference set, trend.references is the models themselves: each against the others.
+    against = "the other models" if tuple(trend.references) == tuple(trend.models) else ", ".join(trend.references)
+    rho = "—" if trend.rho is None else signed(trend.rho)
+    p = "—" if trend.p_value is None else f"{trend.p_value:.3g}"
+    lines = [
+        f"{trend.metric} against {against} on {trend.dataset} (n = {trend.n_samples}), "
+        f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
+        f"two-sided permutation p = {p} ({trend.n_orderings} orderings)"
+    ]
+    if trend.rho is None:
+        lines.append(trend.why_no_rho())
+    return lines + trend_chance_notes(trend)
+
+
 def cmd_trend(args: argparse.Namespace) -> int:
-    from alignscope.core.analysis.report import jsonable
+    from alignscope.core.analysis.report import output_json
 
     trend = run_with_bar(new_engine(), trend_request_from_args(args))
     if args.format == "json":
-        sys.stdout.write(json.dumps(jsonable(trend), indent=2) + "\n")
+        sys.stdout.write(json.dumps(output_json(trend), indent=2) + "\n")
         return 0
     rows = trend_rows(trend)
-    if args.format == "csv":
+    if args.format == "csv":  # the rows on stdout, ρ and the notes on stderr: the file stays one table
         import csv
 
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+        print("\n".join(trend_summary(trend)), file=sys.stderr)
         return 0
     print_table(rows, list(rows[0]))
-    # With no reference set, trend.references is the models themselves: each against the others.
-    against = "the other models" if tuple(trend.references) == tuple(trend.models) else ", ".join(trend.references)
-    rho = "—" if trend.rho is None else signed(trend.rho)
-    p = "—" if trend.p_value is None else f"{trend.p_value:.3g}"
-    print(
-        f"\n{trend.metric} against {against} on {trend.dataset} (n = {trend.n_samples}), "
-        f"{trend.n_bootstrap} bootstrap resamples; Spearman rho = {rho} across {len(trend.models)} models, "
-        f"two-sided permutation p = {p} ({trend.n_orderings} orderings)"
-    )
-    if trend.rho is None:
-        print(trend.why_no_rho())
-    for line in trend_chance_notes(trend):
-        print(line)
+    print("\n" + "\n".join(trend_summary(trend)))
     return 0
 
 

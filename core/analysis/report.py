@@ -47,6 +47,19 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+# Result fields whose names the tables say otherwise: JSON output uses the tables' names, so a script reading
+# JSON and one reading CSV look for the same column.
+TABLE_NAMES = {"search_chance": "chance_of_best", "search_rho": "chance_of_best_rho"}
+
+
+def output_json(result: Any) -> Any:
+    """:func:`jsonable` with the result's fields named as in the CLI's tables (:data:`TABLE_NAMES`)."""
+    plain = jsonable(result)
+    if isinstance(plain, dict):
+        return {TABLE_NAMES.get(key, key): value for key, value in plain.items()}
+    return plain
+
+
 def score_row(score: PairScore) -> dict[str, Any]:
     """The table / CSV row of a score: layer names, not indices."""
     return {
@@ -75,7 +88,7 @@ def _cell(value: Any, digits: str = ".4f") -> str:
 
 def format_scores(scores: Sequence[PairScore], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([jsonable(score) for score in scores], indent=2)
+        return json.dumps([output_json(score) for score in scores], indent=2)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=list(TABLE_COLUMNS))

@@ -179,7 +179,8 @@ def test_a_saved_family_resolves_in_trend_even_when_a_net_is_not_trained_yet(dig
     assert all(low <= y <= high for low, y, high in zip(trend["ci_low"], trend["y"], trend["ci_high"]))
     assert all(chance < y for chance, y in zip(trend["chance"], trend["y"]))
     # each point is the best of 25 layer pairs: its chance is the search's, above the fixed pair's
-    assert all(fixed < best < y for fixed, best, y in zip(trend["chance"], trend["search_chance"], trend["y"]))
+    assert all(fixed < best < y for fixed, best, y in zip(trend["chance"], trend["chance_of_best"], trend["y"]))
+    assert "search_chance" not in trend  # JSON names it as the table does
     assert trend["rho"] == pytest.approx(scipy_stats.spearmanr(trend["x"], trend["y"]).statistic)
     assert trend["n_orderings"] == 6
 
@@ -189,7 +190,7 @@ def test_a_saved_family_resolves_in_trend_even_when_a_net_is_not_trained_yet(dig
     columns = ["model", "test_accuracy", "mutual_knn", "ci_low", "ci_high", "chance", "chance_of_best", "layers"]
     assert header.split() == columns
     assert [row.split()[2] for row in rows] == [f"{y:.4f}" for y in trend["y"]]
-    assert [row.split()[6] for row in rows] == [f"{c:.4f}" for c in trend["search_chance"]]
+    assert [row.split()[6] for row in rows] == [f"{c:.4f}" for c in trend["chance_of_best"]]
     assert "read it against chance_of_best" in out
     # Regression: with no reference set this named the models themselves as the references.
     assert "mutual_knn against the other models on digits (n = 100), 20 bootstrap resamples" in out
@@ -214,7 +215,9 @@ def test_a_trend_against_a_reference_set_scores_only_those_pairs(digits_cache, c
 
     argv = ["trend", "--models", "digits-cnn-s0,digits-cnn-s1", "--reference", "digits-cnn-s2", "--n", "100"]
     assert main([*argv, "--bootstrap", "0", "--layers", "last", "--format", "csv"]) == 0
-    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(captured.out.splitlines()))
+    assert "Spearman rho = " in captured.err  # the CSV had no rho anywhere; stdout stays one table
     assert list(rows[0]) == ["model", "test_accuracy", "mutual_knn", "ci_low", "ci_high", "chance", "layers"]
     assert [row["model"] for row in rows] == ["digits-cnn-s0", "digits-cnn-s1"]
     assert [row["layers"] for row in rows] == ["digits-cnn-s2@4,4"] * 2  # the last of 5 layers, each side

@@ -4,12 +4,17 @@ best of pure-noise layers actually scores (the fixed pair's closed form sits wel
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from alignscope.core.analysis.cost import CHANCE_SHUFFLES, matrix_shuffles
 from alignscope.core.analysis.features import ViewFeatures
+from alignscope.core.analysis.report import format_scores
 from alignscope.core.analysis.requests import MatrixRequest, PairRequest, metric_params
 from alignscope.core.analysis.scorer import layer_matrix_of, row_search_chance, score_pair
 from alignscope.core.metrics.registry import compute
@@ -93,6 +98,11 @@ def test_a_searched_pair_score_carries_its_search_chance_and_a_fixed_pair_none()
     assert searched.p_maxstat > 0.05 and searched.value > searched.chance
     fixed = score_pair(PairRequest("A", "B", "noise", N, 0, "mutual_knn", params, "1,2"), view_a, view_b)
     assert fixed.search_chance is None and fixed.chance == pytest.approx(K / (N - 1))
+    # JSON and CSV name it alike (JSON said search_chance, the table and CSV chance_of_best)
+    (as_json,) = json.loads(format_scores([searched], "json"))
+    (as_csv,) = csv.DictReader(io.StringIO(format_scores([searched], "csv")))
+    assert as_json["chance_of_best"] == searched.search_chance == pytest.approx(float(as_csv["chance_of_best"]))
+    assert "search_chance" not in as_json
 
 
 def test_each_rows_best_chance_is_the_mean_best_of_that_row_over_the_same_shuffles():
