@@ -81,6 +81,10 @@ def compute_identification(
     if len(counts) != 1:
         shown = ", ".join(f"{m}: {layer_counts[m]}" for m in request.models)
         raise InputError(f"layer identification needs nets with the same number of layers ({shown})")
+    if counts == {1}:  # every "best layer" is the only one: accuracy 1.000 against chance 1.000, meaning nothing
+        raise InputError(
+            f"layer identification needs nets with two or more layers; {', '.join(request.models)} have one each"
+        )
     pairs = [(a, b) for a in request.models for b in request.models if a != b]
     accuracy, per_layer = {}, {}
     total, done = len(pairs) * len(request.metrics), 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from alignscope.core.analysis.engine import Engine
-from alignscope.core.analysis.features import load_view, plan_features
+from alignscope.core.analysis.features import extract_for_plan, load_view, plan_features
 from alignscope.core.analysis.identification import identification_request
 from alignscope.core.convergent import identify_layers
 from alignscope.core.errors import InputError
@@ -36,3 +36,22 @@ def test_bad_identification_requests_are_refused_by_name():
         identification_request(NETS, "digits", N, ("linear_cka:ip",))
     with pytest.raises(Exception, match="nope"):
         identification_request(NETS, "digits", N, ("nope",))
+
+
+def test_one_layer_nets_are_refused_not_identified_perfectly(engine):
+    """Two uploaded [n, d] matrices (one layer each): every best layer is the only one, so the table read
+    accuracy 1.000 against chance 1.000."""
+    import io
+
+    from alignscope.core.uploads import add_representation
+
+    rng = np.random.default_rng(0)
+    for name in ("rep-1", "rep-2"):
+        buffer = io.BytesIO()
+        np.save(buffer, rng.standard_normal((1797, 8)).astype(np.float32))
+        add_representation(name, f"{name}.npy", buffer.getvalue(), dataset="digits")
+    with pytest.raises(InputError, match="nets with two or more layers; rep-1, rep-2 have one each"):
+        engine.run_extracting(
+            identification_request(("rep-1", "rep-2"), "digits", N, ("linear_cka",)),
+            lambda plan: extract_for_plan(plan, cache=engine.cache),
+        )
