@@ -167,6 +167,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def cmd_extract(args: argparse.Namespace) -> int:
     from alignscope.core.cache import FeatureCache
     from alignscope.core.datasets import get_dataset_spec, load_dataset
+    from alignscope.core.extract import why_incompatible
     from alignscope.core.models import POOLING_KINDS, get_model_spec
 
     if args.model or args.dataset:
@@ -177,17 +178,25 @@ def cmd_extract(args: argparse.Namespace) -> int:
         from alignscope.core.defaults import DEFAULT_JOBS
 
         jobs = list(DEFAULT_JOBS)
-    # Validate every name before computing anything.
+    # Validate every name, and which pairs can be extracted at all, before computing anything.
     pooling: dict[str, str | None] = {}  # a pooling only where the model reads one (else a copy of one entry)
+    skipped = {}
     for model_name, dataset_name in jobs:
         spec = get_model_spec(model_name)
-        get_dataset_spec(dataset_name)
+        reason = why_incompatible(spec, get_dataset_spec(dataset_name))
+        if reason:
+            skipped[model_name, dataset_name] = reason
         pooling[model_name] = args.pooling if spec.kind in POOLING_KINDS else None
         if args.pooling and args.model and spec.kind not in POOLING_KINDS:
             raise AlignscopeError(
                 f"--pooling applies to transformers models; {model_name} ({spec.kind}) gives each layer's output "
                 "its own way whatever the pooling: leave --pooling out"
             )
+    if skipped and len(skipped) == len(jobs):
+        raise ModalityError(next(iter(skipped.values())))
+    for reason in skipped.values():  # --model a --model b --dataset x --dataset y: the pairs that fit
+        print(f"skipping: {terminal_text(reason)}", file=sys.stderr)
+    jobs = [job for job in jobs if job not in skipped]
     cache = FeatureCache()
     started = time.perf_counter()
     if args.ray is not None:

@@ -34,6 +34,23 @@ def test_extract_reports_a_miss_then_a_hit_with_the_same_key(capsys):
     assert [row[1] for row in first] == [row[1] for row in second]
 
 
+def test_extract_over_models_and_datasets_skips_the_pairs_that_cannot_be_extracted(capsys):
+    """It stopped at the first image model x text dataset pair, after extracting the pairs before it."""
+    args = ["extract", "--model", "digits-cnn-s0", "--model", "digits-cnn-s1", "--dataset", "digits", "--n", "30"]
+    assert main([*args, "--dataset", "sentences"]) == 0
+    captured = capsys.readouterr()
+    done = [line.split()[2:4] for line in captured.out.splitlines() if line.startswith(("hit", "miss"))]
+    assert done == [["digits-cnn-s0", "digits"], ["digits-cnn-s1", "digits"]]
+    skipped = [line for line in captured.err.splitlines() if line.startswith("skipping: ")]
+    assert skipped == [
+        f"skipping: model '{net}' encodes image but dataset 'sentences' holds text samples"
+        for net in ("digits-cnn-s0", "digits-cnn-s1")
+    ]
+    # nothing that fits: an error, before any work
+    assert main(["extract", "--model", "digits-cnn-s0", "--dataset", "sentences", "--n", "30"]) == 2
+    assert "encodes image but dataset 'sentences' holds text" in capsys.readouterr().err
+
+
 def test_cache_ls_verify_rm(capsys):
     main(["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30"])
     key = next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("miss"))
