@@ -253,63 +253,96 @@ def _mib(n_bytes: int) -> str:
 def cmd_cache(args: argparse.Namespace) -> int:
     from alignscope.core.cache import FeatureCache
 
-    cache = FeatureCache()
     if args.action in ("ls", "verify", "gc") and args.keys:
         raise AlignscopeError(f"`alignscope cache {args.action}` takes no keys (only `cache rm` does)")
-    if args.action == "ls":
-        entries = cache.entries()
-        rows = [
-            {
-                "key": e.key,
-                "model": e.model,
-                "dataset": e.dataset,
-                "n": e.n_samples,
-                "layers": e.n_layers,
-                "MiB": f"{e.bytes / 2**20:.2f}",
-                "created": e.created,
-            }
-            for e in entries
-        ]
-        print_table(rows, ["key", "model", "dataset", "n", "layers", "MiB", "created"])
-        print(f"{len(entries)} entries, {_mib(sum(e.bytes for e in entries))} in {cache.root}")
-        leftovers = cache.leftovers()
-        if leftovers:
-            print(
-                f"plus {len(leftovers)} leftover files, {_mib(sum(item.bytes for item in leftovers))} (temp files of "
-                "killed writers, halves of interrupted entries): `alignscope cache gc` removes them"
-            )
-        return 0
-    if args.action == "verify":
-        report = cache.verify()
-        bad = {k: v for k, v in report.items() if v != "ok"}
-        for key, status in report.items():
-            print(f"{key}  {status}")
-        print(f"{len(report) - len(bad)} ok, {len(bad)} bad")
-        return 1 if bad else 0
-    if args.action == "gc":
-        removed = cache.gc()
-        for item in removed:
-            print(f"removed  {item.name}  ({item.what}, {_mib(item.bytes)})")
-        freed = sum(item.bytes for item in removed)
-        print(f"freed {_mib(freed)} ({freed} bytes) in {len(removed)} files under {cache.settings.cache_dir}")
-        return 0
-    if args.action == "rm":
-        if not args.keys:
-            raise AlignscopeError("name the keys (or key prefixes of 4+ hex digits) to remove")
-        unmatched, gone = [], []
-        for prefix in dict.fromkeys(args.keys):
-            removed_keys = cache.remove(prefix)
-            gone.extend(removed_keys)
-            if removed_keys:
-                print(f"removed {len(removed_keys)} entries matching {prefix}")
-            elif not any(key.startswith(prefix) for key in gone):  # not one an earlier prefix removed
-                unmatched.append(prefix)
-        if unmatched:
-            raise AlignscopeError(
-                f"no cache entry matches {', '.join(unmatched)}; `alignscope cache ls` lists the keys"
-            )
-        return 0
-    raise AlignscopeError(f"unknown cache action {args.action!r}")
+    actions = {"ls": _cache_ls, "verify": _cache_verify, "gc": _cache_gc, "rm": _cache_rm}
+    if args.action not in actions:
+        raise AlignscopeError(f"unknown cache action {args.action!r}")
+    return actions[args.action](FeatureCache(), args.keys)
+
+
+def _results(cache):
+    """The result store of ``cache``'s folder, or None for a feature cache kept elsewhere."""
+    from alignscope.core.analysis.store import ResultStore
+
+    return ResultStore(settings=cache.settings) if cache.owns_cache_dir else None
+
+
+def _cache_ls(cache, _keys: list[str]) -> int:
+    entries = cache.entries()
+    rows = [
+        {
+            "key": e.key,
+            "model": e.model,
+            "dataset": e.dataset,
+            "n": e.n_samples,
+            "layers": e.n_layers,
+            "MiB": f"{e.bytes / 2**20:.2f}",
+            "created": e.created,
+        }
+        for e in entries
+    ]
+    print_table(rows, ["key", "model", "dataset", "n", "layers", "MiB", "created"])
+    print(f"{len(entries)} entries, {_mib(sum(e.bytes for e in entries))} in {cache.root}")
+    store = _results(cache)
+    if store is not None:
+        results = store.entries()
+        print(
+            f"{len(results)} computed results (scores, matrices, maps; recomputed when removed), "
+            f"{_mib(sum(r.bytes for r in results))} in {store.root}"
+        )
+    leftovers = cache.leftovers()
+    if leftovers:
+        print(
+            f"plus {len(leftovers)} leftover files, {_mib(sum(item.bytes for item in leftovers))} (temp files of "
+            "killed writers, halves of interrupted entries): `alignscope cache gc` removes them"
+        )
+    return 0
+
+
+def _cache_verify(cache, _keys: list[str]) -> int:
+    report = cache.verify()
+    bad = {k: v for k, v in report.items() if v != "ok"}
+    for key, status in report.items():
+        print(f"{key}  {status}")
+    store = _results(cache)
+    results = store.verify() if store is not None else {}
+    bad_results = {k: v for k, v in results.items() if v != "ok"}
+    for key, status in bad_results.items():  # the good ones are many: counted, not listed
+        print(f"results/{key}  {status}; `alignscope cache gc` removes it (recomputed when next asked for)")
+    print(
+        f"{len(report) - len(bad)} ok, {len(bad)} bad"
+        + (f"; computed results: {len(results) - len(bad_results)} ok, {len(bad_results)} bad" if results else "")
+    )
+    return 1 if bad or bad_results else 0
+
+
+def _cache_gc(cache, _keys: list[str]) -> int:
+    removed = cache.gc()
+    for item in removed:
+        print(f"removed  {item.name}  ({item.what}, {_mib(item.bytes)})")
+    store = _results(cache)
+    for key in store.remove_damaged() if store is not None else []:
+        print(f"removed  results/{key}  (a computed result whose checksum failed)")
+    freed = sum(item.bytes for item in removed)
+    print(f"freed {_mib(freed)} ({freed} bytes) in {len(removed)} files under {cache.settings.cache_dir}")
+    return 0
+
+
+def _cache_rm(cache, keys: list[str]) -> int:
+    if not keys:
+        raise AlignscopeError("name the keys (or key prefixes of 4+ hex digits) to remove")
+    unmatched, gone = [], []
+    for prefix in dict.fromkeys(keys):
+        removed_keys = cache.remove(prefix)
+        gone.extend(removed_keys)
+        if removed_keys:
+            print(f"removed {len(removed_keys)} entries matching {prefix}")
+        elif not any(key.startswith(prefix) for key in gone):  # not one an earlier prefix removed
+            unmatched.append(prefix)
+    if unmatched:
+        raise AlignscopeError(f"no cache entry matches {', '.join(unmatched)}; `alignscope cache ls` lists the keys")
+    return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -564,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser(
         "cache",
-        help="ls | verify | gc (remove what killed writers left) | rm KEY...",
+        help="ls | verify (features, nets and computed results) | gc (remove what killed writers left, and "
+        "damaged results) | rm KEY...",
     )
     cache.add_argument("action", choices=["ls", "verify", "gc", "rm"])
     cache.add_argument("keys", nargs="*")

@@ -82,23 +82,31 @@ class ResultStore:
         sidecar, _ = self._paths(key)
         return sidecar.exists()
 
+    def _checked(self, key: str, text: str) -> tuple[dict[str, Any], bytes | None]:
+        """The body of a sidecar ``text`` and its arrays' bytes, both checksummed; raises ValueError (or
+        OSError, KeyError, TypeError) naming what is wrong."""
+        sidecar = json.loads(text)
+        body = sidecar["body"]
+        if _sha256(canonical_json(body).encode()) != sidecar["body_sha256"]:
+            raise ValueError("metadata checksum mismatch")
+        if body["arrays_sha256"] is None:
+            return body, None
+        blob = self._paths(key)[1].read_bytes()
+        if _sha256(blob) != body["arrays_sha256"]:
+            raise ValueError("arrays checksum mismatch")
+        return body, blob
+
     def get(self, key: str) -> Any | None:
         """The stored result, or None when absent or damaged (a damaged entry is removed)."""
-        sidecar_path, arrays_path = self._paths(key)
+        sidecar_path, _ = self._paths(key)
         try:
             text = sidecar_path.read_text()
         except (FileNotFoundError, UnicodeDecodeError):
             return None
         try:
-            sidecar = json.loads(text)
-            body = sidecar["body"]
-            if _sha256(canonical_json(body).encode()) != sidecar["body_sha256"]:
-                raise ValueError("metadata checksum mismatch")
+            body, blob = self._checked(key, text)
             arrays: dict[str, np.ndarray] = {}
-            if body["arrays_sha256"] is not None:
-                blob = arrays_path.read_bytes()
-                if _sha256(blob) != body["arrays_sha256"]:
-                    raise ValueError("arrays checksum mismatch")
+            if blob is not None:
                 from safetensors.numpy import load
 
                 arrays = load(blob)
@@ -106,6 +114,44 @@ class ResultStore:
         except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
             self._discard_if_still_bad(key, text)
             return None
+
+    def problem(self, key: str) -> str | None:
+        """Why the stored entry ``key`` is damaged, or None when both checksums hold; removes nothing."""
+        try:
+            self._checked(key, self._paths(key)[0].read_text())
+        except FileNotFoundError as error:
+            return f"missing {Path(error.filename or '').name or 'file'}"
+        except (OSError, UnicodeDecodeError) as error:
+            return f"unreadable ({type(error).__name__})"
+        except json.JSONDecodeError:
+            return "metadata is not JSON"
+        except (ValueError, KeyError, TypeError) as error:
+            return str(error) if isinstance(error, ValueError) else f"metadata lacks {error}"
+        return None
+
+    def keys(self) -> list[str]:
+        """Keys of the complete entries (those with their JSON), sorted."""
+        return sorted(path.stem for path in self.root.glob("??/*.json")) if self.root.exists() else []
+
+    def verify(self) -> dict[str, str]:
+        """``{key: "ok" | what is wrong}`` for every entry; removes nothing (a damaged entry is removed, and
+        recomputed, when next asked for, or by :meth:`remove_damaged`)."""
+        return {key: self.problem(key) or "ok" for key in self.keys()}
+
+    def remove_damaged(self) -> list[str]:
+        """Remove every entry whose checksums fail (checked again under its lock, so not one a writer has
+        just replaced); returns their keys."""
+        removed = []
+        for key in self.keys():
+            if self.problem(key) is None:
+                continue
+            with self._lock(key):
+                if self.problem(key) is None:
+                    continue
+                for path in self._paths(key):
+                    path.unlink(missing_ok=True)
+            removed.append(key)
+        return removed
 
     def put(
         self,

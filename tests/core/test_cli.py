@@ -51,6 +51,28 @@ def test_extract_over_models_and_datasets_skips_the_pairs_that_cannot_be_extract
     assert "encodes image but dataset 'sentences' holds text" in capsys.readouterr().err
 
 
+def test_cache_verify_and_gc_cover_the_computed_results(capsys):
+    """verify read the features and nets only: a damaged result was found only when next read."""
+    from alignscope.core.analysis.store import ResultStore
+
+    score = ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits", "--n", "60"]
+    assert main([*score, "--layers", "last"]) == 0
+    store = ResultStore()
+    (key,) = store.keys()
+    capsys.readouterr()
+    assert main(["cache", "ls"]) == 0
+    assert "1 computed results (scores, matrices, maps; recomputed when removed)" in capsys.readouterr().out
+    sidecar = next(store.root.glob(f"??/{key}.json"))
+    sidecar.write_text(sidecar.read_text().replace('"label": "', '"label": "tampered '))
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"results/{key}  metadata checksum mismatch" in out and "computed results: 0 ok, 1 bad" in out
+    assert sidecar.exists()  # verify removes nothing
+    assert main(["cache", "gc"]) == 0
+    assert f"removed  results/{key}" in capsys.readouterr().out and store.keys() == []
+    assert main(["cache", "verify"]) == 0
+
+
 def test_cache_ls_verify_rm(capsys):
     main(["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30"])
     key = next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("miss"))
