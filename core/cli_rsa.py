@@ -89,7 +89,7 @@ def cmd_rsa(args: argparse.Namespace) -> int:
         + f"; model RDM {profile.model_rdm}, data RDM {profile.data_rdm}, compared by {profile.method}"
     )
     print_table(profile_rows(profile), list(profile_rows(profile)[0]))
-    print(f"\n* best layer. {first.note}")
+    print(f"\n* {profile.best_words()} {first.note}")
     return 0
 
 

@@ -14,7 +14,7 @@ scored against a stored recording (brain data) with the noise ceiling and a boot
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -111,6 +111,7 @@ class RsaRequest(Request):
     """Every layer of ``model`` against the stored recording ``recording`` of ``dataset``."""
 
     kind: ClassVar[str] = "rsa"
+    result_version: ClassVar[int] = 2  # 2: the best layer's bootstrap support
     model: str
     recording: str
     dataset: str
@@ -149,7 +150,9 @@ class RsaProfile:
     """Attributes: ``scores[l]`` the :class:`BrainScore` of layer l (all share the noise ceiling);
     ``data_rdm_view`` float32 [n_shared, n_shared], the recording's mean RDM over units, rows in
     ``order`` (empty above :data:`MAX_RDM_VIEW` stimuli);
-    ``labels`` in that order; ``n_shared`` stimuli the model view and the recording share."""
+    ``labels`` in that order; ``n_shared`` stimuli the model view and the recording share;
+    ``best_support``: the share of bootstrap resamples in which ``best_layer`` scores highest (None without
+    them), how surely it is the best rather than a draw of the samples (:func:`best_layer_support`)."""
 
     model: str
     recording: str
@@ -165,6 +168,36 @@ class RsaProfile:
     data_rdm_view: np.ndarray
     order: np.ndarray
     labels: tuple[str, ...] | None
+    best_support: float | None = None
+
+    def best_words(self) -> str:
+        """What the best layer's mark means: its bootstrap support, and whether its interval excludes 0."""
+        best = self.scores[self.best_layer]
+        words = f"best layer: {self.layer_names[self.best_layer]}"
+        if self.best_support is None:
+            return words + " (no bootstrap: how surely it is the best is not measured)."
+        words += f", the best in {self.best_support:.0%} of the {best.n_boot} bootstrap resamples"
+        if best.ci_low <= 0:
+            return words + f"; its {best.confidence:.0%} interval includes 0: no layer is shown to relate to the data."
+        return words + "."
+
+
+def best_layer_support(scores: Sequence[BrainScore], best: int) -> float | None:
+    """Share of the bootstrap resamples in which layer ``best`` scores highest of all. Every layer draws the
+    same resamples (one seed, the same stimuli and units), so resample b is one draw of the data for all;
+    None without a bootstrap, or where some layer dropped resamples (they no longer line up).
+
+    Example:
+        >>> from alignscope.core.brain import BrainScore
+        >>> def layer(values):
+        ...     return BrainScore(0.0, 0.0, 0.0, 0.0, 0.0, 9, 1, "spearman", n_boot=4, bootstrap_values=np.array(values))
+        >>> best_layer_support([layer([0.1, 0.5, 0.2, 0.3]), layer([0.2, 0.1, 0.4, 0.1])], 1)
+        0.5
+    """
+    if any(not score.n_boot or score.n_failed or score.bootstrap_values.size == 0 for score in scores):
+        return None
+    stacked = np.stack([score.bootstrap_values for score in scores])  # [layers, resamples]
+    return float((np.argmax(stacked, axis=0) == best).mean())
 
 
 for _type in (RdmView, RsaProfile, BrainScore):
@@ -208,13 +241,14 @@ def compute_rsa(
         else np.zeros((0, 0), np.float32)
     )
     values = [score.value for score in scores]
+    best = int(np.nanargmax(values))
     return RsaProfile(
         request.model,
         request.recording,
         request.dataset,
         view.layer_names,
         tuple(scores),
-        int(np.nanargmax(values)),
+        best,
         len(shared.ids),
         len(recording.sample_ids),
         request.model_rdm,
@@ -223,4 +257,5 @@ def compute_rsa(
         shown,
         order,
         None if labels is None else tuple(labels[i] for i in order),
+        best_layer_support(scores, best),
     )

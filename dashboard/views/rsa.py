@@ -113,7 +113,7 @@ def _profile(sel: Selection) -> RsaProfile | None:
                 if first.n_boot
                 else "no interval (boot=0)"
             )
-            + f". {first.note}."
+            + f". {first.note}. {profile.best_words()[0].upper()}{profile.best_words()[1:]}"
         )
     )
     if profile.data_rdm_view.size:

@@ -145,3 +145,21 @@ def test_the_same_recording_stored_again_has_the_same_digest(engine):
     assert len(digests) == 1
     changed = add_recording("again", "a.npy", _npy(data + 1.0), dataset="digits", sample_ids=ids).digest
     assert changed not in digests  # other values: another digest
+
+
+def test_the_best_layer_says_how_surely_it_is_the_best(engine):
+    """On a recording of pure noise the CLI still starred a best layer, with nothing to say it was chance."""
+    data, ids = _simulated(engine, SOURCE, 120, (3,), noise=0.5)
+    add_recording("real", "real.npy", _npy(data), dataset="digits", sample_ids=ids)
+    real = engine.run(RsaRequest(MODEL, "real", "digits", N_FULL, 0, bootstrap=50))
+    boots = np.stack([score.bootstrap_values for score in real.scores])
+    assert real.best_support == pytest.approx((boots.argmax(axis=0) == real.best_layer).mean())
+    assert real.best_support > 0.8 and "includes 0" not in real.best_words()
+
+    noise = np.random.default_rng(5).standard_normal((3, 120, 30))
+    add_recording("noise", "noise.npy", _npy(noise), dataset="digits", sample_ids=ids)
+    chance = engine.run(RsaRequest(MODEL, "noise", "digits", N_FULL, 0, bootstrap=50))
+    assert chance.best_support < real.best_support
+    assert "interval includes 0: no layer is shown to relate to the data" in chance.best_words()
+    unmeasured = engine.run(RsaRequest(MODEL, "noise", "digits", N_FULL, 0, bootstrap=0))
+    assert unmeasured.best_support is None and "not measured" in unmeasured.best_words()
