@@ -527,10 +527,19 @@ def add_text_dataset(name: str, filename: str, data: bytes, settings: Settings |
     return spec
 
 
-def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings | None = None) -> DatasetSpec:
-    """A zip of images (optionally ``captions.csv`` with ``image,caption[,label]``) -> a dataset."""
+def _image_problem(blob: bytes) -> str | None:
+    """Why Pillow cannot read ``blob`` as an image, or None when it can."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        Image.open(io.BytesIO(blob)).verify()
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        return "not a format Pillow knows" if isinstance(exc, UnidentifiedImageError) else str(exc)
+    return None
+
+
+def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings | None = None) -> DatasetSpec:
+    """A zip of images (optionally ``captions.csv`` with ``image,caption[,label]``) -> a dataset."""
     settings = settings or get_settings()
     _claim_name("datasets", name)
     _check_size(data, settings, filename)
@@ -563,11 +572,9 @@ def add_image_dataset(name: str, filename: str, data: bytes, settings: Settings 
         if is_captions:
             captions_blob = blob
             continue
-        try:
-            Image.open(io.BytesIO(blob)).verify()
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-            reason = "not a format Pillow knows" if isinstance(exc, UnidentifiedImageError) else str(exc)
-            raise UploadError(f"{member} in {filename!r} is not a readable image ({reason})") from exc
+        reason = _image_problem(blob)
+        if reason is not None:
+            raise UploadError(f"{member} in {filename!r} is not a readable image ({reason})")
         files[f"images/{member}"] = blob
         members.append(member)
     _check_members(members, filename)
@@ -662,28 +669,46 @@ def add_image_folder(name: str, folder: str | Path, settings: Settings | None = 
 
 
 def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | None = None) -> DatasetSpec:
-    """A CSV of ``image`` (path, absolute or relative to the CSV) + ``caption`` [+ ``label``] pairs."""
+    """A CSV of ``image`` (path, absolute or relative to the CSV's folder) + ``caption`` [+ ``label``] pairs.
+    Every problem names the CSV's line and the path as written there (not the zip it is packed into)."""
     csv_path = Path(csv_path).expanduser()
     try:
         check_upload_size(csv_path.stat().st_size, csv_path.name, settings)
-        table = pd.read_csv(csv_path)
+        table = pd.read_csv(csv_path, keep_default_na=False, na_values=[""], dtype=str)
     except (OSError, ValueError) as exc:
         raise UploadError(f"{str(csv_path)!r} could not be read as CSV: {exc}") from exc
     if not {"image", "caption"} <= set(table.columns):
         raise UploadError(f"{csv_path.name!r} needs columns 'image' and 'caption'; it has {list(table.columns)}")
+    table = table.fillna("")
     image_paths = []
     for index, row in enumerate(table.itertuples(index=False)):
+        where = f"line {index + 2} of {csv_path.name!r}"  # line 1 is the header
+        if not str(row.image).strip():
+            raise UploadError(f"{where}: no image path")
+        if not str(row.caption).strip():  # it was stored as the caption "nan"
+            raise UploadError(f"{where}: no caption for image {row.image!r}")
         image_path = Path(str(row.image)).expanduser()
         image_path = image_path if image_path.is_absolute() else csv_path.parent / image_path
         if not image_path.is_file():
-            raise UploadError(f"row {index} of {csv_path.name!r}: image {str(row.image)!r} does not exist")
+            raise UploadError(
+                f"{where}: image {row.image!r} does not exist (a relative path is read from the CSV's folder, "
+                f"{csv_path.parent.resolve()})"
+            )
+        if image_path.suffix.lower() not in IMAGE_SUFFIXES:  # it was left out of the zip, and the row with it
+            raise UploadError(f"{where}: {row.image!r} is not an image file ({', '.join(IMAGE_SUFFIXES)})")
         image_paths.append(image_path)
     # Sizes first: images over the limit are refused before any is read.
     check_upload_size(sum(path.stat().st_size for path in image_paths), csv_path.name, settings, allow_empty=True)
     members, rows = {}, []
     for index, (row, image_path) in enumerate(zip(table.itertuples(index=False), image_paths)):
+        blob = image_path.read_bytes()
+        reason = _image_problem(blob)
+        if reason is not None:
+            raise UploadError(
+                f"line {index + 2} of {csv_path.name!r}: {row.image!r} is not a readable image ({reason})"
+            )
         member = f"{index:06d}{image_path.suffix.lower()}"
-        members[member] = image_path.read_bytes()
+        members[member] = blob
         rows.append(
             {
                 "image": member,

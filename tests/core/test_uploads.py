@@ -16,7 +16,7 @@ from PIL import Image
 
 from alignscope.core import uploads
 from alignscope.core.cache import FeatureCache
-from alignscope.core.datasets import get_dataset_spec, load_dataset
+from alignscope.core.datasets import get_dataset_spec, list_datasets, load_dataset
 from alignscope.core.errors import InvalidNameError, ModalityError, UploadError
 from alignscope.core.extract import extract_features
 from alignscope.core.models import get_model_spec
@@ -251,8 +251,27 @@ def test_image_folder_and_caption_csv_go_through_the_same_validation(cache_dir, 
         np.asarray(dataset.images[1]), np.asarray(Image.open(folder / "sub" / "p1.png").convert("RGB"))
     )
     csv.write_text("image,caption\nmissing.png,x\n")
-    with pytest.raises(UploadError, match="does not exist"):
+    with pytest.raises(UploadError, match="line 2 of 'pairs.csv': image 'missing.png' does not exist .* CSV's folder"):
         uploads.add_image_caption_csv("csv-bad", csv)
+    # each problem names the CSV's line and the path written there, never the zip the images are packed into
+    (folder / "broken.png").write_bytes(b"not a png")
+    (folder / "clip.mp4").write_bytes(_png(0))
+    for rows, message in [
+        ("photos/sub/p0.png,a\nphotos/sub/p1.png,\nphotos/sub/p2.png,c\n", "line 3 of 'pairs.csv': no caption"),
+        (
+            "photos/sub/p0.png,a\nphotos/broken.png,b\nphotos/sub/p2.png,c\n",
+            "line 3 .*'photos/broken.png' is not a readable",
+        ),
+        (
+            "photos/sub/p0.png,a\nphotos/clip.mp4,b\nphotos/sub/p2.png,c\n",
+            "line 3 .*'photos/clip.mp4' is not an image file",
+        ),
+    ]:
+        csv.write_text("image,caption\n" + rows)
+        with pytest.raises(UploadError, match=message) as refused:
+            uploads.add_image_caption_csv("csv-bad", csv)
+        assert ".zip" not in str(refused.value) and "000001" not in str(refused.value)
+    assert "csv-bad" not in [spec.name for spec in list_datasets()]
 
 
 def test_a_dataset_and_a_representation_of_one_name_do_not_clobber_each_other(cache_dir):
