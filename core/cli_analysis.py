@@ -308,8 +308,10 @@ def cmd_difference(args: argparse.Namespace) -> int:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from alignscope.core.analysis.probes import ProbeRequest
+    from alignscope.core.analysis.probes import ProbeRequest, probe_property_name
+    from alignscope.core.properties import measured_properties, user_properties
 
+    earlier = measured_properties(args.model).get(probe_property_name(args.dataset))
     result = run_with_bar(new_engine(), ProbeRequest(args.model, args.dataset, args.n or 10**9, args.seed, args.folds))
     rows = [
         {"layer": name, "accuracy": f"{probe.accuracy:.4f}", "± folds": f"{probe.accuracy_std_over_folds:.4f}"}
@@ -318,6 +320,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
     print_table(rows, ["layer", "accuracy", "± folds"])
     prop = result.as_property()
     print(f"\nset {args.model}: {prop.name} = {prop.value:.4f} (chance {result.layers[0].chance:.3f})")
+    print(
+        f"It is the best layer's accuracy, picked on the same folds: a little optimistic as a layer's, fair for "
+        f"ranking models that each get their best layer. {prop.source}."
+    )
+    if earlier is not None and (earlier.value, earlier.source) != (prop.value, prop.source):
+        print(f"note: replaced the earlier {prop.name} = {earlier.value:.4f} ({earlier.source})")
+    mine = user_properties(args.model).get(prop.name)
+    if mine is not None:  # trends and `models` read the user's value, not this one
+        print(f"note: the value you set, {prop.name} = {mine.value:g}, still wins; `models --set` replaces it")
     return 0
 
 

@@ -350,7 +350,7 @@ def test_probe_records_its_accuracy_as_a_property_that_models_lists(digits_cache
     accuracies = [float(row[1]) for row in rows]
     best = max(accuracies)
     assert best > 0.8  # a trained digits net's features are linearly separable, far above chance (0.1)
-    assert out[-1].startswith(f"set digits-cnn-s0: probe_accuracy[digits] = {best:.4f} (chance 0.")
+    assert out[-2].startswith(f"set digits-cnn-s0: probe_accuracy[digits] = {best:.4f} (chance 0.")
 
     prop = _model_row(capsys, "digits-cnn-s0")["properties"]["probe_accuracy[digits]"]
     assert prop["value"] == pytest.approx(best, abs=5e-5) and prop["unit"] == "fraction"
@@ -365,6 +365,12 @@ def test_probe_records_its_accuracy_as_a_property_that_models_lists(digits_cache
     assert lines[0] == "digits-cnn-s0: probe_accuracy[digits] = 0.5"
     assert lines[1].startswith(f"note: replaced probe_accuracy[digits] = {prop['value']:g} (measured here")
     assert _model_row(capsys, "digits-cnn-s0")["properties"]["probe_accuracy[digits]"]["value"] == 0.5
+    # probing again on other samples: the measured value it replaces is said, and that the user's still wins
+    assert main(["probe", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "120", "--folds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: replaced the earlier probe_accuracy[digits] = {prop['value']:.4f} (measured here: 3-fold" in out
+    assert "note: the value you set, probe_accuracy[digits] = 0.5, still wins" in out
+    assert "the best layer's accuracy, picked on the same folds" in out
 
 
 # -- uploaded representations -----------------------------------------------------------------------
