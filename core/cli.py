@@ -165,9 +165,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from alignscope.core.analysis.features import modality_problem
     from alignscope.core.cache import FeatureCache
     from alignscope.core.datasets import get_dataset_spec, load_dataset
-    from alignscope.core.extract import why_incompatible
     from alignscope.core.models import POOLING_KINDS, get_model_spec
 
     if args.model or args.dataset:
@@ -183,7 +183,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
     skipped = {}
     for model_name, dataset_name in jobs:
         spec = get_model_spec(model_name)
-        reason = why_incompatible(spec, get_dataset_spec(dataset_name))
+        get_dataset_spec(dataset_name)
+        reason = modality_problem(model_name, dataset_name)
         if reason:
             skipped[model_name, dataset_name] = reason
         pooling[model_name] = args.pooling if spec.kind in POOLING_KINDS else None

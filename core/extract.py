@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from alignscope.core.datasets import Dataset, DatasetSpec
+from alignscope.core.datasets import Dataset
 from alignscope.core.encoders import POOLINGS, Encoder, count_parameters
 from alignscope.core.errors import InputError, ModalityError
 from alignscope.core.models import ModelSpec, get_model_spec, load_model
@@ -101,19 +101,6 @@ def select_layers(layer_names: Sequence[str], layers: str | Sequence[int | str])
     return chosen
 
 
-def why_incompatible(spec: ModelSpec, dataset: DatasetSpec) -> str | None:
-    """Why ``spec`` cannot encode ``dataset`` (its modality, or a precomputed representation of another
-    dataset), or None when it can: checked before any weights load."""
-    if not dataset.supports(spec.modality):
-        return (
-            f"model {spec.name!r} encodes {spec.modality} but dataset {dataset.name!r} holds {dataset.modality} samples"
-        )
-    bound_to = spec.option("dataset") if spec.kind == "representation" else None
-    if bound_to is not None and bound_to != dataset.name:
-        return f"{spec.name!r} is a precomputed representation of dataset {bound_to!r}; it has no rows for {dataset.name!r}"
-    return None
-
-
 def extract_features(
     model: ModelSpec | Encoder | str,
     dataset: Dataset,
@@ -143,9 +130,11 @@ def extract_features(
     spec: ModelSpec | None = None
     if isinstance(model, (str, ModelSpec)):
         spec = get_model_spec(model) if isinstance(model, str) else model
-        reason = why_incompatible(spec, dataset.spec)  # before loading any weights
-        if reason:
-            raise ModalityError(reason)
+        if not dataset.spec.supports(spec.modality):  # before loading any weights
+            raise ModalityError(
+                f"model {spec.name!r} encodes {spec.modality} but dataset {dataset.spec.name!r} holds "
+                f"{dataset.spec.modality} samples"
+            )
         encoder: Encoder = load_model(spec, device=device, dtype=dtype)
     else:
         encoder = model
@@ -160,6 +149,12 @@ def extract_features(
         raise ModalityError(
             f"model {getattr(spec, 'name', 'model')!r} encodes {encoder.modality} but dataset "
             f"{dataset.spec.name!r} holds {dataset.spec.modality} samples"
+        )
+    bound_to = spec.option("dataset") if spec is not None and spec.kind == "representation" else None
+    if spec is not None and bound_to is not None and bound_to != dataset.spec.name:
+        raise ModalityError(
+            f"{spec.name!r} is a precomputed representation of dataset {bound_to!r}; "
+            f"it has no rows for {dataset.spec.name!r}"
         )
     layer_indices = select_layers(encoder.layer_names, layers)
     inputs = dataset.inputs(encoder.modality, text=spec.text_index if spec is not None else 1)

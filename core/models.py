@@ -176,7 +176,7 @@ def text_variant(spec: ModelSpec, text: int) -> ModelSpec:
         name=f"{base}.text{text}",
         family=f"{spec.family.rsplit('.text', 1)[0]}.text{text}",  # not a member of the model's own family
         options=options,
-        description=f"{spec.description or base}; encodes text {text} of each sample",
+        description=f"{(spec.description or base).split('; encodes text ')[0]}; encodes text {text} of each sample",
     )
 
 

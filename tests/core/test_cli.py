@@ -43,12 +43,13 @@ def test_extract_over_models_and_datasets_skips_the_pairs_that_cannot_be_extract
     assert done == [["digits-cnn-s0", "digits"], ["digits-cnn-s1", "digits"]]
     skipped = [line for line in captured.err.splitlines() if line.startswith("skipping: ")]
     assert skipped == [
-        f"skipping: model '{net}' encodes image but dataset 'sentences' holds text samples"
+        f"skipping: '{net}' encodes image, but dataset 'sentences' holds text samples. Pick a dataset with image "
+        "(captions, digits) or a text model."
         for net in ("digits-cnn-s0", "digits-cnn-s1")
     ]
     # nothing that fits: an error, before any work
     assert main(["extract", "--model", "digits-cnn-s0", "--dataset", "sentences", "--n", "30"]) == 2
-    assert "encodes image but dataset 'sentences' holds text" in capsys.readouterr().err
+    assert "encodes image, but dataset 'sentences' holds text" in capsys.readouterr().err
 
 
 def test_cache_verify_and_gc_cover_the_computed_results(capsys):

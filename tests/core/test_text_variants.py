@@ -57,7 +57,11 @@ def test_text_variants_are_refused_where_they_make_no_sense():
     problem = modality_problem("minilm-l6.text2", "sentences")
     assert problem is not None and "holds 1 text(s) per sample" in problem
     assert modality_problem("minilm-l6.text2", "captions") is None
-    assert text_variant(get_model_spec("minilm-l6.text2"), 3).name == "minilm-l6.text3"
+    again = text_variant(get_model_spec("minilm-l6.text2"), 3)
+    assert again.name == "minilm-l6.text3"
+    # a variant of a variant said "...; encodes text 2 of each sample; encodes text 3 of each sample"
+    assert again.description == text_variant(get_model_spec("minilm-l6"), 3).description
+    assert again.description.count("encodes text") == 1
 
 
 def test_the_caption_ceiling_is_a_pair_score_like_any_other(cache_dir, capsys):
