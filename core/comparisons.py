@@ -380,7 +380,7 @@ class MaxStatResult:
         p_best_maxstat: ``p_cells_maxstat[best_index]``, the family-wise p of the layer search's answer.
         p_cells_maxstat: [La, Lb] Westfall–Young single-step adjusted p-values (``adjustment``).
         p_cells_raw: [La, Lb] per-cell permutation p-values from the same shuffles.
-        p_cells_bonferroni: [La, Lb] min(1, La · Lb · p_cells_raw).
+        p_cells_bonferroni: [La, Lb] min(1, pairs scored · p_cells_raw).
         null_max: [P] the best cell of each shuffled matrix (max, or min when lower is better).
         null_values: [P, La, Lb] every shuffled matrix.
         adjustment: ``"max"`` (best value per shuffle) or ``"min_p"`` (smallest per-cell p per shuffle).
@@ -416,7 +416,8 @@ class _LayerScorer:
 
     Three paths, fastest first: permute B's prepared states (``spec.permute``); re-prepare B's layers on
     the shuffled rows (split form without ``permute``: A's layers are still prepared once); recompute
-    ``spec.fn`` for every pair.
+    ``spec.fn`` for every pair. With ``cells`` ([La, Lb] bool), only those pairs are scored, one by one
+    (the others are NaN): a search where some pairs cannot be scored (GRAM volume across different widths).
     """
 
     def __init__(
@@ -427,10 +428,12 @@ class _LayerScorer:
         labels_a: list[str],
         labels_b: list[str],
         params: dict[str, Any],
+        cells: np.ndarray | None = None,
     ) -> None:
         self.spec, self.params = spec, params
         self.tensors_a, self.tensors_b, self.labels_a, self.labels_b = tensors_a, tensors_b, labels_a, labels_b
-        self.split = spec.prepare is not None and spec.compare is not None
+        self.cells = cells
+        self.split = spec.prepare is not None and spec.compare is not None and cells is None
         if self.split:
             self.states_a = [self._prepare(tensor, label) for tensor, label in zip(tensors_a, labels_a)]
             self.states_b = [self._prepare(tensor, label) for tensor, label in zip(tensors_b, labels_b)]
@@ -465,6 +468,13 @@ class _LayerScorer:
                 ]
             )
         tensors_b = self.tensors_b if perm is None else [tensor[perm.to(tensor.device)] for tensor in self.tensors_b]
+        if self.cells is not None:
+            values = np.full(self.cells.shape, np.nan)
+            for i, j in zip(*np.nonzero(self.cells)):
+                values[i, j] = spec.fn(
+                    self.tensors_a[i], tensors_b[j], name_a=self.labels_a[i], name_b=self.labels_b[j], **params
+                )
+            return values
         return np.array(
             [
                 [
@@ -506,9 +516,11 @@ def max_stat_test(
     names_a: Sequence[str] | None = None,
     names_b: Sequence[str] | None = None,
     metric_params: Mapping[str, Any] | None = None,
+    cells: np.ndarray | None = None,
     **params: Any,
 ) -> MaxStatResult:
-    """Family-wise corrected permutation test of a search over all La × Lb layer pairs.
+    """Family-wise corrected permutation test of a search over all La × Lb layer pairs (or the ``cells``
+    given, [La, Lb] bool: the others are left NaN, as pairs the metric cannot score).
 
     Each shuffle draws one permutation of the samples (``torch.randperm`` from ``seed``, the same sequence
     as :func:`alignscope.core.stats.permutation_test`), applies it to every layer of B and scores the whole
@@ -558,7 +570,9 @@ def max_stat_test(
                 "all layers must hold the same samples in the same order"
             )
 
-    scorer = _LayerScorer(spec, tensors_a, tensors_b, labels_a, labels_b, resolved)
+    if cells is not None and np.shape(cells) != (len(layers_a), len(layers_b)):
+        raise InputError(f"cells must be [{len(layers_a)}, {len(layers_b)}] booleans, got shape {np.shape(cells)}")
+    scorer = _LayerScorer(spec, tensors_a, tensors_b, labels_a, labels_b, resolved, cells)
     observed = scorer.matrix()
     if np.isnan(observed).all():
         raise InputError(f"{metric} is undefined (NaN) for every layer pair; the features may be constant")
@@ -582,7 +596,7 @@ def max_stat_test(
             p_adjusted = _min_p_adjusted(oriented_obs, oriented_null, p_raw)
     undefined = np.isnan(oriented_obs)
     p_raw[undefined] = p_adjusted[undefined] = np.nan
-    p_bonferroni = np.minimum(1.0, p_raw * observed.size)
+    p_bonferroni = np.minimum(1.0, p_raw * int(np.isfinite(observed).sum()))  # the pairs searched
     best = np.unravel_index(int(np.nanargmax(oriented_obs)), observed.shape)
     best_index = (int(best[0]), int(best[1]))
     shape = observed.shape

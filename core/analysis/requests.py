@@ -210,7 +210,9 @@ class PairRequest(Request):
     the whole layer matrix (``"all"``), with ``permutations`` shuffles and ``bootstrap`` resamples."""
 
     kind: ClassVar[str] = "pair"
-    result_version: ClassVar[int] = 3  # 2: a searched pair's search_chance; 3: pairs_searched counts valid cells
+    result_version: ClassVar[int] = (
+        4  # 2: a searched pair's search_chance; 3: pairs_searched counts valid cells; 4: p where some cells can't be scored
+    )
     model_a: str
     model_b: str
     dataset: str
@@ -238,7 +240,9 @@ class MatrixRequest(Request):
     and its p corrected for the search over all pairs (max-statistic), from the same shuffles."""
 
     kind: ClassVar[str] = "layer-matrix"
-    result_version: ClassVar[int] = 3  # 2: the best cell's chance level (best_chance); 3: each row's best's
+    result_version: ClassVar[int] = (
+        4  # 2: the best cell's chance level (best_chance); 3: each row's best's; 4: shuffled where some cells can't be scored
+    )
     model_a: str
     model_b: str
     dataset: str
@@ -257,7 +261,9 @@ class SweepRequest(Request):
     """A score against k, n, the Matryoshka prefix length or layer depth (``sweep``)."""
 
     kind: ClassVar[str] = "sweep"
-    result_version: ClassVar[int] = 2  # 2: the chance curve of the depth sweep's best layer of B
+    result_version: ClassVar[int] = (
+        3  # 2: the chance curve of the depth sweep's best layer of B; 3: also with unscoreable cells
+    )
     sweep: str
     model_a: str
     model_b: str
@@ -287,7 +293,7 @@ class ModelMatrixRequest(Request):
     None) or the layers at one relative depth (0 = first, 1 = last)."""
 
     kind: ClassVar[str] = "model-matrix"
-    result_version: ClassVar[int] = 3  # 2: search_chance; 3: None where no cell has one
+    result_version: ClassVar[int] = 4  # 2: search_chance; 3: None where no cell has one; 4: also with unscoreable cells
     models: tuple[str, ...]
     dataset: str
     n: int

@@ -271,29 +271,35 @@ def layer_matrix_of(
     shuffles = matrix_shuffles(request.metric, request.permutations, degenerate.size)
     chance = p_values = p_corrected = None
     best_chance = row_best_chance = None
+
+    def shuffled(cells: np.ndarray | None = None) -> np.ndarray:
+        """The matrix, with its chance, p and search levels from the shuffles (of ``cells`` only, if given)."""
+        nonlocal chance, p_values, p_corrected, best_chance, row_best_chance
+        tested = max_stat_test(
+            view_a.values,
+            view_b.values,
+            request.metric,
+            n_permutations=shuffles,
+            seed=request.seed,
+            progress=progress,
+            names_a=names_a,
+            names_b=names_b,
+            metric_params=params,
+            cells=cells,
+        )
+        observed, null = np.asarray(tested.observed, dtype=np.float64), np.asarray(tested.null_values)
+        with np.errstate(invalid="ignore"):
+            chance = null.mean(axis=0)
+        best_chance = search_chance(null, spec.higher_is_better, ~degenerate)
+        row_best_chance = row_search_chance(null, spec.higher_is_better, ~degenerate)
+        if request.permutations:
+            p_values = np.asarray(tested.p_cells_raw, dtype=np.float64)
+            p_corrected = studentised_max_t(observed, null, spec.higher_is_better, valid=~degenerate)
+        return observed
+
     try:
         if shuffles:
-            tested = max_stat_test(
-                view_a.values,
-                view_b.values,
-                request.metric,
-                n_permutations=shuffles,
-                seed=request.seed,
-                progress=progress,
-                names_a=names_a,
-                names_b=names_b,
-                metric_params=params,
-            )
-            values = np.asarray(tested.observed, dtype=np.float64)
-            chance = np.asarray(tested.null_values).mean(axis=0)
-            null = np.asarray(tested.null_values)
-            best_chance = search_chance(null, spec.higher_is_better, ~degenerate)
-            row_best_chance = row_search_chance(null, spec.higher_is_better, ~degenerate)
-            if request.permutations:
-                p_values = np.asarray(tested.p_cells_raw, dtype=np.float64)
-                p_corrected = studentised_max_t(
-                    values, np.asarray(tested.null_values), spec.higher_is_better, valid=~degenerate
-                )
+            values = shuffled()
         else:
             values = layer_matrix(
                 view_a.values,
@@ -304,10 +310,12 @@ def layer_matrix_of(
                 progress=progress,
                 **params,
             ).values
-    except InputError:  # some pair cannot be scored: score the others, one by one
+    except InputError:  # some pair cannot be scored: score the others, one by one, and shuffle those
         values, failed = _cell_by_cell(spec, view_a.values, view_b.values, names_a, names_b, params, progress)
         problems.extend(failed)
-        chance = p_values = p_corrected = best_chance = row_best_chance = None
+        scoreable = np.isfinite(values)
+        if shuffles and scoreable.any():
+            shuffled(scoreable)
     if closed is not None:
         chance = np.full(values.shape, float(closed))
     best = best_cell(values, spec.higher_is_better, valid=~degenerate)

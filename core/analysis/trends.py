@@ -41,7 +41,7 @@ class TrendRequest(Request):
     Empty ``x`` is looked up when the features are cached (training a digits net measures its accuracy)."""
 
     kind: ClassVar[str] = "trend"
-    result_version: ClassVar[int] = 4  # 2: search_chance; 3: search_rho; 4: no ρ of a constant
+    result_version: ClassVar[int] = 5  # 2: search_chance; 3: search_rho; 4: no ρ of a constant; 5: unscoreable cells
     models: tuple[str, ...]
     reference: tuple[str, ...]
     dataset: str

@@ -158,3 +158,24 @@ def test_a_search_counts_only_the_layer_pairs_it_could_pick():
     full = score_pair(PairRequest("A", "B", "noise", N, 0, "mutual_knn", metric_params("mutual_knn", k=K), "all"),
                       view_a, view_b)  # fmt: skip
     assert full.pairs_searched == 4
+
+
+def test_a_search_where_some_pairs_cannot_be_scored_still_gets_its_p_over_those_it_could():
+    """GRAM volume over layers of different widths had no p, no corrected p and no search chance at all:
+    the shuffled test needed every pair scoreable. Now it shuffles the scoreable pairs, and the best pair's
+    p is the fixed pair's permutation p (the same shuffles)."""
+    rng = np.random.default_rng(6)
+    shared = rng.standard_normal((N, 8))
+    view_a = _view("A", [shared + 0.5 * rng.standard_normal((N, 8)), rng.standard_normal((N, 16)),
+                         rng.standard_normal((N, 8))])  # fmt: skip
+    view_b = _view("B", [shared + 0.5 * rng.standard_normal((N, 8)), rng.standard_normal((N, 4))])
+    request = PairRequest("A", "B", "noise", N, 0, "gram_volume", (), "all", 99)
+    searched = score_pair(request, view_a, view_b)
+    assert searched.pairs_searched == 2 and (searched.layer_a, searched.layer_b) == (0, 0)  # (0,0) and (2,0)
+    fixed = score_pair(request.replace(layers="0,0"), view_a, view_b)
+    assert searched.p_value == fixed.p_value == pytest.approx(0.01)  # the floor: the real pair
+    assert searched.p_maxstat == pytest.approx(0.01) and searched.p_bonferroni == pytest.approx(0.02)
+    assert searched.search_chance is not None and searched.value < searched.search_chance  # lower is better
+    matrix = _matrix(view_a, view_b, "gram_volume", permutations=99)
+    assert np.isnan(matrix.p_values[[0, 1, 1, 2], [1, 0, 1, 1]]).all()  # the pairs it could not score
+    assert np.isfinite(matrix.p_values[[0, 2], [0, 0]]).all()
