@@ -22,6 +22,7 @@ from alignscope.core.cli_support import (
     run_with_bar,
 )
 from alignscope.core.metrics.rdm import COMPARE_METHODS, RDM_METHODS
+from alignscope.core.numbers import fixed
 
 
 def profile_rows(profile) -> list[dict[str, str]]:
@@ -31,11 +32,11 @@ def profile_rows(profile) -> list[dict[str, str]]:
         rows.append(
             {
                 "layer": f"{index}: {name}" + (" *" if index == profile.best_layer else ""),
-                profile.method: f"{score.value:.3f}",
+                profile.method: fixed(score.value),
                 f"{score.confidence:.0%} interval": (
-                    f"[{score.ci_low:.3f}, {score.ci_high:.3f}]" if score.n_boot else "off (--bootstrap 0)"
+                    f"[{fixed(score.ci_low)}, {fixed(score.ci_high)}]" if score.n_boot else "off (--bootstrap 0)"
                 ),
-                "noise ceiling": f"[{score.noise_ceiling_low:.3f}, {score.noise_ceiling_high:.3f}]",
+                "noise ceiling": f"[{fixed(score.noise_ceiling_low)}, {fixed(score.noise_ceiling_high)}]",
             }
         )
     return rows

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from alignscope.core.analysis.results import PairScore
+from alignscope.core.numbers import fixed
 
 TABLE_COLUMNS = (
     "metric",
@@ -82,7 +83,7 @@ def _cell(value: Any, digits: str = ".4f") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     if isinstance(value, float):
-        return format(value, digits)
+        return fixed(value, int(digits[1:-1])) if digits.endswith("f") else format(value, digits)
     return str(value)
 
 

@@ -3,6 +3,8 @@ by hierarchical clustering, and the GRAM n-way volume of the whole set."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -15,7 +17,7 @@ from alignscope.core.convergent import LayerIdentification
 from alignscope.core.defaults import DEFAULT_SELECTION
 from alignscope.core.metrics.registry import get_metric
 from alignscope.core.models import get_model_spec, install_status
-from alignscope.core.numbers import signed
+from alignscope.core.numbers import fixed, signed
 from alignscope.dashboard import plots, ui
 from alignscope.dashboard.convergence_view import convergent_learning
 from alignscope.dashboard.selection import MAX_MODELS, Selection
@@ -174,7 +176,7 @@ def _identification(sel: Selection) -> LayerIdentification | None:
         {label: [result.accuracy[label], *result.per_layer[label]] for label in result.accuracy},
         index=["all layers", *(f"layer {i}" for i in range(result.n_layers))],
     ).T
-    st.dataframe(frame.style.format("{:.2f}"), width="stretch")
+    st.dataframe(frame.style.format(functools.partial(fixed, digits=2)), width="stretch")
     st.caption(
         f"How often each metric's best layer of another net is the same layer (Kornblith et al. 2019, Table 2): "
         f"{result.n_ordered_pairs} ordered pairs × {result.n_layers} layers; chance {result.chance:.2f}."
@@ -257,13 +259,13 @@ def render(sel: Selection) -> None:
         )
         with st.expander("Scores and the layer pair behind each cell"):
             st.caption("Scores: the row's model as A against the column's as B.")
-            st.dataframe(frame.style.format("{:.4f}"), width="stretch")
+            st.dataframe(frame.style.format(functools.partial(fixed, digits=4)), width="stretch")
             st.caption("The layer pair behind each score (A's layer × B's layer).")
             st.dataframe(layer_frame, width="stretch")
             if result.search_chance is not None:
                 st.caption("Where each best layer pair lands on average with no alignment (shuffled correspondences).")
                 search_frame = pd.DataFrame(result.search_chance, index=list(sel.models), columns=list(sel.models))
-                st.dataframe(search_frame.style.format("{:.4f}"), width="stretch")
+                st.dataframe(search_frame.style.format(functools.partial(fixed, digits=4)), width="stretch")
     gram = _gram(sel, gram_out)
     ui.gate([matrix_out, gram_out], key="many-gate", what="the model matrix")
     layer_names = _family_layers(sel)

@@ -5,6 +5,7 @@ rsatoolbox's conventions. Recordings are uploaded here."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,7 @@ import streamlit as st
 from alignscope.core.analysis.features import modality_problem, plan_features
 from alignscope.core.analysis.rsa import MAX_RDM_VIEW, RdmRequest, RdmView, RsaProfile, RsaRequest
 from alignscope.core.errors import AlignscopeError
+from alignscope.core.numbers import fixed
 from alignscope.core.recordings import add_recording, list_recordings, parse_sample_ids
 from alignscope.dashboard import _cached, plots_rsa, ui
 from alignscope.dashboard.selection import DATA_RDMS, MODEL_RDMS, RDM_COMPARISONS, Selection
@@ -101,7 +103,7 @@ def _profile(sel: Selection) -> RsaProfile | None:
         },
         index=[f"{i}: {name}" for i, name in enumerate(profile.layer_names)],
     )
-    st.dataframe(frame.style.format("{:.3f}", na_rep="—"), width="stretch")
+    st.dataframe(frame.style.format(functools.partial(fixed, digits=3), na_rep="—"), width="stretch")
     repeats = f" × {first.n_repeats} repeats" if first.n_repeats else ""
     st.caption(
         ui.plain(

@@ -3,12 +3,15 @@ depth varies, against its chance band."""
 
 from __future__ import annotations
 
+import functools
+
 import pandas as pd
 import streamlit as st
 
 from alignscope.core.analysis.requests import SweepRequest
 from alignscope.core.analysis.results import Sweep
 from alignscope.core.metrics.registry import get_metric, list_metrics
+from alignscope.core.numbers import fixed
 from alignscope.dashboard import _cached, plots, ui
 from alignscope.dashboard.selection import SWEEPS, Selection
 from alignscope.dashboard.url_state import bound, share_url
@@ -88,7 +91,7 @@ def render(sel: Selection) -> None:
             }
         ).set_index("x")
         with st.expander("Values"):
-            st.dataframe(frame.style.format("{:.4f}", na_rep="—"), width="stretch")
+            st.dataframe(frame.style.format(functools.partial(fixed, digits=4), na_rep="—"), width="stretch")
     else:
         ui.status_note(outcome, f"the {sel.sweep} sweep")
     ui.gate([outcome], key="sweeps-gate", what="the sweep")
