@@ -47,9 +47,7 @@ def _bootstrap_registries() -> None:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from alignscope.core.cli_analysis import print_models, set_properties
-    from alignscope.core.models import hub_model_spec, list_models
-    from alignscope.core.sources import check_hub_model
-    from alignscope.core.uploads import remember_model
+    from alignscope.core.uploads import add_hub_model, remember_model
 
     steps = (args.add, args.remove, args.set, args.import_properties, args.text_variant)
     if sum(x is not None for x in steps) > 1:
@@ -74,39 +72,22 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"removed model {args.remove!r} (its cached features stay until `alignscope cache rm`)")
         return 0
     if args.add is not None:  # "" too: an empty id is said, not taken for no --add at all
-
-        def spec_for(modality: str):
-            return hub_model_spec(
-                args.add,
-                modality=modality,
-                name=args.name,
-                revision=args.revision,
-                trust_remote_code=args.trust_remote_code,
-            )
-
-        spec = spec_for(args.modality or "text")  # the id checked before any request
-        check = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
-        guess = check.modality
-        if args.modality is None:
-            if guess.modality is None:
-                raise ModalityError(
-                    f"cannot tell whether {args.add!r} reads text or images: {guess.evidence}; "
-                    "give --modality text or --modality image. Nothing was added"
-                )
-            spec = spec_for(guess.modality)
-        previous = next((s for s in list_models() if s.name == spec.name), None)
-        spec = remember_model(spec)
-        if previous is not None and previous != spec:
-            print(f"note: replaced the earlier entry {spec.name!r} ({previous.kind}, {previous.source})")
-        if check.warning:
-            print(f"warning: {check.warning}", file=sys.stderr)
-        if args.modality is None:
-            print(f"note: reads {spec.modality} ({guess.evidence}); --modality overrides")
-        elif guess.modality not in (None, args.modality):
-            print(
-                f"warning: added as {'an image' if args.modality == 'image' else 'a text'} model as asked, but {guess.evidence}: check --modality",
-                file=sys.stderr,
-            )
+        added = add_hub_model(
+            args.add,
+            modality=args.modality,
+            name=args.name,
+            revision=args.revision,
+            trust_remote_code=args.trust_remote_code,
+        )
+        spec = added.spec
+        if added.previous is not None:
+            print(f"note: replaced the earlier entry {spec.name!r} ({added.previous.kind}, {added.previous.source})")
+        if added.hub_warning:
+            print(f"warning: {added.hub_warning}", file=sys.stderr)
+        if added.modality_note:
+            print(f"note: {added.modality_note}; --modality overrides")
+        if added.modality_warning:
+            print(f"warning: {added.modality_warning}", file=sys.stderr)
         print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
         return 0
     return print_models(args.format)

@@ -318,11 +318,12 @@ def cmd_probe(args: argparse.Namespace) -> int:
         for name, probe in zip(result.layer_names, result.layers)
     ]
     print_table(rows, ["layer", "accuracy", "± folds"])
+    result.keep()  # also when read back from the store: the property is this probe's
     prop = result.as_property()
     print(f"\nset {args.model}: {prop.name} = {prop.value:.4f} (chance {result.layers[0].chance:.3f})")
     print(
-        f"It is the best layer's accuracy, picked on the same folds: a little optimistic as a layer's, fair for "
-        f"ranking models that each get their best layer. {prop.source}."
+        f"It is the best of {len(result.layers)} layers' accuracies, picked on the same folds: optimistic, and more "
+        "so for a model with more layers."
     )
     if earlier is not None and (earlier.value, earlier.source) != (prop.value, prop.source):
         print(f"note: replaced the earlier {prop.name} = {earlier.value:.4f} ({earlier.source})")

@@ -24,12 +24,12 @@ IMAGE_PIPELINES = frozenset(
         "depth-estimation",
         "keypoint-detection",
         "mask-generation",
-        "video-classification",
     }
 )
+# Tags that say the model reads text or images, but not which: the files decide.
+EITHER_PIPELINES = frozenset({"feature-extraction"})
 TEXT_PIPELINES = frozenset(
     {
-        "feature-extraction",
         "sentence-similarity",
         "fill-mask",
         "text-classification",
@@ -107,9 +107,19 @@ def folder_modality(folder: Path) -> ModalityGuess:
 
 
 def hub_modality(pipeline_tag: str | None, file_names: Iterable[str]) -> ModalityGuess:
-    """From the hub's metadata of a model: its pipeline tag, else its file names."""
+    """From the hub's metadata of a model: its pipeline tag, else (no tag, one that could be either, or one of
+    text and images together) its file names; a tag of another input (audio, video, …) says neither.
+
+    Example:
+        >>> hub_modality("audio-classification", ["preprocessor_config.json"]).modality is None
+        True
+        >>> hub_modality("feature-extraction", ["preprocessor_config.json"]).modality
+        'image'
+    """
     if pipeline_tag in IMAGE_PIPELINES:
         return ModalityGuess("image", f"the hub tags it {pipeline_tag!r}")
     if pipeline_tag in TEXT_PIPELINES:
         return ModalityGuess("text", f"the hub tags it {pipeline_tag!r}")
-    return modality_from_files(file_names)
+    if pipeline_tag is None or pipeline_tag in EITHER_PIPELINES or "image" in pipeline_tag or "text" in pipeline_tag:
+        return modality_from_files(file_names)  # untagged, feature-extraction, or text and images (CLIP, captioners)
+    return ModalityGuess(None, f"the hub tags it {pipeline_tag!r}, an input that is neither text nor images")

@@ -460,7 +460,9 @@ def check_hub_model(spec: SourceSpec, timeout: float = 10.0) -> HubModelCheck:
         return HubModelCheck(None, ModalityGuess(None, "it is not a transformers model folder or hub id"))
     info, warning = _ask_hub(source.hub_id, source.revision, timeout, "model")
     if info is None:
-        return HubModelCheck(warning, ModalityGuess(None, "the hub did not answer"))
+        unreachable = warning is None or warning.startswith(_UNREACHABLE)
+        why = "the hub did not answer" if unreachable else "it is gated on the hub, so its tags and files are not shown"
+        return HubModelCheck(warning, ModalityGuess(None, why))
     names = [sibling.rfilename for sibling in (getattr(info, "siblings", None) or [])]
     return HubModelCheck(warning, hub_modality(getattr(info, "pipeline_tag", None), names))
 

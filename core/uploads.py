@@ -33,7 +33,7 @@ import threading
 import zipfile
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -766,6 +766,78 @@ def remember_model(spec: ModelSpec, settings: Settings | None = None) -> ModelSp
     return spec
 
 
+@dataclass(frozen=True)
+class AddedModel:
+    """What :func:`add_hub_model` did: the ``spec`` kept, the ``previous`` entry of that name it replaced
+    (None if none or the same), the hub's ``hub_warning`` (unverified offline, gated), ``modality_note``:
+    how the modality was decided when none was given, ``modality_warning``: a given one the model's hub
+    metadata or files contradict ("" when none)."""
+
+    spec: ModelSpec
+    previous: ModelSpec | None
+    hub_warning: str | None
+    modality_note: str
+    modality_warning: str
+
+
+def add_hub_model(
+    hub_id: str,
+    *,
+    modality: str | None,
+    name: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    allow_local: bool = True,
+    settings: Settings | None = None,
+) -> AddedModel:
+    """Check and keep a ``transformers`` model by hub id (or local folder); ``modality`` None: from the hub's
+    pipeline tag or the files (see ``model_modality``), and nothing is added where they do not say.
+
+    Raises:
+        InvalidNameError, UnknownModelError: a bad id, or one the hub does not have (nothing is added).
+        ModalityError: no modality given and none can be told.
+    """
+    from alignscope.core.errors import ModalityError
+    from alignscope.core.models import hub_model_spec, list_models
+    from alignscope.core.sources import check_hub_model
+
+    def spec_for(chosen: str) -> ModelSpec:
+        return hub_model_spec(
+            hub_id,
+            modality=chosen,
+            name=name,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            allow_local=allow_local,
+        )
+
+    spec = spec_for(modality or "text")  # the id is checked before any request
+    check = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
+    guess = check.modality
+    if modality is None:
+        if guess.modality is None:
+            raise ModalityError(
+                f"cannot tell whether {hub_id!r} reads text or images: {guess.evidence}; give the modality "
+                "(--modality text or image). Nothing was added"
+            )
+        spec = spec_for(guess.modality)
+    previous = next((s for s in list_models() if s.name == spec.name), None)
+    spec = remember_model(spec, settings)
+    warning = ""
+    if modality is not None and guess.modality not in (None, modality):
+        warning = (
+            f"added as {'an image' if modality == 'image' else 'a text'} model as asked, but {guess.evidence}: "
+            "check the modality"
+        )
+    return AddedModel(
+        spec,
+        previous if previous != spec else None,
+        check.warning,
+        f"reads {spec.modality} ({guess.evidence})" if modality is None else "",
+        warning,
+    )
+
+
 def remember_dataset(spec: DatasetSpec, settings: Settings | None = None) -> DatasetSpec:
     _claim_name("datasets", spec.name)
     register_dataset(spec, overwrite=True)
@@ -776,6 +848,8 @@ def remember_dataset(spec: DatasetSpec, settings: Settings | None = None) -> Dat
 __all__ = [
     "AlignscopeError",
     "check_upload_size",
+    "AddedModel",
+    "add_hub_model",
     "add_image_caption_csv",
     "add_image_dataset",
     "add_image_folder",

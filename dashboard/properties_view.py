@@ -80,6 +80,7 @@ def _probe(sel: Selection) -> None:
         ui.gate([outcome], key="probe-gate", what="the probe")
         return
     result = outcome.result
+    result.keep()  # read back from the store too: the property is the probe shown
     frame = pd.DataFrame(
         {
             "layer": list(result.layer_names),

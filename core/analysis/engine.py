@@ -465,11 +465,10 @@ def _compute_difference(engine: Engine, prepared: Prepared, progress: Progress |
 
 def _compute_probes(engine: Engine, prepared: Prepared, progress: Progress | None) -> Any:
     from alignscope.core.analysis.probes import compute_probes
-    from alignscope.core.properties import record_measured
 
     request = prepared.request
     result = compute_probes(request, engine.views(prepared)[request.model], progress=callback(progress))
-    record_measured(request.model, result.as_property(), engine.settings)
+    result.keep(engine.settings)
     return result
 
 

@@ -16,6 +16,7 @@ from alignscope.core.analysis.results import register_result_type
 from alignscope.core.errors import InputError
 from alignscope.core.models import ModelProperty
 from alignscope.core.probe import ProbeResult, probe_layers
+from alignscope.core.settings import Settings
 
 register_result_type(ProbeResult)
 
@@ -61,6 +62,13 @@ class LayerProbes:
             f"best of {len(self.layers)} layers ({self.layer_names[self.best_layer]}); chance {best.chance:.3f}"
         )
         return ModelProperty(probe_property_name(self.dataset), best.accuracy, "fraction", source)
+
+    def keep(self, settings: Settings | None = None) -> None:
+        """Keep :meth:`as_property` as the model's measured property; called for a probe read back from the
+        store too, so the property is always the last probe shown."""
+        from alignscope.core.properties import record_measured
+
+        record_measured(self.model, self.as_property(), settings)
 
 
 def compute_probes(

@@ -171,14 +171,22 @@ class RsaProfile:
     best_support: float | None = None
 
     def best_words(self) -> str:
-        """What the best layer's mark means: its bootstrap support, and whether its interval excludes 0."""
+        """What the best layer's mark means: its bootstrap support, and whether any layer's interval excludes 0."""
         best = self.scores[self.best_layer]
         words = f"best layer: {self.layer_names[self.best_layer]}"
-        if self.best_support is None:
+        if not best.n_boot:
             return words + " (no bootstrap: how surely it is the best is not measured)."
-        words += f", the best in {self.best_support:.0%} of the {best.n_boot} bootstrap resamples"
-        if best.ci_low <= 0:
-            return words + f"; its {best.confidence:.0%} interval includes 0: no layer is shown to relate to the data."
+        if self.best_support is None:
+            words += " (some layers dropped bootstrap resamples, so the layers' resamples do not line up: how surely it is the best is not measured)"
+        else:
+            words += f", the best in {self.best_support:.0%} of the {best.n_boot} bootstrap resamples"
+        if all(not score.ci_low > 0 for score in self.scores):
+            return (
+                words
+                + f"; every layer's {best.confidence:.0%} interval includes 0: none is shown to relate to the data."
+            )
+        if not best.ci_low > 0:
+            return words + f"; its {best.confidence:.0%} interval includes 0."
         return words + "."
 
 

@@ -10,10 +10,15 @@ from alignscope.core.analysis.features import LOADED_VIEWS
 from alignscope.core.cache import FeatureCache
 from alignscope.core.datasets import list_datasets
 from alignscope.core.errors import AlignscopeError
-from alignscope.core.models import MODELS, hub_model_spec, install_status, list_models, load_model
+from alignscope.core.models import MODELS, install_status, list_models, load_model
 from alignscope.core.settings import get_settings
-from alignscope.core.sources import check_hub_model
-from alignscope.core.uploads import add_image_dataset, add_representation, add_text_dataset, forget, remember_model
+from alignscope.core.uploads import (
+    add_hub_model,
+    add_image_dataset,
+    add_representation,
+    add_text_dataset,
+    forget,
+)
 from alignscope.dashboard import _cached, ui
 from alignscope.dashboard.properties_view import render_properties
 from alignscope.dashboard.selection import Selection
@@ -171,6 +176,9 @@ def _upload_representation(sel: Selection) -> None:
             ui.switch_to_compare()
 
 
+MODALITY_CHOICES = {"auto": "auto (from the hub)", "text": "text", "image": "image"}
+
+
 def _hub_model() -> None:
     st.subheader("Add a Hugging Face model by id")
     st.markdown(
@@ -180,31 +188,36 @@ def _hub_model() -> None:
     )
     with st.form("hub-model"):
         hub_id = st.text_input("Hub id", placeholder="sentence-transformers/all-MiniLM-L6-v2", key="hub-id")
-        modality = st.radio("Modality", ["text", "image"], horizontal=True)
+        modality = st.radio(
+            "Modality",
+            list(MODALITY_CHOICES),
+            format_func=MODALITY_CHOICES.get,
+            horizontal=True,
+            help="Auto: from the hub's pipeline tag, else the model's files (a tokenizer, an image processor); "
+            "where they do not say (offline, a CLIP-like model with both), pick text or image.",
+        )
         revision = st.text_input("Revision (optional)", placeholder="main")
         hub_submitted = st.form_submit_button("Add model", icon=":material/add:")
     if hub_submitted:
         try:
-            spec = hub_model_spec(
-                hub_id.strip(),
-                modality=modality,
-                revision=revision.strip() or None,
-                allow_local=get_settings().dashboard_local_paths,
-            )
             with st.spinner("Checking the id on the Hugging Face hub…"):
-                check = check_hub_model(spec)
-            spec = remember_model(spec)
-            if check.warning:
-                st.warning(ui.plain(check.warning), icon=":material/cloud_off:")
-            if check.modality.modality not in (None, modality):
+                added = add_hub_model(
+                    hub_id.strip(),
+                    modality=None if modality == "auto" else modality,
+                    revision=revision.strip() or None,
+                    allow_local=get_settings().dashboard_local_paths,
+                )
+            spec = added.spec
+            if added.hub_warning:
+                st.warning(ui.plain(added.hub_warning), icon=":material/cloud_off:")
+            if added.modality_warning:
                 st.warning(
-                    ui.plain(
-                        f"Added as {'an image' if modality == 'image' else 'a text'} model as asked, but {check.modality.evidence}: check the modality."
-                    ),
+                    ui.plain(added.modality_warning[0].upper() + added.modality_warning[1:] + "."),
                     icon=":material/warning:",
                 )
+            note = f" It {added.modality_note}." if added.modality_note else ""
             st.success(
-                ui.plain(f"Added model {spec.name} ({spec.kind}, {spec.source}). Try loading it below."),
+                ui.plain(f"Added model {spec.name} ({spec.kind}, {spec.source}).{note} Try loading it below."),
                 icon=":material/check_circle:",
             )
             st.session_state["last-hub-model"] = spec.name

@@ -396,6 +396,9 @@ def test_an_unreachable_hub_adds_the_model_unverified_with_a_warning(monkeypatch
         (None, ["config.json", "preprocessor_config.json", "model.safetensors"], "hf-vision"),  # no tag: the files
         (None, ["config.json", "vocab.txt", "tokenizer_config.json"], "hf-text"),
         ("zero-shot-image-classification", ["tokenizer.json", "preprocessor_config.json"], None),  # CLIP: asked
+        ("feature-extraction", ["config.json", "preprocessor_config.json"], "hf-vision"),  # either: the files
+        ("audio-classification", ["config.json", "preprocessor_config.json"], None),  # was an image model
+        ("video-classification", ["config.json", "preprocessor_config.json"], None),
     ],
 )
 def test_a_hub_model_reads_what_its_hub_metadata_says(monkeypatch, capsys, pipeline_tag, files, kind):
@@ -410,7 +413,8 @@ def test_a_hub_model_reads_what_its_hub_metadata_says(monkeypatch, capsys, pipel
     captured = capsys.readouterr()
     added = {spec.name: spec for spec in list_models()}
     if kind is None:
-        assert code == 2 and "both a tokenizer and an image processor" in captured.err and "--modality" in captured.err
+        why = "both a tokenizer and an image processor" if "image" in pipeline_tag else "neither text nor images"
+        assert code == 2 and why in captured.err and "--modality" in captured.err
         assert "tagged" not in added
     else:
         assert code == 0 and added["tagged"].kind == kind and "note: reads" in captured.out

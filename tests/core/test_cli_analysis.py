@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 
 from alignscope.core.cli import main
 from alignscope.core.models import list_models
-from alignscope.core.properties import families, model_properties
+from alignscope.core.properties import families, measured_properties, model_properties
 
 NETS = ("digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2")
 
@@ -370,7 +370,11 @@ def test_probe_records_its_accuracy_as_a_property_that_models_lists(digits_cache
     out = capsys.readouterr().out
     assert f"note: replaced the earlier probe_accuracy[digits] = {prop['value']:.4f} (measured here: 3-fold" in out
     assert "note: the value you set, probe_accuracy[digits] = 0.5, still wins" in out
-    assert "the best layer's accuracy, picked on the same folds" in out
+    assert "the best of 5 layers' accuracies, picked on the same folds" in out
+    # the first probe again, read back from the store: it said "replaced" but kept the second's value
+    assert main(["probe", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "150", "--folds", "3"]) == 0
+    assert "note: replaced the earlier probe_accuracy[digits]" in capsys.readouterr().out
+    assert measured_properties("digits-cnn-s0")["probe_accuracy[digits]"].value == pytest.approx(best, abs=5e-5)
 
 
 # -- uploaded representations -----------------------------------------------------------------------

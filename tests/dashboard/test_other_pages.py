@@ -233,6 +233,11 @@ def test_hub_model_without_network_fails_with_a_clear_message(monkeypatch):
     app = run_page("data_models")
     app.text_input(key="hub-id").set_value("someone/not-a-real-model-xyz")
     next(b for b in app.get("form_submit_button") if b.label == "Add model").click().run()
+    no_exception(app)  # auto, offline: nothing tells text from image, so nothing is added (it was added as text)
+    assert any("cannot tell whether" in e.value and "the hub did not answer" in e.value for e in app.error)
+    assert not app.success
+    app.radio[0].set_value("text")
+    next(b for b in app.get("form_submit_button") if b.label == "Add model").click().run()
     no_exception(app)
     assert any("Added model" in s.value for s in app.success)
     next(b for b in app.button if b.label.startswith("Try loading")).click().run()

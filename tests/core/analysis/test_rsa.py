@@ -160,6 +160,6 @@ def test_the_best_layer_says_how_surely_it_is_the_best(engine):
     add_recording("noise", "noise.npy", _npy(noise), dataset="digits", sample_ids=ids)
     chance = engine.run(RsaRequest(MODEL, "noise", "digits", N_FULL, 0, bootstrap=50))
     assert chance.best_support < real.best_support
-    assert "interval includes 0: no layer is shown to relate to the data" in chance.best_words()
+    assert "every layer's 95% interval includes 0: none is shown to relate to the data" in chance.best_words()
     unmeasured = engine.run(RsaRequest(MODEL, "noise", "digits", N_FULL, 0, bootstrap=0))
     assert unmeasured.best_support is None and "not measured" in unmeasured.best_words()
