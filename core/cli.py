@@ -292,22 +292,29 @@ def _cache_verify(cache, _keys: list[str]) -> int:
     bad_results = {k: v for k, v in results.items() if v != "ok"}
     for key, status in bad_results.items():  # the good ones are many: counted, not listed
         print(f"results/{key}  {status}; `alignscope cache gc` removes it (recomputed when next asked for)")
+    orphans = store.orphans() if store is not None else []
+    for path in orphans:
+        print(f"results/{path.relative_to(store.root).as_posix()}  arrays without their result (a killed writer's); "
+              "`alignscope cache gc` removes it")  # fmt: skip
     print(
         f"{len(report) - len(bad)} ok, {len(bad)} bad"
         + (f"; computed results: {len(results) - len(bad_results)} ok, {len(bad_results)} bad" if results else "")
+        + (f", {len(orphans)} leftover" if orphans else "")
     )
-    return 1 if bad or bad_results else 0
+    return 1 if bad or bad_results or orphans else 0
 
 
 def _cache_gc(cache, _keys: list[str]) -> int:
+    store = _results(cache)
+    results = store.remove_damaged() if store is not None else []  # first: its locks are then cleaned up too
+    for name, size in results:
+        print(f"removed  results/{name}  (a damaged or half-written computed result, {_mib(size)})")
     removed = cache.gc()
     for item in removed:
         print(f"removed  {item.name}  ({item.what}, {_mib(item.bytes)})")
-    store = _results(cache)
-    for key in store.remove_damaged() if store is not None else []:
-        print(f"removed  results/{key}  (a computed result whose checksum failed)")
-    freed = sum(item.bytes for item in removed)
-    print(f"freed {_mib(freed)} ({freed} bytes) in {len(removed)} files under {cache.settings.cache_dir}")
+    freed = sum(item.bytes for item in removed) + sum(size for _, size in results)
+    count = len(removed) + len(results)
+    print(f"freed {_mib(freed)} ({freed} bytes) in {count} files under {cache.settings.cache_dir}")
     return 0
 
 

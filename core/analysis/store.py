@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from alignscope.core.analysis.results import decode, encode
 from alignscope.core.errors import CacheError
@@ -65,7 +65,7 @@ class ResultStore:
         self.root = Path(root) if root is not None else settings.results_dir
 
     def _check_key(self, key: str) -> str:
-        if not (isinstance(key, str) and len(key) == _KEY_LENGTH and all(c in "0123456789abcdef" for c in key)):
+        if not (isinstance(key, str) and self._is_key(key)):
             raise CacheError(f"{key!r} is not a result key ({_KEY_LENGTH} hex digits)")
         return key
 
@@ -125,22 +125,48 @@ class ResultStore:
             return f"unreadable ({type(error).__name__})"
         except json.JSONDecodeError:
             return "metadata is not JSON"
-        except (ValueError, KeyError, TypeError) as error:
-            return str(error) if isinstance(error, ValueError) else f"metadata lacks {error}"
+        except KeyError as error:
+            return f"metadata lacks {error}"
+        except (ValueError, TypeError) as error:
+            return str(error) if isinstance(error, ValueError) else "metadata is malformed"
         return None
 
+    def _is_key(self, name: str) -> bool:
+        return len(name) == _KEY_LENGTH and all(c in "0123456789abcdef" for c in name)
+
     def keys(self) -> list[str]:
-        """Keys of the complete entries (those with their JSON), sorted."""
-        return sorted(path.stem for path in self.root.glob("??/*.json")) if self.root.exists() else []
+        """Keys of the complete entries (those with their JSON), sorted; other files are not entries."""
+        paths = self.root.glob("??/*.json") if self.root.exists() else []
+        return sorted(path.stem for path in paths if self._is_key(path.stem))
+
+    def orphans(self) -> list[Path]:
+        """Arrays files without their JSON and no writer holding their lock: a writer killed between the two
+        writes (the arrays go first) left them."""
+        paths = self.root.glob("??/*.safetensors") if self.root.exists() else []
+        found = []
+        for path in sorted(paths):
+            if not self._is_key(path.stem) or path.with_suffix(".json").exists():
+                continue
+            lock = self._lock(path.stem)
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                continue  # being written now
+            try:
+                if not path.with_suffix(".json").exists():
+                    found.append(path)
+            finally:
+                lock.release()
+        return found
 
     def verify(self) -> dict[str, str]:
         """``{key: "ok" | what is wrong}`` for every entry; removes nothing (a damaged entry is removed, and
         recomputed, when next asked for, or by :meth:`remove_damaged`)."""
         return {key: self.problem(key) or "ok" for key in self.keys()}
 
-    def remove_damaged(self) -> list[str]:
-        """Remove every entry whose checksums fail (checked again under its lock, so not one a writer has
-        just replaced); returns their keys."""
+    def remove_damaged(self) -> list[tuple[str, int]]:
+        """Remove every entry whose checksums fail (checked again under its lock, so not one a writer has just
+        replaced) and every :meth:`orphans` file; returns (name under the store, bytes) of each file removed."""
         removed = []
         for key in self.keys():
             if self.problem(key) is None:
@@ -149,8 +175,14 @@ class ResultStore:
                 if self.problem(key) is None:
                     continue
                 for path in self._paths(key):
-                    path.unlink(missing_ok=True)
-            removed.append(key)
+                    if path.exists():
+                        size = path.stat().st_size
+                        path.unlink(missing_ok=True)
+                        removed.append((path.relative_to(self.root).as_posix(), size))
+        for path in self.orphans():
+            size = path.stat().st_size
+            path.unlink(missing_ok=True)
+            removed.append((path.relative_to(self.root).as_posix(), size))
         return removed
 
     def put(

@@ -69,8 +69,21 @@ def test_cache_verify_and_gc_cover_the_computed_results(capsys):
     out = capsys.readouterr().out
     assert f"results/{key}  metadata checksum mismatch" in out and "computed results: 0 ok, 1 bad" in out
     assert sidecar.exists()  # verify removes nothing
+    # a stray file is not an entry (it stopped verify with "'copy' is not a result key"); arrays without their
+    # JSON are what a writer killed between its two writes leaves
+    (sidecar.parent / "copy.json").write_text("{}")
+    orphan = sidecar.parent / f"{'e' * 32}.safetensors"
+    orphan.write_bytes(b"x" * 2048)
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert f"results/{orphan.parent.name}/{orphan.name}  arrays without their result" in out
+    assert "computed results: 0 ok, 1 bad, 1 leftover" in out
+    size = sidecar.stat().st_size
     assert main(["cache", "gc"]) == 0
-    assert f"removed  results/{key}" in capsys.readouterr().out and store.keys() == []
+    out = capsys.readouterr().out
+    assert f"removed  results/{sidecar.parent.name}/{key}.json" in out and store.keys() == [] and not orphan.exists()
+    freed = int(out.split("freed ")[1].split("(")[1].split(" bytes")[0])
+    assert freed >= size + 2048  # the results removed are counted (it said 0.0 MiB)
     assert main(["cache", "verify"]) == 0
 
 
