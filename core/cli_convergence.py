@@ -92,6 +92,8 @@ def cmd_convergent(args: argparse.Namespace) -> int:
 
     models = resolve_models(list(split_names(args.models)))
     n = args.n or 10**9
+    check_flags_apply({"k": args.k}, [args.metric])  # before any work, as a bad --param is
+    params = command_params(args.metric, {"k": args.k}, parse_param_items(args.param, [args.metric])[args.metric])
     engine = new_engine()
     curves: FamilyMatchingCurves = run_with_bar(
         engine,
@@ -106,8 +108,6 @@ def cmd_convergent(args: argparse.Namespace) -> int:
             activation=args.activation,
         ),
     )
-    check_flags_apply({"k": args.k}, [args.metric])
-    params = command_params(args.metric, {"k": args.k}, parse_param_items(args.param, [args.metric])[args.metric])
     family: FamilyLayerMatrices = run_with_bar(
         engine, FamilyMatrixRequest(models, args.dataset, n, args.seed, args.metric, params)
     )

@@ -682,7 +682,7 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
     table = table.fillna("")
     image_paths = []
     for index, row in enumerate(table.itertuples(index=False)):
-        where = f"line {index + 2} of {csv_path.name!r}"  # line 1 is the header
+        where = f"row {index + 1} of {csv_path.name!r}"  # data rows, header not counted (a caption can span lines)
         if not str(row.image).strip():
             raise UploadError(f"{where}: no image path")
         if not str(row.caption).strip():  # it was stored as the caption "nan"
@@ -704,9 +704,7 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
         blob = image_path.read_bytes()
         reason = _image_problem(blob)
         if reason is not None:
-            raise UploadError(
-                f"line {index + 2} of {csv_path.name!r}: {row.image!r} is not a readable image ({reason})"
-            )
+            raise UploadError(f"row {index + 1} of {csv_path.name!r}: {row.image!r} is not a readable image ({reason})")
         member = f"{index:06d}{image_path.suffix.lower()}"
         members[member] = blob
         rows.append(

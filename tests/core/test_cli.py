@@ -275,6 +275,11 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
             "--k does not apply: linear_cka takes no k",
         ),
         (
+            ["convergent", "--models", "digits-cnn-s0,digits-cnn-s1", "--dataset", "digits", "--metric", "linear_cka"]
+            + ["--k", "5", "--thresholds", "0.5"],
+            "--k does not apply: linear_cka takes no k",  # said after the unit matching had run
+        ),
+        (
             ["identify-layers", "--models", "digits-cnn-s0,digits-cnn-s1", "--dataset", "digits"]
             + ["--metric", "linear_cka", "--k", "5"],
             "--k does not apply",

@@ -251,20 +251,20 @@ def test_image_folder_and_caption_csv_go_through_the_same_validation(cache_dir, 
         np.asarray(dataset.images[1]), np.asarray(Image.open(folder / "sub" / "p1.png").convert("RGB"))
     )
     csv.write_text("image,caption\nmissing.png,x\n")
-    with pytest.raises(UploadError, match="line 2 of 'pairs.csv': image 'missing.png' does not exist .* CSV's folder"):
+    with pytest.raises(UploadError, match="row 1 of 'pairs.csv': image 'missing.png' does not exist .* CSV's folder"):
         uploads.add_image_caption_csv("csv-bad", csv)
-    # each problem names the CSV's line and the path written there, never the zip the images are packed into
+    # each problem names the CSV's row and the path written there, never the zip the images are packed into
     (folder / "broken.png").write_bytes(b"not a png")
     (folder / "clip.mp4").write_bytes(_png(0))
     for rows, message in [
-        ("photos/sub/p0.png,a\nphotos/sub/p1.png,\nphotos/sub/p2.png,c\n", "line 3 of 'pairs.csv': no caption"),
+        ("photos/sub/p0.png,a\nphotos/sub/p1.png,\nphotos/sub/p2.png,c\n", "row 2 of 'pairs.csv': no caption"),
         (
             "photos/sub/p0.png,a\nphotos/broken.png,b\nphotos/sub/p2.png,c\n",
-            "line 3 .*'photos/broken.png' is not a readable",
+            "row 2 .*'photos/broken.png' is not a readable",
         ),
         (
             "photos/sub/p0.png,a\nphotos/clip.mp4,b\nphotos/sub/p2.png,c\n",
-            "line 3 .*'photos/clip.mp4' is not an image file",
+            "row 2 .*'photos/clip.mp4' is not an image file",
         ),
     ]:
         csv.write_text("image,caption\n" + rows)
