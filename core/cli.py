@@ -24,6 +24,7 @@ from alignscope.core.cli_support import (
     PARAM_HELP,
     bootstrap_count,
     check_device,
+    extract_with_bar,
     int_at_least,
     note_fewer_samples,
     print_table,
@@ -33,7 +34,7 @@ from alignscope.core.cli_support import (
     run_with_bar,
     terminal_text,
 )
-from alignscope.core.errors import AlignscopeError, ModalityError
+from alignscope.core.errors import AlignscopeError
 from alignscope.core.files import NoSpaceError
 
 MAX_SAMPLES = 200_000
@@ -154,7 +155,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.model or args.dataset:
         if not (args.model and args.dataset):
             raise AlignscopeError("give both --model and --dataset, or neither for the whole default")
-        jobs = [(m, d) for m in args.model for d in args.dataset]
+        jobs = list(dict.fromkeys((m, d) for m in args.model for d in args.dataset))  # a name given twice: once
     else:
         from alignscope.core.defaults import DEFAULT_JOBS
 
@@ -175,7 +176,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
                 "its own way whatever the pooling: leave --pooling out"
             )
     if skipped and len(skipped) == len(jobs):
-        raise ModalityError(next(iter(skipped.values())))
+        raise AlignscopeError(next(iter(skipped.values())))
     for reason in skipped.values():  # --model a --model b --dataset x --dataset y: the pairs that fit
         print(f"skipping: {terminal_text(reason)}", file=sys.stderr)
     jobs = [job for job in jobs if job not in skipped]
@@ -350,6 +351,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     check_flags_apply(shared, metrics)
     get_dataset_spec(args.dataset)
     check_device(args.device)
+    params = {metric: command_params(metric, shared, extra[metric]) for metric in metrics}  # checked before work
     engine = Engine()
     layers = _score_layers(args, engine)
     requests = [
@@ -360,7 +362,7 @@ def cmd_score(args: argparse.Namespace) -> int:
             args.n or MAX_SAMPLES,
             args.seed,
             metric,
-            command_params(metric, shared, extra[metric]),
+            params[metric],
             layers,
             args.permutations,
             args.bootstrap,
@@ -381,15 +383,17 @@ def _score_layers(args: argparse.Namespace, engine) -> str:
         return "all"
     if not args.layers.startswith("depth:"):
         return args.layers  # 'last' or 'i,j', checked by the request
-    from alignscope.core.analysis.features import extract_for_plan
     from alignscope.core.analysis.plans import pair_layers
     from alignscope.core.analysis.requests import PairRequest, parse_layer_choice
 
     parse_layer_choice(args.layers)  # a bad depth is refused before any extraction
     n = args.n or MAX_SAMPLES
     for plan in engine.prepare(PairRequest(args.model_a, args.model_b, args.dataset, n, args.seed)).missing:
-        extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=args.device)
-    return pair_layers(args.layers, engine, args.model_a, args.model_b, args.dataset, n, args.seed)
+        extract_with_bar(plan, args.device)
+    layers = pair_layers(args.layers, engine, args.model_a, args.model_b, args.dataset, n, args.seed)
+    if layers == "last":  # pair_layers' answer while layers are uncounted: never a silent substitute here
+        raise AlignscopeError(f"could not count the layers of {args.model_a} and {args.model_b} for {args.layers}")
+    return layers
 
 
 def streamlit_command(port: int, host: str) -> list[str]:

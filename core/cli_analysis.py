@@ -30,13 +30,13 @@ from alignscope.core.cli_support import (
     split_names,
 )
 from alignscope.core.errors import InputError
-from alignscope.core.numbers import signed
+from alignscope.core.numbers import fixed, signed
 
 
 def _number(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return "—"
-    return f"{value:.{digits}f}"
+    return fixed(value, digits)
 
 
 # -- models: properties ---------------------------------------------------------------------------
@@ -336,11 +336,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_identify_layers(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.identification import identification_request
     from alignscope.core.analysis.requests import check_flags_apply
+    from alignscope.core.metrics.registry import get_metric
     from alignscope.core.properties import resolve_models
 
     models = resolve_models(list(split_names(args.models)))
     metrics = tuple(args.metric or ("mutual_knn", "mutual_knn:ip", "cknna", "linear_cka", "debiased_cka", "svcca"))
     check_flags_apply({"k": args.k, "similarity": args.similarity}, [entry.partition(":")[0] for entry in metrics])
+    takers = [e for e in metrics if any(p.name == "similarity" for p in get_metric(e.partition(":")[0]).params)]
+    if args.similarity is not None and all(":" in entry for entry in takers):  # each names its own
+        own = "names its own" if len(takers) == 1 else "each name their own"
+        raise InputError(f"--similarity does not apply: {', '.join(takers)} {own} similarity; leave it out")
     request = identification_request(
         models,
         args.dataset,

@@ -141,15 +141,19 @@ def new_engine():
     return Engine()
 
 
+def extract_with_bar(plan, device: str | None = None) -> None:
+    """Extract one missing feature plan with a progress bar, on ``device``."""
+    from alignscope.core.analysis.features import extract_for_plan
+
+    extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
+
+
 def run_with_bar(engine, request, device: str | None = None) -> Any:
     """Features first (a bar each, on ``device``), then the request as one engine job with a bar and ETA;
     features found damaged on disk are extracted again (see ``Engine.run_extracting``)."""
-    from alignscope.core.analysis.features import extract_for_plan
-
-    def extract(plan) -> None:
-        extract_for_plan(plan, progress=progress_bar(f"{plan.model} on {plan.dataset}"), device=device)
-
-    return engine.run_extracting(request, extract, lambda prepared: BarProgress(prepared.label))
+    return engine.run_extracting(
+        request, lambda plan: extract_with_bar(plan, device), lambda prepared: BarProgress(prepared.label)
+    )
 
 
 def check_device(device: str | None) -> None:

@@ -43,7 +43,8 @@ class DifferenceRequest(Request):
     method: str = "auto"
 
     def __post_init__(self) -> None:
-        parse_layer_choice(self.layers)
+        if parse_layer_choice(self.layers) == "best":  # "all", score's word, is the same request
+            object.__setattr__(self, "layers", "best")
         if self.method not in DIFFERENCE_METHODS:
             raise InputError(f"method must be one of {', '.join(DIFFERENCE_METHODS)}, got {self.method!r}")
         if len({self.model_a, self.model_b, self.reference}) < 3:

@@ -315,7 +315,10 @@ def layer_matrix_of(
         problems.extend(failed)
         scoreable = np.isfinite(values)
         if shuffles and scoreable.any():
-            shuffled(scoreable)
+            try:
+                shuffled(scoreable)
+            except InputError:  # some pair fails only on shuffled rows: the scores stand, without a null
+                chance = p_values = p_corrected = best_chance = row_best_chance = None
     if closed is not None:
         chance = np.full(values.shape, float(closed))
     best = best_cell(values, spec.higher_is_better, valid=~degenerate)

@@ -47,7 +47,9 @@ def test_extract_over_models_and_datasets_skips_the_pairs_that_cannot_be_extract
         "(captions, digits) or a text model."
         for net in ("digits-cnn-s0", "digits-cnn-s1")
     ]
-    # nothing that fits: an error, before any work
+    # nothing that fits: an error, before any work (a name given twice too)
+    assert main(["extract", "--model", "digits-cnn-s0", "--model", "digits-cnn-s0", "--dataset", "sentences"]) == 2
+    assert "encodes image, but dataset 'sentences' holds text" in capsys.readouterr().err
     assert main(["extract", "--model", "digits-cnn-s0", "--dataset", "sentences", "--n", "30"]) == 2
     assert "encodes image, but dataset 'sentences' holds text" in capsys.readouterr().err
 
@@ -283,6 +285,11 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
             ["identify-layers", "--models", "digits-cnn-s0,digits-cnn-s1", "--dataset", "digits"]
             + ["--metric", "linear_cka", "--k", "5"],
             "--k does not apply",
+        ),
+        (
+            ["identify-layers", "--models", "digits-cnn-s0,digits-cnn-s1", "--dataset", "digits"]
+            + ["--metric", "mutual_knn:ip", "--metric", "linear_cka", "--similarity", "euclidean"],
+            "--similarity does not apply: mutual_knn:ip names its own similarity",  # it did nothing
         ),
         pytest.param(
             ["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30", "--device", "mps"],

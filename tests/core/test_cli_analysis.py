@@ -332,9 +332,12 @@ def test_difference_scores_are_those_of_alignscope_score_for_the_same_pairs(digi
     assert any(line.startswith("note: Each model's layer pair was chosen as its best") for line in lines) == (
         layers == "best"
     )
-    if layers == "best":  # 'all', score's word for the search, is the same request
+    if layers == "best":  # 'all', score's word for the search, is the same request (one stored result)
+        from alignscope.core.analysis.differences import DifferenceRequest
+
         assert main([*argv, *common, "--layers", "all", "--bootstrap", "20", "--format", "json"]) == 0
         assert _json(capsys)["test"] == test
+        assert DifferenceRequest("a", "b", "c", "digits", 100, layers="all").layers == "best"
     # a sign-flip p counts its flips (9999), not the bootstrap's 20 resamples behind the interval (it said 20)
     assert main([*argv, *common, "--layers", layers, "--bootstrap", "20", "--method", "sign_flip"]) == 0
     line = capsys.readouterr().out.splitlines()[2]

@@ -175,6 +175,12 @@ def test_a_search_where_some_pairs_cannot_be_scored_still_gets_its_p_over_those_
     fixed = score_pair(request.replace(layers="0,0"), view_a, view_b)
     assert searched.p_value == fixed.p_value == pytest.approx(0.01)  # the floor: the real pair
     assert searched.p_maxstat == pytest.approx(0.01) and searched.p_bonferroni == pytest.approx(0.02)
+    # a weak pair, its p away from the floor: the same shuffles as the fixed pair's test, to the count
+    weak_b = _view("B", [shared + 8.0 * rng.standard_normal((N, 8)), rng.standard_normal((N, 4))])
+    weak = score_pair(request, view_a, weak_b)
+    weak_fixed = score_pair(request.replace(layers=f"{weak.layer_a},{weak.layer_b}"), view_a, weak_b)
+    assert 0.03 < weak.p_value < 0.9 and weak.p_value == weak_fixed.p_value
+    assert weak.p_bonferroni == pytest.approx(min(1.0, 2 * weak.p_value))
     assert searched.search_chance is not None and searched.value < searched.search_chance  # lower is better
     matrix = _matrix(view_a, view_b, "gram_volume", permutations=99)
     assert np.isnan(matrix.p_values[[0, 1, 1, 2], [1, 0, 1, 1]]).all()  # the pairs it could not score
