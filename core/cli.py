@@ -295,8 +295,8 @@ def _cache_verify(cache, _keys: list[str]) -> int:
         print(f"results/{key}  {status}; `alignscope cache gc` removes it (recomputed when next asked for)")
     orphans = store.orphans() if store is not None else []
     for path in orphans:
-        print(f"results/{path.relative_to(store.root).as_posix()}  arrays without their result (a killed writer's); "
-              "`alignscope cache gc` removes it")  # fmt: skip
+        print(f"results/{path.relative_to(store.root).as_posix()}  no entry accounts for it (a killed writer's "
+              "arrays, or a file out of its folder); `alignscope cache gc` removes it")  # fmt: skip
     print(
         f"{len(report) - len(bad)} ok, {len(bad)} bad"
         + (f"; computed results: {len(results) - len(bad_results)} ok, {len(bad_results)} bad" if results else "")
@@ -320,18 +320,29 @@ def _cache_gc(cache, _keys: list[str]) -> int:
 
 
 def _cache_rm(cache, keys: list[str]) -> int:
+    """Feature entries, and computed results, whose keys start with each prefix (4+ hex digits)."""
     if not keys:
         raise AlignscopeError("name the keys (or key prefixes of 4+ hex digits) to remove")
+    store = _results(cache)
     unmatched, gone = [], []
     for prefix in dict.fromkeys(keys):
         removed_keys = cache.remove(prefix)
-        gone.extend(removed_keys)
-        if removed_keys:
-            print(f"removed {len(removed_keys)} entries matching {prefix}")
+        results = [key for key in store.keys() if key.startswith(prefix)] if store is not None else []
+        for key in results:
+            store.remove(key)
+        gone.extend(removed_keys + results)
+        if removed_keys or results:
+            what = [f"{len(removed_keys)} entries"] * bool(removed_keys) + [f"{len(results)} computed results"] * bool(
+                results
+            )
+            print(f"removed {' and '.join(what)} matching {prefix}")
         elif not any(key.startswith(prefix) for key in gone):  # not one an earlier prefix removed
             unmatched.append(prefix)
     if unmatched:
-        raise AlignscopeError(f"no cache entry matches {', '.join(unmatched)}; `alignscope cache ls` lists the keys")
+        raise AlignscopeError(
+            f"nothing in the cache matches {', '.join(unmatched)}; `alignscope cache ls` lists the feature keys, "
+            "`cache verify` names bad results"
+        )
     return 0
 
 

@@ -220,6 +220,13 @@ def compute_rsa(
     recording = load_recording(request.recording)
     if recording.digest != request.recording_digest:
         raise InputError(f"recording {request.recording!r} changed while this was computed; run it again")
+    if request.data_rdm == "crossnobis" and recording.measurements.ndim == 3 and recording.over == "subjects":
+        # it was read as one subject's repeats: the subjects' ceiling gone, without a word
+        raise InputError(
+            f"crossnobis needs repeated measurements of one subject, but {request.recording!r} is "
+            f"[subjects, stimuli, channels] ({recording.describe()}); upload it again with --over repeats if its "
+            "first axis is repeats, or as [subjects, repeats, stimuli, channels]"
+        )
     # the recording's RDMs over the shared samples are the same for every layer: built once
     shared_data = prepare_shared_data(
         view.sample_ids, recording.measurements, recording.sample_ids, data_rdm=request.data_rdm, over=recording.over

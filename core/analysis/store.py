@@ -89,6 +89,8 @@ class ResultStore:
         body = sidecar["body"]
         if _sha256(canonical_json(body).encode()) != sidecar["body_sha256"]:
             raise ValueError("metadata checksum mismatch")
+        if body["key"] != key:  # a whole entry copied under another key: another request's result
+            raise ValueError("the result of another request (stored under another key)")
         if body["arrays_sha256"] is None:
             return body, None
         blob = self._paths(key)[1].read_bytes()
@@ -134,18 +136,28 @@ class ResultStore:
     def _is_key(self, name: str) -> bool:
         return len(name) == _KEY_LENGTH and all(c in "0123456789abcdef" for c in name)
 
+    def _in_place(self, path: Path) -> bool:
+        """A file named by a key, in that key's folder (where :meth:`_paths` puts it)."""
+        return self._is_key(path.stem) and path.parent.name == path.stem[:2] and path.is_file()
+
     def keys(self) -> list[str]:
-        """Keys of the complete entries (those with their JSON), sorted; other files are not entries."""
+        """Keys of the complete entries (their JSON in its place), sorted; other files are not entries."""
         paths = self.root.glob("??/*.json") if self.root.exists() else []
-        return sorted(path.stem for path in paths if self._is_key(path.stem))
+        return sorted(path.stem for path in paths if self._in_place(path))
 
     def orphans(self) -> list[Path]:
-        """Arrays files without their JSON and no writer holding their lock: a writer killed between the two
-        writes (the arrays go first) left them."""
-        paths = self.root.glob("??/*.safetensors") if self.root.exists() else []
+        """Files named like an entry's that no entry accounts for and no writer holds: arrays without their
+        JSON (a writer killed between its two writes: the arrays go first), and entry files outside their
+        key's folder (moved there by hand: never read, so never checked)."""
+        paths = self.root.glob("??/*.*") if self.root.exists() else []
         found = []
         for path in sorted(paths):
-            if not self._is_key(path.stem) or path.with_suffix(".json").exists():
+            if path.suffix not in (".json", ".safetensors") or not self._is_key(path.stem) or not path.is_file():
+                continue
+            if not self._in_place(path):
+                found.append(path)
+                continue
+            if path.suffix == ".json" or path.with_suffix(".json").exists():
                 continue
             lock = self._lock(path.stem)
             try:

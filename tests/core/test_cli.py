@@ -78,7 +78,7 @@ def test_cache_verify_and_gc_cover_the_computed_results(capsys):
     orphan.write_bytes(b"x" * 2048)
     assert main(["cache", "verify"]) == 1
     out = capsys.readouterr().out
-    assert f"results/{orphan.parent.name}/{orphan.name}  arrays without their result" in out
+    assert f"results/{orphan.parent.name}/{orphan.name}  no entry accounts for it" in out
     assert "computed results: 0 ok, 1 bad, 1 leftover" in out
     size = sidecar.stat().st_size
     assert main(["cache", "gc"]) == 0
@@ -87,6 +87,30 @@ def test_cache_verify_and_gc_cover_the_computed_results(capsys):
     freed = int(out.split("freed ")[1].split("(")[1].split(" bytes")[0])
     assert freed >= size + 2048  # the results removed are counted (it said 0.0 MiB)
     assert main(["cache", "verify"]) == 0
+
+    # a whole entry copied under another request's key was served as that request's result
+    assert main([*score, "--layers", "last", "--metric", "linear_cka"]) == 0
+    assert main([*score, "--layers", "last", "--metric", "mutual_knn"]) == 0
+    capsys.readouterr()
+    labels = {entry.key: entry.label for entry in store.entries()}
+    cka, knn = (next(key for key, label in labels.items() if metric in label) for metric in ("linear_cka", "mutual"))
+    cka_path, knn_path = (next(store.root.glob(f"??/{k}.json")) for k in (cka, knn))
+    cka_path.write_text(knn_path.read_text())
+    assert main(["cache", "verify"]) == 1
+    assert f"results/{cka}  the result of another request" in capsys.readouterr().out
+    assert main([*score, "--layers", "last", "--metric", "linear_cka", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["metric"] == "linear_cka"  # recomputed, not mutual_knn's
+    # a folder named like an entry, and an entry out of its folder: no crash, and gc clears what it can
+    (store.root / knn[:2] / f"{'a' * 32}.json").mkdir()
+    stray = store.root / "zz" / f"{'f' * 32}.json"
+    stray.parent.mkdir()
+    stray.write_text(knn_path.read_text())
+    assert main(["cache", "verify"]) == 1
+    assert f"results/zz/{stray.name}  no entry accounts for it" in capsys.readouterr().out
+    assert main(["cache", "gc"]) == 0 and not stray.exists()
+    # cache rm takes a computed result's key too
+    assert main(["cache", "rm", knn[:10]]) == 0
+    assert f"removed 1 computed results matching {knn[:10]}" in capsys.readouterr().out and knn not in store.keys()
 
 
 def test_cache_ls_verify_rm(capsys):
@@ -98,7 +122,7 @@ def test_cache_ls_verify_rm(capsys):
     main(["cache", "ls"])
     assert "0 entries" in capsys.readouterr().out
     assert main(["cache", "rm", key[:8]]) == 2  # removing nothing is an error, not a silent success
-    assert f"no cache entry matches {key[:8]}" in capsys.readouterr().err
+    assert f"nothing in the cache matches {key[:8]}" in capsys.readouterr().err
 
 
 def test_score_json_matches_the_metric_library(capsys):

@@ -73,6 +73,14 @@ def test_crossnobis_over_repeats_and_a_replaced_recording_is_recomputed(engine):
     add_recording("v2", "v2.npy", _npy(noisier), dataset="digits", sample_ids=ids)
     second = Engine().run(RsaRequest(MODEL, "v2", "digits", N_FULL, data_rdm="crossnobis", bootstrap=10))
     assert second.scores[2].value < first.scores[2].value  # the new data's score, not the stored old one
+    # [subjects, stimuli, channels] is not one subject's repeats: crossnobis read it so, and lost the ceiling
+    three_subjects, _ = _simulated(engine, 2, 80, (3,), noise=1.0, seed=1)
+    add_recording("v3", "v3.npy", _npy(three_subjects), dataset="digits", sample_ids=ids)
+    with pytest.raises(InputError, match="crossnobis needs repeated measurements of one subject.*--over repeats"):
+        engine.run(RsaRequest(MODEL, "v3", "digits", N_FULL, data_rdm="crossnobis", bootstrap=10))
+    add_recording("v4", "v4.npy", _npy(three_subjects), dataset="digits", sample_ids=ids, over="repeats")
+    repeats = engine.run(RsaRequest(MODEL, "v4", "digits", N_FULL, data_rdm="crossnobis", bootstrap=10))
+    assert repeats.scores[0].n_repeats == 3 and repeats.scores[0].n_subjects == 1
 
 
 def test_recordings_are_validated_and_listed(engine):
