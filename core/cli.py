@@ -82,14 +82,23 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
         spec = added.spec
         if added.previous is not None:
-            print(f"note: replaced the earlier entry {spec.name!r} ({added.previous.kind}, {added.previous.source})")
+            print(
+                terminal_text(
+                    f"note: replaced the earlier entry {spec.name!r} ({added.previous.kind}, {added.previous.source})",
+                    one_line=True,
+                )
+            )
         if added.hub_warning:
             print(f"warning: {added.hub_warning}", file=sys.stderr)
         if added.modality_note:
-            print(f"note: {added.modality_note}; --modality overrides")
+            print(terminal_text(f"note: {added.modality_note}; --modality overrides", one_line=True))
         if added.modality_warning:
             print(f"warning: {added.modality_warning}", file=sys.stderr)
-        print(f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use")
+        print(
+            terminal_text(
+                f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use", one_line=True
+            )
+        )
         return 0
     return print_models(args.format)
 
@@ -195,6 +204,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
             pooling=pooling[model_name],
             progress=progress_bar(f"{model_name} on {dataset_name}"),
         )
+        note_fewer_samples(args.n, features.n_samples, dataset_name)
         status = "hit " if result.hit else "miss"
         print(
             f"{status}  {result.key}  {model_name:<20} {dataset_name:<10} n={features.n_samples:<6} "
@@ -390,14 +400,22 @@ def _score_layers(args: argparse.Namespace, engine) -> str:
     """``score --layers`` as a PairRequest's: ``all`` or ``best`` (the search), ``last``, ``i,j``, or
     ``depth:x`` (each model's layer at that relative depth, as trend, difference and plans take it; the
     features are extracted first to count the layers)."""
+    from alignscope.core.analysis.plans import pair_layers
+    from alignscope.core.analysis.requests import PairRequest, parse_layer_choice, parse_layers
+    from alignscope.core.errors import InputError
+
     if args.layers in ("all", "best"):
         return "all"
-    if not args.layers.startswith("depth:"):
-        return args.layers  # 'last' or 'i,j', checked by the request
-    from alignscope.core.analysis.plans import pair_layers
-    from alignscope.core.analysis.requests import PairRequest, parse_layer_choice
-
-    parse_layer_choice(args.layers)  # a bad depth is refused before any extraction
+    try:  # one message with every form score takes (each parser names only its own)
+        if not args.layers.startswith("depth:"):
+            parse_layers(args.layers)
+            return args.layers
+        parse_layer_choice(args.layers)  # a bad depth is refused before any extraction
+    except InputError:
+        raise InputError(
+            f"--layers must be 'all' or 'best' (search every pair), 'last', 'i,j' (two layer indices, -1 = last) "
+            f"or 'depth:<0..1>', not {args.layers!r}"
+        ) from None
     n = args.n or MAX_SAMPLES
     for plan in engine.prepare(PairRequest(args.model_a, args.model_b, args.dataset, n, args.seed)).missing:
         extract_with_bar(plan, args.device)
@@ -680,6 +698,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; the cache holds only complete entries", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `alignscope cache ls | head`: the reader left, nothing is wrong
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 0
     except Exception as error:  # a bug or an environment problem: still one line, unless debugging
         if os.environ.get("ALIGNSCOPE_DEBUG"):
             raise

@@ -33,7 +33,7 @@ from alignscope.core.errors import InputError
 from alignscope.core.numbers import fixed, signed
 
 
-def _number(value: float | None, digits: int = 4) -> str:
+def _table_number(value: float | None, digits: int = 4) -> str:
     if value is None or not math.isfinite(value):
         return "—"
     return fixed(value, digits)
@@ -177,19 +177,26 @@ def trend_request_from_args(args: argparse.Namespace):
     )
 
 
-def trend_rows(trend) -> list[dict[str, Any]]:
+def trend_rows(trend, *, raw: bool = False) -> list[dict[str, Any]]:
+    """One row per model; ``raw``: full-precision numbers and empty missing cells (CSV), else the table's."""
+
+    def number(value: float | None, digits: int = 4) -> Any:
+        if raw:
+            return "" if value is None or not math.isfinite(value) else float(value)
+        return _table_number(value, digits)
+
     rows = []
     for index, model in enumerate(trend.models):
         layers = [f"{ref}@{a},{b}" for m, ref, a, b in trend.pairs if m == model]
         rows.append(
             {
                 "model": model,
-                trend.property: _number(trend.x[index], 4),
-                trend.metric: _number(trend.y[index]),
-                "ci_low": _number(trend.ci_low[index]),
-                "ci_high": _number(trend.ci_high[index]),
-                "chance": _number(trend.chance[index]),
-                **({} if trend.search_chance is None else {"chance_of_best": _number(trend.search_chance[index])}),
+                trend.property: number(trend.x[index], 4),
+                trend.metric: number(trend.y[index]),
+                "ci_low": number(trend.ci_low[index]),
+                "ci_high": number(trend.ci_high[index]),
+                "chance": number(trend.chance[index]),
+                **({} if trend.search_chance is None else {"chance_of_best": number(trend.search_chance[index])}),
                 "layers": " ".join(layers),
             }
         )
@@ -248,7 +255,7 @@ def cmd_trend(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps(output_json(trend), indent=2) + "\n")
         return 0
-    rows = trend_rows(trend)
+    rows = trend_rows(trend, raw=args.format == "csv")
     if args.format == "csv":  # the rows on stdout, ρ and the notes on stderr: the file stays one table
         import csv
 

@@ -14,8 +14,8 @@ from alignscope.core.errors import AlignscopeError
 
 NEIGHBOR_MODES = ("exact", "approx")
 NEIGHBORS_HELP = (
-    "k-NN metrics: exact (default) or approx (an IVF-Flat index over faiss for n >= 10,000; the recall@k "
-    "measured against exact search is reported beside the score)"
+    "k-NN metrics: exact (default) or approx (an IVF-Flat index over faiss from n = 4,096 on, exact below; the "
+    "recall@k measured against exact search is reported beside the score)"
 )
 MAX_SEED = 2**31 - 1  # as in dashboard links
 
@@ -23,19 +23,23 @@ MAX_SEED = 2**31 - 1  # as in dashboard links
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def terminal_text(value: object) -> str:
+def terminal_text(value: object, *, one_line: bool = False) -> str:
     r"""``value`` as text safe to print: control characters (an ANSI escape in an uploaded file's name would
-    clear the screen on every listing) are shown escaped, never sent to the terminal.
+    clear the screen on every listing) are shown escaped, never sent to the terminal; with ``one_line``,
+    line breaks too (a table row, a name inside a sentence).
 
     Example:
         >>> terminal_text("\x1b[2Jevil.txt\tok")
         '\\x1b[2Jevil.txt\tok'
+        >>> terminal_text("a\nb", one_line=True)
+        'a\\nb'
     """
-    return _CONTROL.sub(lambda match: f"\\x{ord(match.group(0)):02x}", str(value))
+    text = _CONTROL.sub(lambda match: f"\\x{ord(match.group(0)):02x}", str(value))
+    return text.replace("\n", "\\n") if one_line else text
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
-    cells = [{c: terminal_text(row.get(c, "")) for c in columns} for row in rows]
+    cells = [{c: terminal_text(row.get(c, ""), one_line=True) for c in columns} for row in rows]
     widths = {c: max(len(c), *(len(r[c]) for r in cells)) if cells else len(c) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for row in cells:

@@ -113,6 +113,20 @@ def test_cache_verify_and_gc_cover_the_computed_results(capsys):
     assert f"removed 1 computed results matching {knn[:10]}" in capsys.readouterr().out and knn not in store.keys()
 
 
+def test_a_reader_that_leaves_early_is_not_an_error(monkeypatch, capsys):
+    """`alignscope cache ls | head -1` on a long listing printed "error: unexpected BrokenPipeError"."""
+    import io
+    import sys
+
+    class LeftEarly(io.StringIO):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", LeftEarly())
+    assert main(["models"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_cache_ls_verify_rm(capsys):
     main(["extract", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "30"])
     key = next(line.split()[1] for line in capsys.readouterr().out.splitlines() if line.startswith("miss"))
@@ -280,6 +294,11 @@ def test_score_over_all_layers_reports_the_best_pair(capsys):
         (["models", "--add", "org/model", "--revision", "../../x"], "is not a git branch, tag or commit"),
         (["datasets", "--add", "/nonexistent", "--text-column", "t"], "neither an existing local folder nor a hub id"),
         (["upload-recording", "nonexistent.npy", "--dataset", "digits"], "cannot read 'nonexistent.npy'"),
+        (
+            ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
+            + ["--layers", "depth:2"],
+            "--layers must be 'all' or 'best' (search every pair), 'last', 'i,j'",  # it named best/last/depth only
+        ),
         # flags no metric of the command takes were ignored without a word
         (
             ["score", "--model-a", "digits-cnn-s0", "--model-b", "digits-cnn-s1", "--dataset", "digits"]
