@@ -60,6 +60,21 @@ IMAGE_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 _IMAGE_SETTINGS = ("image_mean", "image_processor_type", "crop_size", "image_processor")
 
 
+# Dual encoders whose towers the clip-text / clip-image loaders read (text_model + text_projection,
+# vision_model + visual_projection): added as one tower, named by the modality given.
+DUAL_ENCODER_TYPES = frozenset({"clip"})
+
+
+def folder_model_type(folder: Path) -> str | None:
+    """``model_type`` of a model folder's ``config.json``, or None where it cannot be read."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = config.get("model_type") if isinstance(config, dict) else None
+    return value if isinstance(value, str) else None
+
+
 @dataclass(frozen=True)
 class ModalityGuess:
     """``modality``: "text", "image", or None where the evidence is missing or mixed; ``evidence``: what said

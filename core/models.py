@@ -225,8 +225,10 @@ def hub_model_spec(
     pooling: str | None = None,
     trust_remote_code: bool = False,
     allow_local: bool = True,
+    dual_encoder: bool = False,
 ) -> ModelSpec:
-    """A spec for a ``transformers`` model given by hub id or (``allow_local``) local folder.
+    """A spec for a ``transformers`` model given by hub id or (``allow_local``) local folder; with
+    ``dual_encoder``, one tower (``modality``'s) of a CLIP dual encoder.
 
     ``allow_local=False`` (the dashboard's default) accepts hub ids only and never looks at the
     server's filesystem, so a web user cannot probe or load arbitrary folders. A local folder is stored
@@ -250,16 +252,21 @@ def hub_model_spec(
         raise ModalityError(f"modality must be 'text' or 'image', not {modality!r}")
     check_revision(revision)
     derived = re.sub(r"[^A-Za-z0-9._\-]", "-", Path(hub_id).name if is_local else hub_id.replace("/", "--"))
+    if dual_encoder:
+        kind, default_pooling = ("clip-text", "last") if modality == "text" else ("clip-image", "cls")
+    else:
+        kind, default_pooling = ("hf-text", "mean") if modality == "text" else ("hf-vision", "cls")
     return ModelSpec(
         name=name or derived.strip("-.")[:100] or "model",
         family="hub",
-        kind="hf-text" if modality == "text" else "hf-vision",
+        kind=kind,
         source=str(Path(hub_id).expanduser().resolve()) if is_local else hub_id,
         modality=modality,
         revision=revision,
-        pooling=pooling or ("mean" if modality == "text" else "cls"),
+        pooling=pooling or default_pooling,
         trust_remote_code=trust_remote_code,
-        description=f"transformers model {hub_id}",
+        description=f"transformers model {hub_id}"
+        + (f": the {modality} tower of a dual encoder" if dual_encoder else ""),
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 import torch
 
 from alignscope.core.errors import InvalidNameError, ModelLoadError, UnknownDatasetError, UnknownModelError
-from alignscope.core.model_modality import ModalityGuess, folder_modality, hub_modality
+from alignscope.core.model_modality import ModalityGuess, folder_modality, folder_model_type, hub_modality
 from alignscope.core.registry import Registry
 from alignscope.core.settings import get_settings
 from alignscope.core.versions import installed_version
@@ -449,13 +449,16 @@ class HubModelCheck:
 
     warning: str | None
     modality: ModalityGuess
+    model_type: str | None = None
 
 
 def check_hub_model(spec: SourceSpec, timeout: float = 10.0) -> HubModelCheck:
-    """:func:`check_hub_id` for a spec (one request), and the modality its metadata or local folder says."""
+    """:func:`check_hub_id` for a spec (one request), and the modality and ``model_type`` its metadata or
+    local folder says."""
     source = parse_source(spec)
     if isinstance(source, LocalFolder):
-        return HubModelCheck(None, folder_modality(Path(source.path)))
+        folder = Path(source.path)
+        return HubModelCheck(None, folder_modality(folder), folder_model_type(folder))
     if not isinstance(source, HubSource):
         return HubModelCheck(None, ModalityGuess(None, "it is not a transformers model folder or hub id"))
     info, warning = _ask_hub(source.hub_id, source.revision, timeout, "model")
@@ -464,7 +467,13 @@ def check_hub_model(spec: SourceSpec, timeout: float = 10.0) -> HubModelCheck:
         why = "the hub did not answer" if unreachable else "it is gated on the hub, so its tags and files are not shown"
         return HubModelCheck(warning, ModalityGuess(None, why))
     names = [sibling.rfilename for sibling in (getattr(info, "siblings", None) or [])]
-    return HubModelCheck(warning, hub_modality(getattr(info, "pipeline_tag", None), names))
+    config = getattr(info, "config", None)
+    model_type = config.get("model_type") if isinstance(config, dict) else None
+    return HubModelCheck(
+        warning,
+        hub_modality(getattr(info, "pipeline_tag", None), names),
+        model_type if isinstance(model_type, str) else None,
+    )
 
 
 # --------------------------------------------------------------------------------------------------

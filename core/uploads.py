@@ -796,10 +796,11 @@ def add_hub_model(
         ModalityError: no modality given and none can be told.
     """
     from alignscope.core.errors import ModalityError
+    from alignscope.core.model_modality import DUAL_ENCODER_TYPES
     from alignscope.core.models import hub_model_spec, list_models
     from alignscope.core.sources import check_hub_model
 
-    def spec_for(chosen: str) -> ModelSpec:
+    def spec_for(chosen: str, dual_encoder: bool = False) -> ModelSpec:
         return hub_model_spec(
             hub_id,
             modality=chosen,
@@ -807,12 +808,20 @@ def add_hub_model(
             revision=revision,
             trust_remote_code=trust_remote_code,
             allow_local=allow_local,
+            dual_encoder=dual_encoder,
         )
 
     spec = spec_for(modality or "text")  # the id is checked before any request
     check = check_hub_model(spec)  # raises, before anything is saved, when the hub says "no such model"
     guess = check.modality
-    if modality is None:
+    if check.model_type in DUAL_ENCODER_TYPES:  # read as one tower: a plain text or vision model fails on it
+        if modality is None:
+            raise ModalityError(
+                f"{hub_id!r} is a {check.model_type} dual encoder (a text and an image tower): give the tower "
+                "(--modality text or image); add it twice, with --name, for both. Nothing was added"
+            )
+        spec = spec_for(modality, dual_encoder=True)
+    elif modality is None:
         if guess.modality is None:
             raise ModalityError(
                 f"cannot tell whether {hub_id!r} reads text or images: {guess.evidence}; give the modality "
@@ -822,7 +831,7 @@ def add_hub_model(
     previous = next((s for s in list_models() if s.name == spec.name), None)
     spec = remember_model(spec, settings)
     warning = ""
-    if modality is not None and guess.modality not in (None, modality):
+    if modality is not None and guess.modality not in (None, modality) and check.model_type not in DUAL_ENCODER_TYPES:
         warning = (
             f"added as {'an image' if modality == 'image' else 'a text'} model as asked, but {guess.evidence}: "
             "check the modality"
