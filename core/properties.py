@@ -87,6 +87,19 @@ def record_measured(model: str, prop: ModelProperty, settings: Settings | None =
         atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
 
 
+def forget_measured(model: str, settings: Settings | None = None) -> None:
+    """Drop what was measured for ``model`` (its weights are gone or replaced: a later model of that name
+    would show the old parameter count or accuracy)."""
+    settings = settings or get_settings()
+    path = _measured_path(settings)
+    if not path.exists():
+        return
+    with FileLock(str(path) + ".lock", timeout=30):
+        data = _read_json(path)
+        if data.pop(model, None) is not None:
+            atomic_write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+
 def measured_properties(model: str, settings: Settings | None = None) -> dict[str, ModelProperty]:
     settings = settings or get_settings()
     out: dict[str, ModelProperty] = {}

@@ -438,9 +438,15 @@ def forget(kind: str, name: str, settings: Settings | None = None) -> None:
             built_in = " (built-in entries cannot be removed)" if registry_in_memory.is_builtin(name) else ""
             raise UploadError(f"{name!r} is not an uploaded or added {kind[:-1]}{built_in}")
         registry[kind] = kept
+        if kind == "models":  # the user's numbers described the model removed, not the next of its name
+            registry.get("properties", {}).pop(name, None)
         _write_registry(registry, settings)
     shutil.rmtree(upload_folder(kind, name, settings), ignore_errors=True)
     registry_in_memory.unregister(name)
+    if kind == "models":
+        from alignscope.core.properties import forget_measured
+
+        forget_measured(name, settings)
 
 
 def _claim_name(kind: str, name: str) -> None:
@@ -757,10 +763,22 @@ def add_representation(
 
 
 def remember_model(spec: ModelSpec, settings: Settings | None = None) -> ModelSpec:
-    """Register a run-time model (e.g. a hub id) and keep it across restarts."""
+    """Register a run-time model (e.g. a hub id) and keep it across restarts. Replacing an entry of that name
+    by other weights drops what was measured for it (its parameter count, a probe's accuracy)."""
+    from alignscope.core.properties import forget_measured
+
     _claim_name("models", spec.name)
+    settings = settings or get_settings()
+    earlier = MODELS.get(spec.name) if spec.name in MODELS else None
+    if earlier is not None and (earlier.kind, earlier.source, earlier.revision, earlier.options) != (
+        spec.kind,
+        spec.source,
+        spec.revision,
+        spec.options,
+    ):
+        forget_measured(spec.name, settings)
     register_model(spec, overwrite=True)
-    _record("models", spec, settings or get_settings())
+    _record("models", spec, settings)
     return spec
 
 

@@ -489,6 +489,29 @@ def test_a_hub_model_reads_what_its_hub_metadata_says(monkeypatch, capsys, pipel
         main(["models", "--remove", "tagged"])
 
 
+def test_what_was_measured_for_a_model_goes_with_it(tmp_path, capsys):
+    """A removed or replaced model's parameter count stayed, and a later model of its name showed it."""
+    from tiny_models import save_tiny_bert, save_tiny_vit
+
+    from alignscope.core.properties import measured_properties, model_properties
+
+    vit, bert = save_tiny_vit(tmp_path / "vit"), save_tiny_bert(tmp_path / "bert")
+    assert main(["models", "--add", str(vit), "--name", "reused"]) == 0
+    assert main(["extract", "--model", "reused", "--dataset", "digits", "--n", "20"]) == 0
+    vit_params = measured_properties("reused")["params"].value
+    assert main(["models", "--set", "reused", "flops=3e6"]) == 0
+    assert main(["models", "--remove", "reused"]) == 0
+    assert main(["models", "--add", str(bert), "--name", "reused"]) == 0
+    assert "params" not in measured_properties("reused") and "flops" not in model_properties("reused")
+    assert main(["extract", "--model", "reused", "--dataset", "sentences", "--n", "20"]) == 0
+    bert_params = measured_properties("reused")["params"].value
+    assert bert_params != vit_params
+    assert main(["models", "--add", str(vit), "--name", "reused"]) == 0  # replaced without --remove
+    assert "params" not in measured_properties("reused")
+    main(["models", "--remove", "reused"])
+    capsys.readouterr()
+
+
 def test_a_hub_clip_model_is_added_as_the_tower_asked_for(monkeypatch, capsys):
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import ModelInfo
