@@ -134,6 +134,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if args.upload:
         path = Path(args.upload).expanduser()
         name = args.name or path.stem
+        earlier = next((s for s in list_datasets() if s.name == name), None)
         if path.is_dir():
             spec = add_image_folder(name, path)
         elif path.suffix.lower() == ".csv" and args.image_pairs:
@@ -144,7 +145,15 @@ def cmd_datasets(args: argparse.Namespace) -> int:
             spec = add_image_dataset(name, path.name, read_upload(path))
         else:
             spec = add_text_dataset(name, path.name, read_upload(path))
-        print(f"added dataset {spec.name!r} ({spec.modality}): {spec.description}")
+        if earlier is not None:
+            print(
+                terminal_text(
+                    f"note: replaced the earlier dataset {name!r} ({earlier.description}); results on it are "
+                    "recomputed for the new samples, and recordings of it pair with them by sample id",
+                    one_line=True,
+                )
+            )
+        print(terminal_text(f"added dataset {spec.name!r} ({spec.modality}): {spec.description}", one_line=True))
         return 0
 
     rows = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from alignscope.core.cli_support import (
@@ -43,9 +44,10 @@ def profile_rows(profile) -> list[dict[str, str]]:
 
 
 def cmd_upload_recording(args: argparse.Namespace) -> int:
-    from alignscope.core.recordings import add_recording, parse_sample_ids
+    from alignscope.core.recordings import add_recording, list_recordings, parse_sample_ids
 
     path = Path(args.file)
+    replacing = (args.name or path.stem) in list_recordings()
     data = read_upload(path)
     ids = None
     if args.ids:
@@ -53,6 +55,8 @@ def cmd_upload_recording(args: argparse.Namespace) -> int:
     recording = add_recording(
         args.name or path.stem, path.name, data, dataset=args.dataset, sample_ids=ids, over=args.over
     )
+    if replacing:
+        print(f"note: replaced the earlier recording {recording.name!r}; RSA against it is computed again")
     print(
         f"stored recording {recording.name}: {recording.describe()} of {recording.dataset} (sha256 {recording.digest[:12]}…)"
     )
@@ -89,6 +93,8 @@ def cmd_rsa(args: argparse.Namespace) -> int:
         + (f" × {first.n_repeats} repeats" if first.n_repeats else "")
         + f"; model RDM {profile.model_rdm}, data RDM {profile.data_rdm}, compared by {profile.method}"
     )
+    if profile.overlap_note():
+        print(f"note: {profile.overlap_note()}", file=sys.stderr)
     print_table(profile_rows(profile), list(profile_rows(profile)[0]))
     print(f"\n* {profile.best_words()} {first.note}")
     return 0

@@ -170,6 +170,16 @@ class RsaProfile:
     labels: tuple[str, ...] | None
     best_support: float | None = None
 
+    def overlap_note(self) -> str:
+        """Why fewer recorded stimuli were scored than recorded ("" when all were): the model's seeded subset
+        of the dataset (``n``) holds only some of them."""
+        if self.n_shared >= self.n_recording:
+            return ""
+        return (
+            f"only {self.n_shared} of the {self.n_recording} recorded stimuli are in the model's subset of "
+            f"{self.dataset} (n draws from the whole dataset); leave n out (the whole dataset) to score every one"
+        )
+
     def best_words(self) -> str:
         """What the best layer's mark means: its bootstrap support, and whether any layer's interval excludes 0."""
         best = self.scores[self.best_layer]

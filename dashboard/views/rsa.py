@@ -105,6 +105,10 @@ def _profile(sel: Selection) -> RsaProfile | None:
     )
     st.dataframe(frame.style.format(functools.partial(fixed, digits=3), na_rep="—"), width="stretch")
     repeats = f" × {first.n_repeats} repeats" if first.n_repeats else ""
+    if profile.overlap_note():
+        st.warning(
+            ui.plain(profile.overlap_note()[0].upper() + profile.overlap_note()[1:] + "."), icon=":material/info:"
+        )
     st.caption(
         ui.plain(
             f"{profile.n_shared} stimuli shared by the model and the recording (of {profile.n_recording} recorded), "

@@ -511,6 +511,17 @@ def test_what_was_measured_for_a_model_goes_with_it(tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_uploading_again_under_a_name_says_it_replaces(tmp_path, capsys):
+    first, second = tmp_path / "a.txt", tmp_path / "b.txt"
+    first.write_text("one\ntwo\nthree\n")
+    second.write_text("four\nfive\nsix\nseven\n")
+    assert main(["datasets", "--upload", str(first), "--name", "same"]) == 0
+    assert "replaced" not in capsys.readouterr().out
+    assert main(["datasets", "--upload", str(second), "--name", "same"]) == 0
+    assert "note: replaced the earlier dataset 'same' (" in capsys.readouterr().out  # it said nothing
+    main(["datasets", "--remove", "same"])
+
+
 def test_a_hub_clip_model_is_added_as_the_tower_asked_for(monkeypatch, capsys):
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import ModelInfo

@@ -138,10 +138,18 @@ def test_rsa_commands_store_and_score(engine, tmp_path, capsys):
         == 0
     )
     assert "2 subjects × 60 stimuli × 30 channels" in capsys.readouterr().out
+    upload = ["upload-recording", str(tmp_path / "rec.npy"), "--dataset", "digits", "--ids", str(tmp_path / "ids.csv")]
+    assert main(upload) == 0  # the same name again: said, not silent
+    assert "note: replaced the earlier recording 'rec'" in capsys.readouterr().out
     assert main(["rsa", "--model", MODEL, "--recording", "rec", "--bootstrap", "10"]) == 0
     out = capsys.readouterr().out
     profile = engine.run(RsaRequest(MODEL, "rec", "digits", N_FULL, bootstrap=10))
     assert f"{profile.scores[3].value:.3f}" in out and "60 shared stimuli" in out
+    # --n draws from the whole dataset: most recorded stimuli fell out without a word
+    assert main(["rsa", "--model", MODEL, "--recording", "rec", "--bootstrap", "0", "--n", "600"]) == 0
+    captured = capsys.readouterr()
+    shared = int(captured.out.split(" shared stimuli")[0].rsplit(" ", 1)[1])
+    assert shared < 60 and f"note: only {shared} of the 60 recorded stimuli are in the model's subset" in captured.err
     assert main(["rsa", "--model", MODEL, "--recording", "missing"]) == 2
 
 
