@@ -135,6 +135,8 @@ def cmd_datasets(args: argparse.Namespace) -> int:
         path = Path(args.upload).expanduser()
         name = args.name or path.stem
         earlier = next((s for s in list_datasets() if s.name == name), None)
+        if args.image_pairs and path.suffix.lower() != ".csv":  # it was read as plain text, header and all
+            raise AlignscopeError(f"--image-pairs reads a .csv of image paths and captions, not {path.name!r}")
         if path.is_dir():
             spec = add_image_folder(name, path)
         elif path.suffix.lower() == ".csv" and args.image_pairs:

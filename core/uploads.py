@@ -30,6 +30,7 @@ import io
 import json
 import shutil
 import threading
+import warnings
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -165,6 +166,12 @@ def parse_texts(filename: str, data: bytes) -> pd.DataFrame:
         raise UploadError(f"{filename!r} is not UTF-8 text") from exc
     except Exception as exc:
         raise UploadError(f"{filename!r} could not be read as {suffix[1:].upper()}: {exc}") from exc
+    if {"image", "caption"} <= set(table.columns) and "text" not in table.columns:
+        # its image paths were taken as the texts
+        raise UploadError(
+            f"{filename!r} has columns 'image' and 'caption': image-caption pairs are uploaded with --image-pairs "
+            "(the page: 'Images + captions (CSV)'); for the captions alone, name their column 'text'"
+        )
     text_column = (
         "text"
         if "text" in table.columns
@@ -680,11 +687,19 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
     csv_path = Path(csv_path).expanduser()
     try:
         check_upload_size(csv_path.stat().st_size, csv_path.name, settings)
-        table = pd.read_csv(csv_path, keep_default_na=False, na_values=[""], dtype=str)
+        with warnings.catch_warnings():  # a row with more fields than the header shifted every column of it
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            table = pd.read_csv(csv_path, keep_default_na=False, na_values=[""], dtype=str, index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise UploadError(
+            f"{csv_path.name!r} has a row with more fields than its header: quote a caption that holds a comma"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise UploadError(f"{str(csv_path)!r} could not be read as CSV: {exc}") from exc
     if not {"image", "caption"} <= set(table.columns):
         raise UploadError(f"{csv_path.name!r} needs columns 'image' and 'caption'; it has {list(table.columns)}")
+    if table.empty:  # it said "'x.zip' holds 0 readable images", naming a zip the user never gave
+        raise UploadError(f"{csv_path.name!r} has a header and no rows")
     table = table.fillna("")
     image_paths = []
     for index, row in enumerate(table.itertuples(index=False)):
@@ -713,13 +728,7 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
             raise UploadError(f"row {index + 1} of {csv_path.name!r}: {row.image!r} is not a readable image ({reason})")
         member = f"{index:06d}{image_path.suffix.lower()}"
         members[member] = blob
-        rows.append(
-            {
-                "image": member,
-                "caption": str(row.caption),
-                **({"label": str(row.label)} if "label" in table.columns else {}),
-            }
-        )
+        rows.append({**table.iloc[index].to_dict(), "image": member})  # other columns: the samples' metadata
     members["captions.csv"] = pd.DataFrame(rows).to_csv(index=False).encode()
     return add_image_dataset(name, f"{csv_path.stem}.zip", _zip_bytes(members), settings)
 

@@ -272,6 +272,22 @@ def test_image_folder_and_caption_csv_go_through_the_same_validation(cache_dir, 
             uploads.add_image_caption_csv("csv-bad", csv)
         assert ".zip" not in str(refused.value) and "000001" not in str(refused.value)
     assert "csv-bad" not in [spec.name for spec in list_datasets()]
+    # a row with one field too many shifted its columns ("image 'ok' does not exist"); a header alone named a zip
+    csv.write_text("image,caption\nphotos/sub/p0.png,ok,extra\nphotos/sub/p1.png,b\nphotos/sub/p2.png,c\n")
+    with pytest.raises(UploadError, match="a row with more fields than its header: quote a caption"):
+        uploads.add_image_caption_csv("csv-bad", csv)
+    csv.write_text("image,caption\n")
+    with pytest.raises(UploadError, match="'pairs.csv' has a header and no rows"):
+        uploads.add_image_caption_csv("csv-bad", csv)
+    # other columns are the samples' metadata, as in a zip's captions.csv (they were dropped)
+    csv.write_text(
+        "image,caption,site\nphotos/sub/p0.png,a,north\nphotos/sub/p1.png,b,south\nphotos/sub/p2.png,c,east\n"
+    )
+    uploads.add_image_caption_csv("csv-meta", csv)
+    assert load_dataset("csv-meta").metadata_column("site").values == ("north", "south", "east")
+    # image-caption pairs uploaded as plain text took the image paths as the texts
+    with pytest.raises(UploadError, match="image-caption pairs are uploaded with --image-pairs"):
+        uploads.add_text_dataset("csv-text", "pairs.csv", csv.read_bytes())
 
 
 def test_a_dataset_and_a_representation_of_one_name_do_not_clobber_each_other(cache_dir):
