@@ -17,6 +17,7 @@ asks for it *and* the user allowed that hub id (``ALIGNSCOPE_TRUST_REMOTE_CODE``
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -99,11 +100,12 @@ def _hf_load(loader: Callable, spec: HFSpec, settings: Settings, what: str) -> A
     try:
         return loader(folder, **_hf_kwargs(spec, settings))
     except Exception as exc:  # noqa: BLE001 - transformers raises OSError, ValueError, HTTP errors, ...
+        detail = (str(exc).splitlines()[0] if str(exc) else "").rstrip(".")
+        check = "the folder's files" if Path(spec.source).is_absolute() else "the id, your network"
         raise ModelLoadError(
             f"could not load the {what} of model {spec.name!r} from {spec.source!r}"
-            f"{' at revision ' + spec.revision if spec.revision else ''}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Check the id or path, your network, and "
-            "whether the model needs trust_remote_code (off unless you allow it)."
+            f"{' at revision ' + spec.revision if spec.revision else ''}: {type(exc).__name__}: {detail}. "
+            f"Check {check}, and whether the model needs trust_remote_code (off unless you allow it)."
         ) from exc
 
 

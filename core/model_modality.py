@@ -116,8 +116,8 @@ def folder_modality(folder: Path) -> ModalityGuess:
     for name in IMAGE_PROCESSOR_FILES:
         try:
             configs[name] = json.loads((folder / name).read_text()) if name in names else None
-        except (OSError, ValueError):
-            configs[name] = None
+        except (OSError, ValueError):  # not "no image processor": a broken one
+            return ModalityGuess(None, f"its {name} is not valid JSON")
     return modality_from_files(names, configs)
 
 

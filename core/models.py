@@ -216,6 +216,21 @@ def is_available(spec: ModelSpec) -> bool:
     return install_status(spec) != "no"
 
 
+def _check_model_folder(folder: Path, given: str) -> None:
+    """A local model folder holds a readable ``config.json`` and weights; else it was added with "it downloads
+    on first use" and failed at extraction."""
+    if not (folder / "config.json").is_file():
+        raise InvalidNameError(f"{given!r} is not a model folder (no config.json) nor a hub id like 'org/model'")
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidNameError(f"{given!r}: its config.json is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict):
+        raise InvalidNameError(f"{given!r}: its config.json is not a JSON object")
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.bin")):
+        raise InvalidNameError(f"{given!r} holds no weights (*.safetensors or *.bin files); nothing was added")
+
+
 def hub_model_spec(
     hub_id: str,
     *,
@@ -238,8 +253,8 @@ def hub_model_spec(
         raise InvalidNameError("a hub id like 'sentence-transformers/all-MiniLM-L6-v2' is required")
     local = Path(hub_id).expanduser() if allow_local else None
     is_local = local is not None and local.exists()
-    if local is not None and is_local and not (local / "config.json").is_file():
-        raise InvalidNameError(f"{hub_id!r} is not a model folder (no config.json) nor a hub id like 'org/model'")
+    if local is not None and is_local:
+        _check_model_folder(local, hub_id)
     if not is_local and not is_hub_id(hub_id):
         where = (
             "is neither an existing local folder nor a hub id like 'org/model'"

@@ -559,6 +559,18 @@ def test_a_local_model_folder_reads_what_its_files_say(tmp_path, capsys):
     assert main(["extract", "--model", "clip-i", "--dataset", "digits", "--n", "20"]) == 0  # (the text tower: tests
     # of the loader; this tiny one's 64 positions are fewer than a sentence's characters)
     assert "layers=4" in capsys.readouterr().out  # embeddings, 2 layers, the projection
+    # broken folders are refused when added, not at extraction ("it downloads on first use", then a failure)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    assert main(["models", "--add", str(broken), "--modality", "text"]) == 2
+    assert "its config.json is not valid JSON" in capsys.readouterr().err
+    (broken / "config.json").write_text('{"model_type": "bert"}')
+    assert main(["models", "--add", str(broken), "--modality", "text"]) == 2
+    assert "holds no weights (*.safetensors or *.bin files)" in capsys.readouterr().err
+    (vit / "preprocessor_config.json").write_text("{oops")
+    assert main(["models", "--add", str(vit), "--name", "vit-broken"]) == 2
+    assert "its preprocessor_config.json is not valid JSON" in capsys.readouterr().err
     # A modality given against the files is taken, with a warning.
     assert main(["models", "--add", str(bert), "--name", "bert-as-image", "--modality", "image"]) == 0
     assert "added as an image model as asked, but it has a tokenizer and no image processor" in capsys.readouterr().err
