@@ -255,6 +255,8 @@ def hub_model_spec(
     is_local = local is not None and local.exists()
     if local is not None and is_local:
         _check_model_folder(local, hub_id)
+        if revision:  # it was taken and ignored: a folder is its files
+            raise InvalidNameError(f"a revision names a commit of a hub id; {hub_id!r} is a local folder: leave it out")
     if not is_local and not is_hub_id(hub_id):
         where = (
             "is neither an existing local folder nor a hub id like 'org/model'"

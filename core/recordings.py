@@ -141,6 +141,8 @@ def add_recording(
             f"{Path(filename).name!r} has shape {array.shape}, read as [subjects, repeats, stimuli, channels]; "
             "over='repeats' is for one subject's repeats, a 3-D [repeats, stimuli, channels] array"
         )
+    if array.shape[-2] < 3:  # stored, it could never be scored: an RDM of fewer than 3 stimuli has no order
+        raise UploadError(f"{Path(filename).name!r} has {array.shape[-2]} stimuli; RSA needs at least 3")
     known = load_dataset(dataset).sample_ids
     ids = tuple(known) if sample_ids is None else tuple(sample_ids)
     if len(ids) != array.shape[-2]:

@@ -568,6 +568,8 @@ def test_a_local_model_folder_reads_what_its_files_say(tmp_path, capsys):
     (broken / "config.json").write_text('{"model_type": "bert"}')
     assert main(["models", "--add", str(broken), "--modality", "text"]) == 2
     assert "holds no weights (*.safetensors or *.bin files)" in capsys.readouterr().err
+    assert main(["models", "--add", str(vit), "--revision", "main"]) == 2
+    assert "is a local folder: leave it out" in capsys.readouterr().err
     (vit / "preprocessor_config.json").write_text("{oops")
     assert main(["models", "--add", str(vit), "--name", "vit-broken"]) == 2
     assert "its preprocessor_config.json is not valid JSON" in capsys.readouterr().err

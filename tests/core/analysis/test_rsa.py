@@ -100,6 +100,8 @@ def test_recordings_are_validated_and_listed(engine):
     with pytest.raises(UploadError, match=".npy or .safetensors"):
         add_recording("bad", "x.pkl", b"\x80\x04", dataset="digits", sample_ids=ids)
     # every stimulus measured the same: stored, it failed later in rsa with a hint that failed again
+    with pytest.raises(UploadError, match="has 2 stimuli; RSA needs at least 3"):
+        add_recording("bad", "x.npy", _npy(data[:2]), dataset="digits", sample_ids=ids[:2])
     with pytest.raises(UploadError, match="every stimulus has the same measurements"):
         add_recording("bad", "x.npy", _npy(np.ones_like(data)), dataset="digits", sample_ids=ids)
     # [subjects, repeats, n, d] said to be over repeats: stored, every rsa of it was refused later
