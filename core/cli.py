@@ -205,16 +205,24 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if args.ray is not None:
         return _extract_on_ray(args, jobs, pooling, started)
     check_device(args.device)
+    failed: list[str] = []
     for model_name, dataset_name in jobs:
-        dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
-        features, result = cache.get_or_extract(
-            model_name,
-            dataset,
-            device=args.device,
-            batch_size=args.batch_size,
-            pooling=pooling[model_name],
-            progress=progress_bar(f"{model_name} on {dataset_name}"),
-        )
+        try:
+            dataset = load_dataset(dataset_name, n=args.n, seed=args.seed)
+            features, result = cache.get_or_extract(
+                model_name,
+                dataset,
+                device=args.device,
+                batch_size=args.batch_size,
+                pooling=pooling[model_name],
+                progress=progress_bar(f"{model_name} on {dataset_name}"),
+            )
+        except AlignscopeError as error:  # one model that will not load does not stop the others of the batch
+            if len(jobs) == 1:
+                raise
+            failed.append(f"{model_name} on {dataset_name}")
+            print(f"failed  {model_name} on {dataset_name}: {terminal_text(error)}", file=sys.stderr)
+            continue
         note_fewer_samples(args.n, features.n_samples, dataset_name)
         status = "hit " if result.hit else "miss"
         print(
@@ -222,6 +230,8 @@ def cmd_extract(args: argparse.Namespace) -> int:
             f"layers={features.n_layers:<3} {result.seconds:7.2f}s"
         )
     print(f"done in {time.perf_counter() - started:.1f}s; cache at {cache.root}")
+    if failed:
+        raise AlignscopeError(f"{len(failed)} of {len(jobs)} extractions failed: {', '.join(failed)} (reasons above)")
     return 0
 
 

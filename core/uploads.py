@@ -844,15 +844,15 @@ def add_hub_model(
     if check.model_type in DUAL_ENCODER_TYPES:  # read as one tower: a plain text or vision model fails on it
         if modality is None:
             raise ModalityError(
-                f"{hub_id!r} is a {check.model_type} dual encoder (a text and an image tower): give the tower "
-                "(--modality text or image); add it twice, with --name, for both. Nothing was added"
+                f"{hub_id!r} is a {check.model_type} dual encoder (a text and an image tower): choose its text or "
+                "image tower (--modality in the CLI); add it twice, with a name each, for both. Nothing was added"
             )
         spec = spec_for(modality, dual_encoder=True)
     elif modality is None:
         if guess.modality is None:
             raise ModalityError(
-                f"cannot tell whether {hub_id!r} reads text or images: {guess.evidence}; give the modality "
-                "(--modality text or image). Nothing was added"
+                f"cannot tell whether {hub_id!r} reads text or images: {guess.evidence}; choose text or image "
+                "(--modality in the CLI). Nothing was added"
             )
         spec = spec_for(guess.modality)
     previous = next((s for s in list_models() if s.name == spec.name), None)

@@ -53,6 +53,23 @@ def test_extract_over_models_and_datasets_skips_the_pairs_that_cannot_be_extract
     assert "encodes image, but dataset 'sentences' holds text" in capsys.readouterr().err
 
 
+def test_one_model_that_fails_to_load_does_not_stop_the_rest_of_an_extract(tmp_path, capsys):
+    from tiny_models import save_tiny_bert
+
+    bert = save_tiny_bert(tmp_path / "bert")
+    assert main(["models", "--add", str(bert), "--name", "broken-bert"]) == 0
+    (bert / "model.safetensors").write_bytes(b"not weights")  # damaged after it was added
+    argv = ["extract", "--model", "broken-bert", "--model", "digits-cnn-s0", "--dataset", "sentences"]
+    assert main([*argv, "--dataset", "digits", "--n", "20"]) == 2
+    captured = capsys.readouterr()
+    assert "failed  broken-bert on sentences: could not load" in captured.err
+    assert [line.split()[2] for line in captured.out.splitlines() if line.startswith(("hit", "miss"))] == [
+        "digits-cnn-s0"
+    ]  # it was never attempted: the first failure stopped the batch
+    assert "1 of 2 extractions failed: broken-bert on sentences" in captured.err
+    main(["models", "--remove", "broken-bert"])
+
+
 def test_cache_verify_and_gc_cover_the_computed_results(capsys):
     """verify read the features and nets only: a damaged result was found only when next read."""
     from alignscope.core.analysis.store import ResultStore
@@ -551,7 +568,7 @@ def test_a_local_model_folder_reads_what_its_files_say(tmp_path, capsys):
     assert get_model_spec("local-bert").kind == "hf-text" and get_model_spec("local-bert").pooling == "mean"
     capsys.readouterr()
     assert main(["models", "--add", str(clip), "--name", "local-clip"]) == 2
-    assert "is a clip dual encoder (a text and an image tower): give the tower" in capsys.readouterr().err
+    assert "is a clip dual encoder (a text and an image tower): choose its text or image tower" in capsys.readouterr().err
     # a tower, as asked: added as text it was a plain text model, and extraction failed (CLIPModel needs pixels)
     assert main(["models", "--add", str(clip), "--name", "clip-t", "--modality", "text"]) == 0
     assert main(["models", "--add", str(clip), "--name", "clip-i", "--modality", "image"]) == 0
