@@ -41,6 +41,8 @@ class Recording:
         sample_ids: the dataset sample id of each stimulus [n].
         over: what the leading axis of a 3-D array is: ``"subjects"`` or ``"repeats"``.
         digest: sha256 of its content, metadata and values (part of every result key computed from it).
+        dataset_revision: the dataset's revision when it was uploaded ("" for recordings stored before it was
+            kept): a dataset replaced since holds other samples under the same ids.
     """
 
     name: str
@@ -49,6 +51,18 @@ class Recording:
     sample_ids: tuple[str, ...]
     digest: str
     measurements: np.ndarray = field(repr=False, compare=False)
+    dataset_revision: str = ""
+
+    def check_dataset_unchanged(self) -> None:
+        """InputError when the dataset was replaced since this recording was uploaded against it."""
+        from alignscope.core.datasets import get_dataset_spec
+
+        current = get_dataset_spec(self.dataset).revision or ""
+        if self.dataset_revision and self.dataset_revision != current:
+            raise InputError(
+                f"recording {self.name!r} was uploaded against an earlier {self.dataset!r} (replaced since): its "
+                "stimuli's ids may now name other samples; upload the recording again"
+            )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -121,7 +135,7 @@ def add_recording(
     rather than ignored."""
     from safetensors.numpy import save
 
-    from alignscope.core.datasets import load_dataset
+    from alignscope.core.datasets import get_dataset_spec, load_dataset
     from alignscope.core.uploads import check_upload_size
 
     settings = settings or get_settings()
@@ -164,7 +178,12 @@ def add_recording(
             f"{Path(filename).name!r}: every stimulus has the same measurements; a recording that does not vary "
             "across stimuli cannot be compared with any model"
         )
-    metadata = {"dataset": dataset, "over": over, "sample_ids": json.dumps(list(ids))}
+    metadata = {
+        "dataset": dataset,
+        "dataset_revision": get_dataset_spec(dataset).revision or "",
+        "over": over,
+        "sample_ids": json.dumps(list(ids)),
+    }
     blob = save({"measurements": array}, metadata=metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, blob)
@@ -198,6 +217,7 @@ def load_recording(name: str, settings: Settings | None = None) -> Recording:
         sample_ids=tuple(json.loads(metadata.get("sample_ids", "[]"))),
         digest=_content_digest(metadata, array),
         measurements=array,
+        dataset_revision=metadata.get("dataset_revision", ""),
     )
 
 

@@ -139,6 +139,7 @@ class RsaRequest(Request):
         recording = load_recording(self.recording)
         if recording.dataset != self.dataset:
             raise InputError(f"recording {self.recording!r} is of dataset {recording.dataset!r}, not {self.dataset!r}")
+        recording.check_dataset_unchanged()
         return dataclasses.replace(self, recording_digest=recording.digest)
 
     def describe(self) -> str:

@@ -181,3 +181,20 @@ def test_the_best_layer_says_how_surely_it_is_the_best(engine):
     assert "every layer's 95% interval includes 0: none is shown to relate to the data" in chance.best_words()
     unmeasured = engine.run(RsaRequest(MODEL, "noise", "digits", N_FULL, 0, bootstrap=0))
     assert unmeasured.best_support is None and "not measured" in unmeasured.best_words()
+
+
+def test_a_recording_of_a_dataset_replaced_since_is_refused(engine):
+    """Re-uploading a dataset under its name gave old recordings new stimuli under the same ids."""
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.uploads import add_text_dataset
+
+    add_text_dataset("stimuli", "s.txt", b"alpha\nbeta\ngamma\ndelta\n")
+    ids = load_dataset("stimuli").sample_ids
+    responses = np.random.default_rng(0).standard_normal((4, 6))
+    add_recording("on-old", "r.npy", _npy(responses), dataset="stimuli", sample_ids=ids)
+    load_recording("on-old").check_dataset_unchanged()  # the same dataset: fine
+    add_text_dataset("stimuli", "s.txt", b"one\ntwo\nthree\nfour\n")
+    with pytest.raises(InputError, match="uploaded against an earlier 'stimuli' .* upload the recording again"):
+        load_recording("on-old").check_dataset_unchanged()
+    with pytest.raises(InputError, match="uploaded against an earlier 'stimuli'"):
+        RsaRequest("minilm-l6", "on-old", "stimuli", 4).with_cached_features()
