@@ -568,7 +568,9 @@ def test_a_local_model_folder_reads_what_its_files_say(tmp_path, capsys):
     assert get_model_spec("local-bert").kind == "hf-text" and get_model_spec("local-bert").pooling == "mean"
     capsys.readouterr()
     assert main(["models", "--add", str(clip), "--name", "local-clip"]) == 2
-    assert "is a clip dual encoder (a text and an image tower): choose its text or image tower" in capsys.readouterr().err
+    assert (
+        "is a clip dual encoder (a text and an image tower): choose its text or image tower" in capsys.readouterr().err
+    )
     # a tower, as asked: added as text it was a plain text model, and extraction failed (CLIPModel needs pixels)
     assert main(["models", "--add", str(clip), "--name", "clip-t", "--modality", "text"]) == 0
     assert main(["models", "--add", str(clip), "--name", "clip-i", "--modality", "image"]) == 0
