@@ -46,6 +46,7 @@ from alignscope.core.files import (
     check_free_space,
     disk_bytes,
     is_disk_full,
+    permissions_as_created,
     remove_quietly,
     sha256_file,
     stale_temp_files,
@@ -414,6 +415,7 @@ class FeatureCache:
             # One metadata entry only: safetensors writes a hash map, so several keys come out in a random
             # order and the same features would not give the same bytes.
             save_file(tensors, str(tmp), metadata={"alignscope": f"format={CACHE_FORMAT};key={key}"})
+            permissions_as_created(tmp)
             with open(tmp, "rb+") as handle:
                 os.fsync(handle.fileno())
             checksum = sha256_file(tmp)

@@ -213,7 +213,7 @@ def _weights_problem(weights: Path, required: Sequence[str] = ()) -> str | None:
 
 def _store(weights: Path, net: nn.Module, info: dict, metadata: dict[str, str]) -> dict:
     """Write the weights (temp file + rename), then the sidecar with their sha256, which marks them complete."""
-    from alignscope.core.files import atomic_write_bytes, sha256_file, temp_path
+    from alignscope.core.files import atomic_write_bytes, permissions_as_created, sha256_file, temp_path
 
     # The old sidecar no longer describes what is about to be written; without one, a crash before the
     # new sidecar lands leaves weights that are retrained, never trusted.
@@ -225,6 +225,7 @@ def _store(weights: Path, net: nn.Module, info: dict, metadata: dict[str, str]) 
     try:
         # One metadata entry only, so the same weights always give the same bytes (see cache.py).
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata=metadata)
+        permissions_as_created(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         checksum = sha256_file(tmp)

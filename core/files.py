@@ -125,6 +125,21 @@ def remove_quietly(path: Path) -> None:
         pass
 
 
+def _process_umask() -> int:
+    mask = os.umask(0o022)  # read by setting: restored at once (done once, at import)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()
+
+
+def permissions_as_created(path: Path) -> None:
+    """Give a file the permissions ``open`` would (0666 less the umask): safetensors writes 0600, so a cache
+    folder shared by a group (Ray workers on a shared filesystem) could not read each other's entries."""
+    os.chmod(path, 0o666 & ~_UMASK)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file, fsync, rename); nothing is left on failure.
 

@@ -58,6 +58,18 @@ def test_second_request_is_a_hit_with_identical_values(cache_dir):
     sidecar = json.loads(cache.sidecar_path(hit.key).read_text())
     assert sidecar["shapes"][0] == [50, 16] and "torch" in sidecar["packages"]
     assert str(cache.root).startswith(str(cache_dir))
+    # the tensors get the permissions of any file written here (0666 less the umask), as the sidecar does:
+    # safetensors wrote them 0600, unreadable to a group sharing the cache (Ray workers on a shared disk)
+    mode = cache.tensor_path(hit.key).stat().st_mode & 0o777
+    assert mode == cache.sidecar_path(hit.key).stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "sidecar"])
