@@ -26,6 +26,7 @@ from alignscope.core.cli_support import (
     check_device,
     extract_with_bar,
     int_at_least,
+    neighbour_flags,
     note_fewer_samples,
     print_table,
     progress_bar,
@@ -389,7 +390,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     for metric in metrics:
         get_metric(metric)  # fail on a typo before extracting anything
     extra = parse_param_items(args.param, metrics)
-    shared = {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}
+    shared = neighbour_flags(args)
     check_flags_apply(shared, metrics)
     get_dataset_spec(args.dataset)
     check_device(args.device)

@@ -22,6 +22,7 @@ from alignscope.core.cli_support import (
     PARAM_HELP,
     bootstrap_count,
     int_at_least,
+    neighbour_flags,
     new_engine,
     print_table,
     read_upload,
@@ -159,7 +160,7 @@ def trend_request_from_args(args: argparse.Namespace):
     reference = split_names(args.reference) if args.reference is not None else (preset.reference if preset else ())
     k_as_param = any(item.partition("=")[0].strip() == "k" for item in args.param or ())  # over the preset's k
     metric = args.metric or (preset.metric if preset else "mutual_knn")
-    check_flags_apply({"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}, [metric])
+    check_flags_apply(neighbour_flags(args), [metric])
     return trend_request(
         models,
         reference,
@@ -277,7 +278,7 @@ def cmd_difference(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.report import jsonable
     from alignscope.core.analysis.requests import check_flags_apply, command_params
 
-    shared = {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}
+    shared = neighbour_flags(args)
     check_flags_apply(shared, [args.metric])
     request = DifferenceRequest(
         args.model_a,

@@ -145,6 +145,11 @@ def new_engine():
     return Engine()
 
 
+def neighbour_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared k-NN flags of a command (``--k``, ``--similarity``, ``--neighbors``; None where not given)."""
+    return {"k": args.k, "similarity": args.similarity, "neighbors": args.neighbors}
+
+
 def extract_with_bar(plan, device: str | None = None) -> None:
     """Extract one missing feature plan with a progress bar, on ``device``."""
     from alignscope.core.analysis.features import extract_for_plan

@@ -683,7 +683,7 @@ def add_image_folder(name: str, folder: str | Path, settings: Settings | None = 
 
 def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | None = None) -> DatasetSpec:
     """A CSV of ``image`` (path, absolute or relative to the CSV's folder) + ``caption`` [+ ``label``] pairs.
-    Every problem names the CSV's line and the path as written there (not the zip it is packed into)."""
+    Every problem names the CSV's data row and the path as written there (not the zip it is packed into)."""
     csv_path = Path(csv_path).expanduser()
     try:
         check_upload_size(csv_path.stat().st_size, csv_path.name, settings)

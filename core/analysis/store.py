@@ -129,8 +129,10 @@ class ResultStore:
             return "metadata is not JSON"
         except KeyError as error:
             return f"metadata lacks {error}"
-        except (ValueError, TypeError) as error:
-            return str(error) if isinstance(error, ValueError) else "metadata is malformed"
+        except TypeError:
+            return "metadata is malformed"
+        except ValueError as error:  # the checks of _checked, by name
+            return str(error)
         return None
 
     def _is_key(self, name: str) -> bool:
