@@ -12,6 +12,8 @@ killed worker half-wrote is never served (every write is atomic, see :mod:`align
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 from alignscope.core.analysis.requests import Request
 from alignscope.core.errors import InputError
+from alignscope.core.settings import Settings
 
 MAX_RETRIES = 2  # a task whose worker dies runs again, up to this many times
 
@@ -31,15 +34,30 @@ class RayOptions:
     num_cpus: int | None = None
 
 
+def _worker_settings(cache_dir: str) -> Settings:
+    """This worker's settings for a task of the driver whose cache is ``cache_dir``, with that cache's user
+    models and datasets registered. A worker outlives its task and may serve a driver with another cache, so
+    the directory comes from the task, not from the worker's environment; the process-wide settings follow
+    it, as everything below the task (uploads, trained nets) reads them."""
+    from alignscope.core.settings import get_settings
+    from alignscope.core.uploads import sync_user_registry
+
+    if get_settings().cache_dir != Path(cache_dir):
+        os.environ["ALIGNSCOPE_CACHE_DIR"] = cache_dir
+        get_settings.cache_clear()
+    settings = get_settings()
+    sync_user_registry(settings)
+    return settings
+
+
 def _compute_cell(request: Request, cache_dir: str) -> str | None:
     """Runs in a Ray worker: the cell's result into the store; its key, or None when it was stored."""
     import torch
 
     from alignscope.core.analysis.engine import Engine
-    from alignscope.core.settings import Settings
 
     torch.set_num_threads(1)
-    engine = Engine(settings=Settings(cache_dir=Path(cache_dir)))
+    engine = Engine(settings=_worker_settings(cache_dir))
     prepared = engine.prepare(request)
     if engine.cached(prepared) is not None:
         return None
@@ -64,14 +82,28 @@ def _extract(job: ExtractJob, cache_dir: str) -> tuple[str, bool, int, int, floa
     """Runs in a Ray worker: (cache key, hit, samples, layers, seconds) of one extraction."""
     from alignscope.core.cache import FeatureCache
     from alignscope.core.datasets import load_dataset
-    from alignscope.core.settings import Settings
 
-    cache = FeatureCache(settings=Settings(cache_dir=Path(cache_dir)))
+    cache = FeatureCache(settings=_worker_settings(cache_dir))
     dataset = load_dataset(job.dataset, n=job.n, seed=job.seed)
     features, result = cache.get_or_extract(
         job.model, dataset, device=job.device, batch_size=job.batch_size, pooling=job.pooling
     )
     return result.key, result.hit, features.n_samples, features.n_layers, result.seconds
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse a cluster address nothing answers at (Ray itself retries for minutes, silently): ``host:port``
+    or ``ray://host:port``, whose port must accept a connection within ``timeout`` seconds."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray {address!r}: give local, auto, or a cluster's HOST:PORT (e.g. 10.0.0.5:6379)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise InputError(
+            f"cannot reach a Ray cluster at {address} ({error.strerror or error}): check the head node's address "
+            "and port (`ray status` on the head prints them)"
+        ) from None
 
 
 def run_on_ray(
@@ -89,15 +121,23 @@ def run_on_ray(
         import ray
     except ImportError:
         raise InputError("--ray needs Ray: pip install 'alignscope[cluster]' (or pip install ray)") from None
+    if options.address not in (None, "auto"):
+        check_reachable(options.address)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(
-            address=options.address,
-            num_cpus=options.num_cpus if options.address is None else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        try:
+            ray.init(
+                address=options.address,
+                num_cpus=options.num_cpus if options.address is None else None,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+            )
+        except ConnectionError:  # "auto" with no `ray start` here
+            raise InputError(
+                "--ray auto found no running Ray cluster on this machine: start one with `ray start --head`, "
+                "give the cluster's HOST:PORT, or use --ray local for a Ray instance of this run's own"
+            ) from None
     try:
         gpus = 1 if gpus_if_any and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=MAX_RETRIES)(function)
