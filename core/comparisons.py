@@ -66,7 +66,7 @@ import torch
 from alignscope.core.errors import InputError
 from alignscope.core.metrics._checks import _check_inputs, check_features
 from alignscope.core.metrics.registry import MetricSpec, get_metric
-from alignscope.core.stats import _count, _generator, _loop_threads, at_floor, merged_params
+from alignscope.core.stats import TIE_TOLERANCE, _count, _generator, _loop_threads, at_floor, at_least, merged_params
 
 DIFFERENCE_METHODS = ("auto", "bootstrap", "sign_flip")
 MAX_STAT_ADJUSTMENTS = ("max", "min_p")
@@ -496,9 +496,9 @@ def _min_p_adjusted(observed: np.ndarray, null: np.ndarray, p_raw: np.ndarray) -
     for cell in range(stacked.shape[1]):
         column = stacked[:, cell]
         finite = np.isfinite(column)
-        ordered = np.sort(column[finite])
-        at_least = ordered.size - np.searchsorted(ordered, column[finite], side="left")
-        cell_p[finite, cell] = at_least / (n_permutations + 1.0)
+        ordered, values = np.sort(column[finite]), column[finite]
+        lowered = values - TIE_TOLERANCE * np.maximum(1.0, np.abs(values))  # ties up to rounding, as at_least
+        cell_p[finite, cell] = (ordered.size - np.searchsorted(ordered, lowered, side="left")) / (n_permutations + 1.0)
     with np.errstate(invalid="ignore"):
         smallest = np.nanmin(np.where(np.isfinite(cell_p[1:]), cell_p[1:], np.inf), axis=1)  # [P]
     return (1.0 + (smallest[:, None] <= p_raw[None, :]).sum(axis=0)) / (1.0 + n_permutations)
@@ -589,9 +589,11 @@ def max_stat_test(
     oriented_obs, oriented_null = sign * observed.ravel(), sign * null.reshape(n_permutations, -1)
     with np.errstate(invalid="ignore"):
         oriented_max = np.nanmax(np.where(np.isnan(oriented_null), -np.inf, oriented_null), axis=1)
-        p_raw = (1.0 + (oriented_null >= oriented_obs[None, :]).sum(axis=0)) / (1.0 + n_permutations)
+        p_raw = (1.0 + at_least(oriented_null, oriented_obs[None, :]).sum(axis=0)) / (1.0 + n_permutations)
         if adjustment == "max":
-            p_adjusted = (1.0 + (oriented_max[:, None] >= oriented_obs[None, :]).sum(axis=0)) / (1.0 + n_permutations)
+            p_adjusted = (1.0 + at_least(oriented_max[:, None], oriented_obs[None, :]).sum(axis=0)) / (
+                1.0 + n_permutations
+            )
         else:
             p_adjusted = _min_p_adjusted(oriented_obs, oriented_null, p_raw)
     undefined = np.isnan(oriented_obs)

@@ -225,6 +225,17 @@ def chance_level(
 
 # --- permutation test ------------------------------------------------------------------------------
 
+TIE_TOLERANCE = 1e-12  # relative: a shuffle whose score equals the observed one up to rounding is a tie
+
+
+def at_least(values: Any, reference: Any) -> np.ndarray:
+    """``values >= reference`` where equal up to rounding counts as equal (both oriented so that larger is
+    more extreme; broadcast). A discrete score (mutual k-NN: a count over n·k) is summed in another order
+    for a shuffle than for the observed pairing, so a tie came out 0.0192 against 0.019200000000000002 and
+    was not counted: p too small."""
+    reference = np.asarray(reference, dtype=np.float64)
+    return np.asarray(values) >= reference - TIE_TOLERANCE * np.maximum(1.0, np.abs(reference))
+
 
 @dataclass(frozen=True)
 class PermutationResult:
@@ -267,7 +278,7 @@ def permutation_test(
     scorer = _Scorer(spec, tensor_a, tensor_b, resolved, name_a, name_b)
     observed = scorer.observed()
     null = _null_values(scorer, tensor_a.shape[0], n_permutations, seed, progress)
-    extreme = null >= observed if spec.higher_is_better else null <= observed
+    extreme = at_least(null, observed) if spec.higher_is_better else at_least(-null, -observed)
     p_value = (1.0 + float(extreme.sum())) / (1.0 + n_permutations)
     return PermutationResult(metric, observed, null, p_value, spec.higher_is_better)
 

@@ -211,7 +211,8 @@ class PairRequest(Request):
 
     kind: ClassVar[str] = "pair"
     result_version: ClassVar[int] = (
-        4  # 2: a searched pair's search_chance; 3: pairs_searched counts valid cells; 4: p where some cells can't be scored
+        5  # 2: a searched pair's search_chance; 3: pairs_searched counts valid cells; 4: p where some cells can't be scored;
+        # 5: shuffles that tie the observed score up to rounding count
     )
     model_a: str
     model_b: str
@@ -241,7 +242,8 @@ class MatrixRequest(Request):
 
     kind: ClassVar[str] = "layer-matrix"
     result_version: ClassVar[int] = (
-        4  # 2: the best cell's chance level (best_chance); 3: each row's best's; 4: shuffled where some cells can't be scored
+        5  # 2: the best cell's chance level (best_chance); 3: each row's best's; 4: shuffled where some cells can't be scored;
+        # 5: ties up to rounding count
     )
     model_a: str
     model_b: str
@@ -293,7 +295,9 @@ class ModelMatrixRequest(Request):
     None) or the layers at one relative depth (0 = first, 1 = last)."""
 
     kind: ClassVar[str] = "model-matrix"
-    result_version: ClassVar[int] = 4  # 2: search_chance; 3: None where no cell has one; 4: also with unscoreable cells
+    result_version: ClassVar[int] = (
+        5  # 2: search_chance; 3: None where no cell has one; 4: also with unscoreable cells; 5: ties
+    )
     models: tuple[str, ...]
     dataset: str
     n: int

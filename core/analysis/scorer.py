@@ -24,7 +24,7 @@ from alignscope.core.comparisons import max_stat_test
 from alignscope.core.errors import InputError
 from alignscope.core.metrics.layers import layer_matrix
 from alignscope.core.metrics.registry import MetricSpec, compute, get_metric
-from alignscope.core.stats import bootstrap_ci, chance_level, permutation_test
+from alignscope.core.stats import at_least, bootstrap_ci, chance_level, permutation_test
 
 MatrixSource = Callable[[MatrixRequest, Callable[[int, int], None] | None], LayerMatrix]
 """Gives a pair's layer matrix for a :class:`MatrixRequest`, reporting ``(done, total)`` progress."""
@@ -366,7 +366,7 @@ def studentised_max_t(
     if not mask.any():
         return np.ones(observed.shape)
     maxima = np.where(mask[None], t_null, -np.inf).reshape(null.shape[0], -1).max(axis=1)
-    exceed = (maxima[:, None, None] >= t_observed[None] - 1e-12).sum(axis=0)
+    exceed = at_least(maxima[:, None, None], t_observed[None]).sum(axis=0)
     p_values = (1.0 + exceed) / (1.0 + null.shape[0])
     return np.where(np.isfinite(t_observed), p_values, 1.0)
 

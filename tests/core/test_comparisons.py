@@ -352,3 +352,20 @@ def test_auto_uses_the_sign_flip_exactly_where_per_sample_values_are_independent
     assert "not independent" in knn.caveat and "13.5 %" in knn.caveat
     auto = score_difference("mutual_knn", feats_a, feats_b, feats_x, n_boot=20, seed=2)
     assert auto.method == "bootstrap" and auto.caveat == ""
+
+
+def test_a_shuffle_that_ties_the_observed_score_up_to_rounding_counts_toward_p():
+    """Mutual k-NN is a count over n·k, summed in another order for a shuffle than for the observed pairing:
+    on these features 0.021200000000000004 observed against shuffles of 0.0212, and p counted 31 such
+    shuffles where 35 tie or beat it (p 0.317 instead of 0.356, anti-conservative). The exact p counts in
+    integers of n·k; every permutation p of the tool must equal it."""
+    n, k, shuffles = 500, 10, 100
+    generator = torch.Generator().manual_seed(17)
+    a, b = torch.randn(n, 16, generator=generator), torch.randn(n, 16, generator=generator)
+    searched = max_stat_test([a], [b], "mutual_knn", n_permutations=shuffles, k=k)
+    min_p = max_stat_test([a], [b], "mutual_knn", n_permutations=shuffles, adjustment="min_p", k=k)
+    single = permutation_test("mutual_knn", a, b, n_permutations=shuffles, k=k)
+    counts, observed = np.rint(searched.null_values[:, 0, 0] * n * k), np.rint(searched.observed[0, 0] * n * k)
+    exact = (1 + int((counts >= observed).sum())) / (1 + shuffles)
+    assert exact == pytest.approx(36 / 101)
+    assert searched.p_cells_raw[0, 0] == searched.p_best_maxstat == min_p.p_best_maxstat == single.p_value == exact
