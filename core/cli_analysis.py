@@ -28,6 +28,7 @@ from alignscope.core.cli_support import (
     read_upload,
     resample_count,
     run_with_bar,
+    terminal_text,
     split_names,
 )
 from alignscope.core.errors import InputError
@@ -435,12 +436,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_upload_representation(args: argparse.Namespace) -> int:
     """A precomputed ``[N, D]`` matrix (.npy, .csv, .safetensors) whose rows are a dataset's samples."""
+    from alignscope.core.models import list_models
     from alignscope.core.properties import parse_assignment, set_user_property
     from alignscope.core.uploads import add_representation
 
     path = Path(args.file).expanduser()
     assignments = [parse_assignment(text) for text in args.set or []]
-    spec = add_representation(args.name or path.stem, path.name, read_upload(path), dataset=args.dataset)
+    name = args.name or path.stem
+    earlier = next((spec for spec in list_models() if spec.name == name), None)
+    spec = add_representation(name, path.name, read_upload(path), dataset=args.dataset)
+    if earlier is not None:
+        print(
+            terminal_text(
+                f"note: replaced the earlier model {name!r} ({earlier.description}); what was measured of it "
+                "(probe accuracies) is dropped, your own properties are kept",
+                one_line=True,
+            )
+        )
     for key, value in assignments:
         set_user_property(spec.name, key, value)
     print(f"added model {spec.name!r}: {spec.description}")

@@ -736,7 +736,8 @@ def add_image_caption_csv(name: str, csv_path: str | Path, settings: Settings | 
 def add_representation(
     name: str, filename: str, data: bytes, *, dataset: str, settings: Settings | None = None
 ) -> ModelSpec:
-    """Store an ``[N, D]`` matrix whose rows are ``dataset``'s samples; register it as a one-layer model."""
+    """Store an ``[N, D]`` matrix whose rows are ``dataset``'s samples; register it as a one-layer model. An
+    earlier upload of that name is replaced, and what was measured of it (a probe's accuracy) dropped."""
     from safetensors.numpy import save
 
     from alignscope.core.datasets import load_dataset
@@ -766,9 +767,7 @@ def add_representation(
         description=f"precomputed {array.shape[0]}×{array.shape[1]} from {PurePosixPath(filename).name} "
         f"(rows = {dataset})",
     )
-    register_model(spec, overwrite=True)
-    _record("models", spec, settings)
-    return spec
+    return remember_model(spec, settings)  # another matrix under an upload's name: its probe accuracy goes
 
 
 def remember_model(spec: ModelSpec, settings: Settings | None = None) -> ModelSpec:
