@@ -259,7 +259,10 @@ def _load_or_train(
                 return net.eval(), _read_sidecar(weights) or {}
             except Exception as error:  # checksum matches but not this architecture: retrain, never serve
                 problem = f"unreadable ({type(error).__name__}: {error})"
-        previous = sha256_file(weights) if weights.exists() else None
+        # What was served from this file: the bytes its sidecar records (a file that does not match them never
+        # was), or, before checksums were recorded, the file as it is.
+        recorded = (_read_sidecar(weights) or {}).get("sha256") if weights.exists() else None
+        previous = recorded or (sha256_file(weights) if weights.exists() else None)
         if previous is not None:
             logger.warning(
                 "%s: %s; retraining it (training is deterministic: intact weights come back unchanged)",
@@ -270,9 +273,8 @@ def _load_or_train(
         sidecar = _store(weights, net, info, metadata)
         if previous is not None and previous != sidecar["sha256"]:
             logger.warning(
-                "%s: the retrained weights differ from the file they replace; features extracted while "
-                "that file was served (before weights were checksummed) are stale: `alignscope cache rm` "
-                "this model's entries",
+                "%s: the retrained weights differ from the ones served before; features extracted from "
+                "those are stale: `alignscope cache rm` this model's entries",
                 weights.name,
             )
         return net.eval(), sidecar
