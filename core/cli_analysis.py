@@ -32,7 +32,7 @@ from alignscope.core.cli_support import (
     split_names,
 )
 from alignscope.core.errors import InputError
-from alignscope.core.numbers import fixed, signed
+from alignscope.core.numbers import duration, fixed, signed
 
 
 def _table_number(value: float | None, digits: int = 4) -> str:
@@ -388,7 +388,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from alignscope.core.analysis.features import extract_for_plan
-    from alignscope.core.analysis.plans import execute, parse_plan
+    from alignscope.core.analysis.plans import RUN_BUDGET_SECONDS, execute, parse_plan
     from alignscope.core.analysis.ray_tasks import RayOptions
     from alignscope.core.cli_support import progress_bar
     from alignscope.core.settings import get_settings
@@ -420,7 +420,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.ray is not None:
             ray = RayOptions(None if args.ray == "local" else args.ray, args.ray_cpus)
         report = execute(
-            plan, out, engine=new_engine(), extract=extract, on_progress=on_progress, ray=ray, replace=args.replace
+            plan,
+            out,
+            engine=new_engine(),
+            extract=extract,
+            on_progress=on_progress,
+            ray=ray,
+            replace=args.replace,
+            budget_seconds=None if args.yes else RUN_BUDGET_SECONDS,
+            on_start=lambda cells, stored, seconds: tqdm.write(
+                f"{cells} cells ({stored} stored); the rest estimated at {duration(seconds)} of CPU time here "
+                "(estimates run high)",
+                file=sys.stderr,
+            ),
         )
     finally:
         bar.close()
@@ -551,6 +563,11 @@ def add_commands(sub: Any) -> None:
         "--replace",
         action="store_true",
         help="write into a folder that holds another plan's run or other files (its tables are replaced)",
+    )
+    run.add_argument(
+        "--yes",
+        action="store_true",
+        help="start even when the cells are estimated at more than a day of CPU time (estimates run high)",
     )
     run.set_defaults(func=cmd_run)
 

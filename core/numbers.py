@@ -22,3 +22,18 @@ def fixed(value: float, digits: int = 3) -> str:
         ('0.000', '-0.25', 'nan')
     """
     return f"{round(value, digits) + 0.0:.{digits}f}"
+
+
+def duration(seconds: float) -> str:
+    """An estimated time, rounded as estimates deserve, in the unit that reads best.
+
+    Example:
+        >>> duration(0.4), duration(42), duration(300), duration(5 * 3600), duration(3 * 86400), duration(2.3e8)
+        ('< 1 s', '~42 s', '~5.0 min', '~5.0 h', '~3.0 days', '~7.3 years')
+    """
+    if seconds < 1:
+        return "< 1 s"
+    for unit, size, below in (("s", 1, 90), ("min", 60, 5400), ("h", 3600, 2 * 86400), ("days", 86400, 730 * 86400)):
+        if seconds < below:
+            return f"~{seconds:.0f} s" if unit == "s" else f"~{seconds / size:.1f} {unit}"
+    return f"~{seconds / (365.25 * 86400):.1f} years"

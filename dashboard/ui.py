@@ -119,9 +119,9 @@ def dataset_label(name: str) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return "< 1 s"
-    return f"~{seconds:.0f} s" if seconds < 90 else f"~{seconds / 60:.1f} min"
+    from alignscope.core.numbers import duration
+
+    return duration(seconds)
 
 
 # --------------------------------------------------------------------------------------------------

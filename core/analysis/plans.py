@@ -29,13 +29,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alignscope.core.analysis.differences import Difference, DifferenceRequest
-from alignscope.core.analysis.engine import Engine
+from alignscope.core.analysis.engine import Engine, Prepared
 from alignscope.core.analysis.ray_tasks import RayOptions
 from alignscope.core.analysis.requests import PairRequest, Request, metric_params, parse_layer_choice
 from alignscope.core.analysis.results import PairScore
@@ -423,6 +423,29 @@ def claim_run_folder(out: Path, plan_name: str, *, replace: bool = False) -> Non
         raise InputError(f"cannot use {str(out)!r} as the run's folder: {exc.strerror or exc}") from None
 
 
+RUN_BUDGET_SECONDS = 24 * 3600.0  # estimated CPU time a run starts without being told to (``--yes``)
+
+
+def check_budget(
+    plan: Plan, prepared: Sequence[Prepared], engine: Engine, budget_seconds: float | None
+) -> tuple[list[bool], list[float]]:
+    """Which cells are stored, and each other cell's estimated CPU-seconds; an InputError when those add
+    up to more than ``budget_seconds`` (None: no limit). Estimates are on the high side (see cost.py)."""
+    from alignscope.core.numbers import duration
+
+    hits = [engine.cached(item) is not None for item in prepared]
+    estimates = [0.0 if hit else engine.estimate(item) for item, hit in zip(prepared, hits)]
+    total = sum(estimates)
+    if budget_seconds is not None and total > budget_seconds:
+        raise InputError(
+            f"plan {plan.name!r}: {len(prepared) - sum(hits)} cells to compute ({sum(hits)} stored) are estimated "
+            f"at {duration(total)} of CPU time here, more than the {duration(budget_seconds)} a run starts "
+            "without asking; shrink the grid (models, metrics, [params], permutations, bootstrap), or rerun "
+            "with --yes to start it anyway (a run stopped at any point resumes)"
+        )
+    return hits, estimates
+
+
 def execute(
     plan: Plan,
     out: Path,
@@ -432,23 +455,30 @@ def execute(
     on_progress: ProgressCallback | None = None,
     ray: RayOptions | None = None,
     replace: bool = False,
+    budget_seconds: float | None = None,
+    on_start: Callable[[int, int, float], None] | None = None,
 ) -> RunReport:
     """Run every cell (features first), writing ``table.{parquet,csv}``, ``differences.csv`` and
     ``run.json`` into ``out``. A cell already in the result store is read, not recomputed, so a run
     killed at any point resumes where it stopped. Progress is weighed by each cell's cost estimate.
     With ``ray`` the cells not yet stored run as Ray tasks (:mod:`alignscope.core.analysis.ray_tasks`).
-    ``out`` must be free for this plan (:func:`claim_run_folder`)."""
+    ``out`` must be free for this plan (:func:`claim_run_folder`). A plan whose cells not yet stored are
+    estimated above ``budget_seconds`` of CPU time is refused before any of them runs (and before
+    extraction, where the estimate from the features' assumed widths already exceeds it); ``on_start(cells,
+    stored, estimated seconds)`` is called once the features are there, before the first cell."""
     import pandas as pd
 
     started = time.perf_counter()
+    check_budget(plan, [engine.prepare(request) for request in expand(plan, engine)], engine, budget_seconds)
     claim_run_folder(out, plan.name, replace=replace)
     for request in expand(plan, engine):  # features of every (model, dataset), once
         for feature_plan in engine.prepare(request).missing:
             extract(feature_plan)
     requests = expand(plan, engine)
     prepared = [engine.prepare(request) for request in requests]
-    hits = [engine.cached(item) is not None for item in prepared]
-    estimates = [0.0 if hit else engine.estimate(item) for item, hit in zip(prepared, hits)]
+    hits, estimates = check_budget(plan, prepared, engine, budget_seconds)
+    if on_start is not None:
+        on_start(len(requests), sum(hits), sum(estimates))
     rows, differences, done = [], [], 0.0
     todo = [index for index, hit in enumerate(hits) if not hit]
     if ray is not None and todo:  # every cell stored: no cluster to start

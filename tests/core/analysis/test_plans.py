@@ -462,3 +462,33 @@ def test_a_run_never_writes_over_files_it_does_not_own(run_cache, tmp_path):
     assert read_run(tmp_path / "run").card["name"] == quick.name
     execute(other, tmp_path / "run", engine=Engine(), extract=no_extraction, replace=True)
     assert read_run(tmp_path / "run").card["name"] == "another-plan"
+
+
+def test_a_plan_estimated_beyond_the_budget_is_refused_before_any_work_and_said_when_it_starts(run_cache, tmp_path):
+    """A grid of 3,420 cells at 100,000 shuffles started at once, with a bar at 0 % and no word of its
+    estimate (years of CPU time). The estimate is told when a run starts; beyond the budget it is refused
+    before a folder is claimed or a feature extracted."""
+    plan = parse_plan(plan_text(permutations="100000", bootstrap="10000"))
+    engine = Engine()
+    estimate = sum(engine.estimate(engine.prepare(request)) for request in expand(plan, engine))
+    assert estimate > 3600  # 100,000 shuffles of six layer searches, at the cost model's rate
+    with pytest.raises(InputError, match=r"8 cells to compute \(0 stored\) are estimated at ~\d+\.\d h of CPU"):
+        execute(plan, tmp_path / "refused", engine=engine, extract=no_extraction, budget_seconds=3600.0)
+    assert not (tmp_path / "refused").exists() and not any(ResultStore().keys())
+
+    told: list = []
+    quick = parse_plan(QUICK_PLAN)
+    execute(quick, tmp_path / "quick", engine=engine, extract=no_extraction, budget_seconds=3600.0,
+            on_start=lambda *args: told.append(args))  # fmt: skip
+    assert len(told) == 1 and told[0][:2] == (4, 0) and 0 < told[0][2] < 3600  # one metric: 3 pairs, 1 difference
+    execute(quick, tmp_path / "quick", engine=engine, extract=no_extraction, on_start=lambda *args: told.append(args))
+    assert told[1] == (4, 4, 0.0)  # resumed: everything stored, nothing left to estimate
+
+
+def test_run_refuses_a_plan_of_years_unless_told_yes(cache_dir, tmp_path, capsys):
+    path = tmp_path / "huge.toml"
+    path.write_text(plan_text(permutations="100000", bootstrap="10000", n="1797"))
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "of CPU time here, more than the ~24.0 h a run starts without asking" in err and "--yes" in err
+    assert not (tmp_path / "out").exists() and not (cache_dir / "features").exists()  # nothing extracted
