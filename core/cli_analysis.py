@@ -28,8 +28,8 @@ from alignscope.core.cli_support import (
     read_upload,
     resample_count,
     run_with_bar,
-    terminal_text,
     split_names,
+    terminal_text,
 )
 from alignscope.core.errors import InputError
 from alignscope.core.numbers import duration, fixed, signed
