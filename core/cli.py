@@ -316,6 +316,8 @@ def _cache_ls(cache, _keys: list[str]) -> int:
 
 
 def _cache_verify(cache, _keys: list[str]) -> int:
+    from alignscope.core.user_store import verify_uploads
+
     report = cache.verify()
     bad = {k: v for k, v in report.items() if v != "ok"}
     for key, status in report.items():
@@ -329,12 +331,17 @@ def _cache_verify(cache, _keys: list[str]) -> int:
     for path in orphans:
         print(f"results/{path.relative_to(store.root).as_posix()}  no entry accounts for it (a killed writer's "
               "arrays, or a file out of its folder); `alignscope cache gc` removes it")  # fmt: skip
+    uploads = verify_uploads(cache.settings) if cache.owns_cache_dir else {}
+    bad_uploads = {k: v for k, v in uploads.items() if v != "ok"}
+    for name, status in bad_uploads.items():  # never removed: nothing can recompute what a user uploaded
+        print(terminal_text(f"{name}  {status}", one_line=True))
     print(
         f"{len(report) - len(bad)} ok, {len(bad)} bad"
         + (f"; computed results: {len(results) - len(bad_results)} ok, {len(bad_results)} bad" if results else "")
         + (f", {len(orphans)} leftover" if orphans else "")
+        + (f"; uploads and recordings: {len(uploads) - len(bad_uploads)} ok, {len(bad_uploads)} bad" if uploads else "")
     )
-    return 1 if bad or bad_results or orphans else 0
+    return 1 if bad or bad_results or orphans or bad_uploads else 0
 
 
 def _cache_gc(cache, _keys: list[str]) -> int:

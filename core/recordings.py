@@ -184,7 +184,8 @@ def add_recording(
         "over": over,
         "sample_ids": json.dumps(list(ids)),
     }
-    blob = save({"measurements": array}, metadata=metadata)
+    checksum = {CHECKSUM_KEY: _content_digest(metadata, array)}  # so a damaged file is told, not scored
+    blob = save({"measurements": array}, metadata={**metadata, **checksum})
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, blob)
     return load_recording(name, settings)
@@ -197,25 +198,38 @@ def _content_digest(metadata: dict[str, str], array: np.ndarray) -> str:
     return hashlib.sha256(header.encode() + np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
+CHECKSUM_KEY = "content_sha256"  # in a recording's header: the digest of the rest, checked on every load
+
+
 def load_recording(name: str, settings: Settings | None = None) -> Recording:
     """The stored recording ``name`` (InputError naming the stored ones when there is none)."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load
 
     path = _path(name, settings)
     if not path.is_file():
         stored = ", ".join(list_recordings(settings)) or "none"
         raise InputError(f"no recording named {name!r} (stored: {stored})")
-    blob = path.read_bytes()
-    with safe_open(str(path), framework="numpy") as handle:
-        metadata = handle.metadata() or {}
-    array = load(blob)["measurements"]
+    damaged = InputError(
+        f"the stored recording {name!r} is damaged (unreadable, or not what was written); upload it again"
+    )
+    try:
+        blob = path.read_bytes()
+        with safe_open(str(path), framework="numpy") as handle:
+            metadata = handle.metadata() or {}
+        array = load(blob)["measurements"]
+    except (OSError, ValueError, KeyError, SafetensorError):
+        raise damaged from None
+    recorded = metadata.pop(CHECKSUM_KEY, None)  # absent in recordings stored before it was written
+    digest = _content_digest(metadata, array)
+    if recorded is not None and recorded != digest:
+        raise damaged
     return Recording(
         name=name,
         dataset=metadata.get("dataset", ""),
         over=metadata.get("over", "subjects"),
         sample_ids=tuple(json.loads(metadata.get("sample_ids", "[]"))),
-        digest=_content_digest(metadata, array),
+        digest=digest,
         measurements=array,
         dataset_revision=metadata.get("dataset_revision", ""),
     )

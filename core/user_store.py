@@ -134,3 +134,52 @@ def read_representation(name: str, sha256: str | None, settings: Settings | None
     if hashlib.sha256(blob).hexdigest() != sha256:
         raise ModelLoadError(f"the stored matrix of {name!r} does not match its checksum; upload it again")
     return load_safetensors(blob)["features"]
+
+
+def verify_uploads(settings: Settings | None = None) -> dict[str, str]:
+    """``{"uploads/<kind>/<name>": "ok" | reason}`` (kind: models, datasets, recordings) for everything users stored, which
+    no recomputation can bring back: representations and text datasets against their checksums, image
+    datasets' index and files, recordings read back and checked. Changes nothing."""
+    from alignscope.core.errors import AlignscopeError
+    from alignscope.core.recordings import list_recordings, load_recording
+
+    settings = settings or get_settings()
+    registry = read_registry(settings)
+    report: dict[str, str] = {}
+    for entry in registry.get("models", []):
+        options = dict(tuple(pair) for pair in entry.get("options", ()) if len(pair) == 2)
+        if entry.get("kind") == "representation" and "sha256" in options:
+            try:
+                read_representation(str(entry["name"]), options["sha256"], settings)
+                report[f"uploads/models/{entry['name']}"] = "ok"
+            except AlignscopeError as error:
+                report[f"uploads/models/{entry['name']}"] = str(error)
+    for entry in registry.get("datasets", []):
+        if str(entry.get("source", "")).startswith("upload:"):
+            name = str(entry["name"])
+            report[f"uploads/datasets/{name}"] = _dataset_problem(name, entry.get("revision"), settings) or "ok"
+    for name in list_recordings(settings):
+        try:
+            load_recording(name, settings)
+            report[f"uploads/recordings/{name}"] = "ok"
+        except AlignscopeError as error:
+            report[f"uploads/recordings/{name}"] = str(error)
+    return report
+
+
+def _dataset_problem(name: str, revision: str | None, settings: Settings) -> str | None:
+    """Why uploaded dataset ``name`` cannot be read as stored, or None."""
+    folder = upload_folder("datasets", name, settings)
+    texts = folder / "texts.parquet"
+    if texts.exists():
+        if revision and hashlib.sha256(texts.read_bytes()).hexdigest()[: len(revision)] != revision:
+            return f"the stored texts of {name!r} do not match their checksum; upload them again"
+        return None
+    try:
+        samples = read_uploaded_samples(name, settings)
+    except DatasetLoadError as error:
+        return str(error)
+    missing = [path for path in samples.image_paths or () if not path.is_file()]
+    if missing:
+        return f"{len(missing)} images of {name!r} are missing (e.g. {missing[0].name!r}); upload it again"
+    return None

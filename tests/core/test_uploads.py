@@ -17,11 +17,11 @@ from PIL import Image
 from alignscope.core import uploads
 from alignscope.core.cache import FeatureCache
 from alignscope.core.datasets import get_dataset_spec, list_datasets, load_dataset
-from alignscope.core.errors import InvalidNameError, ModalityError, UploadError
+from alignscope.core.errors import InputError, InvalidNameError, ModalityError, UploadError
 from alignscope.core.extract import extract_features
 from alignscope.core.models import get_model_spec
 from alignscope.core.settings import Settings, get_settings
-from alignscope.core.user_store import read_representation
+from alignscope.core.user_store import read_representation, upload_folder
 
 
 def _png(seed: int) -> bytes:
@@ -592,3 +592,39 @@ def test_the_registry_follows_what_another_process_adds_and_removes(cache_dir):
     names = {spec.name for spec in list_datasets()}
     assert "shared" not in names and "made-here" in names and "digits" in names  # only what the file had
     unregister_dataset("made-here")
+
+
+def test_cache_verify_checks_what_users_uploaded_and_names_each_damaged_one(cache_dir, capsys):
+    """A byte flipped in an uploaded representation left `cache verify` at "32 ok, 0 bad": uploads were not
+    checked, though nothing can recompute them. Now each upload and recording is, and a damaged recording
+    is refused when loaded (a flipped value was scored as data)."""
+    from alignscope.core.cli import main
+    from alignscope.core.recordings import add_recording, load_recording
+
+    settings = get_settings()
+    rng = np.random.default_rng(0)
+    uploads.add_representation("rep", "r.npy", _npy(rng.normal(size=(1797, 4)).astype(np.float32)), dataset="digits")
+    uploads.add_text_dataset("notes", "notes.txt", "\n".join(f"note {i}" for i in range(12)).encode())
+    uploads.add_image_dataset("pics", "pics.zip", _zip({f"{i}.png": _png(i) for i in range(4)}))
+    add_recording("rec", "rec.npy", _npy(rng.normal(size=(4, 6)).astype(np.float32)), dataset="pics")
+    assert main(["cache", "verify"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("uploads and recordings: 4 ok, 0 bad")
+
+    def flip_last_byte(path) -> None:
+        blob = bytearray(path.read_bytes())
+        blob[-1] ^= 0x01
+        path.write_bytes(bytes(blob))
+
+    flip_last_byte(upload_folder("models", "rep", settings) / "features.safetensors")
+    flip_last_byte(upload_folder("datasets", "notes", settings) / "texts.parquet")
+    (upload_folder("datasets", "pics", settings) / "images" / "2.png").unlink()
+    flip_last_byte(settings.uploads_dir / "recordings" / "rec.safetensors")
+    assert main(["cache", "verify"]) == 1
+    out = capsys.readouterr().out
+    assert "uploads/models/rep  the stored matrix of 'rep' does not match its checksum" in out
+    assert "uploads/datasets/notes  the stored texts of 'notes' do not match their checksum" in out
+    assert "uploads/datasets/pics  1 images of 'pics' are missing (e.g. '2.png')" in out
+    assert "uploads/recordings/rec  the stored recording 'rec' is damaged" in out
+    assert out.splitlines()[-1].endswith("uploads and recordings: 0 ok, 4 bad")
+    with pytest.raises(InputError, match="is damaged"):
+        load_recording("rec", settings)
