@@ -198,6 +198,9 @@ class CacheEntry:
     created: str
 
 
+UNUSED_LOCK = "lock file nobody holds"
+
+
 @dataclass(frozen=True)
 class Leftover:
     """A file no complete entry accounts for: a dead writer's temp file, an orphaned half of an entry, or
@@ -638,9 +641,27 @@ class FeatureCache:
         return found
 
     def gc(self) -> list[Leftover]:
-        """Remove every :meth:`leftovers` file and the lock files nobody holds (of the features and of the
-        result store); returns what was removed. Complete entries and live writers' files are untouched."""
+        """Remove every :meth:`leftovers` file, the entries that fail their checks (:meth:`problem`: recomputed
+        when next asked for) and the lock files nobody holds (of the features and of the result store); returns
+        what was removed. Intact entries and live writers' files are untouched."""
         removed = []
+        for key in self.keys():
+            if self.problem(key) is None:
+                continue
+            lock = FileLock(str(self._lock_path(key)), timeout=0)
+            try:
+                lock.acquire()
+            except (Timeout, OSError):
+                continue  # a writer is replacing it right now
+            try:
+                problem = self.problem(key)  # again, under the lock
+                if problem is not None:
+                    size = sum(p.stat().st_size for p in (self.tensor_path(key), self.sidecar_path(key)) if p.exists())
+                    self._discard(key)
+                    path = self.tensor_path(key)
+                    removed.append(Leftover(path, self._name(path), f"damaged entry: {problem}", size, key))
+            finally:
+                lock.release()
         for leftover in self.leftovers():
             if leftover.key is None:
                 remove_quietly(leftover.path)
@@ -662,7 +683,7 @@ class FeatureCache:
         for lock_dir in lock_dirs:
             for path in sorted(lock_dir.glob("*.lock")) if lock_dir.is_dir() else []:
                 if _remove_lock_if_unused(path):
-                    removed.append(Leftover(path, self._name(path), "lock file nobody holds", 0))
+                    removed.append(Leftover(path, self._name(path), UNUSED_LOCK, 0))
         return removed
 
     def verify(self) -> dict[str, str]:

@@ -345,13 +345,19 @@ def _cache_verify(cache, _keys: list[str]) -> int:
 
 
 def _cache_gc(cache, _keys: list[str]) -> int:
+    from alignscope.core.cache import UNUSED_LOCK
+
     store = _results(cache)
     results = store.remove_damaged() if store is not None else []  # first: its locks are then cleaned up too
     for name, size in results:
         print(f"removed  results/{name}  (a damaged or half-written computed result, {_mib(size)})")
     removed = cache.gc()
+    locks = [item for item in removed if item.what == UNUSED_LOCK]
     for item in removed:
-        print(f"removed  {item.name}  ({item.what}, {_mib(item.bytes)})")
+        if item.what != UNUSED_LOCK:  # one line for all of those: a cache used for a while has hundreds
+            print(f"removed  {item.name}  ({item.what}, {_mib(item.bytes)})")
+    if locks:
+        print(f"removed  {len(locks)} lock files nobody holds")
     freed = sum(item.bytes for item in removed) + sum(size for _, size in results)
     count = len(removed) + len(results)
     print(f"freed {_mib(freed)} ({freed} bytes) in {count} files under {cache.settings.cache_dir}")

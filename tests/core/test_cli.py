@@ -847,3 +847,24 @@ def test_control_characters_in_an_uploads_name_are_shown_escaped_never_sent_to_t
     assert "\x1b" not in listing and "\\x1b[2J\\x1b[31mevil.txt" in listing
     assert main(["datasets", "--remove", "evil1\x1b[0m"]) == 2  # an error naming it escapes it too
     assert "\x1b" not in capsys.readouterr().err
+
+
+def test_cache_gc_removes_damaged_feature_entries_and_counts_unused_locks_in_one_line(capsys):
+    """gc left a feature entry that verify called bad in place (it is recomputed when next used, so removing
+    it loses nothing) and listed every unused lock file on its own line (413 of them in a used cache)."""
+    from alignscope.core.cache import FeatureCache
+
+    cache = FeatureCache()
+    dataset = load_dataset("digits", n=40)
+    keys = [cache.get_or_extract(model, dataset)[1].key for model in ("digits-cnn-s0", "digits-cnn-s1")]
+    blob = bytearray(cache.tensor_path(keys[0]).read_bytes())
+    blob[-1] ^= 0x01
+    cache.tensor_path(keys[0]).write_bytes(bytes(blob))
+    assert main(["cache", "verify"]) == 1
+    capsys.readouterr()
+    assert main(["cache", "gc"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    name = f"features/{keys[0][:2]}/{keys[0]}.safetensors"
+    assert out[0] == f"removed  {name}  (damaged entry: checksum mismatch (corrupt or truncated), 0.0 MiB)"
+    assert out[1] == "removed  2 lock files nobody holds"  # one line, however many
+    assert cache.keys() == [keys[1]] and main(["cache", "verify"]) == 0
