@@ -27,6 +27,7 @@ import io
 import itertools
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -162,9 +163,12 @@ def parse_plan(text: str) -> Plan:
     if unknown:
         raise InputError(f"plan: unknown keys {unknown}; known: {sorted(PLAN_KEYS)}")
     name = check_name(str(raw.get("name", "run")), what="run")
-    datasets = raw.get("datasets") or ([raw["dataset"]] if "dataset" in raw else [])
+    if "dataset" in raw and "datasets" in raw:  # one of them was silently ignored
+        raise InputError('plan: give dataset = "..." or datasets = [...], not both')
+    datasets = raw["datasets"] if "datasets" in raw else [raw["dataset"]] if "dataset" in raw else []
     if not isinstance(datasets, list) or not datasets or not all(isinstance(d, str) for d in datasets):
         raise InputError('plan: name the dataset(s): dataset = "digits" or datasets = [...]')
+    datasets = list(dict.fromkeys(datasets))  # listed twice, scored once (as models and [params] values are)
     for dataset in datasets:
         get_dataset_spec(dataset)
     if not isinstance(raw.get("models", []), list):
@@ -173,7 +177,7 @@ def parse_plan(text: str) -> Plan:
     metrics = raw.get("metrics", ["mutual_knn"])
     if not isinstance(metrics, list) or not metrics or not all(isinstance(m, str) for m in metrics):
         raise InputError('plan: metrics must be a list of names, e.g. ["mutual_knn", "linear_cka"]')
-    metrics = tuple(metrics)
+    metrics = tuple(dict.fromkeys(metrics))
     for metric in metrics:
         get_metric(metric)
     layers = str(raw.get("layers", "best"))
@@ -182,12 +186,16 @@ def parse_plan(text: str) -> Plan:
     if not isinstance(params, dict):
         raise InputError("plan: [params] must be a table of name = value or [values]")
     grid = {key: tuple(value if isinstance(value, list) else [value]) for key, value in params.items()}
+    empty = sorted(key for key, values in grid.items() if not values)
+    if empty:  # it ran the metric's default, as if the line were not there
+        raise InputError(f"plan: [params] {empty[0]} = []: give at least one value, or leave the line out")
     _check_grid(grid, metrics)
     for metric in metrics:  # a bad value (k = 0, similarity = "manhattan") fails now, not mid-run
         for combo in _combinations(grid):
             metric_params(metric, **combo)
-    pairs = _pairs(raw.get("pairs", "unordered"), models)
-    differences = _triples(raw.get("differences", []))
+    pairs = tuple(dict.fromkeys(_pairs(raw.get("pairs", "unordered"), models)))
+    differences = tuple(dict.fromkeys(_triples(raw.get("differences", []))))
+    _check_modalities(datasets, {m for cell in pairs + differences for m in cell})
     if not pairs and not differences:  # an empty table is not a result
         why = "pairs is empty" if "pairs" in raw else f"{len(models)} different model(s) make no pair"
         raise InputError(
@@ -209,6 +217,17 @@ def parse_plan(text: str) -> Plan:
         differences=differences,
         source=raw,
     )
+
+
+def _check_modalities(datasets: list[str], models: set[str]) -> None:
+    """Every model of the plan must read every dataset of it (found when reading the plan, not mid-run)."""
+    from alignscope.core.analysis.features import modality_problem
+
+    for dataset in datasets:
+        for model in sorted(models):
+            problem = modality_problem(model, dataset)
+            if problem is not None:
+                raise InputError(f"plan: {problem}")
 
 
 def _check_grid(grid: dict[str, tuple[Any, ...]], metrics: tuple[str, ...]) -> None:
@@ -446,6 +465,54 @@ def check_budget(
     return hits, estimates
 
 
+def _compute_cells(
+    plan: Plan,
+    engine: Engine,
+    extract: Callable[[Any], None],
+    on_progress: ProgressCallback | None,
+    ray: RayOptions | None,
+    budget_seconds: float | None,
+    on_start: Callable[[int, int, float], None] | None,
+) -> tuple[list[dict], list[dict], list[bool], list[Request]]:
+    """:func:`execute`'s work: features, then every cell (stored, or computed); the table's rows, the
+    differences' rows, which cells were stored, and the requests."""
+    for request in expand(plan, engine):  # features of every (model, dataset), once
+        for feature_plan in engine.prepare(request).missing:
+            extract(feature_plan)
+    requests = expand(plan, engine)
+    prepared = [engine.prepare(request) for request in requests]
+    hits, estimates = check_budget(plan, prepared, engine, budget_seconds)
+    if on_start is not None:
+        on_start(len(requests), sum(hits), sum(estimates))
+    rows, differences, done = [], [], 0.0
+    todo = [index for index, hit in enumerate(hits) if not hit]
+    if ray is not None and todo:  # every cell stored: no cluster to start
+        from alignscope.core.analysis.ray_tasks import run_cells_on_ray
+
+        finished: list[int] = []
+
+        def on_done(position: int) -> None:
+            finished.append(todo[position])
+            if on_progress is not None:
+                seconds = sum(estimates[i] for i in finished)
+                on_progress(seconds, sum(estimates), len(requests) - len(todo) + len(finished), len(requests))
+
+        run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
+        on_progress = None  # the cells are done: reading them back is not counted again from 0 %
+    for index, request in enumerate(requests):
+        # From the store when a Ray worker computed it; ``item`` names the features it read (new keys for
+        # any extracted again, found damaged).
+        result, item = engine.run_extracting_prepared(request, extract)
+        if isinstance(request, DifferenceRequest):
+            differences.append(difference_row(result, request, item.key))
+        else:
+            rows.append(score_row(result, {plan.model: plan.cached_key for plan in item.plans}, item.key))
+        done += estimates[index]
+        if on_progress is not None:
+            on_progress(done, sum(estimates), index + 1, len(requests))
+    return rows, differences, hits, requests
+
+
 def execute(
     plan: Plan,
     out: Path,
@@ -470,40 +537,16 @@ def execute(
 
     started = time.perf_counter()
     check_budget(plan, [engine.prepare(request) for request in expand(plan, engine)], engine, budget_seconds)
+    new_folder = not out.exists()
     claim_run_folder(out, plan.name, replace=replace)
-    for request in expand(plan, engine):  # features of every (model, dataset), once
-        for feature_plan in engine.prepare(request).missing:
-            extract(feature_plan)
-    requests = expand(plan, engine)
-    prepared = [engine.prepare(request) for request in requests]
-    hits, estimates = check_budget(plan, prepared, engine, budget_seconds)
-    if on_start is not None:
-        on_start(len(requests), sum(hits), sum(estimates))
-    rows, differences, done = [], [], 0.0
-    todo = [index for index, hit in enumerate(hits) if not hit]
-    if ray is not None and todo:  # every cell stored: no cluster to start
-        from alignscope.core.analysis.ray_tasks import run_cells_on_ray
-
-        finished: list[int] = []
-
-        def on_done(position: int) -> None:
-            finished.append(todo[position])
-            if on_progress is not None:
-                seconds = sum(estimates[i] for i in finished)
-                on_progress(seconds, sum(estimates), len(requests) - len(todo) + len(finished), len(requests))
-
-        run_cells_on_ray([requests[i] for i in todo], engine.settings.cache_dir, ray, on_done=on_done)
-    for index, request in enumerate(requests):
-        # From the store when a Ray worker computed it; ``item`` names the features it read (new keys for
-        # any extracted again, found damaged).
-        result, item = engine.run_extracting_prepared(request, extract)
-        if isinstance(request, DifferenceRequest):
-            differences.append(difference_row(result, request, item.key))
-        else:
-            rows.append(score_row(result, {plan.model: plan.cached_key for plan in item.plans}, item.key))
-        done += estimates[index]
-        if on_progress is not None:
-            on_progress(done, sum(estimates), index + 1, len(requests))
+    try:
+        rows, differences, hits, requests = _compute_cells(
+            plan, engine, extract, on_progress, ray, budget_seconds, on_start
+        )
+    except BaseException:  # the cells done are in the store; a folder made for the run holds nothing yet
+        if new_folder and [p.name for p in out.iterdir()] == [RUN_MARKER]:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     out.mkdir(parents=True, exist_ok=True)
     # The card is written last and marks the run complete: an earlier run's card must not vouch for
     # tables half replaced by this one if it dies while writing them.

@@ -141,6 +141,9 @@ def test_a_plan_is_parsed_into_its_grid():
         ({"models": '["digits-cnn-s0"]', "differences": "[]"}, r"plan: nothing to score: 1 different model"),
         ({"models": '["digits-cnn-s0", "digits-cnn-s0"]', "differences": "[]"}, r"plan: nothing to score"),
         ({"pairs": "[]", "differences": "[]"}, r"plan: nothing to score: pairs is empty"),
+        # both: one was silently ignored; a model that cannot read the dataset: found only mid-run
+        ({"datasets": '["sentences"]'}, r'plan: give dataset = "\.\.\." or datasets = \[\.\.\.\], not both'),
+        ({"dataset": '"sentences"'}, r"plan: 'digits-cnn-s0' encodes image, but dataset 'sentences' holds text"),
     ],
 )
 def test_a_bad_plan_is_refused_with_a_message_naming_the_problem(changes, message):
@@ -156,11 +159,28 @@ def test_a_bad_plan_is_refused_with_a_message_naming_the_problem(changes, messag
         ("k = [5, 5.5]", r"plan: \[params\] k = 5\.5: .*must be an integer"),
         ("kk = 5", r"plan: \[params\] kk: none of the plan's metrics \(mutual_knn, linear_cka\) takes it"),
         ('similarity = "manhattan"', r"similarity must be one of 'cosine', 'ip', 'euclidean'; got 'manhattan'"),
+        ("k = []", r"plan: \[params\] k = \[\]: give at least one value, or leave the line out"),  # ran k = 10
     ],
 )
 def test_a_parameter_grid_value_no_metric_accepts_is_refused_not_silently_changed(params, message):
     with pytest.raises(InputError, match=message):
         parse_plan(PLAN + "[params]\n" + params + "\n")
+
+
+def test_what_a_plan_lists_twice_is_scored_once():
+    """Models and [params] values listed twice were scored once, but metrics, datasets, pairs and
+    differences listed twice gave duplicate rows ("2 cells" for one)."""
+    twice = parse_plan(
+        plan_text(
+            metrics='["linear_cka", "linear_cka"]',
+            dataset=None,
+            datasets='["digits", "digits"]',
+            pairs='[["digits-cnn-s0", "digits-cnn-s1"], ["digits-cnn-s0", "digits-cnn-s1"]]',
+            differences='[["digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"]] * 1',
+        ).replace("]] * 1", '], ["digits-cnn-s0", "digits-cnn-s1", "digits-cnn-s2"]]')
+    )
+    assert twice.metrics == ("linear_cka",) and twice.datasets == ("digits",)
+    assert twice.pairs == (("digits-cnn-s0", "digits-cnn-s1"),) and len(twice.differences) == 1
 
 
 def test_alignscope_run_refuses_a_bad_plan_in_one_line_before_any_work(tmp_path, cache_dir, capsys):
@@ -492,3 +512,17 @@ def test_run_refuses_a_plan_of_years_unless_told_yes(cache_dir, tmp_path, capsys
     err = capsys.readouterr().err
     assert "of CPU time here, more than the ~24.0 h a run starts without asking" in err and "--yes" in err
     assert not (tmp_path / "out").exists() and not (cache_dir / "features").exists()  # nothing extracted
+
+
+def test_a_run_that_fails_leaves_no_folder_it_made(run_cache, tmp_path):
+    """k = 500 at n = 150 is found when the first cell runs; the folder claimed for the run stayed behind,
+    holding only the claim."""
+    plan = parse_plan(plan_text(metrics='["mutual_knn"]', layers='"last"', differences="[]") + "[params]\nk = 500\n")
+    with pytest.raises(InputError, match="k=500 needs more samples"):
+        execute(plan, tmp_path / "new", engine=Engine(), extract=no_extraction)
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"  # a folder the user made is theirs: kept
+    mine.mkdir()
+    with pytest.raises(InputError, match="k=500 needs more samples"):
+        execute(plan, mine, engine=Engine(), extract=no_extraction)
+    assert mine.is_dir()
