@@ -121,6 +121,20 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
         searched = max(s.pairs_searched for s in tested)
         if searched > 1:
             floor = min(1.0, searched / (permutations + 1))
+            counts = {s.metric: s.pairs_searched for s in tested if s.pairs_searched > 1}
+            if len(set(counts.values())) == 1:
+                over, times, smallest = (
+                    f"all {searched} layer pairs",
+                    f"{searched} layer pairs searched",
+                    f"is {floor:.4g}",
+                )
+            else:  # some pairs cannot be scored by some metrics (PWCCA across widths): each its own count
+                listed = ", ".join(f"{metric} {count}" for metric, count in counts.items())
+                over = f"all the layer pairs each metric searched ({listed})"
+                times, smallest = (
+                    "the pairs its metric searched",
+                    f"is that count/{permutations + 1}, up to {floor:.4g}",
+                )
             advice = (
                 f": use --permutations {20 * searched} or more for a corrected p that can fall below 0.05, "
                 "or --layers i,j to test one pair fixed in advance."
@@ -128,14 +142,13 @@ def p_value_notes(scores: Sequence[PairScore]) -> list[str]:
                 else "."
             )
             notes.append(
-                f"p_maxstat: studentised max-T over all {searched} layer pairs: each pair's score standardised "
+                f"p_maxstat: studentised max-T over {over}: each pair's score standardised "
                 "by its own null (mean and sd over the same shuffles), the best pair's against the per-shuffle "
                 "maximum of those standardised scores; the honest p of a pair chosen because it scored best, "
                 f"it can reach 1/{permutations + 1} however many pairs were searched."
             )
             notes.append(
-                f"p_bonferroni = min(1, p x {searched} layer pairs searched), more conservative; its smallest "
-                f"possible value is {floor:.4g}{advice}"
+                f"p_bonferroni = min(1, p x {times}), more conservative; its smallest possible value {smallest}{advice}"
             )
     approximate = [s for s in scores if s.recall is not None]
     if approximate:

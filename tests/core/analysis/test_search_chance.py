@@ -185,3 +185,23 @@ def test_a_search_where_some_pairs_cannot_be_scored_still_gets_its_p_over_those_
     matrix = _matrix(view_a, view_b, "gram_volume", permutations=99)
     assert np.isnan(matrix.p_values[[0, 1, 1, 2], [1, 0, 1, 1]]).all()  # the pairs it could not score
     assert np.isfinite(matrix.p_values[[0, 2], [0, 0]]).all()
+
+
+def test_the_bonferroni_note_names_each_metrics_own_count_of_pairs_searched():
+    """The note said "p x 9 layer pairs searched" for every row though PWCCA, which cannot score a layer
+    wider than the samples allow, searched 4: its p_bonferroni is p x 4."""
+    from alignscope.core.analysis.report import p_value_notes
+
+    rng = np.random.default_rng(0)
+    view_a, view_b = (_view(name, [rng.standard_normal((N, w)) for w in (4, 16, 200)]) for name in ("A", "B"))
+    scores = [
+        score_pair(PairRequest("A", "B", "noise", N, 0, metric, metric_params(metric), "all", 20), view_a, view_b)
+        for metric in ("mutual_knn", "pwcca")
+    ]
+    assert [score.pairs_searched for score in scores] == [9, 4]
+    assert scores[1].p_bonferroni == pytest.approx(min(1.0, 4 * scores[1].p_value))
+    notes = " ".join(p_value_notes(scores))
+    assert "p_maxstat: studentised max-T over all the layer pairs each metric searched (mutual_knn 9, pwcca 4)" in notes
+    assert "p_bonferroni = min(1, p x the pairs its metric searched)" in notes and "9 layer pairs searched" not in notes
+    alone = " ".join(p_value_notes(scores[:1]))
+    assert "p_bonferroni = min(1, p x 9 layer pairs searched)" in alone and "over all 9 layer pairs" in alone
