@@ -80,7 +80,8 @@ class CompatibilityReport:
         confident: ``difference.low > 0``: the interval excludes "no better than the old model".
         update_gain: (M(new, old) − M(old, old)) / (M(new, new) − M(old, old)), the share of the new
             model's improvement kept without re-indexing; None without a new gallery or when the new
-            model is no better than the old one (denominator <= 0: there is no improvement to keep).
+            model is not measurably better than the old one (the interval of M(new, new) − M(old, old)
+            reaches 0: there is no improvement to keep a share of).
         pairwise: the two pairwise inequalities (:class:`PairwiseCompatibility`).
         n_queries: queries scored (those with a relevant gallery item); n_gallery: gallery items.
         confidence, n_boot, seed: the bootstrap settings.
@@ -331,8 +332,9 @@ def compatibility_report(
     reindexing_gain = update_gain = None
     if new_g is not None:
         reindexing_gain = _interval(estimates[2] - estimates[0], resampled[:, 2] - resampled[:, 0], level)
-        denominator = estimates[2] - estimates[1]
-        update_gain = float((estimates[0] - estimates[1]) / denominator) if denominator > 0 else None
+        own_gain = _interval(estimates[2] - estimates[1], resampled[:, 2] - resampled[:, 1], level)
+        if own_gain.low > 0:  # else a share of no measurable gain: noise over noise (2256 % at chance)
+            update_gain = float((estimates[0] - estimates[1]) / own_gain.estimate)
     pairwise = pairwise_compatibility(old_q, new_q, old_g, query_map=query_map, **shared)
     return CompatibilityReport(
         measure=measure,

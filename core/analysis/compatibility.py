@@ -47,6 +47,7 @@ class CompatibilityRequest(Request):
     the gallery; ``measure`` is ``"mean_average_precision"`` or ``"recall@k"``."""
 
     kind: ClassVar[str] = "compatibility"
+    result_version: ClassVar[int] = 2  # 2: no share of the new model's gain where that gain is not measurable
     old_model: str
     new_model: str
     dataset: str
@@ -124,7 +125,9 @@ class Compatibility:
         report = self.report
         d = report.difference
         level = f"{report.confidence:.0%}"
-        if report.confident:
+        if max(abs(d.estimate), abs(d.low), abs(d.high)) < 1e-12:
+            words = "the new model's queries rank the old gallery exactly as the old model's do (the same retrieval)"
+        elif report.confident:
             words = f"compatible: new queries search the old gallery better than old ones ({level} interval above 0)"
         elif report.passed:
             words = f"compatible by the point estimate only: the {level} interval includes 0"

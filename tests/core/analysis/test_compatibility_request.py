@@ -111,3 +111,20 @@ def test_compatibility_command_prints_the_verdict(engine, capsys):
     assert f"M(new, old) − M(old, old) = {d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]" in out
     assert ("not compatible" in out) == (not result.report.passed)
     assert main([*args[:-2], "--measure", "recall@0"]) == 2
+
+
+def test_an_exact_copy_is_said_to_retrieve_the_same_not_to_be_incompatible(engine):
+    """A new model that is the old one (an exact copy of its logits) got "+0.000 [+0.000, +0.000]: not
+    compatible", read as a failed upgrade; it retrieves exactly as the old model does."""
+    from alignscope.core.analysis import run
+    from alignscope.core.datasets import load_dataset
+    from alignscope.core.uploads import add_representation
+
+    full = engine.cache.get_or_extract(OLD, load_dataset("digits"))[0]
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(full.values[4], dtype=np.float32))
+    add_representation("old-exact", "exact.npy", buffer.getvalue(), dataset="digits")
+    result = run(CompatibilityRequest(OLD, "old-exact", "digits", N, 0, -1, -1, bootstrap=50), engine=engine)
+    verdict = result.verdict()
+    assert "+0.000 [+0.000, +0.000]" in verdict and "not compatible" not in verdict
+    assert "rank the old gallery exactly as the old model's do" in verdict and "gain kept" not in verdict
