@@ -703,7 +703,7 @@ class FeatureCache:
         """Remove entries (or orphaned halves of entries) whose key starts with ``key_prefix`` (at least 4
         hex digits); returns their keys."""
         if len(key_prefix) < 4 or any(c not in _HEX for c in key_prefix):
-            raise CacheError("give at least 4 hex digits of the key to remove")
+            raise CacheError(f"{key_prefix!r} is not a key: give a key, or its first 4 or more hex digits (0-9, a-f)")
         removed = sorted(k for k in {*self.keys(), *self._orphan_tensor_keys()} if k.startswith(key_prefix))
         for key in removed:
             with self._lock(key):

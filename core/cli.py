@@ -95,9 +95,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(terminal_text(f"note: {added.modality_note}; --modality overrides", one_line=True))
         if added.modality_warning:
             print(f"warning: {added.modality_warning}", file=sys.stderr)
+        where = "loads from that folder" if Path(spec.source).expanduser().is_dir() else "downloads"
         print(
             terminal_text(
-                f"added model {spec.name!r} ({spec.kind}, {spec.source}); it downloads on first use", one_line=True
+                f"added model {spec.name!r} ({spec.kind}, {spec.source}); it {where} on first use", one_line=True
             )
         )
         return 0

@@ -393,6 +393,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from alignscope.core.cli_support import progress_bar
     from alignscope.core.settings import get_settings
 
+    if args.plan is None:
+        took = f": --ray took {args.ray!r} as its cluster's address" if str(args.ray).endswith(".toml") else ""
+        raise InputError(f"name the plan to run{took}; put the plan first: alignscope run PLAN.toml [--ray ...]")
     path = Path(args.plan).expanduser()
     try:
         text = path.read_text(encoding="utf-8")
@@ -547,7 +550,7 @@ def add_commands(sub: Any) -> None:
     identify.set_defaults(func=cmd_identify_layers)
 
     run = sub.add_parser("run", help="a batch run from a plan (TOML): models x datasets x metrics x params")
-    run.add_argument("plan", metavar="PLAN.toml")
+    run.add_argument("plan", metavar="PLAN.toml", nargs="?")
     run.add_argument("--out", help="output folder (default: <cache>/runs/<plan name>, listed on the Results page)")
     run.add_argument(
         "--ray",

@@ -153,6 +153,8 @@ def test_cache_ls_verify_rm(capsys):
     assert "0 entries" in capsys.readouterr().out
     assert main(["cache", "rm", key[:8]]) == 2  # removing nothing is an error, not a silent success
     assert f"nothing in the cache matches {key[:8]}" in capsys.readouterr().err
+    assert main(["cache", "rm", "zzzz"]) == 2  # it said "give at least 4 hex digits" of four characters
+    assert "'zzzz' is not a key: give a key, or its first 4 or more hex digits (0-9, a-f)" in capsys.readouterr().err
 
 
 def test_score_json_matches_the_metric_library(capsys):
@@ -564,9 +566,10 @@ def test_a_local_model_folder_reads_what_its_files_say(tmp_path, capsys):
     )
     assert main(["models", "--add", str(vit), "--name", "local-vit"]) == 0
     assert get_model_spec("local-vit").kind == "hf-vision" and get_model_spec("local-vit").pooling == "cls"
+    capsys.readouterr()
     assert main(["models", "--add", str(bert), "--name", "local-bert"]) == 0
     assert get_model_spec("local-bert").kind == "hf-text" and get_model_spec("local-bert").pooling == "mean"
-    capsys.readouterr()
+    assert capsys.readouterr().out.strip().endswith("it loads from that folder on first use")  # not "downloads"
     assert main(["models", "--add", str(clip), "--name", "local-clip"]) == 2
     assert (
         "is a clip dual encoder (a text and an image tower): choose its text or image tower" in capsys.readouterr().err

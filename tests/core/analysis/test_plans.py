@@ -526,3 +526,10 @@ def test_a_run_that_fails_leaves_no_folder_it_made(run_cache, tmp_path):
     with pytest.raises(InputError, match="k=500 needs more samples"):
         execute(plan, mine, engine=Engine(), extract=no_extraction)
     assert mine.is_dir()
+
+
+def test_run_says_when_ray_took_the_plan_for_its_address(tmp_path, cache_dir, capsys):
+    """`alignscope run --ray plan.toml` said "the following arguments are required: PLAN.toml"."""
+    assert main(["run", "--ray", str(tmp_path / "plan.toml")]) == 2
+    err = capsys.readouterr().err
+    assert "--ray took" in err and "plan.toml' as its cluster's address" in err and "put the plan first" in err
