@@ -443,6 +443,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{report.cells} cells ({report.cached} already stored, {report.computed} computed) in "
         f"{report.seconds:.1f}s; table: {report.folder / 'table.csv'}"
     )
+    if plan.differences and 0 < plan.bootstrap < 200:  # the differences' p is resampled with the plan's count
+        floor = min(1.0, 2 / (plan.bootstrap + 1))
+        print(
+            f"note: the differences were resampled {plan.bootstrap} times (the plan's bootstrap): their p cannot "
+            f"fall below {floor:.3g} and their intervals are rough; bootstrap = 1000 or more for ones to report",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -361,8 +361,12 @@ def test_a_killed_run_resumes_from_the_store_and_ends_equal_to_a_clean_run(run_c
     assert main(["run", str(plan_path), "--out", str(out)]) == 0  # the same command again, in this process
     card = json.loads((out / "run.json").read_text())
     assert card["cells"] == CELLS and card["cached"] == len(stored) and card["computed"] == CELLS - len(stored)
-    summary = capsys.readouterr().out
+    summary, err = capsys.readouterr()
     assert f"{CELLS} cells ({len(stored)} already stored, {CELLS - len(stored)} computed)" in summary
+    # the plan's bootstrap = 20 resamples its differences: a p that cannot fall below 2/21 is said so
+    assert (
+        "note: the differences were resampled 20 times (the plan's bootstrap): their p cannot fall below 0.0952" in err
+    )
     assert stored_keys(run_cache) >= cell_keys
     assert list_runs(out.parent) == ["killed"]
 
