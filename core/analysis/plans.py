@@ -79,6 +79,7 @@ TABLE_COLUMNS = (
     "feature_key_b",
     "result_key",
 )
+FLOAT_COLUMNS = ("score", "chance", "chance_of_best", "p", "p_corrected", "ci_low", "ci_high")
 DIFFERENCE_COLUMNS = (
     "model_a",
     "model_b",
@@ -552,13 +553,15 @@ def execute(
     # tables half replaced by this one if it dies while writing them.
     (out / "run.json").unlink(missing_ok=True)
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
+    for column in FLOAT_COLUMNS:  # a column of None only (chance_of_best of fixed pairs) was stored as object
+        table[column] = table[column].astype("float64")
     parquet = io.BytesIO()
     table.to_parquet(parquet, index=False)
     atomic_write_bytes(out / "table.parquet", parquet.getvalue())
-    atomic_write_bytes(out / "table.csv", table.to_csv(index=False, float_format="%.6g").encode())
+    atomic_write_bytes(out / "table.csv", table.to_csv(index=False).encode())
     if differences:
         frame = pd.DataFrame(differences, columns=list(DIFFERENCE_COLUMNS))
-        atomic_write_bytes(out / "differences.csv", frame.to_csv(index=False, float_format="%.6g").encode())
+        atomic_write_bytes(out / "differences.csv", frame.to_csv(index=False).encode())
     else:  # an earlier run's differences are not this plan's
         (out / "differences.csv").unlink(missing_ok=True)
     seconds = time.perf_counter() - started

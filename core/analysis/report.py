@@ -30,6 +30,9 @@ TABLE_COLUMNS = (
     "p_bonferroni",
 )
 
+# CSV rows also say what was compared, so the files of several calls stack into one table (as a run's do).
+CSV_COLUMNS = ("model_a", "model_b", "dataset", "n", *TABLE_COLUMNS, "params")
+
 
 def jsonable(value: Any) -> Any:
     """Plain JSON types: arrays become nested lists, NaN becomes None, dataclasses dicts."""
@@ -92,10 +95,18 @@ def format_scores(scores: Sequence[PairScore], fmt: str) -> str:
         return json.dumps([output_json(score) for score in scores], indent=2)
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(TABLE_COLUMNS))
+        writer = csv.DictWriter(buffer, fieldnames=list(CSV_COLUMNS))
         writer.writeheader()
         for score in scores:
-            writer.writerow({k: ("" if v is None else v) for k, v in score_row(score).items()})
+            row = {
+                "model_a": score.model_a,
+                "model_b": score.model_b,
+                "dataset": score.dataset,
+                "n": score.n_samples,
+                **score_row(score),
+                "params": json.dumps(jsonable(score.params), sort_keys=True),
+            }
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
         return buffer.getvalue()
     rows = []
     for score in scores:

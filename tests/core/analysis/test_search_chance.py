@@ -103,6 +103,9 @@ def test_a_searched_pair_score_carries_its_search_chance_and_a_fixed_pair_none()
     (as_csv,) = csv.DictReader(io.StringIO(format_scores([searched], "csv")))
     assert as_json["chance_of_best"] == searched.search_chance == pytest.approx(float(as_csv["chance_of_best"]))
     assert "search_chance" not in as_json
+    # a CSV row says what was compared, so the files of several calls stack (it had only metric and layers)
+    assert (as_csv["model_a"], as_csv["model_b"], as_csv["dataset"], as_csv["n"]) == ("A", "B", "noise", str(N))
+    assert json.loads(as_csv["params"]) == as_json["params"]
 
 
 def test_each_rows_best_chance_is_the_mean_best_of_that_row_over_the_same_shuffles():
