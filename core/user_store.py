@@ -137,9 +137,9 @@ def read_representation(name: str, sha256: str | None, settings: Settings | None
 
 
 def verify_uploads(settings: Settings | None = None) -> dict[str, str]:
-    """``{"uploads/<kind>/<name>": "ok" | reason}`` (kind: models, datasets, recordings) for everything users stored, which
-    no recomputation can bring back: representations and text datasets against their checksums, image
-    datasets' index and files, recordings read back and checked. Changes nothing."""
+    """``{"uploads/<kind>/<name>": "ok" | reason}`` (kind: models, datasets, recordings) for everything
+    users stored, which no recomputation can bring back: representations and text datasets against their
+    checksums, image datasets' index and files, recordings read back and checked. Changes nothing."""
     from alignscope.core.errors import AlignscopeError
     from alignscope.core.recordings import list_recordings, load_recording
 
