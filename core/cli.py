@@ -317,32 +317,29 @@ def _cache_ls(cache, _keys: list[str]) -> int:
 
 
 def _cache_verify(cache, _keys: list[str]) -> int:
-    from alignscope.core.user_store import verify_uploads
+    from alignscope.core.cache_health import check_cache
 
-    report = cache.verify()
-    bad = {k: v for k, v in report.items() if v != "ok"}
-    for key, status in report.items():
+    health = check_cache(cache)
+    for key, status in health.features.items():
         print(f"{key}  {status}")
-    store = _results(cache)
-    results = store.verify() if store is not None else {}
-    bad_results = {k: v for k, v in results.items() if v != "ok"}
+    bad_results = {k: v for k, v in health.results.items() if v != "ok"}
     for key, status in bad_results.items():  # the good ones are many: counted, not listed
         print(f"results/{key}  {status}; `alignscope cache gc` removes it (recomputed when next asked for)")
-    orphans = store.orphans() if store is not None else []
-    for path in orphans:
-        print(f"results/{path.relative_to(store.root).as_posix()}  no entry accounts for it (a killed writer's "
-              "arrays, or a file out of its folder); `alignscope cache gc` removes it")  # fmt: skip
-    uploads = verify_uploads(cache.settings) if cache.owns_cache_dir else {}
-    bad_uploads = {k: v for k, v in uploads.items() if v != "ok"}
+    for name in health.result_leftovers:
+        print(f"results/{name}  no entry accounts for it (a killed writer's arrays, or a file out of its folder); "
+              "`alignscope cache gc` removes it")  # fmt: skip
+    bad_uploads = {k: v for k, v in health.uploads.items() if v != "ok"}
     for name, status in bad_uploads.items():  # never removed: nothing can recompute what a user uploaded
         print(terminal_text(f"{name}  {status}", one_line=True))
+    bad = sum(status != "ok" for status in health.features.values())
+    results, uploads, leftovers = health.results, health.uploads, health.result_leftovers
     print(
-        f"{len(report) - len(bad)} ok, {len(bad)} bad"
+        f"{len(health.features) - bad} ok, {bad} bad"
         + (f"; computed results: {len(results) - len(bad_results)} ok, {len(bad_results)} bad" if results else "")
-        + (f", {len(orphans)} leftover" if orphans else "")
+        + (f", {len(leftovers)} leftover" if leftovers else "")
         + (f"; uploads and recordings: {len(uploads) - len(bad_uploads)} ok, {len(bad_uploads)} bad" if uploads else "")
     )
-    return 1 if bad or bad_results or orphans or bad_uploads else 0
+    return 0 if health.intact else 1
 
 
 def _cache_gc(cache, _keys: list[str]) -> int:

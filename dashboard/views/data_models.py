@@ -8,6 +8,7 @@ import streamlit as st
 
 from alignscope.core.analysis.features import LOADED_VIEWS
 from alignscope.core.cache import FeatureCache
+from alignscope.core.cache_health import check_cache
 from alignscope.core.datasets import list_datasets
 from alignscope.core.errors import AlignscopeError
 from alignscope.core.models import MODELS, install_status, list_models, load_model
@@ -268,19 +269,28 @@ def _cache_tab(read_only: bool) -> None:
         left, right = st.columns(2)
         with left:
             if st.button("Verify checksums", icon=":material/verified:"):
-                with st.spinner("Hashing every tensor file…"):
-                    report = cache.verify()
-                bad = {k: v for k, v in report.items() if v != "ok"}
+                with st.spinner("Hashing every stored file…"):
+                    health = check_cache(cache)
+                bad = {
+                    name: status
+                    for part in (
+                        health.features,
+                        {f"results/{k}": v for k, v in health.results.items()},
+                        health.uploads,
+                    )
+                    for name, status in part.items()
+                    if status != "ok"
+                } | {f"results/{name}": "no entry accounts for it" for name in health.result_leftovers}
                 if bad:
                     ui.show_error("\n".join(f"{k}: {v}" for k, v in bad.items()))
                 else:
-                    nets = sum(name.startswith("models/") for name in report)
-                    st.success(
-                        f"All {len(report) - nets} entries"
-                        + (f" and the weights of {nets} trained digits nets" if nets else "")
-                        + " are intact.",
-                        icon=":material/check_circle:",
-                    )
+                    nets = sum(name.startswith("models/") for name in health.features)
+                    parts = [f"{len(health.features) - nets} feature entries"]
+                    parts += [f"the weights of {nets} trained digits nets"] * bool(nets)
+                    parts += [f"{len(health.results)} computed results"] * bool(health.results)
+                    parts += [f"{len(health.uploads)} uploads and recordings"] * bool(health.uploads)
+                    listed = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+                    st.success(f"All {listed} are intact.", icon=":material/check_circle:")
         with right:
             if read_only:
                 st.caption("Read-only server: entries cannot be deleted here.")

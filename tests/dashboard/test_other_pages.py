@@ -245,11 +245,30 @@ def test_hub_model_without_network_fails_with_a_clear_message(monkeypatch):
     assert any("could not load" in e.value for e in app.error)
 
 
-def test_cache_verify_reports_every_entry_intact():
+def test_cache_verify_reports_every_entry_intact_and_names_a_damaged_upload(dashboard_cache: Path):
+    """The page's Verify hashed the feature entries and nets only: a damaged upload, which nothing can
+    recompute, was called intact (the CLI's verify checks it, through the same check_cache)."""
+    from alignscope.core.uploads import add_representation, forget
+    from alignscope.core.user_store import upload_folder
+
     app = run_page("data_models")
     next(b for b in app.button if b.label == "Verify checksums").click().run()
     no_exception(app)
     assert any("intact" in s.value for s in app.success)
+    buffer = io.BytesIO()
+    np.save(buffer, np.random.default_rng(0).normal(size=(1797, 3)).astype(np.float32))
+    add_representation("verified-rep", "v.npy", buffer.getvalue(), dataset="digits")
+    stored = upload_folder("models", "verified-rep") / "features.safetensors"
+    stored.write_bytes(stored.read_bytes()[:-1] + b"\x00")
+    try:
+        app = run_page("data_models")
+        next(b for b in app.button if b.label == "Verify checksums").click().run()
+        no_exception(app)
+        assert not app.success
+        message = "the stored matrix of 'verified-rep' does not match its checksum"  # shown as text, ':' escaped
+        assert any(e.value.startswith("uploads/models/verified-rep") and message in e.value for e in app.error)
+    finally:  # the session's shared cache
+        forget("models", "verified-rep")
 
 
 def test_representation_rows_must_match_the_dataset(dashboard_cache: Path):
