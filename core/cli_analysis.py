@@ -318,32 +318,42 @@ def cmd_difference(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.probes import ProbeRequest, probe_property_name
+    from alignscope.core.analysis.report import output_json
     from alignscope.core.properties import measured_properties, user_properties
 
     earlier = measured_properties(args.model).get(probe_property_name(args.dataset))
     result = run_with_bar(new_engine(), ProbeRequest(args.model, args.dataset, args.n or 10**9, args.seed, args.folds))
-    rows = [
-        {"layer": name, "accuracy": f"{probe.accuracy:.4f}", "± folds": f"{probe.accuracy_std_over_folds:.4f}"}
-        for name, probe in zip(result.layer_names, result.layers)
-    ]
-    print_table(rows, ["layer", "accuracy", "± folds"])
     result.keep()  # also when read back from the store: the property is this probe's
     prop = result.as_property()
-    print(f"\nset {args.model}: {prop.name} = {prop.value:.4f} (chance {result.layers[0].chance:.3f})")
+    notes = sys.stderr if args.format == "json" else sys.stdout  # JSON output is stdout alone
+    if args.format == "json":
+        sys.stdout.write(json.dumps(output_json(result), indent=2) + "\n")
+    else:
+        rows = [
+            {"layer": name, "accuracy": f"{probe.accuracy:.4f}", "± folds": f"{probe.accuracy_std_over_folds:.4f}"}
+            for name, probe in zip(result.layer_names, result.layers)
+        ]
+        print_table(rows, ["layer", "accuracy", "± folds"])
+        print()
+    print(f"set {args.model}: {prop.name} = {prop.value:.4f} (chance {result.layers[0].chance:.3f})", file=notes)
     print(
         f"It is the best of {len(result.layers)} layers' accuracies, picked on the same folds: optimistic, and more "
-        "so for a model with more layers."
+        "so for a model with more layers.",
+        file=notes,
     )
     if earlier is not None and (earlier.value, earlier.source) != (prop.value, prop.source):
-        print(f"note: replaced the earlier {prop.name} = {earlier.value:.4f} ({earlier.source})")
+        print(f"note: replaced the earlier {prop.name} = {earlier.value:.4f} ({earlier.source})", file=notes)
     mine = user_properties(args.model).get(prop.name)
     if mine is not None:  # trends and `models` read the user's value, not this one
-        print(f"note: the value you set, {prop.name} = {mine.value:g}, still wins; `models --set` replaces it")
+        print(
+            f"note: the value you set, {prop.name} = {mine.value:g}, still wins; `models --set` replaces it", file=notes
+        )
     return 0
 
 
 def cmd_identify_layers(args: argparse.Namespace) -> int:
     from alignscope.core.analysis.identification import identification_request
+    from alignscope.core.analysis.report import output_json
     from alignscope.core.analysis.requests import check_flags_apply
     from alignscope.core.metrics.registry import get_metric
     from alignscope.core.properties import resolve_models
@@ -365,6 +375,9 @@ def cmd_identify_layers(args: argparse.Namespace) -> int:
         similarity=args.similarity,
     )
     result = run_with_bar(new_engine(), request)
+    if args.format == "json":
+        sys.stdout.write(json.dumps(output_json(result), indent=2) + "\n")
+        return 0
     rows = [
         {
             "metric": label,
@@ -540,6 +553,7 @@ def add_commands(sub: Any) -> None:
     probe.add_argument("--n", type=int_at_least(10))
     probe.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
     probe.add_argument("--folds", type=int_at_least(2), default=5)
+    probe.add_argument("--format", choices=["table", "json"], default="table")
     probe.set_defaults(func=cmd_probe)
 
     identify = sub.add_parser(
@@ -554,6 +568,7 @@ def add_commands(sub: Any) -> None:
     identify.add_argument("--similarity", choices=["cosine", "ip", "euclidean"])
     identify.add_argument("--n", type=int_at_least(3))
     identify.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
+    identify.add_argument("--format", choices=["table", "json"], default="table")
     identify.set_defaults(func=cmd_identify_layers)
 
     run = sub.add_parser("run", help="a batch run from a plan (TOML): models x datasets x metrics x params")

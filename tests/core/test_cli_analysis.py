@@ -405,6 +405,25 @@ def test_an_uploaded_representation_is_a_model_with_the_properties_given(cache_d
     assert _model_row(capsys, "plain")["properties"] == {}
 
 
+def test_probe_and_identify_layers_write_json_with_the_numbers_their_tables_show(digits_cache, capsys):
+    """probe and identify-layers printed tables only: a script had to parse them."""
+    probe = ["probe", "--model", "digits-cnn-s0", "--dataset", "digits", "--n", "150", "--folds", "3"]
+    assert main(probe) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert main([*probe, "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)  # stdout is the JSON alone; the notes go to stderr
+    assert "set digits-cnn-s0: probe_accuracy[digits]" in captured.err
+    shown = {line.split()[0]: line.split()[1] for line in table[1:6]}
+    assert {name: f"{layer['accuracy']:.4f}" for name, layer in zip(result["layer_names"], result["layers"])} == shown
+    identify = ["identify-layers", "--models", "digits-cnn-s0,digits-cnn-s1", "--dataset", "digits", "--n", "150"]
+    assert main([*identify, "--metric", "linear_cka"]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert main([*identify, "--metric", "linear_cka", "--format", "json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert row[0] == "linear_cka" and f"{result['accuracy']['linear_cka']:.3f}" == row[1]
+
+
 def test_an_upload_replaced_under_its_name_says_so_and_drops_what_was_measured_of_it(cache_dir, tmp_path, capsys):
     """Uploading random numbers under the name of the digits' pixels kept the pixels' probe accuracy (0.95
     on a matrix that scores 0.1), without a word: trends over that property read the old matrix's number."""
