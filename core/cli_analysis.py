@@ -401,7 +401,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from alignscope.core.analysis.features import extract_for_plan
-    from alignscope.core.analysis.plans import RUN_BUDGET_SECONDS, execute, parse_plan
+    from alignscope.core.analysis.plans import RUN_BUDGET_SECONDS, execute, parse_plan, read_run
     from alignscope.core.analysis.ray_tasks import RayOptions
     from alignscope.core.cli_support import progress_bar
     from alignscope.core.settings import get_settings
@@ -456,6 +456,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{report.cells} cells ({report.cached} already stored, {report.computed} computed) in "
         f"{report.seconds:.1f}s; table: {report.folder / 'table.csv'}"
     )
+    if "n" in plan.source:  # asked for more samples than a dataset holds: scored on all it has, said so
+        table = read_run(report.folder).table
+        for dataset, held in table.groupby("dataset")["n"].max().items():
+            if held < plan.n:
+                print(f"note: {dataset} holds {held} samples, fewer than the plan's n = {plan.n}: scored on all {held}")
     if plan.differences and 0 < plan.bootstrap < 200:  # the differences' p is resampled with the plan's count
         floor = min(1.0, 2 / (plan.bootstrap + 1))
         print(

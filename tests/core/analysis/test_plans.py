@@ -548,3 +548,22 @@ def test_the_csv_holds_the_tables_numbers_exactly_and_empty_columns_stay_numbers
     from_csv = pd.read_csv(report.folder / "table.csv")
     for column in plans.FLOAT_COLUMNS:
         assert from_csv[column].astype("float64").equals(table[column]), column  # bit for bit
+
+
+def test_run_says_when_a_dataset_holds_fewer_samples_than_the_plans_n(warm_cache_dir, tmp_path, capsys):
+    """A plan on captions (25 photos) with n = 200 ran on 25 without a word (the table's n said it)."""
+    path = tmp_path / "captions.toml"
+    path.write_text(
+        plan_text(
+            dataset='"captions"',
+            n="200",
+            metrics='["linear_cka"]',
+            layers='"last"',
+            permutations="0",
+            bootstrap="0",
+            differences="[]",
+        )  # fmt: skip
+    )
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
+    assert "note: captions holds 25 samples, fewer than the plan's n = 200: scored on all 25" in capsys.readouterr().out
+    assert set(read_run(tmp_path / "out").table["n"]) == {25}
