@@ -112,7 +112,7 @@ def cmd_convergent(args: argparse.Namespace) -> int:
         engine, FamilyMatrixRequest(models, args.dataset, n, args.seed, args.metric, params)
     )
     names = engine.prepare(UnitMatchingRequest(models, args.dataset, n, args.seed)).plans[0].layer_names
-    if args.json:
+    if args.json or args.format == "json":
         print(json.dumps(jsonable(_as_json(curves, family, names)), indent=2))  # NaN: null, valid JSON
         return 0
     layer = names[curves.layer_index]
@@ -173,5 +173,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     convergent.add_argument("--param", action="append", metavar="NAME=VALUE", help=PARAM_HELP)
     convergent.add_argument("--n", type=int_at_least(3))
     convergent.add_argument("--seed", type=int_at_least(0, MAX_SEED), default=0)
-    convergent.add_argument("--json", action="store_true", help="print the curves and matrix as JSON")
+    convergent.add_argument("--format", choices=["table", "json"], default="table", help="json: the curves and matrix")
+    convergent.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # before --format, as other commands
     convergent.set_defaults(func=cmd_convergent)

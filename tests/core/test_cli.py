@@ -871,3 +871,23 @@ def test_cache_gc_removes_damaged_feature_entries_and_counts_unused_locks_in_one
     assert out[0] == f"removed  {name}  (damaged entry: checksum mismatch (corrupt or truncated), 0.0 MiB)"
     assert out[1] == "removed  2 lock files nobody holds"  # one line, however many
     assert cache.keys() == [keys[1]] and main(["cache", "verify"]) == 0
+
+
+def test_convergent_takes_format_json_as_the_other_commands_do(capsys):
+    """convergent alone spelled JSON output --json; --format json is what every other command takes."""
+    argv = [
+        "convergent",
+        "--models",
+        "digits-cnn-s0,digits-cnn-s1",
+        "--dataset",
+        "digits",
+        "--n",
+        "100",
+        "--layer",
+        "0",
+    ]
+    assert main([*argv, "--format", "json"]) == 0
+    as_format = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--json"]) == 0  # the old spelling still works
+    assert json.loads(capsys.readouterr().out) == as_format
+    assert as_format["layer"] == "conv1" and as_format["n_nets"] == 2
