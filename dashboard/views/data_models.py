@@ -285,10 +285,11 @@ def _cache_tab(read_only: bool) -> None:
                     ui.show_error("\n".join(f"{k}: {v}" for k, v in bad.items()))
                 else:
                     nets = sum(name.startswith("models/") for name in health.features)
-                    parts = [f"{len(health.features) - nets} feature entries"]
-                    parts += [f"the weights of {nets} trained digits nets"] * bool(nets)
-                    parts += [f"{len(health.results)} computed results"] * bool(health.results)
-                    parts += [f"{len(health.uploads)} uploads and recordings"] * bool(health.uploads)
+                    entries, results, uploads = len(health.features) - nets, len(health.results), len(health.uploads)
+                    parts = [f"{entries} feature entr{'y' if entries == 1 else 'ies'}"]
+                    parts += [f"the weights of {nets} trained digits net{'s' * (nets != 1)}"] * bool(nets)
+                    parts += [f"{results} computed result{'s' * (results != 1)}"] * bool(results)
+                    parts += [f"{uploads} upload{'s' * (uploads != 1)} (datasets, models, recordings)"] * bool(uploads)
                     listed = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
                     st.success(f"All {listed} are intact.", icon=":material/check_circle:")
         with right:
