@@ -285,11 +285,14 @@ def _cache_tab(read_only: bool) -> None:
                     ui.show_error("\n".join(f"{k}: {v}" for k, v in bad.items()))
                 else:
                     nets = sum(name.startswith("models/") for name in health.features)
-                    entries, results, uploads = len(health.features) - nets, len(health.results), len(health.uploads)
-                    parts = [f"{entries} feature entr{'y' if entries == 1 else 'ies'}"]
+                    n_entries, n_results = len(health.features) - nets, len(health.results)
+                    n_uploads = len(health.uploads)
+                    parts = [f"{n_entries} feature entr{'y' if n_entries == 1 else 'ies'}"]
                     parts += [f"the weights of {nets} trained digits net{'s' * (nets != 1)}"] * bool(nets)
-                    parts += [f"{results} computed result{'s' * (results != 1)}"] * bool(results)
-                    parts += [f"{uploads} upload{'s' * (uploads != 1)} (datasets, models, recordings)"] * bool(uploads)
+                    parts += [f"{n_results} computed result{'s' * (n_results != 1)}"] * bool(n_results)
+                    parts += [f"{n_uploads} upload{'s' * (n_uploads != 1)} (datasets, models, recordings)"] * bool(
+                        n_uploads
+                    )
                     listed = " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
                     st.success(f"All {listed} are intact.", icon=":material/check_circle:")
         with right:
