@@ -82,7 +82,7 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
     Colour is the score's distance from its chance level (diverging, white = chance), so noise never looks
     like a finding; the numbers printed are the scores. Cells not above chance after the correction for
     searching every pair are greyed, degenerate or unscorable cells crossed (hover says why). The best pair
-    is starred only when it survives that correction. Cells carry ``customdata`` = (i, j, …) so a click
+    is framed in gold only when it survives that correction. Cells carry ``customdata`` = (i, j, …) so a click
     maps back to the layer pair.
     """
     values = np.asarray(matrix.values, dtype=float)
@@ -174,8 +174,8 @@ def layer_heatmap(matrix: LayerMatrix, *, selected_index: tuple[int, int] | None
                 y=[labels_a[best_i]],
                 mode="markers",
                 name=f"best pair ({values[best_i, best_j]:.3f}, corrected p {p_corr[best_i, best_j]:.2g})",  # type: ignore[index]
-                # an outline: the cell's printed score stays readable inside it
-                marker={"symbol": "star-open", "size": 30, "color": "#f5a623", "line": {"width": 2.5}},
+                # a frame around the cell: its printed score stays readable inside (an outlined star crossed it)
+                marker={"symbol": "square-open", "size": 30, "color": "#f5a623", "line": {"width": 3}},
                 hoverinfo="skip",
             )
         )

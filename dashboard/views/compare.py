@@ -205,12 +205,12 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
     if matrix.p_corrected is None:
         verdict = (
             f"Best-scoring pair: {best}. Permutations are off, so no pair is tested against chance "
-            "(no star); set permutations above 0 to test the search."
+            "(no gold frame); set permutations above 0 to test the search."
         )
     elif matrix.best_significant:
         p = _p_floor_text(float(matrix.p_corrected[best_i, best_j]), matrix.n_permutations)
         verdict = (
-            f"★ Best pair: {best}, above chance after correcting for the {searched} pairs searched "
+            f"Best pair (gold frame): {best}, above chance after correcting for the {searched} pairs searched "
             f"(studentised max-statistic permutation test, p {p})."
         )
     else:

@@ -41,7 +41,7 @@ def test_random_features_get_no_best_pair_star_and_the_page_says_so():
 def test_trained_nets_get_a_starred_best_pair_with_its_corrected_p():
     app = run_page("compare", {"perm": "50"})
     no_exception(app)
-    assert any(c.value.startswith("★ Best pair") and "≤ 1/51" in c.value for c in app.caption)
+    assert any(c.value.startswith("Best pair (gold frame)") and "≤ 1/51" in c.value for c in app.caption)
 
 
 def test_degenerate_cca_pairs_are_flagged_and_never_the_best():

@@ -42,7 +42,7 @@ def _trace(fig, name_start):
     return next((t for t in fig.data if (t.name or "").startswith(name_start)), None)
 
 
-def test_layer_heatmap_stars_the_best_pair_only_when_it_survives_the_correction():
+def test_layer_heatmap_frames_the_best_pair_only_when_it_survives_the_correction():
     values = np.random.default_rng(0).random((4, 6))
     best = tuple(int(i) for i in np.unravel_index(np.argmax(values), values.shape))
     significant = np.full(values.shape, 0.5)
@@ -53,7 +53,7 @@ def test_layer_heatmap_stars_the_best_pair_only_when_it_survives_the_correction(
     heatmap, cells = fig.data[0], fig.data[1]
     assert len(cells.x) == values.size
     star = _trace(fig, "best pair")
-    assert star.marker.symbol == "star-open" and star.x[0] == heatmap.x[best[1]] and star.y[0] == heatmap.y[best[0]]
+    assert star.marker.symbol == "square-open" and star.x[0] == heatmap.x[best[1]] and star.y[0] == heatmap.y[best[0]]
     greyed = _trace(fig, "not above chance")
     assert len(greyed.x) == values.size - 1  # every cell but the significant one
     # the grey cells are grey, not coloured by a scale stretched over noise (random features at chance
