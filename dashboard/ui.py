@@ -750,3 +750,11 @@ def table_page(rows: Sequence[int], *, key: str) -> Sequence[int]:
         st.session_state[key] = 1
     page = st.number_input(f"Page (of {pages}, {PAGE_ROWS} rows each)", 1, pages, key=key)
     return rows[(page - 1) * PAGE_ROWS : page * PAGE_ROWS]
+
+
+def delta_color(delta: float, higher_is_better: bool = True) -> str:
+    """``st.metric``'s colour for a difference from chance: grey where it rounds to zero at the 3 decimals
+    shown (a green "+0.000" read as "above chance"), else green when it is the better direction."""
+    if round(delta, 3) == 0:
+        return "off"
+    return "normal" if higher_is_better else "inverse"

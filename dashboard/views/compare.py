@@ -139,7 +139,7 @@ def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[Pair
             f"{metric} ({arrow} better)",
             f"{score.value:.3f}",
             delta=None if level is None else f"{signed(score.value - level)} {against}",
-            delta_color="normal" if spec.higher_is_better else "inverse",
+            delta_color=ui.delta_color(0.0 if level is None else score.value - level, spec.higher_is_better),
             help=f"{spec.summary} Range {spec.value_range}. {spec.reference}{caveat}",
         )
     others = [m for m in sel.metrics if m != sel.metric]

@@ -90,7 +90,7 @@ def _gram(sel: Selection, outcome) -> GramVolume | None:
         "GRAM volume (↓ more aligned)",
         f"{gram.volume:.3f}",
         delta=f"{signed(gram.volume - gram.chance)} vs chance",
-        delta_color="inverse",
+        delta_color=ui.delta_color(gram.volume - gram.chance, higher_is_better=False),
     )
     right.metric("Chance (rows shuffled)", f"{gram.chance:.3f}", help=f"sd {gram.chance_std:.3f} over 20 shuffles")
     st.caption(

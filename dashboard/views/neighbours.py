@@ -84,6 +84,7 @@ def render(sel: Selection) -> None:
         "Mutual k-NN (mean overlap)",
         f"{result.score:.3f}",
         delta=f"{signed(result.score - result.chance)} vs chance",
+        delta_color=ui.delta_color(result.score - result.chance),
         help="Mean of the per-sample overlaps below: the global mutual k-NN score.",
     )
     columns[1].metric(

@@ -170,3 +170,17 @@ def test_explicit_tampered_link_is_fixed_and_listed():
     assert "k=" in text and "b=" in text
     assert url_of(app)["k"] == "10" and url_of(app)["b"] == "digits-cnn-s1"
     assert len(app.dataframe[0].value) == 120  # an unknown sample id selects nothing
+
+
+def test_a_score_at_chance_is_not_shown_as_a_green_gain():
+    """k = n − 1: every other sample is a neighbour, the overlap is 1 = chance, and the card showed a green
+    "↑ +0.000 vs chance". A difference that rounds to zero is grey; a real one keeps its colour."""
+    at_chance = run_page("neighbours", {"n": "12", "k": "11"})
+    no_exception(at_chance)
+    card = next(m for m in at_chance.metric if m.label.startswith("Mutual k-NN"))
+    from streamlit.proto.Metric_pb2 import Metric
+
+    assert card.value == "1.000" and card.proto.delta == "+0.000 vs chance"
+    assert card.proto.color == Metric.MetricColor.GRAY
+    default = next(m for m in run_page("neighbours").metric if m.label.startswith("Mutual k-NN"))
+    assert default.proto.delta.startswith("+") and default.proto.color == Metric.MetricColor.GREEN
