@@ -140,7 +140,7 @@ def _headlines(sel: Selection, quick: list, full: list, matrix_out) -> list[Pair
             f"{score.value:.3f}",
             delta=None if level is None else f"{signed(score.value - level)} {against}",
             delta_color=ui.delta_color(0.0 if level is None else score.value - level, spec.higher_is_better),
-            help=f"{spec.summary} Range {spec.value_range}. {spec.reference}{caveat}",
+            help=f"{spec.summary.rstrip('.')}. {_range_text(*spec.value_range)} {spec.reference.rstrip('.')}.{caveat}",
         )
     others = [m for m in sel.metrics if m != sel.metric]
     first = next((s for s in shown if s is not None), None)
@@ -421,3 +421,12 @@ if __name__ == "__main__":  # run by st.navigation as one page of dashboard/app.
     from alignscope.dashboard.pages import run_page
 
     run_page("compare")
+
+
+def _range_text(low: float, high: float) -> str:
+    """A metric's range for people: "Range [0, 1].", "Range [0, ∞).", "Unbounded."."""
+    if not math.isfinite(low) and not math.isfinite(high):
+        return "Unbounded."
+    left = f"[{low:g}" if math.isfinite(low) else "(−∞"
+    right = f"{high:g}]" if math.isfinite(high) else "∞)"
+    return f"Range {left}, {right}."
