@@ -30,11 +30,24 @@ def pair_descriptions(trend: Trend, layer_names: Mapping[str, Sequence[str]]) ->
     return lines
 
 
+def left_out_reason(trend: Trend, position: int, log_x: bool = False) -> str:
+    """Why model ``position`` has no point: no value of the property, one a log axis cannot show, or no
+    score (its only reference is itself, or no pair with a reference could be scored)."""
+    model = trend.models[position]
+    if not np.isfinite(trend.x[position]):
+        return f"no {trend.property}"
+    if log_x and trend.x[position] <= 0:
+        return f"{trend.property} <= 0 on a log axis"
+    if set(trend.references) <= {model}:
+        return "its only reference is itself"
+    return "no pair with a reference could be scored"
+
+
 def trend_figure(
     trend: Trend, layer_names: Mapping[str, Sequence[str]], *, log_x: bool = False, title: str | None = None
 ) -> go.Figure:
-    """x = ``trend.property`` per model, y = mean alignment with its interval; models without the property
-    are left out (their names are listed in the title). The dotted line is each point's level with no
+    """x = ``trend.property`` per model, y = mean alignment with its interval; models without a point are
+    left out, named in the title with why (:func:`left_out_reason`). The dotted line is each point's level with no
     alignment (``trend.null_level()``: the chance of a search's best for best-layer points), the grey band spans it."""
     usable = np.isfinite(trend.x) & np.isfinite(trend.y)
     if log_x:
@@ -108,10 +121,12 @@ def trend_figure(
             name="mean alignment (95% CI)" if has_ci else "mean alignment",
         )
     )
-    left_out = [trend.models[p] for p in range(len(trend.models)) if p not in set(index.tolist())]
     heading = title or f"{trend.metric} vs {trend.property}"
+    left_out = [
+        f"{trend.models[p]} ({left_out_reason(trend, p, log_x)})" for p in range(len(trend.models)) if not usable[p]
+    ]
     if left_out:
-        heading += f" ({len(left_out)} without {trend.property} left out)"
+        heading += f" (left out: {'; '.join(left_out)})"
     direction = "↑ more aligned" if trend.higher_is_better else "↓ more aligned"
     fig.update_xaxes(title=trend.property + (" (log scale)" if log_x else ""), type="log" if log_x else "linear")
     fig.update_yaxes(title=f"mean {trend.metric} to the references ({direction})")

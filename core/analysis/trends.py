@@ -257,7 +257,7 @@ def compute_trend(
         y=y,
         ci_low=low,
         ci_high=high,
-        chance=np.nanmean(chances, axis=1) if np.isfinite(chances).any() else chances[:, 0],
+        chance=_row_means(chances),
         pair_scores=scores,
         pairs=tuple(pairs),
         rho=rho,
@@ -357,9 +357,10 @@ def _bootstrap_points(
         with np.errstate(invalid="ignore", divide="ignore"):
             draws[b] = sums / counts
         progress(b + 1)
-    bias = np.nanmean(draws, axis=0) - y
-    shifted = draws - bias
-    low, high = np.nanquantile(shifted, [0.025, 0.975], axis=0)
+    with warnings.catch_warnings():  # a model with no score (its only reference is itself): NaN, said in the plot
+        warnings.simplefilter("ignore", RuntimeWarning)
+        bias = np.nanmean(draws, axis=0) - y
+        low, high = np.nanquantile(draws - bias, [0.025, 0.975], axis=0)
     return low, high
 
 
@@ -479,3 +480,12 @@ def preset_request(name: str, *, bootstrap: int = 100) -> TrendRequest:
         prop=preset.property,
         bootstrap=bootstrap,
     )
+
+
+def _row_means(values: np.ndarray) -> np.ndarray:
+    """[models, pairs] -> [models]: each row's mean over its finite entries; NaN for a row with none (a
+    model with no scoreable pair), without numpy's empty-slice warning."""
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, values, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)

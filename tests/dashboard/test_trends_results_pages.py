@@ -163,3 +163,13 @@ def test_a_property_no_model_has_is_said_once_with_no_figure_hints():
     said = [e.value for e in app.error] + [c.value for c in app.caption if "bogus" in c.value]
     assert len(said) == 1 and "has the property 'bogus'" in said[0]  # the red box only, not also a grey line
     assert not any("camera button" in c.value for c in app.caption)  # no figure to take a PNG of
+
+
+def test_a_point_left_out_is_named_with_why():
+    """With digits-cnn-s0 its own only reference, the title said "1 without test_accuracy left out", though
+    s0 has a test accuracy: it has no score (a model is not scored against itself)."""
+    app = run_page("trends", {**TREND, "ref": "digits-cnn-s0", "layers": "last"}, fast=False)
+    no_exception(app)
+    figure = plotly_figure(app.get("plotly_chart")[0].proto.spec)
+    title = figure["layout"]["title"]["text"]
+    assert "left out: digits-cnn-s0 (its only reference is itself)" in title and "without test_accuracy" not in title
