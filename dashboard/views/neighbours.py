@@ -177,6 +177,14 @@ def _inspect(sel, data, sample_ids, position, result, pair, shared_counts, k) ->
     st.subheader("A sample's neighbours in A and in B")
     labels = data.labels
     inspected = sel.inspected if sel.inspected in position else sample_ids[int(np.argmin(result.overlap))]
+    if sel.inspected and sel.inspected not in position:  # a sample of the dataset outside this view's subset
+        st.warning(
+            ui.plain(
+                f"{sel.inspected} is not among the {len(sample_ids)} samples of this view (seed {sel.seed}): "
+                f"showing the least aligned one, {inspected}, instead. Raise n, or change the seed, to include it."
+            ),
+            icon=":material/warning:",
+        )
 
     def describe(sample_id: str) -> str:
         i = position[sample_id]

@@ -184,3 +184,17 @@ def test_a_score_at_chance_is_not_shown_as_a_green_gain():
     assert card.proto.color == Metric.MetricColor.GRAY
     default = next(m for m in run_page("neighbours").metric if m.label.startswith("Mutual k-NN"))
     assert default.proto.delta.startswith("+") and default.proto.color == Metric.MetricColor.GREEN
+
+
+def test_a_linked_sample_outside_the_views_subset_is_said_so_not_swapped_silently():
+    """inspect=digit-0042, a sample of digits but not of the view's seeded subset, showed another sample with
+    no word while the link kept naming digit-0042."""
+    from alignscope.core.datasets import load_dataset
+
+    shown = set(load_dataset("digits", n=120, seed=0).sample_ids)
+    outside = next(i for i in load_dataset("digits").sample_ids if i not in shown)
+    app = run_page("neighbours", {"inspect": outside})
+    no_exception(app)
+    assert any(w.value.startswith(f"{outside} is not among the 120 samples of this view (seed 0)") for w in app.warning)
+    inside = next(iter(sorted(shown)))
+    assert not run_page("neighbours", {"inspect": inside}).warning
