@@ -406,6 +406,7 @@ def sweep(
                 fill="tonexty",
                 fillcolor="rgba(230,159,0,0.25)",
                 name="chance band (±2 sd)",
+                showlegend=bool(np.any(spread > 0)),  # a closed-form chance has no spread: no band to name
                 hoverinfo="skip",
             )
         )

@@ -134,7 +134,12 @@ def test_sweep_draws_a_chance_band_and_titles():
     names = [trace.name for trace in fig.data]
     assert "chance band (±2 sd)" in names and "chance level" in names and "best" in names
     band_low = fig.data[1]
-    assert band_low.fill == "tonexty"
+    assert band_low.fill == "tonexty" and band_low.showlegend
+    # a closed-form chance (no sd): the legend named a band nothing drew
+    closed = plots.sweep(
+        [1, 2, 4], [0.5, 0.6, 0.7], chance=[0.1, 0.1, 0.2], x_title="k", metric="mutual_knn", title="t"
+    )
+    assert closed.data[1].name == "chance band (±2 sd)" and closed.data[1].showlegend is False
     assert np.allclose(band_low.y, [0.08, 0.06, 0.18])
     # a metric in [0, 1] (linear CKA at small n): the band stops at 0 instead of dipping below it
     clipped = plots.sweep(
