@@ -91,7 +91,8 @@ HEADLINES_PER_ROW = 4
 
 def _is_searched_best(matrix_out, layers: tuple[int, int]) -> bool:
     """Whether ``layers`` is the heatmap's best pair (picked by a search, not fixed in advance)."""
-    return bool(matrix_out.ready and tuple(matrix_out.result.best_index) == layers)
+    matrix = matrix_out.result if matrix_out.ready else None
+    return bool(matrix is not None and tuple(matrix.best_index) == layers and int(matrix.searchable.sum()) > 1)
 
 
 def _searched_chance(sel: Selection, matrix_out, metric: str, layers: tuple[int, int]) -> float | None:
@@ -207,6 +208,10 @@ def _heatmap(sel: Selection, outcome, layer_a: int, layer_b: int):
             f"Best-scoring pair: {best}. Permutations are off, so no pair is tested against chance "
             "(no gold frame); set permutations above 0 to test the search."
         )
+    elif searched == 1:  # one layer each (an uploaded matrix, a final embedding): nothing was searched
+        p = _p_floor_text(float(matrix.p_corrected[best_i, best_j]), matrix.n_permutations)
+        above = "above chance" if matrix.best_significant else "not above chance"
+        verdict = f"The only layer pair: {best}, {above} (permutation test, p {p}; nothing was searched)."
     elif matrix.best_significant:
         p = _p_floor_text(float(matrix.p_corrected[best_i, best_j]), matrix.n_permutations)
         verdict = (

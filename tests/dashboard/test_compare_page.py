@@ -215,3 +215,30 @@ def test_a_third_model_that_is_a_or_b_is_said_not_dropped_silently():
     app = run_page("compare", {"a": "digits-cnn-s0", "b": "digits-cnn-s1", "vs": "digits-cnn-s0"}, settle=False)
     no_exception(app)
     assert any("The third model 'digits-cnn-s0' is A or B; pick another." in w.value for w in app.warning)
+
+
+def test_two_one_layer_models_are_not_described_as_a_search():
+    """Two uploaded matrices (one layer each): the caption said "after correcting for the 1 pairs searched"
+    and the card read the score "vs chance of the best" of a search that never happened."""
+    import io
+
+    import numpy as np
+
+    from alignscope.core.uploads import add_representation, forget
+
+    rng = np.random.default_rng(5)
+    pixels = rng.normal(size=(1797, 6)).astype(np.float32)
+    for name, matrix in (("solo-a", pixels), ("solo-b", pixels + 0.5 * rng.normal(size=pixels.shape))):
+        buffer = io.BytesIO()
+        np.save(buffer, matrix.astype(np.float32))
+        add_representation(name, f"{name}.npy", buffer.getvalue(), dataset="digits")
+    try:
+        app = run_page("compare", {"a": "solo-a", "b": "solo-b", "metrics": "mutual_knn"})
+        no_exception(app)
+        assert any(c.value.startswith("The only layer pair: A layer 0") for c in app.caption)
+        assert not any("pairs searched" in c.value for c in app.caption)
+        card = next(m for m in app.metric if m.label.startswith("mutual_knn"))
+        assert card.proto.delta.endswith(" vs chance")
+    finally:  # the session's shared cache
+        forget("models", "solo-a")
+        forget("models", "solo-b")
