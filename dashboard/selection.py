@@ -495,6 +495,7 @@ class _Parser:
         self.warnings: list[str] = []
         self.raw = self._collect(params)
         self.unknown_dataset: str | None = None
+        self.unknown_models: dict[str, str] = {}  # field name -> why its link value was refused
 
     def _collect(self, params: Mapping[str, Any]) -> dict[str, str]:
         known_keys = set(QUERY_KEYS.values())
@@ -531,6 +532,8 @@ class _Parser:
             self._parse_field(field, self.raw[field.key].strip(), names)
         if self.unknown_dataset is not None:
             self._replace_dataset(self.unknown_dataset, names["dataset"])
+        for name, reason in self.unknown_models.items():
+            self._replace_model(name, reason, names["model"])
         self._parse_n()
         self._parse_k()
         if "depth" in self.raw and "tdepth" not in self.raw and "relative_depth" in self.values:
@@ -565,6 +568,24 @@ class _Parser:
         if fitting and self.default.dataset not in fitting:
             self.values["dataset"] = fitting[0]
         self.fix(FIELD_BY_NAME["dataset"], reason)
+
+    def _replace_model(self, name: str, reason: str, models: list[str]) -> None:
+        """An unknown model A or B (removed since the link was made): the default where it can encode the
+        link's dataset, else the first registered model that can, other than the pair's other model."""
+        from alignscope.core.datasets import get_dataset_spec
+        from alignscope.core.errors import AlignscopeError
+        from alignscope.core.models import get_model_spec
+
+        default = getattr(self.default, name)
+        other = self.values.get("model_b" if name == "model_a" else "model_a")
+        try:
+            dataset = get_dataset_spec(self.values.get("dataset", self.default.dataset))
+            fitting = [m for m in models if dataset.supports(get_model_spec(m).modality)]
+        except AlignscopeError:
+            fitting = []
+        if fitting and default not in fitting:
+            self.values[name] = next((m for m in fitting if m != other), fitting[0])
+        self.fix(FIELD_BY_NAME[name], reason)
 
     def _parse_field(self, field: Field, raw: str, names: dict[str, list[str]]) -> None:
         kind = field.kind
@@ -610,6 +631,8 @@ class _Parser:
         reason = f"unknown {'value' if field.kind == 'choice' else field.kind} (choose from {listing})"
         if field.kind == "dataset":  # replaced once the models are known (a removed text dataset: a text one)
             self.unknown_dataset = reason
+        elif field.kind == "model":  # replaced once the dataset is known (by a model that can read it)
+            self.unknown_models[field.name] = reason
         else:
             self.fix(field, reason)
 

@@ -311,3 +311,18 @@ def test_a_failing_size_lookup_does_not_raise():
 
     selection, _ = Selection.from_query({"n": "100"}, dataset_size=broken)
     assert selection.n == 100
+
+
+def test_an_unknown_model_is_replaced_by_one_that_reads_the_links_dataset():
+    """/compare?data=sentences&a=minilm-l6&b=bert-tiny (a model not added here): B became the default
+    digits-cnn-s1, which reads images, and the page said it cannot read text; no scores."""
+    from alignscope.core.datasets import get_dataset_spec
+    from alignscope.core.models import get_model_spec
+
+    selection, warnings = Selection.from_query({"data": "sentences", "a": "minilm-l6", "b": "bert-tiny"})
+    assert selection.model_a == "minilm-l6" and selection.model_b != "minilm-l6"
+    assert get_dataset_spec("sentences").supports(get_model_spec(selection.model_b).modality)
+    assert any(w.startswith("b='bert-tiny': unknown model") and f"using b={selection.model_b}" in w for w in warnings)
+    # where the default reads the dataset, it stays the replacement
+    selection, _ = Selection.from_query({"data": "digits", "b": "gone"})
+    assert selection.model_b == Selection().model_b
